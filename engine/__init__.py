@@ -1,0 +1,1 @@
+"""PolicyKB: medical-billing policy as Datalog."""
