@@ -85,7 +85,7 @@ class NaivePyDatalog:
         from pyDatalog import pyDatalog, pyEngine
 
         self.E = pyEngine
-        pyDatalog.Logic()  # a fresh logic for this thread
+        self._logic = pyDatalog.Logic()  # a fresh logic, current for this thread
         for name, arity in {**_TABLE_PREDS, **_CLAIM_PREDS}.items():
             pyEngine.insert(pyEngine.Pred(name, arity))
         self._rules()
@@ -161,6 +161,7 @@ class NaivePyDatalog:
 
     def check(self, claim: Claim) -> dict[int, list[str]]:
         E = self.E
+        E.Logic.tl.logic = self._logic  # another logic may have become current meanwhile
         handles = []
         for ln in claim.lines:
             lid = f"L{ln.line}"
