@@ -1,0 +1,182 @@
+"""One measured configuration, run as its own process so its peak memory is its own.
+
+    python -m benchmarks.measure SPEC.json
+
+SPEC: {"system": "policykb"|"oracle"|"clingo"|"naive", "mode": "latency"|"batch",
+       "corpus": JSONL path, "out": JSON path for the figures, "results": JSONL path for the
+       per-claim results, "workers": int (batch), "kb": KB dir, "naive_rows": int,
+       "warmup": int}
+
+latency: build the system once, then adjudicate each claim alone (timed from Claim in to
+result dict out; parsing the JSON is not timed), after `warmup` untimed claims.
+batch: engine.batch.run_batch over the corpus file, the runner `policykb scrub` uses; the
+elapsed time includes starting the workers. Peak memory is ru_maxrss: of this process for
+latency and 1-worker batch, of the largest pool worker for 2+ workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.claims import Claim, parse_claim_text
+
+from benchmarks.tables import KB_DIR, shared_tables
+
+
+def _maxrss_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+
+
+def _read_claims(path: Path) -> list[Claim]:
+    with path.open(encoding="utf-8") as f:
+        return [parse_claim_text(line) for line in f if line.strip()]
+
+
+def _pct(sorted_ms: list[float], q: float) -> float:
+    if not sorted_ms:
+        return float("nan")
+    k = (len(sorted_ms) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_ms) - 1)
+    return sorted_ms[lo] + (sorted_ms[hi] - sorted_ms[lo]) * (k - lo)
+
+
+def latency_summary(ms: list[float]) -> dict[str, float]:
+    s = sorted(ms)
+    return {"n": len(s), "p50_ms": _pct(s, 0.50), "p95_ms": _pct(s, 0.95),
+            "p99_ms": _pct(s, 0.99), "mean_ms": sum(s) / len(s) if s else float("nan"),
+            "max_ms": s[-1] if s else float("nan")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Systems: each gives (build() -> adjudicate(Claim) -> dict, worker factory for run_batch)
+
+
+def _naive_rows(spec: dict[str, Any]):
+    from benchmarks.naive_pydatalog import relevant_pairs, slice_rows
+
+    claims = _read_claims(Path(spec["corpus"]))
+    return slice_rows(shared_tables(), relevant_pairs(claims), spec.get("naive_rows", 50_000))
+
+
+def _system(spec: dict[str, Any]) -> tuple[Callable[[], Callable[[Claim], dict]], Callable, dict]:
+    name = spec["system"]
+    info: dict[str, Any] = {}
+    if name == "policykb":
+        from engine.api import PolicyKB, make_worker
+
+        kb_dir = spec.get("kb", str(KB_DIR))
+
+        def build():
+            kb = PolicyKB.open(kb_dir)
+            return lambda claim: kb.adjudicate(claim, proofs=True).to_dict()
+
+        return build, functools.partial(make_worker, kb_dir), info
+    if name == "oracle":
+        from benchmarks import oracle
+
+        return lambda: oracle.Oracle(shared_tables()).result, oracle.make_worker, info
+    if name == "clingo":
+        from benchmarks import clingo_baseline
+
+        return (lambda: clingo_baseline.ClingoChecker(shared_tables()).result,
+                clingo_baseline.make_worker, info)
+    if name == "naive":
+        from benchmarks import naive_pydatalog
+
+        rows = _naive_rows(spec)
+        naive_pydatalog.SLICE[:] = rows
+
+        def build_naive():
+            n = naive_pydatalog.NaivePyDatalog(shared_tables(), rows, checkpoint=len(rows) // 2)
+            info.update(n.stats)
+            return n.result
+
+        return build_naive, naive_pydatalog.make_worker, info
+    raise ValueError(f"unknown system {name}")
+
+
+def _uses_tables(name: str) -> bool:
+    return name in ("oracle", "clingo", "naive")
+
+
+def run_latency(spec: dict[str, Any]) -> dict[str, Any]:
+    claims = _read_claims(Path(spec["corpus"]))
+    t0 = time.perf_counter()
+    if _uses_tables(spec["system"]):
+        shared_tables()
+    tables_s = time.perf_counter() - t0
+    build, _factory, info = _system(spec)
+    t1 = time.perf_counter()
+    adjudicate = build()
+    build_s = time.perf_counter() - t1
+    for claim in claims[: spec.get("warmup", 20)]:
+        adjudicate(claim)
+    ms: list[float] = []
+    ms10: list[float] = []
+    perf = time.perf_counter_ns
+    with open(spec["results"], "w", encoding="utf-8") as f:  # written as we go: results
+        for claim in claims:                                  # are not kept in memory
+            start = perf()
+            result = adjudicate(claim)
+            elapsed = (perf() - start) / 1e6
+            ms.append(elapsed)
+            if len(claim.lines) == 10:
+                ms10.append(elapsed)
+            f.write(json.dumps(result, sort_keys=True, separators=(",", ":")) + "\n")
+    lines = sum(len(c.lines) for c in claims)
+    total_s = sum(ms) / 1000
+    return {
+        "tables_s": tables_s, "build_s": build_s, "info": info,
+        "all": latency_summary(ms), "ten_line": latency_summary(ms10),
+        "per_line_mean_ms": sum(ms) / lines if lines else float("nan"),
+        "serial_claims_per_s": len(claims) / total_s if total_s else float("nan"),
+        "maxrss_mb": _maxrss_mb(resource.RUSAGE_SELF),
+    }
+
+
+def run_batch_mode(spec: dict[str, Any]) -> dict[str, Any]:
+    from engine.batch import run_batch
+
+    workers = int(spec["workers"])
+    if _uses_tables(spec["system"]):
+        shared_tables()  # loaded once here; pool workers inherit it by fork
+    _build, factory, _info = _system(spec)
+    rss_before = _maxrss_mb(resource.RUSAGE_SELF)
+    summary = run_batch(Path(spec["corpus"]), Path(spec["results"]), workers=workers,
+                        make_worker=factory, progress=False)
+    out = {
+        "workers": workers, "claims": summary.claims_read, "ok": summary.claims_ok,
+        "lines": summary.lines, "denied_lines": summary.denied_lines,
+        "elapsed_s": summary.elapsed_s, "claims_per_s": summary.claims_per_s,
+        "lines_per_s": summary.lines_per_s,
+        "parent_maxrss_before_mb": rss_before,
+        "parent_maxrss_mb": _maxrss_mb(resource.RUSAGE_SELF),
+    }
+    if workers == 1:
+        out["worker_maxrss_mb"] = out["parent_maxrss_mb"]
+    else:
+        out["worker_maxrss_mb"] = _maxrss_mb(resource.RUSAGE_CHILDREN)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    if spec["mode"] == "latency":
+        out = run_latency(spec)
+    else:
+        out = run_batch_mode(spec)
+    out["wall_s"] = time.perf_counter() - started
+    Path(spec["out"]).write_text(json.dumps(out, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

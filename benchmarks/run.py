@@ -1,0 +1,679 @@
+"""PolicyKB against its baselines on one seeded claim corpus, with the full tables loaded.
+
+    python -m benchmarks.run [--claims 5000] [--seed 1] [--out benchmarks/results/latest.json]
+                             [--quick] [--compare PATH] [--systems policykb,oracle,clingo,naive]
+
+For PolicyKB and each baseline: cold start to a first answer (a fresh interpreter; for
+PolicyKB with its compiled cache present and absent), per-claim latency, batch throughput
+with 1 and 2 worker processes, and peak memory (ru_maxrss) per worker, each configuration in
+its own process. Every NCCI decision of every system is checked against the oracle; any
+disagreement is printed and makes the exit status 1.
+
+Baselines: the oracle (plain Python over dicts: the floor), clingo with the claim's rows
+injected, and naive pyDatalog with table rows asserted as facts (on a slice of the PTP table;
+its full-table figures are extrapolated and labelled so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.claims import parse_claim
+
+from benchmarks.corpus import generate, strip_meta, write_jsonl
+from benchmarks.oracle import NCCI_KINDS, Oracle, ncci_kinds_of_result
+from benchmarks.tables import KB_DIR, REPO, shared_tables
+
+SYSTEMS = ("policykb", "oracle", "clingo", "naive")
+LABEL = {"policykb": "PolicyKB", "oracle": "oracle (dicts)", "clingo": "clingo",
+         "naive": "naive pyDatalog"}
+FULL_PTP_ROWS = 2_546_017
+TARGETS = {
+    "cold_cached_s": ("cold start, cache present", "<", 1.0, "s"),
+    "p50_10_ms": ("10-line claim with proofs, p50", "<", 5.0, "ms"),
+    "p99_10_ms": ("10-line claim with proofs, p99", "<", 25.0, "ms"),
+    "batch2_claims_s": ("batch, 2 workers", ">=", 300.0, "claims/s"),
+    "worker_rss_mb": ("peak memory per worker", "<", 400.0, "MB"),
+    "disagreements": ("oracle disagreements (NCCI)", "==", 0, ""),
+}
+
+
+class Fail(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Subprocess helpers
+
+
+def _env(cache_dir: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("PYTHONHASHSEED", None)
+    if cache_dir is not None:
+        env["POLICYKB_CACHE_DIR"] = str(cache_dir)
+    return env
+
+
+def _measure(spec: dict[str, Any], tmp: Path, cache_dir: Path | None, timeout: float) -> dict:
+    tag = f"{spec['system']}-{spec['mode']}-{spec.get('workers', 1)}"
+    spec = {**spec, "out": str(tmp / f"{tag}.json")}
+    spec_path = tmp / f"{tag}.spec.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.measure", str(spec_path)],
+                          cwd=REPO, env=_env(cache_dir), capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise Fail(f"{tag} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(Path(spec["out"]).read_text(encoding="utf-8"))
+
+
+def _timed_run(cmd: list[str], cache_dir: Path | None, timeout: float) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(cache_dir), capture_output=True, text=True,
+                          timeout=timeout)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise Fail(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}):\n"
+                   f"{(proc.stderr or proc.stdout)[-3000:]}")
+    return elapsed, proc.stdout
+
+
+_POLICYKB_SNIPPET = """
+import json, sys
+from engine.api import PolicyKB
+from engine.claims import load_claims
+kb = PolicyKB.open(sys.argv[2])
+claim = load_claims(sys.argv[1])[0]
+print(json.dumps(kb.adjudicate(claim, proofs=True).to_dict())[:200])
+"""
+
+_BASELINE_SNIPPET = """
+import json, sys
+from engine.claims import load_claims
+from benchmarks.tables import shared_tables
+claim = load_claims(sys.argv[1])[0]
+system = sys.argv[2]
+if system == "oracle":
+    from benchmarks.oracle import Oracle
+    check = Oracle(shared_tables()).check
+elif system == "clingo":
+    from benchmarks.clingo_baseline import ClingoChecker
+    check = ClingoChecker(shared_tables()).check
+else:
+    from benchmarks.naive_pydatalog import NaivePyDatalog
+    rows = [tuple(r) for r in json.load(open(sys.argv[3]))]
+    check = NaivePyDatalog(shared_tables(), rows).check
+print(json.dumps(check(claim)))
+"""
+
+
+def _policykb_cold_cmd(claim_path: Path, kb: Path) -> tuple[list[str], str]:
+    """`policykb explain CLAIM` when the CLI has an explain command, else the API."""
+    cli = REPO / "engine" / "cli.py"
+    if cli.exists() and "explain" in cli.read_text(encoding="utf-8"):
+        code = "import sys; from engine.cli import main; sys.exit(main())"
+        return [sys.executable, "-c", code, "explain", str(claim_path)], "policykb explain"
+    return ([sys.executable, "-c", _POLICYKB_SNIPPET, str(claim_path), str(kb)],
+            "python -c 'PolicyKB.open(); adjudicate(proofs=True)'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Correctness
+
+
+def _disagreements(system: str, where: str, reference: list[dict[int, list[str]]],
+                   ids: list[str], results_path: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    with results_path.open(encoding="utf-8") as f:
+        results = [json.loads(line) for line in f if line.strip()]
+    if len(results) != len(reference):
+        out.append({"system": system, "where": where, "claim": None,
+                    "problem": f"{len(results)} results for {len(reference)} claims"})
+    for i, (ref, res) in enumerate(zip(reference, results)):
+        if "error" in res:
+            out.append({"system": system, "where": where, "claim": ids[i],
+                        "problem": "error record: " + json.dumps(res["error"])[:300]})
+            continue
+        got = ncci_kinds_of_result(res)
+        if got != ref:
+            for line in sorted(set(got) | set(ref)):
+                if got.get(line, []) != ref.get(line, []):
+                    out.append({"system": system, "where": where, "claim": ids[i],
+                                "line": line, "oracle": ref.get(line, []),
+                                "system_kinds": got.get(line, [])})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def _fmt(v: Any, unit: str = "", digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v != v:
+            return "-"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}{unit}"
+        return f"{v:,.{digits}f}{unit}"
+    return f"{v}{unit}"
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def _check_target(key: str, value: Any) -> str:
+    if value is None:
+        return "MISS"
+    _label, op, limit, _unit = TARGETS[key]
+    ok = {"<": value < limit, ">=": value >= limit, "==": value == limit}[op]
+    return "PASS" if ok else "MISS"
+
+
+def _policykb_available() -> str | None:
+    """None when engine.api provides PolicyKB and make_worker, else why not."""
+    if importlib.util.find_spec("engine.api") is None:
+        return "engine/api.py does not exist yet"
+    proc = subprocess.run([sys.executable, "-c",
+                           "from engine.api import PolicyKB, make_worker"],
+                          cwd=REPO, env=_env(None), capture_output=True, text=True)
+    if proc.returncode != 0:
+        return "importing PolicyKB, make_worker from engine.api failed:\n" + proc.stderr[-1500:]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--claims", type=int, default=None, help="corpus size (default 5000; "
+                    "300 with --quick)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"))
+    ap.add_argument("--quick", action="store_true", help="small smoke run: 300 claims, "
+                    "one cold start each")
+    ap.add_argument("--compare", type=Path, help="a previous results JSON to compare with")
+    ap.add_argument("--systems", default=",".join(SYSTEMS),
+                    help="comma-separated subset of " + ",".join(SYSTEMS))
+    ap.add_argument("--kb", type=Path, default=KB_DIR)
+    ap.add_argument("--naive-rows", type=int, default=50_000,
+                    help="PTP rows asserted into naive pyDatalog (a slice; default 50000)")
+    ap.add_argument("--keep-temp", action="store_true", help="keep the work directory")
+    args = ap.parse_args(argv)
+    n_claims = args.claims or (300 if args.quick else 5000)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        ap.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    if "clingo" in systems and importlib.util.find_spec("clingo") is None:
+        ap.error("clingo is not installed: pip install clingo==5.8.3 (the `bench` extra), "
+                 "or leave it out with --systems")
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    cold_repeats = (1, 1) if args.quick else (3, 2)  # (cache present, cache absent)
+    timeout = 900.0
+
+    tmp = Path(tempfile.mkdtemp(prefix="policykb-bench-"))
+    failures: list[str] = []
+    report: dict[str, Any] = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed,
+            "claims": n_claims, "quick": args.quick, "python": platform.python_version(),
+            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "cpu": _cpu_model(), "commit": _git("rev-parse", "HEAD"),
+            "dirty": bool(_git("status", "--porcelain", "--", "engine", "kb", "benchmarks")),
+            "naive_ptp_rows": args.naive_rows,
+        },
+        "systems": {},
+    }
+    try:
+        with console.status("loading tables and generating the corpus") as status:
+            tables = shared_tables()
+            corpus = generate(tables, n_claims, args.seed)
+            corpus_path = tmp / "corpus.jsonl"
+            write_jsonl(corpus, corpus_path)
+            claims = [parse_claim(strip_meta(c)) for c in corpus]
+            ids = [c.id for c in claims]
+            oracle = Oracle(tables)
+            reference = [oracle.check(c) for c in claims]
+            sample = _sample_claim(corpus, claims)
+            claim_path = tmp / "claim.json"
+            claim_path.write_text(json.dumps(strip_meta(sample), indent=1), encoding="utf-8")
+            report["corpus"] = _corpus_stats(corpus, claims, reference, tables)
+            report["tables"] = {"ptp_rows": tables.ptp_rows_read,
+                                "ptp_rows_in_force_2024": tables.ptp_rows_kept,
+                                "mue_rows": len(tables.mue),
+                                "aoc_rows": len(tables.aoc_code),
+                                "aoc_primary_rows": sum(len(v) for v in tables.aoc_primary.values()),
+                                "oracle_load_s": tables.load_s}
+            status.update("")
+        _print_corpus(console, report)
+
+        unavailable = _policykb_available() if "policykb" in systems else None
+        if unavailable:
+            failures.append(f"PolicyKB not measured: {unavailable}")
+            console.print(f"[bold red]PolicyKB cannot be measured:[/] {unavailable}")
+            systems = [s for s in systems if s != "policykb"]
+
+        naive_slice = tmp / "naive_slice.json"
+        if "naive" in systems:
+            from benchmarks.naive_pydatalog import relevant_pairs, slice_rows
+
+            rows = slice_rows(tables, relevant_pairs(claims), args.naive_rows)
+            naive_slice.write_text(json.dumps(rows), encoding="utf-8")
+        warm_cache = tmp / "cache-warm"
+        for system in systems:
+            res: dict[str, Any] = {"disagreements": []}
+            report["systems"][system] = res
+            cache = warm_cache if system == "policykb" else None
+            # 1. cold start
+            with console.status(f"{LABEL[system]}: cold start"):
+                if system == "policykb":
+                    cmd, how = _policykb_cold_cmd(claim_path, args.kb)
+                    res["cold_how"] = how
+                    nocache = []
+                    for i in range(cold_repeats[1]):
+                        d = warm_cache if i == 0 else tmp / f"cache-empty-{i}"
+                        nocache.append(_timed_run(cmd, d, timeout)[0])
+                    cached = [_timed_run(cmd, warm_cache, timeout)[0]
+                              for _ in range(cold_repeats[0])]
+                    res["cold_cached_s"] = _median(cached)
+                    res["cold_nocache_s"] = _median(nocache)
+                    res["cold_runs"] = {"cached": cached, "nocache": nocache}
+                else:
+                    cmd = [sys.executable, "-c", _BASELINE_SNIPPET, str(claim_path), system,
+                           str(naive_slice)]
+                    runs = [_timed_run(cmd, None, timeout)[0]
+                            for _ in range(max(1, cold_repeats[1]))]
+                    res["cold_s"] = _median(runs)
+                    res["cold_runs"] = runs
+                    res["cold_how"] = "python -c (load tables, one claim)"
+            # 2. latency
+            with console.status(f"{LABEL[system]}: per-claim latency, {n_claims} claims"):
+                spec = {"system": system, "mode": "latency", "corpus": str(corpus_path),
+                        "results": str(tmp / f"{system}-latency.jsonl"), "kb": str(args.kb),
+                        "naive_rows": args.naive_rows, "warmup": 20}
+                res["latency"] = _measure(spec, tmp, cache, timeout)
+                res["disagreements"] += _disagreements(system, "latency", reference, ids,
+                                                       Path(spec["results"]))
+            # 3. batch, 1 and 2 workers
+            res["batch"] = {}
+            for workers in (1, 2):
+                with console.status(f"{LABEL[system]}: batch, {workers} worker(s)"):
+                    spec = {"system": system, "mode": "batch", "corpus": str(corpus_path),
+                            "results": str(tmp / f"{system}-batch{workers}.jsonl"),
+                            "workers": workers, "kb": str(args.kb),
+                            "naive_rows": args.naive_rows}
+                    res["batch"][str(workers)] = _measure(spec, tmp, cache, timeout)
+                    res["disagreements"] += _disagreements(system, f"batch{workers}", reference,
+                                                           ids, Path(spec["results"]))
+            res["worker_rss_mb"] = max(b["worker_maxrss_mb"] for b in res["batch"].values())
+            if res["disagreements"]:
+                n = _figures(system, res)["disagreements"]
+                failures.append(f"{LABEL[system]}: {n} claim lines where NCCI decisions "
+                                f"disagree with the oracle")
+            console.print(f"[dim]{LABEL[system]} measured[/]")
+        if "naive" in report["systems"]:
+            report["naive_extrapolated"] = _extrapolate_naive(report["systems"]["naive"])
+    except Fail as e:
+        failures.append(str(e))
+        console.print(f"[bold red]benchmark step failed:[/] {e}")
+    finally:
+        if args.keep_temp:
+            console.print(f"work directory kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    report["targets"] = _targets(report)
+    report["failures"] = failures
+    _print_results(console, report)
+    _print_disagreements(console, report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, sort_keys=True), encoding="utf-8")
+    console.print(f"figures written to {args.out}")
+    if args.compare:
+        _print_compare(console, report, args.compare)
+    if failures:
+        console.print("[bold red]FAILED[/]")
+        for f in failures:
+            console.print(f"  - {f.splitlines()[0]}")
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus
+
+
+def _sample_claim(corpus: list[dict[str, Any]], claims: list[Any]) -> dict[str, Any]:
+    """A 10-line claim with the injection policy in play, for the cold start."""
+    for raw, c in zip(corpus, claims):
+        if raw["_scenario"] == "injection" and len(c.lines) == 10:
+            return raw
+    return max(corpus, key=lambda r: len(r["lines"]))
+
+
+def _corpus_stats(corpus, claims, reference, tables) -> dict[str, Any]:
+    kinds = Counter(k for ref in reference for ks in ref.values() for k in ks)
+    pos = Counter(ln.pos for c in claims for ln in c.lines)
+    mods = Counter(m for c in claims for ln in c.lines for m in ln.modifiers)
+    return {
+        "claims": len(claims),
+        "lines": sum(len(c.lines) for c in claims),
+        "history_lines": sum(len(c.history) for c in claims),
+        "claims_with_history": sum(1 for c in claims if c.history),
+        "ten_line_claims": sum(1 for c in claims if len(c.lines) == 10),
+        "claims_with_ncci_denial": sum(1 for r in reference if r),
+        "lines_with_ncci_denial": sum(len(r) for r in reference),
+        "denials_by_kind": {k: kinds.get(k, 0) for k in NCCI_KINDS},
+        "scenarios": dict(sorted(Counter(c["_scenario"] for c in corpus).items())),
+        "pos": dict(pos.most_common(8)),
+        "modifiers": dict(mods.most_common(10)),
+    }
+
+
+def _print_corpus(console: Console, report: dict[str, Any]) -> None:
+    c, t = report["corpus"], report["tables"]
+    table = Table(title=f"corpus (seed {report['meta']['seed']}) and tables", title_justify="left",
+                  show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("claims / lines / 10-line claims",
+                  f"{c['claims']:,} / {c['lines']:,} / {c['ten_line_claims']:,}")
+    table.add_row("claims with history (history lines)",
+                  f"{c['claims_with_history']:,} ({c['history_lines']:,})")
+    table.add_row("claims with an NCCI denial (oracle)",
+                  f"{c['claims_with_ncci_denial']:,} ({c['claims_with_ncci_denial'] / c['claims']:.0%})")
+    table.add_row("lines denied (oracle)", f"{c['lines_with_ncci_denial']:,} "
+                  + "(" + ", ".join(f"{k} {v:,}" for k, v in c["denials_by_kind"].items()) + ")")
+    table.add_row("scenarios", ", ".join(f"{k} {v}" for k, v in c["scenarios"].items()))
+    table.add_row("POS", ", ".join(f"{k} {v}" for k, v in c["pos"].items()))
+    table.add_row("PTP rows (in force 2024 and later)",
+                  f"{t['ptp_rows']:,} ({t['ptp_rows_in_force_2024']:,})")
+    table.add_row("MUE / AOC / AOC primary rows",
+                  f"{t['mue_rows']:,} / {t['aoc_rows']:,} / {t['aoc_primary_rows']:,}")
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+def _extrapolate_naive(naive: dict[str, Any]) -> dict[str, Any]:
+    """Linear in PTP rows, from the increment between the slice's half and its end."""
+    info = naive["latency"]["info"]
+    marks = info["ptp_marks"]
+    (n1, t1, m1), (n2, t2, m2) = marks[0], marks[-1]
+    if n2 == n1:
+        per_row_s, per_row_mb = t2 / n2, m2 / n2
+    else:
+        per_row_s, per_row_mb = (t2 - t1) / (n2 - n1), (m2 - m1) / (n2 - n1)
+    extra_rows = FULL_PTP_ROWS - n2
+    load_full = naive["latency"]["tables_s"] + info["load_other_s"] + per_row_s * FULL_PTP_ROWS
+    return {
+        "label": f"EXTRAPOLATED linearly from a {n2:,}-row slice to {FULL_PTP_ROWS:,} PTP rows",
+        "slice_rows": n2, "per_row_us": per_row_s * 1e6, "per_row_bytes": per_row_mb * 2**20,
+        "load_s": load_full,
+        "cold_s": naive["cold_s"] + per_row_s * extra_rows,
+        "worker_rss_mb": naive["worker_rss_mb"] + per_row_mb * extra_rows,
+        "batch2_claims_s": _batch_with_extra_start(naive["batch"]["2"], per_row_s * extra_rows),
+        "batch1_claims_s": _batch_with_extra_start(naive["batch"]["1"], per_row_s * extra_rows),
+        "note": "per-claim latency is the slice's (not extrapolated); each worker would "
+                "assert the full table at start, which the batch figures add",
+    }
+
+
+def _batch_with_extra_start(b: dict[str, Any], extra_s: float) -> float:
+    return b["claims"] / (b["elapsed_s"] + extra_s)
+
+
+def _figures(system: str, res: dict[str, Any]) -> dict[str, Any]:
+    lat = res.get("latency", {})
+    b1 = res.get("batch", {}).get("1", {})
+    b2 = res.get("batch", {}).get("2", {})
+    return {
+        "cold_cached_s": res.get("cold_cached_s"),
+        "cold_nocache_s": res.get("cold_nocache_s", res.get("cold_s")),
+        "build_s": (lat["build_s"] + lat.get("tables_s", 0.0)) if "build_s" in lat else None,
+        "p50_ms": lat.get("all", {}).get("p50_ms"), "p95_ms": lat.get("all", {}).get("p95_ms"),
+        "p99_ms": lat.get("all", {}).get("p99_ms"),
+        "p50_10_ms": lat.get("ten_line", {}).get("p50_ms"),
+        "p95_10_ms": lat.get("ten_line", {}).get("p95_ms"),
+        "p99_10_ms": lat.get("ten_line", {}).get("p99_ms"),
+        "batch1_claims_s": b1.get("claims_per_s"), "batch1_lines_s": b1.get("lines_per_s"),
+        "batch2_claims_s": b2.get("claims_per_s"), "batch2_lines_s": b2.get("lines_per_s"),
+        "latency_rss_mb": lat.get("maxrss_mb"),
+        "worker_rss_mb": res.get("worker_rss_mb"),
+        # distinct (claim, line) pairs over the latency and batch runs
+        "disagreements": len({(d.get("claim"), d.get("line"), d.get("problem"))
+                              for d in res.get("disagreements", [])}) if res else None,
+    }
+
+
+def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    res = report["systems"].get("policykb")
+    figs = _figures("policykb", res) if res else {}
+    out = []
+    for key, (label, op, limit, unit) in TARGETS.items():
+        value = figs.get(key) if res else None
+        out.append({"key": key, "label": label, "op": op, "limit": limit, "unit": unit,
+                    "value": value, "status": _check_target(key, value) if res else "MISS"})
+    return out
+
+
+ROWS = [  # (figure key, label, unit, higher is better)
+    ("cold_cached_s", "cold start to first answer, cache present", " s", False),
+    ("cold_nocache_s", "cold start to first answer, no cache*", " s", False),
+    ("build_s", "load tables / open KB, in-process", " s", False),
+    ("p50_ms", "latency all claims p50", " ms", False),
+    ("p95_ms", "latency all claims p95", " ms", False),
+    ("p99_ms", "latency all claims p99", " ms", False),
+    ("p50_10_ms", "latency 10-line claims p50", " ms", False),
+    ("p95_10_ms", "latency 10-line claims p95", " ms", False),
+    ("p99_10_ms", "latency 10-line claims p99", " ms", False),
+    ("batch1_claims_s", "batch 1 worker, claims/s", "", True),
+    ("batch1_lines_s", "batch 1 worker, lines/s", "", True),
+    ("batch2_claims_s", "batch 2 workers, claims/s", "", True),
+    ("batch2_lines_s", "batch 2 workers, lines/s", "", True),
+    ("worker_rss_mb", "peak RSS per batch worker", " MB", False),
+    ("latency_rss_mb", "peak RSS, latency process", " MB", False),
+    ("disagreements", "NCCI disagreements with oracle", "", False),
+]
+
+
+def _print_results(console: Console, report: dict[str, Any]) -> None:
+    systems = list(report["systems"])
+    if not systems:
+        return
+    figs = {s: _figures(s, report["systems"][s]) for s in systems}
+    naive_x = report.get("naive_extrapolated")
+    n_claims = report["meta"]["claims"]
+    table = Table(title=f"results: {n_claims:,} claims, full tables "
+                        f"({report['meta']['cpus']} CPUs, {report['meta']['cpu']})",
+                  title_justify="left")
+    table.add_column("figure")
+    for s in systems:
+        label = LABEL[s]
+        if s == "naive":
+            label += f"\n(slice: {report['meta']['naive_ptp_rows']:,} PTP rows)"
+        table.add_column(label, justify="right")
+    if naive_x:
+        table.add_column("naive pyDatalog\nEXTRAPOLATED to\n2.5M PTP rows", justify="right",
+                         style="italic")
+    if "policykb" in systems:
+        table.add_column("PolicyKB target", justify="right")
+    targets = {t["key"]: t for t in report["targets"]}
+    for key, label, unit, _hib in ROWS:
+        row = [label]
+        for s in systems:
+            v = figs[s].get(key)
+            if key == "cold_cached_s" and s != "policykb":
+                row.append("[dim]n/a: no cache[/]")
+            else:
+                row.append(_fmt(v, unit if v is not None else ""))
+        if naive_x:
+            xkey = {"cold_nocache_s": "cold_s", "worker_rss_mb": "worker_rss_mb",
+                    "batch1_claims_s": "batch1_claims_s", "batch2_claims_s": "batch2_claims_s",
+                    "build_s": "load_s"}.get(key)
+            row.append(_fmt(naive_x.get(xkey), unit) if xkey else "")
+        if "policykb" in systems:
+            t = targets.get(key)
+            if t:
+                mark = "[green]PASS[/]" if t["status"] == "PASS" else "[red]MISS[/]"
+                row.append(f"{t['op']} {t['limit']}{(' ' + t['unit']) if t['unit'] else ''} {mark}")
+            else:
+                row.append("")
+        table.add_row(*row)
+    console.print(table)
+    notes = [
+        "latency: one claim in, result dict out, in a warm process (20 untimed warm-up claims); "
+        "PolicyKB with proofs=True, baselines give decisions only",
+        "batch: engine.batch.run_batch over the corpus JSONL; elapsed includes worker start; "
+        "baselines' pool workers inherit the preloaded tables by fork",
+        "memory: ru_maxrss of the measuring process / of the largest pool worker",
+        "* a baseline has no cache: its only cold start (read the CSV tables, answer one claim)",
+    ]
+    if "policykb" in systems:
+        notes.append(f"PolicyKB cold start: {report['systems']['policykb'].get('cold_how')}, "
+                     "POLICYKB_CACHE_DIR a warm vs an empty temp dir")
+    if naive_x:
+        notes.append(f"naive pyDatalog: {naive_x['label']} "
+                     f"({naive_x['per_row_us']:.1f} us and {naive_x['per_row_bytes']:.0f} bytes "
+                     f"per asserted row); {naive_x['note']}")
+    for n in notes:
+        console.print(f"[dim]- {n}[/]")
+
+    if "policykb" in systems and len(systems) > 1:
+        ratios = Table(title="PolicyKB relative to each baseline (same corpus)",
+                       title_justify="left")
+        ratios.add_column("figure")
+        baselines = [s for s in systems if s != "policykb"]
+        for s in baselines:
+            ratios.add_column(f"vs {LABEL[s]}", justify="right")
+        if naive_x:
+            ratios.add_column("vs naive\nEXTRAPOLATED", justify="right", style="italic")
+        pk = figs["policykb"]
+        for key, label, _unit, higher_better in ROWS:
+            if key in ("disagreements", "latency_rss_mb", "cold_cached_s"):
+                continue
+            row = [label]
+            words = ("more", "less") if key.endswith("_mb") else ("slower", "faster")
+            for s in baselines:
+                row.append(_ratio(pk.get(key), figs[s].get(key), higher_better, words))
+            if naive_x:
+                xkey = {"cold_nocache_s": "cold_s", "worker_rss_mb": "worker_rss_mb",
+                        "batch1_claims_s": "batch1_claims_s",
+                        "batch2_claims_s": "batch2_claims_s", "build_s": "load_s"}.get(key)
+                row.append(_ratio(pk.get(key), naive_x.get(xkey), higher_better, words)
+                           if xkey else "")
+            ratios.add_row(*row)
+        # PolicyKB's cached cold start against each baseline's only cold start
+        row = ["cold start, PolicyKB cached vs baseline"]
+        for s in baselines:
+            row.append(_ratio(pk.get("cold_cached_s"), figs[s].get("cold_nocache_s"), False))
+        if naive_x:
+            row.append(_ratio(pk.get("cold_cached_s"), naive_x.get("cold_s"), False))
+        ratios.add_row(*row)
+        console.print(ratios)
+        console.print("[dim]- 'N× slower' / 'N× faster': PolicyKB's figure against the "
+                      "baseline's (for memory: 'N× more' / 'N× less')[/]")
+
+
+def _ratio(mine: float | None, theirs: float | None, higher_better: bool,
+           words: tuple[str, str] = ("slower", "faster")) -> str:
+    if not mine or not theirs:
+        return "-"
+    if higher_better:  # throughput: PolicyKB slower when it does less per second
+        r = theirs / mine
+    else:
+        r = mine / theirs
+    return f"{r:.1f}× {words[0]}" if r >= 1 else f"{1 / r:.1f}× {words[1]}"
+
+
+def _print_disagreements(console: Console, report: dict[str, Any]) -> None:
+    for system, res in report["systems"].items():
+        dis = res.get("disagreements", [])
+        if not dis:
+            continue
+        table = Table(title=f"{LABEL[system]}: {len(dis)} NCCI disagreements with the oracle "
+                            "(first 30)", title_justify="left", style="red")
+        for col in ("where", "claim", "line", "oracle", LABEL[system]):
+            table.add_column(col)
+        for d in dis[:30]:
+            if "problem" in d:
+                table.add_row(d["where"], str(d["claim"]), "", d["problem"], "")
+            else:
+                table.add_row(d["where"], d["claim"], str(d["line"]),
+                              ", ".join(d["oracle"]) or "(none)",
+                              ", ".join(d["system_kinds"]) or "(none)")
+        console.print(table)
+
+
+def _print_compare(console: Console, report: dict[str, Any], path: Path) -> None:
+    try:
+        prev = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        console.print(f"[red]cannot read {path} to compare: {e}[/]")
+        return
+    table = Table(title=f"against {path} ({prev.get('meta', {}).get('date', '?')}, "
+                        f"commit {str(prev.get('meta', {}).get('commit', '?'))[:10]})",
+                  title_justify="left")
+    for col in ("system", "figure", "before", "now", "change"):
+        table.add_column(col, justify="right" if col in ("before", "now", "change") else "left")
+    for system, res in report["systems"].items():
+        before_res = prev.get("systems", {}).get(system)
+        if not before_res:
+            continue
+        now, before = _figures(system, res), _figures(system, before_res)
+        for key, label, unit, higher_better in ROWS:
+            a, b = before.get(key), now.get(key)
+            if a is None or b is None:
+                continue
+            if a:
+                change = (b - a) / a
+                better = change > 0 if higher_better else change < 0
+                colour = "green" if better else "red"
+                text = f"[{colour}]{change:+.0%}[/]" if abs(change) >= 0.005 else "0%"
+            else:
+                text = "-" if b == a else "new"
+            table.add_row(LABEL[system], label, _fmt(a, unit), _fmt(b, unit), text)
+    console.print(table)
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
