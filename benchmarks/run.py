@@ -84,12 +84,13 @@ def _measure(spec: dict[str, Any], tmp: Path, cache_dir: Path | None, timeout: f
     return json.loads(Path(spec["out"]).read_text(encoding="utf-8"))
 
 
-def _timed_run(cmd: list[str], cache_dir: Path | None, timeout: float) -> tuple[float, str]:
+def _timed_run(cmd: list[str], cache_dir: Path | None, timeout: float,
+               ok_codes: tuple[int, ...] = (0,)) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=_env(cache_dir), capture_output=True, text=True,
                           timeout=timeout)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode not in ok_codes or "Traceback (most recent call last)" in proc.stderr:
         raise Fail(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}):\n"
                    f"{(proc.stderr or proc.stdout)[-3000:]}")
     return elapsed, proc.stdout
@@ -124,14 +125,38 @@ print(json.dumps(check(claim)))
 """
 
 
-def _policykb_cold_cmd(claim_path: Path, kb: Path) -> tuple[list[str], str]:
-    """`policykb explain CLAIM` when the CLI has an explain command, else the API."""
+def _policykb_cold_cmds(claim_path: Path, kb: Path) -> list[tuple[list[str], str, tuple]]:
+    """`policykb explain CLAIM` when the CLI has an explain command, then the API as the
+    fallback: (command, description, accepted exit codes; explain may exit 1 on a denial)."""
+    api = ([sys.executable, "-c", _POLICYKB_SNIPPET, str(claim_path), str(kb)],
+           "python -c 'PolicyKB.open(); adjudicate(proofs=True)'", (0,))
     cli = REPO / "engine" / "cli.py"
     if cli.exists() and "explain" in cli.read_text(encoding="utf-8"):
         code = "import sys; from engine.cli import main; sys.exit(main())"
-        return [sys.executable, "-c", code, "explain", str(claim_path)], "policykb explain"
-    return ([sys.executable, "-c", _POLICYKB_SNIPPET, str(claim_path), str(kb)],
-            "python -c 'PolicyKB.open(); adjudicate(proofs=True)'")
+        return [([sys.executable, "-c", code, "explain", str(claim_path)],
+                 "policykb explain CLAIM.json", (0, 1)), api]
+    return [api]
+
+
+def _policykb_cold(claim_path: Path, kb: Path, tmp: Path, repeats: tuple[int, int],
+                   timeout: float) -> tuple[dict[str, Any], Path]:
+    """Cold starts with an empty cache dir, then with the cache those runs built. Returns the
+    figures and the warm cache dir for the rest of the benchmark."""
+    errors = []
+    for n, (cmd, how, ok) in enumerate(_policykb_cold_cmds(claim_path, kb)):
+        warm = tmp / f"cache-{n}-0"
+        try:
+            first = _timed_run(cmd, warm, timeout, ok)[0]
+        except Fail as e:
+            errors.append(f"{how}: {e}")
+            continue
+        nocache = [first] + [_timed_run(cmd, tmp / f"cache-{n}-{i}", timeout, ok)[0]
+                             for i in range(1, repeats[1])]
+        cached = [_timed_run(cmd, warm, timeout, ok)[0] for _ in range(repeats[0])]
+        return {"cold_how": how, "cold_cached_s": _median(cached),
+                "cold_nocache_s": _median(nocache), "cold_fallback_errors": errors,
+                "cold_runs": {"cached": cached, "nocache": nocache}}, warm
+    raise Fail("no PolicyKB cold start command worked:\n" + "\n".join(errors))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "systems": {},
     }
     try:
+        with console.status("calibrating: CPU scaling with 2 processes"):
+            report["meta"]["two_process_cpu_scaling"] = _parallel_scaling()
         with console.status("loading tables and generating the corpus") as status:
             tables = shared_tables()
             corpus = generate(tables, n_claims, args.seed)
@@ -278,25 +305,18 @@ def main(argv: list[str] | None = None) -> int:
 
             rows = slice_rows(tables, relevant_pairs(claims), args.naive_rows)
             naive_slice.write_text(json.dumps(rows), encoding="utf-8")
-        warm_cache = tmp / "cache-warm"
+        warm_cache = tmp / "cache-unused"
         for system in systems:
             res: dict[str, Any] = {"disagreements": []}
             report["systems"][system] = res
-            cache = warm_cache if system == "policykb" else None
             # 1. cold start
             with console.status(f"{LABEL[system]}: cold start"):
                 if system == "policykb":
-                    cmd, how = _policykb_cold_cmd(claim_path, args.kb)
-                    res["cold_how"] = how
-                    nocache = []
-                    for i in range(cold_repeats[1]):
-                        d = warm_cache if i == 0 else tmp / f"cache-empty-{i}"
-                        nocache.append(_timed_run(cmd, d, timeout)[0])
-                    cached = [_timed_run(cmd, warm_cache, timeout)[0]
-                              for _ in range(cold_repeats[0])]
-                    res["cold_cached_s"] = _median(cached)
-                    res["cold_nocache_s"] = _median(nocache)
-                    res["cold_runs"] = {"cached": cached, "nocache": nocache}
+                    cold, warm_cache = _policykb_cold(claim_path, args.kb, tmp, cold_repeats,
+                                                      timeout)
+                    res.update(cold)
+                    for err in cold["cold_fallback_errors"]:
+                        console.print(f"[yellow]cold start fell back to the API:[/] {err}")
                 else:
                     cmd = [sys.executable, "-c", _BASELINE_SNIPPET, str(claim_path), system,
                            str(naive_slice)]
@@ -305,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                     res["cold_s"] = _median(runs)
                     res["cold_runs"] = runs
                     res["cold_how"] = "python -c (load tables, one claim)"
+            cache = warm_cache if system == "policykb" else None
             # 2. latency
             with console.status(f"{LABEL[system]}: per-claim latency, {n_claims} claims"):
                 spec = {"system": system, "mode": "latency", "corpus": str(corpus_path),
@@ -505,8 +526,10 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
     figs = {s: _figures(s, report["systems"][s]) for s in systems}
     naive_x = report.get("naive_extrapolated")
     n_claims = report["meta"]["claims"]
+    scaling = report["meta"].get("two_process_cpu_scaling")
     table = Table(title=f"results: {n_claims:,} claims, full tables "
-                        f"({report['meta']['cpus']} CPUs, {report['meta']['cpu']})",
+                        f"({report['meta']['cpus']} CPUs, {report['meta']['cpu']}; "
+                        f"2 processes do {scaling:.2f}× the CPU work of 1 here)",
                   title_justify="left")
     table.add_column("figure")
     for s in systems:
@@ -655,6 +678,31 @@ def _print_compare(console: Console, report: dict[str, Any], path: Path) -> None
                 text = "-" if b == a else "new"
             table.add_row(LABEL[system], label, _fmt(a, unit), _fmt(b, unit), text)
     console.print(table)
+
+
+def _burn(n: int) -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i * i
+    return time.perf_counter() - start
+
+
+def _parallel_scaling(n: int = 4_000_000, jobs: int = 4) -> float:
+    """How much faster 2 processes finish CPU-bound work than 1 on this machine (ideal 2.0):
+    the ceiling for any 2-worker speed-up here, since vCPUs may share a physical core."""
+    from multiprocessing import Pool
+
+    start = time.perf_counter()
+    for _ in range(jobs):
+        _burn(n)
+    serial = time.perf_counter() - start
+    with Pool(2) as pool:
+        pool.map(_burn, [n // 10] * 2)  # start the workers before timing
+        start = time.perf_counter()
+        pool.map(_burn, [n] * jobs, chunksize=1)
+        parallel = time.perf_counter() - start
+    return serial / parallel
 
 
 def _git(*args: str) -> str:
