@@ -80,9 +80,10 @@ class Match:
     pattern: Term
     value: Term
     loc: Location
+    negated: bool = False
 
     def __str__(self) -> str:
-        return f"match({self.pattern}, {self.value})"
+        return f"{'!' if self.negated else ''}match({self.pattern}, {self.value})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,8 @@ class _Builder(Transformer):
     @v_args(meta=True)
     def negation(self, meta, children):
         _neg, atom = children
+        if isinstance(atom, A.Match):
+            return A.Match(atom.pattern, atom.value, atom.loc, negated=not atom.negated)
         return A.Negation(atom, _loc(self.path, meta))
 
     @v_args(meta=True)

@@ -1,0 +1,129 @@
+"""Adjudicate a claim: evaluate it, then turn the outcome relations into line decisions.
+
+Evaluation returns data (deny/warn/overridden rows); this module attaches each rule's
+annotations (denial codes, citations, message), and on request the proof and remedies.
+Rendering is elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from engine.claims import Claim, claim_to_facts, fact_origin
+from engine.evaluate import Evaluator, Model
+from engine.explain import remedies as remedy_search
+from engine.explain.proof import Prover, WhyNot
+from engine.explain.result import ClaimResult, LineResult, Reason
+from engine.ir import CompiledRule, IConst
+from engine.kb import LoadedKB
+from engine.syntax import nodes as A
+
+
+@dataclass
+class _RuleInfo:
+    rule: A.Rule
+    compiled: list[CompiledRule]
+
+
+class Adjudicator:
+    """Decisions and explanations for claims against one loaded KB."""
+
+    def __init__(self, kb: LoadedKB, evaluator: Evaluator):
+        assert kb.compiled is not None
+        self.kb = kb
+        self.cp = kb.compiled
+        self.evaluator = evaluator
+        self.rules: dict[str, _RuleInfo] = {}
+        for crule in self.cp.rules:
+            if crule.source_index is None or crule.aux:
+                continue
+            rule = kb.program.rules[crule.source_index]
+            if rule.rule_id:
+                self.rules.setdefault(rule.rule_id, _RuleInfo(rule, [])).compiled.append(crule)
+
+    def evaluate(self, claim: Claim) -> Model:
+        return self.evaluator.evaluate(claim_to_facts(claim))
+
+    def prover(self, claim: Claim, model: Model) -> Prover:
+        return Prover(self.kb.program, self.cp, self.evaluator, model,
+                      lambda rel, row: fact_origin(claim, rel, row))
+
+    def denials(self, claim: Claim) -> dict[int, set[str]]:
+        """Line -> ids of the rules that deny it and are in force (the cheap path remedies use)."""
+        model = self.evaluate(claim)
+        over = {(ln, rule) for ln, rule, _by in model.rows("overridden")}
+        out: dict[int, set[str]] = {}
+        for ln, rule in model.rows("deny"):
+            if (ln, rule) not in over:
+                out.setdefault(ln, set()).add(rule)
+        return out
+
+    def adjudicate(self, claim: Claim, *, proofs: bool = True, remedies: bool = False) -> ClaimResult:
+        model = self.evaluate(claim)
+        prover = self.prover(claim, model)
+        overrides: dict[tuple[int, str], str] = {}
+        for ln, rule, by in model.rows("overridden"):
+            overrides.setdefault((ln, rule), by)
+        by_line: dict[int, list[Reason]] = {}
+        for severity in ("deny", "warn"):
+            for ln, rule_id in model.rows(severity):
+                reason = self._reason(claim, prover, severity, ln, rule_id, proofs)
+                reason.overridden_by = overrides.get((ln, rule_id))
+                by_line.setdefault(ln, []).append(reason)
+        lines = []
+        for line in sorted(claim.lines, key=lambda x: x.line):
+            reasons = sorted(by_line.get(line.line, []),
+                             key=lambda r: (r.severity != "deny", r.overridden_by is not None, r.rule))
+            denied = any(r.severity == "deny" and r.in_force for r in reasons)
+            if remedies and denied:
+                for r in reasons:
+                    if r.severity == "deny" and r.in_force:
+                        self._remedies(claim, line.line, r)
+            lines.append(LineResult(line.line, line.code, "deny" if denied else "pay", reasons))
+        return ClaimResult(claim.id, self.kb.version, lines)
+
+    def _reason(self, claim: Claim, prover: Prover, severity: str, ln: int, rule_id: str, proofs: bool) -> Reason:
+        info = self.rules.get(rule_id)
+        doc = info.rule.doc if info else A.Doc()
+        bindings: dict[str, object] = {}
+        proof = None
+        if info is not None:
+            head = (ln, rule_id)
+            for crule in info.compiled:
+                if isinstance(crule.head.args[1], IConst) and crule.head.args[1].value != rule_id:
+                    continue
+                node = prover.prove_with(crule, head) if proofs else None
+                sol = prover.first_solution(crule, head)
+                if sol is not None:
+                    bindings = sol
+                    proof = node
+                    break
+        message = _fill(doc.get("message") or doc.get("title") or rule_id, bindings)
+        return Reason(
+            rule=rule_id, title=doc.get("title") or rule_id, kind=doc.get("kind") or "policy",
+            severity=doc.get("severity") or severity, group=doc.get("group") or "",
+            carc=doc.get("carc") or "", rarc=(doc.get("rarc") or "").split(), message=message,
+            sources=[e.value for e in doc.entries if e.key == "source"], proof=proof, bindings=bindings)
+
+    def _remedies(self, claim: Claim, ln: int, reason: Reason) -> None:
+        info = self.rules.get(reason.rule)
+        if info is None:
+            return
+        specs = [e.value for e in info.rule.doc.entries if e.key == "remedy"]
+        if not specs:
+            return
+        line = next(x for x in claim.lines if x.line == ln)
+        partners = sorted({v for k, v in reason.bindings.items() if isinstance(v, int) and v != ln
+                           and any(x.line == v for x in claim.lines) and k.startswith("l")})
+        found, blocked = remedy_search.find(claim, line, reason.rule, specs, reason.bindings, partners, self.denials)
+        reason.remedies = found
+        reason.blocked_options = blocked
+
+    def why_not(self, claim: Claim, line: int, rule_id: str) -> WhyNot:
+        model = self.evaluate(claim)
+        return self.prover(claim, model).why_not(rule_id, {0: line})
+
+
+def _fill(template: str, bindings: dict[str, object]) -> str:
+    return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: str(bindings.get(m.group(1), m.group(0))), template)

@@ -1,0 +1,57 @@
+"""The embedding API: open a KB once, then adjudicate claims, explain lines, ask why not.
+
+    from engine.api import PolicyKB
+    kb = PolicyKB.open()                        # the bundled kb/, compiled cache reused
+    result = kb.adjudicate(claim)               # engine.claims.Claim -> ClaimResult
+    result.to_dict()                            # the JSON the CLI prints
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from engine.adjudicate import Adjudicator
+from engine.claims import Claim
+from engine.evaluate import Evaluator, Model
+from engine.explain.proof import WhyNot
+from engine.explain.result import ClaimResult
+from engine.kb import LoadedKB, load_kb
+
+
+class PolicyKB:
+    """A loaded KB with its evaluator; one per process (pyDatalog state is per thread)."""
+
+    def __init__(self, kb: LoadedKB):
+        assert kb.compiled is not None
+        self.kb = kb
+        self.evaluator = Evaluator(kb.compiled, kb.store)
+        self.adjudicator = Adjudicator(kb, self.evaluator)
+
+    @classmethod
+    def open(cls, root: Path | str | None = None, cache_dir: Path | str | None = None) -> "PolicyKB":
+        return cls(load_kb(Path(root) if root else None, Path(cache_dir) if cache_dir else None))
+
+    @property
+    def version(self) -> str:
+        return self.kb.version
+
+    def adjudicate(self, claim: Claim, *, proofs: bool = True, remedies: bool = False) -> ClaimResult:
+        return self.adjudicator.adjudicate(claim, proofs=proofs, remedies=remedies)
+
+    def why_not(self, claim: Claim, line: int, rule_id: str) -> WhyNot:
+        return self.adjudicator.why_not(claim, line, rule_id)
+
+    def evaluate(self, facts: dict[str, list[tuple]]) -> Model:
+        """Low level: evaluate raw claim-relation facts."""
+        return self.evaluator.evaluate(facts)
+
+
+def make_worker(kb_dir: str | None = None, cache_dir: str | None = None, proofs: bool = False,
+                remedies: bool = False) -> Callable[[Claim], dict]:
+    """A per-process adjudication function for engine.batch.run_batch (pass it via partial)."""
+    kb = PolicyKB.open(kb_dir, cache_dir)
+
+    def work(claim: Claim) -> dict:
+        return kb.adjudicate(claim, proofs=proofs, remedies=remedies).to_dict()
+    return work

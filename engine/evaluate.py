@@ -1,0 +1,145 @@
+"""Evaluate a compiled program for one batch of facts (a claim), stratum by stratum.
+
+Per evaluation: the claim's facts are asserted; each strongly connected component of
+claim-dependent relations is asked in dependency order and its answers are asserted as
+materialised facts that later components read (so a negation always looks at a finished
+relation); aggregates are folded in Python from materialised rows. Everything asserted is
+retracted afterwards, leaving the rules and resolvers for the next claim.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from engine.compiler import CompiledProgram
+from engine.datalog import Session
+from engine.ir import AggregateSpec, RelKind, Value
+from engine.store import RowSource, Store
+
+Row = tuple[Value, ...]
+
+
+class EvaluationError(Exception):
+    """Facts that do not fit the program (unknown relation, wrong arity)."""
+
+
+@dataclass
+class Model:
+    """What one evaluation derived: every claim and claim-dependent relation, as sorted rows.
+    Stored and static relations are asked through `Evaluator.lookup` instead (they are large)."""
+
+    relations: dict[str, list[Row]] = field(default_factory=dict)
+
+    def rows(self, relation: str) -> list[Row]:
+        return self.relations.get(relation, [])
+
+    def contains(self, relation: str, row: Row) -> bool:
+        return row in set(self.relations.get(relation, ()))
+
+
+class Evaluator:
+    """Holds one pyDatalog session with the program's rules, reused across evaluations."""
+
+    def __init__(self, compiled: CompiledProgram, store: Store | None = None):
+        self.cp = compiled
+        self.store = store
+        self.session = Session()
+        self.session.add_match_builtin()
+        for rel, kind in sorted(compiled.kinds.items()):
+            if kind is RelKind.STORED:
+                self.session.add_resolver(compiled.engine_name(rel, materialised=True), compiled.arity[rel],
+                                          self._resolver(rel))
+        for rel, kind in sorted(compiled.kinds.items()):
+            if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE):
+                self.session.declare(compiled.engine_name(rel, materialised=True), compiled.arity[rel])
+        for rule in compiled.rules:
+            self.session.add_rule(rule.head, rule.body)
+
+    def _resolver(self, rel: str):
+        store = self.store
+        source = rel
+
+        def resolve(bound: dict[int, Value]) -> list[tuple]:
+            if store is None:
+                return []
+            pattern = tuple(sorted(bound))
+            return store.lookup(source, pattern, tuple(bound[i] for i in pattern))
+        return resolve
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def evaluate(self, facts: dict[str, Iterable[Row]]) -> Model:
+        cp, session = self.cp, self.session
+        handles: list[object] = []
+        model = Model()
+        try:
+            for rel, rows in sorted(facts.items()):
+                kind = cp.kinds.get(rel)
+                target = cp.fact_relations.get(rel, rel)
+                tkind = cp.kinds.get(target)
+                if kind is None or tkind not in (RelKind.CLAIM, RelKind.FACTS):
+                    raise EvaluationError(f"cannot assert facts for {rel}: it is not a claim relation")
+                name = cp.engine_name(target, materialised=True)
+                clean = sorted(set(_check_rows(rel, rows, cp.arity[target])), key=_key)
+                model.relations[rel] = clean
+                for row in clean:
+                    handles.append(session.assert_fact(name, row))
+            for scc in cp.order:
+                for rel in scc:
+                    if cp.kinds[rel] is RelKind.AGGREGATE:
+                        model.relations[rel] = _fold(cp.aggregates[rel], model.rows(cp.aggregates[rel].body_relation))
+                    else:
+                        model.relations[rel] = session.query(cp.engine_name(rel, materialised=False),
+                                                             [None] * cp.arity[rel])
+                for rel in scc:
+                    name = cp.engine_name(rel, materialised=True)
+                    for row in model.relations[rel]:
+                        handles.append(session.assert_fact(name, row))
+        finally:
+            session.retract(handles)
+        return model
+
+    def lookup(self, relation: str, args: tuple[Value | None, ...]) -> list[tuple[RowSource | None, Row]]:
+        """Rows of a stored or static relation matching the bound positions of `args`."""
+        kind = self.cp.kinds.get(relation)
+        if kind is RelKind.STORED:
+            if self.store is None:
+                return []
+            pattern = tuple(i for i, a in enumerate(args) if a is not None)
+            return list(self.store.lookup_with_sources(relation, pattern, tuple(args[i] for i in pattern)))
+        if kind is RelKind.STATIC:
+            return [(None, row) for row in self.session.query(self.cp.engine_name(relation, materialised=True), list(args))]
+        raise EvaluationError(f"{relation} is not a stored or static relation")
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _key(row: Row) -> tuple:
+    return tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in row)
+
+
+def _check_rows(rel: str, rows: Iterable[Row], arity: int) -> Iterable[Row]:
+    for row in rows:
+        row = tuple(row)
+        if len(row) != arity:
+            raise EvaluationError(f"{rel} has arity {arity}, got a row of {len(row)}: {row}")
+        yield row
+
+
+def _fold(spec: AggregateSpec, rows: list[Row]) -> list[Row]:
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[row[: spec.group_arity]].append(row)
+    out = []
+    for g, members in groups.items():
+        if spec.func == "count":
+            value: Value = len(members)
+        else:
+            assert spec.target_pos is not None
+            vals = [m[spec.target_pos] for m in members]
+            value = {"sum": sum, "min": min, "max": max}[spec.func](vals)  # type: ignore[operator]
+        out.append(g + (value,))
+    return sorted(out, key=_key)

@@ -1,0 +1,1 @@
+"""Explanations: proof trees, why-not and remedies, built from an evaluation's results."""

@@ -1,0 +1,97 @@
+"""Remedies: the smallest claim changes that make a denied line pay, where the policy allows.
+
+The KB says which changes a rule admits (`@remedy` on the rule: add-modifier, set-units,
+replace-code, replace-modifier); nothing here knows billing policy. Each candidate is applied to
+a copy of the claim and adjudicated; a change is offered only when the reason's rule no longer
+fires for the line, and it says whether the line then pays or which rules still deny it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Callable
+
+from engine.claims import Claim, Line
+
+Adjudicate = Callable[[Claim], dict[int, set[str]]]  # claim -> line -> rule ids denying it (in force)
+
+MAX_CANDIDATES = 40
+
+
+def candidates(spec: str, line: Line, bindings: dict[str, object], partner_lines: list[int]) -> list[tuple[str, dict, Callable[[Claim], Claim]]]:
+    """Parse one `@remedy` annotation into (description, action, claim transform) candidates."""
+    text = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: str(bindings.get(m.group(1), m.group(0))), spec)
+    words = text.split()
+    if not words:
+        return []
+    verb, args = words[0], words[1:]
+    out: list[tuple[str, dict, Callable[[Claim], Claim]]] = []
+    if verb == "add-modifier":
+        for target in [line.line, *partner_lines]:
+            for mod in args:
+                out.append((f"add modifier {mod} to line {target}",
+                            {"add_modifier": mod, "line": target}, _add_modifier(target, mod)))
+    elif verb == "set-units" and args and args[0].isdigit():
+        units = int(args[0])
+        if 0 < units < line.units:
+            out.append((f"report {units} unit(s) on line {line.line} instead of {line.units}",
+                        {"set_units": units, "line": line.line}, _set_units(line.line, units)))
+    elif verb == "replace-code" and args:
+        out.append((f"bill line {line.line} as {args[0]} instead of {line.code}",
+                    {"replace_code": args[0], "line": line.line}, _replace_code(line.line, args[0])))
+    elif verb == "replace-modifier" and len(args) == 2:
+        out.append((f"replace modifier {args[0]} with {args[1]} on line {line.line}",
+                    {"replace_modifier": args[0], "with": args[1], "line": line.line},
+                    _replace_modifier(line.line, args[0], args[1])))
+    return out
+
+
+def _map_line(claim: Claim, number: int, fn: Callable[[Line], Line]) -> Claim:
+    return dataclasses.replace(claim, lines=tuple(fn(ln) if ln.line == number else ln for ln in claim.lines))
+
+
+def _add_modifier(number: int, mod: str) -> Callable[[Claim], Claim]:
+    def apply(claim: Claim) -> Claim:
+        return _map_line(claim, number, lambda ln: ln if mod in ln.modifiers or len(ln.modifiers) >= 4
+                         else dataclasses.replace(ln, modifiers=ln.modifiers + (mod,)))
+    return apply
+
+
+def _set_units(number: int, units: int) -> Callable[[Claim], Claim]:
+    return lambda claim: _map_line(claim, number, lambda ln: dataclasses.replace(ln, units=units))
+
+
+def _replace_code(number: int, code: str) -> Callable[[Claim], Claim]:
+    return lambda claim: _map_line(claim, number, lambda ln: dataclasses.replace(ln, code=code))
+
+
+def _replace_modifier(number: int, old: str, new: str) -> Callable[[Claim], Claim]:
+    def fix(ln: Line) -> Line:
+        mods = tuple(new if m == old else m for m in ln.modifiers)
+        return dataclasses.replace(ln, modifiers=tuple(dict.fromkeys(mods)))
+    return lambda claim: _map_line(claim, number, fix)
+
+
+def find(claim: Claim, line: Line, rule_id: str, specs: list[str], bindings: dict[str, object],
+         partner_lines: list[int], adjudicate: Adjudicate) -> tuple[list[dict], list[dict]]:
+    """(remedies, blocked): the changes after which the line pays, and the ones after which it
+    is still denied, each with the rules that deny it then (`rule_id` itself when the change
+    does not get past this edit, e.g. a modifier against indicator 0)."""
+    remedies: list[dict] = []
+    blocked: list[dict] = []
+    seen: set[str] = set()
+    cands = [c for spec in specs for c in candidates(spec, line, bindings, partner_lines)][:MAX_CANDIDATES]
+    for desc, action, transform in cands:
+        if desc in seen:
+            continue
+        seen.add(desc)
+        changed = transform(claim)
+        if changed == claim:
+            continue
+        denials = adjudicate(changed).get(line.line, set())
+        if denials:
+            blocked.append({"change": desc, "action": action, "blocked_by": sorted(denials)})
+        else:
+            remedies.append({"change": desc, "action": action})
+    return remedies, blocked

@@ -1,0 +1,130 @@
+"""Load a KB directory: parse, check, compile, open the table store. Cached on disk.
+
+The compiled program is pickled under the cache directory keyed by the digest of every `.dl`
+file and the engine version, so a second start skips parsing, checking and compiling; the
+tables are cached separately by engine.store (keyed by their bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import checks
+from engine.compiler import CompiledProgram, CompileError, compile_program
+from engine.diagnostics import Diagnostic, DiagnosticError, Location
+from engine.program import Program, load_program
+from engine.store import Store, TableBuild, default_cache_dir
+
+ENGINE_VERSION = "0.1.0-5"
+
+
+@dataclass
+class LoadedKB:
+    """A checked, compiled KB and its store, ready for evaluation."""
+
+    root: Path
+    program: Program
+    compiled: CompiledProgram | None
+    store: Store
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    from_cache: bool = False
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def version(self) -> str:
+        """Identifies the KB content: rules and tables."""
+        h = hashlib.sha256(self.program.digest.encode())
+        for rel in sorted(self.store.tables):
+            h.update(self.store.tables[rel].name.encode())
+        return f"{self.program.digest[:8]}-{h.hexdigest()[:8]}"
+
+    @property
+    def table_builds(self) -> list[TableBuild]:
+        return self.store.builds
+
+
+def default_kb_dir() -> Path:
+    """The KB next to the package (a source checkout), or $POLICYKB_KB."""
+    env = os.environ.get("POLICYKB_KB")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "kb"
+
+
+def check_kb(root: Path, cache_dir: Path | None = None, progress=None) -> LoadedKB:
+    """Everything `policykb check` reports; never raises for problems in the KB."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DiagnosticError([Diagnostic("kb-missing", f"KB directory {root} does not exist", Location(str(root)))])
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    program = load_program(root)
+    if not program.modules:
+        raise DiagnosticError([Diagnostic("kb-empty", f"no .dl files under {root}", Location(str(root)))])
+    cached = _read_compiled(cache, program.digest)
+    from_cache = cached is not None
+    if cached is not None:
+        diags, compiled = cached
+    else:
+        diags = checks.run_passes(program)
+        compiled = None
+        if not any(d.is_error for d in diags):
+            try:
+                compiled = compile_program(program)
+            except CompileError as exc:
+                diags.append(Diagnostic("compile", str(exc), exc.loc if isinstance(exc.loc, Location) else Location("<kb>")))
+    store = Store(program, cache)
+    store.load_tables(compiled.patterns if compiled else None, progress=progress)
+    all_diags = list(diags) + store.diagnostics
+    if compiled is not None and not store.diagnostics:
+        all_diags += checks.check_denial_codes(program, lambda rel, code: bool(store.lookup(rel, (0,), (code,))))
+        if not from_cache:
+            _write_compiled(cache, program.digest, diags, compiled)
+    kb = LoadedKB(root, program, compiled, store, sorted(set(all_diags), key=Diagnostic.sort_key), from_cache)
+    return kb
+
+
+def load_kb(root: Path | None = None, cache_dir: Path | None = None) -> LoadedKB:
+    """A KB ready to evaluate; raises DiagnosticError when it has errors."""
+    kb = check_kb(Path(root) if root else default_kb_dir(), cache_dir)
+    if kb.errors or kb.compiled is None:
+        raise DiagnosticError(kb.errors or [Diagnostic("compile", "KB did not compile", Location(str(kb.root)))])
+    return kb
+
+
+def _engine_digest() -> str:
+    """The compiled form depends on the compiler's own code: key the cache on it too."""
+    h = hashlib.sha256(ENGINE_VERSION.encode())
+    here = Path(__file__).resolve().parent
+    for name in ("checks.py", "compiler.py", "ir.py", "program.py", "syntax/nodes.py", "syntax/parser.py",
+                 "syntax/grammar.lark"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _cache_file(cache: Path, digest: str) -> Path:
+    return cache / f"program-{digest}-{_engine_digest()}.pickle"
+
+
+def _read_compiled(cache: Path, digest: str):
+    path = _cache_file(cache, digest)
+    try:
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+
+
+def _write_compiled(cache: Path, digest: str, diags: list[Diagnostic], compiled: CompiledProgram) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    path = _cache_file(cache, digest)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with tmp.open("wb") as fh:
+        pickle.dump((diags, compiled), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
