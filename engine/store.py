@@ -315,14 +315,12 @@ def _build_table(db: Path, name: str, decl: A.RelDecl, types: list[TypeInfo], in
                 header = []
             except (csv.Error, UnicodeDecodeError, OSError) as exc:
                 diags.append(Diagnostic("table-unreadable", f"cannot read {shown}: {exc}", Location(shown, 1, 1)))
-                conn.close()
                 return diags, 0
             if [h.strip() for h in header] != expected:
                 diags.append(Diagnostic("table-header",
                                         f"header of {shown} is {','.join(header) or '(empty)'}; "
                                         f"{name} expects {','.join(expected)}", Location(shown, 1, 1),
                                         notes=(f"declared at {decl.loc}",)))
-                conn.close()
                 return diags, 0
             insert = f"INSERT INTO t (rowid, {', '.join(f'c{i}' for i in range(len(types)))}) VALUES (?{', ?' * len(types)})"
             batch: list[tuple] = []

@@ -196,7 +196,10 @@ class Prover:
         if isinstance(lit, ICompare):
             left, right = _eval(lit.left, sol), _eval(lit.right, sol)
             if lit.assigns:
-                return ProofNode("comparison", f"{_render_term(lit.left, {})} = {_render_term(lit.right, sol)} = {_fmt(left)}")
+                shown = f"{_render_term(lit.left, {})} = {_render_term(lit.right, sol)}"
+                if not isinstance(lit.right, IConst):
+                    shown += f" = {_fmt(left)}"
+                return ProofNode("comparison", shown)
             return ProofNode("comparison", f"{_fmt(left)} {lit.op} {_fmt(right)}",
                              note=f"{_render_term(lit.left, {})} {lit.op} {_render_term(lit.right, {})}")
         assert isinstance(lit, IMatch)

@@ -1,0 +1,1 @@
+"""Renderers: turn results and diagnostics into text for people (evaluation never prints)."""
