@@ -1,0 +1,115 @@
+"""The CLI: exit codes and clear messages for bad input, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from engine.cli import main
+
+CLAIM = {"id": "CLM-T1", "patient": {"id": "PAT-1"}, "lines": [
+    {"line": 1, "service_date": "2024-03-02", "code": "96372", "pos": "11", "rendering_npi": "1234567893"},
+    {"line": 2, "service_date": "2024-03-02", "code": "99213", "pos": "11", "rendering_npi": "1234567893"},
+    {"line": 3, "service_date": "2024-03-02", "code": "J3420", "pos": "11", "rendering_npi": "1234567893",
+     "drug": {"ndc": "00409-4911-01", "name": "cyanocobalamin", "dose": "1000 mcg"}}]}
+
+
+def _write(tmp_path: Path, obj, name: str = "claim.json") -> Path:
+    p = tmp_path / name
+    p.write_text(obj if isinstance(obj, str) else json.dumps(obj), encoding="utf-8")
+    return p
+
+
+def test_help_lists_commands_with_examples() -> None:
+    res = CliRunner().invoke(main, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("check", "explain", "scrub", "docs"):
+        assert cmd in res.output
+    assert "Examples:" in res.output
+
+
+def test_check_clean_kb_exits_0() -> None:
+    res = CliRunner().invoke(main, ["check", "kb"])
+    assert res.exit_code == 0, res.output
+    assert "0 error(s)" in res.output
+
+
+def test_check_broken_kb_exits_1_with_locations(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("POLICYKB_CACHE_DIR", str(tmp_path))
+    res = CliRunner().invoke(main, ["check", "tests/fixtures/broken_kb"])
+    assert res.exit_code == 1
+    assert "tests/fixtures/broken_kb/rules.dl:20:12: error[arity-mismatch]" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_explain_json_decides_each_line(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, CLAIM)), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    decisions = {ln["line"]: ln["decision"] for ln in data["lines"]}
+    assert decisions == {1: "pay", 2: "deny", 3: "pay"}
+    reason = data["lines"][1]["reasons"][0]
+    assert (reason["rule"], reason["kind"], reason["group"], reason["carc"]) == ("ncci.ptp", "ncci_ptp", "CO", "236")
+    assert {r["change"] for r in reason["remedies"]} >= {"add modifier 25 to line 2"}
+
+
+def test_explain_text_shows_decision_and_proof(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, CLAIM)), "--line", "2"])
+    assert res.exit_code == 0, res.output
+    assert "DENY" in res.output and "ncci.ptp" in res.output
+    assert "kb/tables/ncci_ptp_practitioner.csv.gz row" in res.output
+
+
+def test_why_not_names_the_first_failing_condition(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, CLAIM)), "--line", "1",
+                                    "--why-not", "inj.facility_em", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["fired"] is False
+    assert data["failed_condition"] == 'facility_em_pos("11")'
+
+
+def test_bad_claims_exit_2_naming_the_field(tmp_path: Path) -> None:
+    bad = json.loads(json.dumps(CLAIM))
+    bad["lines"][0]["service_date"] = "2024-02-30"
+    bad["lines"][1]["units"] = "two"
+    res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, bad))])
+    assert res.exit_code == 2
+    assert "lines[0].service_date" in res.output and "lines[1].units" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_malformed_json_and_missing_file_exit_2(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, '{"id": "x", "lines": [}'))])
+    assert res.exit_code == 2 and "line 1" in res.output
+    res = CliRunner().invoke(main, ["explain", str(tmp_path / "nope.json")])
+    assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_unknown_code_is_a_line_denial_not_an_error(tmp_path: Path) -> None:
+    claim = json.loads(json.dumps(CLAIM))
+    claim["lines"][2]["code"] = "Z9999"
+    res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, claim)), "--format", "json"])
+    assert res.exit_code == 0
+    line3 = json.loads(res.output)["lines"][2]
+    assert line3["decision"] == "deny"
+    assert [r["rule"] for r in line3["reasons"]] == ["validity.unknown_code"]
+
+
+def test_why_not_unknown_rule_exits_2(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, CLAIM)), "--line", "1", "--why-not", "no.such"])
+    assert res.exit_code == 2 and "no rule with id no.such" in res.output
+
+
+def test_scrub_writes_one_record_per_input_line(tmp_path: Path) -> None:
+    good = json.dumps(CLAIM)
+    src = _write(tmp_path, "\n".join([good, "{not json", good.replace("CLM-T1", "CLM-T2")]) + "\n", "in.jsonl")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(main, ["scrub", str(src), "-o", str(out)])
+    assert res.exit_code == 1  # one record failed
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(records) == 3
+    assert records[0]["claim"] == "CLM-T1" and records[2]["claim"] == "CLM-T2"
+    assert records[1]["error"]["record"] == 2
