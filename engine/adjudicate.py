@@ -93,11 +93,10 @@ class Adjudicator:
             for crule in info.compiled:
                 if isinstance(crule.head.args[1], IConst) and crule.head.args[1].value != rule_id:
                     continue
-                node = prover.prove_with(crule, head) if proofs else None
-                sol = prover.first_solution(crule, head)
-                if sol is not None:
-                    bindings = sol
-                    proof = node
+                solutions = prover.solutions(crule, head, limit=MESSAGE_SOLUTIONS)
+                if solutions:
+                    bindings = _merge(solutions)
+                    proof = prover.prove_with(crule, head) if proofs else None
                     break
         message = _fill(doc.get("message") or doc.get("title") or rule_id, bindings)
         return Reason(
@@ -123,6 +122,23 @@ class Adjudicator:
     def why_not(self, claim: Claim, line: int, rule_id: str) -> WhyNot:
         model = self.evaluate(claim)
         return self.prover(claim, model).why_not(rule_id, {0: line})
+
+
+MESSAGE_SOLUTIONS = 12  # a message names at most this many findings (e.g. missing record elements)
+
+
+def _merge(solutions: list[dict[str, object]]) -> dict[str, object]:
+    """One binding per variable; where solutions differ (several missing elements, several
+    partner lines) the distinct values are listed, so the message names all of them."""
+    merged: dict[str, object] = {}
+    for name in solutions[0]:
+        values = list(dict.fromkeys(s[name] for s in solutions if name in s))
+        merged[name] = values[0] if len(values) == 1 else _join([str(v) for v in values])
+    return merged
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _fill(template: str, bindings: dict[str, object]) -> str:

@@ -336,12 +336,17 @@ def _read_documentation(scope: _Scope | None) -> Documentation | None:
         site=scope.text("site", required=False),
         time=scope.text("time", required=False),
         administered_by_name=by.text("name", required=False) if by else None,
-        administered_by_credential=by.text("credential", required=False) if by else None,
+        administered_by_credential=by.text("credential", required=False, upper=True) if by else None,
         diagnosis_linked=scope.flag("diagnosis_linked"),
         consent=scope.flag("consent"),
-        supervision=scope.text("supervision", required=False),
+        supervision=_lower(scope.text("supervision", required=False)),
         monitoring=scope.text("monitoring", required=False),
     )
+
+
+def _lower(text: str | None) -> str | None:
+    """Supervision levels are compared as words ("direct", "personal"): case does not matter."""
+    return text.lower() if text is not None else None
 
 
 def _service_fields(scope: _Scope) -> dict[str, Any]:
@@ -369,7 +374,7 @@ def _read_line(scope: _Scope) -> Line:
     return Line(
         line=number,
         **_service_fields(scope),
-        rendering_credential=scope.text("rendering_credential", required=False),
+        rendering_credential=scope.text("rendering_credential", required=False, upper=True),
         diagnoses=scope.texts("diagnoses", upper=True),
         drug=_read_drug(scope.child("drug", required=False)),
         documentation=_read_documentation(scope.child("documentation", required=False)),

@@ -76,7 +76,7 @@ def check(kb_dir: Path | None, verbose: bool) -> None:
     except DiagnosticError as exc:
         render_diagnostics(exc.diagnostics, lambda p, n: None, err)
         sys.exit(EXIT_INPUT)
-    render_diagnostics(kb.diagnostics, _source_line(kb), out)
+    render_diagnostics([_from_cwd(d, root) for d in kb.diagnostics], _source_line(kb, root), out)
     errors = len(kb.errors)
     warnings = len(kb.diagnostics) - errors
     rules = len(kb.program.rules)
@@ -94,9 +94,23 @@ def check(kb_dir: Path | None, verbose: bool) -> None:
     sys.exit(EXIT_FAIL if errors else EXIT_OK)
 
 
-def _source_line(kb):
+def _from_cwd(diag, root: Path):
+    """KB paths are shown from the KB's name (kb/...); on the terminal, point at the file as
+    seen from the working directory so editors can open it."""
+    import dataclasses
+    on_disk = root.resolve().parent / diag.location.path
+    try:
+        shown = on_disk.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        shown = on_disk.as_posix()
+    return dataclasses.replace(diag, location=dataclasses.replace(diag.location, path=shown))
+
+
+def _source_line(kb, root: Path):
     def get(path: str, line: int) -> str | None:
-        text = kb.program.source_line(path, line)
+        kb_path = (Path(path).resolve().relative_to(root.resolve().parent).as_posix()
+                   if Path(path).resolve().is_relative_to(root.resolve().parent) else path)
+        text = kb.program.source_line(kb_path, line)
         if text is None and line > 0 and not path.endswith(".gz"):
             try:
                 with open(path, encoding="utf-8") as fh:

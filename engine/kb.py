@@ -41,8 +41,8 @@ class LoadedKB:
     def version(self) -> str:
         """Identifies the KB content: rules and tables."""
         h = hashlib.sha256(self.program.digest.encode())
-        for rel in sorted(self.store.tables):
-            h.update(self.store.tables[rel].name.encode())
+        for rel in sorted(self.store.table_digests):
+            h.update(f"{rel}={self.store.table_digests[rel]}".encode())
         return f"{self.program.digest[:8]}-{h.hexdigest()[:8]}"
 
     @property

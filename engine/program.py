@@ -133,9 +133,14 @@ def program_from_text(texts: dict[str, str], root: Path | None = None) -> Progra
 
 
 def _display(root: Path, path: Path) -> str:
-    """Paths in diagnostics are relative to the current directory when possible."""
+    """Paths are shown from the KB directory's own name (kb/ncci/edits.dl), wherever the
+    command runs, so explanations and golden files do not depend on the working directory."""
+    return display_path(root, path)
+
+
+def display_path(root: Path, path: Path) -> str:
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return (Path(root.resolve().name) / path.resolve().relative_to(root.resolve())).as_posix()
     except ValueError:
         return path.as_posix()
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.diagnostics import Diagnostic, Location, Severity
-from engine.program import Program, TypeInfo
+from engine.program import Program, TypeInfo, display_path
 from engine.syntax import nodes as A
 
-STORE_FORMAT = 3  # bump when the cache layout changes
+STORE_FORMAT = 4  # bump when the cache layout changes
 MAX_ROW_ERRORS = 20  # per table; the rest are counted in one summary diagnostic
 
 Row = tuple[A.Value, ...]
@@ -93,6 +93,7 @@ class Store:
         self.memory: dict[str, _MemoryRelation] = {}
         self.tables: dict[str, Path] = {}  # relation -> sqlite file
         self.table_files: dict[str, str] = {}  # relation -> table path as shown to users
+        self.table_digests: dict[str, str] = {}  # relation -> sha256 of the table file
         self.diagnostics: list[Diagnostic] = []
         self.builds: list[TableBuild] = []
         self._conn: dict[str, sqlite3.Connection] = {}
@@ -133,7 +134,7 @@ class Store:
             if decl is None or not isinstance(filename, str):
                 continue  # reported by the checker
             path = root / filename
-            shown = _shown(path)
+            shown = display_path(root, path)
             self.table_files[name] = shown
             if not path.is_file():
                 self.diagnostics.append(Diagnostic("table-missing", f"table file {filename} for {name} does not exist", inp.loc))
@@ -149,7 +150,9 @@ class Store:
         key = hashlib.sha256()
         key.update(f"{STORE_FORMAT}|{name}|{[(a.name, t.name, t.pattern, t.is_date, t.optional) for a, t in zip(decl.attrs, types)]}"
                    f"|{inp.options}".encode())
-        key.update(_file_digest(path).encode())
+        digest = _file_digest(path)
+        self.table_digests[name] = digest
+        key.update(digest.encode())
         db = self.cache_dir / f"{name}-{key.hexdigest()[:20]}.sqlite"
         t0 = time.perf_counter()
         if db.exists():
@@ -268,13 +271,6 @@ def _cached_lookup(store: Store, relation: str, pattern: Pattern, key: tuple) ->
         hit = store._lookup_uncached(relation, pattern, key)
         _LOOKUP_CACHE[k] = hit
     return hit
-
-
-def _shown(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def _file_digest(path: Path) -> str:

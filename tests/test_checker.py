@@ -42,6 +42,7 @@ def test_csv_row_errors_name_the_row(tmp_path: Path) -> None:
     rows = [d for d in kb.diagnostics if d.code == "table-row"]
     assert [d.location.line for d in rows] == [3, 4]
     assert "row 2: column c2" in rows[0].message
+    assert rows[0].location.path == "broken_kb/tables/edit.csv"
 
 
 def test_table_problems_are_reported_again_from_the_cache(tmp_path: Path) -> None:

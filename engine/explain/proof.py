@@ -219,14 +219,19 @@ class Prover:
             text = f"{agg.func}{' ' + str(agg.target) if agg.target is not None else ''} : {{ {', '.join(str(b) for b in agg.body)} }} = {_fmt(row[-1])}"
         return ProofNode("aggregate", text, rel, note=f"over {len(members)} contributing fact(s)", children=lifted)
 
-    def first_solution(self, crule: CompiledRule, head: tuple) -> dict[str, Value] | None:
-        """The bindings of the rule's first solution for this head, without building a proof."""
+    def solutions(self, crule: CompiledRule, head: tuple, limit: int) -> list[dict[str, Value]]:
+        """The bindings of the rule's first solutions for this head (distinct), without proofs."""
         binding = _unify(crule.head.args, head, {})
         if binding is None:
-            return None
+            return []
+        out: list[dict[str, Value]] = []
         for sol, _steps in self.solve(crule.body, binding):
-            return {k: v for k, v in sorted(sol.items()) if not k.startswith("_")}
-        return None
+            named = {k: v for k, v in sorted(sol.items()) if not k.startswith("_")}
+            if named not in out:
+                out.append(named)
+            if len(out) >= limit:
+                break
+        return out
 
     def prove_with(self, crule: CompiledRule, head: tuple) -> ProofNode | None:
         """The proof of `head` through this particular rule."""
