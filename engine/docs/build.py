@@ -1,0 +1,105 @@
+"""Write the site's Markdown into `site/`, or check that `site/` is what the KB generates.
+
+The whole site is rendered in memory first (sorted, deterministic), so `--check` compares
+without touching the disk and a write only replaces files whose bytes changed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.docs import lookup
+from engine.docs.model import Case, Src, collect
+from engine.docs.pages import Site
+from engine.docs.scenarios import scenarios
+
+ASSETS = Path(__file__).with_name("assets")
+
+
+@dataclass
+class DocsReport:
+    """What a generate run did (or, with check, would do)."""
+
+    out_dir: Path
+    check: bool
+    pages: int = 0                    # Markdown pages
+    files: int = 0                    # every generated file, assets included
+    written: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)     # differ, missing or not generated (check mode)
+    removed: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.stale
+
+
+def render(kb_dir: Path) -> tuple[dict[str, bytes], dict[str, int]]:
+    """{path under site/: bytes} for the whole site, and counts for the report."""
+    from engine.api import PolicyKB
+    from engine.claims import parse_claim
+
+    pk = PolicyKB.open(Path(kb_dir))
+
+    def adjudicate(claim_json: dict) -> dict:
+        return pk.adjudicate(parse_claim(claim_json), proofs=True).to_dict()
+
+    model = collect(pk.kb, pk.evaluator, adjudicate)
+    guide = []
+    for name, claim in scenarios():
+        case = Case(name, [], claim, {}, Src(""))
+        try:
+            case.result = adjudicate(claim)
+        except Exception as exc:  # noqa: BLE001 - shown on the page; the rest of the site still builds
+            case.error = f"{type(exc).__name__}: {exc}"
+        guide.append(case)
+    files: dict[str, bytes] = {path: text.encode() for path, text in Site(model, guide).pages().items()}
+    for name, text in lookup.shards(model).items():
+        files[f"assets/lookup/{name}"] = text.encode()
+    for asset in sorted(ASSETS.iterdir()):
+        if asset.is_file():
+            files[f"assets/{asset.name}"] = asset.read_bytes()
+    counts = {"rules": len(model.id_rules), "relations": len(model.relations), "codes": len(model.codes),
+              "categories": len(model.categories), "ranges": len(model.ranges), "cases": len(model.cases),
+              "lookup_codes": len(model.lookup_extra)}
+    return dict(sorted(files.items())), counts
+
+
+def generate(kb_dir: Path, out_dir: Path, check: bool = False) -> DocsReport:
+    """Regenerate `out_dir` from the KB; with `check`, only report what is stale."""
+    t0 = time.perf_counter()
+    files, counts = render(Path(kb_dir))
+    report = sync(files, Path(out_dir), check)
+    report.counts = counts
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def sync(files: dict[str, bytes], out_dir: Path, check: bool) -> DocsReport:
+    """Make `out_dir` hold exactly `files` (or, with check, list what differs)."""
+    report = DocsReport(out_dir, check, pages=sum(1 for p in files if p.endswith(".md")), files=len(files))
+    existing = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()} if out_dir.is_dir() else set()
+    for path, data in files.items():
+        target = out_dir / path
+        if path in existing and target.read_bytes() == data:
+            continue
+        if check:
+            report.stale.append(path)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            report.written.append(path)
+    for path in sorted(existing - set(files)):
+        if check:
+            report.stale.append(path)
+        else:
+            (out_dir / path).unlink()
+            report.removed.append(path)
+    if not check:
+        for d in sorted((p for p in out_dir.rglob("*") if p.is_dir()), reverse=True):
+            if not any(d.iterdir()):
+                d.rmdir()
+    return report

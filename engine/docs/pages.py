@@ -1,0 +1,1009 @@
+"""Markdown for every page of the site, from a DocsModel. Rendering only: no KB access here.
+
+Links between pages are relative `.md` links (mkdocs checks them in --strict builds); inside
+raw HTML (tables, diagrams, proofs) they are relative `.html` links, which is why the site is
+built with `use_directory_urls: false`.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from html import escape
+
+import networkx as nx
+
+from engine.docs import graph as G
+from engine.docs.model import (
+    Case,
+    CodeDoc,
+    DocsModel,
+    RelationDoc,
+    RuleDoc,
+    Src,
+    polarity,
+)
+from engine.docs.proofs import render_proof
+from engine.docs.reading import Linker, read_rule
+from engine.syntax import nodes as A
+
+ORIGIN_TEXT = {
+    "claim": "claim relation: filled from the claim being adjudicated",
+    "table": "table: loaded from a CSV file",
+    "facts": "facts: listed in the KB",
+    "derived": "derived: computed by rules",
+    "outcome": "outcome: what the adjudication reports",
+}
+ORIGIN_ORDER = ["outcome", "derived", "facts", "table", "claim"]
+FACTS_SHOWN = 200
+SAMPLE_ROWS = 5
+
+
+def md_href(frm: str, to: str, anchor: str = "") -> str:
+    rel = posixpath.relpath(to, posixpath.dirname(frm) or ".")
+    return rel + (f"#{anchor}" if anchor else "")
+
+
+def html_href(frm: str, to: str, anchor: str = "") -> str:
+    return md_href(frm, re.sub(r"\.md$", ".html", to), anchor)
+
+
+def esc(text: object) -> str:
+    """Text for Markdown inline content (table cells included)."""
+    s = escape(str(text), quote=False)
+    return re.sub(r"([\\`*_\[\]|#])", r"\\\1", s).replace("\n", " ")
+
+
+def anchor_id(prefix: str, value: object) -> str:
+    return f"{prefix}-" + re.sub(r"[^A-Za-z0-9_-]", "-", str(value))
+
+
+def where(src: Src | None) -> str:
+    return f"`{src}`" if src else ""
+
+
+class Site:
+    """Renders every page; `pages()` returns {path under site/: Markdown}."""
+
+    def __init__(self, model: DocsModel, scenarios: list[Case]):
+        self.m = model
+        self.scenarios = scenarios
+        self.rule_ids = {r.id: r for r in model.rules if r.id}
+        self.cases_by_rule: dict[str, list[Case]] = defaultdict(list)
+        for case in model.cases:
+            for rid in case.about:
+                self.cases_by_rule[rid].append(case)
+        self.role_pages = {role for roles in model.modifier_roles.values() for _s, role in roles}
+        self.pos_codes = {str(r[0]) for _s, r in model.pos}
+        self.modifier_codes = {str(r[0]) for _s, r in model.modifiers}
+
+    # --- links -----------------------------------------------------------------------
+
+    def linker(self, page: str) -> Linker:
+        def relation(name: str) -> str:
+            if name in self.m.relations:
+                return f"[{name}]({md_href(page, self.m.relations[name].page)})"
+            return f"`{name}`"
+
+        def constant(rel: str, attr: str, value: A.Value) -> str:
+            target = self.constant_target(rel, attr, value)
+            text = esc(value) if value != "" else '""'
+            return f"[{text}]({md_href(page, *target)})" if target else f"`{A.render_value(value)}`"
+        return Linker(relation, constant)
+
+    def constant_target(self, rel: str, attr: str, value: A.Value) -> tuple[str, str] | None:
+        """The page (and anchor) a constant in this argument position names, if any."""
+        if not isinstance(value, str) or value == "":
+            return None
+        decl = self.m.relations.get(rel)
+        atype = next((a.type for a in decl.decl.attrs if a.name == attr), "") if decl else ""
+        if attr in ("rule", "by_rule") and value in self.rule_ids:
+            return self.rule_ids[value].page, ""
+        if value in self.m.codes and (atype == "Code" or attr.endswith("code") or attr in ("c", "code")):
+            return self.m.codes[value].page, ""
+        if (rel, attr) in (("in_range", "name"), ("code_range", "name")) and value in self.m.ranges:
+            return f"codes/range/{value}.md", ""
+        if (rel, attr) == ("code_category", "category") and value in self.m.categories:
+            return f"codes/category/{value}.md", ""
+        if (rel, attr) == ("pos", "setting"):
+            return "pos.md", anchor_id("setting", value)
+        if (rel, attr) == ("modifier_role", "role") and value in self.role_pages:
+            return "modifiers.md", anchor_id("role", value)
+        if (atype == "Pos" or attr == "pos") and value in self.pos_codes:
+            return "pos.md", anchor_id("pos", value)
+        if (atype == "Modifier" or attr == "modifier") and value in self.modifier_codes:
+            return "modifiers.md", anchor_id("mod", value)
+        if value in self.m.codes:
+            return self.m.codes[value].page, ""
+        return None
+
+    def rule_link(self, page: str, r: RuleDoc, text: str | None = None) -> str:
+        label = text or (r.id if r.id else f"{r.head} (rule at {r.src})")
+        return f"[{esc(label)}]({md_href(page, r.page, r.anchor)})"
+
+    def rel_link(self, page: str, name: str) -> str:
+        rel = self.m.relations.get(name)
+        return f"[{esc(name)}]({md_href(page, rel.page)})" if rel else f"`{name}`"
+
+    def code_link(self, page: str, code: str) -> str:
+        if code in self.m.codes:
+            return f"[{code}]({md_href(page, self.m.codes[code].page)})"
+        if not re.fullmatch(self.m.code_pattern, code):
+            return esc(code)
+        # inline HTML: the lookup's #CODE fragment is read by its script, not an anchor mkdocs knows
+        return f'<a href="{escape(html_href(page, "codes/lookup.md", code))}">{escape(code)}</a>'
+
+    def code_href_html(self, page: str, code: str) -> str:
+        if code in self.m.codes:
+            return html_href(page, self.m.codes[code].page)
+        return html_href(page, "codes/lookup.md", code)
+
+    # --- all pages ---------------------------------------------------------------------
+
+    def pages(self) -> dict[str, str]:
+        out: dict[str, str] = {
+            "index.md": self.home(),
+            "guide.md": self.guide(),
+            "rules/index.md": self.rules_index(),
+            "relations/index.md": self.relations_index(),
+            "types.md": self.types_page(),
+            "codes/index.md": self.codes_index(),
+            "codes/lookup.md": self.lookup_page(),
+            "pos.md": self.pos_page(),
+            "modifiers.md": self.modifiers_page(),
+            "denial-codes.md": self.denial_codes_page(),
+            "graph.md": self.graph_page(),
+            "examples.md": self.examples_page(),
+        }
+        for r in self.m.id_rules:
+            out[r.page] = self.rule_page(r)
+        for rel in self.m.relations.values():
+            out[rel.page] = self.relation_page(rel)
+        for code in self.m.codes.values():
+            out[code.page] = self.code_page(code)
+        for cat in self.m.categories:
+            out[f"codes/category/{cat}.md"] = self.category_page(cat)
+        for name in self.m.ranges:
+            out[f"codes/range/{name}.md"] = self.range_page(name)
+        return {k: v.rstrip("\n") + "\n" for k, v in sorted(out.items())}
+
+    # --- home ----------------------------------------------------------------------------
+
+    def home(self) -> str:
+        p = "index.md"
+        m = self.m
+        kinds = defaultdict(list)
+        for r in m.outcome_rules:
+            kinds[r.ann("kind")].append(r)
+        lines = [
+            "# PolicyKB reference",
+            "",
+            "Medical-billing policy kept as Datalog rules, published the way coders look codes up: one",
+            "page per rule, per code the rules name, per relation, with the places of service, modifiers",
+            "and denial codes they use. Every page is generated from the KB by `python -m engine.docs`;",
+            "none is written by hand, so the pages say exactly what the rules do.",
+            "",
+            (f"KB version `{m.version}`: {len(m.outcome_rules)} outcome rules, {len(m.rules)} rules in all, "
+            f"{len(m.relations)} relations, {len(m.codes)} code pages, {len(m.cases)} policy test cases."),
+            "",
+            "## Start here",
+            "",
+            f"- A line was denied and you have the remittance codes: [Why does my line deny?]({md_href(p, 'guide.md')})",
+            (f"- A code: [codes by category]({md_href(p, 'codes/index.md')}), or any code of the NCCI tables in the "
+            f"[code lookup]({md_href(p, 'codes/lookup.md')})"),
+            (f"- The rules: [all rules]({md_href(p, 'rules/index.md')}), "
+            f"[how they depend on each other]({md_href(p, 'graph.md')}), "
+            f"[worked examples]({md_href(p, 'examples.md')})"),
+            (f"- [Places of service]({md_href(p, 'pos.md')}), [modifiers]({md_href(p, 'modifiers.md')}), "
+            f"[denial codes]({md_href(p, 'denial-codes.md')})"),
+            "",
+            "## What the KB covers",
+            "",
+            "| Kind of rule | Rules |",
+            "| --- | --- |",
+        ]
+        for kind in sorted(kinds):
+            lines.append(f"| {esc(kind)} | " + ", ".join(self.rule_link(p, r) for r in kinds[kind]) + " |")
+        lines += ["", "## Data and its vintage", "",
+                  "The reference tables the rules read, with what the KB file that declares each says about it.", "",
+                  "| Relation | File | Rows | About the data |", "| --- | --- | ---: | --- |"]
+        for rel in sorted((r for r in m.relations.values() if r.origin == "table"), key=lambda r: r.name):
+            about = m.modules.get(rel.src.path, "")
+            lines.append(f"| {self.rel_link(p, rel.name)} | `{rel.table}` | {rel.rows:,} | {esc(_first_sentence(about))} |")
+        example = self.rule_ids.get("inj.facility_em") or (m.outcome_rules[0] if m.outcome_rules else None)
+        lines += ["", "## How to read a rule", "",
+                  "A rule says when a line is denied (or warned about): the line is denied when **every**",
+                  "condition of the rule's body holds for some choice of the rule's variables. Variables are",
+                  "lower-case names (`l`, `p`); `_` stands for any value; `!` means the condition must **not**",
+                  "hold. Each rule page shows the rule as written, reads each condition in plain words, cites",
+                  "its sources, gives the group code, CARC and RARC the denial carries, and shows the policy",
+                  "test cases that exercise it with their proofs."]
+        if example is not None:
+            head, readings = read_rule(example.rule, {k: v.decl for k, v in m.relations.items()}, self.linker(p))
+            lines += ["", f"For example, {self.rule_link(p, example)} ({esc(example.title)}):", "",
+                      "```prolog", example.rule.text, "```", "", head, ""]
+            lines += [f"{i}. {rd.text}" for i, rd in enumerate(readings, 1)]
+        lines += ["", "Source references look like `kb/ncci/edits.dl:45` (a KB file and line) or",
+                  "`kb/tables/pos.csv row 22` (a table's data row, counting from 1 after the header).", "",
+                  "## Building this site", "",
+                  "```sh", "python -m engine.docs          # regenerate site/ from the KB",
+                  "python -m engine.docs --check  # fail when site/ is stale",
+                  "mkdocs build --strict          # HTML into build/html", "mkdocs serve                   # browse it",
+                  "```"]
+        return "\n".join(lines)
+
+    # --- guide ---------------------------------------------------------------------------
+
+    def guide(self) -> str:
+        p = "guide.md"
+        m = self.m
+        lines = [
+            "# Why does my line deny?",
+            "",
+            "Start from the remittance advice (the 835, or the EOB): for the denied line it gives a",
+            "**group code** (CO, OA, PR ...), a **claim adjustment reason code** (CARC) and often one or",
+            "more **remark codes** (RARC). Every denial PolicyKB produces carries all three, and each",
+            "combination leads to few rules.",
+            "",
+            "1. Find the group code and CARC of the line in the table below; the RARC narrows the choice.",
+            "2. Open the rule. Its page lists the conditions that must all hold for the denial, in plain",
+            "   words, and the sources they come from.",
+            "3. Check each condition against your claim: the codes on the other lines, the place of",
+            "   service, the modifiers, the units. The code, place-of-service and modifier pages say what",
+            "   the KB knows about each value.",
+            "4. The worked examples on the rule page show claims the rule denies and the proof of each",
+            "   denial, condition by condition.",
+            "5. If the rule gives a remedy (a modifier to add, units to lower, a code to bill instead) it",
+            "   is on the rule page; a remedy is only right when the record supports it.",
+            "",
+            "## From remittance codes to rules",
+            "",
+            "| Group | CARC | RARC | Rule | What it means |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in sorted(m.outcome_rules, key=lambda r: (r.ann("group"), _num_key(r.ann("carc")), r.ann("rarc"), r.id)):
+            g, c = r.ann("group"), r.ann("carc")
+            rarcs = ", ".join(f"[{x}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))})" for x in r.rarcs) or "-"
+            lines.append(f"| [{g}]({md_href(p, 'denial-codes.md', anchor_id('group', g))}) "
+                         f"| [{c}]({md_href(p, 'denial-codes.md', anchor_id('carc', c))}) {esc(self._carc_text(c))} "
+                         f"| {rarcs} | {self.rule_link(p, r)} | {esc(r.title)} |")
+        lines += ["", "Severity *warn* rules never deny; they flag a line that still pays."]
+        if self.scenarios:
+            lines += ["", "## Worked through: 96372 beside an E/M", "",
+                      "The same two services, an established-patient office visit and an injection with its",
+                      "drug, billed by one provider on one day, in three settings. The decisions below are the",
+                      "engine's, computed when this page was generated."]
+            for case in self.scenarios:
+                lines += ["", f"### {esc(case.name)}", ""] + self.case_body(p, case, focus=None)
+        return "\n".join(lines)
+
+    def _carc_text(self, code: str) -> str:
+        row = self.m.carcs.get(code)
+        return f"({row[1][1]})" if row else ""
+
+    # --- rules ---------------------------------------------------------------------------
+
+    def rules_index(self) -> str:
+        p = "rules/index.md"
+        lines = ["# Rules", "",
+                 "Every rule with an identifier. Outcome rules deny a line or warn about it; the others",
+                 "settle which outcome wins. Rules without an identifier compute intermediate relations and",
+                 f"are shown on the page of the relation they define ([relations]({md_href(p, 'relations/index.md')})).",
+                 "", "| Rule | Title | Kind | Severity | Group-CARC | RARC | Defined in |",
+                 "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in sorted(self.m.id_rules, key=lambda r: r.id or ""):
+            lines.append(f"| {self.rule_link(p, r)} | {esc(r.title)} | {esc(r.ann('kind'))} | {esc(r.ann('severity'))} "
+                         f"| {esc(r.ann('group'))}{'-' if r.ann('carc') else ''}{esc(r.ann('carc'))} "
+                         f"| {esc(' '.join(r.rarcs))} | {where(r.src)} |")
+        helpers = [r for r in self.m.rules if not r.id]
+        lines += ["", f"{len(helpers)} further rules define intermediate relations:", ""]
+        by_head = defaultdict(list)
+        for r in helpers:
+            by_head[r.head].append(r)
+        lines += [f"- {self.rel_link(p, h)}: " + ", ".join(self.rule_link(p, r, f'line {r.src.line}') for r in rs)
+                  for h, rs in sorted(by_head.items())]
+        return "\n".join(lines)
+
+    def rule_page(self, r: RuleDoc) -> str:
+        p = r.page
+        m = self.m
+        decls = {k: v.decl for k, v in m.relations.items()}
+        head, readings = read_rule(r.rule, decls, self.linker(p))
+        lines = [f"# {r.id}: {esc(r.title)}", "", esc(r.ann("summary")), "",
+                 "| | |", "| --- | --- |",
+                 f"| Rule | `{r.id}` |"]
+        for key, label in (("kind", "Kind"), ("severity", "Severity"), ("precedence", "Precedence")):
+            if r.ann(key):
+                lines.append(f"| {label} | {esc(r.ann(key))} |")
+        lines.append(f"| Defined in | {where(r.src)} |")
+        lines += ["", "## The rule", "", "```prolog", r.rule.text, "```", "", "## Reading it", "", head, ""]
+        lines += [f"{i}. `{rd.datalog}`: {rd.text}" for i, rd in enumerate(readings, 1)]
+        if r.ann("message"):
+            lines += ["", "The adjudication reports:", "", f"> {esc(r.ann('message'))}", "",
+                      "(`{name}` stands for the value the rule's variable of that name took.)"]
+        if r.ann("remedy"):
+            lines += ["", f"Suggested remedy: `{r.ann('remedy')}`."]
+        lines += self._precedence(p, r)
+        lines += ["", "## Sources", ""]
+        lines += [f"- {esc(s)}" for s in r.sources] or ["- (none given)"]
+        if r.ann("carc"):
+            lines += ["", "## Denial codes", "", "| Code | Meaning | Source |", "| --- | --- | --- |"]
+            lines += self._denial_rows(p, r)
+        lines += ["", "## Where it sits", "",
+                  "What this rule reads (left) and what reads its outcome (right); dashed edges are negated",
+                  f"conditions. The [whole graph]({md_href(p, 'graph.md')}) shows every rule.", "",
+                  self.rule_diagram(p, r)]
+        lines += ["", "## Worked examples", ""] + self.rule_examples(p, r)
+        return "\n".join(lines)
+
+    def _precedence(self, p: str, r: RuleDoc) -> list[str]:
+        """Rules whose head names this rule (overrides) or whose body reads its outcome."""
+        out = []
+        for other in self.m.rules:
+            if other.index == r.index:
+                continue
+            head_consts = [a.value for a in other.rule.head.args if isinstance(a, A.Const)]
+            if r.id in head_consts and other.head not in ("deny", "warn"):
+                out.append(f"- {self.rule_link(p, other)} ({esc(other.title)}) can set this rule's finding aside: "
+                           f"{esc(other.ann('summary'))}")
+            elif any(isinstance(a, A.Const) and a.value == r.id for atom in other.rule.body
+                     if isinstance(atom, A.Atom) for a in atom.args):
+                out.append(f"- {self.rule_link(p, other)} ({esc(other.title)}) builds on this rule's finding.")
+        if r.head == "overridden":
+            ids = [a.value for a in r.rule.head.args if isinstance(a, A.Const)]
+            out += [f"- Sets aside findings of {self.rule_link(p, self.rule_ids[i])}." for i in ids if i in self.rule_ids]
+        return (["", "## Precedence", ""] + out) if out else []
+
+    def _denial_rows(self, p: str, r: RuleDoc) -> list[str]:
+        rows = []
+        g = self.m.group_codes.get(r.ann("group"))
+        rows.append(f"| Group [{esc(r.ann('group'))}]({md_href(p, 'denial-codes.md', anchor_id('group', r.ann('group')))}) "
+                    f"| {esc(g[1][1]) if g else '(not in the group code table)'} | {where(g[0]) if g else ''} |")
+        c = self.m.carcs.get(r.ann("carc"))
+        rows.append(f"| CARC [{esc(r.ann('carc'))}]({md_href(p, 'denial-codes.md', anchor_id('carc', r.ann('carc')))}) "
+                    f"| {esc(c[1][1]) if c else '(not in the CARC table)'} | {where(c[0]) if c else ''} |")
+        for x in r.rarcs:
+            rr = self.m.rarcs.get(x)
+            rows.append(f"| RARC [{esc(x)}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))}) "
+                        f"| {esc(rr[1][1]) if rr else '(not in the RARC table)'} | {where(rr[0]) if rr else ''} |")
+        return rows
+
+    def rule_examples(self, p: str, r: RuleDoc) -> list[str]:
+        cases = self.cases_by_rule.get(r.id or "", [])
+        if not cases:
+            return ["No policy test case names this rule yet. Cases live next to the rules, in",
+                    "`kb/**/<name>.cases.json`; one whose `about` lists this rule appears here with its proof."]
+        out = [f"The policy test cases whose `about` lists `{r.id}`, adjudicated when this page was generated."]
+        for case in cases:
+            out += ["", f"### {esc(case.name)}", ""] + self.case_body(p, case, focus=r.id)
+        return out
+
+    def case_body(self, p: str, case: Case, focus: str | None) -> list[str]:
+        out = [f"Case from {where(case.src)}.", ""] if case.src.path else []
+        out += ["| Line | Code | Modifiers | POS | Date | Units | Provider |", "| ---: | --- | --- | --- | --- | ---: | --- |"]
+        for ln in case.claim.get("lines", []) if isinstance(case.claim, dict) else []:
+            code = str(ln.get("code", ""))
+            pos = str(ln.get("pos", ""))
+            mods = ", ".join(self.value_md(p, "line_modifier", "modifier", x) for x in ln.get("modifiers", []))
+            out.append(f"| {ln.get('line', '')} | {self.code_link(p, code) if code else ''} | {mods} "
+                       f"| {self.value_md(p, 'line', 'pos', pos)} | {esc(ln.get('service_date', ''))} "
+                       f"| {ln.get('units', 1)} | {esc(ln.get('rendering_npi', ''))} |")
+        for h in case.claim.get("history", []) if isinstance(case.claim, dict) else []:
+            out.append(f"| history {esc(h.get('claim_id', ''))} line {h.get('line', '')} | {self.code_link(p, str(h.get('code', '')))} "
+                       f"| {esc(', '.join(h.get('modifiers', [])))} | {esc(h.get('pos', ''))} | {esc(h.get('service_date', ''))} "
+                       f"| {h.get('units', 1)} | {esc(h.get('rendering_npi', ''))} |")
+        out += ["", '??? note "The claim as JSON"', "", "    ```json"]
+        out += ["    " + ln for ln in json.dumps(case.claim, indent=2, sort_keys=True).splitlines()]
+        out += ["    ```", ""]
+        if case.error:
+            return out + ["!!! failure \"The engine could not adjudicate this case\"", "", f"    {esc(case.error)}"]
+        if case.result is None:
+            return out + ["(Not adjudicated: the engine's API was not available when the site was built.)"]
+        has_expect = bool(case.expect)
+        out += ["| Line | Code | Decision |" + (" Expected |" if has_expect else "") + " Reasons (in force) | Overridden |",
+                "| ---: | --- | --- |" + (" --- |" if has_expect else "") + " --- | --- |"]
+        for ln in case.result.get("lines", []):
+            exp = case.expect.get(str(ln["line"]), {}) if isinstance(case.expect, dict) else {}
+            in_force = [x for x in ln["reasons"] if not x.get("overridden_by")]
+            over = [x for x in ln["reasons"] if x.get("overridden_by")]
+            expected = esc(exp.get("decision", "")) + (" (" + esc(", ".join(exp.get("rules", []))) + ")" if exp.get("rules") else "")
+            out.append(f"| {ln['line']} | {self.code_link(p, ln['code'])} | **{ln['decision']}** |"
+                       + (f" {expected} |" if has_expect else "")
+                       + f" {', '.join(self._reason_link(p, x) for x in in_force) or '-'} "
+                       f"| {', '.join(self._reason_link(p, x) + ' by ' + self._id_link(p, x['overridden_by']) for x in over) or '-'} |")
+        if focus is None:
+            out += ["", "What the remittance shows, line by line (group-CARC and RARC), and why:", ""]
+            for ln in case.result.get("lines", []):
+                for x in ln["reasons"]:
+                    codes = f"{x.get('group', '')}-{x.get('carc', '')}" + (f" {' '.join(x.get('rarc', []))}" if x.get("rarc") else "")
+                    if x.get("overridden_by"):
+                        out.append(f"- Line {ln['line']} ({ln['code']}): {self._id_link(p, x['rule'])} found: "
+                                   f"{esc(x.get('message', ''))} It is set aside by {self._id_link(p, x['overridden_by'])}, "
+                                   "so it does not deny the line.")
+                    else:
+                        out.append(f"- Line {ln['line']} ({ln['code']}): **{esc(codes)}** from {self._id_link(p, x['rule'])}: "
+                                   f"{esc(x.get('message', ''))}")
+                if not ln["reasons"]:
+                    out.append(f"- Line {ln['line']} ({ln['code']}): paid, no rule finds anything.")
+        for ln in case.result.get("lines", []):
+            for x in ln["reasons"]:
+                if focus is not None and x["rule"] != focus:
+                    continue
+                status = f", overridden by {x['overridden_by']}" if x.get("overridden_by") else ""
+                out += ["", (f"**Line {ln['line']}, {self._id_link(p, x['rule'])}** ({esc(x.get('severity', ''))}, "
+                        f"{esc(x.get('group', ''))}-{esc(x.get('carc', ''))} {esc(' '.join(x.get('rarc', [])))}{esc(status)}): "
+                        f"{esc(x.get('message', ''))}"), ""]
+                if x.get("proof"):
+                    out += [self.proof_html(p, x["proof"])]
+        if focus is not None and not any(x["rule"] == focus for ln in case.result.get("lines", []) for x in ln["reasons"]):
+            out += ["", f"`{focus}` finds nothing on this claim: the case shows when the rule does not apply."]
+        return out
+
+    def _reason_link(self, p: str, x: dict) -> str:
+        return self._id_link(p, x["rule"])
+
+    def _id_link(self, p: str, rule_id: str) -> str:
+        r = self.rule_ids.get(rule_id)
+        return self.rule_link(p, r) if r else f"`{rule_id}`"
+
+    def proof_html(self, p: str, proof: dict) -> str:
+        def rule_href(rid: str) -> str | None:
+            r = self.rule_ids.get(rid)
+            return html_href(p, r.page) if r else None
+
+        def relation_href(name: str) -> str | None:
+            rel = self.m.relations.get(name)
+            return html_href(p, rel.page) if rel else None
+
+        def source_text(s: dict) -> str:
+            if "claim_field" in s:
+                return f"claim {s['claim_field']}"
+            if "file" in s:
+                path = _strip_to_repo(str(s["file"]))
+                return f"{path} row {s['row']}" if s.get("row") is not None else f"{path}:{s.get('line', '')}"
+            return ""
+        return render_proof(proof, rule_href=rule_href, relation_href=relation_href, source_text=source_text)
+
+    # --- diagrams --------------------------------------------------------------------------
+
+    def diagram_graph(self) -> nx.DiGraph:
+        """Rules without an id folded into the relation they define; rules with one kept."""
+        g = nx.DiGraph()
+        m = self.m
+
+        def fold(n):
+            if n[0] == "rule" and not m.rules[n[1]].id:
+                return ("rel", m.rules[n[1]].head)
+            return n
+        for n in m.graph.nodes:
+            g.add_node(fold(n))
+        for u, v, data in m.graph.edges(data=True):
+            a, b = fold(u), fold(v)
+            if a == b:
+                continue
+            neg = data["negative"] or bool(g.get_edge_data(a, b, {}).get("negative"))
+            g.add_edge(a, b, negative=neg)
+        return g
+
+    def node_style(self, page: str, n) -> G.NodeStyle:
+        m = self.m
+        if n[0] == "rule":
+            r = m.rules[n[1]]
+            return G.NodeStyle(r.id or r.head, "rule", html_href(page, r.page, r.anchor), f"{r.id}: {r.title}")
+        rel = m.relations.get(n[1])
+        if rel is None:
+            return G.NodeStyle(n[1], "derived", None, n[1])
+        return G.NodeStyle(rel.name, rel.origin, html_href(page, rel.page), f"{rel.name}: {rel.summary}")
+
+    def render_graph(self, page: str, g: nx.DiGraph, highlight=(), caption: str = "") -> str:
+        style = {n: self.node_style(page, n) for n in g}
+        return '<div class="pkb-diagram">\n' + G.svg(g, style, highlight=set(highlight), caption=caption) + "\n</div>"
+
+    def rule_diagram(self, p: str, r: RuleDoc) -> str:
+        g = self.diagram_graph()
+        node = ("rule", r.index)
+        keep = nx.ancestors(g, node) | nx.descendants(g, node) | {node}
+        return self.render_graph(p, g.subgraph(keep).copy(), {node}, f"What {r.id} depends on and what depends on it")
+
+    def graph_page(self) -> str:
+        p = "graph.md"
+        g = self.diagram_graph()
+        lines = ["# How the rules depend on each other", "",
+                 "Every relation and every rule with an identifier, from the claim and the tables on the left",
+                 "to the outcomes on the right. An edge runs from what a rule reads to what it concludes;",
+                 "dashed edges are negated conditions (the rule needs the fact to be absent) or totals.",
+                 "Rules without an identifier are folded into the relation they define. Click a box to open",
+                 "its page.", "", _legend(), "", self.render_graph(p, g, caption="Dependency graph of the KB")]
+        return "\n".join(lines)
+
+    # --- relations -------------------------------------------------------------------------
+
+    def relations_index(self) -> str:
+        p = "relations/index.md"
+        lines = ["# Relations", "",
+                 "Every relation (predicate) the KB declares, by where its facts come from.", ""]
+        for origin in ORIGIN_ORDER:
+            rels = sorted((r for r in self.m.relations.values() if r.origin == origin), key=lambda r: r.name)
+            if not rels:
+                continue
+            lines += [f"## {ORIGIN_TEXT[origin].split(':')[0].capitalize()}", "", ORIGIN_TEXT[origin].split(": ", 1)[1].capitalize() + ".", "",
+                      "| Relation | Summary | Rows | Declared in |", "| --- | --- | ---: | --- |"]
+            for r in rels:
+                rows = f"{r.rows:,}" if r.origin in ("table", "facts") else ""
+                lines.append(f"| {self.rel_link(p, r.name)} | {esc(r.summary)} | {rows} | {where(r.src)} |")
+            lines.append("")
+        return "\n".join(lines)
+
+    def relation_page(self, rel: RelationDoc) -> str:
+        p = rel.page
+        m = self.m
+        decls = {k: v.decl for k, v in m.relations.items()}
+        lines = [f"# {rel.name}", "", esc(rel.summary) or "*(no summary)*", "",
+                 "| | |", "| --- | --- |",
+                 f"| Kind | {esc(ORIGIN_TEXT[rel.origin])} |",
+                 f"| Declared in | {where(rel.src)} |"]
+        if rel.table:
+            lines.append(f"| Table file | `{rel.table}` ({rel.rows:,} rows) |")
+        if rel.stratum is not None:
+            lines.append(f"| Stratum | {rel.stratum} (evaluated after every relation of a lower stratum) |")
+        if rel.source:
+            lines.append(f"| Source | {esc(rel.source)} |")
+        about = m.modules.get(rel.src.path, "")
+        if about:
+            lines.append(f"| About {esc(rel.src.path)} | {esc(about)} |")
+        lines += ["", "## Attributes", "", "| # | Attribute | Type |", "| ---: | --- | --- |"]
+        for i, a in enumerate(rel.decl.attrs, 1):
+            lines.append(f"| {i} | `{a.name}` | [{a.type}]({md_href(p, 'types.md', anchor_id('type', a.type))}) |")
+        if rel.defined_by:
+            lines += ["", "## Defined by", ""]
+            for i in rel.defined_by:
+                r = m.rules[i]
+                head, readings = read_rule(r.rule, decls, self.linker(p))
+                title = f"Rule [{r.id}]({md_href(p, r.page)})" if r.id else "Rule"
+                lines += [f"### {title} at {r.src} {{#{r.anchor or anchor_id('rule', r.id)}}}", "",
+                          "```prolog", r.rule.text, "```", "", head, ""]
+                lines += [f"{k}. `{rd.datalog}`: {rd.text}" for k, rd in enumerate(readings, 1)]
+                lines.append("")
+        if rel.facts:
+            lines += ["", "## Facts", "", f"{len(rel.facts)} facts, listed in the KB.", "",
+                      "| " + " | ".join(a.name for a in rel.decl.attrs) + " | Source |",
+                      "| " + " | ".join("---" for _ in rel.decl.attrs) + " | --- |"]
+            for s, row in rel.facts[:FACTS_SHOWN]:
+                cells = [self.value_md(p, rel.name, a.name, v) for a, v in zip(rel.decl.attrs, row)]
+                lines.append("| " + " | ".join(cells) + f" | {where(s)} |")
+            if len(rel.facts) > FACTS_SHOWN:
+                lines.append(f"\n({len(rel.facts) - FACTS_SHOWN} more in the source file.)")
+        if rel.used_by:
+            lines += ["", "## Read by", ""]
+            for i in rel.used_by:
+                r = m.rules[i]
+                lines.append(f"- {self.rule_link(p, r)}" + (f": {esc(r.title)}" if r.id else f" (defines {self.rel_link(p, r.head)})"))
+        lines += ["", "## Neighbourhood", "", self.relation_diagram(p, rel)]
+        return "\n".join(lines)
+
+    def value_md(self, p: str, rel: str, attr: str, v: A.Value) -> str:
+        target = self.constant_target(rel, attr, v)
+        return f"[{esc(v)}]({md_href(p, *target)})" if target else esc(v)
+
+    def relation_diagram(self, p: str, rel: RelationDoc) -> str:
+        g = self.diagram_graph()
+        node = ("rel", rel.name)
+        keep = {node} | set(g.predecessors(node)) | set(g.successors(node))
+        return self.render_graph(p, g.subgraph(keep).copy(), {node}, f"What {rel.name} reads and what reads it")
+
+    def types_page(self) -> str:
+        p = "types.md"
+        users = defaultdict(list)
+        for rel in self.m.relations.values():
+            for a in rel.decl.attrs:
+                users[a.type].append((rel.name, a.name))
+        lines = ["# Types", "", "The value types of the KB. Domain types are symbols with a shape every value loaded",
+                 "from a table or fact is checked against.", ""]
+        for name, decl, info, src in self.m.types:
+            lines += [f"## {name} {{#{anchor_id('type', name)}}}", "", esc(getattr(info, "summary", "")), ""]
+            facts = [f"base type `{info.base}`"]
+            if info.pattern:
+                facts.append(f"pattern `{info.pattern}`")
+            if info.is_date:
+                facts.append("a real calendar date")
+            if info.optional:
+                facts.append("may be empty")
+            lines.append("- " + "; ".join(facts))
+            if src:
+                lines.append(f"- Declared in {where(src)}")
+            used = users.get(name, [])
+            if used:
+                lines.append("- Used by " + ", ".join(f"{self.rel_link(p, r)}.`{a}`" for r, a in sorted(used)))
+            lines.append("")
+        return "\n".join(lines)
+
+    # --- codes -----------------------------------------------------------------------------
+
+    def codes_index(self) -> str:
+        p = "codes/index.md"
+        m = self.m
+        lines = ["# Codes", "",
+                 f"The {len(m.codes)} codes the rules name: the KB's CPT list (with our own short descriptions,",
+                 "never the AMA descriptors) and the HCPCS codes a rule or fact names. Any other code of the",
+                 f"NCCI tables ({len(m.stats):,} codes with PTP edits) is in the [code lookup]({md_href(p, 'codes/lookup.md')}).",
+                 "", "## Categories", "", "| Category | Codes |", "| --- | ---: |"]
+        for cat, codes in m.categories.items():
+            lines.append(f"| [{esc(cat)}]({md_href(p, f'codes/category/{cat}.md')}) | {len(codes)} |")
+        lines += ["", "## Ranges", "", "Named ranges the rules use; a range holds the known codes between its bounds.", "",
+                  "| Range | From | To | Known codes | Defined in |", "| --- | --- | --- | ---: | --- |"]
+        for name, rng in m.ranges.items():
+            lines.append(f"| [{esc(name)}]({md_href(p, f'codes/range/{name}.md')}) | {rng.low} | {rng.high} | {len(rng.members):,} | {where(rng.src)} |")
+        others = sorted(c for c, d in m.codes.items() if not d.category)
+        if others:
+            lines += ["", "## Other codes the rules name", "", "| Code | Description | Ranges |", "| --- | --- | --- |"]
+            for c in others:
+                d = m.codes[c]
+                lines.append(f"| {self.code_link(p, c)} | {esc(d.description)} | {esc(', '.join(d.ranges))} |")
+        return "\n".join(lines)
+
+    def category_page(self, cat: str) -> str:
+        p = f"codes/category/{cat}.md"
+        codes = [self.m.codes[c] for c in self.m.categories[cat] if c in self.m.codes]
+        lines = [f"# Category: {esc(cat)}", "",
+                 f"{len(codes)} codes of the KB's CPT list (`kb/tables/cpt_codes.csv`) in category `{cat}`.", ""]
+        readers = sorted({m.rule for m in self.m.mentions if (m.relation, m.attr, m.value) == ("code_category", "category", cat)
+                          and m.rule is not None})
+        if readers:
+            lines += ["Rules that name this category: " + ", ".join(self.rule_link(p, self.m.rules[i]) for i in readers), ""]
+        lines += self.code_table(p, codes)
+        return "\n".join(lines)
+
+    def range_page(self, name: str) -> str:
+        p = f"codes/range/{name}.md"
+        rng = self.m.ranges[name]
+        lines = [f"# Range: {esc(name)}", "",
+                 f"Codes from {rng.low} to {rng.high}, inclusive, that one of the KB's code lists knows; defined in {where(rng.src)}.",
+                 f"{len(rng.members):,} codes.", ""]
+        readers = sorted({m.rule for m in self.m.mentions if m.relation == "in_range" and m.attr == "name" and m.value == name
+                          and m.rule is not None})
+        if readers:
+            lines += ["Rules that name this range: " + ", ".join(self.rule_link(p, self.m.rules[i]) for i in readers), ""]
+        lines += ["| Code | Description | MUE | PTP edits |", "| --- | --- | ---: | ---: |"]
+        for c in rng.members:
+            e = self.m.lookup_extra.get(c, {})
+            st = self.m.stats.get(c)
+            lines.append(f"| {self.code_link(p, c)} | {esc(self.m.lookup_descriptions.get(c, ''))} | {e.get('m', '')} "
+                         f"| {st.total if st else 0} |")
+        return "\n".join(lines)
+
+    def code_table(self, p: str, codes: Iterable[CodeDoc]) -> list[str]:
+        lines = ["| Code | Description | MUE (MAI) | Facility NA | Add-on | PTP edits |", "| --- | --- | --- | --- | --- | ---: |"]
+        for d in codes:
+            mue = f"{d.mue[1][1]} ({d.mue[1][2]})" if d.mue else ""
+            fac = "NA" if any(r[1] == "" and r[3] == "NA" for _s, r in d.pfs) else ""  # the global row
+            aoc = f"type {d.aoc[1][1]}" if d.aoc else ""
+            lines.append(f"| {self.code_link(p, d.code)} | {esc(d.description)} | {mue} | {fac} | {aoc} | {d.stats.total} |")
+        return lines
+
+    def code_page(self, d: CodeDoc) -> str:
+        p = d.page
+        m = self.m
+        lines = [f"# {d.code}", ""]
+        if d.cpt:
+            lines += [f"*{esc(d.cpt[1][1])}* (our description, not the AMA descriptor; {where(d.cpt[0])})", ""]
+        if d.hcpcs:
+            lines += [f"HCPCS Level II: *{esc(d.hcpcs[1][2] or d.hcpcs[1][1])}* ({where(d.hcpcs[0])})", ""]
+        row_rules = self._row_rules(p, d)
+        lines += ["| Property | Value |", "| --- | --- |"]
+        if d.category:
+            lines.append(f"| Category | [{esc(d.category)}]({md_href(p, f'codes/category/{d.category}.md')}) |")
+        if d.ranges:
+            lines.append("| Ranges | " + ", ".join(f"[{esc(x)}]({md_href(p, f'codes/range/{x}.md')})" for x in d.ranges) + " |")
+        if d.mue:
+            lines.append(f"| MUE | {d.mue[1][1]} unit(s) per patient, provider and date; MAI {d.mue[1][2]} "
+                         f"({esc(d.mue[1][3])}){row_rules.get('mue', '')}; {where(d.mue[0])} |")
+        else:
+            lines.append("| MUE | none |")
+        if d.aoc:
+            prim = ", ".join(self.code_link(p, str(r[1])) for _s, r in d.aoc_primaries)
+            lines.append(f"| Add-on code | edit type {d.aoc[1][1]}{row_rules.get('aoc_code', '')}; {where(d.aoc[0])}"
+                         + (f"; primary codes: {prim}" if prim else "") + " |")
+        else:
+            lines.append("| Add-on code | no |")
+        if d.primary_of:
+            lines.append("| Primary code of add-ons | " + ", ".join(self.code_link(p, str(r[0])) for _s, r in d.primary_of) + " |")
+        if d.deletion:
+            lines.append(f"| Deleted | last valid date {d.deletion[1][1]}: {esc(d.deletion[1][2])}"
+                         f"{row_rules.get('code_deletion', '')}; {where(d.deletion[0])} |")
+        lines += ["", "## Fee schedule", ""]
+        if d.pfs:
+            lines += ["| Modifier | Status | Facility NA | Non-facility NA | PC/TC | Global days |",
+                      "| --- | --- | --- | --- | ---: | --- |"]
+            for _s, r in d.pfs:
+                lines.append(f"| {esc(r[1]) or '(global)'} | {esc(r[2])} | {esc(r[3])} | {esc(r[4])} | {r[5]} | {esc(r[6])} |")
+            lines += ["", f"From {', '.join(where(s) for s, _r in d.pfs)}; column meanings on {self.rel_link(p, 'pfs')}."
+                      + (f" This row is{row_rules['pfs'][1:]}." if "pfs" in row_rules else "")]
+        else:
+            lines.append("Not in the physician fee schedule file (that alone does not make a code invalid).")
+        lines += ["", "## Rules that can decide a claim with it", ""]
+        if d.outcome_rules:
+            lines += [f"- {self.rule_link(p, m.rules[i])}: {esc(m.rules[i].title)}" for i in d.outcome_rules]
+        else:
+            lines.append("None.")
+        shown = [(i, how, neg) for i, (how, neg) in d.via.items() if d.via_outcomes.get(i)]
+        if shown:
+            lines += ["", "How the rules reach this code:", "", "| Rule | How | Leads to | Defined in |", "| --- | --- | --- | --- |"]
+            for i, how, neg in sorted(shown, key=lambda t: (m.rules[t[0]].src, t[0])):
+                rule = m.rules[i]
+                label = self.rule_link(p, rule) if rule.id else f"{self.rule_link(p, rule, rule.head)} (a rule for {rule.head})"
+                outs = [o for o in d.via_outcomes[i] if o != i]
+                lead = ", ".join(self.rule_link(p, m.rules[o]) for o in outs) if outs else "(itself)"
+                lines.append(f"| {label} | {esc(how)}{' (negated: its absence counts)' if neg else ''} | {lead} "
+                             f"| {where(rule.src)} |")
+        facts = [x for x in d.mentions if x.rule is None]
+        if facts:
+            lines += ["", "Listed in the KB's facts: " + ", ".join(f"{self.rel_link(p, x.relation)} ({where(x.src)})" for x in facts)]
+        lines += ["", "## NCCI procedure-to-procedure edits", ""] + self.ptp_section(p, d)
+        return "\n".join(lines)
+
+    def _row_rules(self, p: str, d: CodeDoc) -> dict[str, str]:
+        """For each table, the outcome rules that read this code's row there (", applied by ...")."""
+        out: dict[str, list[int]] = defaultdict(list)
+        for i, (how, _neg) in d.via.items():
+            mt = re.fullmatch(r"its (\w+) row", how)
+            if mt:
+                out[mt.group(1)] += [o for o in d.via_outcomes.get(i, [])]
+        return {t: ", applied by " + ", ".join(self.rule_link(p, self.m.rules[o]) for o in sorted(set(os)))
+                for t, os in out.items() if os}
+
+    def ptp_section(self, p: str, d: CodeDoc) -> list[str]:
+        st = d.stats
+        if not st.total:
+            return ["No PTP edit names this code."]
+        out = ["When a column 1 code and its column 2 partner are billed for one patient by one provider on",
+               f"one date, the column 2 code is not paid (rule {self._id_link(p, 'ncci.ptp')}) unless the edit's",
+               ("modifier indicator is 1 and a modifier shows a distinct service "
+               f"([modifiers]({md_href(p, 'modifiers.md')})). Indicator 0: no modifier helps; 9: the edit does not apply."),
+               "Deleted edits apply to dates of service up to their deletion date. Rows are from",
+               "`kb/tables/ncci_ptp_practitioner.csv.gz`; click a column heading to sort.",
+               "", "| Role | Active | Deleted |", "| --- | ---: | ---: |",
+               f"| {d.code} is column 1 (the partner is not paid) | {st.col1_active} | {st.col1_deleted} |",
+               f"| {d.code} is column 2 ({d.code} is not paid) | {st.col2_active} | {st.col2_deleted} |"]
+        for role, total, title in ((1, st.col1_total, f"{d.code} as column 1: partners not paid beside it"),
+                                   (2, st.col2_total, f"{d.code} as column 2: codes it is not paid beside")):
+            if not total:
+                continue
+            rows, every = d.ptp[role]
+            out += ["", f"### {title}", ""]
+            if every:
+                out.append(f"All {total} rows.")
+            else:
+                out.append(f"{total:,} rows; listed are the {len(rows)} whose partner has a page here. The "
+                           f"[code lookup]({md_href(p, 'codes/lookup.md')}) gives counts and first partners of any code.")
+            if rows:
+                out += ["", self._ptp_table(p, rows, role)]
+        return out
+
+    def _ptp_table(self, p: str, rows: list, role: int) -> str:
+        html = ['<table class="pkb-sortable pkb-ptp" data-search-exclude="">',
+                ("<thead><tr><th>Partner</th><th>Description</th><th>Modifier indicator</th><th>Status</th>"
+                "<th>Rationale</th><th>Source row</th></tr></thead>"), "<tbody>"]
+        for r in rows:
+            partner = r.column_2 if role == 1 else r.column_1
+            desc = self.m.lookup_descriptions.get(partner, "")
+            status = "active" if not r.deletion_date else f"deleted {r.deletion_date}"
+            html.append(f'<tr><td><a href="{escape(self.code_href_html(p, partner))}">{partner}</a></td>'
+                        f"<td>{escape(desc)}</td><td>{r.modifier_indicator}</td>"
+                        f"<td>{status}</td><td>{escape(r.rationale)}</td><td>{r.src.row}</td></tr>")
+        return "\n".join(html + ["</tbody>", "</table>"])
+
+    def lookup_page(self) -> str:
+        return "\n".join([
+            "# Code lookup", "",
+            f"Any of the {len(self.m.lookup_extra):,} codes of the KB's tables (NCCI PTP, MUE and add-on edits, HCPCS,",
+            "the fee schedule, the CPT list): its MUE, add-on status, fee-schedule flags and PTP counts, with the",
+            "first partners on each side. Codes the rules name have a full page; the lookup links to it.", "",
+            '<div class="pkb-lookup" data-search-exclude="">',
+            '<form class="pkb-lookup-form" onsubmit="return false">',
+            ('<label for="pkb-code">Code</label> <input id="pkb-code" name="code" autocomplete="off" spellcheck="false" '
+            'placeholder="e.g. 20610" maxlength="5" size="8">'),
+            "</form>",
+            '<div id="pkb-lookup-result" aria-live="polite"></div>',
+            "</div>", "",
+            "The data comes from `assets/lookup/*.json`, generated with the site; no network is needed.",
+            "Partners are given as `code (modifier indicator)`; only active edits are listed.",
+        ])
+
+    # --- POS, modifiers, denial codes ------------------------------------------------------------
+
+    def pos_page(self) -> str:
+        p = "pos.md"
+        m = self.m
+        by_pos: dict[str, list[str]] = defaultdict(list)
+        by_setting: dict[str, list[int]] = defaultdict(list)
+        for x in m.mentions:
+            if not isinstance(x.value, str):
+                continue
+            rel = m.relations.get(x.relation)
+            atype = next((a.type for a in rel.decl.attrs if a.name == x.attr), "") if rel else ""
+            if (x.relation, x.attr) == ("pos", "setting") and x.rule is not None:
+                by_setting[x.value].append(x.rule)
+            elif atype == "Pos" or x.attr == "pos":
+                label = self.rule_link(p, m.rules[x.rule]) if x.rule is not None else self.rel_link(p, x.relation)
+                if label not in by_pos[x.value]:
+                    by_pos[x.value].append(label)
+        lines = ["# Places of service", "",
+                 "The CMS place-of-service codes with the fee-schedule setting the KB gives each (facility or",
+                 "non-facility). Rules read the setting, and a few list particular codes.", ""]
+        for setting in sorted(by_setting):
+            rules = sorted(set(by_setting[setting]))
+            lines += [f"## Setting: {esc(setting)} {{#{anchor_id('setting', setting)}}}", "",
+                      "Rules that read it: " + ", ".join(self.rule_link(p, m.rules[i]) for i in rules), ""]
+        lines += ["## All codes", "",
+                  ('<table class="pkb-sortable"><thead><tr><th>POS</th><th>Name</th><th>Setting</th><th>Named by</th>'
+                  "<th>Description</th><th>Source</th></tr></thead><tbody>")]
+        for s, r in m.pos:
+            code = str(r[0])
+            named = ", ".join(self._md_to_html(p, x) for x in by_pos.get(code, []))
+            lines.append(f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(str(r[1]))}</td>'
+                         f'<td><a href="#{anchor_id("setting", r[2])}">{escape(str(r[2]))}</a></td><td>{named}</td>'
+                         f"<td>{escape(str(r[3]))}</td><td>row {s.row}</td></tr>" if r[2] in by_setting else
+                         f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(str(r[1]))}</td>'
+                         f"<td>{escape(str(r[2]))}</td><td>{named}</td><td>{escape(str(r[3]))}</td><td>row {s.row}</td></tr>")
+        lines += ["</tbody></table>", "", f"Source: `{m.relations['pos'].table}`." if "pos" in m.relations else ""]
+        return "\n".join(lines)
+
+    def _md_to_html(self, p: str, md: str) -> str:
+        """A `[text](target.md#a)` link as HTML (for cells of raw HTML tables)."""
+        mt = re.fullmatch(r"\[(.*?)\]\((.*?)\)", md)
+        if not mt:
+            return escape(md)
+        text, target = mt.group(1).replace("\\", ""), mt.group(2)
+        href = re.sub(r"[.]md(#|$)", r".html\1", target)
+        return f'<a href="{escape(href)}">{escape(text)}</a>'
+
+    def modifiers_page(self) -> str:
+        p = "modifiers.md"
+        m = self.m
+        roles_of: dict[str, list[str]] = defaultdict(list)
+        members: dict[str, list[str]] = defaultdict(list)
+        role_src: dict[str, Src] = {}
+        for mod, roles in sorted(m.modifier_roles.items()):
+            for s, role in roles:
+                roles_of[mod].append(role)
+                members[role].append(mod)
+                role_src.setdefault(role, s)
+        lines = ["# Modifiers", "",
+                 "The modifiers the rules read: NCCI roles (which edits a modifier can bypass), the modifiers",
+                 "named directly, and every CPT and HCPCS modifier the KB knows.", "",
+                 "*Lifts* means the modifier can keep the rule from denying (the rule needs its absence);",
+                 "*can trigger* means its presence is one of the rule's conditions.", "",
+                 "## NCCI roles", ""]
+        for role in sorted(members):
+            lines += [f"### {esc(role)} {{#{anchor_id('role', role)}}}", "",
+                      "Modifiers: " + ", ".join(f"[{x}](#{anchor_id('mod', x)})" for x in members[role]), "",
+                      f"Listed in {self.rel_link(p, 'modifier_role')} from {where(role_src[role])}.", ""]
+            lines += self._effects(p, [x for x in m.mentions if (x.relation, x.attr, x.value) == ("modifier_role", "role", role)
+                                        and x.rule is not None])
+        direct = defaultdict(list)
+        for x in m.mentions:
+            rel = m.relations.get(x.relation)
+            atype = next((a.type for a in rel.decl.attrs if a.name == x.attr), "") if rel else ""
+            if x.rule is not None and isinstance(x.value, str) and (atype == "Modifier" or x.attr == "modifier") \
+                    and x.relation != "modifier_role":
+                direct[x.value].append(x)
+        if direct:
+            lines += ["## Modifiers the rules name", ""]
+            for mod in sorted(direct):
+                lines += [f"### {esc(mod)}", ""] + self._effects(p, direct[mod])
+        lines += ["## All modifiers", "",
+                  ('<table class="pkb-sortable"><thead><tr><th>Modifier</th><th>Source</th><th>Category</th>'
+                  "<th>Description</th><th>NCCI roles</th><th>Source row</th></tr></thead><tbody>")]
+        for s, r in m.modifiers:
+            mod = str(r[0])
+            role_links = ", ".join(f'<a href="#{anchor_id("role", x)}">{escape(x)}</a>' for x in roles_of.get(mod, []))
+            lines.append(f'<tr id="{anchor_id("mod", mod)}"><td><strong>{escape(mod)}</strong></td><td>{escape(str(r[1]))}</td>'
+                         f"<td>{escape(str(r[2]))}</td><td>{escape(str(r[3]))}</td><td>{role_links}</td><td>row {s.row}</td></tr>")
+        lines += ["</tbody></table>"]
+        return "\n".join(lines)
+
+    def _effects(self, p: str, mentions: list) -> list[str]:
+        """What a modifier (or role) does: for each outcome rule it reaches, lifts or triggers."""
+        m = self.m
+        effects: dict[int, set[str]] = defaultdict(set)
+        via: dict[int, set[int]] = defaultdict(set)
+        for x in mentions:
+            for o, pols in polarity(m.graph, x.rule, x.negated, m.rules).items():
+                effects[o] |= {"can trigger" if pol else "lifts" for pol in pols}
+                via[o].add(x.rule)
+        if not effects:
+            return ["No outcome rule depends on it.", ""]
+        out = ["| Rule | Effect | Read in |", "| --- | --- | --- |"]
+        for o in sorted(effects, key=lambda i: m.rules[i].id or ""):
+            read_in = ", ".join(self.rule_link(p, m.rules[i], m.rules[i].id or m.rules[i].head) for i in sorted(via[o]))
+            out.append(f"| {self.rule_link(p, m.rules[o])} | {' and '.join(sorted(effects[o]))} | {read_in} |")
+        return out + [""]
+
+    def denial_codes_page(self) -> str:
+        p = "denial-codes.md"
+        m = self.m
+        by: dict[str, dict[str, list[RuleDoc]]] = {k: defaultdict(list) for k in ("group", "carc", "rarc")}
+        for r in m.outcome_rules:
+            by["group"][r.ann("group")].append(r)
+            by["carc"][r.ann("carc")].append(r)
+            for x in r.rarcs:
+                by["rarc"][x].append(r)
+        tables = {"group": (m.group_codes, "Group codes"), "carc": (m.carcs, "Claim adjustment reason codes (CARC)"),
+                  "rarc": (m.rarcs, "Remittance advice remark codes (RARC)")}
+        lines = ["# Denial codes", "",
+                 "The group codes, CARCs and RARCs the KB's rules put on a denial, with their text from the",
+                 f"X12 code lists the KB ships, and the rules that use each. To go from a remittance to a rule, see [the guide]({md_href(p, 'guide.md')}).", ""]
+        for kind in ("group", "carc", "rarc"):
+            table, title = tables[kind]
+            lines += [f"## {title}", ""]
+            for code in sorted(by[kind], key=_num_key):
+                row = table.get(code)
+                lines += [f"### {kind.upper() if kind != 'group' else 'Group'} {esc(code)} {{#{anchor_id(kind, code)}}}", "",
+                          (esc(row[1][1]) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*", ""]
+                if row and len(row[1]) > 3 and row[1][3]:
+                    lines += [f"Stopped being used on {row[1][3]}.", ""]
+                lines += [f"- {self.rule_link(p, r)}: {esc(r.title)}" for r in sorted(by[kind][code], key=lambda r: r.id or "")]
+                lines.append("")
+        return "\n".join(lines)
+
+    # --- examples ------------------------------------------------------------------------------
+
+    def examples_page(self) -> str:
+        p = "examples.md"
+        m = self.m
+        lines = ["# Worked examples", "",
+                 "The policy test cases (`kb/**/*.cases.json`), adjudicated when the site was generated. Each",
+                 "rule page shows the cases that name it, with the proof of its finding.", ""]
+        if not m.cases:
+            return "\n".join(lines + ["No policy test cases yet."])
+        lines += ["| Case | About | Decisions | Matches expectation | Source |", "| --- | --- | --- | --- | --- |"]
+        for case in m.cases:
+            about = ", ".join(self._id_link(p, x) for x in case.about)
+            if case.result is None:
+                decisions, ok = esc(case.error or "not adjudicated"), ""
+            else:
+                decisions = ", ".join(f"{ln['line']}: {ln['decision']}" for ln in case.result.get("lines", []))
+                ok = "yes" if _meets(case) else "**no**"
+            lines.append(f"| {esc(case.name)} | {about} | {decisions} | {ok} | {where(case.src)} |")
+        return "\n".join(lines)
+
+
+def _meets(case: Case) -> bool:
+    """The engine's decisions and in-force rules equal what the case expects."""
+    if case.result is None:
+        return False
+    got = {str(ln["line"]): ln for ln in case.result.get("lines", [])}
+    for line, exp in (case.expect or {}).items():
+        ln = got.get(str(line))
+        if ln is None or ("decision" in exp and ln["decision"] != exp["decision"]):
+            return False
+        if "rules" in exp:
+            in_force = sorted(x["rule"] for x in ln["reasons"] if not x.get("overridden_by"))
+            if in_force != sorted(exp["rules"]):
+                return False
+    return True
+
+
+def _legend() -> str:
+    items = [("table", "table (CSV)"), ("facts", "facts in the KB"), ("claim", "from the claim"),
+             ("derived", "derived relation"), ("rule", "rule with an id"), ("outcome", "outcome")]
+    spans = " ".join(f'<span class="pkb-legend-item {c}">{escape(t)}</span>' for c, t in items)
+    return f'<p class="pkb-legend" data-search-exclude="">{spans} <span class="pkb-legend-neg">dashed: negated</span></p>'
+
+
+def _first_sentence(text: str) -> str:
+    mt = re.match(r"(.+?[.])(\s|$)", text)
+    return mt.group(1) if mt else text
+
+
+def _num_key(code: str) -> tuple:
+    return (0, int(code), "") if code.isdigit() else (1, 0, code)
+
+
+def _strip_to_repo(path: str) -> str:
+    """Proof sources name files as the engine saw them; show them from the repository root."""
+    mt = re.search(r"(?:^|/)(kb/.*)$", path)
+    return mt.group(1) if mt else path
