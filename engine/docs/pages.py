@@ -212,7 +212,7 @@ class Site:
                   "| Relation | File | Rows | About the data |", "| --- | --- | ---: | --- |"]
         for rel in sorted((r for r in m.relations.values() if r.origin == "table"), key=lambda r: r.name):
             about = m.modules.get(rel.src.path, "")
-            lines.append(f"| {self.rel_link(p, rel.name)} | `{rel.table}` | {rel.rows:,} | {esc(_first_sentence(about))} |")
+            lines.append(f"| {self.rel_link(p, rel.name)} | `{rel.table}` | {rel.rows:,} | {esc(_vintage(about))} |")
         example = self.rule_ids.get("inj.facility_em") or (m.outcome_rules[0] if m.outcome_rules else None)
         lines += ["", "## How to read a rule", "",
                   "A rule says when a line is denied (or warned about): the line is denied when **every**",
@@ -328,7 +328,7 @@ class Site:
             lines += ["", f"Suggested remedy: `{r.ann('remedy')}`."]
         lines += self._precedence(p, r)
         lines += ["", "## Sources", ""]
-        lines += [f"- {esc(s)}" for s in r.sources] or ["- (none given)"]
+        lines += [f"- {esc(s)}" for s in _sources(r.sources)] or ["- (none given)"]
         if r.ann("carc"):
             lines += ["", "## Denial codes", "", "| Code | Meaning | Source |", "| --- | --- | --- |"]
             lines += self._denial_rows(p, r)
@@ -827,9 +827,9 @@ class Site:
             if (x.relation, x.attr) == ("pos", "setting") and x.rule is not None:
                 by_setting[x.value].append(x.rule)
             elif atype == "Pos" or x.attr == "pos":
-                label = self.rule_link(p, m.rules[x.rule]) if x.rule is not None else self.rel_link(p, x.relation)
-                if label not in by_pos[x.value]:
-                    by_pos[x.value].append(label)
+                labels = [self.rule_link(p, m.rules[x.rule])] if x.rule is not None else [self.rel_link(p, x.relation)] + [
+                    self.rule_link(p, m.rules[i]) for i in m.relations[x.relation].used_by if m.rules[i].id]
+                by_pos[x.value] += [label for label in labels if label not in by_pos[x.value]]
         lines = ["# Places of service", "",
                  "The CMS place-of-service codes with the fee-schedule setting the KB gives each (facility or",
                  "non-facility). Rules read the setting, and a few list particular codes.", ""]
@@ -994,9 +994,23 @@ def _legend() -> str:
     return f'<p class="pkb-legend" data-search-exclude="">{spans} <span class="pkb-legend-neg">dashed: negated</span></p>'
 
 
-def _first_sentence(text: str) -> str:
+def _vintage(header: str) -> str:
+    """The first sentence of a KB file's header comment, without how the table was imported."""
+    text = re.sub(r",? from \.\./shared\S* via `[^`]*`", "", header)
     mt = re.match(r"(.+?[.])(\s|$)", text)
     return mt.group(1) if mt else text
+
+
+def _sources(items: list[str]) -> list[str]:
+    """`doc, "section"; "other section"`: the later items cite the same document."""
+    out, doc = [], ""
+    for item in items:
+        if item.startswith('"') and doc:
+            item = f"{doc}, {item}"
+        else:
+            doc = item.split(",", 1)[0] if "," in item else ""
+        out.append(item)
+    return out
 
 
 def _num_key(code: str) -> tuple:
