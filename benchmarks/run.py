@@ -644,8 +644,11 @@ def _print_disagreements(console: Console, report: dict[str, Any]) -> None:
         dis = res.get("disagreements", [])
         if not dis:
             continue
-        table = Table(title=f"{LABEL[system]}: {len(dis)} NCCI disagreements with the oracle "
-                            "(first 30)", title_justify="left", style="red")
+        distinct = _figures(system, res)["disagreements"]
+        runs = len({d["where"] for d in dis})
+        table = Table(title=f"{LABEL[system]}: {distinct} claim lines disagree with the oracle "
+                            f"({len(dis)} findings over {runs} runs; first 30 shown)",
+                      title_justify="left", style="red")
         for col in ("where", "claim", "line", "oracle", LABEL[system]):
             table.add_column(col)
         for d in dis[:30]:
