@@ -11,6 +11,7 @@ import pytest
 
 from engine.docs import graph as G
 from engine.docs.build import render, sync
+from engine.docs.pages import rule_text
 from engine.docs.proofs import render_proof
 from engine.docs.reading import Linker, read_rule
 from engine.kb import load_kb
@@ -48,7 +49,7 @@ def test_rules_without_an_id_are_shown_on_their_relation_page(site, kb) -> None:
         if r.rule_id:
             continue
         page = site[f"relations/{r.head.pred}.md"]
-        assert r.text in page, f"{r.loc}: rule not on relations/{r.head.pred}.md"
+        assert rule_text(r) in page, f"{r.loc}: rule not on relations/{r.head.pred}.md"
 
 
 def test_every_code_a_rule_names_has_a_page(site, kb) -> None:
@@ -80,6 +81,8 @@ def test_rule_page_shows_rule_reading_sources_codes_and_diagram(site) -> None:
     page = site["rules/inj.facility_em.md"]
     assert 'deny(l, "inj.facility_em") :-' in page
     assert "Line `l` is **denied** by this rule when all of these hold:" in page
+    long_rule = site["rules/inj.record_incomplete.md"]
+    assert 'deny(l, "inj.record_incomplete") :-\n    injection_line(l, _, _, _),\n' in long_rule
     assert "[facility_em_pos](../relations/facility_em_pos.md)" in page
     assert "Common Reasons for CPT code 96372 Denials" in page
     assert "CARC [97](../denial-codes.md#carc-97)" in page and "RARC [N20]" in page
@@ -140,12 +143,14 @@ READ_KB = """
 .decl line_modifier(line: number, modifier: symbol)
 .claim line_modifier
 .decl odd(x: number, y: symbol)
+/** @summary An even number. Used for tests. */
+.decl even(x: number)
 .decl deny(line: number, rule: symbol)
 /**
  * @id t.rule
  * @title T
  */
-deny(l, "t.rule") :- line(l, "96372", d, _, _, u), !line_modifier(l, "25"), u > 2, d != "", odd(l, _).
+deny(l, "t.rule") :- line(l, "96372", d, _, _, u), !line_modifier(l, "25"), u > 2, d != "", odd(l, _), even(u).
 """
 
 
@@ -161,6 +166,7 @@ def test_reading_gives_one_plain_sentence_per_condition() -> None:
     assert texts[2] == "`u` is more than `2`"
     assert texts[3] == "`d` is not empty"
     assert texts[4] == "a odd fact holds with x `l` (<odd>)"  # no phrase: read from the attribute names
+    assert texts[5] == "an even number (with x `u`) (<even>)"  # or from the declaration's summary
     assert readings[1].negated and readings[0].datalog == 'line(l, "96372", d, _, _, u)'
 
 

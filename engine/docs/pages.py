@@ -224,7 +224,7 @@ class Site:
         if example is not None:
             head, readings = read_rule(example.rule, {k: v.decl for k, v in m.relations.items()}, self.linker(p))
             lines += ["", f"For example, {self.rule_link(p, example)} ({esc(example.title)}):", "",
-                      "```prolog", example.rule.text, "```", "", head, ""]
+                      "```prolog", rule_text(example.rule), "```", "", head, ""]
             lines += [f"{i}. {rd.text}" for i, rd in enumerate(readings, 1)]
         lines += ["", "Source references look like `kb/ncci/edits.dl:45` (a KB file and line) or",
                   "`kb/tables/pos.csv row 22` (a table's data row, counting from 1 after the header).", "",
@@ -313,13 +313,13 @@ class Site:
         decls = {k: v.decl for k, v in m.relations.items()}
         head, readings = read_rule(r.rule, decls, self.linker(p))
         lines = [f"# {r.id}: {esc(r.title)}", "", esc(r.ann("summary")), "",
-                 "| | |", "| --- | --- |",
+                 "| Property | Value |", "| --- | --- |",
                  f"| Rule | `{r.id}` |"]
         for key, label in (("kind", "Kind"), ("severity", "Severity"), ("precedence", "Precedence")):
             if r.ann(key):
                 lines.append(f"| {label} | {esc(r.ann(key))} |")
         lines.append(f"| Defined in | {where(r.src)} |")
-        lines += ["", "## The rule", "", "```prolog", r.rule.text, "```", "", "## Reading it", "", head, ""]
+        lines += ["", "## The rule", "", "```prolog", rule_text(r.rule), "```", "", "## Reading it", "", head, ""]
         lines += [f"{i}. `{rd.datalog}`: {rd.text}" for i, rd in enumerate(readings, 1)]
         if r.ann("message"):
             lines += ["", "The adjudication reports:", "", f"> {esc(r.ann('message'))}", "",
@@ -542,7 +542,7 @@ class Site:
         m = self.m
         decls = {k: v.decl for k, v in m.relations.items()}
         lines = [f"# {rel.name}", "", esc(rel.summary) or "*(no summary)*", "",
-                 "| | |", "| --- | --- |",
+                 "| Property | Value |", "| --- | --- |",
                  f"| Kind | {esc(ORIGIN_TEXT[rel.origin])} |",
                  f"| Declared in | {where(rel.src)} |"]
         if rel.table:
@@ -564,7 +564,7 @@ class Site:
                 head, readings = read_rule(r.rule, decls, self.linker(p))
                 title = f"Rule [{r.id}]({md_href(p, r.page)})" if r.id else "Rule"
                 lines += [f"### {title} at {r.src} {{#{r.anchor or anchor_id('rule', r.id)}}}", "",
-                          "```prolog", r.rule.text, "```", "", head, ""]
+                          "```prolog", rule_text(r.rule), "```", "", head, ""]
                 lines += [f"{k}. `{rd.datalog}`: {rd.text}" for k, rd in enumerate(readings, 1)]
                 lines.append("")
         if rel.facts:
@@ -969,6 +969,33 @@ class Site:
                 ok = "yes" if _meets(case) else "**no**"
             lines.append(f"| {esc(case.name)} | {about} | {decisions} | {ok} | {where(case.src)} |")
         return "\n".join(lines)
+
+
+def rule_text(rule: A.Rule, width: int = 76) -> str:
+    """The rule as written; a long one with one body condition per line."""
+    if len(rule.text) <= width or "\n" in rule.text:
+        return rule.text
+    parts = _split_top_level(rule.text.split(":-", 1)[1].strip().rstrip("."))
+    head = rule.text.split(":-", 1)[0].strip()
+    return f"{head} :-\n    " + ",\n    ".join(parts) + "."
+
+
+def _split_top_level(body: str) -> list[str]:
+    """Split at commas outside parentheses, braces and strings."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(body):
+        if quoted:
+            quoted = not (ch == '"' and body[i - 1] != "\\")
+        elif ch == '"':
+            quoted = True
+        elif ch in "({":
+            depth += 1
+        elif ch in ")}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(body[start:i].strip())
+            start = i + 1
+    return parts + [body[start:].strip()]
 
 
 def _meets(case: Case) -> bool:

@@ -87,6 +87,14 @@ PHRASES: dict[str, str] = {
     "given_by_physician": "the record shows a physician gave the injection on line {line}",
     "supervised": "the record shows direct or personal supervision for line {line}",
     "marked_distinct": "line {line} carries a distinct-service or repeat modifier",
+    "ptp_hit": "claim line {line} (code {c2}) is the column 2 code of a PTP edit in force with column 1 code {c1}"
+               " on line {partner_line} from source {source}| under modifier indicator {modifier_indicator}",
+    "bundled_apart_from_injection": "E/M line {line} is also bundled (PTP column 2, not bypassed) with a code"
+                                    " other than the injection",
+    "chemo_admin_billed": "a chemotherapy administration code is billed beside injection line {line}",
+    "vaccine_admin_billed": "a vaccine administration code is billed beside injection line {line}",
+    "medicare_vaccine_admin": "{code} is a HCPCS code Medicare uses to administer a vaccine",
+    "record_element_label": "record element {element} is called {label}",
 }
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -187,6 +195,10 @@ def atom_phrase(atom: A.Atom, decls: dict[str, A.RelDecl], link: Linker) -> str:
     template = PHRASES.get(atom.pred)
     if template is None or not set(_PLACEHOLDER.findall(template)) <= set(values):
         shown = [f"{name} {val}" for name, val in values.items() if val is not None]
+        decl = decls.get(atom.pred)
+        summary = _first_sentence(" ".join((decl.doc.get("summary") or "").split())) if decl else ""
+        if summary:  # the declaration's own words, with the arguments this literal gives
+            return summary + (" (with " + ", ".join(shown) + ")" if shown else "")
         return f"a {atom.pred} fact holds" + (" with " + ", ".join(shown) if shown else "")
     out = []
     for i, segment in enumerate(template.split("|")):
@@ -227,6 +239,13 @@ def _term(term: A.Term, rel: str, attr: str, link: Linker) -> str | None:
     if isinstance(term, A.Const):
         return link.constant(rel, attr, term.value)
     return f"`{term}`"
+
+
+def _first_sentence(text: str) -> str:
+    """Lower-cased to continue a sentence (unless it starts with an acronym), no final stop."""
+    mt = re.match(r"(.+?)[.](\s|$)", text)
+    text = mt.group(1) if mt else text.rstrip(".")
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 def _plain(term: A.Term) -> str:
