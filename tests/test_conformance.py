@@ -15,7 +15,7 @@ import pytest
 yaml = pytest.importorskip("yaml")
 dc = pytest.importorskip("datalog_conformance")
 from datalog_conformance.plugin import _load_multi_case_file  # noqa: E402
-from datalog_conformance.schema import TestCase  # noqa: E402
+from datalog_conformance.schema import TestCase as ConformanceCase  # noqa: E402
 
 from engine.conformance import Evaluator  # noqa: E402
 
@@ -38,13 +38,13 @@ KNOWN_GAPS = {
 }
 
 
-def _cases() -> list[tuple[str, TestCase]]:
+def _cases() -> list[tuple[str, ConformanceCase]]:
     root = Path(dc.get_tests_dir())
     out = []
     for suite in SUITES:
         for path in sorted((root / suite).glob("*.yaml")):
             raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-            cases = _load_multi_case_file(raw, path) if isinstance(raw, dict) and "tests" in raw else [TestCase.from_dict(raw)]
+            cases = _load_multi_case_file(raw, path) if isinstance(raw, dict) and "tests" in raw else [ConformanceCase.from_dict(raw)]
             out.extend((f"{suite}/{path.stem}", c) for c in cases)
     return out
 
@@ -72,7 +72,7 @@ _EVALUATOR = _MemoEvaluator()
 
 
 @pytest.mark.parametrize("case", [c for _, c in CASES], ids=[f"{s}:{c.name}" for s, c in CASES])
-def test_conformance(case: TestCase) -> None:
+def test_conformance(case: ConformanceCase) -> None:
     if case.name in KNOWN_GAPS:
         pytest.xfail(KNOWN_GAPS[case.name])
     dc.YamlTestRunner(_EVALUATOR).run_test_case(case)
