@@ -166,7 +166,6 @@ class CodeStats:
 class CodeDoc:
     code: str
     description: str = ""
-    description_from: str = ""
     category: str = ""
     hcpcs: tuple[Src, Row] | None = None
     cpt: tuple[Src, Row] | None = None
@@ -196,7 +195,6 @@ class RangeDoc:
     low: str
     high: str
     src: Src
-    note: str
     members: list[str] = field(default_factory=list)
 
 
@@ -238,9 +236,6 @@ class DocsModel:
     lookup_extra: dict[str, dict]
     cases: list[Case]
     code_pattern: str
-
-    def rule_by_id(self, rule_id: str) -> RuleDoc | None:
-        return next((r for r in self.rules if r.id == rule_id), None)
 
     @property
     def outcome_rules(self) -> list[RuleDoc]:
@@ -314,9 +309,9 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
                     aoc_primaries=[sr for sr in mine.get("aoc_primary", []) if sr[1][0] == c],
                     primary_of=[sr for sr in mine.get("aoc_primary", []) if sr[1][1] == c])
         if d.cpt:
-            d.description, d.description_from = str(d.cpt[1][1]), "cpt_code"
+            d.description = str(d.cpt[1][1])
         elif d.hcpcs:
-            d.description, d.description_from = str(d.hcpcs[1][2] or d.hcpcs[1][1]), "hcpcs"
+            d.description = str(d.hcpcs[1][2] or d.hcpcs[1][1])
         d.category = next((str(r[1]) for _s, r in evaluator.lookup("code_category", (c, None))), "")
         d.ranges = sorted(str(r[1]) for _s, r in evaluator.lookup("in_range", (c, None)))
         d.stats = stats.get(c, CodeStats())
@@ -524,7 +519,7 @@ def _ranges(rows: list[tuple[Src, Row]], universe: set[str], evaluator: Evaluato
     out: dict[str, RangeDoc] = {}
     for s, row in rows:
         name, low, high = (str(v) for v in row[:3])
-        doc = out.setdefault(name, RangeDoc(name, low, high, s, ""))
+        doc = out.setdefault(name, RangeDoc(name, low, high, s))
         candidates = sorted(c for c in universe if low <= c <= high)
         doc.members = sorted({c for c in candidates
                               if any(r[1] == name for _s, r in evaluator.lookup("in_range", (c, None)))})

@@ -77,6 +77,8 @@ class Site:
             for rid in case.about:
                 self.cases_by_rule[rid].append(case)
         self.role_pages = {role for roles in model.modifier_roles.values() for _s, role in roles}
+        self.decls = {k: v.decl for k, v in model.relations.items()}
+        self.graph = self.diagram_graph()
         self.pos_codes = {str(r[0]) for _s, r in model.pos}
         self.modifier_codes = {str(r[0]) for _s, r in model.modifiers}
 
@@ -222,7 +224,7 @@ class Site:
                   "its sources, gives the group code, CARC and RARC the denial carries, and shows the policy",
                   "test cases that exercise it with their proofs."]
         if example is not None:
-            head, readings = read_rule(example.rule, {k: v.decl for k, v in m.relations.items()}, self.linker(p))
+            head, readings = read_rule(example.rule, self.decls, self.linker(p))
             lines += ["", f"For example, {self.rule_link(p, example)} ({esc(example.title)}):", "",
                       "```prolog", rule_text(example.rule), "```", "", head, ""]
             lines += [f"{i}. {rd.text}" for i, rd in enumerate(readings, 1)]
@@ -309,9 +311,7 @@ class Site:
 
     def rule_page(self, r: RuleDoc) -> str:
         p = r.page
-        m = self.m
-        decls = {k: v.decl for k, v in m.relations.items()}
-        head, readings = read_rule(r.rule, decls, self.linker(p))
+        head, readings = read_rule(r.rule, self.decls, self.linker(p))
         lines = [f"# {r.id}: {esc(r.title)}", "", esc(r.ann("summary")), "",
                  "| Property | Value |", "| --- | --- |",
                  f"| Rule | `{r.id}` |"]
@@ -412,8 +412,8 @@ class Site:
             expected = esc(exp.get("decision", "")) + (" (" + esc(", ".join(exp.get("rules", []))) + ")" if exp.get("rules") else "")
             out.append(f"| {ln['line']} | {self.code_link(p, ln['code'])} | **{ln['decision']}** |"
                        + (f" {expected} |" if has_expect else "")
-                       + f" {', '.join(self._reason_link(p, x) for x in in_force) or '-'} "
-                       f"| {', '.join(self._reason_link(p, x) + ' by ' + self._id_link(p, x['overridden_by']) for x in over) or '-'} |")
+                       + f" {', '.join(self._id_link(p, x['rule']) for x in in_force) or '-'} "
+                       f"| {', '.join(self._id_link(p, x['rule']) + ' by ' + self._id_link(p, x['overridden_by']) for x in over) or '-'} |")
         if focus is None:
             out += ["", "What the remittance shows, line by line (group-CARC and RARC), and why:", ""]
             for ln in case.result.get("lines", []):
@@ -441,9 +441,6 @@ class Site:
         if focus is not None and not any(x["rule"] == focus for ln in case.result.get("lines", []) for x in ln["reasons"]):
             out += ["", f"`{focus}` finds nothing on this claim: the case shows when the rule does not apply."]
         return out
-
-    def _reason_link(self, p: str, x: dict) -> str:
-        return self._id_link(p, x["rule"])
 
     def _id_link(self, p: str, rule_id: str) -> str:
         r = self.rule_ids.get(rule_id)
@@ -503,14 +500,14 @@ class Site:
         return '<div class="pkb-diagram">\n' + G.svg(g, style, highlight=set(highlight), caption=caption) + "\n</div>"
 
     def rule_diagram(self, p: str, r: RuleDoc) -> str:
-        g = self.diagram_graph()
+        g = self.graph
         node = ("rule", r.index)
         keep = nx.ancestors(g, node) | nx.descendants(g, node) | {node}
         return self.render_graph(p, g.subgraph(keep).copy(), {node}, f"What {r.id} depends on and what depends on it")
 
     def graph_page(self) -> str:
         p = "graph.md"
-        g = self.diagram_graph()
+        g = self.graph
         lines = ["# How the rules depend on each other", "",
                  "Every relation and every rule with an identifier, from the claim and the tables on the left",
                  "to the outcomes on the right. An edge runs from what a rule reads to what it concludes;",
@@ -540,7 +537,6 @@ class Site:
     def relation_page(self, rel: RelationDoc) -> str:
         p = rel.page
         m = self.m
-        decls = {k: v.decl for k, v in m.relations.items()}
         lines = [f"# {rel.name}", "", esc(rel.summary) or "*(no summary)*", "",
                  "| Property | Value |", "| --- | --- |",
                  f"| Kind | {esc(ORIGIN_TEXT[rel.origin])} |",
@@ -561,7 +557,7 @@ class Site:
             lines += ["", "## Defined by", ""]
             for i in rel.defined_by:
                 r = m.rules[i]
-                head, readings = read_rule(r.rule, decls, self.linker(p))
+                head, readings = read_rule(r.rule, self.decls, self.linker(p))
                 title = f"Rule [{r.id}]({md_href(p, r.page)})" if r.id else "Rule"
                 lines += [f"### {title} at {r.src} {{#{r.anchor or anchor_id('rule', r.id)}}}", "",
                           "```prolog", rule_text(r.rule), "```", "", head, ""]
@@ -589,7 +585,7 @@ class Site:
         return f"[{esc(v)}]({md_href(p, *target)})" if target else esc(v)
 
     def relation_diagram(self, p: str, rel: RelationDoc) -> str:
-        g = self.diagram_graph()
+        g = self.graph
         node = ("rel", rel.name)
         keep = {node} | set(g.predecessors(node)) | set(g.successors(node))
         return self.render_graph(p, g.subgraph(keep).copy(), {node}, f"What {rel.name} reads and what reads it")
@@ -817,7 +813,7 @@ class Site:
     def pos_page(self) -> str:
         p = "pos.md"
         m = self.m
-        by_pos: dict[str, list[str]] = defaultdict(list)
+        by_pos: dict[str, list[tuple[str, str]]] = defaultdict(list)   # POS -> (label, page) naming it
         by_setting: dict[str, list[int]] = defaultdict(list)
         for x in m.mentions:
             if not isinstance(x.value, str):
@@ -827,9 +823,15 @@ class Site:
             if (x.relation, x.attr) == ("pos", "setting") and x.rule is not None:
                 by_setting[x.value].append(x.rule)
             elif atype == "Pos" or x.attr == "pos":
-                labels = [self.rule_link(p, m.rules[x.rule])] if x.rule is not None else [self.rel_link(p, x.relation)] + [
-                    self.rule_link(p, m.rules[i]) for i in m.relations[x.relation].used_by if m.rules[i].id]
-                by_pos[x.value] += [label for label in labels if label not in by_pos[x.value]]
+                named: list[RuleDoc | RelationDoc]
+                if x.rule is not None:
+                    named = [m.rules[x.rule]]
+                else:  # a listed fact: the relation, and the rules that read it
+                    named = [m.relations[x.relation]] + [m.rules[i] for i in m.relations[x.relation].used_by if m.rules[i].id]
+                for item in named:
+                    label = (item.id or item.head) if isinstance(item, RuleDoc) else item.name
+                    if (label, item.page) not in by_pos[x.value]:
+                        by_pos[x.value].append((label, item.page))
         lines = ["# Places of service", "",
                  "The CMS place-of-service codes with the fee-schedule setting the KB gives each (facility or",
                  "non-facility). Rules read the setting, and a few list particular codes.", ""]
@@ -842,23 +844,14 @@ class Site:
                   "<th>Description</th><th>Source</th></tr></thead><tbody>")]
         for s, r in m.pos:
             code = str(r[0])
-            named = ", ".join(self._md_to_html(p, x) for x in by_pos.get(code, []))
+            cell = ", ".join(f'<a href="{escape(html_href(p, page))}">{escape(label)}</a>' for label, page in by_pos.get(code, []))
             lines.append(f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(str(r[1]))}</td>'
-                         f'<td><a href="#{anchor_id("setting", r[2])}">{escape(str(r[2]))}</a></td><td>{named}</td>'
+                         f'<td><a href="#{anchor_id("setting", r[2])}">{escape(str(r[2]))}</a></td><td>{cell}</td>'
                          f"<td>{escape(str(r[3]))}</td><td>row {s.row}</td></tr>" if r[2] in by_setting else
                          f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(str(r[1]))}</td>'
-                         f"<td>{escape(str(r[2]))}</td><td>{named}</td><td>{escape(str(r[3]))}</td><td>row {s.row}</td></tr>")
+                         f"<td>{escape(str(r[2]))}</td><td>{cell}</td><td>{escape(str(r[3]))}</td><td>row {s.row}</td></tr>")
         lines += ["</tbody></table>", "", f"Source: `{m.relations['pos'].table}`." if "pos" in m.relations else ""]
         return "\n".join(lines)
-
-    def _md_to_html(self, p: str, md: str) -> str:
-        """A `[text](target.md#a)` link as HTML (for cells of raw HTML tables)."""
-        mt = re.fullmatch(r"\[(.*?)\]\((.*?)\)", md)
-        if not mt:
-            return escape(md)
-        text, target = mt.group(1).replace("\\", ""), mt.group(2)
-        href = re.sub(r"[.]md(#|$)", r".html\1", target)
-        return f'<a href="{escape(href)}">{escape(text)}</a>'
 
     def modifiers_page(self) -> str:
         p = "modifiers.md"
