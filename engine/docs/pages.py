@@ -277,7 +277,8 @@ class Site:
             lines += ["", "## Worked through: 96372 beside an E/M", "",
                       "The same two services, an established-patient office visit and an injection with its",
                       "drug, billed by one provider on one day, in three settings. The decisions below are the",
-                      "engine's, computed when this page was generated."]
+                      "engine's, computed when this page was generated from the claims in",
+                      "`engine/docs/scenarios.py`."]
             for case in self.scenarios:
                 lines += ["", f"### {esc(case.name)}", ""] + self.case_body(p, case, focus=None)
         return "\n".join(lines)
