@@ -25,15 +25,17 @@ RULE_KINDS = ("ncci_ptp", "ncci_mue", "ncci_aoc", "code_validity", "place_of_ser
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def all_atoms(lits: Iterable[A.Literal]) -> Iterable[tuple[A.Atom, bool]]:
-    """Every atom in a body (recursing into aggregates), with whether it is negated."""
+def all_atoms(lits: Iterable[A.Literal], aggregate_negative: bool = False,
+              negated: bool = False) -> Iterable[tuple[A.Atom, bool]]:
+    """Every atom in a body (recursing into aggregates), with whether it is negated; with
+    `aggregate_negative`, atoms inside an aggregate count as negative (for stratification)."""
     for lit in lits:
         if isinstance(lit, A.Atom):
-            yield lit, False
+            yield lit, negated
         elif isinstance(lit, A.Negation):
             yield lit.atom, True
         elif isinstance(lit, A.Aggregate):
-            yield from all_atoms(lit.body)
+            yield from all_atoms(lit.body, aggregate_negative, negated or aggregate_negative)
 
 
 def _rule_atoms(rule: A.Rule) -> Iterable[tuple[A.Atom, bool]]:

@@ -96,17 +96,21 @@ class _Rewriter:
     def fresh(self, loc: object, stem: str = "v") -> A.Var:
         return A.Var(f"__{stem}{next(self.counter)}", loc)  # type: ignore[arg-type]
 
-    def rule(self, head: A.Atom, body: list[A.Literal], source_index: int | None, aux: str = "") -> None:
+    def flatten(self, atom: A.Atom, stem: str) -> tuple[A.Atom, list[A.Literal]]:
+        """Replace each arithmetic argument by a fresh variable bound by an assignment."""
         extra: list[A.Literal] = []
-        new_args = []
-        for arg in head.args:
+        args = []
+        for arg in atom.args:
             if isinstance(arg, A.BinOp):
-                v = self.fresh(arg.loc, "h")
+                v = self.fresh(arg.loc, stem)
                 extra.append(A.Comparison("=", v, arg, arg.loc))
-                new_args.append(v)
+                args.append(v)
             else:
-                new_args.append(arg)
-        head = A.Atom(head.pred, tuple(new_args), head.loc)
+                args.append(arg)
+        return A.Atom(atom.pred, tuple(args), atom.loc), extra
+
+    def rule(self, head: A.Atom, body: list[A.Literal], source_index: int | None, aux: str = "") -> None:
+        head, extra = self.flatten(head, "h")
         outer_vars = {v.name for v in A.literal_vars(head)}
         for lit in body:
             if not isinstance(lit, A.Aggregate):
@@ -134,16 +138,8 @@ class _Rewriter:
         return [lit]
 
     def atom_args(self, atom: A.Atom) -> list[A.Literal]:
-        extra: list[A.Literal] = []
-        args = []
-        for arg in atom.args:
-            if isinstance(arg, A.BinOp):
-                v = self.fresh(arg.loc, "e")
-                extra.append(A.Comparison("=", v, arg, arg.loc))
-                args.append(v)
-            else:
-                args.append(arg)
-        return [A.Atom(atom.pred, tuple(args), atom.loc), *extra]
+        flat, extra = self.flatten(atom, "e")
+        return [flat, *extra]
 
     def aggregate(self, agg: A.Aggregate, outer_vars: set[str], source_index: int | None) -> list[A.Literal]:
         inner_named = _unique([v for b in agg.body for v in A.literal_vars(b) if not v.anonymous])

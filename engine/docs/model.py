@@ -18,6 +18,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from engine.checks import all_atoms
 from engine.evaluate import Evaluator
 from engine.kb import LoadedKB
 from engine.program import OUTCOME_RELATIONS, TypeInfo
@@ -379,15 +380,9 @@ def _header_comment(lines: tuple[str, ...]) -> str:
     return " ".join(x for x in out if x)
 
 
-def _literals(body: tuple[A.Literal, ...], negated: bool = False):
-    """(atom, negated) for every atom of a body, aggregates included."""
-    for lit in body:
-        if isinstance(lit, A.Atom):
-            yield lit, negated
-        elif isinstance(lit, A.Negation):
-            yield lit.atom, True
-        elif isinstance(lit, A.Aggregate):
-            yield from _literals(lit.body, True)
+def _literals(body: tuple[A.Literal, ...]):
+    """(atom, negated) for every atom of a body; atoms inside an aggregate count as negative."""
+    return all_atoms(body, aggregate_negative=True)
 
 
 def _mentions(prog, rules: list[RuleDoc], src) -> list[Mention]:
