@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.claims import Claim
 
-from benchmarks.oracle import AOC, MUE, PTP
+from benchmarks.oracle import AOC, MUE, PTP, is_em
 from benchmarks.tables import NcciTables, shared_tables
 
 RULES = """
@@ -23,8 +23,9 @@ svc(I,C,D,N,U) :- hist(I,C,D,N,U).
 live(B,A,Mi) :- cur(B,C2,D,N,_), svc(A,C1,D,N,_), A != B,
                 ptp(C1,C2,E,Dl,Mi), Mi != 9, D >= E, D <= Dl.
 col2_bypass(M) :- role(M,ncci_associated), not role(M,anatomic).
-bypass(B,A) :- live(B,A,1), mod(B,M), col2_bypass(M).
-bypass(B,A) :- live(B,A,1), mod(A,M), role(M,distinct_service).
+bypass(B,A) :- live(B,A,1), mod(B,M), col2_bypass(M), not role(M,distinct_service).
+bypass(B,A) :- live(B,A,1), mod(B,M), role(M,distinct_service), cur(B,C2,_,_,_), not em(C2).
+bypass(B,A) :- live(B,A,1), mod(A,M), role(M,distinct_service), cur(B,C2,_,_,_), not em(C2).
 bypass(B,A) :- live(B,A,1), mod(B,Mb), role(Mb,anatomic), mod(A,Ma), role(Ma,anatomic),
                Ma != Mb, not mod(A,Mb).
 deny(B,ncci_ptp) :- live(B,_,0).
@@ -39,6 +40,7 @@ deny(B,ncci_mue) :- cur(B,C,D,N,_), mue(C,V,M), M >= 2, total(C,D,N,T), T > V.
 has_primary(B) :- cur(B,C,D,N,_), aoc(C,1), svc(A,P,D,N,_), A != B, aoc_primary(C,P).
 deny(B,ncci_aoc) :- cur(B,C,_,_,_), aoc(C,1), not has_primary(B).
 
+#defined em/1.
 #show deny/2.
 """
 
@@ -91,6 +93,8 @@ class ClingoChecker:
             for eff, dele, mi in t.ptp_rows(c1, c2):
                 out.append(f"ptp({_q(c1)},{_q(c2)},{_date(eff, 0)},{_date(dele, NO_DELETION)},{mi}).")
         for c in sorted(codes):
+            if is_em(c):
+                out.append(f"em({_q(c)}).")
             mue = t.mue.get(c)
             if mue is not None:
                 out.append(f"mue({_q(c)},{mue[0]},{mue[1]}).")

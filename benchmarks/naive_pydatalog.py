@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.claims import Claim
 
-from benchmarks.oracle import AOC, MUE, PTP
+from benchmarks.oracle import AOC, MUE, PTP, is_em
 from benchmarks.tables import NcciTables, shared_tables
 
 NO_DELETION = 99999999
@@ -143,8 +143,12 @@ class NaivePyDatalog:
         live(B, A, Mi) <= (cur(B, C2, D, N, U) & svc(A, C1, D, N, U2) & (A != B)
                            & ptp(C1, C2, E_, Dl, Mi) & (Mi != 9) & (D >= E_) & (D <= Dl))
         col2_bypass(M) <= role(M, "ncci_associated") & ~role(M, "anatomic")
-        bypass(B, A) <= live(B, A, 1) & mod(B, M) & col2_bypass(M)
-        bypass(B, A) <= live(B, A, 1) & mod(A, M) & role(M, "distinct_service")
+        em = T("em")
+        bypass(B, A) <= live(B, A, 1) & mod(B, M) & col2_bypass(M) & ~role(M, "distinct_service")
+        bypass(B, A) <= (live(B, A, 1) & mod(B, M) & role(M, "distinct_service") & cur(B, C2, D, N, U)
+                         & ~em(C2))
+        bypass(B, A) <= (live(B, A, 1) & mod(A, M) & role(M, "distinct_service") & cur(B, C2, D, N, U)
+                         & ~em(C2))
         bypass(B, A) <= (live(B, A, 1) & mod(B, Mb) & role(Mb, "anatomic") & mod(A, Ma)
                          & role(Ma, "anatomic") & (Ma != Mb) & ~mod(A, Mb))
         deny(B, PTP) <= live(B, A, 0)
@@ -167,6 +171,8 @@ class NaivePyDatalog:
             lid = f"L{ln.line}"
             handles.append(self._fact("cur", (lid, ln.code, _date(ln.service_date, 0),
                                               ln.rendering_npi, ln.units)))
+            if is_em(ln.code):
+                handles.append(self._fact("em", (ln.code,)))
             handles += [self._fact("mod", (lid, m)) for m in set(ln.modifiers)]
         for i, h in enumerate(claim.history):
             hid = f"h{i}"

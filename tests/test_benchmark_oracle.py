@@ -75,10 +75,12 @@ def test_modifier_roles_come_from_the_kb(tables: NcciTables) -> None:
 def test_em_with_96372_needs_modifier_25(oracle: Oracle) -> None:
     assert oracle.check(claim(("96372", [], 1), ("99213", [], 1))) == {2: ["ncci_ptp"]}
     assert oracle.check(claim(("96372", [], 1), ("99213", ["25"], 1))) == {}
-    # 59 on the column 1 line also bypasses an indicator-1 edit, E/M column 2 included: that is
-    # issue 6's rule ("A carries one of 59/XE/XS/XP/XU"), with no exception for E/M codes
-    assert oracle.check(claim(("96372", ["59"], 1), ("99213", [], 1))) == {}
-    assert oracle.check(claim(("17110", ["XU"], 1), ("99213", [], 1))) == {}
+    # 59/X never separate an E/M column 2 code, on either line: NCCI lets only 25 do that
+    assert oracle.check(claim(("96372", ["59"], 1), ("99213", [], 1))) == {2: ["ncci_ptp"]}
+    assert oracle.check(claim(("17110", ["XU"], 1), ("99213", [], 1))) == {2: ["ncci_ptp"]}
+    assert oracle.check(claim(("96372", [], 1), ("99213", ["59"], 1))) == {2: ["ncci_ptp"]}
+    # ... while they do separate other column 2 codes: (20610, 96372) indicator 1
+    assert oracle.check(claim(("20610", ["59"], 1), ("96372", [], 1))) == {}
     assert oracle.check(claim(("17110", [], 1), ("99213", [], 1))) == {2: ["ncci_ptp"]}
     # a modifier that is not NCCI-associated does not
     assert oracle.check(claim(("96372", [], 1), ("99213", ["22"], 1))) == {2: ["ncci_ptp"]}
