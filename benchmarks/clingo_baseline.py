@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.claims import Claim
 
-from benchmarks.oracle import AOC, MUE, PTP, is_em
+from benchmarks.oracle import AOC, MUE, PTP, result_dict, is_em
 from benchmarks.tables import NcciTables, shared_tables
 
 RULES = """
@@ -120,13 +120,7 @@ class ClingoChecker:
         return {line: sorted(k) for line, k in sorted(denied.items())}
 
     def result(self, claim: Claim) -> dict[str, Any]:
-        denied = self.check(claim)
-        return {"claim": claim.id, "lines": [
-            {"line": ln.line, "code": ln.code,
-             "decision": "deny" if denied.get(ln.line) else "pay",
-             "reasons": [{"rule": k, "kind": k, "severity": "deny"}
-                         for k in denied.get(ln.line, [])]}
-            for ln in claim.lines]}
+        return result_dict(claim, self.check(claim))
 
 
 def make_worker():

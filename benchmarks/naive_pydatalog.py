@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.claims import Claim
 
-from benchmarks.oracle import AOC, MUE, PTP, is_em
+from benchmarks.oracle import AOC, MUE, PTP, result_dict, is_em
 from benchmarks.tables import NcciTables, shared_tables
 
 NO_DELETION = 99999999
@@ -190,13 +190,7 @@ class NaivePyDatalog:
         return {line: sorted(k) for line, k in sorted(denied.items())}
 
     def result(self, claim: Claim) -> dict[str, Any]:
-        denied = self.check(claim)
-        return {"claim": claim.id, "lines": [
-            {"line": ln.line, "code": ln.code,
-             "decision": "deny" if denied.get(ln.line) else "pay",
-             "reasons": [{"rule": k, "kind": k, "severity": "deny"}
-                         for k in denied.get(ln.line, [])]}
-            for ln in claim.lines]}
+        return result_dict(claim, self.check(claim))
 
 
 def _rss_mb() -> float:

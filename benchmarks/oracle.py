@@ -38,6 +38,14 @@ def is_em(code: str) -> bool:
     return len(code) == 5 and code.isdigit() and "99201" <= code <= "99499"
 
 
+def result_dict(claim: Claim, denied: dict[int, list[str]]) -> dict[str, Any]:
+    """A baseline's per-line NCCI kinds in PolicyKB's result shape (decision + reasons per line)."""
+    return {"claim": claim.id, "lines": [
+        {"line": ln.line, "code": ln.code, "decision": "deny" if denied.get(ln.line) else "pay",
+         "reasons": [{"rule": k, "kind": k, "severity": "deny"} for k in denied.get(ln.line, [])]}
+        for ln in claim.lines]}
+
+
 class Oracle:
     def __init__(self, tables: NcciTables) -> None:
         self.t = tables
@@ -111,16 +119,7 @@ class Oracle:
 
     def result(self, claim: Claim) -> dict[str, Any]:
         """A result dict in PolicyKB's shape (decision + reasons per line), for run_batch."""
-        denied = self.check(claim)
-        lines = []
-        for ln in claim.lines:
-            kinds = denied.get(ln.line, [])
-            lines.append({
-                "line": ln.line, "code": ln.code, "decision": "deny" if kinds else "pay",
-                "reasons": [{"rule": k, "kind": k, "severity": "deny"} for k in kinds],
-            })
-        return {"claim": claim.id, "lines": lines}
-
+        return result_dict(claim, self.check(claim))
 
 def make_worker():
     """Worker factory for engine.batch.run_batch (tables shared by fork when preloaded)."""
