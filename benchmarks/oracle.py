@@ -121,6 +121,7 @@ class Oracle:
         """A result dict in PolicyKB's shape (decision + reasons per line), for run_batch."""
         return result_dict(claim, self.check(claim))
 
+
 def make_worker():
     """Worker factory for engine.batch.run_batch (tables shared by fork when preloaded)."""
     return Oracle(shared_tables()).result
