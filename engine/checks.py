@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import networkx as nx
 
-from engine.diagnostics import Diagnostic, Location, Severity
+from engine.diagnostics import Diagnostic, Severity
 from engine.program import OUTCOME_RELATIONS, Program, TypeInfo
 from engine.syntax import nodes as A
 

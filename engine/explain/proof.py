@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 from engine.compiler import CompiledProgram
 from engine.evaluate import Evaluator, Model
-from engine.ir import CompiledRule, IAtom, ICompare, IConst, ILiteral, IMatch, IOp, ITerm, IVar, RelKind, Value
+from engine.ir import CompiledRule, IAtom, ICompare, IConst, ILiteral, IMatch, ITerm, IVar, RelKind, Value
 from engine.program import Program
 from engine.store import RowSource
 from engine.syntax import nodes as A
