@@ -39,11 +39,6 @@ class RowSource:
     line: int
     table_row: int | None = None
 
-    def describe(self) -> str:
-        if self.table_row is not None:
-            return f"{self.path} row {self.table_row}"
-        return f"{self.path}:{self.line}"
-
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"file": self.path, "line": self.line}
         if self.table_row is not None:
