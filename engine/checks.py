@@ -19,7 +19,9 @@ from engine.syntax import nodes as A
 Pass = Callable[[Program], list[Diagnostic]]
 
 REQUIRED_OUTCOME_KEYS = ("id", "title", "summary", "source", "kind", "severity", "group", "carc")
-KNOWN_RULE_KEYS = set(REQUIRED_OUTCOME_KEYS) | {"rarc", "message", "remedy", "precedence", "example", "note"}
+KNOWN_RULE_KEYS = set(REQUIRED_OUTCOME_KEYS) | {
+    "rarc", "message", "remedy", "remedy_condition", "precedence", "guidance", "example", "note",
+}
 RULE_KINDS = ("ncci_ptp", "ncci_mue", "ncci_aoc", "code_validity", "place_of_service", "policy",
               "documentation", "duplicate", "fee_schedule")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
