@@ -7,18 +7,23 @@ Session's logic separate from any other in the process.
 
 from __future__ import annotations
 
-import re
-from typing import Callable, Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 
 from pyDatalog import Logic as _LogicModule  # noqa: F401  (initialises pyEngine.Logic)
 from pyDatalog import pyDatalog, pyEngine
 
+from engine import semantics
 from engine.ir import IAtom, ICompare, IConst, ILiteral, IMatch, IOp, ITerm, IVar, Value
 
 Resolver = Callable[[dict[int, Value]], Iterable[tuple]]
 
-_OPS = {"+": "+", "-": "-", "*": "*", "/": "//", "%": "%"}
-_CMP = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+# The built-ins are primitives of each Session's own logic, named apart from pyDatalog's
+# (whose comparison raises when an int meets a str, and whose division by zero binds the
+# exception as a value); every one of them calls engine.semantics.
+_CMP_NAMES = {"=": "b__eq", "!=": "b__ne", "<": "b__lt", "<=": "b__le", ">": "b__gt", ">=": "b__ge"}
+_ARITH_NAMES = {"+": "b__add", "-": "b__sub", "*": "b__mul", "/": "b__div", "%": "b__mod"}
+_MATCH_NAME = "b__match"
 
 
 def compiled_extension_loaded() -> bool:
@@ -26,18 +31,47 @@ def compiled_extension_loaded() -> bool:
     return pyEngine.__file__.endswith((".so", ".pyd"))
 
 
-def _safe_compare(literal, subgoal):
-    """pyDatalog's comparison raises mid-query when an int meets a str; Datalog says 'false'."""
-    x, y = literal.terms[0], literal.terms[1]
-    if not (x.is_const() and y.is_const()):
-        raise pyEngine.util.DatalogError(f"comparison {literal.pred.id} reached with an unbound side", None, None)
-    a, b = x.id, y.id
-    if type(a) is not type(b) and not (isinstance(a, int) and isinstance(b, int)):
-        if literal.pred.name == "!=":
+def _bound(literal, *terms) -> None:
+    if not all(t.is_const() for t in terms):
+        raise pyEngine.util.DatalogError(f"built-in {literal.pred.id} reached with an unbound argument", None, None)
+
+
+def _comparison(op: str):
+    def prim(literal, subgoal) -> None:
+        x, y = literal.terms[0], literal.terms[1]
+        _bound(literal, x, y)
+        if semantics.compare(x.id, op, y.id):
             subgoal.fact(True)
-        return
-    if pyEngine.compare(a, literal.pred.name, b):
+    return prim
+
+
+def _arithmetic(op: str):
+    def prim(literal, subgoal) -> None:
+        x, y, result = literal.terms[0], literal.terms[1], literal.terms[2]
+        _bound(literal, x, y)
+        value = semantics.arith(op, x.id, y.id)
+        if value is None:
+            return
+        if not result.is_const():
+            subgoal.fact(pyEngine.Literal(literal.pred.name, [x, y, pyEngine.Const(value)]))
+        elif semantics.compare(result.id, "=", value):
+            subgoal.fact(True)
+    return prim
+
+
+def _match(literal, subgoal) -> None:
+    pattern, value = literal.terms[0], literal.terms[1]
+    _bound(literal, pattern, value)
+    if semantics.matches(pattern.id, value.id):
         subgoal.fact(True)
+
+
+def _install_builtins() -> None:
+    for op, name in _CMP_NAMES.items():
+        pyEngine.insert(pyEngine.Pred(name, 2)).prim = _comparison(op)
+    for op, name in _ARITH_NAMES.items():
+        pyEngine.insert(pyEngine.Pred(name, 3)).prim = _arithmetic(op)
+    pyEngine.insert(pyEngine.Pred(_MATCH_NAME, 2)).prim = _match
 
 
 class Session:
@@ -46,8 +80,7 @@ class Session:
     def __init__(self) -> None:
         previous = getattr(pyEngine.Logic.tl, "logic", None)
         self._logic = pyDatalog.Logic()  # fresh and current
-        for op in ("<", "<=", ">", ">=", "!="):
-            pyEngine.Logic.tl.logic.Db[f"{op}/2"].prim = _safe_compare
+        _install_builtins()
         self._resolver_names: list[str] = []
         if previous is not None:
             pyEngine.Logic.tl.logic = previous
@@ -60,9 +93,9 @@ class Session:
 
     def add_rule(self, head: IAtom, body: Sequence[ILiteral]) -> None:
         self._activate()
-        names: dict[str, pyEngine.Var] = {}
-        clause = pyEngine.Clause(_atom(head, names), [_literal(lit, names) for lit in body])
-        pyEngine.assert_(clause)
+        clause = _Clause()
+        goals = [goal for lit in body for goal in clause.literal(lit)]
+        pyEngine.assert_(pyEngine.Clause(clause.atom(head, goals), goals))
 
     def add_resolver(self, engine_name: str, arity: int, resolver: Resolver) -> None:
         """Serve `engine_name` from Python: called with the bound argument positions."""
@@ -72,23 +105,6 @@ class Session:
         key = f"{engine_name}/{arity}"
         pyEngine.Python_resolvers[key] = resolve
         self._resolver_names.append(key)
-
-    def add_match_builtin(self) -> None:
-        cache: dict[tuple[str, str], bool] = {}
-
-        def match(bound: dict[int, Value]) -> Iterable[tuple]:
-            pat, val = bound.get(0), bound.get(1)
-            if not isinstance(pat, str) or not isinstance(val, str):
-                return []
-            hit = cache.get((pat, val))
-            if hit is None:
-                try:
-                    hit = re.fullmatch(pat, val) is not None
-                except re.error:
-                    hit = False
-                cache[(pat, val)] = hit
-            return [(pat, val)] if hit else []
-        self.add_resolver("b__match", 2, match)
 
     def declare(self, engine_name: str, arity: int) -> None:
         """Make a fact relation known even while it holds no facts, so a negation over an
@@ -120,7 +136,7 @@ class Session:
             return []
         if not args:
             return [()]
-        return sorted({tuple(ans) for ans in answers}, key=_sort_key)
+        return semantics.sort_rows({tuple(ans) for ans in answers})
 
     def close(self) -> None:
         for key in self._resolver_names:
@@ -128,32 +144,43 @@ class Session:
         self._resolver_names.clear()
 
 
-def _sort_key(row: tuple) -> tuple:
-    return tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in row)
+class _Clause:
+    """Translates one rule into engine literals. An arithmetic expression becomes a built-in
+    literal binding a fresh variable, placed just before the literal that uses it (the compiler
+    orders bodies so its operands are bound there)."""
 
+    def __init__(self) -> None:
+        self.names: dict[str, pyEngine.Var] = {}
+        self.fresh = itertools.count(1)
 
-def _term(t: ITerm, names: dict[str, pyEngine.Var]):
-    if isinstance(t, IVar):
-        v = names.get(t.name)
-        if v is None:
-            v = names[t.name] = pyEngine.Var(t.name)
-        return v
-    if isinstance(t, IConst):
-        return pyEngine.Const(t.value)
-    assert isinstance(t, IOp)
-    return pyEngine.Operation(_term(t.left, names), _OPS[t.op], _term(t.right, names))
+    def term(self, t: ITerm, goals: list):
+        if isinstance(t, IVar):
+            v = self.names.get(t.name)
+            if v is None:
+                v = self.names[t.name] = pyEngine.Var(t.name)
+            return v
+        if isinstance(t, IConst):
+            return pyEngine.Const(t.value)
+        assert isinstance(t, IOp)
+        left, right = self.term(t.left, goals), self.term(t.right, goals)
+        result = pyEngine.Var(f"__arith{next(self.fresh)}")
+        goals.append(pyEngine.Literal(_ARITH_NAMES[t.op], [left, right, result]))
+        return result
 
+    def atom(self, a: IAtom, goals: list):
+        name = ("~" + a.engine_name) if a.negated else a.engine_name
+        return pyEngine.Literal(name, [self.term(x, goals) for x in a.args])
 
-def _atom(a: IAtom, names: dict[str, pyEngine.Var]):
-    name = ("~" + a.engine_name) if a.negated else a.engine_name
-    return pyEngine.Literal(name, [_term(x, names) for x in a.args])
-
-
-def _literal(lit: ILiteral, names: dict[str, pyEngine.Var]):
-    if isinstance(lit, IAtom):
-        return _atom(lit, names)
-    if isinstance(lit, IMatch):
-        name = "~b__match" if lit.negated else "b__match"
-        return pyEngine.Literal(name, [_term(lit.pattern, names), _term(lit.value, names)])
-    assert isinstance(lit, ICompare)
-    return pyEngine.Literal(_CMP[lit.op], [_term(lit.left, names), _term(lit.right, names)])
+    def literal(self, lit: ILiteral) -> list:
+        goals: list = []
+        if isinstance(lit, IAtom):
+            goals.append(self.atom(lit, goals))
+        elif isinstance(lit, IMatch):
+            args = [self.term(lit.pattern, goals), self.term(lit.value, goals)]
+            goals.append(pyEngine.Literal(("~" if lit.negated else "") + _MATCH_NAME, args))
+        else:
+            assert isinstance(lit, ICompare)
+            args = [self.term(lit.left, goals), self.term(lit.right, goals)]
+            # an assignment binds its variable (pyDatalog's own ==); a test calls semantics
+            goals.append(pyEngine.Literal("==" if lit.assigns else _CMP_NAMES[lit.op], args))
+        return goals

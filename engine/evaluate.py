@@ -10,9 +10,10 @@ retracted afterwards, leaving the rules and resolvers for the next claim.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable
 
+from engine import semantics
 from engine.compiler import CompiledProgram
 from engine.datalog import Session
 from engine.ir import AggregateSpec, IAtom, RelKind, Value
@@ -35,9 +36,6 @@ class Model:
     def rows(self, relation: str) -> list[Row]:
         return self.relations.get(relation, [])
 
-    def contains(self, relation: str, row: Row) -> bool:
-        return row in set(self.relations.get(relation, ()))
-
 
 class Evaluator:
     """Holds one pyDatalog session with the program's rules, reused across evaluations."""
@@ -46,7 +44,6 @@ class Evaluator:
         self.cp = compiled
         self.store = store
         self.session = Session()
-        self.session.add_match_builtin()
         for rel, kind in sorted(compiled.kinds.items()):
             if kind is RelKind.STORED:
                 self.session.add_resolver(compiled.engine_name(rel, materialised=True), compiled.arity[rel],
@@ -62,16 +59,16 @@ class Evaluator:
         store = self.store
         source = rel
 
-        def resolve(bound: dict[int, Value]) -> list[tuple]:
+        def resolve(bound: dict[int, Value]) -> Iterable[tuple]:
             if store is None:
-                return []
+                return ()
             pattern = tuple(sorted(bound))
             return store.lookup(source, pattern, tuple(bound[i] for i in pattern))
         return resolve
 
     # -- evaluation ---------------------------------------------------------------------
 
-    def evaluate(self, facts: dict[str, Iterable[Row]]) -> Model:
+    def evaluate(self, facts: Mapping[str, Iterable[Row]]) -> Model:
         cp, session = self.cp, self.session
         handles: list[object] = []
         model = Model()
@@ -83,7 +80,7 @@ class Evaluator:
                 if kind is None or tkind not in (RelKind.CLAIM, RelKind.FACTS):
                     raise EvaluationError(f"cannot assert facts for {rel}: it is not a claim relation")
                 name = cp.engine_name(target, materialised=True)
-                clean = sorted(set(_check_rows(rel, rows, cp.arity[target])), key=_key)
+                clean = semantics.sort_rows(set(_check_rows(rel, rows, cp.arity[target])))
                 model.relations[rel] = clean
                 for row in clean:
                     handles.append(session.assert_fact(name, row))
@@ -145,10 +142,6 @@ def _guards(cp: CompiledProgram) -> dict[str, list[set[str]]]:
     return {rel: g for rel, g in out.items() if rel not in unguarded}
 
 
-def _key(row: Row) -> tuple:
-    return tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in row)
-
-
 def _check_rows(rel: str, rows: Iterable[Row], arity: int) -> Iterable[Row]:
     for row in rows:
         row = tuple(row)
@@ -169,5 +162,5 @@ def _fold(spec: AggregateSpec, rows: list[Row]) -> list[Row]:
             assert spec.target_pos is not None
             vals = [m[spec.target_pos] for m in members]
             value = {"sum": sum, "min": min, "max": max}[spec.func](vals)  # type: ignore[operator]
-        out.append(g + (value,))
-    return sorted(out, key=_key)
+        out.append((*g, value))
+    return semantics.sort_rows(out)

@@ -9,10 +9,10 @@ The same matcher answers "why not": the first body condition that no binding get
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
+from engine import semantics
 from engine.compiler import CompiledProgram
 from engine.evaluate import Evaluator, Model
 from engine.ir import CompiledRule, IAtom, ICompare, IConst, ILiteral, IMatch, ITerm, IVar, RelKind, Value
@@ -83,7 +83,6 @@ class Prover:
         self.evaluator = evaluator
         self.model = model
         self.claim_origin = claim_origin
-        self._index: dict[str, dict[tuple, list[tuple]]] = {}
 
     # -- candidates ------------------------------------------------------------------------
 
@@ -133,12 +132,12 @@ class Prover:
                 yield from self.solve(body, b2, i + 1, trace + [Step(lit)], progress)
                 return
             left, right = _eval(lit.left, binding), _eval(lit.right, binding)
-            if left is not None and right is not None and _compare(left, lit.op, right):
+            if left is not None and right is not None and semantics.compare(left, lit.op, right):
                 yield from self.solve(body, binding, i + 1, trace + [Step(lit)], progress)
             return
         assert isinstance(lit, IMatch)
         pat, val = _eval(lit.pattern, binding), _eval(lit.value, binding)
-        ok = isinstance(pat, str) and isinstance(val, str) and re.fullmatch(pat, val) is not None
+        ok = pat is not None and val is not None and semantics.matches(pat, val)
         if ok != lit.negated:
             yield from self.solve(body, binding, i + 1, trace + [Step(lit)], progress)
 
@@ -338,17 +337,9 @@ def _eval(t: ITerm, b: Binding) -> Value | None:
     if isinstance(t, IVar):
         return b.get(t.name)
     left, right = _eval(t.left, b), _eval(t.right, b)
-    if not isinstance(left, int) or not isinstance(right, int):
+    if left is None or right is None:
         return None
-    if t.op in "/%" and right == 0:
-        return None
-    return {"+": left + right, "-": left - right, "*": left * right, "/": left // right, "%": left % right}[t.op]
-
-
-def _compare(a: Value, op: str, b: Value) -> bool:
-    if type(a) is not type(b):
-        return op == "!="
-    return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]  # type: ignore[operator]
+    return semantics.arith(t.op, left, right)
 
 
 def _unify(args: tuple[ITerm, ...], row: tuple, binding: Binding) -> Binding | None:
