@@ -16,10 +16,11 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
+from engine import semantics
 from engine.diagnostics import Diagnostic, Location, Severity
 from engine.program import Program, TypeInfo, display_path
 from engine.syntax import nodes as A
@@ -27,8 +28,11 @@ from engine.syntax import nodes as A
 STORE_FORMAT = 4  # bump when the cache layout changes
 MAX_ROW_ERRORS = 20  # per table; the rest are counted in one summary diagnostic
 
+LOOKUP_MEMO_MAX = 200_000  # memoised lookups per store before the memo starts afresh
+
 Row = tuple[A.Value, ...]
 Pattern = tuple[int, ...]  # the argument positions that are bound in a lookup
+SourcedRows = tuple[tuple["RowSource", Row], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,10 @@ class Store:
         self.builds: list[TableBuild] = []
         self._conn: dict[str, sqlite3.Connection] = {}
         self._pid = os.getpid()
+        # Lookups repeat across claims (the same codes come up again and again), so they are
+        # memoised here, on the instance: the answers belong to this store's tables and nothing
+        # else (a cache keyed by id(store) handed a new store the rows of a freed one).
+        self._memo: dict[tuple[str, Pattern, tuple], tuple[SourcedRows, tuple[Row, ...]]] = {}
         self._load_facts()
 
     # -- inline facts ------------------------------------------------------------------
@@ -143,7 +151,7 @@ class Store:
                       progress) -> Path | None:
         types = self.program.attr_types(name) or []
         key = hashlib.sha256()
-        key.update(f"{STORE_FORMAT}|{name}|{[(a.name, t.name, t.pattern, t.is_date, t.optional) for a, t in zip(decl.attrs, types)]}"
+        key.update(f"{STORE_FORMAT}|{name}|{[(a.name, t.name, t.pattern, t.is_date, t.optional) for a, t in zip(decl.attrs, types, strict=True)]}"
                    f"|{inp.options}".encode())
         digest = _file_digest(path)
         self.table_digests[name] = digest
@@ -212,14 +220,26 @@ class Store:
     def has(self, relation: str) -> bool:
         return relation in self.memory or relation in self.tables
 
-    def lookup(self, relation: str, pattern: Pattern, key: tuple) -> list[Row]:
-        """Rows of `relation` whose arguments at `pattern` equal `key`, sorted."""
-        return [row for _src, row in self.lookup_with_sources(relation, pattern, key)]
+    def lookup(self, relation: str, pattern: Pattern, key: tuple) -> tuple[Row, ...]:
+        """Rows of `relation` whose arguments at `pattern` equal `key`, sorted (immutable: the
+        same answer is shared by every caller)."""
+        return self._memoised(relation, pattern, key)[1]
 
-    def lookup_with_sources(self, relation: str, pattern: Pattern, key: tuple) -> list[tuple[RowSource, Row]]:
-        return _cached_lookup(self, relation, pattern, key)
+    def lookup_with_sources(self, relation: str, pattern: Pattern, key: tuple) -> SourcedRows:
+        """Like `lookup`, each row with where it comes from."""
+        return self._memoised(relation, pattern, key)[0]
 
-    def _lookup_uncached(self, relation: str, pattern: Pattern, key: tuple) -> list[tuple[RowSource, Row]]:
+    def _memoised(self, relation: str, pattern: Pattern, key: tuple) -> tuple[SourcedRows, tuple[Row, ...]]:
+        k = (relation, pattern, key)
+        hit = self._memo.get(k)
+        if hit is None:
+            if len(self._memo) >= LOOKUP_MEMO_MAX:
+                self._memo.clear()
+            found = self._lookup_uncached(relation, pattern, key)
+            hit = self._memo[k] = (found, tuple(row for _src, row in found))
+        return hit
+
+    def _lookup_uncached(self, relation: str, pattern: Pattern, key: tuple) -> SourcedRows:
         out: list[tuple[RowSource, Row]] = []
         mem = self.memory.get(relation)
         if mem is not None:
@@ -231,8 +251,8 @@ class Store:
             shown = self.table_files[relation]
             for rec in conn.execute(f"SELECT rowid, * FROM t WHERE {where}", key):
                 out.append((RowSource(shown, rec[0] + 1, rec[0]), tuple(rec[1:])))
-        out.sort(key=lambda sr: sr[1])
-        return out
+        out.sort(key=lambda sr: semantics.row_key(sr[1]))
+        return tuple(out)
 
     def count(self, relation: str) -> int:
         n = len(self.memory[relation].rows) if relation in self.memory else 0
@@ -245,27 +265,11 @@ class Store:
         """Every row, in file order (docs and the benchmark's oracle use this)."""
         mem = self.memory.get(relation)
         if mem is not None:
-            yield from zip(mem.sources, mem.rows)
+            yield from zip(mem.sources, mem.rows, strict=True)
         if relation in self.tables:
             shown = self.table_files[relation]
             for rec in self._connection(relation).execute("SELECT rowid, * FROM t ORDER BY rowid"):
                 yield RowSource(shown, rec[0] + 1, rec[0]), tuple(rec[1:])
-
-
-_LOOKUP_CACHE: dict[tuple, list[tuple[RowSource, Row]]] = {}
-_LOOKUP_CACHE_MAX = 200_000
-
-
-def _cached_lookup(store: Store, relation: str, pattern: Pattern, key: tuple) -> list[tuple[RowSource, Row]]:
-    """Lookups repeat across claims (the same codes come up again and again): memoise them."""
-    k = (id(store), relation, pattern, key)
-    hit = _LOOKUP_CACHE.get(k)
-    if hit is None:
-        if len(_LOOKUP_CACHE) >= _LOOKUP_CACHE_MAX:
-            _LOOKUP_CACHE.clear()
-        hit = store._lookup_uncached(relation, pattern, key)
-        _LOOKUP_CACHE[k] = hit
-    return hit
 
 
 def _file_digest(path: Path) -> str:
@@ -373,7 +377,7 @@ def _convert(raw: list[str], checkers, names: list[str]) -> tuple[list[A.Value],
     if len(raw) != len(checkers):
         return [], f"has {len(raw)} fields, expected {len(checkers)}"
     out = []
-    for cell, check, col in zip(raw, checkers, names):
+    for cell, check, col in zip(raw, checkers, names, strict=True):
         value, problem = check(cell)
         if problem is not None:
             return [], f"column {col}: {problem}"
