@@ -1,25 +1,29 @@
 """Load a KB directory: parse, check, compile, open the table store. Cached on disk.
 
-The compiled program is pickled under the cache directory keyed by the digest of every `.dl`
-file and the engine version, so a second start skips parsing, checking and compiling; the
-tables are cached separately by engine.store (keyed by their bytes).
+The checked and compiled program is kept under the cache directory as JSON data (engine.codec),
+keyed by the digest of every `.dl` file and of the compiler's own code, so a second start skips
+checking and compiling; the tables are cached separately by engine.store (keyed by their bytes).
+The cache directory may be writable by others: a cache file is only ever read as data, and one
+that is corrupt, foreign or of another format is a miss, rebuilt with a one-line notice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import checks
+from engine import checks, codec
 from engine.compiler import CompiledProgram, CompileError, compile_program
 from engine.diagnostics import Diagnostic, DiagnosticError, Location
 from engine.program import Program, load_program
 from engine.store import Store, TableBuild, default_cache_dir
 
 ENGINE_VERSION = "0.1.0-5"
+CACHE_FORMAT = 1  # bump when the layout of the compiled-program cache file changes
 
 
 @dataclass
@@ -102,29 +106,58 @@ def _engine_digest() -> str:
     """The compiled form depends on the compiler's own code: key the cache on it too."""
     h = hashlib.sha256(ENGINE_VERSION.encode())
     here = Path(__file__).resolve().parent
-    for name in ("checks.py", "compiler.py", "ir.py", "program.py", "syntax/nodes.py", "syntax/parser.py",
-                 "syntax/grammar.lark"):
+    for name in ("checks.py", "codec.py", "compiler.py", "ir.py", "program.py", "syntax/nodes.py",
+                 "syntax/parser.py", "syntax/grammar.lark"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:12]
 
 
 def _cache_file(cache: Path, digest: str) -> Path:
-    return cache / f"program-{digest}-{_engine_digest()}.pickle"
+    return cache / f"program-{digest}-{_engine_digest()}.json"
 
 
-def _read_compiled(cache: Path, digest: str):
+def _notice(message: str) -> None:
+    print(f"policykb: {message}", file=sys.stderr)
+
+
+def _read_compiled(cache: Path, digest: str) -> tuple[list[Diagnostic], CompiledProgram | None] | None:
+    """The cached (diagnostics, compiled program), or None (a miss) for anything else."""
     path = _cache_file(cache, digest)
     try:
-        with path.open("rb") as fh:
-            return pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        _notice(f"cannot read the compiled-KB cache {path} ({exc.strerror or exc}); rebuilding it")
+        return None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+            got = data.get("format") if isinstance(data, dict) else None
+            raise ValueError(f"format {got!r}, expected {CACHE_FORMAT}")
+        if data.get("kb") != digest or data.get("engine") != _engine_digest():
+            raise ValueError("written for another KB or engine")
+        diags = codec.decode(data["diagnostics"])
+        compiled = codec.decode(data["compiled"])
+        if not (isinstance(diags, list) and all(isinstance(d, Diagnostic) for d in diags)
+                and (compiled is None or isinstance(compiled, CompiledProgram))):
+            raise ValueError("unexpected contents")
+    except (ValueError, KeyError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _notice(f"ignoring the compiled-KB cache {path} ({reason[:120]}); rebuilding it")
+        return None
+    return diags, compiled
 
 
 def _write_compiled(cache: Path, digest: str, diags: list[Diagnostic], compiled: CompiledProgram) -> None:
-    cache.mkdir(parents=True, exist_ok=True)
     path = _cache_file(cache, digest)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with tmp.open("wb") as fh:
-        pickle.dump((diags, compiled), fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    data = {"format": CACHE_FORMAT, "kb": digest, "engine": _engine_digest(),
+            "diagnostics": codec.encode(list(diags)), "compiled": codec.encode(compiled)}
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _notice(f"cannot write the compiled-KB cache {path} ({exc.strerror or exc}); continuing without it")
