@@ -30,10 +30,13 @@ class DecodeError(ValueError):
 
 def encode(obj: Any) -> Any:
     """JSON-ready data: every container and object tagged so `decode` rebuilds it exactly."""
+    if isinstance(obj, enum.Enum):  # first: RelKind and Severity are also strings
+        name = type(obj).__name__
+        if _ENUMS.get(name) is not type(obj):
+            raise TypeError(f"{name} is not part of the compiled program")
+        return {"enum": name, "value": obj.value}
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
-    if isinstance(obj, enum.Enum):
-        return {"enum": type(obj).__name__, "value": obj.value}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         name = type(obj).__name__
         if _CLASSES.get(name) is not type(obj):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import kb as kbmod
+from engine.ir import RelKind
 from engine.kb import check_kb
 
 KB = """
@@ -52,6 +53,9 @@ def test_second_load_comes_from_the_cache_silently(kb_dir: Path, tmp_path: Path,
     second, notes = _load(kb_dir, cache, capsys)
     assert second.from_cache and notes == []
     assert second.compiled == first.compiled
+    # rebuilt as the same types, not merely equal values (RelKind is also a str)
+    assert {type(k) for k in second.compiled.kinds.values()} == {RelKind}
+    assert second.compiled.rules == first.compiled.rules and second.compiled.patterns == first.compiled.patterns
 
 
 def _bad_cache_is_a_miss(kb_dir: Path, cache: Path, capsys, expect: str) -> None:
