@@ -8,10 +8,12 @@ lives in engine.store, which reads the files.
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import networkx as nx
 
+from engine import analysis
+from engine.analysis import all_atoms
 from engine.diagnostics import Diagnostic, Severity
 from engine.program import OUTCOME_RELATIONS, Program, TypeInfo
 from engine.syntax import nodes as A
@@ -25,19 +27,6 @@ KNOWN_RULE_KEYS = set(REQUIRED_OUTCOME_KEYS) | {
 RULE_KINDS = ("ncci_ptp", "ncci_mue", "ncci_aoc", "code_validity", "place_of_service", "policy",
               "documentation", "duplicate", "fee_schedule")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def all_atoms(lits: Iterable[A.Literal], aggregate_negative: bool = False,
-              negated: bool = False) -> Iterable[tuple[A.Atom, bool]]:
-    """Every atom in a body (recursing into aggregates), with whether it is negated; with
-    `aggregate_negative`, atoms inside an aggregate count as negative (for stratification)."""
-    for lit in lits:
-        if isinstance(lit, A.Atom):
-            yield lit, negated
-        elif isinstance(lit, A.Negation):
-            yield lit.atom, True
-        elif isinstance(lit, A.Aggregate):
-            yield from all_atoms(lit.body, aggregate_negative, negated or aggregate_negative)
 
 
 def _rule_atoms(rule: A.Rule) -> Iterable[tuple[A.Atom, bool]]:
@@ -128,7 +117,7 @@ def check_types(prog: Program) -> list[Diagnostic]:
         types = prog.attr_types(f.atom.pred)
         if types is None or len(types) != len(f.atom.args):
             continue
-        for arg, t in zip(f.atom.args, types):
+        for arg, t in zip(f.atom.args, types, strict=True):
             if not isinstance(arg, A.Const):
                 out.append(Diagnostic("non-ground-fact", f"a fact must contain only constants; {arg} is not", arg.loc))
                 continue
@@ -149,7 +138,7 @@ def _rule_types(prog: Program, rule: A.Rule) -> list[Diagnostic]:
         types = prog.attr_types(atom.pred)
         if types is None or len(types) != len(atom.args):
             continue
-        for arg, t in zip(atom.args, types):
+        for arg, t in zip(atom.args, types, strict=True):
             if isinstance(arg, A.Const):
                 problem = t.problem(arg.value)
                 if problem:
@@ -292,63 +281,38 @@ def _body_safety(body: Iterable[A.Literal], bound: set[str], reported: set[str])
 
 # --- stratification ----------------------------------------------------------------------
 
-def dependency_graph(prog: Program) -> nx.MultiDiGraph:
-    """Edges body relation -> head relation, marked negative for negation and aggregation."""
-    g = nx.MultiDiGraph()
-    for rel in prog.decls:
-        g.add_node(rel)
-    for r in prog.rules:
-        g.add_node(r.head.pred)
-        for lit in r.body:
-            _add_edges(g, r.head.pred, lit, negative=False)
-    return g
-
-
-def _add_edges(g: nx.MultiDiGraph, head: str, lit: A.Literal, negative: bool) -> None:
-    if isinstance(lit, A.Atom):
-        g.add_edge(lit.pred, head, negative=negative, loc=lit.loc)
-    elif isinstance(lit, A.Negation):
-        g.add_edge(lit.atom.pred, head, negative=True, loc=lit.loc)
-    elif isinstance(lit, A.Aggregate):
-        for inner in lit.body:
-            _add_edges(g, head, inner, negative=True)
-
-
 def check_stratification(prog: Program) -> list[Diagnostic]:
-    g = dependency_graph(prog)
+    g = analysis.program_graph(prog)
     out = []
-    for scc in nx.strongly_connected_components(g):
-        for u, v, data in g.edges(data=True):
-            if data["negative"] and u in scc and v in scc:
-                cycle = _cycle_through(g, u, v)
-                out.append(Diagnostic("cyclic-negation",
-                                      f"cannot stratify: {', '.join(sorted(scc))} depend on themselves through "
-                                      f"negation or aggregation ({' -> '.join(cycle)})", data["loc"]))
-                break
+    for scc, u, v, data in analysis.negative_cycles(g):
+        cycle = _cycle_through(g, u, v)
+        out.append(Diagnostic("cyclic-negation",
+                              f"cannot stratify: {', '.join(sorted(scc))} depend on themselves through "
+                              f"negation or aggregation ({' -> '.join(cycle)})", data["loc"]))
     return out
 
 
 def _cycle_through(g: nx.MultiDiGraph, u: str, v: str) -> list[str]:
-    back = nx.shortest_path(g, v, u) if v != u else [u]
-    return [u, f"!{v}"] + back[1:] if v != u else [u, f"!{u}"]
+    if v == u:
+        return [u, f"!{u}"]
+    return [u, f"!{v}", *nx.shortest_path(g, v, u)[1:]]
 
 
 # --- rule annotations --------------------------------------------------------------------
 
 def check_annotations(prog: Program) -> list[Diagnostic]:
     out = []
-    ids: dict[str, A.Rule] = {}
+    for dup_id, positions in analysis.RuleIndex.of_program(prog).by_id.items():
+        first = prog.rules[positions[0]]
+        for i in positions[1:]:
+            ann = prog.rules[i].doc.entry("id")
+            assert ann is not None
+            out.append(Diagnostic("duplicate-rule-id", f"rule id {dup_id} is already used at {first.loc}", ann.loc))
     for r in prog.rules:
         rid = r.doc.get("id")
-        if rid is not None:
-            ann = r.doc.entry("id")
-            assert ann is not None
-            if not ID_RE.match(rid):
-                out.append(Diagnostic("bad-annotation", f"rule id {rid!r} must use letters, digits, . _ -", ann.loc))
-            if rid in ids:
-                out.append(Diagnostic("duplicate-rule-id", f"rule id {rid} is already used at {ids[rid].loc}", ann.loc))
-            else:
-                ids[rid] = r
+        ann = r.doc.entry("id")
+        if rid is not None and ann is not None and not ID_RE.match(rid):
+            out.append(Diagnostic("bad-annotation", f"rule id {rid!r} must use letters, digits, . _ -", ann.loc))
         for e in r.doc.entries:
             if e.key not in KNOWN_RULE_KEYS:
                 out.append(Diagnostic("bad-annotation", f"unknown annotation @{e.key}", e.loc, Severity.WARNING))

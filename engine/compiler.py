@@ -13,13 +13,14 @@ Stages, in order (each a function below):
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
 import networkx as nx
 
-from engine.ir import (AggregateSpec, CompiledRule, IAtom, ICompare, IConst, ILiteral, IMatch, IOp, ITerm,
-                       IVar, RelKind)
+from engine import analysis
+from engine.ir import AggregateSpec, CompiledRule, IAtom, ICompare, IConst, ILiteral, IMatch, IOp, ITerm, IVar, RelKind
 from engine.program import Program
 from engine.syntax import nodes as A
 
@@ -53,7 +54,11 @@ class CompiledProgram:
         return f"{prefix}__{_safe(rel)}"
 
     def rules_for(self, rel: str) -> list[CompiledRule]:
-        return [r for r in self.rules if r.head.relation == rel]
+        return [self.rules[i] for i in self._index.by_head.get(rel, ())]
+
+    @functools.cached_property
+    def _index(self) -> analysis.RuleIndex:
+        return analysis.RuleIndex.of(r.head.relation for r in self.rules)
 
 
 def _safe(name: str) -> str:
@@ -99,7 +104,7 @@ class _Rewriter:
     def flatten(self, atom: A.Atom, stem: str) -> tuple[A.Atom, list[A.Literal]]:
         """Replace each arithmetic argument by a fresh variable bound by an assignment."""
         extra: list[A.Literal] = []
-        args = []
+        args: list[A.Term] = []
         for arg in atom.args:
             if isinstance(arg, A.BinOp):
                 v = self.fresh(arg.loc, stem)
@@ -171,7 +176,7 @@ class _Rewriter:
             rv = self.fresh(agg.loc, "r")
             out.append(A.Comparison("=", result, rv, agg.loc))
             result = rv
-        return [A.Atom(result_rel, tuple(group) + (result,), agg.loc), *out]
+        return [A.Atom(result_rel, (*group, result), agg.loc), *out]
 
 
 def _unique(vs: list[A.Var]) -> list[A.Var]:
@@ -205,15 +210,9 @@ def compile_program(prog: Program, *, facts_are_dynamic: bool = False,
     fact_relations = _facts_of_derived(prog, rw, kinds, facts_are_dynamic, arity, dynamic_facts or set())
 
     derived = {r.head.pred for r in rw.rules} | set(rw.aggregates)
-    graph = nx.DiGraph()
-    graph.add_nodes_from(derived)
-    for r in rw.rules:
-        for lit in r.body:
-            dep = _dep(lit)
-            if dep is not None:
-                graph.add_edge(dep, r.head.pred)
+    graph = analysis.dependency_graph(((r.head.pred, r.body) for r in rw.rules), nodes=sorted(derived))
     for res, (body_rel, *_rest) in rw.aggregates.items():
-        graph.add_edge(body_rel, res)
+        graph.add_edge(body_rel, res, negative=True, loc=None)
 
     source_kinds = {RelKind.CLAIM, RelKind.FACTS}
     dynamic: set[str] = set()
@@ -229,21 +228,18 @@ def compile_program(prog: Program, *, facts_are_dynamic: bool = False,
         if kinds[body_rel] is not RelKind.DYNAMIC:
             raise CompileError("aggregates are supported over claim-dependent relations only", res)
 
-    cond = nx.condensation(graph.subgraph([n for n in derived]))
-    order: list[list[str]] = []
-    for c in nx.lexicographical_topological_sort(cond, key=lambda c: sorted(cond.nodes[c]["members"])[0]):
-        members = sorted(cond.nodes[c]["members"])
-        if any(kinds[m] in (RelKind.DYNAMIC, RelKind.AGGREGATE) for m in members):
-            order.append(members)
+    among_derived = graph.subgraph(derived)
+    order = [members for members in analysis.ordered_components(among_derived)
+             if any(kinds[m] in (RelKind.DYNAMIC, RelKind.AGGREGATE) for m in members)]
     scc_of = {m: i for i, scc in enumerate(order) for m in scc}
-    strata = _strata(prog, rw, derived, kinds)
+    strata = analysis.strata(among_derived)
 
     cp = CompiledProgram(kinds=kinds, arity=arity, rules=[], order=order, aggregates={}, patterns={},
                          strata=strata, fact_relations=fact_relations, aux_literals=rw.aux_literals)
     for res, (body_rel, func, g, tpos) in rw.aggregates.items():
         cp.aggregates[res] = AggregateSpec(res, body_rel, func, g, tpos)
-    for r in rw.rules:
-        cp.rules.append(_plan(cp, r, len(cp.rules), scc_of))
+    for planned in rw.rules:
+        cp.rules.append(_plan(cp, planned, len(cp.rules), scc_of))
     return cp
 
 
@@ -261,38 +257,6 @@ def _facts_of_derived(prog: Program, rw: _Rewriter, kinds: dict[str, RelKind], f
         vs = tuple(A.Var(f"__f{i}", loc) for i in range(arity[rel]))
         rw.rules.append(_Rule(A.Atom(rel, vs, loc), [A.Atom(hidden, vs, loc)], None, "facts"))
     return out
-
-
-def _dep(lit: A.Literal) -> str | None:
-    if isinstance(lit, A.Atom):
-        return lit.pred
-    if isinstance(lit, A.Negation):
-        return lit.atom.pred
-    return None
-
-
-def _strata(prog: Program, rw: _Rewriter, derived: set[str], kinds: dict[str, RelKind]) -> dict[str, int]:
-    """Stratum numbers (0 = no negation below), for the docs and `policykb check --verbose`."""
-    g = nx.DiGraph()
-    g.add_nodes_from(derived)
-    for r in rw.rules:
-        for lit in r.body:
-            dep = _dep(lit)
-            if dep in derived:
-                neg = isinstance(lit, A.Negation) or g.get_edge_data(dep, r.head.pred, {}).get("w", 0)
-                g.add_edge(dep, r.head.pred, w=1 if neg else 0)
-    for res, (body_rel, *_r) in rw.aggregates.items():
-        g.add_edge(body_rel, res, w=1)
-    cond = nx.condensation(g)
-    level: dict[int, int] = {}
-    for c in nx.topological_sort(cond):
-        best = 0
-        for p in cond.predecessors(c):
-            members_p, members_c = cond.nodes[p]["members"], cond.nodes[c]["members"]
-            w = max((g.edges[u, v]["w"] for u in members_p for v in members_c if g.has_edge(u, v)), default=0)
-            best = max(best, level[p] + w)
-        level[c] = best
-    return {m: level[c] for c in cond.nodes for m in cond.nodes[c]["members"]}
 
 
 def _term(t: A.Term) -> ITerm:
@@ -343,6 +307,7 @@ def _plan(cp: CompiledProgram, r: _Rule, index: int, scc_of: dict[str, int]) -> 
         kind = cp.kinds[lit.pred]
         nbound = sum(1 for a in lit.args if isinstance(a, A.Const) or (isinstance(a, A.Var) and a.name in bound))
         frac = nbound / max(len(lit.args), 1)
+        base: float
         if kind is RelKind.STORED:
             base = _COST_STORED_BOUND if nbound else _COST_STORED_FREE
         elif kind is RelKind.STATIC:

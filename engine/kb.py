@@ -106,7 +106,7 @@ def _engine_digest() -> str:
     """The compiled form depends on the compiler's own code: key the cache on it too."""
     h = hashlib.sha256(ENGINE_VERSION.encode())
     here = Path(__file__).resolve().parent
-    for name in ("checks.py", "codec.py", "compiler.py", "ir.py", "program.py", "syntax/nodes.py",
+    for name in ("analysis.py", "checks.py", "codec.py", "compiler.py", "ir.py", "program.py", "syntax/nodes.py",
                  "syntax/parser.py", "syntax/grammar.lark"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:12]

@@ -13,6 +13,8 @@ from html import escape
 
 import networkx as nx
 
+from engine import analysis
+
 CHAR_W = 7.0        # px per character of the 12px monospace label font
 NODE_H = 22
 ROW_GAP = 10
@@ -96,13 +98,7 @@ def _key(n) -> str:
 
 def _layers(g: nx.DiGraph) -> dict:
     """Column of each node: the longest path to it from a source, components kept together."""
-    cond = nx.condensation(g)
-    comp_layer: dict[int, int] = {}
-    for c in nx.lexicographical_topological_sort(cond, key=lambda c: min(_key(n) for n in cond.nodes[c]["members"])):
-        preds = list(cond.predecessors(c))
-        comp_layer[c] = max((comp_layer[p] + 1 for p in preds), default=0)
-    mapping = cond.graph["mapping"]
-    return {n: comp_layer[mapping[n]] for n in g}
+    return analysis.levels(g)
 
 
 def _order(g: nx.DiGraph, layer: dict) -> tuple[list[list], dict]:
