@@ -67,16 +67,21 @@ def check(kb_dir: Path | None, verbose: bool) -> None:
     Example:
       policykb check kb/
     """
-    from engine.kb import check_kb, default_kb_dir
+    from engine.kb import default_kb_dir
+    sys.exit(_report_check(kb_dir or default_kb_dir(), out, verbose))
+
+
+def _report_check(root: Path, console: Console, verbose: bool = False) -> int:
+    """Check the KB at `root`, print every problem to `console`; the exit code."""
+    from engine.kb import check_kb
     from engine.render.text import render_diagnostics
-    root = kb_dir or default_kb_dir()
     try:
         with err.status("checking the KB (the first run loads the tables into the cache)…"):
             kb = check_kb(root)
     except DiagnosticError as exc:
         render_diagnostics(exc.diagnostics, lambda p, n: None, err)
-        sys.exit(EXIT_INPUT)
-    render_diagnostics([_from_cwd(d, root) for d in kb.diagnostics], _source_line(kb, root), out)
+        return EXIT_INPUT
+    render_diagnostics([_from_cwd(d, root) for d in kb.diagnostics], _source_line(kb, root), console)
     errors = len(kb.errors)
     warnings = len(kb.diagnostics) - errors
     rules = len(kb.program.rules)
@@ -87,11 +92,11 @@ def check(kb_dir: Path | None, verbose: bool) -> None:
             t.add_column(col, justify="right" if col in ("rows", "seconds") else "left")
         for b in kb.table_builds:
             t.add_row(b.relation, f"{b.rows:,}", f"{b.seconds:.3f}", "reused" if b.reused else "built")
-        out.print(t)
+        console.print(t)
     style = "bold red" if errors else "bold green"
-    out.print(f"[{style}]{errors} error(s), {warnings} warning(s)[/] in {len(kb.program.modules)} files, "
-              f"{len(kb.program.decls)} relations, {rules} rules")
-    sys.exit(EXIT_FAIL if errors else EXIT_OK)
+    console.print(f"[{style}]{errors} error(s), {warnings} warning(s)[/] in {len(kb.program.modules)} files, "
+                  f"{len(kb.program.decls)} relations, {rules} rules")
+    return EXIT_FAIL if errors else EXIT_OK
 
 
 def _from_cwd(diag, root: Path):
@@ -224,11 +229,13 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir
 
 
 @main.command()
-@click.option("--check", "check_only", is_flag=True, help="Exit 1 when site/ is stale instead of writing it.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("site"), show_default=True)
+@click.option("--check", "check_only", is_flag=True, help="Exit 1 when the site is stale instead of writing it.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output directory (default: site/ beside the KB directory).")
 @KB_OPTION
-def docs(check_only: bool, out_dir: Path, kb_dir: Path | None) -> None:
+def docs(check_only: bool, out_dir: Path | None, kb_dir: Path | None) -> None:
     """Generate the reference site's Markdown into site/ (build HTML with `mkdocs build`).
+    A KB with errors gets the checker's report and exit code 1, as with `policykb check`.
 
     \b
     Examples:
@@ -237,13 +244,34 @@ def docs(check_only: bool, out_dir: Path, kb_dir: Path | None) -> None:
     """
     from engine.docs.build import generate
     from engine.kb import default_kb_dir
-    report = generate(kb_dir or default_kb_dir(), out_dir, check=check_only)
+    root = kb_dir or default_kb_dir()
+    out_dir = out_dir or Path(root).resolve().parent / "site"
+    try:
+        report = generate(root, out_dir, check=check_only)
+    except DiagnosticError:
+        if Path(root).is_dir():
+            err.print(f"[bold red]{root}: the KB has errors, so no site was generated:[/]")
+        sys.exit(_report_check(root, err) or EXIT_FAIL)
+    shown = _shown(out_dir)
     if check_only and report.stale:
-        err.print(f"[bold red]site/ is stale: {len(report.stale)} page(s) differ; run `policykb docs`[/]")
+        err.print(f"[bold red]{shown} is stale: {len(report.stale)} file(s) differ; run `policykb docs`[/]")
         for p in report.stale[:20]:
             err.print(f"  {p}")
+        if len(report.stale) > 20:
+            err.print(f"  … and {len(report.stale) - 20} more")
         sys.exit(EXIT_FAIL)
-    out.print(f"[bold green]{report.pages} pages[/] {'checked' if check_only else 'written'} in {out_dir}")
+    if check_only:
+        out.print(f"[bold green]{shown} is up to date[/] ({report.pages} pages, {report.files} files)")
+    else:
+        out.print(f"[bold green]{report.pages} pages[/] in {shown}: {len(report.written)} file(s) written, "
+                  f"{len(report.removed)} removed")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return path.as_posix()
 
 
 if __name__ == "__main__":
