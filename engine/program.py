@@ -17,7 +17,6 @@ from engine.syntax import nodes as A
 from engine.syntax.parser import parse_file, parse_text
 
 OUTCOME_RELATIONS = ("deny", "warn")
-BASE_TYPES = ("symbol", "number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +85,6 @@ class Program:
         if decl is None:
             return None
         return [self.types.get(a.type, BUILTIN_TYPES["symbol"]) for a in decl.attrs]
-
-    def rules_by_id(self) -> dict[str, A.Rule]:
-        return {r.rule_id: r for r in self.rules if r.rule_id}
 
     def outcome_rules(self) -> list[A.Rule]:
         return [r for r in self.rules if r.head.pred in OUTCOME_RELATIONS]

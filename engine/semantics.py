@@ -110,7 +110,9 @@ def value_key(v: object) -> tuple[int, int, str]:
 
 
 def row_key(row: Sequence[object]) -> tuple[tuple[int, int, str], ...]:
-    """The order answers are listed in everywhere (answers are sets; output must be repeatable)."""
+    """The order answers are listed in everywhere (answers are sets; output must be repeatable).
+    In SQL: ORDER BY every column ascending; a column is typed, so numbers and symbols never
+    share one, and DuckDB orders text by code point like Python."""
     return tuple(value_key(v) for v in row)
 
 
@@ -166,4 +168,3 @@ OPERATORS: dict[str, Operator] = {op.symbol: op for op in (
 )}
 COMPARISON_OPS = tuple(s for s, o in OPERATORS.items() if o.family == "comparison")
 ARITHMETIC_OPS = tuple(s for s, o in OPERATORS.items() if o.family == "arithmetic")
-ROW_ORDER_SQL = "ORDER BY every column ascending (columns are typed, so numbers and symbols never share one)"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from engine.diagnostics import Location
 
-Value = Union[str, int]
+Value = str | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +31,15 @@ class Const:
 @dataclass(frozen=True, slots=True)
 class BinOp:
     op: str
-    left: "Term"
-    right: "Term"
+    left: Term
+    right: Term
     loc: Location
 
     def __str__(self) -> str:
         return f"({self.left} {self.op} {self.right})"
 
 
-Term = Union[Var, Const, BinOp]
+Term = Var | Const | BinOp
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +92,7 @@ class Aggregate:
     result: Term
     func: str
     target: Term | None
-    body: tuple["Literal", ...]
+    body: tuple[Literal, ...]
     loc: Location
 
     def __str__(self) -> str:
@@ -102,7 +101,7 @@ class Aggregate:
         return f"{self.result} = {self.func}{tgt} : {{ {inner} }}"
 
 
-Literal = Union[Atom, Negation, Comparison, Match, Aggregate]
+Literal = Atom | Negation | Comparison | Match | Aggregate
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +128,6 @@ class Doc:
             if e.key == key:
                 return e
         return None
-
-    def as_dict(self) -> dict[str, str]:
-        return {e.key: e.value for e in self.entries}
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +204,7 @@ class Rule:
         return f"{self.head} :- {', '.join(str(b) for b in self.body)}."
 
 
-Item = Union[TypeDecl, RelDecl, InputDecl, ClaimDecl, OutputDecl, Fact, Rule]
+Item = TypeDecl | RelDecl | InputDecl | ClaimDecl | OutputDecl | Fact | Rule
 
 
 @dataclass(frozen=True, slots=True)
