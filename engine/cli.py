@@ -175,7 +175,7 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
             if why_not not in kb.adjudicator.rules:
                 err.print(f"[bold red]no rule with id {why_not}[/] (see `policykb docs` or kb/)")
                 sys.exit(EXIT_INPUT)
-            w = kb.why_not(claim, line_no, why_not)  # type: ignore[arg-type]
+            w = kb.why_not(claim, line_no, why_not)
             if fmt == "json":
                 out.print_json(json.dumps({"claim": claim.id, "line": line_no, **w.to_dict()}, sort_keys=True))
             else:
@@ -185,7 +185,7 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
         if fmt == "json":
             data = result.to_dict()
             if line_no is not None:
-                data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]  # type: ignore[index]
+                data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]
             sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         else:
             render_claim(result, out, only_line=line_no, proofs=not no_proofs)

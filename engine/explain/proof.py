@@ -36,7 +36,7 @@ class ProofNode:
     bindings: dict[str, Value] | None = None
     holds: bool = True
     note: str | None = None
-    children: list["ProofNode"] = field(default_factory=list)
+    children: list[ProofNode] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"kind": self.kind, "fact": self.fact}
@@ -91,7 +91,7 @@ class Prover:
         if kind in (RelKind.STORED, RelKind.STATIC):
             return [(row, src) for src, row in self.evaluator.lookup(rel, args)]
         rows = self.model.rows(rel)
-        return [(r, None) for r in rows if all(a is None or a == v for a, v in zip(args, r))]
+        return [(r, None) for r in rows if all(a is None or a == v for a, v in zip(args, r, strict=False))]
 
     # -- solving --------------------------------------------------------------------------
 
@@ -100,9 +100,8 @@ class Prover:
         """Every solution of body[i:], depth first, in sorted candidate order. `progress`, when
         given, records the furthest literal reached and the binding there (for why-not)."""
         trace = trace or []
-        if progress is not None and i >= progress[0]:
-            if i > progress[0] or progress[1] is None:
-                progress[0], progress[1] = i, dict(binding)
+        if progress is not None and i >= progress[0] and (i > progress[0] or progress[1] is None):
+            progress[0], progress[1] = i, dict(binding)
         if i == len(body):
             yield binding, trace
             return
@@ -112,14 +111,14 @@ class Prover:
             found = self.candidates(lit.relation, args)
             if lit.negated:
                 if not found:
-                    yield from self.solve(body, binding, i + 1, trace + [Step(lit)], progress)
+                    yield from self.solve(body, binding, i + 1, [*trace, Step(lit)], progress)
                 elif progress is not None and progress[0] == i:
                     progress[2] = found[0][0]
                 return
             for row, src in found:
                 b2 = _unify(lit.args, row, binding)
                 if b2 is not None:
-                    yield from self.solve(body, b2, i + 1, trace + [Step(lit, row, src)], progress)
+                    yield from self.solve(body, b2, i + 1, [*trace, Step(lit, row, src)], progress)
             return
         if isinstance(lit, ICompare):
             if lit.assigns:
@@ -129,17 +128,17 @@ class Prover:
                     return
                 b2 = dict(binding)
                 b2[lit.left.name] = val
-                yield from self.solve(body, b2, i + 1, trace + [Step(lit)], progress)
+                yield from self.solve(body, b2, i + 1, [*trace, Step(lit)], progress)
                 return
             left, right = _eval(lit.left, binding), _eval(lit.right, binding)
             if left is not None and right is not None and semantics.compare(left, lit.op, right):
-                yield from self.solve(body, binding, i + 1, trace + [Step(lit)], progress)
+                yield from self.solve(body, binding, i + 1, [*trace, Step(lit)], progress)
             return
         assert isinstance(lit, IMatch)
         pat, val = _eval(lit.pattern, binding), _eval(lit.value, binding)
         ok = pat is not None and val is not None and semantics.matches(pat, val)
         if ok != lit.negated:
-            yield from self.solve(body, binding, i + 1, trace + [Step(lit)], progress)
+            yield from self.solve(body, binding, i + 1, [*trace, Step(lit)], progress)
 
     # -- proofs ---------------------------------------------------------------------------
 
@@ -344,7 +343,7 @@ def _eval(t: ITerm, b: Binding) -> Value | None:
 
 def _unify(args: tuple[ITerm, ...], row: tuple, binding: Binding) -> Binding | None:
     b = dict(binding)
-    for t, v in zip(args, row):
+    for t, v in zip(args, row, strict=False):
         if isinstance(t, IConst):
             if t.value != v or type(t.value) is not type(v):
                 return None
