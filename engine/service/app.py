@@ -73,15 +73,19 @@ class Service:
         self.catalog.shutdown()
 
 
-def create_app(config: ServiceConfig | None = None) -> FastAPI:
-    config = config or ServiceConfig()
-    service = Service(config)
+def create_app(config: ServiceConfig | None = None, service: Service | None = None) -> FastAPI:
+    """The app. Given a `service`, the caller owns it (tests share one KB and pool across
+    apps and lifespans); otherwise the app starts one and stops it when the server stops."""
+    owned = service is None
+    service = service or Service(config or ServiceConfig())
+    config = service.config
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         service.start()
         yield
-        service.close()
+        if owned:
+            service.close()
 
     app = FastAPI(
         title="PolicyKB",
