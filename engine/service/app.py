@@ -155,6 +155,7 @@ def _api_routes(app: FastAPI, service: Service) -> None:
 
     @app.post(
         "/v1/adjudicate",
+        summary="Decide every line of a claim",
         tags=["claims"],
         openapi_extra=_CLAIM_BODY,
         responses={**_ok("ClaimResult"), **_problems(400, 406, 413, 415, 422, 503)},
@@ -178,6 +179,7 @@ def _api_routes(app: FastAPI, service: Service) -> None:
 
     @app.post(
         "/v1/why-not",
+        summary="Why a rule did not fire for a line",
         tags=["claims"],
         openapi_extra=_CLAIM_BODY,
         responses={**_ok("WhyNot"), **_problems(400, 404, 413, 415, 422, 503)},
@@ -204,18 +206,25 @@ def _api_routes(app: FastAPI, service: Service) -> None:
         answer = await service.pool.why_not(claim, line, rule)
         return JSONResponse({"claim": claim.id, "line": line, **answer})
 
-    @app.get("/v1/rules", tags=["knowledge"], responses={**_ok("Rules"), **_problems(503)})
+    @app.get("/v1/rules", summary="List the rules", tags=["knowledge"], responses={**_ok("Rules"), **_problems(503)})
     async def rules() -> JSONResponse:
         """Every rule with an id: what it decides, its denial codes and its sources."""
         about, listed = await service.catalog.call(lambda c: (c.about(), c.rules()))
         return JSONResponse({"kb": about["version"], "rules": listed})
 
-    @app.get("/v1/rules/{rule_id}", tags=["knowledge"], responses={**_ok("Rule"), **_problems(404, 503)})
+    @app.get(
+        "/v1/rules/{rule_id}", summary="One rule", tags=["knowledge"], responses={**_ok("Rule"), **_problems(404, 503)}
+    )
     async def rule(rule_id: Annotated[str, PathParam(description="a rule id, e.g. inj.facility_em")]) -> JSONResponse:
         """One rule: its annotations and every clause as written in the KB."""
         return JSONResponse(await service.catalog.call(lambda c: c.rule(rule_id)))
 
-    @app.get("/v1/codes/{code}", tags=["knowledge"], responses={**_ok("Code"), **_problems(404, 422, 503)})
+    @app.get(
+        "/v1/codes/{code}",
+        summary="What the KB knows of a code",
+        tags=["knowledge"],
+        responses={**_ok("Code"), **_problems(404, 422, 503)},
+    )
     async def code(
         code: Annotated[str, PathParam(description="a CPT or HCPCS code", min_length=1, max_length=16)],
         offset: Annotated[int, Query(ge=0, le=10_000_000, description="PTP partners to skip")] = 0,
@@ -231,6 +240,7 @@ def _api_routes(app: FastAPI, service: Service) -> None:
 
     @app.get(
         "/v1/health",
+        summary="Readiness, KB version and table vintages",
         tags=["service"],
         responses={
             200: {"description": "ready", "content": {"application/json": {"schema": _ref("Health")}}},

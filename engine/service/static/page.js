@@ -12,7 +12,7 @@ function el(tag, attrs, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") node.className = v; else node.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -162,7 +162,9 @@ async function check(event) {
     $("results").replaceChildren(
       el("div", { class: "claim-head" }, el("span", {}, "Claim ", el("strong", {}, data.claim)),
          el("span", {}, "KB ", el("strong", {}, data.kb))),
-      data.lines.map(lineCard));
+      ...data.lines.map(lineCard));
+    // one column (a narrow window, or zoomed in): bring the answer into view
+    if (window.matchMedia("(max-width: 60rem)").matches) $("output-heading").scrollIntoView();
   } catch (e) {
     showProblem({ title: "No answer", detail: "the service did not answer; is `policykb serve` still running?" }, 0);
     $("status").textContent = "";
