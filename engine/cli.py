@@ -230,7 +230,7 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir
               help="Adjudication worker processes (each loads the KB once).")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=None, help="Larger bodies get 413 (default 1 MiB).")
 @click.option("--max-lines", type=click.IntRange(1), default=None, help="Claims with more lines get 422 (default 50).")
-@click.option("--max-units", type=click.IntRange(1), default=None, help="Lines with more units get 422 (default 999).")
+@click.option("--max-units", type=click.IntRange(1), default=None, help="Lines with more units get 422 (default 9999, the claim format's own limit).")
 @click.option("--reference-url", default=None, help="Where the reference site is published, for the page's links "
               "(default: build/html served at /reference/ when built).")
 @KB_OPTION

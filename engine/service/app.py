@@ -9,6 +9,7 @@ ready. Adjudication and why-not run in the worker pool; rules and codes on the c
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import threading
@@ -35,6 +36,7 @@ from engine.service.workers import WorkerPool
 
 STATIC = Path(__file__).resolve().parent / "static"
 API_VERSION = "1"
+STARTUP_DELAY_SECONDS = 0.2
 
 
 class Service:
@@ -82,7 +84,9 @@ def create_app(config: ServiceConfig | None = None, service: Service | None = No
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        service.start()
+        # Load the KB once the server is listening, not before: the loading thread competes for
+        # the interpreter, and /v1/health should answer (`starting`) from the first moment.
+        asyncio.get_running_loop().call_later(STARTUP_DELAY_SECONDS, service.start)
         yield
         if owned:
             service.close()

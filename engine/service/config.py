@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.kb import default_kb_dir
+from engine.claims import MAX_UNITS as CLAIM_MAX_UNITS
 
 MAX_BODY_BYTES = 1_048_576  # 1 MiB: a 50-line claim with full documentation is under 40 KiB
 MAX_LINES = 50  # an X12 837P claim carries at most 50 service lines (loop 2400)
-MAX_UNITS = 999  # per line; the largest NCCI MUE value for a practitioner code is below this
+MAX_UNITS = CLAIM_MAX_UNITS  # per line; no lower by default: real MUE values reach 90,000 (J7212)
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,12 @@ class ServiceConfig:
 
     @property
     def kb_root(self) -> Path:
-        return self.kb_dir or default_kb_dir()
+        """engine.kb.default_kb_dir without importing engine.kb (its checker and compiler): the
+        server must listen before the KB loads."""
+        if self.kb_dir is not None:
+            return self.kb_dir
+        env = os.environ.get("POLICYKB_KB")
+        return Path(env) if env else Path(__file__).resolve().parents[2] / "kb"
 
     @property
     def examples(self) -> Path:
