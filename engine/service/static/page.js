@@ -74,9 +74,9 @@ function becauseList(items) {
 
 function sourceText(src) {
   if (!src) return "";
-  if (src.claim_field) return `claim ${src.claim_field}`;
-  if (src.file) return `${src.file}:${src.line}` + (src.row !== undefined ? ` row ${src.row}` : "");
-  return Object.entries(src).map(([k, v]) => `${k} ${v}`).join(", ");
+  if (src.claim_field) return `← ${src.claim_field}`;
+  if (src.file) return `← ${src.file}` + (src.row !== undefined ? ` row ${src.row}` : `:${src.line}`);
+  return "← " + Object.entries(src).map(([k, v]) => `${k} ${v}`).join(", ");
 }
 
 function proofNode(node) {
