@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,7 @@ def serve(
         with socket.create_server((host, port)):
             pass
     except OSError as exc:
-        logging.getLogger("policykb.service").error("cannot listen on %s:%s: %s", host, port, exc.strerror)
-        print(f"cannot listen on {host}:{port}: {exc.strerror}")
+        print(f"cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 2
     config = ServiceConfig(kb_dir=kb_dir, workers=workers, reference_url=reference_url, **limits)
     uvicorn.run(create_app(config), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
