@@ -97,7 +97,9 @@ def test_paste_a_claim_and_read_why(server: str, browser) -> None:
     assert [cards.nth(i).locator(".decision").inner_text().lower() for i in range(3)] == ["pay", "deny", "pay"]
     primary = cards.nth(1).locator(".primary")
     assert "ncci.ptp" in primary.inner_text() and "CO-236" in primary.inner_text()
-    assert primary.locator("a.rule").first.get_attribute("href").endswith("ncci.ptp")  # type: ignore[union-attr]
+    reference = httpx.get(f"{server}/ui/config").json()["reference"]  # the built site, when there is one
+    expected_href = f"{reference}rules/ncci.ptp.html" if reference else "/v1/rules/ncci.ptp"
+    assert primary.locator("a.rule").first.get_attribute("href") == expected_href
     assert "add modifier 25 to line 2" in cards.nth(1).inner_text()  # the remedy
     proof = cards.nth(1).locator("details.proof").first
     proof.locator("summary").first.click()
@@ -127,6 +129,12 @@ def test_paste_a_claim_and_read_why(server: str, browser) -> None:
     assert "set aside by" in page.locator("article.line").nth(1).inner_text()  # NCCI edit overridden by policy
 
     assert not errors, errors
+
+    # the answer survives following a link and coming back
+    page.goto(f"{server}/v1/health")
+    page.go_back()
+    page.locator("article.line").first.wait_for(timeout=30_000)
+    assert page.locator("article.line").count() == 3
 
     # a claim with a problem: the page shows the field path, as the CLI does
     broken = json.loads((ROOT / "examples" / "office-96372-with-em.json").read_text())

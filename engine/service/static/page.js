@@ -143,6 +143,15 @@ function showProblem(p, status) {
   box.hidden = false;
 }
 
+function showResult(data) {
+  const denied = data.lines.filter((l) => l.decision === "deny").length;
+  $("status").textContent = `${data.lines.length} line(s): ${denied} denied, ${data.lines.length - denied} paid.`;
+  $("results").replaceChildren(
+    el("div", { class: "claim-head" }, el("span", {}, "Claim ", el("strong", {}, data.claim)),
+       el("span", {}, "KB ", el("strong", {}, data.kb))),
+    ...data.lines.map(lineCard));
+}
+
 async function check(event) {
   event.preventDefault();
   const text = $("claim").value;
@@ -157,12 +166,9 @@ async function check(event) {
       method: "POST", headers: { "Content-Type": mediaType(text), Accept: "application/json" }, body: text });
     const data = await resp.json();
     if (!resp.ok) { showProblem(data, resp.status); $("status").textContent = "The claim could not be checked."; return; }
-    const denied = data.lines.filter((l) => l.decision === "deny").length;
-    $("status").textContent = `${data.lines.length} line(s): ${denied} denied, ${data.lines.length - denied} paid.`;
-    $("results").replaceChildren(
-      el("div", { class: "claim-head" }, el("span", {}, "Claim ", el("strong", {}, data.claim)),
-         el("span", {}, "KB ", el("strong", {}, data.kb))),
-      ...data.lines.map(lineCard));
+    showResult(data);
+    // kept for this tab: following a rule or code link and coming back shows the answer again
+    sessionStorage.setItem("policykb.last", JSON.stringify({ text, data }));
     // one column (a narrow window, or zoomed in): bring the answer into view
     if (window.matchMedia("(max-width: 60rem)").matches) $("output-heading").scrollIntoView();
   } catch (e) {
@@ -193,6 +199,10 @@ async function start() {
   } catch (e) { /* the page still works without examples and links */ }
   for (const name of config.examples || []) $("example").append(el("option", { value: name }, name.replace(/\.json$/, "")));
   if (config.reference) { $("reference-link").href = config.reference; $("reference-link").hidden = false; }
+  try {
+    const last = JSON.parse(sessionStorage.getItem("policykb.last") || "null");
+    if (last && last.data && Array.isArray(last.data.lines)) { $("claim").value = last.text; showResult(last.data); }
+  } catch (e) { sessionStorage.removeItem("policykb.last"); }
   $("example").addEventListener("change", loadExample);
   $("upload").addEventListener("change", loadFile);
   $("claim-form").addEventListener("submit", check);
