@@ -173,6 +173,11 @@ def test_bad_json_is_400_at_field_dollar(client: TestClient) -> None:
     assert body["problems"][0]["field"] == "$" and "malformed JSON" in body["problems"][0]["message"]
 
 
+def test_json_nested_too_deeply_is_400_not_a_crash(client: TestClient) -> None:
+    body = assert_problem(post_claim(client, "[" * 50_000), 400)
+    assert body["problems"] == [{"field": "$", "message": "malformed JSON: nested too deeply"}]
+
+
 def test_missing_field_names_its_path_as_the_cli_does(client: TestClient) -> None:
     claim = office_claim()
     del claim["lines"][1]["service_date"]

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.claims import Claim, parse_claim_text
+from engine.claims import Claim, ClaimError, Problem, parse_claim_text
 from engine.service.problems import ProblemError
 
 JSON = "application/json"
@@ -35,7 +35,10 @@ class Format:
 
 
 def _read_json(text: str) -> Claim:
-    return parse_claim_text(text)
+    try:
+        return parse_claim_text(text)
+    except RecursionError:  # "[[[[…": json gives up on nesting deeper than the interpreter's stack
+        raise ClaimError(None, [Problem("$", "malformed JSON: nested too deeply")]) from None
 
 
 def _render_json(_claim: Claim, result: dict[str, object]) -> str:

@@ -17,7 +17,6 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from engine.claims import Claim
-from engine.service.problems import ProblemError
 
 _KB: Any = None  # the worker's engine.api.PolicyKB
 
@@ -85,6 +84,8 @@ class WorkerPool:
             self.ready = 0
             self.restarts += 1
             executor.shutdown(wait=False, cancel_futures=True)
+            from engine.service.problems import ProblemError  # not at the top: workers need no FastAPI
+
             raise ProblemError(
                 503,
                 "workers-unavailable",
