@@ -58,9 +58,12 @@ class Catalog:
         self.kb = PolicyKB.open(*self._args)
         store = self.kb.kb.store
         # Partners in both directions: the compiled rules only index PTP by column 1. Built once
-        # per table content, before any worker starts reading the same file.
-        if PTP in store.tables:
-            store._ensure_indexes(PTP, {(1,)})
+        # per table content, before any worker starts reading the same file. The store has no
+        # public way to ask for an index yet; without one, lookups by column 2 still answer
+        # (a full scan), only slower.
+        ensure_indexes = getattr(store, "_ensure_indexes", None)
+        if PTP in store.tables and ensure_indexes is not None:
+            ensure_indexes(PTP, {(1,)})
         self.load_seconds = time.perf_counter() - t0
 
     @property
