@@ -229,6 +229,33 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Adjudication worker processes (each loads the KB once).")
+@click.option("--max-body-bytes", type=click.IntRange(1), default=None, help="Larger bodies get 413 (default 1 MiB).")
+@click.option("--max-lines", type=click.IntRange(1), default=None, help="Claims with more lines get 422 (default 50).")
+@click.option("--max-units", type=click.IntRange(1), default=None, help="Lines with more units get 422 (default 9999, the claim format's own limit).")
+@click.option("--reference-url", default=None, help="Where the reference site is published, for the page's links "
+              "(default: build/html served at /reference/ when built).")
+@KB_OPTION
+def serve(host: str, port: int, workers: int, max_body_bytes: int | None, max_lines: int | None,
+          max_units: int | None, reference_url: str | None, kb_dir: Path | None) -> None:
+    """Serve the HTTP API (/v1, /openapi.json, /docs) and the paste-a-claim page (/).
+
+    \b
+    Example:
+      policykb serve --port 8080 --workers 2
+      curl -s localhost:8080/v1/adjudicate -H 'Content-Type: application/json' \\
+           --data @examples/office-96372-with-em.json
+    """
+    from engine.service.run import serve as run_service
+    limits = {k: v for k, v in (("max_body_bytes", max_body_bytes), ("max_lines", max_lines),
+                                ("max_units", max_units)) if v is not None}
+    sys.exit(run_service(host, port, workers=workers, kb_dir=kb_dir, reference_url=reference_url, **limits))
+
+
+@main.command()
 @click.option("--check", "check_only", is_flag=True, help="Exit 1 when the site is stale instead of writing it.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output directory (default: site/ beside the KB directory).")

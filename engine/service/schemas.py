@@ -1,0 +1,303 @@
+"""JSON Schemas for the OpenAPI document: the claim we read and the answers we write.
+
+The claim is validated by engine/claims.py, not here (its problems name the exact field paths
+the CLI prints); this schema documents the shape and lets Schemathesis generate claims.
+Answers allow extra members, so fields the result gains (`primary`, `because`) stay valid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.claims import MAX_MODIFIERS, MAX_UNITS
+
+_TEXT = {"type": "string", "minLength": 1}
+_DATE = {"type": "string", "format": "date", "example": "2024-07-15"}
+
+_SERVICE = {
+    "line": {"type": "integer", "minimum": 1},
+    "service_date": _DATE,
+    "code": {**_TEXT, "description": "CPT or HCPCS code", "example": "96372"},
+    "modifiers": {"type": "array", "items": _TEXT, "maxItems": MAX_MODIFIERS},
+    "units": {"type": "integer", "minimum": 1, "maximum": MAX_UNITS, "default": 1},
+    "pos": {**_TEXT, "description": "place of service, two digits", "example": "11"},
+    "rendering_npi": _TEXT,
+}
+
+CLAIM: dict[str, Any] = {
+    "type": "object",
+    "description": "A claim as PolicyKB's JSON (see engine/claims.py and examples/).",
+    "required": ["id", "patient", "lines"],
+    "properties": {
+        "id": _TEXT,
+        "patient": {
+            "type": "object",
+            "required": ["id"],
+            "properties": {"id": _TEXT, "birth_date": _DATE, "sex": {"type": "string"}},
+        },
+        "lines": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["line", "service_date", "code", "pos", "rendering_npi"],
+                "properties": {
+                    **_SERVICE,
+                    "rendering_credential": {"type": "string"},
+                    "diagnoses": {"type": "array", "items": _TEXT},
+                    "drug": {"type": "object", "properties": {k: {"type": "string"} for k in ("ndc", "name", "dose")}},
+                    "documentation": {
+                        "type": "object",
+                        "properties": {
+                            **{
+                                k: {"type": "string"}
+                                for k in ("drug_name", "dose", "route", "site", "time", "supervision", "monitoring")
+                            },
+                            "administered_by": {
+                                "type": "object",
+                                "properties": {"name": {"type": "string"}, "credential": {"type": "string"}},
+                            },
+                            "diagnosis_linked": {"type": "boolean"},
+                            "consent": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+        "history": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["claim_id", "line", "service_date", "code", "pos", "rendering_npi"],
+                "properties": {"claim_id": _TEXT, **_SERVICE},
+            },
+        },
+    },
+}
+
+_REASON = {
+    "type": "object",
+    "required": ["rule", "title", "kind", "severity", "group", "carc", "rarc", "message", "sources"],
+    "properties": {
+        "rule": {"type": "string"},
+        "title": {"type": "string"},
+        "kind": {"type": "string"},
+        "severity": {"type": "string"},
+        "group": {"type": "string"},
+        "carc": {"type": "string"},
+        "rarc": {"type": "array", "items": {"type": "string"}},
+        "message": {"type": "string"},
+        "sources": {"type": "array", "items": {"type": "string"}},
+        "proof": {"type": "object"},
+        "remedies": {"type": "array", "items": {"type": "object"}},
+        "blocked_options": {"type": "array", "items": {"type": "object"}},
+        "overridden_by": {"type": "string"},
+    },
+}
+
+RESULT: dict[str, Any] = {
+    "type": "object",
+    "required": ["claim", "kb", "lines"],
+    "properties": {
+        "claim": {"type": "string"},
+        "kb": {"type": "string"},
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["line", "code", "decision", "reasons"],
+                "properties": {
+                    "line": {"type": "integer"},
+                    "code": {"type": "string"},
+                    "decision": {"type": "string", "enum": ["pay", "deny"]},
+                    "reasons": {"type": "array", "items": _REASON},
+                },
+            },
+        },
+    },
+}
+
+WHY_NOT: dict[str, Any] = {
+    "type": "object",
+    "required": ["claim", "line", "rule", "fired", "explanation"],
+    "properties": {
+        "claim": {"type": "string"},
+        "line": {"type": "integer"},
+        "rule": {"type": "string"},
+        "fired": {"type": "boolean"},
+        "failed_condition": {"type": ["string", "null"]},
+        "condition_index": {"type": ["integer", "null"]},
+        "explanation": {"type": "string"},
+        "bindings": {"type": "object"},
+    },
+}
+
+RULE: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "id",
+        "title",
+        "kind",
+        "outcome",
+        "severity",
+        "group",
+        "carc",
+        "rarc",
+        "message",
+        "sources",
+        "location",
+    ],
+    "properties": {
+        "id": {"type": "string"},
+        "title": {"type": "string"},
+        "kind": {"type": "string"},
+        "outcome": {"type": "string"},
+        "severity": {"type": "string"},
+        "group": {"type": "string"},
+        "carc": {"type": "string"},
+        "rarc": {"type": "array", "items": {"type": "string"}},
+        "message": {"type": "string"},
+        "sources": {"type": "array", "items": {"type": "string"}},
+        "location": {"type": "string"},
+        "annotations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["key", "value"],
+                "properties": {"key": {"type": "string"}, "value": {"type": "string"}},
+            },
+        },
+        "clauses": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["text", "location"],
+                "properties": {"text": {"type": "string"}, "location": {"type": "string"}},
+            },
+        },
+        "remedies": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+RULES: dict[str, Any] = {
+    "type": "object",
+    "required": ["kb", "rules"],
+    "properties": {"kb": {"type": "string"}, "rules": {"type": "array", "items": RULE}},
+}
+
+_PARTNERS = {
+    "type": "object",
+    "required": ["total", "active", "items", "next_offset"],
+    "properties": {
+        "total": {"type": "integer"},
+        "active": {"type": "integer"},
+        "next_offset": {"type": ["integer", "null"]},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["partner", "column_1", "column_2", "modifier_indicator", "deletion_date", "active"],
+                "properties": {
+                    "partner": {"type": "string"},
+                    "column_1": {"type": "string"},
+                    "column_2": {"type": "string"},
+                    "modifier_indicator": {"type": "integer"},
+                    "deletion_date": {"type": ["string", "null"]},
+                    "active": {"type": "boolean"},
+                    "rationale": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+CODE: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "known", "description", "category", "ranges", "mue", "add_on", "primary_for", "ptp", "tables"],
+    "properties": {
+        "code": {"type": "string"},
+        "known": {"type": "boolean"},
+        "description": {"type": "string"},
+        "category": {"type": ["string", "null"]},
+        "ranges": {"type": "array", "items": {"type": "string"}},
+        "mue": {
+            "type": ["object", "null"],
+            "properties": {"value": {"type": "integer"}, "mai": {"type": "integer"}, "rationale": {"type": "string"}},
+        },
+        "add_on": {
+            "type": ["object", "null"],
+            "properties": {
+                "edit_type": {"type": "integer"},
+                "primaries": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "primary_for": {"type": "array", "items": {"type": "string"}},
+        "ptp": {
+            "type": "object",
+            "required": ["offset", "limit", "status", "column_1", "column_2"],
+            "properties": {
+                "offset": {"type": "integer"},
+                "limit": {"type": "integer"},
+                "status": {"type": "string"},
+                "column_1": _PARTNERS,
+                "column_2": _PARTNERS,
+            },
+        },
+        "tables": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "object"}}},
+    },
+}
+
+HEALTH: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "uptime_seconds", "workers"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "starting", "failed"]},
+        "uptime_seconds": {"type": "number"},
+        "started_at": {"type": "string"},
+        "kb": {
+            "type": "object",
+            "required": ["version", "rules", "tables"],
+            "properties": {
+                "version": {"type": "string"},
+                "root": {"type": "string"},
+                "rules": {"type": "integer"},
+                "load_seconds": {"type": ["number", "null"]},
+                "tables": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["relation", "file", "rows", "sha256", "vintage"],
+                        "properties": {
+                            "relation": {"type": "string"},
+                            "file": {"type": "string"},
+                            "rows": {"type": "integer"},
+                            "sha256": {"type": "string"},
+                            "vintage": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "workers": {
+            "type": "object",
+            "required": ["configured", "ready"],
+            "properties": {
+                "configured": {"type": "integer"},
+                "ready": {"type": "integer"},
+                "restarts": {"type": "integer"},
+            },
+        },
+        "limits": {"type": "object"},
+        "detail": {"type": "string"},
+    },
+}
+
+COMPONENTS = {
+    "Claim": CLAIM,
+    "ClaimResult": RESULT,
+    "WhyNot": WHY_NOT,
+    "Rule": RULE,
+    "Rules": RULES,
+    "Code": CODE,
+    "Health": HEALTH,
+}
