@@ -1,8 +1,9 @@
 """The one adapter around pyDatalog. Nothing else in PolicyKB imports it.
 
 Builds engine clauses directly from compiled IR (no `load()`/`ask()` on text, which would
-execute code), serves stored relations through keyed Python resolvers, and keeps each
-Session's logic separate from any other in the process.
+execute code), serves stored relations through keyed Python resolvers, evaluates comparison,
+arithmetic and `match` with engine.semantics (as primitives of the session's own logic), and
+keeps each Session's logic separate from any other in the process.
 """
 
 from __future__ import annotations
