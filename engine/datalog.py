@@ -1,8 +1,9 @@
 """The one adapter around pyDatalog. Nothing else in PolicyKB imports it.
 
 Builds engine clauses directly from compiled IR (no `load()`/`ask()` on text, which would
-execute code), serves stored relations through keyed Python resolvers, and keeps each
-Session's logic separate from any other in the process.
+execute code), serves stored relations through keyed Python resolvers, evaluates comparison,
+arithmetic and `match` with engine.semantics (as primitives of the session's own logic), and
+keeps each Session's logic separate from any other in the process.
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ def _match(literal, subgoal) -> None:
         subgoal.fact(True)
 
 
+_RESOLVERS = "_policykb_resolvers"  # attribute of a session's logic: resolver key -> function
+
+
+def _dispatch(key: str) -> Callable:
+    """The process-wide resolver for `key`: asks the session whose logic is current."""
+    def resolve(*terms):
+        own = getattr(pyEngine.Logic.tl.logic, _RESOLVERS, {}).get(key)
+        return own(*terms) if own is not None else ()
+    return resolve
+
+
 def _install_builtins() -> None:
     for op, name in _CMP_NAMES.items():
         pyEngine.insert(pyEngine.Pred(name, 2)).prim = _comparison(op)
@@ -81,7 +93,10 @@ class Session:
         previous = getattr(pyEngine.Logic.tl, "logic", None)
         self._logic = pyDatalog.Logic()  # fresh and current
         _install_builtins()
-        self._resolver_names: list[str] = []
+        # pyDatalog keeps Python resolvers in one dict for the whole process; each session keeps
+        # its own on its logic, and the process-wide entry dispatches to the current logic's.
+        self._resolvers: dict[str, Callable] = {}
+        setattr(self._logic, _RESOLVERS, self._resolvers)
         if previous is not None:
             pyEngine.Logic.tl.logic = previous
         self._activate()
@@ -103,8 +118,9 @@ class Session:
             bound = {i: t.id for i, t in enumerate(terms) if t.is_const()}
             return resolver(bound)
         key = f"{engine_name}/{arity}"
-        pyEngine.Python_resolvers[key] = resolve
-        self._resolver_names.append(key)
+        self._resolvers[key] = resolve
+        if key not in pyEngine.Python_resolvers:
+            pyEngine.Python_resolvers[key] = _dispatch(key)
 
     def declare(self, engine_name: str, arity: int) -> None:
         """Make a fact relation known even while it holds no facts, so a negation over an
@@ -139,9 +155,7 @@ class Session:
         return semantics.sort_rows({tuple(ans) for ans in answers})
 
     def close(self) -> None:
-        for key in self._resolver_names:
-            pyEngine.Python_resolvers.pop(key, None)
-        self._resolver_names.clear()
+        self._resolvers.clear()
 
 
 class _Clause:
