@@ -77,9 +77,9 @@ def show(v: Value | None) -> str:
 def subject(summary: str) -> str:
     """What one fact of a relation is, from the first sentence of its @summary: "a service
     line", "the places of service where ..."; parenthesised asides and variable names dropped."""
-    first = re.split(r"(?<=[.;])\s", " ".join(summary.split()), maxsplit=1)[0].rstrip(".;")
-    first = first.split(":")[0]
-    first = re.sub(r"\s*\([^)]*\)", "", first).strip()
+    text = re.sub(r"\s*\([^)]*\)", "", " ".join(summary.split()))
+    first = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
+    first = first.split(":")[0].strip()
     if not first:
         return ""
     word = first.split()[0]
@@ -117,7 +117,9 @@ class _Facts:
             m = re.search(r"= (-?\d+)$", node.fact)
             n = re.search(r"over (\d+)", node.note)
             if m and n:
-                _add(self.totals, f"Summed over {n.group(1)} service(s) on the same date: {m.group(1)} in all.")
+                count = int(n.group(1))
+                services = "one service" if count == 1 else f"{count} services"
+                _add(self.totals, f"Summed over {services} on the same date: {m.group(1)} in all.")
         for child in node.children:
             self.collect(child, vocab)
 
@@ -166,7 +168,7 @@ class _Vocabulary:
             return (
                 f"Line {row[0]}: {rest}." if rel == self.attrs(rel)[0] else f"Line {row[0]} ({self.what(rel)}): {rest}."
             )
-        return f"On the claim ({self.what(rel)}): {self.pairs(rel, row)}."
+        return f"{_capital(self.what(rel))}: {self.pairs(rel, row)}."
 
     def table_row(self, rel: str, row: tuple, source: dict[str, object]) -> str:
         return f"{self.table_name(rel, source)}: {self.pairs(rel, row)}."
@@ -193,9 +195,9 @@ class _Vocabulary:
         if not lv or not rv:
             return None
         if _DATE.match(lv) and _DATE.match(rv):
-            return f"{lv} {_DATE_OPS[op]} {rv}."
+            return f"Checked: {lv} {_DATE_OPS[op]} {rv}."
         if left.lstrip("-").isdigit() and right.lstrip("-").isdigit():
-            return f"{lv} {_NUMERIC_OPS[op]} {rv}."
+            return f"Checked: {lv} {_NUMERIC_OPS[op]} {rv}."
         return None
 
 
