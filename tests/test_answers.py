@@ -413,3 +413,20 @@ def test_higher_value_compares_em_levels(kb: PolicyKB) -> None:
     assert remedy_search.higher_value("96372", "99211", is_em)
     assert not remedy_search.higher_value("96372", "90471", is_em)  # the right code for a vaccine, named by the rule
     assert not remedy_search.higher_value("96372", "96401", is_em)
+
+
+def test_a_change_that_breaks_another_line_is_blocked_not_offered() -> None:
+    """The search judges each change by the whole claim: paying line 2 by denying line 1 is no remedy."""
+    claim = _example("office-96372-with-em")
+
+    def adjudicate(changed: Claim) -> dict[int, set[str]]:
+        mods = {ln.line: ln.modifiers for ln in changed.lines}
+        if "25" in mods[2]:
+            return {1: {"some.rule"}}  # pretend modifier 25 on the E/M gets the injection denied
+        return {2: {"ncci.ptp"}} if "XU" not in mods[2] else {}
+
+    found, blocked = remedy_search.find(claim, claim.lines[1], "ncci.ptp", ["add-modifier 25 XU"], {}, [], adjudicate,
+                                        before={2: {"ncci.ptp"}})
+    assert [m["change"] for m in found] == ["add modifier XU to line 2"]
+    assert blocked == [{"change": "add modifier 25 to line 2", "action": {"add_modifier": "25", "line": 2},
+                        "blocked_by": ["some.rule"], "why": "line 1 would then be denied by some.rule"}]
