@@ -8,6 +8,7 @@ Rendering is elsewhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.claims import Claim, claim_to_facts, fact_origin
@@ -60,7 +61,7 @@ class Adjudicator:
         out: dict[int, set[str]] = {}
         for ln, rule in model.rows("deny"):
             if (ln, rule) not in over:
-                out.setdefault(ln, set()).add(rule)
+                out.setdefault(int(ln), set()).add(str(rule))
         return out
 
     def adjudicate(self, claim: Claim, *, proofs: bool = True, remedies: bool = False) -> ClaimResult:
@@ -68,21 +69,25 @@ class Adjudicator:
         prover = self.prover(claim, model)
         overrides: dict[tuple[int, str], str] = {}
         for ln, rule, by in model.rows("overridden"):
-            overrides.setdefault((ln, rule), by)
+            overrides.setdefault((int(ln), str(rule)), str(by))
         by_line: dict[int, list[Reason]] = {}
         for severity in ("deny", "warn"):
             for ln, rule_id in model.rows(severity):
-                reason = self._reason(claim, prover, severity, ln, rule_id, proofs)
-                reason.overridden_by = overrides.get((ln, rule_id))
-                by_line.setdefault(ln, []).append(reason)
+                reason = self._reason(claim, prover, severity, int(ln), str(rule_id), proofs)
+                reason.overridden_by = overrides.get((int(ln), str(rule_id)))
+                by_line.setdefault(int(ln), []).append(reason)
         lines = []
+        before: dict[int, set[str]] | None = None
+        # each changed claim is judged once per adjudication, though several lines and reasons
+        # try the same change (both lines of a mutual PTP pair try the same modifiers)
+        memo: dict[Claim, dict[int, set[str]]] = {}
         for line in sorted(claim.lines, key=lambda x: x.line):
             primary, reasons = assign_roles(by_line.get(line.line, []))
             if remedies and primary is not None:
-                before = self._denials_of(model)
+                before = before or self._denials_of(model)
                 for r in reasons:
                     if r.severity == "deny" and r.in_force:
-                        self._remedies(claim, line.line, r, before)
+                        self._remedies(claim, line.line, r, before, memo)
             if proofs:
                 builder = because.BecauseBuilder(prover, guidance_anchor)
                 for r in reasons:
@@ -117,7 +122,8 @@ class Adjudicator:
             guidance=" ".join(e.value for e in doc.entries if e.key == "guidance").split(),
             remedy_condition=" ".join(condition.split()) if condition else None)
 
-    def _remedies(self, claim: Claim, ln: int, reason: Reason, before: dict[int, set[str]]) -> None:
+    def _remedies(self, claim: Claim, ln: int, reason: Reason, before: dict[int, set[str]],
+                  memo: dict[Claim, dict[int, set[str]]]) -> None:
         reason.remedies = []  # searched: an empty list now means nothing the policy allows pays the line
         info = self.rules.get(reason.rule)
         if info is None:
@@ -128,8 +134,13 @@ class Adjudicator:
         line = next(x for x in claim.lines if x.line == ln)
         partners = sorted({v for k, v in reason.bindings.items() if isinstance(v, int) and v != ln
                            and any(x.line == v for x in claim.lines) and k.startswith("l")})
+        def denials(changed: Claim) -> dict[int, set[str]]:
+            if changed not in memo:
+                memo[changed] = self.denials(changed)
+            return memo[changed]
+
         found, blocked = remedy_search.find(claim, line, reason.rule, specs, reason.bindings, partners,
-                                            self.denials, before, self._is_em)
+                                            denials, before, self._is_em)
         for m in found:
             if reason.remedy_condition:
                 m["condition"] = reason.remedy_condition
@@ -161,7 +172,7 @@ def _precedence(text: str | None) -> int | None:
 MESSAGE_SOLUTIONS = 12  # a message names at most this many findings (e.g. missing record elements)
 
 
-def _merge(solutions: list[dict[str, object]]) -> dict[str, object]:
+def _merge(solutions: Sequence[Mapping[str, object]]) -> dict[str, object]:
     """One binding per variable; where solutions differ (several missing elements, several
     partner lines) the distinct values are listed, so the message names all of them."""
     merged: dict[str, object] = {}
