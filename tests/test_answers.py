@@ -195,7 +195,7 @@ def test_because_names_the_ptp_row_release_and_the_missing_modifier_25(kb: Polic
     text = "\n".join(because)
     cite = next(s for s in because if f"row {row_no}:" in s)
     assert "NCCI PTP" in cite and "2024 Q3" in cite and "column 1 96372" in cite and "column 2 99213" in cite
-    assert "modifier indicator 1" in cite and "deletion date none" in cite
+    assert "modifier indicator 1" in cite and "no deletion date" in cite
     assert re.search(r"\bmodifier 25\b", text), text
     assert "Line 2 has no modifier" in text  # nothing on the E/M line: modifiers present, none
 

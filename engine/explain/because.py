@@ -150,7 +150,7 @@ class _Vocabulary:
         names = self.attrs(rel) or [f"value {i + 1}" for i in range(len(row))]
         # long free text (a POS description, an edit's rationale) is left to the proof
         return ", ".join(
-            f"{label(n)} {show(v)}"
+            (f"no {label(n)}" if v == "" else f"{label(n)} {show(v)}")
             for n, v in list(zip(names, row, strict=False))[skip:]
             if v is not None and len(show(v)) <= MAX_VALUE_CHARS
         )
@@ -338,8 +338,8 @@ class BecauseBuilder:
             else []
         )
         if rows:
-            return f"Guidance {gid} ({show(rows[0][1])}): {rows[0][2]}"
-        return f"Guidance {gid}"
+            return f"{gid} ({show(rows[0][1])}): {rows[0][2]}"
+        return gid
 
 
 def _strip_article(text: str) -> str:
