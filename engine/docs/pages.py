@@ -330,6 +330,8 @@ class Site:
                       "(`{name}` stands for the value the rule's variable of that name took.)"]
         if r.ann("remedy"):
             lines += ["", f"Suggested remedy: `{r.ann('remedy')}`."]
+            if r.ann("remedy_condition"):
+                lines += ["", f"Offered {esc(r.ann('remedy_condition'))}."]
         lines += self._precedence(p, r)
         statements = r.ann("guidance").split()
         if statements:
