@@ -88,11 +88,12 @@ class Adjudicator:
                 for r in reasons:
                     if r.severity == "deny" and r.in_force:
                         self._remedies(claim, line.line, r, before, memo)
-            if proofs:
-                builder = because.BecauseBuilder(prover, guidance_anchor)
-                for r in reasons:
+            builder = because.BecauseBuilder(prover, guidance_anchor)
+            for r in reasons:
+                # table rows are cited from the proof; guidance statements from the rule alone
+                r.citations = builder.citations(r.proof, r.guidance)
+                if proofs:
                     r.because = builder.sentences(r.proof, r.remedies)
-                    r.citations = builder.citations(r.proof, r.guidance)
             lines.append(LineResult(line.line, line.code, "deny" if primary else "pay", reasons, primary))
         return ClaimResult(claim.id, self.kb.version, lines)
 
