@@ -425,8 +425,46 @@ def test_a_change_that_breaks_another_line_is_blocked_not_offered() -> None:
             return {1: {"some.rule"}}  # pretend modifier 25 on the E/M gets the injection denied
         return {2: {"ncci.ptp"}} if "XU" not in mods[2] else {}
 
-    found, blocked = remedy_search.find(claim, claim.lines[1], "ncci.ptp", ["add-modifier 25 XU"], {}, [], adjudicate,
-                                        before={2: {"ncci.ptp"}})
+    found, blocked = remedy_search.find(
+        claim, claim.lines[1], "ncci.ptp", ["add-modifier 25 XU"], {}, [], adjudicate, before={2: {"ncci.ptp"}}
+    )
     assert [m["change"] for m in found] == ["add modifier XU to line 2"]
-    assert blocked == [{"change": "add modifier 25 to line 2", "action": {"add_modifier": "25", "line": 2},
-                        "blocked_by": ["some.rule"], "why": "line 1 would then be denied by some.rule"}]
+    assert blocked == [
+        {
+            "change": "add modifier 25 to line 2",
+            "action": {"add_modifier": "25", "line": 2},
+            "blocked_by": ["some.rule"],
+            "why": "line 1 would then be denied by some.rule",
+        }
+    ]
+
+
+# ---- The site's guidance page ---------------------------------------------------------------
+
+
+def test_guidance_page_lists_every_statement_with_its_rules_or_reason(kb: PolicyKB) -> None:
+    from engine.syntax import nodes as A
+
+    facts = {f.atom.pred: [] for f in kb.kb.program.facts}
+    for f in kb.kb.program.facts:
+        facts[f.atom.pred].append(tuple(a.value for a in f.atom.args if isinstance(a, A.Const)))
+    statements = {row[0]: row for row in facts.get("guidance_statement", [])}
+    reasons = {row[0]: row[1] for row in facts.get("guidance_undecidable", [])}
+    assert statements, "no guidance_statement facts in the KB"
+    cited: dict[str, list[str]] = {}
+    for r in kb.kb.program.rules:
+        for gid in (r.doc.get("guidance") or "").split():
+            cited.setdefault(gid, []).append(str(r.rule_id))
+    assert set(cited) <= set(statements), f"rules cite unknown statements: {sorted(set(cited) - set(statements))}"
+    page = (ROOT / "site" / "guidance.md").read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^## (G-\S+) \{#[^}]+\}\n(.*?)(?=^## |\Z)", page, re.S | re.M))
+    assert set(sections) == set(statements)
+    for gid, (_id, _section, statement) in statements.items():
+        body = sections[gid]
+        assert str(statement).replace("_", "\\_") in body or str(statement) in body, gid
+        for rule_id in cited.get(gid, []):
+            assert f"(rules/{rule_id}.md)" in body, (gid, rule_id)
+            rule_page = (ROOT / "site" / "rules" / f"{rule_id}.md").read_text(encoding="utf-8")
+            assert f"(../guidance.md#{gid.lower()})" in rule_page, (rule_id, gid)
+        if gid not in cited:
+            assert gid in reasons and "Not decidable from a claim" in body, f"{gid}: neither a rule nor a reason"
