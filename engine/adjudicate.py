@@ -8,13 +8,15 @@ Rendering is elsewhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.claims import Claim, claim_to_facts, fact_origin
 from engine.evaluate import Evaluator, Model
+from engine.explain import because
 from engine.explain import remedies as remedy_search
 from engine.explain.proof import Prover, WhyNot
-from engine.explain.result import ClaimResult, LineResult, Reason
+from engine.explain.result import ClaimResult, LineResult, Reason, assign_roles
 from engine.ir import CompiledRule, IConst
 from engine.kb import LoadedKB
 from engine.syntax import nodes as A
@@ -51,12 +53,15 @@ class Adjudicator:
 
     def denials(self, claim: Claim) -> dict[int, set[str]]:
         """Line -> ids of the rules that deny it and are in force (the cheap path remedies use)."""
-        model = self.evaluate(claim)
+        return self._denials_of(self.evaluate(claim))
+
+    @staticmethod
+    def _denials_of(model: Model) -> dict[int, set[str]]:
         over = {(ln, rule) for ln, rule, _by in model.rows("overridden")}
         out: dict[int, set[str]] = {}
         for ln, rule in model.rows("deny"):
             if (ln, rule) not in over:
-                out.setdefault(ln, set()).add(rule)
+                out.setdefault(int(ln), set()).add(str(rule))
         return out
 
     def adjudicate(self, claim: Claim, *, proofs: bool = True, remedies: bool = False) -> ClaimResult:
@@ -64,23 +69,32 @@ class Adjudicator:
         prover = self.prover(claim, model)
         overrides: dict[tuple[int, str], str] = {}
         for ln, rule, by in model.rows("overridden"):
-            overrides.setdefault((ln, rule), by)
+            overrides.setdefault((int(ln), str(rule)), str(by))
         by_line: dict[int, list[Reason]] = {}
         for severity in ("deny", "warn"):
             for ln, rule_id in model.rows(severity):
-                reason = self._reason(claim, prover, severity, ln, rule_id, proofs)
-                reason.overridden_by = overrides.get((ln, rule_id))
-                by_line.setdefault(ln, []).append(reason)
+                reason = self._reason(claim, prover, severity, int(ln), str(rule_id), proofs)
+                reason.overridden_by = overrides.get((int(ln), str(rule_id)))
+                by_line.setdefault(int(ln), []).append(reason)
         lines = []
+        before: dict[int, set[str]] | None = None
+        # each changed claim is judged once per adjudication, though several lines and reasons
+        # try the same change (both lines of a mutual PTP pair try the same modifiers)
+        memo: dict[Claim, dict[int, set[str]]] = {}
         for line in sorted(claim.lines, key=lambda x: x.line):
-            reasons = sorted(by_line.get(line.line, []),
-                             key=lambda r: (r.severity != "deny", r.overridden_by is not None, r.rule))
-            denied = any(r.severity == "deny" and r.in_force for r in reasons)
-            if remedies and denied:
+            primary, reasons = assign_roles(by_line.get(line.line, []))
+            if remedies and primary is not None:
+                before = before or self._denials_of(model)
                 for r in reasons:
                     if r.severity == "deny" and r.in_force:
-                        self._remedies(claim, line.line, r)
-            lines.append(LineResult(line.line, line.code, "deny" if denied else "pay", reasons))
+                        self._remedies(claim, line.line, r, before, memo)
+            builder = because.BecauseBuilder(prover, guidance_anchor)
+            for r in reasons:
+                # table rows are cited from the proof; guidance statements from the rule alone
+                r.citations = builder.citations(r.proof, r.guidance)
+                if proofs:
+                    r.because = builder.sentences(r.proof, r.remedies)
+            lines.append(LineResult(line.line, line.code, "deny" if primary else "pay", reasons, primary))
         return ClaimResult(claim.id, self.kb.version, lines)
 
     def _reason(self, claim: Claim, prover: Prover, severity: str, ln: int, rule_id: str, proofs: bool) -> Reason:
@@ -99,13 +113,19 @@ class Adjudicator:
                     proof = prover.prove_with(crule, head) if proofs else None
                     break
         message = _fill(doc.get("message") or doc.get("title") or rule_id, bindings)
+        condition = doc.get("remedy_condition")
         return Reason(
             rule=rule_id, title=doc.get("title") or rule_id, kind=doc.get("kind") or "policy",
             severity=doc.get("severity") or severity, group=doc.get("group") or "",
             carc=doc.get("carc") or "", rarc=(doc.get("rarc") or "").split(), message=message,
-            sources=[e.value for e in doc.entries if e.key == "source"], proof=proof, bindings=bindings)
+            sources=[e.value for e in doc.entries if e.key == "source"], proof=proof, bindings=bindings,
+            precedence=_precedence(doc.get("precedence")),
+            guidance=" ".join(e.value for e in doc.entries if e.key == "guidance").split(),
+            remedy_condition=" ".join(condition.split()) if condition else None)
 
-    def _remedies(self, claim: Claim, ln: int, reason: Reason) -> None:
+    def _remedies(self, claim: Claim, ln: int, reason: Reason, before: dict[int, set[str]],
+                  memo: dict[Claim, dict[int, set[str]]]) -> None:
+        reason.remedies = []  # searched: an empty list now means nothing the policy allows pays the line
         info = self.rules.get(reason.rule)
         if info is None:
             return
@@ -115,19 +135,45 @@ class Adjudicator:
         line = next(x for x in claim.lines if x.line == ln)
         partners = sorted({v for k, v in reason.bindings.items() if isinstance(v, int) and v != ln
                            and any(x.line == v for x in claim.lines) and k.startswith("l")})
-        found, blocked = remedy_search.find(claim, line, reason.rule, specs, reason.bindings, partners, self.denials)
+        def denials(changed: Claim) -> dict[int, set[str]]:
+            if changed not in memo:
+                memo[changed] = self.denials(changed)
+            return memo[changed]
+
+        found, blocked = remedy_search.find(claim, line, reason.rule, specs, reason.bindings, partners,
+                                            denials, before, self._is_em)
+        for m in found:
+            if reason.remedy_condition:
+                m["condition"] = reason.remedy_condition
         reason.remedies = found
         reason.blocked_options = blocked
+
+    def _is_em(self, code: str) -> bool:
+        """An evaluation-and-management code (the KB's "em" code range), for the remedy rule
+        that never moves a line to a more intensive E/M level."""
+        return bool(self.evaluator.lookup("in_range", (code, "em"))) if "in_range" in self.cp.kinds else False
 
     def why_not(self, claim: Claim, line: int, rule_id: str) -> WhyNot:
         model = self.evaluate(claim)
         return self.prover(claim, model).why_not(rule_id, {0: line})
 
 
+def guidance_anchor(statement_id: str) -> str:
+    """Where the reference site shows a guidance statement (site/guidance.md, built to HTML)."""
+    return f"guidance.html#{statement_id.lower()}"
+
+
+def _precedence(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None  # the checker reports a non-integer @precedence
+
+
 MESSAGE_SOLUTIONS = 12  # a message names at most this many findings (e.g. missing record elements)
 
 
-def _merge(solutions: list[dict[str, object]]) -> dict[str, object]:
+def _merge(solutions: Sequence[Mapping[str, object]]) -> dict[str, object]:
     """One binding per variable; where solutions differ (several missing elements, several
     partner lines) the distinct values are listed, so the message names all of them."""
     merged: dict[str, object] = {}

@@ -148,17 +148,19 @@ def _load_claims_or_exit(path: Path):
 @click.option("--line", "line_no", type=int, default=None, help="Only this claim line.")
 @click.option("--why-not", "why_not", metavar="RULE", default=None,
               help="Why RULE did not fire for --line N: the first condition that failed.")
-@click.option("--no-proofs", is_flag=True, help="Leave out the proof trees.")
+@click.option("--no-proofs", is_flag=True, help="Leave out the proof trees (and the `because` sentences built from them).")
 @click.option("--no-remedies", is_flag=True, help="Do not search for claim changes that would pay.")
+@click.option("--trace", is_flag=True, help="Text output: also print each reason's full derivation.")
 @KB_OPTION
 def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None, no_proofs: bool,
-            no_remedies: bool, kb_dir: Path | None) -> None:
+            no_remedies: bool, trace: bool, kb_dir: Path | None) -> None:
     """Decide every line of a claim and say why: rule, facts, sources, denial codes, remedies.
 
     \b
     Examples:
       policykb explain examples/office-96372-with-em.json
       policykb explain claim.json --format json --line 2
+      policykb explain claim.json --line 2 --trace     # with the full proof
       policykb explain claim.json --line 1 --why-not inj.facility_em
     """
     from engine.render.text import render_claim, render_why_not
@@ -188,7 +190,7 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
                 data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]
             sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         else:
-            render_claim(result, out, only_line=line_no, proofs=not no_proofs)
+            render_claim(result, out, only_line=line_no, trace=trace)
 
 
 @main.command()

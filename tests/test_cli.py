@@ -55,11 +55,30 @@ def test_explain_json_decides_each_line(tmp_path: Path) -> None:
     assert {r["change"] for r in reason["remedies"]} >= {"add modifier 25 to line 2"}
 
 
-def test_explain_text_shows_decision_and_proof(tmp_path: Path) -> None:
+def test_explain_text_leads_with_the_primary_reason_and_because(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, CLAIM)), "--line", "2"])
     assert res.exit_code == 0, res.output
-    assert "DENY" in res.output and "ncci.ptp" in res.output
+    assert "DENY" in res.output and "PRIMARY  ncci.ptp" in res.output
+    assert "because" in res.output and "NCCI PTP practitioner edits, Medicare 2024 Q3, row " in res.output
+    # the derivation itself is only shown with --trace
+    assert "kb/tables/ncci_ptp_practitioner.csv.gz row" not in res.output
+    assert "ptp_hit(" not in res.output
+
+
+def test_explain_trace_shows_the_proof(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, CLAIM)), "--line", "2", "--trace"])
+    assert res.exit_code == 0, res.output
+    assert "proof" in res.output and "ptp_hit(2, " in res.output
     assert "kb/tables/ncci_ptp_practitioner.csv.gz row" in res.output
+
+
+def test_explain_json_carries_primary_and_null_remedies_when_not_searched(tmp_path: Path) -> None:
+    path = str(_write(tmp_path, CLAIM))
+    data = json.loads(CliRunner().invoke(main, ["explain", path, "--format", "json", "--no-remedies"]).output)
+    assert [ln["primary"] for ln in data["lines"]] == [None, "ncci.ptp", None]
+    reason = data["lines"][1]["reasons"][0]
+    assert reason["role"] == "primary" and reason["remedies"] is None
+    assert reason["because"] and all(isinstance(s, str) for s in reason["because"])
 
 
 def test_why_not_names_the_first_failing_condition(tmp_path: Path) -> None:
@@ -113,3 +132,7 @@ def test_scrub_writes_one_record_per_input_line(tmp_path: Path) -> None:
     assert len(records) == 3
     assert records[0]["claim"] == "CLM-T1" and records[2]["claim"] == "CLM-T2"
     assert records[1]["error"]["record"] == 2
+    # scrub does not search for remedies: the JSON says so with null, not an empty list
+    reasons = [r for ln in records[0]["lines"] for r in ln["reasons"]]
+    assert reasons and all(r["remedies"] is None for r in reasons)
+    assert [ln["primary"] for ln in records[0]["lines"]] == [None, "ncci.ptp", None]

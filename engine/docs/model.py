@@ -30,6 +30,8 @@ Row = tuple[A.Value, ...]
 PTP_ROWS_SHOWN = 300      # a code page lists every PTP row when it has at most this many
 LOOKUP_PARTNERS = 10      # partners per role (column 1 / column 2) in the lookup index
 RANGE_RELATION = "code_range"
+GUIDANCE_STATEMENT = "guidance_statement"    # (id, section, statement)
+GUIDANCE_UNDECIDABLE = "guidance_undecidable"  # (id, reason)
 PTP = "ptp"
 
 
@@ -57,6 +59,18 @@ class Mention:
     src: Src
     rule: int | None = None      # index into DocsModel.rules; None for a fact
     negated: bool = False
+
+
+@dataclass
+class GuidanceDoc:
+    """A statement of the injection guidance: id, section, our paraphrase, and why a claim
+    cannot decide it (empty when it can)."""
+
+    id: str
+    section: str
+    statement: str
+    src: Src
+    undecidable: str = ""
 
 
 @dataclass
@@ -237,6 +251,7 @@ class DocsModel:
     lookup_extra: dict[str, dict]
     cases: list[Case]
     code_pattern: str
+    guidance: dict[str, GuidanceDoc] = field(default_factory=dict)
 
     @property
     def outcome_rules(self) -> list[RuleDoc]:
@@ -354,7 +369,21 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
         modifiers=table("modifier"), modifier_roles=dict(roles), group_codes=keyed("group_code"),
         carcs=keyed("carc"), rarcs=keyed("rarc"), stats=stats, lookup_descriptions=lookup_descriptions,
         lookup_extra=lookup_extra, cases=cases, code_pattern=code_pattern,
+        guidance=_guidance(relations),
     )
+
+
+def _guidance(relations: dict[str, RelationDoc]) -> dict[str, GuidanceDoc]:
+    """The guidance statements (KB facts), with the reasons some are not decidable."""
+    out: dict[str, GuidanceDoc] = {}
+    stated = relations.get(GUIDANCE_STATEMENT)
+    for src, row in stated.facts if stated else []:
+        out[str(row[0])] = GuidanceDoc(str(row[0]), str(row[1]), str(row[2]), src)
+    undecidable = relations.get(GUIDANCE_UNDECIDABLE)
+    for _src, row in undecidable.facts if undecidable else []:
+        if str(row[0]) in out:
+            out[str(row[0])].undecidable = str(row[1])
+    return out
 
 
 @functools.lru_cache(maxsize=256)

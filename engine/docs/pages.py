@@ -159,6 +159,7 @@ class Site:
             "denial-codes.md": self.denial_codes_page(),
             "graph.md": self.graph_page(),
             "examples.md": self.examples_page(),
+            "guidance.md": self.guidance_page(),
         }
         for r in self.m.id_rules:
             out[r.page] = self.rule_page(r)
@@ -199,6 +200,8 @@ class Site:
             (f"- The rules: [all rules]({md_href(p, 'rules/index.md')}), "
             f"[how they depend on each other]({md_href(p, 'graph.md')}), "
             f"[worked examples]({md_href(p, 'examples.md')})"),
+            (f"- The 96372 guidance, statement by statement, with the rule for each: "
+             f"[guidance]({md_href(p, 'guidance.md')})"),
             (f"- [Places of service]({md_href(p, 'pos.md')}), [modifiers]({md_href(p, 'modifiers.md')}), "
             f"[denial codes]({md_href(p, 'denial-codes.md')})"),
             "",
@@ -327,7 +330,16 @@ class Site:
                       "(`{name}` stands for the value the rule's variable of that name took.)"]
         if r.ann("remedy"):
             lines += ["", f"Suggested remedy: `{r.ann('remedy')}`."]
+            if r.ann("remedy_condition"):
+                lines += ["", f"Offered {esc(r.ann('remedy_condition'))}."]
         lines += self._precedence(p, r)
+        statements = r.ann("guidance").split()
+        if statements:
+            lines += ["", "## Guidance statements it encodes", ""]
+            for gid in statements:
+                st = self.m.guidance.get(gid)
+                text = f": {esc(st.statement)}" if st else " (not in the guidance list)"
+                lines.append(f"- [{esc(gid)}]({md_href(p, 'guidance.md', guidance_anchor(gid))}){text}")
         lines += ["", "## Sources", ""]
         lines += [f"- {esc(s)}" for s in _sources(r.sources)] or ["- (none given)"]
         if r.ann("carc"):
@@ -437,6 +449,14 @@ class Site:
                 out += ["", (f"**Line {ln['line']}, {self._id_link(p, x['rule'])}** ({esc(x.get('severity', ''))}, "
                         f"{esc(x.get('group', ''))}-{esc(x.get('carc', ''))} {esc(' '.join(x.get('rarc', [])))}{esc(status)}): "
                         f"{esc(x.get('message', ''))}"), ""]
+                role = x.get("role")
+                if role in ("primary", "supporting"):
+                    out += [f"*{role} reason for this line*", ""]
+                out += [f"- {esc(b)}" for b in x.get("because") or []]
+                out += [f"- Guidance [{esc(c['id'])}]({md_href(p, 'guidance.md', guidance_anchor(str(c['id'])))})"
+                        for c in x.get("citations", []) if c.get("kind") == "guidance"]
+                if x.get("because") or any(c.get("kind") == "guidance" for c in x.get("citations", [])):
+                    out.append("")
                 if x.get("proof"):
                     out += [self.proof_html(p, x["proof"])]
         if focus is not None and not any(x["rule"] == focus for ln in case.result.get("lines", []) for x in ln["reasons"]):
@@ -945,6 +965,41 @@ class Site:
 
     # --- examples ------------------------------------------------------------------------------
 
+    def guidance_page(self) -> str:
+        """Every statement of the injection guidance, paraphrased, with the rules that cite it
+        (their `@guidance`) or the reason a claim cannot decide it."""
+        p = "guidance.md"
+        cited: dict[str, list[RuleDoc]] = defaultdict(list)
+        for r in self.m.id_rules:
+            for gid in r.ann("guidance").split():
+                cited[gid].append(r)
+        statements = sorted(self.m.guidance.values(), key=lambda g: _num_key(g.id))
+        encoded = sum(1 for g in statements if cited.get(g.id))
+        undecidable = sum(1 for g in statements if g.undecidable and not cited.get(g.id))
+        lines = ["# The 96372 injection guidance", "",
+                 "The injection guidance (`000_2ff5f0aa6c5879f6.txt`) statement by statement, in our own words.",
+                 "Each statement has a stable id; a rule that encodes it names the id in its `@guidance`",
+                 "annotation, and an explanation of a denial links here. A statement that a claim and its",
+                 "record cannot decide says why.", "",
+                 f"{len(statements)} statements: {encoded} encoded by rules, {undecidable} not decidable from a claim, "
+                 f"{len(statements) - encoded - undecidable} neither (yet).", ""]
+        for g in statements:
+            lines += [f"## {esc(g.id)} {{#{guidance_anchor(g.id)}}}", "", f"> {esc(g.statement)}", "",
+                      f"Section: {esc(g.section)} ({where(g.src)})", ""]
+            rules = cited.get(g.id, [])
+            if rules:
+                lines.append("Encoded by: " + ", ".join(f"{self.rule_link(p, r)} ({esc(r.title)})" for r in rules) + ".")
+            if g.undecidable:
+                lines.append(f"Not decidable from a claim: {esc(g.undecidable)}")
+            if not rules and not g.undecidable:
+                lines.append("Not yet encoded by a rule.")
+            lines.append("")
+        unknown = sorted(gid for gid in cited if gid not in self.m.guidance)
+        if unknown:
+            lines += ["## Cited but not listed", "",
+                      "Rules cite these ids, which are not in the guidance list: " + ", ".join(esc(u) for u in unknown) + "."]
+        return "\n".join(lines)
+
     def examples_page(self) -> str:
         p = "examples.md"
         m = self.m
@@ -1032,6 +1087,11 @@ def _sources(items: list[str]) -> list[str]:
             doc = item.split(",", 1)[0] if "," in item else ""
         out.append(item)
     return out
+
+
+def guidance_anchor(statement_id: str) -> str:
+    """The page anchor of a guidance statement (the adjudication's citations link to it)."""
+    return statement_id.lower()
 
 
 def _num_key(code: str) -> tuple:

@@ -1,1 +1,1 @@
-"""Explanations: proof trees, why-not and remedies, built from an evaluation's results."""
+"""Explanations built from an evaluation's results: proof trees, `because` sentences and citations, why-not, remedies."""

@@ -37,6 +37,9 @@ class ProofNode:
     holds: bool = True
     note: str | None = None
     children: list[ProofNode] = field(default_factory=list)
+    # The fact's values (None where an absent fact leaves a position open), for the
+    # explanations built from the tree (engine/explain/because.py); not part of the JSON.
+    row: tuple[Value | None, ...] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"kind": self.kind, "fact": self.fact}
@@ -147,12 +150,12 @@ class Prover:
         kind = self.cp.kinds.get(rel)
         if kind in (RelKind.CLAIM, RelKind.FACTS):
             origin = self.claim_origin(rel, row)
-            return ProofNode("claim", fact, rel, source={"claim_field": origin} if origin else None)
+            return ProofNode("claim", fact, rel, source={"claim_field": origin} if origin else None, row=tuple(row))
         if kind is RelKind.STORED:
             found = self.evaluator.lookup(rel, tuple(row))
             src = found[0][0] if found else None
             node_kind = "table" if src is not None and src.table_row is not None else "kb_fact"
-            return ProofNode(node_kind, fact, rel, source=src.to_dict() if src else None)
+            return ProofNode(node_kind, fact, rel, source=src.to_dict() if src else None, row=tuple(row))
         if kind is RelKind.AGGREGATE:
             return self._prove_aggregate(rel, row, depth, seen)
         if depth >= MAX_DEPTH or (rel, row) in seen:
@@ -185,10 +188,14 @@ class Prover:
         if isinstance(lit, IAtom):
             aux = self.cp.aux_literals.get(lit.relation)
             if lit.negated:
-                shown = (render_source_literal(aux, sol) if isinstance(aux, A.Atom)
-                         else render_atom(lit.relation, tuple(_value(t, sol) for t in lit.args)))
+                if isinstance(aux, A.Atom):
+                    shown = render_source_literal(aux, sol)
+                    values = tuple(_source_value(a, sol) for a in aux.args)
+                else:
+                    values = tuple(_value(t, sol) for t in lit.args)
+                    shown = render_atom(lit.relation, values)
                 return ProofNode("absent", "!" + shown, lit.relation if aux is None else aux.pred,  # type: ignore[union-attr]
-                                 note="no such fact: the negated condition holds")
+                                 note="no such fact: the negated condition holds", row=values)
             assert step.row is not None
             return self.prove(lit.relation, step.row, depth + 1, seen)
         if isinstance(lit, ICompare):
@@ -316,6 +323,12 @@ def render_source_literal(atom: A.Atom, b: Binding) -> str:
         else:
             parts.append(str(a))
     return f"{atom.pred}({', '.join(parts)})"
+
+
+def _source_value(a: A.Term, b: Binding) -> Value | None:
+    if isinstance(a, A.Var):
+        return None if a.anonymous else b.get(a.name)
+    return a.value if isinstance(a, A.Const) else None
 
 
 def _fmt(v: object) -> str:

@@ -2,8 +2,17 @@
 
 The KB says which changes a rule admits (`@remedy` on the rule: add-modifier, set-units,
 replace-code, replace-modifier); nothing here knows billing policy. Each candidate is applied to
-a copy of the claim and adjudicated; a change is offered only when the reason's rule no longer
-fires for the line, and it says whether the line then pays or which rules still deny it.
+a copy of the claim and the whole claim is adjudicated again. A change is offered as a remedy
+only when, after it,
+
+- the line pays (no rule of the KB denies it: a remedy never advises what the KB would deny),
+- no other line is denied by a rule that did not deny it before (fixing one line must not
+  break another), and
+- it bills no code of higher value than the service documented: a code is only ever replaced
+  by the one the rule's `@remedy` names, and never by an E/M code of a more intensive level
+  (or by an E/M code at all when the line was not an E/M service).
+
+Other candidates are listed as blocked, with the rules that would deny (and on which line).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from typing import Callable
 from engine.claims import Claim, Line
 
 Adjudicate = Callable[[Claim], dict[int, set[str]]]  # claim -> line -> rule ids denying it (in force)
+IsEM = Callable[[str], bool]
 
 MAX_CANDIDATES = 40
 
@@ -73,11 +83,24 @@ def _replace_modifier(number: int, old: str, new: str) -> Callable[[Claim], Clai
     return lambda claim: _map_line(claim, number, fix)
 
 
+def higher_value(old: str, new: str, is_em: IsEM) -> bool:
+    """True when billing `new` instead of `old` would claim a more valuable service than the
+    one documented: an E/M code replacing a non-E/M service, or a higher E/M level in the same
+    E/M family (same first four characters, e.g. 99213 -> 99214)."""
+    if not is_em(new):
+        return False
+    if not is_em(old):
+        return True
+    return old[:4] == new[:4] and new > old
+
+
 def find(claim: Claim, line: Line, rule_id: str, specs: list[str], bindings: dict[str, object],
-         partner_lines: list[int], adjudicate: Adjudicate) -> tuple[list[dict], list[dict]]:
-    """(remedies, blocked): the changes after which the line pays, and the ones after which it
-    is still denied, each with the rules that deny it then (`rule_id` itself when the change
-    does not get past this edit, e.g. a modifier against indicator 0)."""
+         partner_lines: list[int], adjudicate: Adjudicate, before: dict[int, set[str]] | None = None,
+         is_em: IsEM = lambda _code: False) -> tuple[list[dict], list[dict]]:
+    """(remedies, blocked): the changes after which the line pays and nothing else newly denies,
+    and the ones that do not, each blocked one with the rules that deny it then (`rule_id`
+    itself when the change does not get past this edit, e.g. a modifier against indicator 0)."""
+    before = before if before is not None else adjudicate(claim)
     remedies: list[dict] = []
     blocked: list[dict] = []
     seen: set[str] = set()
@@ -86,12 +109,25 @@ def find(claim: Claim, line: Line, rule_id: str, specs: list[str], bindings: dic
         if desc in seen:
             continue
         seen.add(desc)
+        new_code = action.get("replace_code")
+        if isinstance(new_code, str) and higher_value(line.code, new_code, is_em):
+            blocked.append({"change": desc, "action": action, "blocked_by": [],
+                            "why": f"{new_code} would bill a more valuable service than the {line.code} documented"})
+            continue
         changed = transform(claim)
         if changed == claim:
             continue
-        denials = adjudicate(changed).get(line.line, set())
+        after = adjudicate(changed)
+        denials = after.get(line.line, set())
+        broken = {n: sorted(rules - before.get(n, set())) for n, rules in after.items() if n != line.line}
+        broken = {n: rules for n, rules in broken.items() if rules}
         if denials:
             blocked.append({"change": desc, "action": action, "blocked_by": sorted(denials)})
+        elif broken:
+            blocked.append({"change": desc, "action": action,
+                            "blocked_by": sorted({r for rules in broken.values() for r in rules}),
+                            "why": "; ".join(f"line {n} would then be denied by {', '.join(rules)}"
+                                             for n, rules in sorted(broken.items()))})
         else:
             remedies.append({"change": desc, "action": action})
     return remedies, blocked

@@ -1,4 +1,6 @@
-"""Text rendering with rich: decisions first, then reasons, proofs as trees, remedies.
+"""Text rendering with rich: decisions first, then each line's primary reason, its `because`
+sentences, citations and remedies, then the supporting reasons. The full proof tree is shown
+only with `trace` (`policykb explain --trace`).
 
 Colour only where the console supports it (rich decides: no colour when piped or NO_COLOR).
 """
@@ -23,59 +25,71 @@ _KIND_LABEL = {"rule": "by rule", "claim": "claim", "table": "table", "kb_fact":
 
 
 def render_claim(result: ClaimResult, console: Console, *, only_line: int | None = None,
-                 proofs: bool = True) -> None:
+                 trace: bool = False) -> None:
     console.print(Text.assemble(("Claim ", "bold"), (result.claim, "bold"), ("   KB ", "dim"), (result.kb, "dim")))
     summary = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for col in ("line", "code", "decision", "reasons"):
+    for col in ("line", "code", "decision", "primary reason", "also"):
         summary.add_column(col, justify="right" if col == "line" else "left")
     for ln in result.lines:
         if only_line is not None and ln.line != only_line:
             continue
-        in_force = [r.rule for r in ln.reasons if r.in_force]
-        summary.add_row(str(ln.line), ln.code, _decision(ln.decision), ", ".join(in_force) or "-")
+        also = [r.rule for r in ln.reasons if r.in_force and r.role != "primary"]
+        summary.add_row(str(ln.line), ln.code, _decision(ln.decision), Text(ln.primary or "-", style="bold"),
+                        ", ".join(also) or "-")
     console.print(summary)
     for ln in result.lines:
         if only_line is not None and ln.line != only_line:
             continue
         if ln.reasons:
             console.print()
-            console.print(_line_tree(ln, proofs))
+            console.print(_line_tree(ln, trace))
 
 
 def _decision(decision: str) -> Text:
     return Text(decision.upper(), style="bold red" if decision == "deny" else "bold green")
 
 
-def _line_tree(ln: LineResult, proofs: bool) -> Tree:
+def _line_tree(ln: LineResult, trace: bool) -> Tree:
     tree = Tree(Text.assemble(("Line ", "bold"), (str(ln.line), "bold"), f"  {ln.code}  ", _decision(ln.decision)))
     for r in ln.reasons:
-        tree.add(_reason(r, proofs))
+        tree.add(_reason(r, trace))
     return tree
 
 
-def _reason(r: Reason, proofs: bool) -> Group | Tree:
+_ROLE_STYLE = {"primary": "bold red", "supporting": "red", "warning": "yellow", "overridden": "yellow"}
+
+
+def _reason(r: Reason, trace: bool) -> Group | Tree:
     head = Text.assemble(
-        (r.severity.upper() if r.in_force else "OVERRIDDEN", "red" if r.severity == "deny" and r.in_force else "yellow"),
-        "  ", (r.rule, "bold"), f"  [{r.kind}]  ",
+        (r.role.upper(), _ROLE_STYLE.get(r.role, "")), "  ", (r.rule, "bold"), f"  [{r.kind}]  ",
         (f"{r.group}-{r.carc}" + (" " + " ".join(r.rarc) if r.rarc else ""), "cyan"))
     node = Tree(head)
     node.add(Text(r.message))
     if r.overridden_by:
         node.add(Text(f"set aside by {r.overridden_by}: this finding does not deny the line", style="yellow"))
+    if r.because:
+        why = node.add(Text("because", style="bold"))
+        for sentence in r.because:
+            why.add(Text(sentence))
+    cited = [c for c in r.citations if c.get("kind") == "guidance"]
     for s in r.sources:
         node.add(Text("source: " + s, style="dim"))
-    if proofs and r.proof is not None:
-        proof_tree = Tree(Text("why", style="bold"))
+    for c in cited:
+        node.add(Text(f"guidance: {c['text']}  (site: {c['link']})", style="dim"))
+    if trace and r.proof is not None:
+        proof_tree = Tree(Text("proof", style="bold"))
         _proof(r.proof.to_dict(), proof_tree)
         node.add(proof_tree)
     if r.remedies:
         rem = node.add(Text("what would make it pay", style="bold green"))
         for m in r.remedies:
-            rem.add(Text(str(m["change"]), style="green"))
+            cond = m.get("condition")
+            rem.add(Text.assemble((str(m["change"]), "green"), (f"  ({cond})" if cond else "", "dim")))
     if r.blocked_options:
         blk = node.add(Text("options that would not", style="bold"))
         for b in r.blocked_options:
-            blk.add(Text.assemble(str(b["change"]), ("  (still denied by " + ", ".join(b["blocked_by"]) + ")", "dim")))  # type: ignore[arg-type]
+            why_not = b.get("why") or "still denied by " + ", ".join(b["blocked_by"])  # type: ignore[arg-type]
+            blk.add(Text.assemble(str(b["change"]), (f"  ({why_not})", "dim")))
     return node
 
 
