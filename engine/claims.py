@@ -569,7 +569,11 @@ def _decode(text: str, source: str | None, record: int | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         message = f"malformed JSON: {e.msg} at line {e.lineno}, column {e.colno}"
-        raise ClaimError(None, [Problem("$", message)], source, record) from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        message = f"unusable JSON: {e}"
+    except RecursionError:
+        message = "unusable JSON: nested too deeply"
+    raise ClaimError(None, [Problem("$", message)], source, record) from None
 
 
 def parse_claim_text(text: str, *, source: str | None = None, record: int | None = None) -> Claim:
@@ -583,14 +587,25 @@ def load_claims(path: str | Path) -> list[Claim]:
     Raises ClaimFileError naming the file (and `[i]`, the claim's index in an array) with
     every bad claim's problems; OSError when the file cannot be read.
     """
-    name = str(path)
+    return read_claims(Path(path).read_bytes(), str(path))[0]
+
+
+def read_claims(data: bytes, name: str) -> tuple[list[Claim], bool]:
+    """The claims in the bytes of a claim file (one object or an array), and whether it was an
+    array. `name` is how errors name the input (a path, or `<stdin>`). Raises ClaimFileError."""
     try:
-        data = _decode(Path(path).read_text(encoding="utf-8-sig"), name, None)
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        message = (f"not a JSON text file: byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8 "
+                   f"({e.reason})")
+        raise ClaimFileError(name, [ClaimError(None, [Problem("$", message)], name)]) from None
+    try:
+        data_json = _decode(text, name, None)
     except ClaimError as e:
         raise ClaimFileError(name, [e]) from None
-    if not isinstance(data, list):
-        return _load_all(name, [(name, data)])
-    return _load_all(name, [(f"{name}[{i}]", obj) for i, obj in enumerate(data)])
+    if not isinstance(data_json, list):
+        return _load_all(name, [(name, data_json)]), False
+    return _load_all(name, [(f"{name}[{i}]", obj) for i, obj in enumerate(data_json)]), True
 
 
 def _load_all(name: str, entries: list[tuple[str, Any]]) -> list[Claim]:
