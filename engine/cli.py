@@ -66,8 +66,11 @@ def main() -> None:
 
 def _open_kb(kb_dir: Path | None):
     from engine.api import PolicyKB
+    from engine.progress import CacheProgress
+    from engine.store import default_cache_dir
     try:
-        return PolicyKB.open(kb_dir)
+        with CacheProgress(err, default_cache_dir()) as progress:
+            return PolicyKB.open(kb_dir, progress=progress)
     except DiagnosticError as exc:
         err.print(f"[bold red]The KB has {len(exc.diagnostics)} error(s); run `policykb check` to see them.[/]")
         for d in exc.diagnostics[:5]:
@@ -87,11 +90,14 @@ def check(kb_dir: Path | None, verbose: bool) -> None:
       policykb check kb/
     """
     from engine.kb import check_kb, default_kb_dir
+    from engine.progress import CacheProgress
     from engine.render.text import render_diagnostics
+    from engine.store import default_cache_dir
     root = kb_dir or default_kb_dir()
     try:
-        with err.status("checking the KB (the first run loads the tables into the cache)…"):
-            kb = check_kb(root)
+        with (err.status("checking the KB (the first run loads the tables into the cache)…") as status,
+              CacheProgress(err, default_cache_dir(), status) as progress):
+            kb = check_kb(root, progress=progress)
     except DiagnosticError as exc:
         render_diagnostics(exc.diagnostics, lambda p, n: None, err)
         sys.exit(EXIT_INPUT)

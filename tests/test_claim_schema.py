@@ -84,8 +84,27 @@ def _accepted_by_schema(claim: Any) -> bool:
     return VALIDATOR.is_valid(claim) and _unique_line_numbers(claim)
 
 
-REPLACEMENTS: list[Any] = [None, "", "  ", "x", "2026-02-30", "2024-07-15", " 2024-07-15", 0, 1, 2.0, 1.5,
-                           10000, True, [], ["25"], [""], ["a", "b", "c", "d", "e"], {}, {"name": "x"}]
+REPLACEMENTS: list[Any] = [
+    None,
+    "",
+    "  ",
+    "x",
+    "2026-02-30",
+    "2024-07-15",
+    " 2024-07-15",
+    0,
+    1,
+    2.0,
+    1.5,
+    10000,
+    True,
+    [],
+    ["25"],
+    [""],
+    ["a", "b", "c", "d", "e"],
+    {},
+    {"name": "x"},
+]
 
 
 def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:

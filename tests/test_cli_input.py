@@ -4,7 +4,6 @@ arrays of claims, standard input, typos in field names, and output piped into `h
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +81,12 @@ def test_bad_standard_input_is_named_as_such() -> None:
 
 def test_output_into_a_closed_pipe_ends_quietly() -> None:
     """As `policykb explain claim.json | head -0` would: the reader is gone before any output."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "explain", str(EM), "--format", "json"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "explain", str(EM), "--format", "json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
     err = proc.stderr.read()
