@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.status import Status
 
-NOTICE = "policykb: first run: loading the NCCI and CMS tables into the cache at {cache} (about 15 s, once)"
+NOTICE = "policykb: first run: loading the NCCI and CMS tables into the cache at {cache} (once, about 15 s)"
 
 
 class CacheProgress:
@@ -34,6 +34,7 @@ class CacheProgress:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._bar is not None:
+            self._finish()
             self._bar.stop()
 
     def __call__(self, table: str, rows: int) -> None:
@@ -45,10 +46,15 @@ class CacheProgress:
         elif self._bar is not None:
             task = self._tasks.get(table)
             if task is None:
-                for earlier in self._tasks.values():  # tables are built one after another
-                    self._bar.update(earlier, total=self._bar.tasks[earlier].completed)
-                task = self._tasks[table] = self._bar.add_task(table, total=None)
-            self._bar.update(task, completed=rows)
+                self._finish()  # tables are built one after another
+                task = self._tasks[table] = self._bar.add_task(table, total=None, rows=0)
+            self._bar.update(task, rows=rows)
+
+    def _finish(self) -> None:
+        """Mark the tables so far as done (a full bar); the row count shown is the final one."""
+        if self._bar is not None:
+            for task in self._bar.tasks:
+                self._bar.update(task.id, total=1, completed=1)
 
     def _start(self) -> None:
         if not self.console.is_terminal:
@@ -61,7 +67,7 @@ class CacheProgress:
             SpinnerColumn(),
             TextColumn("{task.description:<12}"),
             BarColumn(),
-            TextColumn("{task.completed:>12,} rows"),
+            TextColumn("{task.fields[rows]:>12,} rows"),
             TimeElapsedColumn(),
             console=self.console,
             redirect_stdout=False,
