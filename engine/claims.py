@@ -24,6 +24,7 @@ Facts = dict[str, list[Row]]
 MAX_MODIFIERS = 4
 MAX_UNITS = 9999
 _DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PLAIN_KEY = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _MISSING = object()
 
 # Documentation elements that become `line_doc` facts, with the JSON path of each.
@@ -287,6 +288,10 @@ class _Scope:
     label: str = ""
 
     def at(self, key: str) -> str:
+        """The path of key: `lines[0].code`; a key that is no plain name (only an unknown one can
+        be) is quoted, `lines[0]["a.b"]`, so the path stays unambiguous."""
+        if not _PLAIN_KEY.fullmatch(key):
+            return f"{self.path}[{_show(key)}]"
         return f"{self.path}.{key}" if self.path else key
 
     def add(self, path: str, message: str) -> None:

@@ -12,11 +12,11 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import claims
 
 from engine.api import PolicyKB
 from engine.batch import run_batch
 from engine.claims import Claim
+from fuzz.strategies import claims
 
 RECORDS = st.one_of(
     claims(broken=False).map(lambda c: ("good", json.dumps(c, ensure_ascii=False).encode())),
