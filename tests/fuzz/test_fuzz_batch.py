@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from engine.api import PolicyKB
 from engine.batch import run_batch
 from engine.claims import Claim
+from fuzz import BUDGET
 from fuzz.strategies import claims
 
 RECORDS = st.one_of(
@@ -67,11 +68,13 @@ def _run(records: list[tuple[str, bytes]], newline: bytes, workers: int, make_wo
     assert summary.error_records == sum("error" in out for out in outputs)
 
 
+@BUDGET
 @given(st.lists(RECORDS, max_size=6), st.sampled_from([b"\n", b"\r\n"]))
 def test_one_output_record_per_input_record_in_order(records: list[tuple[str, bytes]], newline: bytes) -> None:
     _run(records, newline, 1, _real_worker)
 
 
+@BUDGET
 @given(st.lists(RECORDS, min_size=1, max_size=40))
 def test_the_same_holds_with_worker_processes(records: list[tuple[str, bytes]]) -> None:
     _run(records, b"\n", 2, _make_echo)

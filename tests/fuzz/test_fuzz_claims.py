@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from engine.api import PolicyKB
 from engine.claims import Claim, ClaimError, ClaimFileError, parse_claim, parse_claim_text, read_claims
+from fuzz import BUDGET
 from fuzz.strategies import JSON_VALUES, claims
 
 PATH_STEP = re.compile(r'\.?([A-Za-z_$][A-Za-z0-9_$]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
@@ -66,6 +67,7 @@ def _check_problems_point_into(obj: Any, problems: list[Any]) -> None:
             assert exists, f"{p.field}: {p.message}"
 
 
+@BUDGET
 @given(JSON_VALUES)
 def test_any_json_value_is_a_claim_or_an_input_error(obj: Any) -> None:
     outcome = _read(obj)
@@ -82,6 +84,7 @@ def _decide(claim: Claim) -> dict[str, Any]:
     return result
 
 
+@BUDGET
 @given(claims(broken=True))
 def test_a_claim_with_broken_fields_names_each_problem_by_its_path(obj: dict[str, Any]) -> None:
     outcome = _read(obj)
@@ -95,11 +98,13 @@ def test_a_claim_with_broken_fields_names_each_problem_by_its_path(obj: dict[str
                 assert json.dumps(_steps(p.field)[-1][0], ensure_ascii=False) in p.message
 
 
+@BUDGET
 @given(claims(broken=False))
 def test_a_well_formed_claim_gets_a_decision_for_every_line(obj: dict[str, Any]) -> None:
     _decide(parse_claim(obj))
 
 
+@BUDGET
 @given(st.text(max_size=200))
 def test_any_text_is_a_claim_or_an_input_error(text: str) -> None:
     try:
@@ -108,6 +113,7 @@ def test_any_text_is_a_claim_or_an_input_error(text: str) -> None:
         assert e.problems and str(e).startswith("fuzz.jsonl:1: ")
 
 
+@BUDGET
 @given(st.binary(max_size=200) | claims(broken=True).map(lambda c: json.dumps([c]).encode()))
 def test_any_bytes_are_claims_or_a_claim_file_error(data: bytes) -> None:
     try:

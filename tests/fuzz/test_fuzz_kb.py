@@ -12,6 +12,7 @@ from engine import checks
 from engine.compiler import CompileError, compile_program
 from engine.program import program_from_text
 from engine.syntax.parser import parse_text
+from fuzz import BUDGET
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = [
@@ -80,12 +81,14 @@ def _check_locations(text: str, diagnostics: list) -> None:
         assert 0 <= d.location.line <= last_line, d
 
 
+@BUDGET
 @given(mutated_kb_text() | st.text(max_size=120))
 def test_any_text_parses_or_gives_located_diagnostics(text: str) -> None:
     _module, diagnostics = parse_text(text, "kb/fuzz.dl")
     _check_locations(text, diagnostics)
 
 
+@BUDGET
 @given(mutated_kb_text())
 def test_a_mutated_kb_file_is_checked_and_compiled_or_diagnosed(text: str) -> None:
     program = program_from_text({"kb/fuzz.dl": text})

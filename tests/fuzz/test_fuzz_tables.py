@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from engine.program import load_program
 from engine.store import MAX_ROW_ERRORS, Store
+from fuzz import BUDGET
 
 KB = """/**
  * @summary A five-digit code.
@@ -35,6 +36,7 @@ BAD = st.one_of(
 ROW_MESSAGE = re.compile(r"tables/edit\.csv(?:\.gz)? row (\d+): ")
 
 
+@BUDGET
 @given(rows=st.lists(st.tuples(st.booleans(), GOOD, BAD), max_size=30), gz=st.booleans())
 def test_bad_rows_are_reported_by_row_number_and_good_rows_kept(rows: list, gz: bool) -> None:
     table = [good if ok else bad for ok, good, bad in rows]
