@@ -24,10 +24,17 @@ EXIT_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool stopped by a
 KB_OPTION = click.option("--kb", "kb_dir", type=click.Path(path_type=Path), default=None,
                          help="KB directory (default: the bundled kb/, or $POLICYKB_KB).")
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich would exit 1 here; let `_Main` end with the closed-pipe exit code instead."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def _console(stderr: bool = False) -> Console:
     """Full width on a terminal; a wide fixed width when piped, so trees are never cropped."""
-    c = Console(stderr=stderr, highlight=False)
-    return c if c.is_terminal else Console(stderr=stderr, highlight=False, width=200)
+    c = _Console(stderr=stderr, highlight=False)
+    return c if c.is_terminal else _Console(stderr=stderr, highlight=False, width=200)
 
 
 out = _console()
