@@ -4,6 +4,10 @@ Input checks here are about the *shape* of the JSON only. Whether a code, place 
 modifier is valid is a billing question the KB answers with a line denial, so such values are
 only required to be non-empty strings. Every problem in a claim is collected before raising, so
 one run tells the submitter everything to fix.
+
+`CLAIM_FIELDS` (the claim model) is the one description of that shape: the reader follows it
+field by field and rejects any key it does not list, and engine.claim_schema publishes it as a
+JSON Schema. A new field is added there, and nowhere else, for both to know it.
 """
 
 from __future__ import annotations
