@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable
 
 from engine.adjudicate import Adjudicator
 from engine.claims import Claim
@@ -34,8 +34,10 @@ class PolicyKB:
         gc.freeze()
 
     @classmethod
-    def open(cls, root: Path | str | None = None, cache_dir: Path | str | None = None) -> "PolicyKB":
-        return cls(load_kb(Path(root) if root else None, Path(cache_dir) if cache_dir else None))
+    def open(cls, root: Path | str | None = None, cache_dir: Path | str | None = None,
+             progress: Callable[[str, int], None] | None = None) -> PolicyKB:
+        """`progress(table, rows)` hears about tables being built into the cache (a first run)."""
+        return cls(load_kb(Path(root) if root else None, Path(cache_dir) if cache_dir else None, progress))
 
     @property
     def version(self) -> str:
@@ -47,7 +49,7 @@ class PolicyKB:
     def why_not(self, claim: Claim, line: int, rule_id: str) -> WhyNot:
         return self.adjudicator.why_not(claim, line, rule_id)
 
-    def evaluate(self, facts: dict[str, list[tuple]]) -> Model:
+    def evaluate(self, facts: dict[str, Iterable[tuple[str | int, ...]]]) -> Model:
         """Low level: evaluate raw claim-relation facts."""
         return self.evaluator.evaluate(facts)
 

@@ -4,17 +4,22 @@ Input checks here are about the *shape* of the JSON only. Whether a code, place 
 modifier is valid is a billing question the KB answers with a line denial, so such values are
 only required to be non-empty strings. Every problem in a claim is collected before raising, so
 one run tells the submitter everything to fix.
+
+`CLAIM_FIELDS` (the claim model) is the one description of that shape: the reader follows it
+field by field and rejects any key it does not list, and engine.claim_schema publishes it as a
+JSON Schema. A new field is added there, and nowhere else, for both to know it.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 Row = tuple[str | int, ...]
 """One fact: str for symbols, int for numbers, in the relation's column order."""
@@ -23,6 +28,7 @@ Facts = dict[str, list[Row]]
 MAX_MODIFIERS = 4
 MAX_UNITS = 9999
 _DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PLAIN_KEY = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _MISSING = object()
 
 # Documentation elements that become `line_doc` facts, with the JSON path of each.
@@ -38,6 +44,104 @@ _DOC_TEXT_ELEMENTS = {
     "monitoring": "monitoring",
 }
 _DOC_FLAG_ELEMENTS = ("diagnosis_linked", "consent")
+
+
+# ---------------------------------------------------------------------------------------------
+# The claim model: the one description of the claim JSON. The reader below follows it key by
+# key (and rejects keys it does not list); engine.claim_schema turns it into the JSON Schema.
+
+Kind = Literal["text", "date", "integer", "flag", "texts", "object", "objects"]
+
+
+@dataclass(frozen=True, eq=False)
+class Field:
+    """One key of a claim object: its JSON kind, whether it must be there, and what it means.
+
+    `text` is a string (trimmed; a required one must not be blank), `date` is YYYY-MM-DD,
+    `texts` an array of non-blank strings, `object` a nested object with `fields`, `objects`
+    an array of such objects. An optional key may be absent or null.
+    """
+
+    kind: Kind
+    about: str
+    required: bool = False
+    case: Literal["upper", "lower"] | None = None  # how text is normalised before use
+    low: int | None = None  # integers: smallest allowed
+    high: int | None = None  # integers: largest allowed
+    default: int | None = None  # integers: the value when absent
+    limit: int | None = None  # texts: most entries
+    fields: Mapping[str, Field] | None = None  # object, objects: the keys inside
+
+
+def _text(about: str, *, required: bool = False, case: Literal["upper", "lower"] | None = None) -> Field:
+    return Field("text", about, required=required, case=case)
+
+
+PATIENT_FIELDS: Mapping[str, Field] = {
+    "id": _text("The patient's identifier; claims and history are matched by it.", required=True),
+    "birth_date": Field("date", "Date of birth."),
+    "sex": _text("Administrative sex, as sent."),
+}
+
+DRUG_FIELDS: Mapping[str, Field] = {
+    "ndc": _text("National Drug Code of the drug supplied."),
+    "name": _text("Drug name."),
+    "dose": _text("Dose given, with its unit."),
+}
+
+ADMINISTERED_BY_FIELDS: Mapping[str, Field] = {
+    "name": _text("Who gave the injection."),
+    "credential": _text("Their credential (MD, RN, MA, ...).", case="upper"),
+}
+
+DOCUMENTATION_FIELDS: Mapping[str, Field] = {
+    "drug_name": _text("Drug named in the record."),
+    "dose": _text("Dose recorded."),
+    "route": _text("Route recorded (e.g. IM, SC)."),
+    "site": _text("Injection site recorded."),
+    "time": _text("Time of administration recorded."),
+    "administered_by": Field("object", "Who administered it, per the record.", fields=ADMINISTERED_BY_FIELDS),
+    "diagnosis_linked": Field("flag", "The record links the injection to a diagnosis."),
+    "consent": Field("flag", "The record shows the patient's consent."),
+    "supervision": _text("Supervision level recorded (e.g. direct); compared without case.", case="lower"),
+    "monitoring": _text("Post-injection monitoring recorded."),
+}
+
+_LINE_NUMBER = Field("integer", "Line number, unique within the claim (or within its history claim).",
+                     required=True, low=1)
+
+SERVICE_FIELDS: Mapping[str, Field] = {
+    "service_date": Field("date", "Date of service.", required=True),
+    "code": _text("CPT or HCPCS code billed.", required=True, case="upper"),
+    "modifiers": Field("texts", "Modifiers on the line, in billed order.", case="upper", limit=MAX_MODIFIERS),
+    "units": Field("integer", "Units of service.", low=1, high=MAX_UNITS, default=1),
+    "pos": _text("Place-of-service code (two characters, e.g. 11).", required=True),
+    "rendering_npi": _text("NPI of the rendering provider.", required=True),
+}
+
+LINE_FIELDS: Mapping[str, Field] = {
+    "line": _LINE_NUMBER,
+    **SERVICE_FIELDS,
+    "rendering_credential": _text("Credential of the rendering provider (MD, NP, ...).", case="upper"),
+    "diagnoses": Field("texts", "ICD-10-CM diagnosis codes pointed to by the line.", case="upper"),
+    "drug": Field("object", "The drug supplied for the line.", fields=DRUG_FIELDS),
+    "documentation": Field("object", "What the reviewed medical record shows; absent means not reviewed.",
+                           fields=DOCUMENTATION_FIELDS),
+}
+
+HISTORY_FIELDS: Mapping[str, Field] = {
+    "claim_id": _text("The earlier claim this line was billed on.", required=True),
+    "line": _LINE_NUMBER,
+    **SERVICE_FIELDS,
+}
+
+CLAIM_FIELDS: Mapping[str, Field] = {
+    "$schema": _text("The claim JSON Schema's address, for editors; ignored."),
+    "id": _text("The claim's identifier.", required=True),
+    "patient": Field("object", "The patient.", required=True, fields=PATIENT_FIELDS),
+    "lines": Field("objects", "The lines to decide.", required=True, fields=LINE_FIELDS),
+    "history": Field("objects", "Lines billed earlier for the same patient.", fields=HISTORY_FIELDS),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +278,7 @@ def _show(value: Any) -> str:
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
-    """JSON integers only: `true` and `1.0` are not line numbers or units."""
+    """JSON integers only: `true` is not a line number or a unit count."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -188,6 +292,10 @@ class _Scope:
     label: str = ""
 
     def at(self, key: str) -> str:
+        """The path of key: `lines[0].code`; a key that is no plain name (only an unknown one can
+        be) is quoted, `lines[0]["a.b"]`, so the path stays unambiguous."""
+        if not _PLAIN_KEY.fullmatch(key):
+            return f"{self.path}[{_show(key)}]"
         return f"{self.path}.{key}" if self.path else key
 
     def add(self, path: str, message: str) -> None:
@@ -240,6 +348,8 @@ class _Scope:
         value = self.get(key, required=default is None)
         if value is _MISSING:
             return default
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON has one number type: 2.0 is the integer 2, as JSON Schema says
         if not _is_int(value):
             self.wrong_type(self.at(key), "an integer", value)
             return None
@@ -250,8 +360,12 @@ class _Scope:
         return value
 
     def date(self, key: str, *, required: bool) -> str | None:
-        value = self.text(key, required=required)
-        if value is None:
+        """Exactly YYYY-MM-DD, a real date: what JSON Schema's `"format": "date"` accepts."""
+        value = self.get(key, required=required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, str):
+            self.wrong_type(self.at(key), "a string", value)
             return None
         if not _DATE_SHAPE.fullmatch(value):
             self.add(self.at(key), f"expected a date as YYYY-MM-DD, got {_show(value)}")
@@ -304,66 +418,88 @@ class _Scope:
             return None
         return _Scope(value, path, self.problems, self.label)
 
+    def read(self, key: str, spec: Field) -> Any:
+        """The value at key as the model describes it (objects as dicts of their fields)."""
+        if spec.kind == "text":
+            text = self.text(key, required=spec.required, upper=spec.case == "upper")
+            return text.lower() if text is not None and spec.case == "lower" else text
+        if spec.kind == "date":
+            return self.date(key, required=spec.required)
+        if spec.kind == "integer":
+            return self.integer(key, default=None if spec.required else spec.default, low=spec.low or 0,
+                                high=spec.high)
+        if spec.kind == "flag":
+            return self.flag(key)
+        if spec.kind == "texts":
+            return self.texts(key, upper=spec.case == "upper", limit=spec.limit)
+        assert spec.kind == "object" and spec.fields is not None, spec.kind
+        child = self.child(key, required=spec.required)
+        return child.read_all(spec.fields) if child is not None else None
+
+    def read_all(self, fields: Mapping[str, Field], *, done: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Every field of the model not in `done` (read already), then the keys it lacks."""
+        values = {key: self.read(key, spec) for key, spec in fields.items()
+                  if key not in done and spec.kind != "objects"}
+        self.reject_unknown(fields)
+        return values
+
+    def reject_unknown(self, fields: Mapping[str, Field]) -> None:
+        """A key the model does not know is a mistake (usually a typo), never silently dropped:
+        `"modifer": ["25"]` ignored would deny the line for a modifier the sender believes sent."""
+        for key in self.obj:
+            if key in fields:
+                continue
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {_show(close[0])}?)" if close else f"; known fields: {', '.join(fields)}"
+            self.add(self.at(str(key)), f"unknown field {_show(key)}{hint}")
+
 
 # ---------------------------------------------------------------------------------------------
 # The claim's parts
 
 
-def _read_patient(scope: _Scope | None) -> Patient:
-    if scope is None:
+def _patient(values: dict[str, Any] | None) -> Patient:
+    if values is None:
         return Patient("", None, None)
-    return Patient(
-        id=scope.text("id", required=True) or "",
-        birth_date=scope.date("birth_date", required=False),
-        sex=scope.text("sex", required=False),
-    )
+    return Patient(id=values["id"] or "", birth_date=values["birth_date"], sex=values["sex"])
 
 
-def _read_drug(scope: _Scope | None) -> Drug | None:
-    if scope is None:
+def _drug(values: dict[str, Any] | None) -> Drug | None:
+    if values is None:
         return None
-    return Drug(*(scope.text(key, required=False) or "" for key in ("ndc", "name", "dose")))
+    return Drug(*(values[key] or "" for key in ("ndc", "name", "dose")))
 
 
-def _read_documentation(scope: _Scope | None) -> Documentation | None:
-    if scope is None:
+def _documentation(values: dict[str, Any] | None) -> Documentation | None:
+    """Each element from its JSON path in `_DOC_TEXT_ELEMENTS` (e.g. administered_by.name)."""
+    if values is None:
         return None
-    by = scope.child("administered_by", required=False)
-    return Documentation(
-        drug_name=scope.text("drug_name", required=False),
-        dose=scope.text("dose", required=False),
-        route=scope.text("route", required=False),
-        site=scope.text("site", required=False),
-        time=scope.text("time", required=False),
-        administered_by_name=by.text("name", required=False) if by else None,
-        administered_by_credential=by.text("credential", required=False, upper=True) if by else None,
-        diagnosis_linked=scope.flag("diagnosis_linked"),
-        consent=scope.flag("consent"),
-        supervision=_lower(scope.text("supervision", required=False)),
-        monitoring=scope.text("monitoring", required=False),
-    )
+    elements: dict[str, Any] = {}
+    for element, path in _DOC_TEXT_ELEMENTS.items():
+        value: Any = values
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        elements[element] = value
+    elements.update((flag, values[flag]) for flag in _DOC_FLAG_ELEMENTS)
+    return Documentation(**elements)
 
 
-def _lower(text: str | None) -> str | None:
-    """Supervision levels are compared as words ("direct", "personal"): case does not matter."""
-    return text.lower() if text is not None else None
-
-
-def _service_fields(scope: _Scope) -> dict[str, Any]:
-    """The fields a claim line and a history line share, read in JSON order."""
+def _service_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The fields a claim line and a history line share; unreadable ones get a placeholder
+    (the claim is rejected anyway, with the problem named)."""
     return {
-        "service_date": scope.date("service_date", required=True) or "",
-        "code": scope.text("code", required=True, upper=True) or "",
-        "modifiers": scope.texts("modifiers", upper=True, limit=MAX_MODIFIERS),
-        "units": scope.integer("units", default=1, low=1, high=MAX_UNITS) or 0,
-        "pos": scope.text("pos", required=True) or "",
-        "rendering_npi": scope.text("rendering_npi", required=True) or "",
+        "service_date": values["service_date"] or "",
+        "code": values["code"] or "",
+        "modifiers": values["modifiers"],
+        "units": values["units"] or 0,
+        "pos": values["pos"] or "",
+        "rendering_npi": values["rendering_npi"] or "",
     }
 
 
 def _read_line_number(scope: _Scope, prefix: str) -> int:
     """Read `line` first so every later problem on the line can say which claim line it is."""
-    number = scope.integer("line", default=None, low=1, high=None)
+    number = scope.read("line", _LINE_NUMBER)
     if number is not None:
         scope.label = f"{prefix}line {number}: "
     return number or 0
@@ -371,20 +507,22 @@ def _read_line_number(scope: _Scope, prefix: str) -> int:
 
 def _read_line(scope: _Scope) -> Line:
     number = _read_line_number(scope, "")
+    values = scope.read_all(LINE_FIELDS, done=("line",))
     return Line(
         line=number,
-        **_service_fields(scope),
-        rendering_credential=scope.text("rendering_credential", required=False, upper=True),
-        diagnoses=scope.texts("diagnoses", upper=True),
-        drug=_read_drug(scope.child("drug", required=False)),
-        documentation=_read_documentation(scope.child("documentation", required=False)),
+        **_service_fields(values),
+        rendering_credential=values["rendering_credential"],
+        diagnoses=values["diagnoses"],
+        drug=_drug(values["drug"]),
+        documentation=_documentation(values["documentation"]),
     )
 
 
 def _read_history_line(scope: _Scope) -> HistoryLine:
-    claim_id = scope.text("claim_id", required=True) or ""
+    claim_id = scope.read("claim_id", HISTORY_FIELDS["claim_id"]) or ""
     number = _read_line_number(scope, f"{claim_id} " if claim_id else "")
-    return HistoryLine(claim_id=claim_id, line=number, **_service_fields(scope))
+    values = scope.read_all(HISTORY_FIELDS, done=("claim_id", "line"))
+    return HistoryLine(claim_id=claim_id, line=number, **_service_fields(values))
 
 
 def _check_unique(keys: list[tuple[Any, str, str]], what: str, problems: list[Problem]) -> None:
@@ -424,8 +562,9 @@ def parse_claim(obj: Any, *, source: str | None = None, record: int | None = Non
         message = f"expected a claim object, got {_json_type(obj)}"
         raise ClaimError(None, [Problem("$", message)], source, record)
     top = _Scope(obj, "", problems)
-    claim_id = top.text("id", required=True) or ""
-    patient = _read_patient(top.child("patient", required=True))
+    values = top.read_all(CLAIM_FIELDS)
+    claim_id = values["id"] or ""
+    patient = _patient(values["patient"])
     lines = [_read_line(s) for s in top.items("lines", required=True)]
     history = [_read_history_line(s) for s in top.items("history", required=False)]
     _check_line_numbers(top, lines, history)
@@ -439,7 +578,11 @@ def _decode(text: str, source: str | None, record: int | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         message = f"malformed JSON: {e.msg} at line {e.lineno}, column {e.colno}"
-        raise ClaimError(None, [Problem("$", message)], source, record) from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        message = f"unusable JSON: {e}"
+    except RecursionError:
+        message = "unusable JSON: nested too deeply"
+    raise ClaimError(None, [Problem("$", message)], source, record) from None
 
 
 def parse_claim_text(text: str, *, source: str | None = None, record: int | None = None) -> Claim:
@@ -453,14 +596,25 @@ def load_claims(path: str | Path) -> list[Claim]:
     Raises ClaimFileError naming the file (and `[i]`, the claim's index in an array) with
     every bad claim's problems; OSError when the file cannot be read.
     """
-    name = str(path)
+    return read_claims(Path(path).read_bytes(), str(path))[0]
+
+
+def read_claims(data: bytes, name: str) -> tuple[list[Claim], bool]:
+    """The claims in the bytes of a claim file (one object or an array), and whether it was an
+    array. `name` is how errors name the input (a path, or `<stdin>`). Raises ClaimFileError."""
     try:
-        data = _decode(Path(path).read_text(encoding="utf-8-sig"), name, None)
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        message = (f"not a JSON text file: byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8 "
+                   f"({e.reason})")
+        raise ClaimFileError(name, [ClaimError(None, [Problem("$", message)], name)]) from None
+    try:
+        data_json = _decode(text, name, None)
     except ClaimError as e:
         raise ClaimFileError(name, [e]) from None
-    if not isinstance(data, list):
-        return _load_all(name, [(name, data)])
-    return _load_all(name, [(f"{name}[{i}]", obj) for i, obj in enumerate(data)])
+    if not isinstance(data_json, list):
+        return _load_all(name, [(name, data_json)]), False
+    return _load_all(name, [(f"{name}[{i}]", obj) for i, obj in enumerate(data_json)]), True
 
 
 def _load_all(name: str, entries: list[tuple[str, Any]]) -> list[Claim]:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -17,20 +20,43 @@ from rich.console import Console
 from engine.diagnostics import DiagnosticError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+EXIT_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool stopped by a closed pipe
 KB_OPTION = click.option("--kb", "kb_dir", type=click.Path(path_type=Path), default=None,
                          help="KB directory (default: the bundled kb/, or $POLICYKB_KB).")
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich would exit 1 here; let `_Main` end with the closed-pipe exit code instead."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def _console(stderr: bool = False) -> Console:
     """Full width on a terminal; a wide fixed width when piped, so trees are never cropped."""
-    c = Console(stderr=stderr, highlight=False)
-    return c if c.is_terminal else Console(stderr=stderr, highlight=False, width=200)
+    c = _Console(stderr=stderr, highlight=False)
+    return c if c.is_terminal else _Console(stderr=stderr, highlight=False, width=200)
 
 
 out = _console()
 err = _console(stderr=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """Ends quietly when standard output is a closed pipe (`policykb explain ... | head`):
+    no traceback, no message, the exit code a shell gives a tool stopped by SIGPIPE."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            try:
+                return super().invoke(ctx)
+            finally:
+                sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush too
+            ctx.exit(EXIT_PIPE)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="policykb")
 def main() -> None:
     """PolicyKB: medical-billing policy as Datalog.
@@ -47,8 +73,11 @@ def main() -> None:
 
 def _open_kb(kb_dir: Path | None):
     from engine.api import PolicyKB
+    from engine.progress import CacheProgress
+    from engine.store import default_cache_dir
     try:
-        return PolicyKB.open(kb_dir)
+        with CacheProgress(err, default_cache_dir()) as progress:
+            return PolicyKB.open(kb_dir, progress=progress)
     except DiagnosticError as exc:
         err.print(f"[bold red]The KB has {len(exc.diagnostics)} error(s); run `policykb check` to see them.[/]")
         for d in exc.diagnostics[:5]:
@@ -74,10 +103,13 @@ def check(kb_dir: Path | None, verbose: bool) -> None:
 def _report_check(root: Path, console: Console, verbose: bool = False) -> int:
     """Check the KB at `root`, print every problem to `console`; the exit code."""
     from engine.kb import check_kb
+    from engine.progress import CacheProgress
     from engine.render.text import render_diagnostics
+    from engine.store import default_cache_dir
     try:
-        with err.status("checking the KB (the first run loads the tables into the cache)…"):
-            kb = check_kb(root)
+        with (err.status("checking the KB (the first run loads the tables into the cache)…") as status,
+              CacheProgress(err, default_cache_dir(), status) as progress):
+            kb = check_kb(root, progress=progress)
     except DiagnosticError as exc:
         render_diagnostics(exc.diagnostics, lambda p, n: None, err)
         return EXIT_INPUT
@@ -129,21 +161,24 @@ def _source_line(kb, root: Path):
 
 
 def _load_claims_or_exit(path: Path):
-    from engine.claims import ClaimError, ClaimFileError, load_claims
+    """The claims of a file (`-`: standard input) and whether it held a JSON array."""
+    from engine.claims import ClaimError, ClaimFileError, read_claims
+    name = "<stdin>" if str(path) == "-" else str(path)
     try:
-        return load_claims(path)
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        return read_claims(data, name)
     except FileNotFoundError:
-        err.print(f"[bold red]{path}: no such file[/]")
+        err.print(f"[bold red]{name}: no such file[/]")
     except OSError as exc:
-        err.print(f"[bold red]{path}: cannot read: {exc.strerror}[/]")
+        err.print(f"[bold red]{name}: cannot read: {exc.strerror}[/]")
     except (ClaimFileError, ClaimError) as exc:
         err.print("[bold red]The claim file cannot be used:[/]")
-        err.print(str(exc), highlight=False)
+        err.print(str(exc), highlight=False, markup=False)
     sys.exit(EXIT_INPUT)
 
 
 @main.command()
-@click.argument("claim_file", type=click.Path(path_type=Path))
+@click.argument("claim_file", type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--line", "line_no", type=int, default=None, help="Only this claim line.")
 @click.option("--why-not", "why_not", metavar="RULE", default=None,
@@ -156,41 +191,51 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
             no_remedies: bool, trace: bool, kb_dir: Path | None) -> None:
     """Decide every line of a claim and say why: rule, facts, sources, denial codes, remedies.
 
+    CLAIM_FILE holds one claim object or an array of them; `-` reads standard input. With
+    --format json, a file holding an array gives one JSON array of results.
+
     \b
     Examples:
       policykb explain examples/office-96372-with-em.json
       policykb explain claim.json --format json --line 2
       policykb explain claim.json --line 2 --trace     # with the full proof
       policykb explain claim.json --line 1 --why-not inj.facility_em
+      cat claim.json | policykb explain - --format json
     """
     from engine.render.text import render_claim, render_why_not
-    claims = _load_claims_or_exit(claim_file)
+    claims, is_array = _load_claims_or_exit(claim_file)
     if why_not and line_no is None:
         err.print("[bold red]--why-not needs --line N[/]")
         sys.exit(EXIT_INPUT)
-    kb = _open_kb(kb_dir)
     for claim in claims:
         if line_no is not None and all(ln.line != line_no for ln in claim.lines):
             err.print(f"[bold red]claim {claim.id} has no line {line_no}[/]")
             sys.exit(EXIT_INPUT)
+    kb = _open_kb(kb_dir)
+    if why_not and why_not not in kb.adjudicator.rules:
+        err.print(f"[bold red]no rule with id {why_not}[/] (see `policykb docs` or kb/)")
+        sys.exit(EXIT_INPUT)
+    results: list[dict] = []
+    for claim in claims:
         if why_not:
-            if why_not not in kb.adjudicator.rules:
-                err.print(f"[bold red]no rule with id {why_not}[/] (see `policykb docs` or kb/)")
-                sys.exit(EXIT_INPUT)
+            assert line_no is not None  # checked above
             w = kb.why_not(claim, line_no, why_not)
             if fmt == "json":
-                out.print_json(json.dumps({"claim": claim.id, "line": line_no, **w.to_dict()}, sort_keys=True))
+                results.append({"claim": claim.id, "line": line_no, **w.to_dict()})
             else:
-                render_why_not(w, line_no, out)  # type: ignore[arg-type]
+                render_why_not(w, line_no, out)
             continue
         result = kb.adjudicate(claim, proofs=not no_proofs, remedies=not no_remedies)
         if fmt == "json":
             data = result.to_dict()
             if line_no is not None:
                 data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]
-            sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            results.append(data)
         else:
             render_claim(result, out, only_line=line_no, trace=trace)
+    if fmt == "json":
+        document = results if is_array else results[0]
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 @main.command()
@@ -223,6 +268,8 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir
     except WorkerStartError as exc:
         err.print(f"[bold red]workers could not start: {exc}[/]")
         sys.exit(EXIT_FAIL)
+    except BrokenPipeError:
+        raise  # standard output closed by the reader: main ends quietly
     except (OSError, ValueError) as exc:
         err.print(f"[bold red]{exc}[/]")
         sys.exit(EXIT_INPUT)

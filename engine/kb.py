@@ -94,9 +94,10 @@ def check_kb(root: Path, cache_dir: Path | None = None, progress=None) -> Loaded
     return kb
 
 
-def load_kb(root: Path | None = None, cache_dir: Path | None = None) -> LoadedKB:
-    """A KB ready to evaluate; raises DiagnosticError when it has errors."""
-    kb = check_kb(Path(root) if root else default_kb_dir(), cache_dir)
+def load_kb(root: Path | None = None, cache_dir: Path | None = None, progress=None) -> LoadedKB:
+    """A KB ready to evaluate; raises DiagnosticError when it has errors. `progress(table, rows)`
+    is called while a table is built into the cache (see Store.load_tables)."""
+    kb = check_kb(Path(root) if root else default_kb_dir(), cache_dir, progress)
     if kb.errors or kb.compiled is None:
         raise DiagnosticError(kb.errors or [Diagnostic("compile", "KB did not compile", Location(str(kb.root)))])
     return kb

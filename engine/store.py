@@ -168,7 +168,11 @@ class Store:
         tmp = db.with_suffix(f".tmp{os.getpid()}")
         if tmp.exists():
             tmp.unlink()
+        if progress is not None:
+            progress(name, 0)  # announce the build: it is the slow part of a first run
         diags, rows = _build_table(tmp, name, decl, types, inp, path, shown, progress)
+        if progress is not None:
+            progress(name, rows)
         conn = sqlite3.connect(tmp)
         conn.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
         conn.execute("INSERT INTO meta VALUES ('meta', ?)",

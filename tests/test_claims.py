@@ -257,9 +257,32 @@ def test_a_claim_must_be_an_object() -> None:
     ]
 
 
-def test_extra_fields_are_ignored() -> None:
-    obj = claim_with(payer="MEDICARE", lines__0__charge=25.0)
-    assert claim_to_facts(parse_claim(obj)) == claim_to_facts(parse_claim(B12_CLAIM))
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"lines__0__modifer": ["25"]}, "lines[0].modifer",
+         'line 1: unknown field "modifer" (did you mean "modifiers"?)'),
+        ({"lines__1__documentation": {"concent": True}}, "lines[1].documentation.concent",
+         'line 2: unknown field "concent" (did you mean "consent"?)'),
+        ({"patient__dob": "1971-01-01"}, "patient.dob",
+         'unknown field "dob"; known fields: id, birth_date, sex'),
+        ({"history__0__claimid": "CLM-0999"}, "history[0].claimid",
+         'CLM-0999 line 1: unknown field "claimid" (did you mean "claim_id"?)'),
+        ({"payer": "MEDICARE"}, "payer",
+         'unknown field "payer"; known fields: $schema, id, patient, lines, history'),
+    ],
+)
+def test_unknown_fields_are_errors_with_a_suggestion(changes: dict[str, Any], field: str, message: str) -> None:
+    """A typo silently dropped would deny a line for a modifier the sender believes they sent."""
+    assert [(p.field, p.message) for p in problems_of(claim_with(**changes))] == [(field, message)]
+
+
+def test_numbers_are_json_numbers_and_dates_are_exact() -> None:
+    """2.0 is the JSON integer 2 (as JSON Schema says); a padded date is not YYYY-MM-DD."""
+    assert parse_claim(claim_with(lines__0__units=2.0)).lines[0].units == 2
+    assert fields_of(claim_with(lines__0__units=1.5)) == ["lines[0].units"]
+    assert fields_of(claim_with(lines__0__service_date=" 2026-03-02")) == ["lines[0].service_date"]
+    assert fields_of(claim_with(patient__birth_date="")) == ["patient.birth_date"]
 
 
 def test_load_claims_reads_one_claim_or_an_array(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_check_broken_kb_exits_1_with_locations(tmp_path: Path, monkeypatch) -> 
 def test_explain_json_decides_each_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, CLAIM)), "--format", "json"])
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
+    data = json.loads(res.stdout)
     decisions = {ln["line"]: ln["decision"] for ln in data["lines"]}
     assert decisions == {1: "pay", 2: "deny", 3: "pay"}
     reason = data["lines"][1]["reasons"][0]
@@ -85,7 +85,7 @@ def test_why_not_names_the_first_failing_condition(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, CLAIM)), "--line", "1",
                                     "--why-not", "inj.facility_em", "--format", "json"])
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
+    data = json.loads(res.stdout)
     assert data["fired"] is False
     assert data["failed_condition"] == 'facility_em_pos("11")'
 
@@ -112,7 +112,7 @@ def test_unknown_code_is_a_line_denial_not_an_error(tmp_path: Path) -> None:
     claim["lines"][2]["code"] = "Z9999"
     res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, claim)), "--format", "json"])
     assert res.exit_code == 0
-    line3 = json.loads(res.output)["lines"][2]
+    line3 = json.loads(res.stdout)["lines"][2]
     assert line3["decision"] == "deny"
     assert [r["rule"] for r in line3["reasons"]] == ["validity.unknown_code"]
 

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine import claim_schema
 from engine.docs import lookup
 from engine.docs.model import Case, Src, collect
 from engine.docs.pages import Site
@@ -53,12 +54,13 @@ def render(kb_dir: Path) -> tuple[dict[str, bytes], dict[str, int]]:
         case = Case(name, [], claim, {}, Src(""))
         try:
             case.result = adjudicate(claim)
-        except Exception as exc:  # noqa: BLE001 - shown on the page; the rest of the site still builds
+        except Exception as exc:  # shown on the page; the rest of the site still builds
             case.error = f"{type(exc).__name__}: {exc}"
         guide.append(case)
     files: dict[str, bytes] = {path: text.encode() for path, text in Site(model, guide).pages().items()}
     for name, text in lookup.shards(model).items():
         files[f"assets/lookup/{name}"] = text.encode()
+    files.update(claim_schema.site_files())  # the claim format page and its JSON Schema
     for asset in sorted(ASSETS.iterdir()):
         if asset.is_file():
             files[f"assets/{asset.name}"] = asset.read_bytes()
