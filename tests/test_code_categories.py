@@ -144,3 +144,13 @@ def test_medicare_vaccine_admin_codes(kb: PolicyKB) -> None:
     assert admin("90746") == ["G0010"]
     assert admin("91320") == ["90480"]
     assert admin("90715") == ["90471"]  # Tdap: no Medicare-specific administration code
+
+
+def test_route_alternatives_name_listed_injection_or_infusion_codes(kb: PolicyKB) -> None:
+    """The code each non-96372 route points to is in the CPT list's injection or infusion family."""
+    rows = kb.evaluator.lookup("route_alternative", (None, None, None))
+    codes = {str(r[1]) for _s, r in rows if r[1]}
+    assert codes == {"96365", "96369", "96373", "96374"}
+    for code in codes:
+        cats = [str(r[1]) for _s, r in kb.evaluator.lookup("code_category", (code, None))]
+        assert cats in (["injection"], ["hydration_infusion"]), code
