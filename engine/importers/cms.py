@@ -117,7 +117,7 @@ def build_ptp(data: Path) -> list[tuple[str, ...]]:
     file can fill it later without changing the relation.
     """
     intern = sys.intern
-    rows = []
+    rows: list[tuple[str, ...]] = []
     with gzip.open(data / PTP_SRC, "rt", encoding="utf-8", newline="") as f:
         r = csv.reader(f)
         header = next(r)
@@ -138,7 +138,7 @@ def build_ptp(data: Path) -> list[tuple[str, ...]]:
 
 
 def build_mue(data: Path) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / MUE_SRC):
         code = check_code(r["hcpcs_cpt_code"], MUE_SRC)
         if not r["mue_value"].isdigit() or r["mai"] not in ("1", "2", "3"):
@@ -169,7 +169,7 @@ def build_aoc(data: Path) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]
 
 
 def build_pos(data: Path) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / POS_SRC):
         if not re.match(r"^[0-9]{2}$", r["pos_code"]):
             raise DataError(f"{POS_SRC}: bad POS {r['pos_code']!r}")
@@ -199,7 +199,7 @@ def build_hcpcs(data: Path) -> list[tuple[str, ...]]:
             opt_date(r["date_term"], HCPCS_2024_SRC),
         )
         betos_2024[r["hcpcs_code"]] = r["betos"] if BETOS_SHAPE.fullmatch(r["betos"]) else ""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / HCPCS_2025_SRC):
         if r["record_type"] == "modifier":
             continue
@@ -244,7 +244,7 @@ def build_modifiers(data: Path) -> tuple[list[tuple[str, ...]], list[str]]:
         sources[m] = {"HCPCS"}
         categories.setdefault(m, set())
         descriptions[m] = r["short_description"].strip()
-    rows = [(m, "HCPCS" if "HCPCS" in sources[m] else "CPT", "; ".join(sorted(categories[m])), descriptions[m])
+    rows: list[tuple[str, ...]] = [(m, "HCPCS" if "HCPCS" in sources[m] else "CPT", "; ".join(sorted(categories[m])), descriptions[m])
             for m in sources]
     rows.sort()
     return rows, dropped
@@ -252,7 +252,7 @@ def build_modifiers(data: Path) -> tuple[list[tuple[str, ...]], list[str]]:
 
 def build_pfs(data: Path) -> list[tuple[str, ...]]:
     """Payment indicators only; the description column is left out (CPT text is AMA's)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / PFS_SRC):
         code = check_code(r["hcpcs"], PFS_SRC)
         modifier = r["modifier"].strip()
@@ -270,7 +270,7 @@ def build_pfs(data: Path) -> list[tuple[str, ...]]:
 
 
 def build_adjustment_codes(data: Path, src: str) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / src):
         rows.append((r["code"].strip(), r["description"].strip(),
                      opt_date(r["start_date"], src), opt_date(r["stop_date"], src)))
@@ -524,7 +524,8 @@ def build_cpt_codes(cms_codes: set[str]) -> tuple[list[tuple[str, ...]], list[st
                 chosen[code] = CPT_DESCRIPTIONS[code][1] if code in CPT_DESCRIPTIONS else (category or "")
     for code in CPT_ALWAYS:
         chosen[code] = "em" if code.startswith("99") else CPT_DESCRIPTIONS[code][1]
-    rows, fallback = [], []
+    rows: list[tuple[str, ...]] = []
+    fallback: list[str] = []
     for code, category in chosen.items():
         if category == "em":
             description = EM_DESCRIPTIONS.get(code)
