@@ -634,11 +634,31 @@ def _load_all(name: str, entries: list[tuple[str, Any]]) -> list[Claim]:
 # Facts
 
 
+# Record values the KB compares with its tables of spellings (kb/policy/records.dl).
+_NORMALISED_ELEMENTS = ("route", "administered_by_credential", "monitoring")
+
+
+def _normal(text: str) -> str:
+    """The one normalisation of record words: upper case, runs of spaces as one space. Every
+    spelling (M.D., Nurse Practitioner, subcut ...) is then a row of a KB table, not code."""
+    return " ".join(text.upper().split())
+
+
 def _doc_facts(number: int, doc: Documentation) -> list[Row]:
-    """Only what the record shows: empty elements and false/absent flags give no fact."""
-    rows = [(number, element, getattr(doc, element)) for element in _DOC_TEXT_ELEMENTS]
-    rows += [(number, flag, "true") for flag in _DOC_FLAG_ELEMENTS if getattr(doc, flag) is True]
-    return [row for row in rows if row[2]]
+    """What the record shows: empty and absent elements give no fact; a flag gives "true" or
+    "false" (a record that says the diagnosis is not linked is not a silent record)."""
+    rows: list[Row] = []
+    for element in _DOC_TEXT_ELEMENTS:
+        value = getattr(doc, element)
+        if value and element in _NORMALISED_ELEMENTS:
+            value = _normal(value)
+        if value:
+            rows.append((number, element, value))
+    for flag in _DOC_FLAG_ELEMENTS:
+        state = getattr(doc, flag)
+        if state is not None:
+            rows.append((number, flag, "true" if state else "false"))
+    return rows
 
 
 def _line_facts(ln: Line, facts: Facts) -> None:

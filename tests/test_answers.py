@@ -136,38 +136,6 @@ def test_precedence_written_in_the_kb_chooses_the_primary(kb_copy: Path) -> None
     ]
 
 
-# ---- Ready for the remittance ------------------------------------------------------------
-
-
-def remittance_collisions(kb: PolicyKB) -> list[str]:
-    out = []
-    for name, claim in _all_claims():
-        for ln in kb.adjudicate(claim, proofs=False).lines:
-            seen: dict[tuple, str] = {}
-            for r in ln.reasons:
-                if r.severity != "deny" or not r.in_force:
-                    continue
-                if r.remittance_key in seen:
-                    out.append(
-                        f"{name} line {ln.line}: {seen[r.remittance_key]} and {r.rule} both report "
-                        f"{r.group}-{r.carc} {' '.join(r.rarc)}"
-                    )
-                seen[r.remittance_key] = r.rule
-    return out
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "KB (issue 9, KB side): fee.facility_na and inj.facility_pos both report CO-58 N428 for 96372 in a "
-        "facility POS; the facility-setting denial must be reported once. Remove this marker when the KB is fixed."
-    ),
-)
-def test_no_two_reasons_on_a_line_carry_the_same_group_carc_rarc(kb: PolicyKB) -> None:
-    collisions = remittance_collisions(kb)
-    assert not collisions, "\n".join(collisions)
-
-
 # ---- because: the decisive values, in a coder's words -------------------------------------
 
 

@@ -114,6 +114,7 @@ def test_valid_claim_gives_exactly_the_claim_facts() -> None:
             (1, "site", "left deltoid"),
             (1, "supervision", "direct"),
             (1, "time", "10:15"),
+            (2, "consent", "false"),  # a record that says "no" is a fact, not silence
         ],
         "history": [("CLM-0999", 1, "96372", "2026-02-20", "22", NPI, 1)],
         "history_modifier": [("CLM-0999", 1, "XS")],

@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from engine.cli import main
 
 CLAIM = {"id": "CLM-T1", "patient": {"id": "PAT-1"}, "lines": [
-    {"line": 1, "service_date": "2024-03-02", "code": "96372", "pos": "11", "rendering_npi": "1234567893"},
-    {"line": 2, "service_date": "2024-03-02", "code": "99213", "pos": "11", "rendering_npi": "1234567893"},
-    {"line": 3, "service_date": "2024-03-02", "code": "J3420", "pos": "11", "rendering_npi": "1234567893",
+    {"line": 1, "service_date": "2024-08-02", "code": "96372", "pos": "11", "rendering_npi": "1234567893",
+     "diagnoses": ["D51.0"]},
+    {"line": 2, "service_date": "2024-08-02", "code": "99213", "pos": "11", "rendering_npi": "1234567893"},
+    {"line": 3, "service_date": "2024-08-02", "code": "J3420", "pos": "11", "rendering_npi": "1234567893",
      "drug": {"ndc": "00409-4911-01", "name": "cyanocobalamin", "dose": "1000 mcg"}}]}
 
 

@@ -139,8 +139,20 @@ def test_cpt_codes_use_our_own_words() -> None:
     for code, category in [("99201", "em"), ("99211", "em"), ("99215", "em"), ("96372", "injection"),
                            ("90471", "vaccine_admin"), ("90472", "vaccine_admin"), ("96401", "chemo_admin"),
                            ("96365", "hydration_infusion"), ("20610", "joint_injection"),
-                           ("27380", "surgery"), ("27540", "surgery")]:
+                           ("27380", "surgery"), ("27540", "surgery"),
+                           ("90480", "vaccine_admin"), ("0001A", "vaccine_admin"),
+                           ("90686", "vaccine_product"), ("91320", "vaccine_product")]:
         assert cats[code] == category
+
+
+def test_hcpcs_betos_is_a_betos_code() -> None:
+    """The 2025 dump lost BETOS for ~2,500 codes; the July 2024 value replaces the debris."""
+    header, rows = table("hcpcs_level2.csv.gz")
+    betos = {r[0]: r[header.index("betos")] for r in rows}
+    assert all(b == "" or re.fullmatch(r"[A-Z][0-9][A-Z0-9]?", b) for b in betos.values())
+    for code, want in [("J1071", "O1E"), ("Q5101", "O1E"), ("J7620", "D1G"), ("J9217", "O1D"),
+                       ("Q2035", "O1G"), ("J3420", "O1E")]:
+        assert betos[code] == want, code
 
 
 def test_code_deletions() -> None:

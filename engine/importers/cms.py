@@ -117,7 +117,7 @@ def build_ptp(data: Path) -> list[tuple[str, ...]]:
     file can fill it later without changing the relation.
     """
     intern = sys.intern
-    rows = []
+    rows: list[tuple[str, ...]] = []
     with gzip.open(data / PTP_SRC, "rt", encoding="utf-8", newline="") as f:
         r = csv.reader(f)
         header = next(r)
@@ -138,7 +138,7 @@ def build_ptp(data: Path) -> list[tuple[str, ...]]:
 
 
 def build_mue(data: Path) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / MUE_SRC):
         code = check_code(r["hcpcs_cpt_code"], MUE_SRC)
         if not r["mue_value"].isdigit() or r["mai"] not in ("1", "2", "3"):
@@ -169,7 +169,7 @@ def build_aoc(data: Path) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]
 
 
 def build_pos(data: Path) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / POS_SRC):
         if not re.match(r"^[0-9]{2}$", r["pos_code"]):
             raise DataError(f"{POS_SRC}: bad POS {r['pos_code']!r}")
@@ -181,15 +181,25 @@ def build_pos(data: Path) -> list[tuple[str, ...]]:
     return rows
 
 
+BETOS_SHAPE = re.compile(r"[A-Z][0-9][A-Z0-9]?")
+
+
 def build_hcpcs(data: Path) -> list[tuple[str, ...]]:
-    """2025 procedure codes; added/termination dates come from the 2024 file (2025 lacks them)."""
+    """2025 procedure codes; added/termination dates come from the 2024 file (2025 lacks them).
+
+    The 2025 dump lost its BETOS column for about 2,500 codes (it holds "019", "013" and the
+    like there, e.g. J1071 and Q5101): where the 2025 value is not a BETOS code, the July 2024
+    file's BETOS is used, and "" for a code that file does not have.
+    """
     dates = {}
+    betos_2024 = {}
     for r in read_rows(data / HCPCS_2024_SRC):
         dates[r["hcpcs_code"]] = (
             opt_date(r["date_added"], HCPCS_2024_SRC),
             opt_date(r["date_term"], HCPCS_2024_SRC),
         )
-    rows = []
+        betos_2024[r["hcpcs_code"]] = r["betos"] if BETOS_SHAPE.fullmatch(r["betos"]) else ""
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / HCPCS_2025_SRC):
         if r["record_type"] == "modifier":
             continue
@@ -197,8 +207,9 @@ def build_hcpcs(data: Path) -> list[tuple[str, ...]]:
             raise DataError(f"{HCPCS_2025_SRC}: record type {r['record_type']!r}")
         code = check_code(r["hcpcs_code"], HCPCS_2025_SRC)
         added, term = dates.get(code, ("", ""))
+        betos = r["betos_code"] if BETOS_SHAPE.fullmatch(r["betos_code"]) else betos_2024.get(code, "")
         rows.append((code, r["short_description"].strip(), r["long_description"].strip(),
-                     r["pricing_indicator"], r["coverage_code"], r["betos_code"], added, term))
+                     r["pricing_indicator"], r["coverage_code"], betos, added, term))
     rows.sort()
     return rows
 
@@ -233,7 +244,7 @@ def build_modifiers(data: Path) -> tuple[list[tuple[str, ...]], list[str]]:
         sources[m] = {"HCPCS"}
         categories.setdefault(m, set())
         descriptions[m] = r["short_description"].strip()
-    rows = [(m, "HCPCS" if "HCPCS" in sources[m] else "CPT", "; ".join(sorted(categories[m])), descriptions[m])
+    rows: list[tuple[str, ...]] = [(m, "HCPCS" if "HCPCS" in sources[m] else "CPT", "; ".join(sorted(categories[m])), descriptions[m])
             for m in sources]
     rows.sort()
     return rows, dropped
@@ -241,7 +252,7 @@ def build_modifiers(data: Path) -> tuple[list[tuple[str, ...]], list[str]]:
 
 def build_pfs(data: Path) -> list[tuple[str, ...]]:
     """Payment indicators only; the description column is left out (CPT text is AMA's)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / PFS_SRC):
         code = check_code(r["hcpcs"], PFS_SRC)
         modifier = r["modifier"].strip()
@@ -259,7 +270,7 @@ def build_pfs(data: Path) -> list[tuple[str, ...]]:
 
 
 def build_adjustment_codes(data: Path, src: str) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in read_rows(data / src):
         rows.append((r["code"].strip(), r["description"].strip(),
                      opt_date(r["start_date"], src), opt_date(r["stop_date"], src)))
@@ -455,6 +466,7 @@ CPT_DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "90472": ("Vaccine given by injection, each added vaccine", "vaccine_admin"),
     "90473": ("Vaccine given by mouth or nose, first vaccine", "vaccine_admin"),
     "90474": ("Vaccine given by mouth or nose, each added vaccine", "vaccine_admin"),
+    "90480": ("COVID-19 vaccine given by injection, any product, one dose", "vaccine_admin"),
     "96401": ("Chemotherapy given under the skin or into a muscle, non-hormonal drug", "chemo_admin"),
     "96402": ("Chemotherapy given under the skin or into a muscle, hormonal drug", "chemo_admin"),
     "20600": ("Small joint or bursa needle drainage or injection, no ultrasound", "joint_injection"),
@@ -467,11 +479,16 @@ CPT_DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "27540": ("Open repair of a fracture at the top of the shin bone inside the knee, with fixation", "surgery"),
 }
 VACCINE_PRODUCT = "Vaccine or toxoid product (the substance, billed apart from giving it)"
+COVID_PRODUCT = "COVID-19 vaccine product (the substance, billed apart from giving it)"
+COVID_ADMIN = ("COVID-19 vaccine given, product- and dose-specific code (used before 90480)", "vaccine_admin")
+# CPT COVID-19 vaccine administration codes are NNNNA (0001A ... 0174A): every such code a CMS
+# table lists is taken. Codes named in CPT_DESCRIPTIONS inside a range keep their own category
+# (90480 sits inside the vaccine-product range but gives the vaccine, it is not one).
 
 # Ranges whose codes are included when CMS lists them: (low, high, category or None for the
 # fixed list above).
-CPT_RANGES = [(99201, 99499, "em"), (90476, 90759, "vaccine_product"), (96360, 96379, None),
-              (20600, 20611, None)]
+CPT_RANGES = [(99201, 99499, "em"), (90476, 90759, "vaccine_product"), (91300, 91399, "covid_product"),
+              (96360, 96379, None), (20600, 20611, None)]
 CPT_ALWAYS = ["99201", "96372", "90460", "90461", "90471", "90472", "90473", "90474",
               "96401", "96402", "27380", "27540"]
 
@@ -495,6 +512,8 @@ def build_cpt_codes(cms_codes: set[str]) -> tuple[list[tuple[str, ...]], list[st
     """
     chosen: dict[str, str] = {}  # code -> category
     for code in cms_codes:
+        if re.fullmatch(r"0[0-9]{3}A", code):
+            chosen[code] = "covid_admin"
         if not code.isdigit():
             continue
         n = int(code)
@@ -502,10 +521,11 @@ def build_cpt_codes(cms_codes: set[str]) -> tuple[list[tuple[str, ...]], list[st
             if lo <= n <= hi:
                 if category is None and code not in CPT_DESCRIPTIONS:
                     raise DataError(f"CPT {code}: listed by CMS but has no description here")
-                chosen[code] = category or CPT_DESCRIPTIONS[code][1]
+                chosen[code] = CPT_DESCRIPTIONS[code][1] if code in CPT_DESCRIPTIONS else (category or "")
     for code in CPT_ALWAYS:
         chosen[code] = "em" if code.startswith("99") else CPT_DESCRIPTIONS[code][1]
-    rows, fallback = [], []
+    rows: list[tuple[str, ...]] = []
+    fallback: list[str] = []
     for code, category in chosen.items():
         if category == "em":
             description = EM_DESCRIPTIONS.get(code)
@@ -514,6 +534,10 @@ def build_cpt_codes(cms_codes: set[str]) -> tuple[list[tuple[str, ...]], list[st
                 fallback.append(code)
         elif category == "vaccine_product":
             description = VACCINE_PRODUCT
+        elif category == "covid_product":
+            description, category = COVID_PRODUCT, "vaccine_product"
+        elif category == "covid_admin":
+            description, category = COVID_ADMIN
         else:
             description = CPT_DESCRIPTIONS[code][0]
         rows.append((code, description, category))
