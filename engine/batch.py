@@ -123,21 +123,50 @@ def _line_counts(result: dict[str, Any]) -> tuple[int, int, tuple[str, ...]]:
     return len(lines), len(denied), kinds
 
 
-def _handle(worker: Worker, record: int, raw: bytes) -> _Outcome:
-    """Never raises for a bad claim or a failing worker: the run must go on."""
+def _read(record: int, raw: bytes) -> Claim | _Outcome:
+    """The one reading of an input record: a claim, or the error record naming line and field."""
     try:
-        claim = parse_claim_text(raw.decode("utf-8-sig"), record=record)
+        return parse_claim_text(raw.decode("utf-8-sig"), record=record)
     except UnicodeDecodeError as e:
         return _error(record, None, [Problem("$", f"not UTF-8: {e.reason} at byte {e.start}")])
     except ClaimError as e:
         return _error(record, e.claim_id, e.problems)
-    try:
-        result = worker(claim)
-        lines, denied, kinds = _line_counts(result)
-        return _Outcome(_dumps(result), True, lines, denied, kinds)
-    except Exception as e:  # any adjudicator failure becomes this claim's error record
-        message = f"adjudication failed: {type(e).__name__}: {e}"
+
+
+def _result(record: int, claim: Claim, result: dict[str, Any] | Exception) -> _Outcome:
+    if isinstance(result, Exception):  # any adjudicator failure becomes this claim's error record
+        message = f"adjudication failed: {type(result).__name__}: {result}"
         return _error(record, claim.id, [Problem("$", message)])
+    lines, denied, kinds = _line_counts(result)
+    return _Outcome(_dumps(result), True, lines, denied, kinds)
+
+
+def _handle(worker: Worker, record: int, raw: bytes) -> _Outcome:
+    """Never raises for a bad claim or a failing worker: the run must go on."""
+    claim = _read(record, raw)
+    if isinstance(claim, _Outcome):
+        return claim
+    try:
+        result: dict[str, Any] | Exception = worker(claim)
+    except Exception as e:
+        result = e
+    return _result(record, claim, result)
+
+
+def _handle_chunk(worker: Worker, items: list[Record]) -> list[_Outcome]:
+    """A chunk of records, in order. A worker with `many(claims)` (a set-at-a-time backend)
+    decides all valid claims of the chunk at once; others claim by claim."""
+    many = getattr(worker, "many", None)
+    if many is None:
+        return [_handle(worker, number, raw) for number, raw in items]
+    read = [(number, _read(number, raw)) for number, raw in items]
+    claims = [c for _n, c in read if isinstance(c, Claim)]
+    try:
+        results: list[dict[str, Any] | Exception] = list(many(claims)) if claims else []
+    except Exception as e:
+        results = [e] * len(claims)
+    answers = iter(results)
+    return [c if isinstance(c, _Outcome) else _result(n, c, next(answers)) for n, c in read]
 
 
 def _start(make_worker: WorkerFactory) -> Worker:
@@ -162,10 +191,10 @@ def _init_pool_worker(make_worker: WorkerFactory) -> None:
         _pool_worker["error"] = e
 
 
-def _handle_in_pool(item: Record) -> _Outcome:
+def _handle_in_pool(items: list[Record]) -> list[_Outcome]:
     if "error" in _pool_worker:
         raise _pool_worker["error"]
-    return _handle(_pool_worker["worker"], *item)
+    return _handle_chunk(_pool_worker["worker"], items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,24 +212,24 @@ def _records(src: IO[bytes]) -> Iterator[Record]:
 
 
 class _ReadAhead:
-    """Caps records in flight. Pool.imap keeps feeding workers however far the writer lags
+    """Caps chunks of records in flight. Pool.imap keeps feeding workers however far the writer lags
     (e.g. stdout piped to a slow reader), so results would otherwise pile up in memory."""
 
     def __init__(self, size: int) -> None:
         self._slots = threading.Semaphore(size)
         self._closed = False
 
-    def feed(self, records: Iterable[Record]) -> Iterator[Record]:
-        for item in records:
+    def feed(self, chunks: Iterable[list[Record]]) -> Iterator[list[Record]]:
+        for item in chunks:
             self._slots.acquire()
             if self._closed:
                 return
             yield item
 
-    def drain(self, outcomes: Iterable[_Outcome]) -> Iterator[_Outcome]:
-        for outcome in outcomes:
+    def drain(self, outcomes: Iterable[list[_Outcome]]) -> Iterator[list[_Outcome]]:
+        for chunk in outcomes:
             self._slots.release()
-            yield outcome
+            yield chunk
 
     def close(self) -> None:
         """Wake a blocked feeder so the pool's task thread can end (terminate joins it)."""
@@ -208,19 +237,35 @@ class _ReadAhead:
         self._slots.release()
 
 
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for item in records:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _flatten(chunks: Iterable[list[_Outcome]]) -> Iterator[_Outcome]:
+    for outcomes in chunks:
+        yield from outcomes
+
+
 @contextmanager
 def _outcomes(
-    records: Iterator[Record], workers: int, make_worker: WorkerFactory
+    records: Iterator[Record], workers: int, make_worker: WorkerFactory, chunk: int
 ) -> Iterator[Iterator[_Outcome]]:
     if workers == 1:
         worker = _start(make_worker)
-        yield (_handle(worker, number, raw) for number, raw in records)
+        yield _flatten(_handle_chunk(worker, items) for items in _chunks(records, chunk))
         return
-    read_ahead = _ReadAhead(workers * CHUNKSIZE * READ_AHEAD_CHUNKS)
+    read_ahead = _ReadAhead(workers * READ_AHEAD_CHUNKS)  # chunks in flight
     with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker,)) as pool:
         try:
-            tasks = read_ahead.feed(records)
-            yield read_ahead.drain(pool.imap(_handle_in_pool, tasks, chunksize=CHUNKSIZE))
+            tasks = read_ahead.feed(_chunks(records, chunk))
+            yield _flatten(read_ahead.drain(pool.imap(_handle_in_pool, tasks, chunksize=1)))
         finally:
             read_ahead.close()
         pool.close()
@@ -290,15 +335,19 @@ def run_batch(
     workers: int,
     make_worker: WorkerFactory,
     progress: bool,
+    chunk: int = CHUNKSIZE,
 ) -> BatchSummary:
     """Adjudicate every claim of a JSONL file, writing one result line per claim in order.
 
     `make_worker` must be picklable (module-level function or functools.partial) when
-    workers > 1; it is called once per worker process. Raises OSError for an unreadable input,
+    workers > 1; it is called once per worker process. `chunk`: records per task (a worker with
+    `many(claims)` decides a whole chunk at once, so set-at-a-time backends want large ones). Raises OSError for an unreadable input,
     ValueError for bad arguments, WorkerStartError when make_worker fails.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
     started = time.perf_counter()
     tally = _Tally()
     with in_path.open("rb") as src:
@@ -306,7 +355,7 @@ def run_batch(
             raise ValueError(f"output {out_path} is the input file")
         with (
             _output(out_path) as out,
-            _outcomes(_records(src), workers, make_worker) as outcomes,
+            _outcomes(_records(src), workers, make_worker, chunk) as outcomes,
             _progress(in_path, progress) as tick,
         ):
             for outcome in outcomes:

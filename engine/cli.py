@@ -192,8 +192,11 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
               help="Write results here (JSONL); default standard output.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
 @click.option("--proofs", is_flag=True, help="Include proof trees in each result (slower).")
+@click.option("--engine", type=click.Choice(["duckdb", "pydatalog", "both"]), default="duckdb", show_default=True,
+              help="duckdb: whole chunks of claims at once; pydatalog: claim by claim; both: run the two "
+                   "and fail any record they disagree on.")
 @KB_OPTION
-def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir: Path | None) -> None:
+def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine: str, kb_dir: Path | None) -> None:
     """Adjudicate a JSONL file of claims: one result line per input line, in order.
 
     A claim that cannot be read yields an error record naming its input line and field; the
@@ -202,17 +205,23 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir
     \b
     Example:
       policykb scrub examples/batch.jsonl -o results.jsonl --workers 2
+      policykb scrub claims.jsonl -o results.jsonl --engine both   # check the engines agree
     """
     from engine.api import make_worker
+    from engine.backends import CHUNK_CLAIMS
     from engine.batch import WorkerStartError, render_summary, run_batch
     from engine.kb import default_kb_dir
     if not in_file.is_file():
         err.print(f"[bold red]{in_file}: no such file[/]")
         sys.exit(EXIT_INPUT)
-    _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
-    factory = functools.partial(make_worker, str(kb_dir or default_kb_dir()), None, proofs, False)
+    kb = _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
+    factory = functools.partial(make_worker, str(kb_dir or default_kb_dir()), None, proofs, False, engine, workers)
+    if engine != "pydatalog":
+        from engine.backends.duckdb import prepare_tables
+        prepare_tables(kb.kb)  # build the DuckDB table files once, before the workers start
     try:
-        summary = run_batch(in_file, output, workers=workers, make_worker=factory, progress=True)
+        summary = run_batch(in_file, output, workers=workers, make_worker=factory, progress=True,
+                            chunk=CHUNK_CLAIMS if engine != "pydatalog" else 16)
     except WorkerStartError as exc:
         err.print(f"[bold red]workers could not start: {exc}[/]")
         sys.exit(EXIT_FAIL)

@@ -22,6 +22,7 @@ are Python's floor division and modulo, division by zero has no result, `match` 
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
 import re
@@ -40,6 +41,7 @@ from engine.claims import Facts
 from engine.compiler import CompiledProgram
 from engine.evaluate import Model
 from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm, IVar, RelKind, Value
+from engine.kb import LoadedKB
 from engine.store import Store
 
 DUCKDB_FORMAT = 1  # bump when the cached table files change layout
@@ -476,6 +478,7 @@ class DuckDBBackend:
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.con = duckdb.connect(":memory:")
+        atexit.register(self.close)  # closed before interpreter teardown, which warns about live handles
         self.con.execute(f"SET threads = {max(1, threads or 1)}")
         self.con.execute("SET preserve_insertion_order = false")
         self._check_patterns()
@@ -602,6 +605,7 @@ class DuckDBBackend:
                 models[ck].relations[rel] = sorted(set(rows), key=_key)
 
     def close(self) -> None:
+        atexit.unregister(self.close)
         self.con.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -609,6 +613,12 @@ class DuckDBBackend:
 def _key(row: Row) -> tuple:
     """The pyDatalog path's row order (engine/evaluate.py `_key`): numbers before symbols."""
     return tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in row)
+
+
+def prepare_tables(kb: LoadedKB) -> None:
+    """Build the DuckDB copies of the KB's tables (worker processes then only open them)."""
+    assert kb.compiled is not None
+    ensure_table_files(kb.store, infer_types(kb.compiled, declared_types(kb.compiled, kb.program)))
 
 
 def declared_types(cp: CompiledProgram, program) -> dict[str, list[str | None]]:
