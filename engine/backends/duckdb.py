@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import csv
+import gc
 import os
 import re
 import shutil
@@ -607,6 +608,10 @@ class DuckDBBackend:
     def close(self) -> None:
         atexit.unregister(self.close)
         self.con.close()
+        # api.PolicyKB freezes the heap (gc.freeze) for speed; DuckDB's bindings report every
+        # object still alive at exit as a leak, so let the collector see them again first.
+        gc.unfreeze()
+        gc.collect()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
