@@ -233,6 +233,29 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine
 
 
 @main.command()
+@click.option("--sql", "show_sql", is_flag=True, help="Print the SQL the DuckDB backend runs for each step.")
+@KB_OPTION
+def compile(show_sql: bool, kb_dir: Path | None) -> None:
+    """Show how the KB is evaluated: its steps in order (each a group of relations that is
+    computed together), and with --sql the SQL of each step.
+
+    \b
+    Examples:
+      policykb compile
+      policykb compile --sql > kb.sql
+    """
+    from engine.backends.duckdb import describe_steps, program_sql
+    kb = _open_kb(kb_dir)
+    if show_sql:
+        sys.stdout.write(program_sql(kb.kb) + "\n")
+        return
+    for title, steps in describe_steps(kb.kb):
+        out.print(f"[bold]{title}[/]")
+        for n, (relations, how) in enumerate(steps, 1):
+            out.print(f"  {n:>3}  {', '.join(relations)}" + (f"  [dim]({how})[/]" if how else ""))
+
+
+@main.command()
 @click.option("--check", "check_only", is_flag=True, help="Exit 1 when site/ is stale instead of writing it.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("site"), show_default=True)
 @KB_OPTION

@@ -52,6 +52,14 @@ _SQL_TYPE = {NUM: "BIGINT", SYM: "VARCHAR"}
 _CK_KINDS = (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE)
 
 
+@atexit.register
+def _release_frozen_heap() -> None:
+    """api.PolicyKB freezes the heap (gc.freeze) for speed; DuckDB's bindings report every object
+    still alive at interpreter exit as a leak, so let the collector see them again first."""
+    gc.unfreeze()
+    gc.collect()
+
+
 class BackendUnsupported(Exception):
     """A program this backend cannot run with the pyDatalog semantics (the reason says why)."""
 
@@ -567,7 +575,7 @@ class DuckDBBackend:
                 target = cp.fact_relations.get(rel, rel)
                 if cp.kinds.get(target) not in (RelKind.CLAIM, RelKind.FACTS):
                     raise BackendUnsupported(f"cannot assert facts for {rel}: it is not a claim relation")
-                clean = sorted(set(map(tuple, rows)), key=_key)
+                clean = sorted(set(map(tuple, rows)))  # one type per column: natural order is _key order
                 models[ck].relations[rel] = clean
                 inputs.setdefault(target, []).extend((ck, *r) for r in clean)
         self._load_claims(len(chunk))
@@ -603,27 +611,41 @@ class DuckDBBackend:
             for m in models:
                 m.relations.setdefault(rel, [])
             for ck, rows in grouped.items():
-                models[ck].relations[rel] = sorted(set(rows), key=_key)
+                models[ck].relations[rel] = sorted(rows)  # a set already (UNION); one type per column
 
     def close(self) -> None:
         atexit.unregister(self.close)
         self.con.close()
-        # api.PolicyKB freezes the heap (gc.freeze) for speed; DuckDB's bindings report every
-        # object still alive at exit as a leak, so let the collector see them again first.
-        gc.unfreeze()
-        gc.collect()
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _key(row: Row) -> tuple:
-    """The pyDatalog path's row order (engine/evaluate.py `_key`): numbers before symbols."""
-    return tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in row)
 
 
 def prepare_tables(kb: LoadedKB) -> None:
     """Build the DuckDB copies of the KB's tables (worker processes then only open them)."""
     assert kb.compiled is not None
     ensure_table_files(kb.store, infer_types(kb.compiled, declared_types(kb.compiled, kb.program)))
+
+
+def _sql_program(kb: LoadedKB) -> SqlProgram:
+    assert kb.compiled is not None
+    return compile_sql(kb.compiled, infer_types(kb.compiled, declared_types(kb.compiled, kb.program)))
+
+
+def program_sql(kb: LoadedKB) -> str:
+    """The SQL of every step (`policykb compile --sql`)."""
+    return _sql_program(kb).text()
+
+
+def describe_steps(kb: LoadedKB) -> list[tuple[str, list[tuple[list[str], str]]]]:
+    """The evaluation steps in order, each with a word on how it is computed (`policykb compile`)."""
+    sp = _sql_program(kb)
+
+    def how(step: Step) -> str:
+        return "aggregate" if step.aggregate else "recursive" if step.recursive else ""
+
+    return [
+        ("static relations (computed once from the tables)", [(s.relations, how(s)) for s in sp.static_steps]),
+        ("claim-dependent relations (per chunk of claims)", [(s.relations, how(s)) for s in sp.steps]),
+    ]
 
 
 def declared_types(cp: CompiledProgram, program) -> dict[str, list[str | None]]:
