@@ -91,13 +91,10 @@ def sql_arith(op: str, left: str, ltype: str, right: str, rtype: str) -> str | N
         return None
     if op in "+-*":
         return f"({left} {op} {right})"
-    guard = f"CASE WHEN ({right}) = 0 THEN NULL ELSE"
+    d = f"NULLIF({right}, 0)"  # a zero divisor gives NULL: no result
     if op == "/":
-        return (
-            f"({guard} ({left}) // ({right}) - CASE WHEN ({left}) % ({right}) <> 0 "
-            f"AND (({left}) < 0) <> (({right}) < 0) THEN 1 ELSE 0 END END)"
-        )
-    return f"({guard} ((({left}) % ({right})) + ({right})) % ({right}) END)"
+        return f"(({left}) // {d} - CASE WHEN ({left}) % {d} <> 0 AND (({left}) < 0) <> ({d} < 0) THEN 1 ELSE 0 END)"
+    return f"(((({left}) % {d}) + {d}) % {d})"
 
 
 def sql_match(pattern: str, ptype: str, value: str, vtype: str, negated: bool, const_pattern: Value | None) -> str:
