@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test check site bench clean
+.PHONY: demo test check site bench differential clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ site: $(BIN)/.installed            ## regenerate site/ and build the HTML into b
 
 bench: $(BIN)/.installed           ## the benchmark against its baselines
 	$(BIN)/python -m benchmarks.run
+
+differential: $(BIN)/.installed    ## DuckDB and pyDatalog on 5,000 generated claims: must agree
+	$(BIN)/python -m benchmarks.differential --claims 5000
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
