@@ -7,21 +7,20 @@
   every claim-dependent relation carrying a hidden claim key. `scrub` uses it by default.
 
 The interface both honour: given a chunk of claims' facts, return one `Model` per claim holding
-at least the claim relations, the outcome relations (`deny`, `warn`, `overridden`) and, for a
-claim that has outcome rows, every claim-dependent relation an outcome rule's body reads (what
-the adjudicator needs to fill a reason's message from its bindings). Stages above see a Model
-and cannot tell which backend produced it.
+at least the claim relations and the outcome relations (`deny`, `warn`, `overridden`); a batch
+backend's BatchModel also carries each reason's bindings, which the pyDatalog path finds by
+re-solving the rule body over its model. Stages above cannot tell which backend ran.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.claims import Facts
-from engine.compiler import CompiledProgram
 from engine.evaluate import Evaluator, Model
-from engine.ir import IAtom, RelKind
+from engine.ir import Value
 
 ENGINES = ("duckdb", "pydatalog", "both")
 DEFAULT_ENGINE = "duckdb"
@@ -29,6 +28,15 @@ OUTCOMES = ("deny", "warn", "overridden")
 # Claims a set-at-a-time backend decides in one pass: each pass has a fixed cost (a few dozen
 # statements), so chunks must be large; small enough that a worker's chunk stays in memory.
 CHUNK_CLAIMS = 2000
+
+
+@dataclass
+class BatchModel(Model):
+    """A Model from a batch backend. It carries, for each outcome row, the solutions of the rule
+    that derived it (distinct named bindings, in the order the prover would find them), so the
+    adjudicator fills messages without re-solving rule bodies in Python."""
+
+    solutions: dict[tuple[int, tuple], list[dict[str, Value]]] = field(default_factory=dict)
 
 
 class Backend(Protocol):
@@ -49,16 +57,3 @@ class PyDatalogBackend:
 
     def evaluate_many(self, chunk: Sequence[Facts]) -> list[Model]:
         return [self.evaluator.evaluate(dict(facts)) for facts in chunk]
-
-
-def message_relations(cp: CompiledProgram) -> set[str]:
-    """Claim-dependent relations read by the body of an outcome rule: the adjudicator re-solves
-    those bodies to fill each reason's message, so a batch backend must hand their rows over."""
-    out: set[str] = set()
-    for rule in cp.rules:
-        if rule.head.relation not in OUTCOMES:
-            continue
-        for lit in rule.body:
-            if isinstance(lit, IAtom) and cp.kinds.get(lit.relation) in (RelKind.DYNAMIC, RelKind.AGGREGATE):
-                out.add(lit.relation)
-    return out

@@ -37,10 +37,9 @@ from pathlib import Path
 import duckdb
 import networkx as nx
 
-from engine.backends import OUTCOMES, message_relations
+from engine.backends import OUTCOMES, BatchModel
 from engine.claims import Facts
 from engine.compiler import CompiledProgram
-from engine.evaluate import Model
 from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm, IVar, RelKind, Value
 from engine.kb import LoadedKB
 from engine.store import Store
@@ -48,6 +47,7 @@ from engine.store import Store
 DUCKDB_FORMAT = 1  # bump when the cached table files change layout
 
 NUM, SYM = "n", "s"
+MESSAGE_OUTCOMES = ("deny", "warn")  # the reasons whose message is filled from the rule's bindings
 _SQL_TYPE = {NUM: "BIGINT", SYM: "VARCHAR"}
 _CK_KINDS = (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE)
 
@@ -212,6 +212,18 @@ class SqlProgram:
     static_steps: list[Step] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     patterns: set[str] = field(default_factory=set)  # constant `match` patterns (checked against RE2)
+    solutions: dict[int, str] = field(default_factory=dict)  # outcome rule index -> its solutions SELECT
+
+    @staticmethod
+    def named_vars(rule: CompiledRule) -> list[str]:
+        """The variables a reason's bindings show (engine/explain/proof.py drops names with `_`)."""
+        names: set[str] = set()
+        for lit in (rule.head, *rule.body):
+            if isinstance(lit, IAtom):
+                names |= {a.name for a in lit.args if isinstance(a, IVar)}
+            elif isinstance(lit, ICompare) and lit.assigns and isinstance(lit.left, IVar):
+                names.add(lit.left.name)
+        return sorted(n for n in names if not n.startswith("_"))
 
     def columns(self, rel: str) -> list[str]:
         cols = [f"c{i} {_SQL_TYPE[t]}" for i, t in enumerate(self.types[rel])]
@@ -253,6 +265,11 @@ def compile_sql(cp: CompiledProgram, types: dict[str, tuple[str, ...]]) -> SqlPr
         sp.static_steps.append(_step(sp, sorted(cond.nodes[c]["members"]), by_head))
     for scc in cp.order:
         sp.steps.append(_step(sp, scc, by_head))
+    for rule in cp.rules:
+        if rule.head.relation in MESSAGE_OUTCOMES and not rule.aux and rule.source_index is not None:
+            sql = _rule_sql(sp, rule, solutions=True)
+            if sql is not None:
+                sp.solutions[rule.index] = sql
     return sp
 
 
@@ -301,8 +318,12 @@ class _NoRows(Exception):
     """The rule can never fire (e.g. a join of a number with a symbol)."""
 
 
-def _rule_sql(sp: SqlProgram, rule: CompiledRule) -> str | None:
+def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) -> str | None:
+    """The rule as one SELECT of (ck, head columns). With `solutions`: one row per solution of the
+    body instead, with every named variable after the head, in the order the prover enumerates
+    solutions (depth first, each positive atom's candidates sorted by row)."""
     cp, types = sp.cp, sp.types
+    order: list[str] = []
     froms: list[str] = []
     conds: list[str] = []
     env: dict[str, tuple[str, str]] = {}
@@ -344,6 +365,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule) -> str | None:
                     conds.append(f"NOT EXISTS (SELECT 1 FROM {table_name(cp, lit.relation)} {alias} WHERE {where})")
                     continue
                 froms.append(f"{table_name(cp, lit.relation)} {alias}")
+                order += [f"{alias}.c{i}" for i in range(len(lit.args))]
                 if has_ck:
                     if ck is None:
                         ck = f"{alias}.ck"
@@ -393,6 +415,9 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule) -> str | None:
             if t != head_types[i]:
                 raise _NoRows
             select.append(f"{expr} AS c{i}")
+        if solutions:
+            names = sp.named_vars(rule)
+            select += [f"{env[v][0]} AS {_q('v:' + v)}" for v in names if v in env]
     except _NoRows:
         return None
     sql = f"SELECT {', '.join(select) or '1'}"
@@ -400,6 +425,8 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule) -> str | None:
         sql += f"\nFROM {', '.join(froms)}"
     if conds:
         sql += "\nWHERE " + "\n  AND ".join(conds)
+    if solutions:
+        sql += "\nORDER BY " + ", ".join([*(str(i + 1) for i in range(len(rule.head.args) + 1)), *order])
     return sql
 
 
@@ -480,7 +507,6 @@ class DuckDBBackend:
         self.store = store
         self.types = infer_types(cp, given_types)
         self.sql = compile_sql(cp, self.types)
-        self.detail = message_relations(cp) if detail is None else detail
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.con = duckdb.connect(":memory:")
@@ -557,15 +583,15 @@ class DuckDBBackend:
 
     # -- a chunk ---------------------------------------------------------------------------
 
-    def evaluate_many(self, chunk: Sequence[Facts], relations: Iterable[str] | None = None) -> list[Model]:
-        """One Model per claim: its claim facts, the outcome relations, and the message
-        relations for claims that have outcome rows (`relations`: these for every claim instead)."""
+    def evaluate_many(self, chunk: Sequence[Facts], relations: Iterable[str] | None = None) -> list[BatchModel]:
+        """One model per claim: its claim facts, the outcome relations and the solutions that
+        fill each reason's message (`relations`: these relations instead, e.g. all of them)."""
         cp, con = self.cp, self.con
         for rel, kind in cp.kinds.items():
             if kind in _CK_KINDS:
                 con.execute(f"DELETE FROM {table_name(cp, rel)}")
         con.execute(f"DELETE FROM {_q('_claims')}")
-        models = [Model() for _ in chunk]
+        models = [BatchModel() for _ in chunk]
         inputs: dict[str, list[Row]] = {}
         for ck, facts in enumerate(chunk):
             for rel, rows in facts.items():
@@ -581,29 +607,36 @@ class DuckDBBackend:
         for step in self.sql.steps:
             self._run_step(step)
         if relations is not None:
-            self._fetch(models, sorted(relations), None)
+            self._fetch(models, sorted(relations))
         else:
-            self._fetch(models, self.outcomes, None)
-            detail = sorted(r for r in self.detail if r not in self.outcomes)
-            if detail:
-                self._fetch(models, detail, self.outcomes)
+            self._fetch(models, self.outcomes)
+            self._fetch_solutions(models)
         return models
+
+    def _fetch_solutions(self, models: list[BatchModel]) -> None:
+        """Each outcome row's solutions (distinct named bindings, in the prover's order)."""
+        for index, sql in self.sql.solutions.items():
+            rule = self.cp.rules[index]
+            names = [v for v in SqlProgram.named_vars(rule)]
+            head_n = len(rule.head.args)
+            for rec in self.con.execute(sql).fetchall():
+                head = tuple(rec[1 : head_n + 1])
+                found = models[rec[0]].solutions.setdefault((index, head), [])
+                named = dict(zip(names, rec[head_n + 1 :], strict=True))
+                if named not in found:
+                    found.append(named)
 
     def _load_claims(self, n: int) -> None:
         if n:
             self.con.execute(f"INSERT INTO {_q('_claims')} SELECT range FROM range({n})")
 
-    def _fetch(self, models: list[Model], relations: list[str], only_with: list[str] | None) -> None:
+    def _fetch(self, models: list[BatchModel], relations: list[str]) -> None:
         cp, con = self.cp, self.con
-        where = ""
-        if only_with:
-            keys = " UNION ".join(f"SELECT ck FROM {table_name(cp, r)}" for r in only_with)
-            where = f" WHERE ck IN ({keys})"
         for rel in relations:
             if cp.kinds.get(rel) not in _CK_KINDS:
                 continue
             grouped: dict[int, list[Row]] = {}
-            for rec in con.execute(f"SELECT * FROM {table_name(cp, rel)}{where}").fetchall():
+            for rec in con.execute(f"SELECT * FROM {table_name(cp, rel)}").fetchall():
                 grouped.setdefault(rec[0], []).append(rec[1:])
             for m in models:
                 m.relations.setdefault(rel, [])
