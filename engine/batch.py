@@ -46,7 +46,7 @@ WorkerFactory = Callable[[], Worker]
 # workers evenly busy near the end of a run.
 CHUNKSIZE = 16
 # Chunks per worker that may be read ahead of the writer; bounds memory on huge inputs.
-READ_AHEAD_CHUNKS = 4
+READ_AHEAD_CHUNKS = 2
 
 Record = tuple[int, bytes]
 

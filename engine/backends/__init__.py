@@ -27,7 +27,7 @@ DEFAULT_ENGINE = "duckdb"
 OUTCOMES = ("deny", "warn", "overridden")
 # Claims a set-at-a-time backend decides in one pass: each pass has a fixed cost (a few dozen
 # statements), so chunks must be large; small enough that a worker's chunk stays in memory.
-CHUNK_CLAIMS = 2000
+CHUNK_CLAIMS = 5000
 
 
 @dataclass
