@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.adjudicate import Adjudicator
 from engine.backends import DEFAULT_ENGINE, ENGINES, BatchModel
-from engine.claims import Claim, claim_to_facts
+from engine.claims import Claim, Facts, claim_to_facts
 from engine.evaluate import Evaluator, Model
 from engine.explain.proof import Prover, WhyNot
 from engine.explain.result import ClaimResult
@@ -97,9 +97,12 @@ class PolicyKB:
             raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
         if engine == "pydatalog":
             return [_attempt(functools.partial(self.adjudicate, c, proofs=proofs)) for c in claims]
-        models = self.duckdb().evaluate_many([claim_to_facts(c) for c in claims])
+        models = _isolating(self.duckdb().evaluate_many, [claim_to_facts(c) for c in claims])
         out: list[ClaimResult | Exception] = []
         for claim, model in zip(claims, models, strict=True):
+            if isinstance(model, Exception):
+                out.append(model)
+                continue
             def decide(claim: Claim = claim, model: Model = model) -> ClaimResult:
                 if proofs and (model.rows("deny") or model.rows("warn")):
                     result = self.adjudicate(claim, proofs=True)
@@ -117,6 +120,18 @@ class PolicyKB:
     def evaluate(self, facts: dict[str, list[tuple]]) -> Model:
         """Low level: evaluate raw claim-relation facts."""
         return self.evaluator.evaluate(facts)
+
+
+def _isolating(evaluate: Callable[[list[Facts]], list[BatchModel]], chunk: list[Facts]) -> list[BatchModel | Exception]:
+    """Evaluate a chunk; when it fails, halve it until the claims that fail are alone, so one
+    claim the backend cannot take (e.g. a number beyond 64 bits) fails only its own record."""
+    try:
+        return list(evaluate(chunk))
+    except Exception as e:
+        if len(chunk) == 1:
+            return [e]
+        mid = len(chunk) // 2
+        return _isolating(evaluate, chunk[:mid]) + _isolating(evaluate, chunk[mid:])
 
 
 def _attempt(fn: Callable[[], ClaimResult]) -> ClaimResult | Exception:

@@ -196,3 +196,33 @@ def test_match_is_a_full_match_on_strings_only() -> None:
     assert sql_match(pat, "s", "5", "n", False, None) == "FALSE"
     assert sql_match(pat, "s", "5", "n", True, None) == "TRUE"
     assert sql_match("'(['", "s", "'a'", "s", False, "([") == "FALSE"  # Python cannot compile it: no match
+
+
+def test_awkward_values_cross_into_duckdb_intact(kb: PolicyKB) -> None:
+    """Quotes, commas, newlines, control characters and empty strings survive the trip through
+    the backend's CSV loading: the record-incomplete message names what is missing, and agrees."""
+    base = next(c for c in load_claims(EXAMPLES / "injection-record-incomplete.json"))
+    raw = json.loads((EXAMPLES / "injection-record-incomplete.json").read_text(encoding="utf-8"))
+    raw = raw[0] if isinstance(raw, list) else raw
+    for ln in raw["lines"]:
+        if "documentation" in ln:
+            ln["documentation"]["drug_name"] = 'say "hi",\nthen\x01 leave'
+            ln["documentation"]["site"] = ""
+    claims = [base, parse_claim(raw)]
+    assert differences(kb, claims) == []
+
+
+def test_a_claim_the_backend_cannot_take_fails_alone(kb: PolicyKB) -> None:
+    """A line number beyond 64 bits cannot be a DuckDB BIGINT: that claim gets an error, the
+    rest of its chunk is decided as usual."""
+    good = [c for path in sorted(EXAMPLES.glob("*.json"))[:5] for c in load_claims(path)]
+    raw = json.loads((EXAMPLES / "office-96372-with-em.json").read_text(encoding="utf-8"))
+    raw = raw[0] if isinstance(raw, list) else raw
+    raw["lines"][0]["line"] = 10**20
+    bad = parse_claim(raw)
+    results = kb.adjudicate_many([*good[:2], bad, *good[2:]], engine="duckdb")
+    assert isinstance(results[2], Exception)
+    assert all(not isinstance(r, Exception) for i, r in enumerate(results) if i != 2)
+    expected = kb.adjudicate_many(good, engine="pydatalog")
+    got = [r for i, r in enumerate(results) if i != 2]
+    assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]  # type: ignore[union-attr]

@@ -478,11 +478,10 @@ def _read_csv(path: Path, types: tuple[str, ...], *, ck: bool) -> str:
     cols = ([("ck", "BIGINT")] if ck else []) + [(f"c{i}", _SQL_TYPE[t]) for i, t in enumerate(types)]
     spec = ", ".join(f"'{n}': '{t}'" for n, t in cols)
     literal = "'" + str(path).replace("'", "''") + "'"
-    # nullstr is a byte no value holds, so an empty field is the empty string, never NULL
-    return (
-        f"read_csv({literal}, header=false, columns={{{spec}}}, delim=',', quote='\"', escape='\"', "
-        f"nullstr='\x01', auto_detect=false)"
-    )
+    # symbols are never NULL: an empty field is the empty string
+    symbols = ", ".join(f"'{n}'" for n, t in cols if t == "VARCHAR")
+    keep = f", force_not_null=[{symbols}]" if symbols else ""
+    return f"read_csv({literal}, header=false, columns={{{spec}}}, delim=',', quote='\"', escape='\"'{keep}, auto_detect=false)"
 
 
 # ---------------------------------------------------------------------------------------------
