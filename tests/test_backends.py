@@ -128,6 +128,23 @@ def test_scrub_writes_the_same_records_on_both_engines(tmp_path: Path) -> None:
     assert len(errors) == 2 and all(e["record"] and e["problems"][0]["field"] for e in errors)
 
 
+def test_scrub_proofs_are_the_pydatalog_proofs(tmp_path: Path) -> None:
+    """--proofs explains the claims that have reasons through pyDatalog, so the records equal
+    today's claim-by-claim output, proof trees included."""
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    outs = {}
+    for engine in ("duckdb", "pydatalog"):
+        out = tmp_path / f"{engine}.jsonl"
+        args = ["scrub", str(EXAMPLES / "batch.jsonl"), "-o", str(out), "--engine", engine, "--proofs"]
+        assert CliRunner().invoke(main, args).exit_code == 1
+        outs[engine] = out.read_bytes()
+    assert outs["duckdb"] == outs["pydatalog"]
+    assert b'"proof":{"bindings"' in outs["duckdb"]
+
+
 def test_engine_both_turns_a_disagreement_into_a_failed_record(kb: PolicyKB, monkeypatch) -> None:
     """Make the DuckDB side lose its deny rows (as a bug would) and check the record names it."""
     claim = next(c for c in load_claims(EXAMPLES / "office-99211-with-96372.json"))

@@ -289,12 +289,10 @@ def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRu
             step.sql[rel] = _aggregate_sql(sp, rel)
             continue
         selects = [s for rule in by_head.get(rel, []) if (s := _rule_sql(sp, rule)) is not None]
-        if not selects:
+        if not selects:  # no rule can fire (e.g. every one joins a number with a symbol): no rows
             cols = ["ck"] if cp.kinds[rel] in _CK_KINDS else []
             cols += [f"CAST(NULL AS {_SQL_TYPE[t]})" for t in sp.types[rel]]
-            selects = [f"SELECT {', '.join(cols) or 'NULL'} WHERE FALSE" if cols else "SELECT 1 WHERE FALSE"]
-            if cp.kinds[rel] in _CK_KINDS:
-                selects = [f"SELECT {', '.join(cols)} FROM {_q('_claims')} WHERE FALSE"]
+            selects = [f"SELECT {', '.join(cols)} FROM {_q('_claims')} WHERE FALSE"]
         step.sql[rel] = "\nUNION\n".join(selects)
     return step
 
