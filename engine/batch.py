@@ -8,6 +8,7 @@ the GIL) that each build their adjudicator once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import sys
@@ -285,7 +286,7 @@ def _count_records(path: Path) -> int:
 
 
 @contextmanager
-def _progress(in_path: Path, wanted: bool) -> Iterator[Callable[[], None]]:
+def _progress(in_path: Path, wanted: bool, done: int = 0) -> Iterator[Callable[[], None]]:
     """Yield a tick function; a live bar only for a person watching a terminal."""
     console = Console(stderr=True)
     if not (wanted and console.is_interactive):
@@ -296,7 +297,7 @@ def _progress(in_path: Path, wanted: bool) -> Iterator[Callable[[], None]]:
     # stdout may be the output stream: the bar must not capture it.
     with Progress(*columns, console=console, redirect_stdout=False,
                   redirect_stderr=False) as bar:
-        task = bar.add_task("claims", total=_count_records(in_path))
+        task = bar.add_task("claims", total=_count_records(in_path), completed=done)
         yield lambda: bar.advance(task)
 
 
@@ -320,12 +321,36 @@ class _Tally:
                             dict(self.kinds), elapsed_s)
 
 
-def _output(out_path: Path | None) -> AbstractContextManager[IO[bytes]]:
+def _output(out_path: Path | None, append: bool = False) -> AbstractContextManager[IO[bytes]]:
     """JSONL is UTF-8 whatever the locale, so write bytes; None means stdout (left open)."""
     if out_path is None:
         sys.stdout.flush()
         return nullcontext(sys.stdout.buffer)
-    return out_path.open("wb")
+    return out_path.open("ab" if append else "wb")
+
+
+def _resume(out_path: Path, tally: _Tally) -> int:
+    """Cut a torn last line off an interrupted run's output, tally the complete records it
+    holds and return how many there are (each stands for one input record, in order)."""
+    if not out_path.exists():
+        return 0
+    data = out_path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with out_path.open("r+b") as fh:
+            fh.truncate(keep)
+    lines = data[:keep].splitlines()
+    for line in lines:
+        try:
+            result = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{out_path} is not the output of an earlier run: {e}") from None
+        if "error" in result:
+            tally.add(_Outcome(b"", ok=False))
+        else:
+            n, denied, kinds = _line_counts(result)
+            tally.add(_Outcome(b"", True, n, denied, kinds))
+    return len(lines)
 
 
 def run_batch(
@@ -336,27 +361,38 @@ def run_batch(
     make_worker: WorkerFactory,
     progress: bool,
     chunk: int = CHUNKSIZE,
+    resume: bool = False,
 ) -> BatchSummary:
     """Adjudicate every claim of a JSONL file, writing one result line per claim in order.
 
     `make_worker` must be picklable (module-level function or functools.partial) when
     workers > 1; it is called once per worker process. `chunk`: records per task (a worker with
-    `many(claims)` decides a whole chunk at once, so set-at-a-time backends want large ones). Raises OSError for an unreadable input,
+    `many(claims)` decides a whole chunk at once, so set-at-a-time backends want large ones).
+    `resume`: keep the complete records an interrupted run left in `out_path` (a torn last line is
+    cut off) and decide only the records after them. Raises OSError for an unreadable input,
     ValueError for bad arguments, WorkerStartError when make_worker fails.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
+    if resume and out_path is None:
+        raise ValueError("--resume needs an output file")
     started = time.perf_counter()
     tally = _Tally()
     with in_path.open("rb") as src:
         if out_path is not None and out_path.exists() and out_path.samefile(in_path):
             raise ValueError(f"output {out_path} is the input file")
+        records = _records(src)
+        done = _resume(out_path, tally) if resume and out_path is not None else None
+        if done:
+            skipped = sum(1 for _ in itertools.islice(records, done))
+            if skipped < done:
+                raise ValueError(f"output {out_path} holds {done} records but the input has only {skipped}")
         with (
-            _output(out_path) as out,
-            _outcomes(_records(src), workers, make_worker, chunk) as outcomes,
-            _progress(in_path, progress) as tick,
+            _output(out_path, append=done is not None) as out,
+            _outcomes(records, workers, make_worker, chunk) as outcomes,
+            _progress(in_path, progress, done or 0) as tick,
         ):
             for outcome in outcomes:
                 out.write(outcome.line)

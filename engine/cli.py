@@ -195,8 +195,11 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
 @click.option("--engine", type=click.Choice(["duckdb", "pydatalog", "both"]), default="duckdb", show_default=True,
               help="duckdb: whole chunks of claims at once; pydatalog: claim by claim; both: run the two "
                    "and fail any record they disagree on.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run: keep the complete records already "
+                                            "in the output file and decide only the rest.")
 @KB_OPTION
-def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine: str, kb_dir: Path | None) -> None:
+def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine: str, resume: bool,
+          kb_dir: Path | None) -> None:
     """Adjudicate a JSONL file of claims: one result line per input line, in order.
 
     A claim that cannot be read yields an error record naming its input line and field; the
@@ -206,6 +209,7 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine
     Example:
       policykb scrub examples/batch.jsonl -o results.jsonl --workers 2
       policykb scrub claims.jsonl -o results.jsonl --engine both   # check the engines agree
+      policykb scrub claims.jsonl -o results.jsonl --resume        # after an interruption
     """
     from engine.api import make_worker
     from engine.backends import CHUNK_CLAIMS
@@ -221,7 +225,7 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine
         prepare_tables(kb.kb)  # build the DuckDB table files once, before the workers start
     try:
         summary = run_batch(in_file, output, workers=workers, make_worker=factory, progress=True,
-                            chunk=CHUNK_CLAIMS if engine != "pydatalog" else 16)
+                            chunk=CHUNK_CLAIMS if engine != "pydatalog" else 16, resume=resume)
     except WorkerStartError as exc:
         err.print(f"[bold red]workers could not start: {exc}[/]")
         sys.exit(EXIT_FAIL)
