@@ -92,7 +92,8 @@ def _system(spec: dict[str, Any]) -> tuple[Callable[[], Callable[[Claim], dict]]
             kb = PolicyKB.open(kb_dir)
             return lambda claim: kb.adjudicate(claim, proofs=True).to_dict()
 
-        return build, functools.partial(make_worker, kb_dir), info
+        # the claim-by-claim pyDatalog engine (scrub --engine pydatalog); "duckdb" is the default
+        return build, functools.partial(make_worker, kb_dir, None, False, False, "pydatalog"), info
     if name == "duckdb":  # batch only: set-at-a-time has no per-claim latency of its own
         from engine.api import make_worker as make_pkb_worker
 
