@@ -13,7 +13,7 @@ VENV_VERSION := $(call version,$(BIN)/python)
 # One stamp per interpreter version: a venv made by another Python (or a failed install) has none.
 STAMP := $(VENV)/.installed-py$(PY_VERSION)
 
-.PHONY: demo test test-smoke fuzz check site bench clean
+.PHONY: demo test test-smoke fuzz check site bench differential clean
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(filter $(PY_VERSION),$(PY_SUPPORTED))" ]; then \
@@ -53,6 +53,9 @@ site: $(STAMP)                     ## regenerate site/ and build the HTML into b
 
 bench: $(STAMP)                    ## the benchmark against its baselines
 	$(BIN)/python -m benchmarks.run
+
+differential: $(STAMP)             ## DuckDB and pyDatalog on 5,000 generated claims: must agree
+	$(BIN)/python -m benchmarks.differential --claims 5000
 
 clean:
 	rm -rf $(VENV) .venv-py3.* build .pytest_cache .hypothesis

@@ -40,9 +40,9 @@ from benchmarks.corpus import generate, strip_meta, write_jsonl
 from benchmarks.oracle import NCCI_KINDS, Oracle, ncci_kinds_of_result
 from benchmarks.tables import KB_DIR, REPO, shared_tables
 
-SYSTEMS = ("policykb", "oracle", "clingo", "naive")
-LABEL = {"policykb": "PolicyKB", "oracle": "oracle (dicts)", "clingo": "clingo",
-         "naive": "naive pyDatalog"}
+SYSTEMS = ("policykb", "duckdb", "oracle", "clingo", "naive")
+LABEL = {"policykb": "PolicyKB", "duckdb": "PolicyKB DuckDB\n(batch backend)", "oracle": "oracle (dicts)",
+         "clingo": "clingo", "naive": "naive pyDatalog"}
 FULL_PTP_ROWS = 2_546_017
 COLD_EXAMPLE = "office-96372-with-em.json"
 TARGETS = {
@@ -52,6 +52,12 @@ TARGETS = {
     "batch2_claims_s": ("batch, 2 workers", ">=", 300.0, "claims/s"),
     "worker_rss_mb": ("peak memory per worker", "<", 400.0, "MB"),
     "disagreements": ("oracle disagreements (NCCI)", "==", 0, ""),
+}
+# Issue 13: the set-at-a-time backend, batch end to end (stated for 100,000 claims).
+DUCKDB_TARGETS = {
+    "batch2_claims_s": ("DuckDB batch, 2 workers", ">=", 10_000.0, "claims/s"),
+    "total_rss_mb": ("DuckDB batch, peak memory (parent + workers)", "<", 1536.0, "MB"),
+    "disagreements": ("DuckDB oracle disagreements (NCCI)", "==", 0, ""),
 }
 
 
@@ -104,6 +110,13 @@ from engine.claims import load_claims
 kb = PolicyKB.open(sys.argv[2])
 claim = load_claims(sys.argv[1])[0]
 print(json.dumps(kb.adjudicate(claim, proofs=True).to_dict())[:200])
+"""
+
+_DUCKDB_PREPARE = """
+import sys
+from engine.api import PolicyKB
+from engine.backends.duckdb import prepare_tables
+prepare_tables(PolicyKB.open(sys.argv[1]).kb)
 """
 
 _BASELINE_SNIPPET = """
@@ -208,9 +221,13 @@ def _median(xs: list[float]) -> float | None:
 
 
 def _check_target(key: str, value: Any) -> str:
+    _label, op, limit, _unit = TARGETS[key]
+    return _meets(op, limit, value)
+
+
+def _meets(op: str, limit: float, value: Any) -> str:
     if value is None:
         return "MISS"
-    _label, op, limit, _unit = TARGETS[key]
     ok = {"<": value < limit, ">=": value >= limit, "==": value == limit}[op]
     return "PASS" if ok else "MISS"
 
@@ -317,7 +334,12 @@ def main(argv: list[str] | None = None) -> int:
             report["systems"][system] = res
             # 1. cold start
             with console.status(f"{LABEL[system]}: cold start"):
-                if system == "policykb":
+                if system == "duckdb":  # untimed in the batch: copy the tables into DuckDB files once
+                    cache = warm_cache if warm_cache.exists() else None
+                    res["prepare_s"], _out = _timed_run([sys.executable, "-c", _DUCKDB_PREPARE, str(args.kb)],
+                                                        cache, timeout)
+                    res["cold_how"] = "n/a: the batch backend is measured in batch only"
+                elif system == "policykb":
                     cold, warm_cache = _policykb_cold(claim_path, args.kb, tmp, cold_repeats,
                                                       timeout)
                     res.update(cold)
@@ -331,15 +353,16 @@ def main(argv: list[str] | None = None) -> int:
                     res["cold_s"] = _median(runs)
                     res["cold_runs"] = runs
                     res["cold_how"] = "python -c (load tables, one claim)"
-            cache = warm_cache if system == "policykb" else None
-            # 2. latency
+            cache = warm_cache if system == "policykb" or (system == "duckdb" and warm_cache.exists()) else None
+            # 2. latency (not for the batch backend: it decides chunks, not claims)
             with console.status(f"{LABEL[system]}: per-claim latency, {n_claims} claims"):
-                spec = {"system": system, "mode": "latency", "corpus": str(corpus_path),
-                        "results": str(tmp / f"{system}-latency.jsonl"), "kb": str(args.kb),
-                        "naive_rows": args.naive_rows, "warmup": 20}
-                res["latency"] = _measure(spec, tmp, cache, timeout)
-                res["disagreements"] += _disagreements(system, "latency", reference, ids,
-                                                       Path(spec["results"]))
+                if system != "duckdb":
+                    spec = {"system": system, "mode": "latency", "corpus": str(corpus_path),
+                            "results": str(tmp / f"{system}-latency.jsonl"), "kb": str(args.kb),
+                            "naive_rows": args.naive_rows, "warmup": 20}
+                    res["latency"] = _measure(spec, tmp, cache, timeout)
+                    res["disagreements"] += _disagreements(system, "latency", reference, ids,
+                                                           Path(spec["results"]))
             # 3. batch, 1 and 2 workers
             res["batch"] = {}
             for workers in (1, 2):
@@ -488,6 +511,9 @@ def _figures(system: str, res: dict[str, Any]) -> dict[str, Any]:
         "batch2_claims_s": b2.get("claims_per_s"), "batch2_lines_s": b2.get("lines_per_s"),
         "latency_rss_mb": lat.get("maxrss_mb"),
         "worker_rss_mb": res.get("worker_rss_mb"),
+        "total_rss_mb": max((b.get("parent_maxrss_mb", 0) + b.get("worker_maxrss_mb", 0) * int(w) if w != "1"
+                             else b.get("parent_maxrss_mb", 0)) for w, b in res.get("batch", {"1": {}}).items())
+        if res.get("batch") else None,
         # distinct (claim, line) pairs over the latency and batch runs
         "disagreements": len({(d.get("claim"), d.get("line"), d.get("problem"))
                               for d in res.get("disagreements", [])}) if res else None,
@@ -495,13 +521,17 @@ def _figures(system: str, res: dict[str, Any]) -> dict[str, Any]:
 
 
 def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    res = report["systems"].get("policykb")
-    figs = _figures("policykb", res) if res else {}
     out = []
-    for key, (label, op, limit, unit) in TARGETS.items():
-        value = figs.get(key) if res else None
-        out.append({"key": key, "label": label, "op": op, "limit": limit, "unit": unit,
-                    "value": value, "status": _check_target(key, value) if res else "MISS"})
+    for system, targets in (("policykb", TARGETS), ("duckdb", DUCKDB_TARGETS)):
+        res = report["systems"].get(system)
+        if system == "duckdb" and res is None:
+            continue
+        figs = _figures(system, res) if res else {}
+        for key, (label, op, limit, unit) in targets.items():
+            value = figs.get(key) if res else None
+            out.append({"key": key if system == "policykb" else f"{system}.{key}", "label": label, "op": op,
+                        "limit": limit, "unit": unit, "value": value,
+                        "status": _meets(op, limit, value) if res else "MISS"})
     return out
 
 
@@ -596,7 +626,7 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
         ratios = Table(title="PolicyKB relative to each baseline (same corpus)",
                        title_justify="left")
         ratios.add_column("figure")
-        baselines = [s for s in systems if s != "policykb"]
+        baselines = [s for s in systems if s not in ("policykb", "duckdb")]
         for s in baselines:
             ratios.add_column(f"vs {LABEL[s]}", justify="right")
         if naive_x:
@@ -626,6 +656,35 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
         console.print(ratios)
         console.print("[dim]- 'N× slower' / 'N× faster': PolicyKB's figure against the "
                       "baseline's (for memory: 'N× more' / 'N× less')[/]")
+    if "duckdb" in systems:
+        _print_duckdb(console, report, figs)
+
+
+def _print_duckdb(console: Console, report: dict[str, Any], figs: dict[str, dict[str, Any]]) -> None:
+    """The batch backend against every other system, and its own targets (issue 13)."""
+    others = [s for s in figs if s != "duckdb"]
+    dk = figs["duckdb"]
+    table = Table(title="PolicyKB DuckDB backend relative to each system (batch, same corpus)",
+                  title_justify="left")
+    table.add_column("figure")
+    for s in others:
+        table.add_column(f"vs {LABEL[s]}", justify="right")
+    for key in ("batch1_claims_s", "batch2_claims_s", "worker_rss_mb"):
+        label = next(lbl for k, lbl, _u, _h in ROWS if k == key)
+        words = ("more", "less") if key.endswith("_mb") else ("slower", "faster")
+        table.add_row(label, *[_ratio(dk.get(key), figs[s].get(key), key != "worker_rss_mb", words)
+                               for s in others])
+    b1, b2 = dk.get("batch1_claims_s"), dk.get("batch2_claims_s")
+    console.print(table)
+    if b1 and b2:
+        console.print(f"[dim]- DuckDB scaling, 2 workers / 1 worker: {b2 / b1:.2f}×; prepare (copy tables "
+                      f"into DuckDB files, once per table content): "
+                      f"{report['systems']['duckdb'].get('prepare_s', 0):.1f} s[/]")
+    for t in report["targets"]:
+        if t["key"].startswith("duckdb."):
+            mark = "[green]PASS[/]" if t["status"] == "PASS" else "[red]MISS[/]"
+            console.print(f"  {t['label']}: {_fmt(t['value'], ' ' + t['unit'] if t['unit'] else '')} "
+                          f"(target {t['op']} {t['limit']:,} {t['unit']}) {mark}")
 
 
 def _ratio(mine: float | None, theirs: float | None, higher_better: bool,

@@ -64,8 +64,10 @@ class Adjudicator:
                 out.setdefault(int(ln), set()).add(str(rule))
         return out
 
-    def adjudicate(self, claim: Claim, *, proofs: bool = True, remedies: bool = False) -> ClaimResult:
-        model = self.evaluate(claim)
+    def adjudicate(self, claim: Claim, *, proofs: bool = True, remedies: bool = False,
+                   model: Model | None = None) -> ClaimResult:
+        """`model`: the claim already evaluated by a batch backend (engine/backends)."""
+        model = self.evaluate(claim) if model is None else model
         prover = self.prover(claim, model)
         overrides: dict[tuple[int, str], str] = {}
         for ln, rule, by in model.rows("overridden"):

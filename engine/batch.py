@@ -8,6 +8,7 @@ the GIL) that each build their adjudicator once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import sys
@@ -46,7 +47,7 @@ WorkerFactory = Callable[[], Worker]
 # workers evenly busy near the end of a run.
 CHUNKSIZE = 16
 # Chunks per worker that may be read ahead of the writer; bounds memory on huge inputs.
-READ_AHEAD_CHUNKS = 4
+READ_AHEAD_CHUNKS = 2
 
 Record = tuple[int, bytes]
 
@@ -123,21 +124,50 @@ def _line_counts(result: dict[str, Any]) -> tuple[int, int, tuple[str, ...]]:
     return len(lines), len(denied), kinds
 
 
-def _handle(worker: Worker, record: int, raw: bytes) -> _Outcome:
-    """Never raises for a bad claim or a failing worker: the run must go on."""
+def _read(record: int, raw: bytes) -> Claim | _Outcome:
+    """The one reading of an input record: a claim, or the error record naming line and field."""
     try:
-        claim = parse_claim_text(raw.decode("utf-8-sig"), record=record)
+        return parse_claim_text(raw.decode("utf-8-sig"), record=record)
     except UnicodeDecodeError as e:
         return _error(record, None, [Problem("$", f"not UTF-8: {e.reason} at byte {e.start}")])
     except ClaimError as e:
         return _error(record, e.claim_id, e.problems)
-    try:
-        result = worker(claim)
-        lines, denied, kinds = _line_counts(result)
-        return _Outcome(_dumps(result), True, lines, denied, kinds)
-    except Exception as e:  # any adjudicator failure becomes this claim's error record
-        message = f"adjudication failed: {type(e).__name__}: {e}"
+
+
+def _result(record: int, claim: Claim, result: dict[str, Any] | Exception) -> _Outcome:
+    if isinstance(result, Exception):  # any adjudicator failure becomes this claim's error record
+        message = f"adjudication failed: {type(result).__name__}: {result}"
         return _error(record, claim.id, [Problem("$", message)])
+    lines, denied, kinds = _line_counts(result)
+    return _Outcome(_dumps(result), True, lines, denied, kinds)
+
+
+def _handle(worker: Worker, record: int, raw: bytes) -> _Outcome:
+    """Never raises for a bad claim or a failing worker: the run must go on."""
+    claim = _read(record, raw)
+    if isinstance(claim, _Outcome):
+        return claim
+    try:
+        result: dict[str, Any] | Exception = worker(claim)
+    except Exception as e:
+        result = e
+    return _result(record, claim, result)
+
+
+def _handle_chunk(worker: Worker, items: list[Record]) -> list[_Outcome]:
+    """A chunk of records, in order. A worker with `many(claims)` (a set-at-a-time backend)
+    decides all valid claims of the chunk at once; others claim by claim."""
+    many = getattr(worker, "many", None)
+    if many is None:
+        return [_handle(worker, number, raw) for number, raw in items]
+    read = [(number, _read(number, raw)) for number, raw in items]
+    claims = [c for _n, c in read if isinstance(c, Claim)]
+    try:
+        results: list[dict[str, Any] | Exception] = list(many(claims)) if claims else []
+    except Exception as e:
+        results = [e] * len(claims)
+    answers = iter(results)
+    return [c if isinstance(c, _Outcome) else _result(n, c, next(answers)) for n, c in read]
 
 
 def _start(make_worker: WorkerFactory) -> Worker:
@@ -162,10 +192,10 @@ def _init_pool_worker(make_worker: WorkerFactory) -> None:
         _pool_worker["error"] = e
 
 
-def _handle_in_pool(item: Record) -> _Outcome:
+def _handle_in_pool(items: list[Record]) -> list[_Outcome]:
     if "error" in _pool_worker:
         raise _pool_worker["error"]
-    return _handle(_pool_worker["worker"], *item)
+    return _handle_chunk(_pool_worker["worker"], items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,24 +213,24 @@ def _records(src: IO[bytes]) -> Iterator[Record]:
 
 
 class _ReadAhead:
-    """Caps records in flight. Pool.imap keeps feeding workers however far the writer lags
+    """Caps chunks of records in flight. Pool.imap keeps feeding workers however far the writer lags
     (e.g. stdout piped to a slow reader), so results would otherwise pile up in memory."""
 
     def __init__(self, size: int) -> None:
         self._slots = threading.Semaphore(size)
         self._closed = False
 
-    def feed(self, records: Iterable[Record]) -> Iterator[Record]:
-        for item in records:
+    def feed(self, chunks: Iterable[list[Record]]) -> Iterator[list[Record]]:
+        for item in chunks:
             self._slots.acquire()
             if self._closed:
                 return
             yield item
 
-    def drain(self, outcomes: Iterable[_Outcome]) -> Iterator[_Outcome]:
-        for outcome in outcomes:
+    def drain(self, outcomes: Iterable[list[_Outcome]]) -> Iterator[list[_Outcome]]:
+        for chunk in outcomes:
             self._slots.release()
-            yield outcome
+            yield chunk
 
     def close(self) -> None:
         """Wake a blocked feeder so the pool's task thread can end (terminate joins it)."""
@@ -208,19 +238,35 @@ class _ReadAhead:
         self._slots.release()
 
 
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for item in records:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _flatten(chunks: Iterable[list[_Outcome]]) -> Iterator[_Outcome]:
+    for outcomes in chunks:
+        yield from outcomes
+
+
 @contextmanager
 def _outcomes(
-    records: Iterator[Record], workers: int, make_worker: WorkerFactory
+    records: Iterator[Record], workers: int, make_worker: WorkerFactory, chunk: int
 ) -> Iterator[Iterator[_Outcome]]:
     if workers == 1:
         worker = _start(make_worker)
-        yield (_handle(worker, number, raw) for number, raw in records)
+        yield _flatten(_handle_chunk(worker, items) for items in _chunks(records, chunk))
         return
-    read_ahead = _ReadAhead(workers * CHUNKSIZE * READ_AHEAD_CHUNKS)
+    read_ahead = _ReadAhead(workers * READ_AHEAD_CHUNKS)  # chunks in flight
     with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker,)) as pool:
         try:
-            tasks = read_ahead.feed(records)
-            yield read_ahead.drain(pool.imap(_handle_in_pool, tasks, chunksize=CHUNKSIZE))
+            tasks = read_ahead.feed(_chunks(records, chunk))
+            yield _flatten(read_ahead.drain(pool.imap(_handle_in_pool, tasks, chunksize=1)))
         finally:
             read_ahead.close()
         pool.close()
@@ -240,7 +286,7 @@ def _count_records(path: Path) -> int:
 
 
 @contextmanager
-def _progress(in_path: Path, wanted: bool) -> Iterator[Callable[[], None]]:
+def _progress(in_path: Path, wanted: bool, done: int = 0) -> Iterator[Callable[[], None]]:
     """Yield a tick function; a live bar only for a person watching a terminal."""
     console = Console(stderr=True)
     if not (wanted and console.is_interactive):
@@ -251,7 +297,7 @@ def _progress(in_path: Path, wanted: bool) -> Iterator[Callable[[], None]]:
     # stdout may be the output stream: the bar must not capture it.
     with Progress(*columns, console=console, redirect_stdout=False,
                   redirect_stderr=False) as bar:
-        task = bar.add_task("claims", total=_count_records(in_path))
+        task = bar.add_task("claims", total=_count_records(in_path), completed=done)
         yield lambda: bar.advance(task)
 
 
@@ -275,12 +321,36 @@ class _Tally:
                             dict(self.kinds), elapsed_s)
 
 
-def _output(out_path: Path | None) -> AbstractContextManager[IO[bytes]]:
+def _output(out_path: Path | None, append: bool = False) -> AbstractContextManager[IO[bytes]]:
     """JSONL is UTF-8 whatever the locale, so write bytes; None means stdout (left open)."""
     if out_path is None:
         sys.stdout.flush()
         return nullcontext(sys.stdout.buffer)
-    return out_path.open("wb")
+    return out_path.open("ab" if append else "wb")
+
+
+def _resume(out_path: Path, tally: _Tally) -> int:
+    """Cut a torn last line off an interrupted run's output, tally the complete records it
+    holds and return how many there are (each stands for one input record, in order)."""
+    if not out_path.exists():
+        return 0
+    data = out_path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with out_path.open("r+b") as fh:
+            fh.truncate(keep)
+    lines = data[:keep].splitlines()
+    for line in lines:
+        try:
+            result = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{out_path} is not the output of an earlier run: {e}") from None
+        if "error" in result:
+            tally.add(_Outcome(b"", ok=False))
+        else:
+            n, denied, kinds = _line_counts(result)
+            tally.add(_Outcome(b"", True, n, denied, kinds))
+    return len(lines)
 
 
 def run_batch(
@@ -290,24 +360,39 @@ def run_batch(
     workers: int,
     make_worker: WorkerFactory,
     progress: bool,
+    chunk: int = CHUNKSIZE,
+    resume: bool = False,
 ) -> BatchSummary:
     """Adjudicate every claim of a JSONL file, writing one result line per claim in order.
 
     `make_worker` must be picklable (module-level function or functools.partial) when
-    workers > 1; it is called once per worker process. Raises OSError for an unreadable input,
+    workers > 1; it is called once per worker process. `chunk`: records per task (a worker with
+    `many(claims)` decides a whole chunk at once, so set-at-a-time backends want large ones).
+    `resume`: keep the complete records an interrupted run left in `out_path` (a torn last line is
+    cut off) and decide only the records after them. Raises OSError for an unreadable input,
     ValueError for bad arguments, WorkerStartError when make_worker fails.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    if resume and out_path is None:
+        raise ValueError("--resume needs an output file")
     started = time.perf_counter()
     tally = _Tally()
     with in_path.open("rb") as src:
         if out_path is not None and out_path.exists() and out_path.samefile(in_path):
             raise ValueError(f"output {out_path} is the input file")
+        records = _records(src)
+        done = _resume(out_path, tally) if resume and out_path is not None else None
+        if done:
+            skipped = sum(1 for _ in itertools.islice(records, done))
+            if skipped < done:
+                raise ValueError(f"output {out_path} holds {done} records but the input has only {skipped}")
         with (
-            _output(out_path) as out,
-            _outcomes(_records(src), workers, make_worker) as outcomes,
-            _progress(in_path, progress) as tick,
+            _output(out_path, append=done is not None) as out,
+            _outcomes(records, workers, make_worker, chunk) as outcomes,
+            _progress(in_path, progress, done or 0) as tick,
         ):
             for outcome in outcomes:
                 out.write(outcome.line)

@@ -244,8 +244,14 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
               help="Write results here (JSONL); default standard output.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
 @click.option("--proofs", is_flag=True, help="Include proof trees in each result (slower).")
+@click.option("--engine", type=click.Choice(["duckdb", "pydatalog", "both"]), default="duckdb", show_default=True,
+              help="duckdb: whole chunks of claims at once; pydatalog: claim by claim; both: run the two "
+                   "and fail any record they disagree on.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run: keep the complete records already "
+                                            "in the output file and decide only the rest.")
 @KB_OPTION
-def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir: Path | None) -> None:
+def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine: str, resume: bool,
+          kb_dir: Path | None) -> None:
     """Adjudicate a JSONL file of claims: one result line per input line, in order.
 
     A claim that cannot be read yields an error record naming its input line and field; the
@@ -254,17 +260,24 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir
     \b
     Example:
       policykb scrub examples/batch.jsonl -o results.jsonl --workers 2
+      policykb scrub claims.jsonl -o results.jsonl --engine both   # check the engines agree
+      policykb scrub claims.jsonl -o results.jsonl --resume        # after an interruption
     """
     from engine.api import make_worker
+    from engine.backends import CHUNK_CLAIMS
     from engine.batch import WorkerStartError, render_summary, run_batch
     from engine.kb import default_kb_dir
     if not in_file.is_file():
         err.print(f"[bold red]{in_file}: no such file[/]")
         sys.exit(EXIT_INPUT)
-    _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
-    factory = functools.partial(make_worker, str(kb_dir or default_kb_dir()), None, proofs, False)
+    kb = _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
+    factory = functools.partial(make_worker, str(kb_dir or default_kb_dir()), None, proofs, False, engine, workers)
+    if engine != "pydatalog":
+        from engine.backends.duckdb import prepare_tables
+        prepare_tables(kb.kb)  # build the DuckDB table files once, before the workers start
     try:
-        summary = run_batch(in_file, output, workers=workers, make_worker=factory, progress=True)
+        summary = run_batch(in_file, output, workers=workers, make_worker=factory, progress=True,
+                            chunk=CHUNK_CLAIMS if engine != "pydatalog" else 16, resume=resume)
     except WorkerStartError as exc:
         err.print(f"[bold red]workers could not start: {exc}[/]")
         sys.exit(EXIT_FAIL)
@@ -275,6 +288,29 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir
         sys.exit(EXIT_INPUT)
     render_summary(summary, err)
     sys.exit(summary.exit_code)
+
+
+@main.command()
+@click.option("--sql", "show_sql", is_flag=True, help="Print the SQL the DuckDB backend runs for each step.")
+@KB_OPTION
+def compile(show_sql: bool, kb_dir: Path | None) -> None:
+    """Show how the KB is evaluated: its steps in order (each a group of relations that is
+    computed together), and with --sql the SQL of each step.
+
+    \b
+    Examples:
+      policykb compile
+      policykb compile --sql > kb.sql
+    """
+    from engine.backends.duckdb import describe_steps, program_sql
+    kb = _open_kb(kb_dir)
+    if show_sql:
+        sys.stdout.write(program_sql(kb.kb) + "\n")
+        return
+    for title, steps in describe_steps(kb.kb):
+        out.print(f"[bold]{title}[/]")
+        for n, (relations, how) in enumerate(steps, 1):
+            out.print(f"  {n:>3}  {', '.join(relations)}" + (f"  [dim]({how})[/]" if how else ""))
 
 
 @main.command()

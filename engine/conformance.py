@@ -69,7 +69,13 @@ _PASSES = [p for name, p in checks.PASSES if name not in ("types", "annotations"
 
 
 class Evaluator:
-    """`evaluate(program) -> {relation: set of tuples}` for every relation of the program."""
+    """`evaluate(program) -> {relation: set of tuples}` for every relation of the program.
+
+    `backend`: "pydatalog" (claim-at-a-time, the default) or "duckdb" (set-at-a-time SQL; the
+    corpus programs are untyped, so each column takes the one type its facts give it)."""
+
+    def __init__(self, backend: str = "pydatalog") -> None:
+        self.backend = backend
 
     def evaluate(self, program: Any) -> dict[str, set[tuple]]:
         facts: dict[str, list] = dict(getattr(program, "facts", {}) or {})
@@ -85,6 +91,8 @@ class Evaluator:
             first = errors[0]
             raise _CLASSES.get(first.code, ProgramError)(first)
         compiled = compile_program(prog, facts_are_dynamic=True, dynamic_facts=set(facts))
+        if self.backend == "duckdb":
+            return _evaluate_duckdb(prog, compiled, facts)
         ev = _Evaluator(compiled)
         try:
             model = ev.evaluate({rel: [tuple(r) for r in rows] for rel, rows in facts.items()})
@@ -94,6 +102,30 @@ class Evaluator:
         for rel in prog.decls:
             out[rel] = set(model.rows(rel))
         return out
+
+
+def _evaluate_duckdb(prog: Program, compiled: Any, facts: dict[str, list]) -> dict[str, set[tuple]]:
+    from engine.backends.duckdb import DuckDBBackend, value_type
+
+    given: dict[str, list[str | None]] = {}
+    for rel, rows in facts.items():
+        target = compiled.fact_relations.get(rel, rel)
+        cols: list[str | None] = [None] * compiled.arity[target]
+        for row in rows:
+            for i, v in enumerate(row):
+                t = value_type(v)
+                if cols[i] not in (None, t):
+                    from engine.backends.duckdb import BackendUnsupported
+                    raise BackendUnsupported(f"column {i + 1} of {rel} holds both numbers and symbols")
+                cols[i] = t
+        given[target] = cols
+    backend = DuckDBBackend(compiled, None, given)
+    try:
+        model = backend.evaluate_many([{rel: [tuple(r) for r in rows] for rel, rows in facts.items()}],
+                                      relations=[r for r in compiled.kinds if r in prog.decls])[0]
+    finally:
+        backend.close()
+    return {rel: set(model.rows(rel)) for rel in prog.decls}
 
 
 def _declare(prog: Program, facts: dict[str, list]) -> None:

@@ -286,3 +286,82 @@ def test_render_summary_prints_an_aligned_table(tmp_path: Path) -> None:
     assert rows["error records"] == str(summary.error_records)
     assert rows["deny reasons: ncci"] == str(summary.denials_by_kind["ncci"])
     assert rows["lines/s"].replace(",", "").replace(".", "").isdigit()
+
+
+# -- --resume ------------------------------------------------------------------------------------
+
+
+def _without_worker(path: Path) -> list[dict[str, Any]]:
+    return [comparable(r) for r in read_output(path)]
+
+
+def test_resume_keeps_complete_records_and_cuts_a_torn_line(tmp_path: Path) -> None:
+    records = make_records(120)
+    src = write_input(tmp_path / "in.jsonl", records)
+    full = tmp_path / "full.jsonl"
+    whole = run_batch(src, full, workers=1, make_worker=make_test_worker, progress=False)
+    lines = full.read_bytes().splitlines(keepends=True)
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"".join(lines[:37]) + lines[37][:25])  # interrupted mid-write
+    resumed = run_batch(src, out, workers=2, make_worker=make_test_worker, progress=False, resume=True)
+    assert _without_worker(out) == _without_worker(full)
+    assert (resumed.claims_read, resumed.claims_ok, resumed.lines, resumed.denied_lines) == (
+        whole.claims_read, whole.claims_ok, whole.lines, whole.denied_lines)
+
+
+def test_resume_of_a_finished_run_adds_nothing(tmp_path: Path) -> None:
+    src = write_input(tmp_path / "in.jsonl", make_records(30))
+    out = tmp_path / "out.jsonl"
+    run_batch(src, out, workers=1, make_worker=make_test_worker, progress=False)
+    before = out.read_bytes()
+    run_batch(src, out, workers=1, make_worker=make_test_worker, progress=False, resume=True)
+    assert out.read_bytes() == before
+
+
+def test_resume_refuses_an_output_that_is_not_this_inputs(tmp_path: Path) -> None:
+    src = write_input(tmp_path / "in.jsonl", make_records(5))
+    out = tmp_path / "out.jsonl"
+    out.write_text("not json\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not the output of an earlier run"):
+        run_batch(src, out, workers=1, make_worker=make_test_worker, progress=False, resume=True)
+    out.write_text('{"claim": "x", "lines": []}\n' * 9, encoding="utf-8")
+    with pytest.raises(ValueError, match="holds 9 records but the input has only"):
+        run_batch(src, out, workers=1, make_worker=make_test_worker, progress=False, resume=True)
+
+
+_SLOW_RUN = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+import test_batch
+def slow_worker():
+    inner = test_batch.make_test_worker()
+    def work(claim):
+        time.sleep(0.02)
+        return inner(claim)
+    return work
+from engine.batch import run_batch
+run_batch(Path(sys.argv[1]), Path(sys.argv[2]), workers=2, make_worker=slow_worker, progress=False, chunk=4)
+"""
+
+
+def test_a_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = write_input(tmp_path / "in.jsonl", make_records(300))
+    full = tmp_path / "full.jsonl"
+    run_batch(src, full, workers=1, make_worker=make_test_worker, progress=False)
+    out = tmp_path / "out.jsonl"
+    script = _SLOW_RUN.format(tests=str(Path(__file__).resolve().parent))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(src), str(out)], start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 40):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and its pool workers, mid-write
+    proc.wait()
+    assert 0 < out.read_bytes().count(b"\n") < len(full.read_bytes().splitlines())
+    run_batch(src, out, workers=2, make_worker=make_test_worker, progress=False, resume=True)
+    assert _without_worker(out) == _without_worker(full)

@@ -1,13 +1,14 @@
 """The public datalog-conformance corpus (Soufflé, Nemo and crepe cases), minus the defeasible
-part, run through engine.conformance.Evaluator: the same parser, checker passes, compiler and
-pyDatalog adapter as the KB.
+part, run through engine.conformance.Evaluator on both backends: the same parser, checker
+passes and compiler as the KB, then the pyDatalog adapter or the DuckDB backend.
 
-Known gaps are listed below with the reason; every other case must pass.
+Known gaps are listed below per backend with the reason; every other case must pass on both.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,12 @@ KNOWN_GAPS = {
     "souffle_hmmer_CPtrLoad": "pyDatalog does not finish this mutually recursive program in reasonable time",
     "souffle_hmmer_CPtrStore": "pyDatalog does not finish this mutually recursive program in reasonable time",
 }
+# The DuckDB backend shares the checker, so the Nemo cases are rejected the same way. It does
+# finish the two points-to programs (set-at-a-time fixpoint: about a minute each on this
+# machine), so they are left to POLICYKB_SLOW=1 rather than listed as failures.
+KNOWN_GAPS_DUCKDB = {name: why for name, why in KNOWN_GAPS.items() if name.startswith("nemo_")}
+SLOW_DUCKDB = {"souffle_hmmer_CPtrLoad", "souffle_hmmer_CPtrStore"}
+BACKENDS = ("pydatalog", "duckdb")
 
 
 def _cases() -> list[tuple[str, ConformanceCase]]:
@@ -56,8 +63,8 @@ class _MemoEvaluator:
     """Several corpus cases share one program and assert different relations of it; evaluate
     each distinct program once."""
 
-    def __init__(self) -> None:
-        self.inner = Evaluator()
+    def __init__(self, backend: str) -> None:
+        self.inner = Evaluator(backend)
         self.memo: dict[str, dict] = {}
 
     def evaluate(self, program):
@@ -68,20 +75,25 @@ class _MemoEvaluator:
         return self.memo[key]
 
 
-_EVALUATOR = _MemoEvaluator()
+_EVALUATORS = {backend: _MemoEvaluator(backend) for backend in BACKENDS}
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", [c for _, c in CASES], ids=[f"{s}:{c.name}" for s, c in CASES])
-def test_conformance(case: ConformanceCase) -> None:
-    if case.name in KNOWN_GAPS:
-        pytest.xfail(KNOWN_GAPS[case.name])
-    dc.YamlTestRunner(_EVALUATOR).run_test_case(case)
+def test_conformance(case: ConformanceCase, backend: str) -> None:
+    gaps = KNOWN_GAPS if backend == "pydatalog" else KNOWN_GAPS_DUCKDB
+    if case.name in gaps:
+        pytest.xfail(gaps[case.name])
+    if backend == "duckdb" and case.name in SLOW_DUCKDB and os.environ.get("POLICYKB_SLOW") != "1":
+        pytest.skip("passes on DuckDB in about a minute; run with POLICYKB_SLOW=1")
+    dc.YamlTestRunner(_EVALUATORS[backend]).run_test_case(case)
 
 
 def test_known_gaps_exist_in_corpus() -> None:
     """A gap listed for a case the corpus no longer has is stale."""
     names = {c.name for _, c in CASES}
     assert set(KNOWN_GAPS) <= names
+    assert set(KNOWN_GAPS_DUCKDB) | SLOW_DUCKDB <= names
 
 
 def test_unsafe_negation_is_rejected_with_a_clear_error() -> None:

@@ -1,0 +1,59 @@
+"""Evaluation backends for the compiled program: the same IR, two ways of running it.
+
+- `pydatalog` (engine/evaluate.py through engine/datalog.py): one claim at a time, top-down,
+  with the per-claim model the prover rebuilds proofs over. `explain`, `--why-not`, remedies and
+  the policy cases use it.
+- `duckdb` (engine/backends/duckdb.py): a whole chunk of claims at once, set-at-a-time in SQL,
+  every claim-dependent relation carrying a hidden claim key. `scrub` uses it by default.
+
+The interface both honour: given a chunk of claims' facts, return one `Model` per claim holding
+at least the claim relations and the outcome relations (`deny`, `warn`, `overridden`); a batch
+backend's BatchModel also carries each reason's bindings, which the pyDatalog path finds by
+re-solving the rule body over its model. Stages above cannot tell which backend ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.claims import Facts
+from engine.evaluate import Evaluator, Model
+from engine.ir import Value
+
+ENGINES = ("duckdb", "pydatalog", "both")
+DEFAULT_ENGINE = "duckdb"
+OUTCOMES = ("deny", "warn", "overridden")
+# Claims a set-at-a-time backend decides in one pass: each pass has a fixed cost (a few dozen
+# statements), so chunks must be large; small enough that a worker's chunk stays in memory.
+CHUNK_CLAIMS = 5000
+
+
+@dataclass
+class BatchModel(Model):
+    """A Model from a batch backend. It carries, for each outcome row, the solutions of the rule
+    that derived it (distinct named bindings, in the order the prover would find them), so the
+    adjudicator fills messages without re-solving rule bodies in Python."""
+
+    solutions: dict[tuple[int, tuple], list[dict[str, Value]]] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def evaluate_many(self, chunk: Sequence[Facts]) -> list[Model]:
+        """One Model per claim, in order (see the module docstring for what it must hold)."""
+        ...
+
+
+class PyDatalogBackend:
+    """The per-claim path, behind the chunk interface: each claim evaluated on its own."""
+
+    name = "pydatalog"
+
+    def __init__(self, evaluator: Evaluator):
+        self.evaluator = evaluator
+
+    def evaluate_many(self, chunk: Sequence[Facts]) -> list[Model]:
+        return [self.evaluator.evaluate(dict(facts)) for facts in chunk]

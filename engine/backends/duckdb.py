@@ -1,0 +1,688 @@
+"""Set-at-a-time evaluation of the compiled program in DuckDB (embedded, no server).
+
+The compiler's IR is turned into SQL once per program:
+- every claim-dependent relation (claim, facts, dynamic, aggregate) becomes a table with a
+  hidden first column `ck`, the claim's position in the chunk, and every join between such
+  relations also joins on `ck`; a rule whose positive body reads none of them takes its claim
+  keys from the chunk's `_claims` table;
+- each strongly connected component of `CompiledProgram.order` is one step: a UNION (set
+  semantics, as in Datalog) of its rules' SELECTs; negation is NOT EXISTS; an aggregate is a
+  GROUP BY over the distinct rows of its body relation (today's semantics: groups that have
+  rows only, count of distinct rows, sum over distinct rows); a recursive component is iterated
+  to a fixpoint, inserting only rows not yet present;
+- relations derived from stored data only (static) are materialised once per connection;
+- stored relations are the validated `.input` tables, copied once from the SQLite store into a
+  DuckDB file in the cache (keyed like the SQLite file, plus this module's format version), and
+  the KB's inline facts.
+
+Built-ins keep the pyDatalog adapter's type-safe semantics (see `_SEMANTICS` below): values of
+different types are never equal or ordered, arithmetic on a symbol has no result, `/` and `%`
+are Python's floor division and modulo, division by zero has no result, `match` is a full match.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import gc
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import networkx as nx
+
+from engine.backends import OUTCOMES, BatchModel
+from engine.claims import Facts
+from engine.compiler import CompiledProgram
+from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm, IVar, RelKind, Value
+from engine.kb import LoadedKB
+from engine.store import Store
+
+DUCKDB_FORMAT = 1  # bump when the cached table files change layout
+
+NUM, SYM = "n", "s"
+MESSAGE_OUTCOMES = ("deny", "warn")  # the reasons whose message is filled from the rule's bindings
+_SQL_TYPE = {NUM: "BIGINT", SYM: "VARCHAR"}
+_CK_KINDS = (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE)
+
+
+@atexit.register
+def _release_frozen_heap() -> None:
+    """api.PolicyKB freezes the heap (gc.freeze) for speed; DuckDB's bindings report every object
+    still alive at interpreter exit as a leak, so let the collector see them again first."""
+    gc.unfreeze()
+    gc.collect()
+
+
+class BackendUnsupported(Exception):
+    """A program this backend cannot run with the pyDatalog semantics (the reason says why)."""
+
+
+Row = tuple[Value, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in semantics: the ONE place each operator is mapped to SQL. Each function mirrors the
+# Python function named in its docstring (engine/datalog.py `_safe_compare`, the pyDatalog
+# adapter's `_OPS`/`add_match_builtin`, engine/explain/proof.py `_compare`/`_eval`); at merge
+# they are to be wired to engine/semantics.py.
+
+_SQL_CMP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def sql_compare(op: str, left: str, ltype: str, right: str, rtype: str) -> str:
+    """Mirrors datalog._safe_compare / proof._compare: values of different types are unequal and
+    unordered (`!=` holds, every other comparison fails); same types compare as values."""
+    if ltype != rtype:
+        return "TRUE" if op == "!=" else "FALSE"
+    return f"({left} {_SQL_CMP[op]} {right})"
+
+
+def sql_arith(op: str, left: str, ltype: str, right: str, rtype: str) -> str | None:
+    """Mirrors proof._eval (and the adapter's `_OPS`: `/` is `//`): integers only, Python floor
+    division and modulo, no result (NULL) on division by zero; None when a side is a symbol."""
+    if ltype != NUM or rtype != NUM:
+        return None
+    if op in "+-*":
+        return f"({left} {op} {right})"
+    d = f"NULLIF({right}, 0)"  # a zero divisor gives NULL: no result
+    if op == "/":
+        return f"(({left}) // {d} - CASE WHEN ({left}) % {d} <> 0 AND (({left}) < 0) <> ({d} < 0) THEN 1 ELSE 0 END)"
+    return f"(((({left}) % {d}) + {d}) % {d})"
+
+
+def sql_match(pattern: str, ptype: str, value: str, vtype: str, negated: bool, const_pattern: Value | None) -> str:
+    """Mirrors the adapter's `match` built-in: `re.fullmatch(pattern, value)` on two strings; any
+    other types, or a pattern Python cannot compile, is no match."""
+    if ptype != SYM or vtype != SYM:
+        return "TRUE" if negated else "FALSE"
+    if isinstance(const_pattern, str):
+        try:
+            re.compile(const_pattern)
+        except re.error:
+            return "TRUE" if negated else "FALSE"
+    test = f"regexp_full_match({value}, {pattern})"
+    return f"(NOT {test})" if negated else test
+
+
+def sql_value(v: Value) -> tuple[str, str]:
+    """A constant as SQL, with its type."""
+    if isinstance(v, bool):
+        raise BackendUnsupported(f"boolean constant {v!r}")
+    if isinstance(v, int):
+        return str(v), NUM
+    return "'" + v.replace("'", "''") + "'", SYM
+
+
+# ---------------------------------------------------------------------------------------------
+# Types of every column (pyDatalog is untyped; SQL is not)
+
+
+def value_type(v: object) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise BackendUnsupported(f"value {v!r} is neither a number nor a symbol")
+    return NUM if isinstance(v, int) else SYM
+
+
+def infer_types(cp: CompiledProgram, given: dict[str, list[str | None]]) -> dict[str, tuple[str, ...]]:
+    """Column types of every relation: `given` fixes the input relations (declarations, or the
+    data for untyped programs); derived relations take the types their rules produce. A column
+    that would hold both numbers and symbols cannot be one SQL column: BackendUnsupported."""
+    types: dict[str, list[str | None]] = {rel: list(given.get(rel) or [None] * n) for rel, n in cp.arity.items()}
+
+    def merge(rel: str, i: int, t: str | None) -> bool:
+        if t is None:
+            return False
+        cur = types[rel][i]
+        if cur is None:
+            types[rel][i] = t
+            return True
+        if cur != t:
+            raise BackendUnsupported(f"column {i + 1} of {rel} would hold both numbers and symbols")
+        return False
+
+    changed = True
+    while changed:
+        changed = False
+        for rule in cp.rules:
+            env: dict[str, str | None] = {}
+            for lit in rule.body:
+                if isinstance(lit, IAtom) and not lit.negated:
+                    for i, a in enumerate(lit.args):
+                        if isinstance(a, IVar) and env.get(a.name) is None:
+                            env[a.name] = types[lit.relation][i]
+                elif isinstance(lit, ICompare) and lit.assigns and isinstance(lit.left, IVar):
+                    env[lit.left.name] = _term_type(lit.right, env)
+            for i, a in enumerate(rule.head.args):
+                changed |= merge(rule.head.relation, i, _term_type(a, env))
+        for res, spec in cp.aggregates.items():
+            g = spec.group_arity
+            for i in range(g):
+                changed |= merge(res, i, types[spec.body_relation][i])
+            if spec.func in ("sum", "count"):
+                changed |= merge(res, g, NUM)
+            elif spec.target_pos is not None:
+                changed |= merge(res, g, types[spec.body_relation][spec.target_pos])
+    return {rel: tuple(t or SYM for t in cols) for rel, cols in types.items()}
+
+
+def _term_type(t: ITerm, env: dict[str, str | None]) -> str | None:
+    if isinstance(t, IConst):
+        return value_type(t.value)
+    if isinstance(t, IVar):
+        return env.get(t.name)
+    return NUM
+
+
+# ---------------------------------------------------------------------------------------------
+# The program as SQL
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_name(cp: CompiledProgram, rel: str) -> str:
+    """Claim-dependent relations live in `d:`, stored ones behind `s:`, static ones in `x:`."""
+    kind = cp.kinds[rel]
+    prefix = "d" if kind in _CK_KINDS else "s" if kind is RelKind.STORED else "x"
+    return _q(f"{prefix}:{rel}")
+
+
+@dataclass
+class Step:
+    """One component of the evaluation order: its relations and the SQL that fills each."""
+
+    relations: list[str]
+    sql: dict[str, str]  # relation -> SELECT producing its rows (with ck first when claim-dependent)
+    recursive: bool = False
+    aggregate: bool = False
+
+
+@dataclass
+class SqlProgram:
+    cp: CompiledProgram
+    types: dict[str, tuple[str, ...]]
+    static_steps: list[Step] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    patterns: set[str] = field(default_factory=set)  # constant `match` patterns (checked against RE2)
+    solutions: dict[int, str] = field(default_factory=dict)  # outcome rule index -> its solutions SELECT
+
+    @staticmethod
+    def named_vars(rule: CompiledRule) -> list[str]:
+        """The variables a reason's bindings show (engine/explain/proof.py drops names with `_`)."""
+        names: set[str] = set()
+        for lit in (rule.head, *rule.body):
+            if isinstance(lit, IAtom):
+                names |= {a.name for a in lit.args if isinstance(a, IVar)}
+            elif isinstance(lit, ICompare) and lit.assigns and isinstance(lit.left, IVar):
+                names.add(lit.left.name)
+        return sorted(n for n in names if not n.startswith("_"))
+
+    def columns(self, rel: str) -> list[str]:
+        cols = [f"c{i} {_SQL_TYPE[t]}" for i, t in enumerate(self.types[rel])]
+        if self.cp.kinds[rel] in _CK_KINDS:
+            cols.insert(0, "ck BIGINT")
+        return cols
+
+    def text(self) -> str:
+        """Every step's SQL, for `policykb compile --sql`."""
+        out: list[str] = []
+        for title, steps in (
+            ("static relations (materialised once)", self.static_steps),
+            ("claim-dependent relations (per chunk, in order)", self.steps),
+        ):
+            out.append(f"-- {title}")
+            for n, step in enumerate(steps, 1):
+                how = " (recursive: repeated until no new rows)" if step.recursive else ""
+                out.append(f"-- step {n}: {', '.join(step.relations)}{how}")
+                for rel in step.relations:
+                    out.append(f"INSERT INTO {table_name(self.cp, rel)}\n{step.sql[rel]};\n")
+        return "\n".join(out)
+
+
+def compile_sql(cp: CompiledProgram, types: dict[str, tuple[str, ...]]) -> SqlProgram:
+    sp = SqlProgram(cp, types)
+    by_head: dict[str, list[CompiledRule]] = {}
+    for rule in cp.rules:
+        by_head.setdefault(rule.head.relation, []).append(rule)
+    static = [rel for rel, k in cp.kinds.items() if k is RelKind.STATIC]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(static)
+    for rel in static:
+        for rule in by_head.get(rel, []):
+            for lit in rule.body:
+                if isinstance(lit, IAtom) and cp.kinds.get(lit.relation) is RelKind.STATIC:
+                    graph.add_edge(lit.relation, rel)
+    cond = nx.condensation(graph)
+    for c in nx.lexicographical_topological_sort(cond, key=lambda c: sorted(cond.nodes[c]["members"])[0]):
+        sp.static_steps.append(_step(sp, sorted(cond.nodes[c]["members"]), by_head))
+    for scc in cp.order:
+        sp.steps.append(_step(sp, scc, by_head))
+    for rule in cp.rules:
+        if rule.head.relation in MESSAGE_OUTCOMES and not rule.aux and rule.source_index is not None:
+            sql = _rule_sql(sp, rule, solutions=True)
+            if sql is not None:
+                sp.solutions[rule.index] = sql
+    return sp
+
+
+def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRule]]) -> Step:
+    cp = sp.cp
+    inside = set(members)
+    recursive = any(
+        isinstance(lit, IAtom) and lit.relation in inside
+        for rel in members
+        for rule in by_head.get(rel, [])
+        for lit in rule.body
+    )
+    step = Step(list(members), {}, recursive)
+    for rel in members:
+        if cp.kinds[rel] is RelKind.AGGREGATE:
+            step.aggregate = True
+            step.sql[rel] = _aggregate_sql(sp, rel)
+            continue
+        selects = [s for rule in by_head.get(rel, []) if (s := _rule_sql(sp, rule)) is not None]
+        if not selects:  # no rule can fire (e.g. every one joins a number with a symbol): no rows
+            cols = ["ck"] if cp.kinds[rel] in _CK_KINDS else []
+            cols += [f"CAST(NULL AS {_SQL_TYPE[t]})" for t in sp.types[rel]]
+            selects = [f"SELECT {', '.join(cols)} FROM {_q('_claims')} WHERE FALSE"]
+        step.sql[rel] = "\nUNION\n".join(selects)
+    return step
+
+
+def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
+    """Mirrors evaluate._fold: only groups that have rows; the body relation is a set, so count
+    counts distinct rows and sum adds over distinct rows."""
+    spec = sp.cp.aggregates[rel]
+    group = ["ck", *(f"c{i}" for i in range(spec.group_arity))]
+    if spec.func == "count":
+        value = "COUNT(*)"
+    else:
+        assert spec.target_pos is not None
+        target = f"c{spec.target_pos}"
+        value = {"sum": f"CAST(SUM({target}) AS BIGINT)", "min": f"MIN({target})", "max": f"MAX({target})"}[spec.func]
+    body = table_name(sp.cp, spec.body_relation)
+    return f"SELECT {', '.join(group)}, {value} FROM {body} GROUP BY {', '.join(group)}"
+
+
+class _NoRows(Exception):
+    """The rule can never fire (e.g. a join of a number with a symbol)."""
+
+
+def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) -> str | None:
+    """The rule as one SELECT of (ck, head columns). With `solutions`: one row per solution of the
+    body instead, with every named variable after the head, in the order the prover enumerates
+    solutions (depth first, each positive atom's candidates sorted by row)."""
+    cp, types = sp.cp, sp.types
+    order: list[str] = []
+    froms: list[str] = []
+    conds: list[str] = []
+    env: dict[str, tuple[str, str]] = {}
+    ck: str | None = None
+    head_has_ck = cp.kinds[rule.head.relation] in _CK_KINDS
+
+    def term(t: ITerm) -> tuple[str, str]:
+        if isinstance(t, IConst):
+            return sql_value(t.value)
+        if isinstance(t, IVar):
+            if t.name not in env:
+                raise BackendUnsupported(f"variable {t.name} is used before it is bound")
+            return env[t.name]
+        left, right = term(t.left), term(t.right)
+        expr = sql_arith(t.op, left[0], left[1], right[0], right[1])
+        if expr is None:
+            raise _NoRows
+        return expr, NUM
+
+    try:
+        for n, lit in enumerate(rule.body):
+            if isinstance(lit, IAtom):
+                has_ck = cp.kinds[lit.relation] in _CK_KINDS
+                alias = f"t{n}"
+                cols = types[lit.relation]
+                if lit.negated:
+                    sub: list[str] = []
+                    if has_ck:
+                        if ck is None:
+                            froms.append(f"{_q('_claims')} k")
+                            ck = "k.ck"
+                        sub.append(f"{alias}.ck = {ck}")
+                    for i, a in enumerate(lit.args):
+                        if isinstance(a, IVar) and a.name not in env:
+                            continue  # an unbound variable under negation matches anything
+                        expr, t = term(a)
+                        sub.append(sql_compare("=", f"{alias}.c{i}", cols[i], expr, t))
+                    where = " AND ".join(sub) or "TRUE"
+                    conds.append(f"NOT EXISTS (SELECT 1 FROM {table_name(cp, lit.relation)} {alias} WHERE {where})")
+                    continue
+                froms.append(f"{table_name(cp, lit.relation)} {alias}")
+                order += [f"{alias}.c{i}" for i in range(len(lit.args))]
+                if has_ck:
+                    if ck is None:
+                        ck = f"{alias}.ck"
+                    else:
+                        conds.append(f"{alias}.ck = {ck}")
+                for i, a in enumerate(lit.args):
+                    col = f"{alias}.c{i}"
+                    if isinstance(a, IVar) and a.name not in env:
+                        env[a.name] = (col, cols[i])
+                        continue
+                    expr, t = term(a)
+                    c = sql_compare("=", col, cols[i], expr, t)
+                    if c == "FALSE":
+                        raise _NoRows
+                    conds.append(c)
+            elif isinstance(lit, ICompare):
+                if lit.assigns and isinstance(lit.left, IVar) and lit.left.name not in env:
+                    expr, t = term(lit.right)
+                    if isinstance(lit.right, IOp):
+                        conds.append(f"{expr} IS NOT NULL")
+                    env[lit.left.name] = (expr, t)
+                    continue
+                (le, lt), (re_, rt) = term(lit.left), term(lit.right)
+                c = sql_compare(lit.op, le, lt, re_, rt)
+                if c == "FALSE":
+                    raise _NoRows
+                if c != "TRUE":
+                    conds.append(c)
+            else:
+                assert isinstance(lit, IMatch)
+                (pe, pt), (ve, vt) = term(lit.pattern), term(lit.value)
+                const = lit.pattern.value if isinstance(lit.pattern, IConst) else None
+                if isinstance(const, str):
+                    sp.patterns.add(const)
+                c = sql_match(pe, pt, ve, vt, lit.negated, const)
+                if c == "FALSE":
+                    raise _NoRows
+                if c != "TRUE":
+                    conds.append(c)
+        if head_has_ck and ck is None:
+            froms.append(f"{_q('_claims')} k")
+            ck = "k.ck"
+        head_types = types[rule.head.relation]
+        select: list[str] = [ck] if head_has_ck and ck is not None else []
+        for i, a in enumerate(rule.head.args):
+            expr, t = term(a)
+            if t != head_types[i]:
+                raise _NoRows
+            select.append(f"{expr} AS c{i}")
+        if solutions:
+            names = sp.named_vars(rule)
+            select += [f"{env[v][0]} AS {_q('v:' + v)}" for v in names if v in env]
+    except _NoRows:
+        return None
+    sql = f"SELECT {', '.join(select) or '1'}"
+    if froms:
+        sql += f"\nFROM {', '.join(froms)}"
+    if conds:
+        sql += "\nWHERE " + "\n  AND ".join(conds)
+    if solutions:
+        sql += "\nORDER BY " + ", ".join([*(str(i + 1) for i in range(len(rule.head.args) + 1)), *order])
+    return sql
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored tables: one DuckDB file per `.input` table in the cache
+
+
+def _table_file(store: Store, rel: str) -> Path:
+    sqlite_path = store.tables[rel]
+    return sqlite_path.with_name(f"{sqlite_path.stem}-d{DUCKDB_FORMAT}.duckdb")
+
+
+def ensure_table_files(store: Store, types: dict[str, tuple[str, ...]]) -> dict[str, Path]:
+    """Copy each validated table from the SQLite store into a DuckDB file, once per content."""
+    out: dict[str, Path] = {}
+    for rel in sorted(store.tables):
+        if rel not in types:
+            continue
+        path = _table_file(store, rel)
+        if not path.exists():
+            _build_table_file(store, rel, types[rel], path)
+        out[rel] = path
+    return out
+
+
+def _build_table_file(store: Store, rel: str, types: tuple[str, ...], path: Path) -> None:
+    tmpdir = Path(tempfile.mkdtemp(prefix="pkb-duck-", dir=path.parent))
+    try:
+        csv_path = tmpdir / "rows.csv"
+        with csv_path.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            src = sqlite3.connect(f"file:{store.tables[rel]}?mode=ro", uri=True)
+            try:  # the store's layout: table t, columns c0.., rows in file order
+                writer.writerows(src.execute("SELECT * FROM t ORDER BY rowid"))
+            finally:
+                src.close()
+        db = tmpdir / "t.duckdb"
+        con = duckdb.connect(str(db))
+        try:
+            con.execute(f"CREATE TABLE t AS SELECT * FROM {_read_csv(csv_path, types, ck=False)}")
+        finally:
+            con.close()
+        os.replace(db, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _read_csv(path: Path, types: tuple[str, ...], *, ck: bool) -> str:
+    cols = ([("ck", "BIGINT")] if ck else []) + [(f"c{i}", _SQL_TYPE[t]) for i, t in enumerate(types)]
+    spec = ", ".join(f"'{n}': '{t}'" for n, t in cols)
+    literal = "'" + str(path).replace("'", "''") + "'"
+    # symbols are never NULL: an empty field is the empty string
+    symbols = ", ".join(f"'{n}'" for n, t in cols if t == "VARCHAR")
+    keep = f", force_not_null=[{symbols}]" if symbols else ""
+    return f"read_csv({literal}, header=false, columns={{{spec}}}, delim=',', quote='\"', escape='\"'{keep}, auto_detect=false)"
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend
+
+
+class DuckDBBackend:
+    """Evaluates chunks of claims set-at-a-time; one per process (it holds a DuckDB connection)."""
+
+    name = "duckdb"
+
+    def __init__(
+        self,
+        cp: CompiledProgram,
+        store: Store | None,
+        given_types: dict[str, list[str | None]],
+        *,
+        threads: int | None = None,
+        detail: set[str] | None = None,
+    ):
+        self.cp = cp
+        self.store = store
+        self.types = infer_types(cp, given_types)
+        self.sql = compile_sql(cp, self.types)
+        self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
+        self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        self.con = duckdb.connect(":memory:")
+        atexit.register(self.close)  # closed before interpreter teardown, which warns about live handles
+        self.con.execute(f"SET threads = {max(1, threads or 1)}")
+        self.con.execute("SET preserve_insertion_order = false")
+        self._check_patterns()
+        self._create_tables()
+
+    def _check_patterns(self) -> None:
+        for pat in sorted(self.sql.patterns):
+            try:
+                re.compile(pat)
+            except re.error:
+                continue
+            try:
+                self.con.execute("SELECT regexp_full_match('', ?)", [pat]).fetchall()
+            except duckdb.Error as exc:
+                raise BackendUnsupported(
+                    f"pattern {pat!r} is not supported by DuckDB's regular expressions: {exc}"
+                ) from None
+
+    def _create_tables(self) -> None:
+        cp, con = self.cp, self.con
+        con.execute(f"CREATE TEMP TABLE {_q('_claims')} (ck BIGINT)")
+        files = ensure_table_files(self.store, self.types) if self.store is not None else {}
+        for rel, kind in sorted(cp.kinds.items()):
+            if kind in _CK_KINDS:
+                con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
+            elif kind is RelKind.STORED:
+                self._create_stored(rel, files.get(rel))
+        for step in self.sql.static_steps:
+            for rel in step.relations:
+                con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
+            self._run_step(step)
+
+    def _create_stored(self, rel: str, file: Path | None) -> None:
+        con, cols = self.con, self.sql.columns(rel)
+        mem = _q(f"m:{rel}")
+        con.execute(f"CREATE TEMP TABLE {mem} ({', '.join(cols)})")
+        rows = self.store.memory[rel].rows if self.store is not None and rel in self.store.memory else []
+        self._load(mem, rel, [tuple(r) for r in rows], ck=False)
+        parts = [f"SELECT * FROM {mem}"]
+        if file is not None:
+            alias = _q(f"f:{rel}")
+            con.execute(f"ATTACH '{str(file).replace(chr(39), chr(39) * 2)}' AS {alias} (READ_ONLY)")
+            parts.append(f"SELECT * FROM {alias}.t")
+        con.execute(f"CREATE TEMP VIEW {table_name(self.cp, rel)} AS {' UNION ALL '.join(parts)}")
+
+    def _load(self, table: str, rel: str, rows: Sequence[Row], *, ck: bool) -> None:
+        if not rows:
+            return
+        path = self._tmp / "rows.csv"
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            csv.writer(fh, lineterminator="\n").writerows(rows)
+        self.con.execute(f"INSERT INTO {table} SELECT * FROM {_read_csv(path, self.types[rel], ck=ck)}")
+
+    def _run_step(self, step: Step) -> None:
+        con, cp = self.con, self.cp
+        if not step.recursive:
+            for rel in step.relations:
+                con.execute(f"INSERT INTO {table_name(cp, rel)} {step.sql[rel]}")
+            return
+        while True:
+            added = 0
+            for rel in step.relations:
+                t = table_name(cp, rel)
+                (n,) = con.execute(
+                    f"INSERT INTO {t} SELECT * FROM ({step.sql[rel]}) EXCEPT SELECT * FROM {t}"
+                ).fetchone()  # type: ignore[misc]
+                added += n
+            if not added:
+                return
+
+    # -- a chunk ---------------------------------------------------------------------------
+
+    def evaluate_many(self, chunk: Sequence[Facts], relations: Iterable[str] | None = None) -> list[BatchModel]:
+        """One model per claim: its claim facts, the outcome relations and the solutions that
+        fill each reason's message (`relations`: these relations instead, e.g. all of them)."""
+        cp, con = self.cp, self.con
+        for rel, kind in cp.kinds.items():
+            if kind in _CK_KINDS:
+                con.execute(f"DELETE FROM {table_name(cp, rel)}")
+        con.execute(f"DELETE FROM {_q('_claims')}")
+        models = [BatchModel() for _ in chunk]
+        inputs: dict[str, list[Row]] = {}
+        for ck, facts in enumerate(chunk):
+            for rel, rows in facts.items():
+                target = cp.fact_relations.get(rel, rel)
+                if cp.kinds.get(target) not in (RelKind.CLAIM, RelKind.FACTS):
+                    raise BackendUnsupported(f"cannot assert facts for {rel}: it is not a claim relation")
+                clean = sorted(set(map(tuple, rows)))  # one type per column: natural order is _key order
+                models[ck].relations[rel] = clean
+                inputs.setdefault(target, []).extend((ck, *r) for r in clean)
+        self._load_claims(len(chunk))
+        for rel, rows in inputs.items():
+            self._load(table_name(cp, rel), rel, rows, ck=True)
+        for step in self.sql.steps:
+            self._run_step(step)
+        if relations is not None:
+            self._fetch(models, sorted(relations))
+        else:
+            self._fetch(models, self.outcomes)
+            self._fetch_solutions(models)
+        return models
+
+    def _fetch_solutions(self, models: list[BatchModel]) -> None:
+        """Each outcome row's solutions (distinct named bindings, in the prover's order)."""
+        for index, sql in self.sql.solutions.items():
+            rule = self.cp.rules[index]
+            names = [v for v in SqlProgram.named_vars(rule)]
+            head_n = len(rule.head.args)
+            for rec in self.con.execute(sql).fetchall():
+                head = tuple(rec[1 : head_n + 1])
+                found = models[rec[0]].solutions.setdefault((index, head), [])
+                named = dict(zip(names, rec[head_n + 1 :], strict=True))
+                if named not in found:
+                    found.append(named)
+
+    def _load_claims(self, n: int) -> None:
+        if n:
+            self.con.execute(f"INSERT INTO {_q('_claims')} SELECT range FROM range({n})")
+
+    def _fetch(self, models: list[BatchModel], relations: list[str]) -> None:
+        cp, con = self.cp, self.con
+        for rel in relations:
+            if cp.kinds.get(rel) not in _CK_KINDS:
+                continue
+            grouped: dict[int, list[Row]] = {}
+            for rec in con.execute(f"SELECT * FROM {table_name(cp, rel)}").fetchall():
+                grouped.setdefault(rec[0], []).append(rec[1:])
+            for m in models:
+                m.relations.setdefault(rel, [])
+            for ck, rows in grouped.items():
+                models[ck].relations[rel] = sorted(rows)  # a set already (UNION); one type per column
+
+    def close(self) -> None:
+        atexit.unregister(self.close)
+        self.con.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def prepare_tables(kb: LoadedKB) -> None:
+    """Build the DuckDB copies of the KB's tables (worker processes then only open them)."""
+    assert kb.compiled is not None
+    ensure_table_files(kb.store, infer_types(kb.compiled, declared_types(kb.compiled, kb.program)))
+
+
+def _sql_program(kb: LoadedKB) -> SqlProgram:
+    assert kb.compiled is not None
+    return compile_sql(kb.compiled, infer_types(kb.compiled, declared_types(kb.compiled, kb.program)))
+
+
+def program_sql(kb: LoadedKB) -> str:
+    """The SQL of every step (`policykb compile --sql`)."""
+    return _sql_program(kb).text()
+
+
+def describe_steps(kb: LoadedKB) -> list[tuple[str, list[tuple[list[str], str]]]]:
+    """The evaluation steps in order, each with a word on how it is computed (`policykb compile`)."""
+    sp = _sql_program(kb)
+
+    def how(step: Step) -> str:
+        return "aggregate" if step.aggregate else "recursive" if step.recursive else ""
+
+    return [
+        ("static relations (computed once from the tables)", [(s.relations, how(s)) for s in sp.static_steps]),
+        ("claim-dependent relations (per chunk of claims)", [(s.relations, how(s)) for s in sp.steps]),
+    ]
+
+
+def declared_types(cp: CompiledProgram, program) -> dict[str, list[str | None]]:
+    """Column types from the KB's declarations (number or symbol)."""
+    out: dict[str, list[str | None]] = {}
+    for rel in cp.kinds:
+        infos = program.attr_types(rel)
+        if infos is not None:
+            out[rel] = [NUM if t.base == "number" else SYM for t in infos]
+    for rel, hidden in cp.fact_relations.items():
+        if rel in out:
+            out[hidden] = out[rel]
+    return out
