@@ -34,12 +34,14 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from engine.claims import Claim, ClaimError, Problem, parse_claim_text
+from engine.claims import Claim, ClaimError, Problem
+from engine.formats import ClaimRecord, InputFormat, detect_format, read_records
 
-Worker = Callable[[Claim], dict[str, Any]]
+Worker = Callable[[Claim], dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]
 """Adjudicates one claim into a JSON-able result dict. The summary reads only
 `{"lines": [{"decision": "deny"|"pay", "reasons": [{"kind": ..., "severity": ...}]}]}`;
-the whole dict is written out as it is."""
+the whole dict is written out as it is. A worker writing another format (a FHIR
+ClaimResponse, 835 adjustments) returns (record to write, result for the summary)."""
 WorkerFactory = Callable[[], Worker]
 
 # Claims per task sent to a worker: big enough to amortise the pipe, small enough to keep
@@ -48,7 +50,7 @@ CHUNKSIZE = 16
 # Chunks per worker that may be read ahead of the writer; bounds memory on huge inputs.
 READ_AHEAD_CHUNKS = 4
 
-Record = tuple[int, bytes]
+Record = ClaimRecord
 
 
 class WorkerStartError(RuntimeError):
@@ -123,18 +125,16 @@ def _line_counts(result: dict[str, Any]) -> tuple[int, int, tuple[str, ...]]:
     return len(lines), len(denied), kinds
 
 
-def _handle(worker: Worker, record: int, raw: bytes) -> _Outcome:
+def _handle(worker: Worker, record: int, item: Claim | ClaimError) -> _Outcome:
     """Never raises for a bad claim or a failing worker: the run must go on."""
-    try:
-        claim = parse_claim_text(raw.decode("utf-8-sig"), record=record)
-    except UnicodeDecodeError as e:
-        return _error(record, None, [Problem("$", f"not UTF-8: {e.reason} at byte {e.start}")])
-    except ClaimError as e:
-        return _error(record, e.claim_id, e.problems)
+    if isinstance(item, ClaimError):
+        return _error(record, item.claim_id, item.problems)
+    claim = item
     try:
         result = worker(claim)
-        lines, denied, kinds = _line_counts(result)
-        return _Outcome(_dumps(result), True, lines, denied, kinds)
+        output, summary = result if isinstance(result, tuple) else (result, result)
+        lines, denied, kinds = _line_counts(summary)
+        return _Outcome(_dumps(output), True, lines, denied, kinds)
     except Exception as e:  # any adjudicator failure becomes this claim's error record
         message = f"adjudication failed: {type(e).__name__}: {e}"
         return _error(record, claim.id, [Problem("$", message)])
@@ -165,21 +165,17 @@ def _init_pool_worker(make_worker: WorkerFactory) -> None:
 def _handle_in_pool(item: Record) -> _Outcome:
     if "error" in _pool_worker:
         raise _pool_worker["error"]
-    return _handle(_pool_worker["worker"], *item)
+    return _handle(_pool_worker["worker"], item.number, item.item)
 
 
 # ---------------------------------------------------------------------------------------------
 # The run
 
 
-def _records(src: IO[bytes]) -> Iterator[Record]:
-    """Non-blank input lines with their 1-based line numbers (blank lines still count).
-
-    The line end is cut so a JSON error's column points into the input line as it is.
-    """
-    for number, raw in enumerate(src, start=1):
-        if raw.strip():
-            yield number, raw.rstrip(b"\r\n")
+def _records(src: IO[bytes], input_format: InputFormat | None = None) -> Iterator[Record]:
+    """One record per claim, numbered: JSONL by input line (blank lines still count), X12 and
+    FHIR by the claim's place in the file (engine.formats reads and detects them)."""
+    return read_records(src, input_format, getattr(src, "name", ""))
 
 
 class _ReadAhead:
@@ -214,7 +210,7 @@ def _outcomes(
 ) -> Iterator[Iterator[_Outcome]]:
     if workers == 1:
         worker = _start(make_worker)
-        yield (_handle(worker, number, raw) for number, raw in records)
+        yield (_handle(worker, r.number, r.item) for r in records)
         return
     read_ahead = _ReadAhead(workers * CHUNKSIZE * READ_AHEAD_CHUNKS)
     with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker,)) as pool:
@@ -234,13 +230,16 @@ class _RateColumn(ProgressColumn):
         return Text(f"{shown} claims/s", style="progress.data.speed")
 
 
-def _count_records(path: Path) -> int:
+def _count_records(path: Path, input_format: InputFormat | None) -> int | None:
+    """JSONL records are its non-blank lines; an X12 or FHIR file is counted as it is read."""
     with path.open("rb") as src:
-        return sum(1 for _ in _records(src))
+        if (input_format or detect_format(src.peek(65536))) != "json":
+            return None
+        return sum(1 for raw in src if raw.strip())
 
 
 @contextmanager
-def _progress(in_path: Path, wanted: bool) -> Iterator[Callable[[], None]]:
+def _progress(in_path: Path, wanted: bool, input_format: InputFormat | None = None) -> Iterator[Callable[[], None]]:
     """Yield a tick function; a live bar only for a person watching a terminal."""
     console = Console(stderr=True)
     if not (wanted and console.is_interactive):
@@ -251,7 +250,7 @@ def _progress(in_path: Path, wanted: bool) -> Iterator[Callable[[], None]]:
     # stdout may be the output stream: the bar must not capture it.
     with Progress(*columns, console=console, redirect_stdout=False,
                   redirect_stderr=False) as bar:
-        task = bar.add_task("claims", total=_count_records(in_path))
+        task = bar.add_task("claims", total=_count_records(in_path, input_format))
         yield lambda: bar.advance(task)
 
 
@@ -290,6 +289,7 @@ def run_batch(
     workers: int,
     make_worker: WorkerFactory,
     progress: bool,
+    input_format: InputFormat | None = None,
 ) -> BatchSummary:
     """Adjudicate every claim of a JSONL file, writing one result line per claim in order.
 
@@ -306,8 +306,8 @@ def run_batch(
             raise ValueError(f"output {out_path} is the input file")
         with (
             _output(out_path) as out,
-            _outcomes(_records(src), workers, make_worker) as outcomes,
-            _progress(in_path, progress) as tick,
+            _outcomes(_records(src, input_format), workers, make_worker) as outcomes,
+            _progress(in_path, progress, input_format) as tick,
         ):
             for outcome in outcomes:
                 out.write(outcome.line)

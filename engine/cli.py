@@ -19,6 +19,11 @@ from engine.diagnostics import DiagnosticError
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 KB_OPTION = click.option("--kb", "kb_dir", type=click.Path(path_type=Path), default=None,
                          help="KB directory (default: the bundled kb/, or $POLICYKB_KB).")
+INPUT_FORMAT_OPTION = click.option(
+    "--input-format", type=click.Choice(["json", "x12", "fhir"]), default=None,
+    help="Claim format: claim JSON, X12 5010 837P, FHIR R4 Claim/Bundle (default: detected).")
+X12_OPTION = click.option("--x12", "as_x12", is_flag=True,
+                          help="With --format 835: write an X12 5010 835 transaction instead of JSON.")
 
 def _console(stderr: bool = False) -> Console:
     """Full width on a terminal; a wide fixed width when piped, so trees are never cropped."""
@@ -123,10 +128,11 @@ def _source_line(kb, root: Path):
     return get
 
 
-def _load_claims_or_exit(path: Path):
-    from engine.claims import ClaimError, ClaimFileError, load_claims
+def _load_claims_or_exit(path: Path, input_format=None):
+    from engine.claims import ClaimError, ClaimFileError
+    from engine.formats import load_claims_any
     try:
-        return load_claims(path)
+        return load_claims_any(path, input_format)
     except FileNotFoundError:
         err.print(f"[bold red]{path}: no such file[/]")
     except OSError as exc:
@@ -139,15 +145,18 @@ def _load_claims_or_exit(path: Path):
 
 @main.command()
 @click.argument("claim_file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "fhir", "835"]), default="text",
+              show_default=True, help="fhir: a FHIR R4 ClaimResponse; 835: CAS/LQ adjustments per line.")
+@X12_OPTION
+@INPUT_FORMAT_OPTION
 @click.option("--line", "line_no", type=int, default=None, help="Only this claim line.")
 @click.option("--why-not", "why_not", metavar="RULE", default=None,
               help="Why RULE did not fire for --line N: the first condition that failed.")
 @click.option("--no-proofs", is_flag=True, help="Leave out the proof trees.")
 @click.option("--no-remedies", is_flag=True, help="Do not search for claim changes that would pay.")
 @KB_OPTION
-def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None, no_proofs: bool,
-            no_remedies: bool, kb_dir: Path | None) -> None:
+def explain(claim_file: Path, fmt: str, as_x12: bool, input_format: str | None, line_no: int | None,
+            why_not: str | None, no_proofs: bool, no_remedies: bool, kb_dir: Path | None) -> None:
     """Decide every line of a claim and say why: rule, facts, sources, denial codes, remedies.
 
     \b
@@ -155,12 +164,21 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
       policykb explain examples/office-96372-with-em.json
       policykb explain claim.json --format json --line 2
       policykb explain claim.json --line 1 --why-not inj.facility_em
+      policykb explain examples/x12/office-96372-with-em.x12 --format 835 --x12
+      policykb explain examples/fhir/office-96372-with-em.json --format fhir
     """
     from engine.render.text import render_claim, render_why_not
-    claims = _load_claims_or_exit(claim_file)
+    if as_x12 and fmt != "835":
+        err.print("[bold red]--x12 goes with --format 835[/]")
+        sys.exit(EXIT_INPUT)
+    if why_not and fmt in ("fhir", "835"):
+        err.print("[bold red]--why-not answers in text or json, not as a claim response[/]")
+        sys.exit(EXIT_INPUT)
+    claims = _load_claims_or_exit(claim_file, input_format)
     if why_not and line_no is None:
         err.print("[bold red]--why-not needs --line N[/]")
         sys.exit(EXIT_INPUT)
+    answers = []
     kb = _open_kb(kb_dir)
     for claim in claims:
         if line_no is not None and all(ln.line != line_no for ln in claim.lines):
@@ -177,13 +195,21 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
                 render_why_not(w, line_no, out)  # type: ignore[arg-type]
             continue
         result = kb.adjudicate(claim, proofs=not no_proofs, remedies=not no_remedies)
-        if fmt == "json":
+        if fmt in ("fhir", "835"):
+            data = result.to_dict()
+            if line_no is not None:
+                data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]  # type: ignore[index]
+            answers.append((claim, data))
+        elif fmt == "json":
             data = result.to_dict()
             if line_no is not None:
                 data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]  # type: ignore[index]
             sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         else:
             render_claim(result, out, only_line=line_no, proofs=not no_proofs)
+    if answers:
+        from engine.formats.output import render_many
+        sys.stdout.write(render_many(answers, fmt, x12=as_x12))  # type: ignore[arg-type]
 
 
 @main.command()
@@ -192,8 +218,13 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
               help="Write results here (JSONL); default standard output.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
 @click.option("--proofs", is_flag=True, help="Include proof trees in each result (slower).")
+@click.option("--format", "fmt", type=click.Choice(["json", "fhir", "835"]), default="json", show_default=True,
+              help="Each record as our result JSON, a FHIR R4 ClaimResponse, or 835 CAS/LQ adjustments.")
+@X12_OPTION
+@INPUT_FORMAT_OPTION
 @KB_OPTION
-def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir: Path | None) -> None:
+def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, fmt: str, as_x12: bool,
+          input_format: str | None, kb_dir: Path | None) -> None:
     """Adjudicate a JSONL file of claims: one result line per input line, in order.
 
     A claim that cannot be read yields an error record naming its input line and field; the
@@ -202,6 +233,8 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir
     \b
     Example:
       policykb scrub examples/batch.jsonl -o results.jsonl --workers 2
+      policykb scrub claims.x12 --format fhir -o responses.ndjson   # a multi-claim 837P
+      policykb scrub bundle.json --format 835 --x12 -o answer.835   # a FHIR Bundle of Claims
     """
     from engine.api import make_worker
     from engine.batch import WorkerStartError, render_summary, run_batch
@@ -209,18 +242,51 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, kb_dir
     if not in_file.is_file():
         err.print(f"[bold red]{in_file}: no such file[/]")
         sys.exit(EXIT_INPUT)
+    if as_x12 and fmt != "835":
+        err.print("[bold red]--x12 goes with --format 835[/]")
+        sys.exit(EXIT_INPUT)
     _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
     factory = functools.partial(make_worker, str(kb_dir or default_kb_dir()), None, proofs, False)
+    if fmt != "json":
+        from engine.formats.output import make_worker as format_worker
+        factory = functools.partial(format_worker, fmt, str(kb_dir or default_kb_dir()), None, proofs)
+    records_to = output
+    if as_x12:
+        import tempfile
+        records_to = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     try:
-        summary = run_batch(in_file, output, workers=workers, make_worker=factory, progress=True)
+        summary = run_batch(in_file, records_to, workers=workers, make_worker=factory, progress=True,
+                            input_format=input_format)  # type: ignore[arg-type]
     except WorkerStartError as exc:
         err.print(f"[bold red]workers could not start: {exc}[/]")
         sys.exit(EXIT_FAIL)
     except (OSError, ValueError) as exc:
         err.print(f"[bold red]{exc}[/]")
         sys.exit(EXIT_INPUT)
+    if as_x12:
+        _write_835(records_to, output)  # type: ignore[arg-type]
     render_summary(summary, err)
     sys.exit(summary.exit_code)
+
+
+def _write_835(records: Path, output: Path | None) -> None:
+    """The scrub's 835 records as one X12 835; unreadable claims are listed here instead."""
+    from engine.formats.output import jsonl_to_835
+    try:
+        if output is None:
+            skipped = jsonl_to_835(records, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8") as fh:
+                skipped = jsonl_to_835(records, fh)
+    finally:
+        records.unlink()
+    for rec in skipped:
+        e = rec["error"]
+        for p in e["problems"]:
+            err.print(f"record {e['record']}: claim {e['claim'] or '?'}: {p['field']}: {p['message']}",
+                      highlight=False, markup=False)
+    if skipped:
+        err.print(f"[bold red]{len(skipped)} record(s) could not be read and are not in the 835[/]")
 
 
 @main.command()

@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from engine.claims import Claim, Drug, Line, load_claims
+from engine.claims import Claim, ClaimError, Drug, Line, load_claims, parse_claim_text
 from engine.formats.fhir import (
     CPT_SYSTEM,
     HCPCS_SYSTEM,
@@ -319,7 +319,24 @@ def example_files(root: Path) -> dict[Path, str]:
         out[examples / "x12" / f"{path.stem}.x12"] = to_x12(claims)
         document = to_fhir(claims[0]) if len(claims) == 1 else to_fhir_bundle(claims)
         out[examples / "fhir" / f"{path.stem}.json"] = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    batch = _batch_claims(examples / "batch.jsonl")
+    if batch:
+        out[examples / "x12" / "batch.x12"] = to_x12(batch)
+        out[examples / "fhir" / "batch.json"] = json.dumps(to_fhir_bundle(batch), indent=2, ensure_ascii=False) + "\n"
     return out
+
+
+def _batch_claims(path: Path) -> list[Claim]:
+    """The readable claims of the JSONL batch (its deliberately broken records are left out)."""
+    if not path.is_file():
+        return []
+    claims = []
+    for text in path.read_text(encoding="utf-8").splitlines():
+        try:
+            claims.append(parse_claim_text(text))
+        except ClaimError:
+            continue
+    return claims
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ per record read and one bad claim does not stop the others.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from engine.claims import Claim, ClaimError, ClaimFileError, Problem, load_claim
 InputFormat = Literal["json", "x12", "fhir"]
 INPUT_FORMATS: tuple[InputFormat, ...] = ("json", "x12", "fhir")
 _FHIR_HINT = re.compile(rb'^\s*[\[{]\s*"resourceType"\s*:|"resourceType"\s*:\s*"(Claim|Bundle)"')
+_X12_START = re.compile(rb"[A-Z][A-Z0-9]{1,2}[^A-Za-z0-9\s\"{\[]")
 _PEEK = 65536
 
 
@@ -34,9 +36,10 @@ class ClaimRecord:
 
 
 def detect_format(head: bytes) -> InputFormat:
-    """X12 starts with its ISA segment; FHIR JSON names a resourceType; anything else is ours."""
+    """X12 starts with a segment (ISA, or another one in a broken file); FHIR JSON names a
+    resourceType; anything else is ours."""
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if text.startswith(b"ISA"):
+    if _X12_START.match(text):
         return "x12"
     if _FHIR_HINT.search(text[:_PEEK]):
         return "fhir"
@@ -99,7 +102,9 @@ def _decode(data: bytes, source: str) -> str | ClaimError:
 
 def read_records(src: IO[bytes], input_format: InputFormat | None = None, source: str = "") -> Iterator[ClaimRecord]:
     """Every claim record of a batch input: JSONL (streamed line by line), X12 or FHIR."""
-    head = src.peek(_PEEK) if hasattr(src, "peek") else b""
+    if not hasattr(src, "peek"):  # e.g. BytesIO: buffer it so the head can be looked at
+        src = io.BufferedReader(io.BytesIO(src.read()))
+    head = src.peek(_PEEK)
     fmt = input_format or detect_format(head)
     if fmt == "json":
         yield from _jsonl_records(src)

@@ -75,7 +75,7 @@ class _Ctx:
     isa: int
     gs: int | None
     st: int | None
-    hl: str | None
+    hl: int | None
     claim: int | None
 
 
@@ -85,7 +85,7 @@ class _ClaimScope:
     st: int | None
     gs: int | None
     isa: int
-    hls: set[str]
+    hls: set[int]
     position: int
     diagnoses: list[str] = field(default_factory=list)
     claim_pos: str | None = None
@@ -210,9 +210,11 @@ class _Reader:
         self.isa = 0
         self.gs: int | None = None
         self.st: int | None = None
-        self.hl: str | None = None
-        self.hl_parent: dict[tuple[int | None, str], str] = {}
-        self.members: dict[tuple[int | None, str], dict[str, str]] = {}
+        # HL loops are known by the position of their HL segment: a file may repeat an HL01.
+        self.hl: int | None = None
+        self.hl_by_id: dict[str, int] = {}
+        self.hl_parent: dict[int, int] = {}
+        self.members: dict[int, dict[str, str]] = {}
         self.claim: _ClaimScope | None = None
         self.line: LineDraft | None = None
         self.line_note: str | None = None
@@ -237,7 +239,7 @@ class _Reader:
         elif sid == "GS":
             self.gs, self.st, self.hl = s.pos, None, None
         elif sid == "ST":
-            self.st, self.hl = s.pos, None
+            self.st, self.hl, self.hl_by_id = s.pos, None, {}
             kind, version = s.value("ST01"), s.value("ST03")
             if kind != "837" or not version.startswith("005010X222"):
                 self.wrong_transaction.append(
@@ -249,32 +251,33 @@ class _Reader:
         elif sid in ("SE", "GE", "IEA"):
             self.hl = None
         elif sid == "HL":
-            self.hl = s.value("HL01")
-            parent = s.value("HL02")
-            if parent:
-                self.hl_parent[(self.st, self.hl)] = parent
+            self.hl = s.pos
+            parent = self.hl_by_id.get(s.value("HL02"))
+            if parent is not None:
+                self.hl_parent[s.pos] = parent
+            self.hl_by_id[s.value("HL01")] = s.pos
         elif sid == "CLM":
             self.start_claim(s)
         elif self.claim is not None:
             self.in_claim(s)
         elif sid == "NM1" and self.hl is not None:
-            member = self.members.setdefault((self.st, self.hl), {})
+            member = self.members.setdefault(self.hl, {})
             if s.value("NM101") == "IL":
                 member["id"] = s.value("NM109")
             elif s.value("NM101") == "QC":
                 member["patient"] = ",".join(filter(None, (s.value("NM103"), s.value("NM104"))))
             member["last_nm1"] = s.value("NM101")
         elif sid == "DMG" and self.hl is not None:
-            member = self.members.setdefault((self.st, self.hl), {})
+            member = self.members.setdefault(self.hl, {})
             member["birth"] = s.value("DMG02")
             member["sex"] = s.value("DMG03")
 
-    def hl_chain(self) -> list[str]:
-        chain: list[str] = []
+    def hl_chain(self) -> list[int]:
+        chain: list[int] = []
         h = self.hl
         while h is not None and h not in chain:
             chain.append(h)
-            h = self.hl_parent.get((self.st, h))
+            h = self.hl_parent.get(h)
         return chain
 
     def start_claim(self, s: _Seg) -> None:
@@ -282,7 +285,7 @@ class _Reader:
         chain = self.hl_chain()
         member_id = patient = birth = sex = None
         for h in chain:  # nearest HL first: a 2000C patient, then the 2000B subscriber
-            m = self.members.get((self.st, h), {})
+            m = self.members.get(h, {})
             patient = patient or m.get("patient")
             birth = birth or m.get("birth")
             sex = sex or m.get("sex")
@@ -456,9 +459,19 @@ def _targets(reader: _Reader, pos: int) -> tuple[list[int], int]:
     if ctx.claim is not None:
         return [ctx.claim], pos
     if ctx.hl is not None:
-        return [i for i, c in enumerate(claims) if c.st == ctx.st and ctx.hl in c.hls], ctx.st or pos
+        return [i for i, c in enumerate(claims) if ctx.hl in c.hls], ctx.st or pos
     if ctx.st is not None:
         return [i for i, c in enumerate(claims) if c.st == ctx.st], ctx.st
     if ctx.gs is not None:
         return [i for i, c in enumerate(claims) if c.gs == ctx.gs], ctx.gs
     return [i for i, c in enumerate(claims) if c.isa == ctx.isa], ctx.isa
+
+
+def validation_errors(text: str) -> list[tuple[int, str, str]]:
+    """Every error pyx12 finds in an X12 file (any transaction set it has a map for, 835s
+    included): (segment position, where, message), in file order. A fatal stop is one of them."""
+    segments, tree, fatal = _validate(text.lstrip("\ufeff \t\r\n"))
+    found = sorted(_errors(tree), key=lambda e: e[0])
+    if fatal:
+        found.append((segments[-1].pos if segments else 1, "X12", fatal))
+    return found
