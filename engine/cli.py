@@ -263,6 +263,9 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, fmt: s
     except (OSError, ValueError) as exc:
         err.print(f"[bold red]{exc}[/]")
         sys.exit(EXIT_INPUT)
+    finally:
+        if as_x12 and "summary" not in locals() and records_to is not None:
+            records_to.unlink(missing_ok=True)  # the run failed: no 835 to write
     if as_x12:
         _write_835(records_to, output)  # type: ignore[arg-type]
     render_summary(summary, err)
