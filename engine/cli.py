@@ -198,7 +198,7 @@ def explain(claim_file: Path, fmt: str, as_x12: bool, input_format: str | None, 
         if fmt in ("fhir", "835"):
             data = result.to_dict()
             if line_no is not None:
-                data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]  # type: ignore[index]
+                data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]
             answers.append((claim, data))
         elif fmt == "json":
             data = result.to_dict()
@@ -237,7 +237,7 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, fmt: s
       policykb scrub bundle.json --format 835 --x12 -o answer.835   # a FHIR Bundle of Claims
     """
     from engine.api import make_worker
-    from engine.batch import WorkerStartError, render_summary, run_batch
+    from engine.batch import WorkerFactory, WorkerStartError, render_summary, run_batch
     from engine.kb import default_kb_dir
     if not in_file.is_file():
         err.print(f"[bold red]{in_file}: no such file[/]")
@@ -246,10 +246,10 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, fmt: s
         err.print("[bold red]--x12 goes with --format 835[/]")
         sys.exit(EXIT_INPUT)
     _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
-    factory = functools.partial(make_worker, str(kb_dir or default_kb_dir()), None, proofs, False)
+    factory: WorkerFactory = functools.partial(make_worker, str(kb_dir or default_kb_dir()), None, proofs, False)
     if fmt != "json":
         from engine.formats.output import make_worker as format_worker
-        factory = functools.partial(format_worker, fmt, str(kb_dir or default_kb_dir()), None, proofs)
+        factory = functools.partial(format_worker, fmt, str(kb_dir or default_kb_dir()), None, proofs)  # type: ignore[arg-type]
     records_to = output
     if as_x12:
         import tempfile

@@ -37,6 +37,7 @@ from engine.formats.fhir import (
     RECORD_REVIEWED,
     RECORD_SYSTEM,
 )
+from engine.formats.x12 import DRUG_UNITS
 
 CREATED = "2024-08-01"
 """The date written into converted files (X12 envelope, FHIR created): fixed so output is stable."""
@@ -53,7 +54,6 @@ _CTP_UNITS = {
     "iu": ("F2", Decimal(1)),
     "international units": ("F2", Decimal(1)),
 }
-_X12_UNIT_WORDS = {"ME": "mg", "GR": "g", "ML": "mL", "UN": "units", "F2": "international units"}
 _V2_DEGREE = "http://terminology.hl7.org/CodeSystem/v2-0360"
 
 
@@ -82,7 +82,7 @@ def x12_projection(claim: Claim) -> Claim:
         drug = ln.drug
         if drug is not None:
             qty, unit = _ctp(drug, ln.units)
-            drug = Drug(drug.ndc, drug.name, f"{qty} {_X12_UNIT_WORDS[unit]}")
+            drug = Drug(drug.ndc, drug.name, f"{qty} {DRUG_UNITS[unit]}")
         return dataclasses.replace(ln, rendering_credential=None, documentation=None, drug=drug)
 
     return dataclasses.replace(claim, lines=tuple(line(ln) for ln in claim.lines), history=())
