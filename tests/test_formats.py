@@ -534,3 +534,21 @@ def test_input_format_is_detected_from_content() -> None:
     assert detect_format(json.dumps(to_fhir(load_claims(EXAMPLES[0])[0]), indent=2).encode()) == "fhir"
     assert detect_format(EXAMPLES[0].read_bytes()) == "json"
     assert detect_format(to_x12(load_claims(EXAMPLES[0])).encode()) == "x12"
+
+
+def test_fhir_ndjson_gives_one_record_per_line_in_order() -> None:
+    """Bulk FHIR (one resource per line): a bad line is its own located error record."""
+    claims = [load_claims(p)[0] for p in EXAMPLES[:3]]
+    lines = [json.dumps(to_fhir(c)) for c in claims]
+    lines.insert(1, json.dumps({"resourceType": "Claim", "id": "broken"}))
+    with io.BytesIO("\n".join(lines).encode()) as src:
+        records = list(read_records(src, None, "claims.ndjson"))  # type: ignore[arg-type]
+    assert [r.item.id if isinstance(r.item, Claim) else r.item.claim_id for r in records] == [
+        claims[0].id,
+        "broken",
+        claims[1].id,
+        claims[2].id,
+    ]
+    bad = records[1].item
+    assert isinstance(bad, ClaimError) and bad.source == "claims.ndjson:2"
+    assert {p.field for p in bad.problems} >= {"patient", "insurance"}
