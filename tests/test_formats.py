@@ -552,3 +552,19 @@ def test_fhir_ndjson_gives_one_record_per_line_in_order() -> None:
     bad = records[1].item
     assert isinstance(bad, ClaimError) and bad.source == "claims.ndjson:2"
     assert {p.field for p in bad.problems} >= {"patient", "insurance"}
+
+
+def test_error_records_survive_the_trip_to_a_worker_process() -> None:
+    """scrub --workers N pickles each record; a located error must arrive whole."""
+    import pickle
+
+    with (ROOT / "examples" / "x12" / "batch.x12").open("rb") as src:
+        records = list(read_records(src, None, "batch.x12"))
+    bad = next(r for r in records if isinstance(r.item, ClaimError))
+    back = pickle.loads(pickle.dumps(bad))
+    assert back.number == bad.number and isinstance(back.item, ClaimError)
+    assert (back.item.claim_id, back.item.problems, back.item.source) == (
+        bad.item.claim_id,
+        bad.item.problems,
+        "batch.x12",
+    )

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from engine.claims import Claim, ClaimError, ClaimFileError, Problem, load_claims, parse_claim_text
 
@@ -33,6 +33,20 @@ class ClaimRecord:
 
     number: int
     item: Claim | ClaimError
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Records go to scrub's worker processes; an exception with its own __init__ does not
+        pickle by itself, so send a ClaimError as its parts."""
+        if isinstance(self.item, ClaimError):
+            e = self.item
+            return (_error_record, (self.number, e.claim_id, e.problems, e.source, e.record))
+        return (ClaimRecord, (self.number, self.item))
+
+
+def _error_record(
+    number: int, claim_id: str | None, problems: list[Problem], source: str | None, record: int | None
+) -> ClaimRecord:
+    return ClaimRecord(number, ClaimError(claim_id, problems, source, record))
 
 
 def detect_format(head: bytes) -> InputFormat:
