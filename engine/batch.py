@@ -35,12 +35,14 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from engine.claims import Claim, ClaimError, Problem, parse_claim_text
+from engine.claims import Claim, ClaimError, Problem
+from engine.formats import ClaimRecord, InputFormat, detect_format, read_records
 
-Worker = Callable[[Claim], dict[str, Any]]
+Worker = Callable[[Claim], dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]
 """Adjudicates one claim into a JSON-able result dict. The summary reads only
 `{"lines": [{"decision": "deny"|"pay", "reasons": [{"kind": ..., "severity": ...}]}]}`;
-the whole dict is written out as it is."""
+the whole dict is written out as it is. A worker writing another format (a FHIR
+ClaimResponse, 835 adjustments) returns (record to write, result for the summary)."""
 WorkerFactory = Callable[[], Worker]
 
 # Claims per task sent to a worker: big enough to amortise the pipe, small enough to keep
@@ -49,7 +51,7 @@ CHUNKSIZE = 16
 # Chunks per worker that may be read ahead of the writer; bounds memory on huge inputs.
 READ_AHEAD_CHUNKS = 2
 
-Record = tuple[int, bytes]
+Record = ClaimRecord
 
 
 class WorkerStartError(RuntimeError):
@@ -124,34 +126,35 @@ def _line_counts(result: dict[str, Any]) -> tuple[int, int, tuple[str, ...]]:
     return len(lines), len(denied), kinds
 
 
-def _read(record: int, raw: bytes) -> Claim | _Outcome:
-    """The one reading of an input record: a claim, or the error record naming line and field."""
-    try:
-        return parse_claim_text(raw.decode("utf-8-sig"), record=record)
-    except UnicodeDecodeError as e:
-        return _error(record, None, [Problem("$", f"not UTF-8: {e.reason} at byte {e.start}")])
-    except ClaimError as e:
-        return _error(record, e.claim_id, e.problems)
+Answer = dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]
 
 
-def _result(record: int, claim: Claim, result: dict[str, Any] | Exception) -> _Outcome:
+def _read(record: Record) -> Claim | _Outcome:
+    """A record as read by engine.formats: its claim, or the error record naming line and field."""
+    if isinstance(record.item, ClaimError):
+        return _error(record.number, record.item.claim_id, record.item.problems)
+    return record.item
+
+
+def _result(record: int, claim: Claim, result: Answer | Exception) -> _Outcome:
     if isinstance(result, Exception):  # any adjudicator failure becomes this claim's error record
         message = f"adjudication failed: {type(result).__name__}: {result}"
         return _error(record, claim.id, [Problem("$", message)])
-    lines, denied, kinds = _line_counts(result)
-    return _Outcome(_dumps(result), True, lines, denied, kinds)
+    output, summary = result if isinstance(result, tuple) else (result, result)
+    lines, denied, kinds = _line_counts(summary)
+    return _Outcome(_dumps(output), True, lines, denied, kinds)
 
 
-def _handle(worker: Worker, record: int, raw: bytes) -> _Outcome:
+def _handle(worker: Worker, record: Record) -> _Outcome:
     """Never raises for a bad claim or a failing worker: the run must go on."""
-    claim = _read(record, raw)
+    claim = _read(record)
     if isinstance(claim, _Outcome):
         return claim
     try:
-        result: dict[str, Any] | Exception = worker(claim)
+        result: Answer | Exception = worker(claim)
     except Exception as e:
         result = e
-    return _result(record, claim, result)
+    return _result(record.number, claim, result)
 
 
 def _handle_chunk(worker: Worker, items: list[Record]) -> list[_Outcome]:
@@ -159,11 +162,11 @@ def _handle_chunk(worker: Worker, items: list[Record]) -> list[_Outcome]:
     decides all valid claims of the chunk at once; others claim by claim."""
     many = getattr(worker, "many", None)
     if many is None:
-        return [_handle(worker, number, raw) for number, raw in items]
-    read = [(number, _read(number, raw)) for number, raw in items]
+        return [_handle(worker, record) for record in items]
+    read = [(record.number, _read(record)) for record in items]
     claims = [c for _n, c in read if isinstance(c, Claim)]
     try:
-        results: list[dict[str, Any] | Exception] = list(many(claims)) if claims else []
+        results: list[Answer | Exception] = list(many(claims)) if claims else []
     except Exception as e:
         results = [e] * len(claims)
     answers = iter(results)
@@ -202,14 +205,10 @@ def _handle_in_pool(items: list[Record]) -> list[_Outcome]:
 # The run
 
 
-def _records(src: IO[bytes]) -> Iterator[Record]:
-    """Non-blank input lines with their 1-based line numbers (blank lines still count).
-
-    The line end is cut so a JSON error's column points into the input line as it is.
-    """
-    for number, raw in enumerate(src, start=1):
-        if raw.strip():
-            yield number, raw.rstrip(b"\r\n")
+def _records(src: IO[bytes], input_format: InputFormat | None = None) -> Iterator[Record]:
+    """One record per claim, numbered: JSONL by input line (blank lines still count), X12 and
+    FHIR by the claim's place in the file (engine.formats reads and detects them)."""
+    return read_records(src, input_format, getattr(src, "name", ""))
 
 
 class _ReadAhead:
@@ -280,13 +279,18 @@ class _RateColumn(ProgressColumn):
         return Text(f"{shown} claims/s", style="progress.data.speed")
 
 
-def _count_records(path: Path) -> int:
+def _count_records(path: Path, input_format: InputFormat | None) -> int | None:
+    """JSONL records are its non-blank lines; an X12 or FHIR file is counted as it is read."""
     with path.open("rb") as src:
-        return sum(1 for _ in _records(src))
+        if (input_format or detect_format(src.peek(65536))) != "json":
+            return None
+        return sum(1 for raw in src if raw.strip())
 
 
 @contextmanager
-def _progress(in_path: Path, wanted: bool, done: int = 0) -> Iterator[Callable[[], None]]:
+def _progress(
+    in_path: Path, wanted: bool, done: int = 0, input_format: InputFormat | None = None
+) -> Iterator[Callable[[], None]]:
     """Yield a tick function; a live bar only for a person watching a terminal."""
     console = Console(stderr=True)
     if not (wanted and console.is_interactive):
@@ -297,7 +301,7 @@ def _progress(in_path: Path, wanted: bool, done: int = 0) -> Iterator[Callable[[
     # stdout may be the output stream: the bar must not capture it.
     with Progress(*columns, console=console, redirect_stdout=False,
                   redirect_stderr=False) as bar:
-        task = bar.add_task("claims", total=_count_records(in_path), completed=done)
+        task = bar.add_task("claims", total=_count_records(in_path, input_format), completed=done)
         yield lambda: bar.advance(task)
 
 
@@ -362,6 +366,7 @@ def run_batch(
     progress: bool,
     chunk: int = CHUNKSIZE,
     resume: bool = False,
+    input_format: InputFormat | None = None,
 ) -> BatchSummary:
     """Adjudicate every claim of a JSONL file, writing one result line per claim in order.
 
@@ -383,7 +388,7 @@ def run_batch(
     with in_path.open("rb") as src:
         if out_path is not None and out_path.exists() and out_path.samefile(in_path):
             raise ValueError(f"output {out_path} is the input file")
-        records = _records(src)
+        records = _records(src, input_format)
         done = _resume(out_path, tally) if resume and out_path is not None else None
         if done:
             skipped = sum(1 for _ in itertools.islice(records, done))
@@ -392,7 +397,7 @@ def run_batch(
         with (
             _output(out_path, append=done is not None) as out,
             _outcomes(records, workers, make_worker, chunk) as outcomes,
-            _progress(in_path, progress, done or 0) as tick,
+            _progress(in_path, progress, done or 0, input_format) as tick,
         ):
             for outcome in outcomes:
                 out.write(outcome.line)

@@ -23,6 +23,11 @@ EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 EXIT_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool stopped by a closed pipe
 KB_OPTION = click.option("--kb", "kb_dir", type=click.Path(path_type=Path), default=None,
                          help="KB directory (default: the bundled kb/, or $POLICYKB_KB).")
+INPUT_FORMAT_OPTION = click.option(
+    "--input-format", type=click.Choice(["json", "x12", "fhir"]), default=None,
+    help="Claim format: claim JSON, X12 5010 837P, FHIR R4 Claim/Bundle (default: detected).")
+X12_OPTION = click.option("--x12", "as_x12", is_flag=True,
+                          help="With --format 835: write an X12 5010 835 transaction instead of JSON.")
 
 class _Console(Console):
     def on_broken_pipe(self) -> None:
@@ -160,13 +165,14 @@ def _source_line(kb, root: Path):
     return get
 
 
-def _load_claims_or_exit(path: Path):
-    """The claims of a file (`-`: standard input) and whether it held a JSON array."""
-    from engine.claims import ClaimError, ClaimFileError, read_claims
+def _load_claims_or_exit(path: Path, input_format: str | None = None):
+    """The claims of a file (`-`: standard input) in any format, and whether it held several."""
+    from engine.claims import ClaimError, ClaimFileError
+    from engine.formats import read_claims_any
     name = "<stdin>" if str(path) == "-" else str(path)
     try:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
-        return read_claims(data, name)
+        return read_claims_any(data, name, input_format)  # type: ignore[arg-type]
     except FileNotFoundError:
         err.print(f"[bold red]{name}: no such file[/]")
     except OSError as exc:
@@ -179,7 +185,10 @@ def _load_claims_or_exit(path: Path):
 
 @main.command()
 @click.argument("claim_file", type=click.Path(path_type=Path, allow_dash=True))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "fhir", "835"]), default="text",
+              show_default=True, help="fhir: a FHIR R4 ClaimResponse; 835: CAS/LQ adjustments per line.")
+@X12_OPTION
+@INPUT_FORMAT_OPTION
 @click.option("--line", "line_no", type=int, default=None, help="Only this claim line.")
 @click.option("--why-not", "why_not", metavar="RULE", default=None,
               help="Why RULE did not fire for --line N: the first condition that failed.")
@@ -187,8 +196,8 @@ def _load_claims_or_exit(path: Path):
 @click.option("--no-remedies", is_flag=True, help="Do not search for claim changes that would pay.")
 @click.option("--trace", is_flag=True, help="Text output: also print each reason's full derivation.")
 @KB_OPTION
-def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None, no_proofs: bool,
-            no_remedies: bool, trace: bool, kb_dir: Path | None) -> None:
+def explain(claim_file: Path, fmt: str, as_x12: bool, input_format: str | None, line_no: int | None,
+            why_not: str | None, no_proofs: bool, no_remedies: bool, trace: bool, kb_dir: Path | None) -> None:
     """Decide every line of a claim and say why: rule, facts, sources, denial codes, remedies.
 
     CLAIM_FILE holds one claim object or an array of them; `-` reads standard input. With
@@ -201,12 +210,21 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
       policykb explain claim.json --line 2 --trace     # with the full proof
       policykb explain claim.json --line 1 --why-not inj.facility_em
       cat claim.json | policykb explain - --format json
+      policykb explain examples/x12/office-96372-with-em.x12 --format 835 --x12
+      policykb explain examples/fhir/office-96372-with-em.json --format fhir
     """
     from engine.render.text import render_claim, render_why_not
-    claims, is_array = _load_claims_or_exit(claim_file)
+    if as_x12 and fmt != "835":
+        err.print("[bold red]--x12 goes with --format 835[/]")
+        sys.exit(EXIT_INPUT)
+    if why_not and fmt in ("fhir", "835"):
+        err.print("[bold red]--why-not answers in text or json, not as a claim response[/]")
+        sys.exit(EXIT_INPUT)
+    claims, is_array = _load_claims_or_exit(claim_file, input_format)
     if why_not and line_no is None:
         err.print("[bold red]--why-not needs --line N[/]")
         sys.exit(EXIT_INPUT)
+    answers = []
     for claim in claims:
         if line_no is not None and all(ln.line != line_no for ln in claim.lines):
             err.print(f"[bold red]claim {claim.id} has no line {line_no}[/]")
@@ -226,7 +244,12 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
                 render_why_not(w, line_no, out)
             continue
         result = kb.adjudicate(claim, proofs=not no_proofs, remedies=not no_remedies)
-        if fmt == "json":
+        if fmt in ("fhir", "835"):
+            data = result.to_dict()
+            if line_no is not None:
+                data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]
+            answers.append((claim, data))
+        elif fmt == "json":
             data = result.to_dict()
             if line_no is not None:
                 data["lines"] = [ln for ln in data["lines"] if ln["line"] == line_no]
@@ -236,6 +259,9 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
     if fmt == "json":
         document = results if is_array else results[0]
         sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    if answers:
+        from engine.formats.output import render_many
+        sys.stdout.write(render_many(answers, fmt, x12=as_x12))  # type: ignore[arg-type]
 
 
 @main.command()
@@ -249,9 +275,13 @@ def explain(claim_file: Path, fmt: str, line_no: int | None, why_not: str | None
                    "and fail any record they disagree on.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run: keep the complete records already "
                                             "in the output file and decide only the rest.")
+@click.option("--format", "fmt", type=click.Choice(["json", "fhir", "835"]), default="json", show_default=True,
+              help="Each record as our result JSON, a FHIR R4 ClaimResponse, or 835 CAS/LQ adjustments.")
+@X12_OPTION
+@INPUT_FORMAT_OPTION
 @KB_OPTION
-def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine: str, resume: bool,
-          kb_dir: Path | None) -> None:
+def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine: str, resume: bool, fmt: str,
+          as_x12: bool, input_format: str | None, kb_dir: Path | None) -> None:
     """Adjudicate a JSONL file of claims: one result line per input line, in order.
 
     A claim that cannot be read yields an error record naming its input line and field; the
@@ -262,22 +292,39 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine
       policykb scrub examples/batch.jsonl -o results.jsonl --workers 2
       policykb scrub claims.jsonl -o results.jsonl --engine both   # check the engines agree
       policykb scrub claims.jsonl -o results.jsonl --resume        # after an interruption
+      policykb scrub claims.x12 --format fhir -o responses.ndjson   # a multi-claim 837P
+      policykb scrub bundle.json --format 835 --x12 -o answer.835   # a FHIR Bundle of Claims
     """
     from engine.api import make_worker
     from engine.backends import CHUNK_CLAIMS
-    from engine.batch import WorkerStartError, render_summary, run_batch
+    from engine.batch import WorkerFactory, WorkerStartError, render_summary, run_batch
     from engine.kb import default_kb_dir
     if not in_file.is_file():
         err.print(f"[bold red]{in_file}: no such file[/]")
         sys.exit(EXIT_INPUT)
+    if as_x12 and fmt != "835":
+        err.print("[bold red]--x12 goes with --format 835[/]")
+        sys.exit(EXIT_INPUT)
+    if resume and fmt != "json":
+        err.print("[bold red]--resume continues a run of result JSON records; it does not go with --format fhir or 835[/]")
+        sys.exit(EXIT_INPUT)
     kb = _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
-    factory = functools.partial(make_worker, str(kb_dir or default_kb_dir()), None, proofs, False, engine, workers)
+    root = str(kb_dir or default_kb_dir())
+    factory: WorkerFactory = functools.partial(make_worker, root, None, proofs, False, engine, workers)
+    if fmt != "json":
+        from engine.formats.output import make_worker as format_worker
+        factory = functools.partial(format_worker, fmt, root, None, proofs, engine, workers)  # type: ignore[arg-type]
     if engine != "pydatalog":
         from engine.backends.duckdb import prepare_tables
         prepare_tables(kb.kb)  # build the DuckDB table files once, before the workers start
+    records_to = output
+    if as_x12:
+        import tempfile
+        records_to = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     try:
-        summary = run_batch(in_file, output, workers=workers, make_worker=factory, progress=True,
-                            chunk=CHUNK_CLAIMS if engine != "pydatalog" else 16, resume=resume)
+        summary = run_batch(in_file, records_to, workers=workers, make_worker=factory, progress=True,
+                            chunk=CHUNK_CLAIMS if engine != "pydatalog" else 16, resume=resume,
+                            input_format=input_format)  # type: ignore[arg-type]
     except WorkerStartError as exc:
         err.print(f"[bold red]workers could not start: {exc}[/]")
         sys.exit(EXIT_FAIL)
@@ -286,8 +333,33 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine
     except (OSError, ValueError) as exc:
         err.print(f"[bold red]{exc}[/]")
         sys.exit(EXIT_INPUT)
+    finally:
+        if as_x12 and "summary" not in locals() and records_to is not None:
+            records_to.unlink(missing_ok=True)  # the run failed: no 835 to write
+    if as_x12:
+        _write_835(records_to, output)  # type: ignore[arg-type]
     render_summary(summary, err)
     sys.exit(summary.exit_code)
+
+
+def _write_835(records: Path, output: Path | None) -> None:
+    """The scrub's 835 records as one X12 835; unreadable claims are listed here instead."""
+    from engine.formats.output import jsonl_to_835
+    try:
+        if output is None:
+            skipped = jsonl_to_835(records, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8") as fh:
+                skipped = jsonl_to_835(records, fh)
+    finally:
+        records.unlink()
+    for rec in skipped:
+        e = rec["error"]
+        for p in e["problems"]:
+            err.print(f"record {e['record']}: claim {e['claim'] or '?'}: {p['field']}: {p['message']}",
+                      highlight=False, markup=False)
+    if skipped:
+        err.print(f"[bold red]{len(skipped)} record(s) could not be read and are not in the 835[/]")
 
 
 @main.command()
