@@ -579,9 +579,9 @@ def _decode(text: str, source: str | None, record: int | None) -> Any:
     except json.JSONDecodeError as e:
         message = f"malformed JSON: {e.msg} at line {e.lineno}, column {e.colno}"
     except ValueError as e:  # e.g. an integer of more than 4300 digits
-        message = f"unusable JSON: {e}"
+        message = f"malformed JSON: {e}"
     except RecursionError:
-        message = "unusable JSON: nested too deeply"
+        message = "malformed JSON: nested too deeply"
     raise ClaimError(None, [Problem("$", message)], source, record) from None
 
 

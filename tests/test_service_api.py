@@ -90,7 +90,7 @@ def test_adjudicate_office_claim_denies_the_em_line_under_ncci(client: TestClien
     assert {ln["line"]: ln["decision"] for ln in result["lines"]} == {1: "pay", 2: "deny", 3: "pay"}
     reason = result["lines"][1]["reasons"][0]
     assert (reason["rule"], reason["kind"], reason["group"]) == ("ncci.ptp", "ncci_ptp", "CO")
-    assert reason["proof"] == {} and reason["remedies"] == []  # both are opt-in on the API
+    assert reason["proof"] == {} and reason["remedies"] is None  # both are opt-in on the API (null: not searched)
 
 
 def test_query_flags_add_proofs_and_remedies(client: TestClient) -> None:
@@ -229,16 +229,38 @@ def test_unknown_code_is_404(client: TestClient) -> None:
     assert_problem(client.get("/v1/codes/ZZ999"), 404)
 
 
-def test_formats_not_served_yet_answer_415_and_406(client: TestClient) -> None:
+def test_fhir_and_x12_claims_get_the_json_claims_decisions(client: TestClient) -> None:
+    """The same claim sent as our JSON, a FHIR Claim and an 837P gets the same decisions and
+    reasons (the 837P version carries no record review, so the office example, which needs none
+    for these decisions, is the one compared)."""
+    want = post_claim(client, OFFICE.read_bytes()).json()
+    shape = [(ln["line"], ln["decision"], ln["primary"], [r["rule"] for r in ln["reasons"]]) for ln in want["lines"]]
+    fhir = (ROOT / "examples" / "fhir" / OFFICE.name).read_bytes()
+    x12 = (ROOT / "examples" / "x12" / OFFICE.with_suffix(".x12").name).read_bytes()
+    for body, ctype in ((fhir, "application/fhir+json"), (x12, "application/edi-x12"), (x12, "text/plain")):
+        r = post_claim(client, body, **{"Content-Type": ctype})
+        assert r.status_code == 200, r.text
+        got = [(ln["line"], ln["decision"], ln["primary"], [x["rule"] for x in ln["reasons"]]) for ln in r.json()["lines"]]
+        assert got == shape, ctype
+
+
+def test_answers_as_a_claim_response_or_835_adjustments(client: TestClient) -> None:
+    r = post_claim(client, OFFICE.read_bytes(), Accept="application/fhir+json")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
+    response = r.json()
+    assert response["resourceType"] == "ClaimResponse" and response["outcome"] == "complete"
+    reasons = [a["reason"]["coding"][0]["code"] for item in response["item"] for a in item["adjudication"] if "reason" in a]
+    assert "236" in reasons  # the E/M line's NCCI denial, CO-236
+    r = post_claim(client, OFFICE.read_bytes(), Accept="application/edi-x12")
+    assert r.status_code == 200 and r.text.startswith("ISA")
+    assert "CAS*CO*236" in r.text
+
+
+def test_a_bad_fhir_claim_is_a_problem_naming_the_element(client: TestClient) -> None:
     fhir = json.dumps({"resourceType": "Claim", "id": "c1"})
-    assert assert_problem(post_claim(client, fhir, **{"Content-Type": "application/fhir+json"}), 415)["type"].endswith(
-        "format-not-served"
-    )
-    x12 = "ISA*00*          *00*          *ZZ*SUBMITTER~"
-    assert "X12 837P" in assert_problem(post_claim(client, x12, **{"Content-Type": "text/plain"}), 415)["detail"]
+    body = assert_problem(post_claim(client, fhir, **{"Content-Type": "application/fhir+json"}), 422)
+    assert body["problems"] and all(p["field"] for p in body["problems"])
     assert_problem(post_claim(client, "a,b", **{"Content-Type": "text/csv"}), 415)
-    body = assert_problem(post_claim(client, OFFICE.read_bytes(), Accept="application/fhir+json"), 406)
-    assert "FHIR ClaimResponse" in body["detail"]
     ok = post_claim(client, OFFICE.read_bytes(), Accept="application/fhir+json;q=0.9, application/json;q=0.5")
     assert ok.status_code == 200
 

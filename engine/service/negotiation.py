@@ -13,7 +13,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.claims import Claim, ClaimError, Problem, parse_claim_text
+from engine.claims import Claim, ClaimError, ClaimFileError, Problem, parse_claim_text
+from engine.formats import InputFormat, detect_format, out_835, read_claims_any
+from engine.formats.output import render
 from engine.service.problems import ProblemError
 
 JSON = "application/json"
@@ -45,18 +47,43 @@ def _render_json(_claim: Claim, result: dict[str, object]) -> str:
     return json.dumps(result, ensure_ascii=False, sort_keys=True)
 
 
+def _reader(input_format: InputFormat) -> ClaimReader:
+    """One claim from an X12 837P or FHIR body, read and validated by engine.formats."""
+
+    def read(text: str) -> Claim:
+        try:
+            claims, _several = read_claims_any(text.encode("utf-8"), "body", input_format)
+        except ClaimFileError as e:
+            problems = [p for err in e.errors for p in err.problems]
+            raise ClaimError(e.errors[0].claim_id, problems) from None
+        if len(claims) != 1:
+            message = f"the body holds {len(claims)} claims; send one per request (`policykb scrub` takes batches)"
+            raise ClaimError(None, [Problem("$", message)])
+        return claims[0]
+
+    return read
+
+
+def _render_fhir(claim: Claim, result: dict[str, object]) -> str:
+    return json.dumps(render(claim, dict(result), "fhir"), ensure_ascii=False)
+
+
+def _render_835(claim: Claim, result: dict[str, object]) -> str:
+    return out_835.to_x12([out_835.claim_adjustments(claim, dict(result))])
+
+
 # Request Content-Type -> how to read the claim. None: known format, reader not plugged in yet.
 READERS: dict[str, Format] = {
     JSON: Format(JSON, "PolicyKB claim JSON", reader=_read_json),
-    FHIR_JSON: Format(FHIR_JSON, "FHIR Claim", reader=None),  # slot: engine.formats FHIR Claim reader
-    X12: Format(X12, "X12 837P", reader=None),  # slot: engine.formats 837P reader
+    FHIR_JSON: Format(FHIR_JSON, "FHIR Claim", reader=_reader("fhir")),
+    X12: Format(X12, "X12 837P", reader=_reader("x12")),
 }
 
 # Accept -> how to write the answer. None: known format, renderer not plugged in yet.
 RENDERERS: dict[str, Format] = {
     JSON: Format(JSON, "PolicyKB result JSON", renderer=_render_json),
-    FHIR_JSON: Format(FHIR_JSON, "FHIR ClaimResponse", renderer=None),  # slot: engine.formats ClaimResponse
-    X12: Format(X12, "X12 835 adjustment codes", renderer=None),  # slot: engine.formats 835 writer
+    FHIR_JSON: Format(FHIR_JSON, "FHIR ClaimResponse", renderer=_render_fhir),
+    X12: Format(X12, "X12 835 adjustment codes", renderer=_render_835),
 }
 
 _ALIASES = {
@@ -70,18 +97,9 @@ _ALIASES = {
 
 
 def detect(text: str) -> str:
-    """The claim format of a body sent without a usable Content-Type: X12 starts with an ISA
-    segment, a FHIR resource names its resourceType, anything else is read as our JSON."""
-    head = text.lstrip("\ufeff \t\r\n")
-    if head.startswith("ISA"):
-        return X12
-    if head.startswith("{") and '"resourceType"' in head[:4096]:
-        try:
-            if json.loads(text).get("resourceType") == "Claim":
-                return FHIR_JSON
-        except (ValueError, AttributeError):
-            pass
-    return JSON
+    """The claim format of a body sent without a usable Content-Type, as engine.formats
+    detects it (X12 starts with a segment, FHIR names a resourceType, else our JSON)."""
+    return {"x12": X12, "fhir": FHIR_JSON}.get(detect_format(text[:65536].encode("utf-8")), JSON)
 
 
 def reader_for(content_type: str | None, text: str) -> Format:

@@ -2,78 +2,25 @@
 
 The claim is validated by engine/claims.py, not here (its problems name the exact field paths
 the CLI prints); this schema documents the shape and lets Schemathesis generate claims.
-Answers allow extra members, so fields the result gains (`primary`, `because`) stay valid.
+Answers allow extra members, so fields the result gains stay valid.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from engine.claims import MAX_MODIFIERS, MAX_UNITS
+from engine.claim_schema import claim_schema
 
-_TEXT = {"type": "string", "minLength": 1}
-_DATE = {"type": "string", "format": "date", "example": "2024-07-15"}
 
-_SERVICE = {
-    "line": {"type": "integer", "minimum": 1},
-    "service_date": _DATE,
-    "code": {**_TEXT, "description": "CPT or HCPCS code", "example": "96372"},
-    "modifiers": {"type": "array", "items": _TEXT, "maxItems": MAX_MODIFIERS},
-    "units": {"type": "integer", "minimum": 1, "maximum": MAX_UNITS, "default": 1},
-    "pos": {**_TEXT, "description": "place of service, two digits", "example": "11"},
-    "rendering_npi": _TEXT,
-}
+def _claim_schema() -> dict[str, Any]:
+    """The claim's JSON Schema, generated from the claim model (engine/claim_schema.py): the one
+    description the reader, the site and this API share. `$schema` is dropped for embedding."""
+    schema = claim_schema()
+    schema.pop("$schema", None)
+    return schema
 
-CLAIM: dict[str, Any] = {
-    "type": "object",
-    "description": "A claim as PolicyKB's JSON (see engine/claims.py and examples/).",
-    "required": ["id", "patient", "lines"],
-    "properties": {
-        "id": _TEXT,
-        "patient": {
-            "type": "object",
-            "required": ["id"],
-            "properties": {"id": _TEXT, "birth_date": _DATE, "sex": {"type": "string"}},
-        },
-        "lines": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["line", "service_date", "code", "pos", "rendering_npi"],
-                "properties": {
-                    **_SERVICE,
-                    "rendering_credential": {"type": "string"},
-                    "diagnoses": {"type": "array", "items": _TEXT},
-                    "drug": {"type": "object", "properties": {k: {"type": "string"} for k in ("ndc", "name", "dose")}},
-                    "documentation": {
-                        "type": "object",
-                        "properties": {
-                            **{
-                                k: {"type": "string"}
-                                for k in ("drug_name", "dose", "route", "site", "time", "supervision", "monitoring")
-                            },
-                            "administered_by": {
-                                "type": "object",
-                                "properties": {"name": {"type": "string"}, "credential": {"type": "string"}},
-                            },
-                            "diagnosis_linked": {"type": "boolean"},
-                            "consent": {"type": "boolean"},
-                        },
-                    },
-                },
-            },
-        },
-        "history": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["claim_id", "line", "service_date", "code", "pos", "rendering_npi"],
-                "properties": {"claim_id": _TEXT, **_SERVICE},
-            },
-        },
-    },
-}
+
+CLAIM: dict[str, Any] = _claim_schema()
 
 _REASON = {
     "type": "object",
@@ -89,7 +36,12 @@ _REASON = {
         "message": {"type": "string"},
         "sources": {"type": "array", "items": {"type": "string"}},
         "proof": {"type": "object"},
-        "remedies": {"type": "array", "items": {"type": "object"}},
+        "role": {"type": "string", "enum": ["primary", "supporting", "warning", "overridden"]},
+        "because": {"type": ["array", "null"], "items": {"type": "string"}},
+        "citations": {"type": "array", "items": {"type": "object"}},
+        "guidance": {"type": "array", "items": {"type": "string"}},
+        "remedies": {"type": ["array", "null"], "items": {"type": "object"},
+                     "description": "null when remedies were not searched (?remedies=false)"},
         "blocked_options": {"type": "array", "items": {"type": "object"}},
         "overridden_by": {"type": "string"},
     },
@@ -110,6 +62,7 @@ RESULT: dict[str, Any] = {
                     "line": {"type": "integer"},
                     "code": {"type": "string"},
                     "decision": {"type": "string", "enum": ["pay", "deny"]},
+                    "primary": {"type": ["string", "null"], "description": "the primary reason's rule id"},
                     "reasons": {"type": "array", "items": _REASON},
                 },
             },
