@@ -78,7 +78,7 @@ def render_coverage(cov: Coverage, console: Console) -> None:
             Text(", ".join(gaps), style="yellow") if gaps else Text("ok", style="green"),
         )
     console.print(rules)
-    tables = Table(title="stored table rows touched by a case's proof", title_justify="left", header_style="bold")
+    tables = Table(title="table rows touched", title_justify="left", header_style="bold")
     tables.add_column("table")
     tables.add_column("rows", justify="right")
     tables.add_column("touched", justify="right")
