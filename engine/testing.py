@@ -160,6 +160,9 @@ class CaseOutcome:
             d["error"] = self.error
         if self.mismatches:
             d["mismatches"] = [{"line": m.line, "expected": m.expected, "actual": m.actual} for m in self.mismatches]
+            if self.result is not None:  # the actual decisions with their reasons (and proofs when built)
+                wrong = {m.line for m in self.mismatches}
+                d["actual_lines"] = [ln.to_dict() for ln in self.result.lines if str(ln.line) in wrong]
         return d
 
 

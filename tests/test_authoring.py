@@ -184,6 +184,8 @@ def test_coverage_json_on_the_fixture() -> None:
             "actual": {"decision": "deny", "rules": ["fx.remedies"]},
         }
     ]
+    [actual] = failed["actual_lines"]
+    assert actual["reasons"][0]["rule"] == "fx.remedies" and actual["reasons"][0]["proof"]["rule"] == "fx.remedies"
     cov = report["coverage"]
     assert set(cov["never_fired"]) == {"fx.never", "fx.no_case", "fx.override_stated", "fx.override_unstated"}
     assert set(cov["no_near_miss"]) == {"fx.no_case", "fx.override_unstated"}
