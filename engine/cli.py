@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from engine.diagnostics import DiagnosticError
+from engine.diagnostics import DiagnosticError, Severity
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 KB_OPTION = click.option("--kb", "kb_dir", type=click.Path(path_type=Path), default=None,
@@ -89,7 +89,6 @@ def _report_check(root: Path, console: Console, verbose: bool = False, strict: b
     diags = sorted([*kb.diagnostics, *lint_kb(kb)], key=lambda d: d.sort_key())
     if strict:
         import dataclasses
-        from engine.diagnostics import Severity
         diags = [dataclasses.replace(d, severity=Severity.ERROR) for d in diags]
     render_diagnostics([_from_cwd(d, root) for d in diags], _source_line(kb, root), console)
     errors = sum(d.is_error for d in diags)
