@@ -234,3 +234,12 @@ def test_real_kb_coverage(bundled: PolicyKB) -> None:
     assert {"guidance_statement", "guidance_undecidable"} <= set(cov.relations_untouched)
     ptp = next(t for t in cov.tables if t.relation == "ptp")
     assert ptp.rows > 1_000_000 and 1 <= ptp.touched < 100
+
+
+def test_an_unreadable_cases_file_is_a_lint_warning_naming_it(tmp_path: Path) -> None:
+    kb_dir = tmp_path / "mini"
+    kb_dir.mkdir()
+    (kb_dir / "x.dl").write_text(".decl p(x: number)\np(1).\n", encoding="utf-8")
+    (kb_dir / "x.cases.json").write_text("{not json", encoding="utf-8")
+    kb = check_kb(kb_dir, cache_dir=tmp_path / "cache")
+    assert [(d.code, d.location.path) for d in lint.lint_kb(kb)] == [("cases-unreadable", "mini/x.cases.json")]
