@@ -37,6 +37,7 @@ What each code means:
   here), names a code no code table has or a modifier no modifier table (a stored relation whose
   first attribute is `modifier`) has, or uses a `{placeholder}` that is not a variable of the
   rule. Placeholders in `@message` are the checker's own `bad-annotation` error already.
+- `cases-unreadable`: a `.cases.json` file that cannot be read (then `rule-without-case` is skipped).
 """
 
 from __future__ import annotations
