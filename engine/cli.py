@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from engine.diagnostics import DiagnosticError
+from engine.diagnostics import DiagnosticError, Severity
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 EXIT_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool stopped by a closed pipe
@@ -93,19 +93,23 @@ def _open_kb(kb_dir: Path | None):
 @main.command()
 @click.argument("kb_dir", type=click.Path(path_type=Path), required=False)
 @click.option("--verbose", "-v", is_flag=True, help="Also list the tables loaded and what they cost.")
-def check(kb_dir: Path | None, verbose: bool) -> None:
+@click.option("--strict", is_flag=True, help="Treat lint warnings as errors (exit 1 when there are any).")
+def check(kb_dir: Path | None, verbose: bool, strict: bool) -> None:
     """Check a KB: syntax, declarations, arity, types, safety, stratification, annotations,
-    tables. Prints every problem as path:line:col: error[CODE]: message with the source line.
+    tables, then lint (rules without cases, that never fire or are shadowed, code ranges,
+    unknown codes, overrides without precedence, remedies). Prints every problem as
+    path:line:col: error[CODE]: message with the source line.
 
     \b
     Example:
       policykb check kb/
+      policykb check kb/ --strict                      # warnings fail too
     """
     from engine.kb import default_kb_dir
-    sys.exit(_report_check(kb_dir or default_kb_dir(), out, verbose))
+    sys.exit(_report_check(kb_dir or default_kb_dir(), out, verbose, strict))
 
 
-def _report_check(root: Path, console: Console, verbose: bool = False) -> int:
+def _report_check(root: Path, console: Console, verbose: bool = False, strict: bool = False) -> int:
     """Check the KB at `root`, print every problem to `console`; the exit code."""
     from engine.kb import check_kb
     from engine.progress import CacheProgress
@@ -118,9 +122,14 @@ def _report_check(root: Path, console: Console, verbose: bool = False) -> int:
     except DiagnosticError as exc:
         render_diagnostics(exc.diagnostics, lambda p, n: None, err)
         return EXIT_INPUT
-    render_diagnostics([_from_cwd(d, root) for d in kb.diagnostics], _source_line(kb, root), console)
-    errors = len(kb.errors)
-    warnings = len(kb.diagnostics) - errors
+    from engine.lint import lint_kb
+    diags = sorted([*kb.diagnostics, *lint_kb(kb)], key=lambda d: d.sort_key())
+    if strict:
+        import dataclasses
+        diags = [dataclasses.replace(d, severity=Severity.ERROR) for d in diags]
+    render_diagnostics([_from_cwd(d, root) for d in diags], _source_line(kb, root), console)
+    errors = sum(d.is_error for d in diags)
+    warnings = len(diags) - errors
     rules = len(kb.program.rules)
     if verbose:
         from rich.table import Table
@@ -181,6 +190,41 @@ def _load_claims_or_exit(path: Path, input_format: str | None = None):
         err.print("[bold red]The claim file cannot be used:[/]")
         err.print(str(exc), highlight=False, markup=False)
     sys.exit(EXIT_INPUT)
+
+
+@main.command(name="test")
+@click.argument("kb_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--coverage", "with_coverage", is_flag=True,
+              help="Also report rules that never fire or have no near miss, untouched relations and table rows.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--verbose", "-v", is_flag=True, help="Also list the cases that pass.")
+def test_cmd(kb_dir: Path | None, with_coverage: bool, fmt: str, verbose: bool) -> None:
+    """Run the policy cases (**/*.cases.json beside the rules). Exit 1 when a case fails.
+
+    \b
+    Examples:
+      policykb test                        # the bundled kb/
+      policykb test my_kb/ --coverage      # with rule, relation and table-row coverage
+      policykb test --coverage --format json > coverage.json
+    """
+    from engine.kb import default_kb_dir
+    from engine.render.testing import render_report
+    from engine.testing import CaseFileError, run
+    root = kb_dir or default_kb_dir()
+    if not Path(root).is_dir():
+        err.print(f"[bold red]{root}: no such KB directory[/]")
+        sys.exit(EXIT_INPUT)
+    kb = _open_kb(root)
+    try:
+        report = run(kb, Path(root), with_coverage=with_coverage)
+    except CaseFileError as exc:
+        err.print(f"[bold red]{exc}[/]", highlight=False)
+        sys.exit(EXIT_INPUT)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    else:
+        render_report(report, out, verbose=verbose)
+    sys.exit(EXIT_FAIL if report.failed else EXIT_OK)
 
 
 @main.command()

@@ -14,41 +14,22 @@ Besides the cases themselves:
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine import testing
 from engine.api import PolicyKB
-from engine.claims import parse_claim
-from engine.syntax import nodes as A
+from engine.testing import Case
 
 ROOT = Path(__file__).resolve().parent.parent
 KB_DIR = ROOT / "kb"
 
 
-@dataclass(frozen=True)
-class Case:
-    file: Path
-    name: str
-    about: tuple[str, ...]
-    claim: dict[str, Any]
-    expect: dict[str, dict[str, Any]]
-
-    @property
-    def id(self) -> str:
-        return f"{self.file.name.removesuffix('.cases.json')}: {self.name}"
-
-
 def load_cases() -> list[Case]:
-    cases = []
-    for path in sorted(KB_DIR.rglob("*.cases.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        for raw in data["cases"]:
-            cases.append(Case(path, raw["name"], tuple(raw["about"]), raw["claim"], raw["expect"]))
-    return cases
+    """The bundled KB's cases (tests/test_answers.py reads them too)."""
+    return testing.load_cases(KB_DIR)
 
 
 CASES = load_cases()
@@ -60,26 +41,14 @@ def kb() -> PolicyKB:
 
 
 @pytest.fixture(scope="module")
-def results(kb: PolicyKB) -> dict[str, dict[str, Any]]:
-    """Every case adjudicated once, by case id (the coverage tests read them all)."""
-    return {c.id: adjudicate(kb, c) for c in CASES}
+def outcomes(kb: PolicyKB) -> list[testing.CaseOutcome]:
+    """Every case adjudicated once (the coverage tests read them all)."""
+    return testing.run_cases(kb, CASES)
 
 
-def adjudicate(kb: PolicyKB, case: Case) -> dict[str, Any]:
-    return kb.adjudicate(parse_claim(case.claim), proofs=False, remedies=False).to_dict()
-
-
-def observed(line: dict[str, Any]) -> dict[str, Any]:
-    """A result line in the shape of an `expect` entry."""
-    reasons = line["reasons"]
-    out: dict[str, Any] = {
-        "decision": line["decision"],
-        "rules": sorted(r["rule"] for r in reasons if not r.get("overridden_by")),
-    }
-    overridden = sorted(r["rule"] for r in reasons if r.get("overridden_by"))
-    if overridden:
-        out["overridden"] = overridden
-    return out
+@pytest.fixture(scope="module")
+def results(outcomes: list[testing.CaseOutcome]) -> dict[str, dict[str, Any]]:
+    return {o.case.id: o.result.to_dict() for o in outcomes if o.result is not None}
 
 
 def test_cases_found() -> None:
@@ -100,66 +69,22 @@ def test_each_cases_file_sits_next_to_a_rule_file() -> None:
 def test_case(kb: PolicyKB, case: Case) -> None:
     claim_lines = sorted(str(ln["line"]) for ln in case.claim["lines"])
     assert sorted(case.expect) == claim_lines, "expect must list every line of the claim"
-    result = adjudicate(kb, case)
-    got = {str(ln["line"]): observed(ln) for ln in result["lines"]}
-    for number, want in case.expect.items():
-        want = {"decision": want["decision"], "rules": sorted(want["rules"]),
-                **({"overridden": sorted(want["overridden"])} if want.get("overridden") else {})}
-        if "overridden" not in case.expect[number]:
-            got[number].pop("overridden", None)  # not asserted unless the case says
-        assert got[number] == want, f"line {number}"
+    outcome = testing.run_case(kb, case)
+    assert outcome.error is None, outcome.error
+    assert not outcome.mismatches, "\n".join(
+        f"line {m.line}: expected {m.expected}, got {m.actual}" for m in outcome.mismatches)
 
 
 # ---- Coverage: each rule fires in some case and stays quiet in a near miss --------------
 
 
-def rule_observers(kb: PolicyKB) -> dict[str, list[tuple[str, str | None]]]:
-    """Rule id -> how to see it in a result: (reason rule, overridden_by) pairs.
-
-    A rule deriving `deny(_, "id")` or `warn(_, "id")` shows as a reason with that id (in force
-    or overridden); a rule deriving `overridden(_, "rule", "by")` shows as a reason `rule`
-    marked overridden by `by`.
-    """
-    out: dict[str, list[tuple[str, str | None]]] = {}
-    for rule in kb.kb.program.rules:
-        rid = rule.rule_id
-        if not rid:
-            continue
-        head = rule.head
-        consts = [a.value if isinstance(a, A.Const) else None for a in head.args]
-        if head.pred in ("deny", "warn"):
-            assert consts[1] == rid, f"{rid}: head {head} names another rule id"
-            out.setdefault(rid, []).append((rid, None))
-        elif head.pred == "overridden":
-            assert isinstance(consts[1], str) and isinstance(consts[2], str), str(head)
-            out.setdefault(rid, []).append((consts[1], consts[2]))
-        else:
-            pytest.fail(f"{rid}: no way to observe a rule deriving {head.pred}")
-    return out
-
-
-def fires(result: dict[str, Any], signs: list[tuple[str, str | None]]) -> bool:
-    for line in result["lines"]:
-        for r in line["reasons"]:
-            for rule, by in signs:
-                if r["rule"] == rule and (by is None or r.get("overridden_by") == by):
-                    return True
-    return False
-
-
 def test_every_rule_has_a_firing_case_and_a_near_miss(
-        kb: PolicyKB, results: dict[str, dict[str, Any]]) -> None:
-    observers = rule_observers(kb)
-    assert observers, "the KB has no rules with an @id"
-    missing = []
-    for rid, signs in sorted(observers.items()):
-        about = [c for c in CASES if rid in c.about]
-        fired = [c.id for c in about if fires(results[c.id], signs)]
-        quiet = [c.id for c in about if not fires(results[c.id], signs)]
-        if not fired:
-            missing.append(f"{rid}: no case about it where it fires")
-        if not quiet:
-            missing.append(f"{rid}: no near-miss case about it where it does not fire")
+        kb: PolicyKB, outcomes: list[testing.CaseOutcome]) -> None:
+    cov = testing.coverage(kb, outcomes)
+    assert cov.rules, "the KB has no rules with an @id"
+    assert not cov.unobserved_rules, "rules with an @id whose effect no result shows"
+    missing = [f"{rid}: no case about it where it fires" for rid in cov.never_fired]
+    missing += [f"{rid}: no near-miss case about it where it does not fire" for rid in cov.no_near_miss]
     assert not missing, "\n".join(missing)
 
 

@@ -29,28 +29,64 @@ IsEM = Callable[[str], bool]
 MAX_CANDIDATES = 40
 
 
+VERBS = {"add-modifier": "MODIFIER ...", "set-units": "N", "replace-code": "CODE", "replace-modifier": "OLD NEW"}
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class RemedySpecError(ValueError):
+    """A `@remedy` annotation that does not follow the grammar."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RemedySpec:
+    """One parsed `@remedy`: the verb and its arguments (which may be `{var}` placeholders).
+
+    Grammar: `add-modifier MOD...` | `set-units N` | `replace-code CODE` | `replace-modifier OLD NEW`.
+    """
+
+    verb: str
+    args: tuple[str, ...]
+
+
+def parse_spec(spec: str) -> RemedySpec:
+    """Parse one `@remedy` annotation (placeholders left as written); RemedySpecError if malformed."""
+    words = spec.split()
+    if not words:
+        raise RemedySpecError("empty @remedy")
+    verb, args = words[0], tuple(words[1:])
+    if verb not in VERBS:
+        raise RemedySpecError(f"unknown remedy {verb!r} (one of {', '.join(VERBS)})")
+    need = {"set-units": 1, "replace-code": 1, "replace-modifier": 2}.get(verb)
+    if (need is None and not args) or (need is not None and len(args) != need):
+        raise RemedySpecError(f"{verb} takes {VERBS[verb]}")
+    if verb == "set-units" and not (args[0].isdigit() or PLACEHOLDER.fullmatch(args[0])):
+        raise RemedySpecError(f"set-units takes a whole number or a {{variable}}, not {args[0]!r}")
+    return RemedySpec(verb, args)
+
+
 def candidates(spec: str, line: Line, bindings: dict[str, object], partner_lines: list[int]) -> list[tuple[str, dict, Callable[[Claim], Claim]]]:
     """Parse one `@remedy` annotation into (description, action, claim transform) candidates."""
-    text = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: str(bindings.get(m.group(1), m.group(0))), spec)
-    words = text.split()
-    if not words:
-        return []
-    verb, args = words[0], words[1:]
+    text = PLACEHOLDER.sub(lambda m: str(bindings.get(m.group(1), m.group(0))), spec)
+    try:
+        parsed = parse_spec(text)
+    except RemedySpecError:
+        return []  # `policykb check` warns about it (engine/lint.py)
+    verb, args = parsed.verb, parsed.args
     out: list[tuple[str, dict, Callable[[Claim], Claim]]] = []
     if verb == "add-modifier":
         for target in [line.line, *partner_lines]:
             for mod in args:
                 out.append((f"add modifier {mod} to line {target}",
                             {"add_modifier": mod, "line": target}, _add_modifier(target, mod)))
-    elif verb == "set-units" and args and args[0].isdigit():
+    elif verb == "set-units" and args[0].isdigit():
         units = int(args[0])
         if 0 < units < line.units:
             out.append((f"report {units} unit(s) on line {line.line} instead of {line.units}",
                         {"set_units": units, "line": line.line}, _set_units(line.line, units)))
-    elif verb == "replace-code" and args:
+    elif verb == "replace-code":
         out.append((f"bill line {line.line} as {args[0]} instead of {line.code}",
                     {"replace_code": args[0], "line": line.line}, _replace_code(line.line, args[0])))
-    elif verb == "replace-modifier" and len(args) == 2:
+    elif verb == "replace-modifier":
         out.append((f"replace modifier {args[0]} with {args[1]} on line {line.line}",
                     {"replace_modifier": args[0], "with": args[1], "line": line.line},
                     _replace_modifier(line.line, args[0], args[1])))
