@@ -9,7 +9,8 @@ What each format cannot carry, and so what a converted claim reads back without:
   rendering provider's credential (an 837P names providers by NPI and taxonomy only), the
   claim history (earlier claims are the payer's, not the submitter's). The drug dose is sent
   as CTP04/CTP05 in the units an 837P has (mcg becomes mg); a drug line with no dose is sent
-  with the line's units as its quantity, because CTP04 is required.
+  with the line's units as its quantity, because CTP04 is required. A drug with no NDC has no
+  2410 loop (LIN03 is required): only its name travels, in the NTE, and its dose is lost.
 - FHIR Claim: the claim history only. The record review goes into supportingInfo.
 `x12_projection` and `fhir_projection` give the claim as it reads back from each format.
 """
@@ -80,9 +81,11 @@ def x12_projection(claim: Claim) -> Claim:
 
     def line(ln: Line) -> Line:
         drug = ln.drug
-        if drug is not None:
+        if drug is not None and drug.ndc:
             qty, unit = _ctp(drug, ln.units)
             drug = Drug(drug.ndc, drug.name, f"{qty} {DRUG_UNITS[unit]}")
+        elif drug is not None:  # no NDC, so no 2410 loop: only the name travels, in the NTE
+            drug = Drug("", drug.name, "") if drug.name else None
         return dataclasses.replace(ln, rendering_credential=None, documentation=None, drug=drug)
 
     return dataclasses.replace(claim, lines=tuple(line(ln) for ln in claim.lines), history=())
@@ -111,6 +114,8 @@ def _check_x12(claim: Claim) -> None:
     for ln in claim.lines:
         if len(ln.diagnoses) > 4:
             raise NotRepresentable(f"claim {claim.id} line {ln.line}: at most 4 diagnosis pointers (SV107)")
+        if not ln.diagnoses:
+            raise NotRepresentable(f"claim {claim.id} line {ln.line}: an 837P line must point to a diagnosis (SV107)")
 
 
 def _claim_segments(claim: Claim, hl: int) -> list[str]:
@@ -134,7 +139,7 @@ def _claim_segments(claim: Claim, hl: int) -> list[str]:
         segs += [f"LX*{ln.line}", sv1, f"DTP*472*D8*{ln.service_date.replace('-', '')}"]
         if ln.drug is not None and ln.drug.name:
             segs.append(f"NTE*ADD*{ln.drug.name}")
-        if ln.drug is not None:
+        if ln.drug is not None and ln.drug.ndc:  # the 2410 loop needs an NDC (LIN03)
             qty, unit = _ctp(ln.drug, ln.units)
             segs += [f"LIN**N4*{ln.drug.ndc.replace('-', '')}", f"CTP****{qty}*{unit}"]
         if ln.rendering_npi != claim_npi:
@@ -262,7 +267,9 @@ def to_fhir(claim: Claim) -> dict[str, Any]:
         if ln.drug is not None:
             detail: dict[str, Any] = {
                 "sequence": 1,
-                "productOrService": {"coding": [_coding(NDC_SYSTEM, ln.drug.ndc, ln.drug.name or None)]},
+                "productOrService": {"coding": [_coding(NDC_SYSTEM, ln.drug.ndc, ln.drug.name or None)]}
+                if ln.drug.ndc
+                else {"text": ln.drug.name},  # no NDC: the drug is named by text only
             }
             m = _DOSE.fullmatch(ln.drug.dose or "")
             if m:
@@ -316,14 +323,25 @@ def example_files(root: Path) -> dict[Path, str]:
     out: dict[Path, str] = {}
     for path in sorted(examples.glob("*.json")):
         claims = load_claims(path)
-        out[examples / "x12" / f"{path.stem}.x12"] = to_x12(claims)
+        if x12_obstacle(claims) is None:  # e.g. a line without a diagnosis has no 837P form
+            out[examples / "x12" / f"{path.stem}.x12"] = to_x12(claims)
         document = to_fhir(claims[0]) if len(claims) == 1 else to_fhir_bundle(claims)
         out[examples / "fhir" / f"{path.stem}.json"] = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    batch = _batch_claims(examples / "batch.jsonl")
+    batch = [c for c in _batch_claims(examples / "batch.jsonl") if x12_obstacle([c]) is None]
     if batch:
         out[examples / "x12" / "batch.x12"] = to_x12(batch)
         out[examples / "fhir" / "batch.json"] = json.dumps(to_fhir_bundle(batch), indent=2, ensure_ascii=False) + "\n"
     return out
+
+
+def x12_obstacle(claims: list[Claim]) -> str | None:
+    """Why these claims have no valid 837P form, or None when they have one."""
+    try:
+        for claim in claims:
+            _check_x12(claim)
+    except NotRepresentable as e:
+        return str(e)
+    return None
 
 
 def _batch_claims(path: Path) -> list[Claim]:

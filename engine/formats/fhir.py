@@ -201,25 +201,28 @@ def _documentation(
     return Documentation(**{name: values.get(name) for name in _RECORD_ELEMENTS})
 
 
+def _is_drug(detail: dict[str, Any]) -> bool:
+    """An NDC-coded detail, or (a drug with no NDC) a detail named only by its text."""
+    concept = detail.get("productOrService") or {}
+    codes = _codes(concept)
+    return any(s == NDC_SYSTEM for s, _ in codes) or (not codes and bool(concept.get("text")))
+
+
 def _drug(item: dict[str, Any], where: str, draft: ClaimDraft) -> Drug | None:
-    drugs = [
-        (i, d)
-        for i, d in enumerate(item.get("detail", []))
-        if any(s == NDC_SYSTEM for s, _ in _codes(d.get("productOrService")))
-    ]
+    drugs = [(i, d) for i, d in enumerate(item.get("detail", [])) if _is_drug(d)]
     if len(drugs) > 1:
-        draft.problem(f"{where}.detail[{drugs[1][0]}]", "one NDC drug detail per item")
+        draft.problem(f"{where}.detail[{drugs[1][0]}]", "one drug detail per item")
     if not drugs:
         return None
     detail = drugs[0][1]
     concept = detail["productOrService"]
-    coding = next(c for c in concept["coding"] if c.get("system") == NDC_SYSTEM)
-    name = coding.get("display") or concept.get("text") or ""
+    coding = next((c for c in concept.get("coding") or [] if c.get("system") == NDC_SYSTEM), None)
+    name = (coding or {}).get("display") or concept.get("text") or ""
     quantity = detail.get("quantity") or {}
     dose = ""
     if quantity.get("value") is not None:
         dose = " ".join(filter(None, (_number(quantity["value"]), quantity.get("unit") or quantity.get("code"))))
-    return Drug(ndc=_ndc(str(coding["code"])), name=name, dose=dose)
+    return Drug(ndc=_ndc(str(coding["code"])) if coding else "", name=name, dose=dose)
 
 
 def _line(

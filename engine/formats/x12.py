@@ -315,6 +315,8 @@ class _Reader:
             return
         if self.drug_ndc is not None:
             ln.drug = Drug(ndc=self.drug_ndc, name=self.line_note or "", dose=self.drug_dose or "")
+        elif self.line_note is not None:  # a drug named in the 2400 NTE, with no NDC loop
+            ln.drug = Drug(ndc="", name=self.line_note, dose="")
         if ln.rendering_npi is None:
             ln.rendering_npi = self.claim.claim_npi
             ln.origin.setdefault("rendering_npi", ln.origin.get("rendering_npi_claim", ln.where))
