@@ -15,7 +15,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from engine.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, KB_OPTION, _open_kb, _shown, err, out
+EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2  # as in engine/cli.py
+KB_OPTION = click.option("--kb", "kb_dir", type=click.Path(path_type=Path), default=None,
+                         help="KB directory (default: the bundled kb/, or $POLICYKB_KB).")
+
+
+def _cli() -> Any:
+    """engine.cli's consoles and helpers (imported late: engine.cli registers these commands)."""
+    from engine import cli
+
+    return cli
 
 # --- fmt ------------------------------------------------------------------------------------
 
@@ -34,6 +43,8 @@ def fmt(paths: tuple[Path, ...], check_only: bool) -> None:
     """
     from engine.fmt import format_paths
     from engine.kb import default_kb_dir
+
+    out, err, _shown = _cli().out, _cli().err, _cli()._shown
 
     targets = list(paths) or [default_kb_dir()]
     missing = [p for p in targets if not p.exists()]
@@ -79,7 +90,8 @@ def rules(rule_id: str | None, kind: str | None, kb_dir: Path | None) -> None:
     """
     from engine import lookup
 
-    kb = _open_kb(kb_dir)
+    kb = _cli()._open_kb(kb_dir)
+    out, err = _cli().out, _cli().err
     if rule_id is None:
         listed = lookup.rules(kb, kind)
         if not listed:
@@ -141,6 +153,7 @@ def render_rule(console: Console, info: dict[str, Any], cases: list[Any]) -> Non
 
 
 def _unknown(exc: Any, listing: str) -> None:
+    err = _cli().err
     hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else f"; `{listing}` lists them"
     if exc.kind == "code":
         hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
@@ -173,7 +186,8 @@ def code(code: str, limit: int | None, show_all: bool, status: str, kb_dir: Path
     """
     from engine import lookup
 
-    kb = _open_kb(kb_dir)
+    kb = _cli()._open_kb(kb_dir)
+    out = _cli().out
     shown = 10**9 if show_all else (limit or (PTP_SHOWN if out.is_terminal else 10**9))
     try:
         info = lookup.code(kb, code, lookup.Page(0, shown, status))

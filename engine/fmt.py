@@ -20,7 +20,7 @@ from typing import Any
 
 from engine.diagnostics import Diagnostic, Location
 from engine.syntax import nodes as A
-from engine.syntax.parser import _statement_spans, parse_text
+from engine.syntax.parser import _mask_strings_and_comments, parse_text
 
 # Declarations: one line up to DECL_WRAP_AT columns; longer ones wrap within DECL_WIDTH (the
 # bundled KB's layout). Rules and facts always stay on one line, as in the KB.
@@ -124,25 +124,23 @@ def format_text(text: str, path: str = "<string>") -> str:
     if diags:
         raise FormatError(list(diags))
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-    by_offset = {line_starts[i.loc.line - 1] + i.loc.col - 1: i for i in module.items if i.loc.line > 0}
-    spans = _statement_spans(text)
+    starts = [line_starts[i.loc.line - 1] + i.loc.col - 1 for i in module.items]
+    masked = _mask_strings_and_comments(text)
     out: list[str] = []
     prev_end: int | None = None
-    for start, end in spans:
-        item = _item_in(by_offset, start, end)
+    for n, (item, start) in enumerate(zip(module.items, starts, strict=True)):
+        # Between two statements there are only blanks and comments: a statement ends at the
+        # last character before the next one that is neither.
+        limit = starts[n + 1] if n + 1 < len(starts) else len(text)
+        end = len(masked[:limit].rstrip())
         _emit_gap(out, text[prev_end or 0 : start], first=prev_end is None)
         source = text[start:end]
-        rendered = None if item is None or _has_comment(source) else render_item(item)
+        rendered = None if _has_comment(source) else render_item(item)
         out.append(rendered if rendered is not None else "\n".join(x.rstrip() for x in source.split("\n")))
         prev_end = end
-    _emit_gap(out, text[prev_end or 0 :] if prev_end is not None else text, first=prev_end is None, last=True)
+    _emit_gap(out, text[prev_end:] if prev_end is not None else text, first=prev_end is None, last=True)
     result = "".join(out).rstrip("\n")
     return result + "\n" if result else ""
-
-
-def _item_in(by_offset: dict[int, A.Item], start: int, end: int) -> A.Item | None:
-    found = [item for off, item in by_offset.items() if start <= off < end]
-    return found[0] if len(found) == 1 else None
 
 
 def _has_comment(source: str) -> bool:
