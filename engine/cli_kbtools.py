@@ -16,8 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2  # as in engine/cli.py
-KB_OPTION = click.option("--kb", "kb_dir", type=click.Path(path_type=Path), default=None,
-                         help="KB directory (default: the bundled kb/, or $POLICYKB_KB).")
+KB_OPTION = click.option(
+    "--kb",
+    "kb_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="KB directory (default: the bundled kb/, or $POLICYKB_KB).",
+)
 
 
 def _cli() -> Any:
@@ -25,6 +30,7 @@ def _cli() -> Any:
     from engine import cli
 
     return cli
+
 
 # --- fmt ------------------------------------------------------------------------------------
 
@@ -64,8 +70,10 @@ def fmt(paths: tuple[Path, ...], check_only: bool) -> None:
         (err if check_only else out).print(f"{'would reformat' if check_only else 'reformatted'} {_shown(r.path)}")
     verb = "would be reformatted" if check_only else "reformatted"
     style = "bold red" if check_only and changed else "bold green"
-    out.print(f"[{style}]{len(changed)} file(s) {verb}[/], {len(results) - len(changed) - len(broken)} unchanged"
-              + (f", [bold red]{len(broken)} with syntax errors[/]" if broken else ""))
+    out.print(
+        f"[{style}]{len(changed)} file(s) {verb}[/], {len(results) - len(changed) - len(broken)} unchanged"
+        + (f", [bold red]{len(broken)} with syntax errors[/]" if broken else "")
+    )
     if broken:
         sys.exit(EXIT_INPUT)
     sys.exit(EXIT_FAIL if check_only and changed else EXIT_OK)
@@ -123,8 +131,12 @@ def rules_table(listed: list[dict[str, Any]]) -> Table:
 
 def render_rule(console: Console, info: dict[str, Any], cases: list[Any]) -> None:
     console.print(f"[bold cyan]{info['id']}[/]  [bold]{info['title']}[/]")
-    facts = [("kind", info["kind"]), ("outcome", info["outcome"]), ("denial codes", _denial(info) or "-"),
-             ("defined at", info["location"])]
+    facts = [
+        ("kind", info["kind"]),
+        ("outcome", info["outcome"]),
+        ("denial codes", _denial(info) or "-"),
+        ("defined at", info["location"]),
+    ]
     for key, value in facts:
         console.print(f"  [dim]{key:<13}[/] {value}", highlight=False)
     console.print("\n[bold]source[/]")
@@ -168,11 +180,19 @@ PTP_SHOWN = 20  # partners listed per direction on a terminal unless --all or --
 
 @click.command("code")
 @click.argument("code")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help=f"PTP partners listed per direction (default {PTP_SHOWN} on a terminal, all when piped).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"PTP partners listed per direction (default {PTP_SHOWN} on a terminal, all when piped).",
+)
 @click.option("--all", "show_all", is_flag=True, help="List every PTP partner.")
-@click.option("--status", type=click.Choice(["all", "active", "deleted"]), default="all",
-              help="Which PTP rows: active (no deletion date), deleted or all.")
+@click.option(
+    "--status",
+    type=click.Choice(["all", "active", "deleted"]),
+    default="all",
+    help="Which PTP rows: active (no deletion date), deleted or all.",
+)
 @KB_OPTION
 def code(code: str, limit: int | None, show_all: bool, status: str, kb_dir: Path | None) -> None:
     """What the KB knows of a code: description, category, MUE with its MAI, add-on status and
@@ -201,24 +221,28 @@ _MODIFIER = {"0": "no modifier allowed", "1": "a modifier may bypass it", "9": "
 
 
 def render_code(console: Console, info: dict[str, Any], deciding: list[dict[str, str]]) -> None:
-    console.print(f"[bold cyan]{info['code']}[/]  {info['description'] or '[dim](no description in the KB)[/]'}",
-                  highlight=False)
+    console.print(
+        f"[bold cyan]{info['code']}[/]  {info['description'] or '[dim](no description in the KB)[/]'}", highlight=False
+    )
     rows = [
         ("category", info["category"] or "-"),
         ("ranges", ", ".join(info["ranges"]) or "-"),
         ("in code lists", "yes" if info["known"] else "[yellow]no[/]"),
     ]
     mue = info["mue"]
-    rows.append(("MUE", f"{mue['value']} unit(s) per day, MAI {mue['mai']} ({_MAI.get(str(mue['mai']), '?')})"
-                 if mue else "-"))
+    rows.append(
+        ("MUE", f"{mue['value']} unit(s) per day, MAI {mue['mai']} ({_MAI.get(str(mue['mai']), '?')})" if mue else "-")
+    )
     aoc = info["add_on"]
     rows.append(("add-on", f"yes, edit type {aoc['edit_type']}; primaries: {_few(aoc['primaries'])}" if aoc else "no"))
     if info["primary_for"]:
         rows.append(("primary for", _few(info["primary_for"])))
     for key, value in rows:
         console.print(f"  [dim]{key:<14}[/] {value}", highlight=False)
-    for direction, label in (("column_1", "column 1 (this code is paid, the partner denied)"),
-                             ("column_2", "column 2 (the partner is paid, this code denied)")):
+    for direction, label in (
+        ("column_1", "column 1 (this code is paid, the partner denied)"),
+        ("column_2", "column 2 (the partner is paid, this code denied)"),
+    ):
         part = info["ptp"][direction]
         console.print(f"\n[bold]PTP edits as {label}[/]: {part['total']:,} row(s), {part['active']:,} active")
         if part["items"]:
@@ -290,9 +314,14 @@ def render_import(console: Console, report: Any) -> None:
     for col in ("table", "before", "after", "added", "removed", "changed"):
         t.add_column(col, justify="left" if col == "table" else "right")
     for c in report.tables:
-        t.add_row(f"{c.relation} [dim]({c.file.name})[/]", f"{c.before:,}", f"{c.after:,}",
-                  f"[green]{c.added:,}[/]" if c.added else "0", f"[red]{c.removed:,}[/]" if c.removed else "0",
-                  f"[yellow]{c.changed:,}[/]" if c.changed else "0")
+        t.add_row(
+            f"{c.relation} [dim]({c.file.name})[/]",
+            f"{c.before:,}",
+            f"{c.after:,}",
+            f"[green]{c.added:,}[/]" if c.added else "0",
+            f"[red]{c.removed:,}[/]" if c.removed else "0",
+            f"[yellow]{c.changed:,}[/]" if c.changed else "0",
+        )
     console.print(t)
     if all(c.unchanged for c in report.tables):
         console.print("[bold green]nothing changed[/]: the KB already has this release")

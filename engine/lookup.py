@@ -124,8 +124,11 @@ def cases_mentioning(root: Path, rule_id: str) -> list[CaseRef]:
             ]
             if lines or rule_id in (case.get("about") or []):
                 at = text.find(f'"name": {json.dumps(name)}')
-                out.append(CaseRef(name, path.relative_to(root).as_posix(), text.count("\n", 0, max(at, 0)) + 1,
-                                   "; ".join(lines)))
+                out.append(
+                    CaseRef(
+                        name, path.relative_to(root).as_posix(), text.count("\n", 0, max(at, 0)) + 1, "; ".join(lines)
+                    )
+                )
     return out
 
 
@@ -160,9 +163,7 @@ def code(kb: Any, code: str, page: Page) -> dict[str, Any]:
         found = rows(name)
         if found:
             tables[name] = found
-    description = next(
-        (str(t[0][col]) for rel, col in DESCRIPTIONS if (t := tables.get(rel)) and t[0].get(col)), ""
-    )
+    description = next((str(t[0][col]) for rel, col in DESCRIPTIONS if (t := tables.get(rel)) and t[0].get(col)), "")
     mue = tables.get(MUE, [None])[0]
     aoc = tables.get(AOC, [None])[0]
     primaries = sorted(str(r["primary_code"]) for r in rows(AOC_PRIMARY, 0))
@@ -285,8 +286,9 @@ def deciding_rules(kb: Any, info: dict[str, Any]) -> list[dict[str, str]]:
     for rid in rule_ids(kb):
         why = reasons(kb.adjudicator.rules[rid].rule)
         if why:
-            out.append({"id": rid, "title": kb.adjudicator.rules[rid].rule.doc.get("title") or rid,
-                        "how": "; ".join(why)})
+            out.append(
+                {"id": rid, "title": kb.adjudicator.rules[rid].rule.doc.get("title") or rid, "how": "; ".join(why)}
+            )
     return out
 
 

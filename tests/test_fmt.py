@@ -88,8 +88,9 @@ comments = st.sampled_from(["// a note", "/* block */", "/* two\n   lines */", "
 
 @st.composite
 def doc_comment(draw) -> str:
-    entries = draw(st.lists(st.tuples(names, st.from_regex(r"[A-Za-z0-9 ,.]{0,20}", fullmatch=True)),
-                            min_size=1, max_size=3))
+    entries = draw(
+        st.lists(st.tuples(names, st.from_regex(r"[A-Za-z0-9 ,.]{0,20}", fullmatch=True)), min_size=1, max_size=3)
+    )
     if len(entries) == 1 and draw(st.booleans()):
         return f"/** @{entries[0][0]} {entries[0][1]} */"
     return "/**\n" + "".join(f" * @{k} {v}\n" for k, v in entries) + " */"
@@ -104,14 +105,18 @@ def statement(draw) -> str:
     if kind == 1:
         return f".type {draw(names).capitalize()} <: symbol"
     if kind == 2:
-        return f'.input {draw(names)}(filename={quote("tables/" + draw(names) + ".csv")})'
+        return f".input {draw(names)}(filename={quote('tables/' + draw(names) + '.csv')})"
     if kind == 3:
         return f".claim {draw(names)}"
     if kind == 4:
         return draw(atom(anonymous=False)) + "."
     body = draw(st.lists(literal(), min_size=1, max_size=4))
-    return draw(atom(anonymous=False)) + draw(st.sampled_from([" :- ", ":-", " :-\n    "])) + ",".join(
-        draw(ws) + b for b in body) + "."
+    return (
+        draw(atom(anonymous=False))
+        + draw(st.sampled_from([" :- ", ":-", " :-\n    "]))
+        + ",".join(draw(ws) + b for b in body)
+        + "."
+    )
 
 
 @st.composite
@@ -163,10 +168,12 @@ def test_a_messy_rule_becomes_the_kb_style_with_its_doc_comment_in_place() -> No
     source = (ROOT / "kb/policy/injection_96372.dl").read_text(encoding="utf-8")
     start = source.index("/**\n * @id inj.facility_pos")
     end = source.index("\n", source.index('deny(l, "inj.facility_pos")'))
-    canonical = source[start:end + 1]
-    rule = canonical[canonical.index("deny("):]
-    messy_rule = (rule.replace(":- ", ":-\n      ").replace(", ", " ,\n  ").replace("(l, ", "( l,")
-                  .rstrip("\n") + "   // why: bullet 1\n")
+    canonical = source[start : end + 1]
+    rule = canonical[canonical.index("deny(") :]
+    messy_rule = (
+        rule.replace(":- ", ":-\n      ").replace(", ", " ,\n  ").replace("(l, ", "( l,").rstrip("\n")
+        + "   // why: bullet 1\n"
+    )
     messy = canonical.replace(rule, messy_rule) + "\n\n\n"
     formatted = format_text(messy)
     assert formatted == canonical.rstrip("\n") + " // why: bullet 1\n"
@@ -178,14 +185,14 @@ def test_a_messy_rule_becomes_the_kb_style_with_its_doc_comment_in_place() -> No
 def test_a_long_declaration_wraps_like_the_kb() -> None:
     text = (ROOT / "kb/codes/hcpcs.dl").read_text(encoding="utf-8")
     decl_start = text.index(".decl hcpcs(")
-    decl = text[decl_start:text.index(")", decl_start) + 1]
+    decl = text[decl_start : text.index(")", decl_start) + 1]
     one_line = " ".join(decl.split()).replace("( ", "(")
     assert "\n" in decl and format_text(one_line + "\n") == decl + "\n"
 
 
 def test_a_file_that_does_not_parse_is_refused_with_its_line() -> None:
     with pytest.raises(FormatError) as exc:
-        format_text('a(1).\nb(X) :- a(X\n', "broken.dl")
+        format_text("a(1).\nb(X) :- a(X\n", "broken.dl")
     assert exc.value.diagnostics[0].location.path == "broken.dl"
     assert exc.value.diagnostics[0].location.line >= 2
 

@@ -59,8 +59,10 @@ def test_ptp_rows_are_the_real_rows_with_their_dates(tmp_path: Path) -> None:
     kb = bare_kb(tmp_path)
     report = import_release("ncci-ptp", FIX / "ptp.tsv", kb)
     _header, rows = read_table(report.tables[0].file)
-    expected = sorted((r["column_1"], r["column_2"], "", r["deletion_date"], r["modifier_indicator"],
-                       r["ptp_edit_rationale"]) for r in fixture_rows("ptp"))
+    expected = sorted(
+        (r["column_1"], r["column_2"], "", r["deletion_date"], r["modifier_indicator"], r["ptp_edit_rationale"])
+        for r in fixture_rows("ptp")
+    )
     assert sorted(rows) == expected
     assert ("27380", "27540", "", "2024-06-30", "1", "Standards of medical/surgical practice") in rows
     assert ("27540", "27380", "", "", "1", "Standards of medical/surgical practice") in rows
@@ -108,8 +110,8 @@ def test_summary_counts_added_removed_and_changed_rows(tmp_path: Path) -> None:
     import_release("ncci-ptp", FIX / "ptp.csv", kb)
     lines = (FIX / "ptp.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     # the next "release": 27540/27380 gets deleted, one row goes, nothing new
-    edited = [ln.replace('27540,27380,,', '27540,27380,2024-09-30,') for ln in lines]
-    gone = next(i for i, ln in enumerate(edited) if ln.startswith('90471,G0008,'))
+    edited = [ln.replace("27540,27380,,", "27540,27380,2024-09-30,") for ln in lines]
+    gone = next(i for i, ln in enumerate(edited) if ln.startswith("90471,G0008,"))
     del edited[gone]
     release = tmp_path / "next.csv"
     release.write_text("".join(edited), encoding="utf-8")
@@ -119,15 +121,31 @@ def test_summary_counts_added_removed_and_changed_rows(tmp_path: Path) -> None:
     assert change.before == len(lines) - 1 and change.after == len(lines) - 2
 
 
-@pytest.mark.parametrize(("name", "text", "row", "words"), [
-    ("bad_mi.csv", "column_1,column_2,deletion_date,modifier_indicator,ptp_edit_rationale\n"
-     "20610,96372,,1,Standards of medical/surgical practice\n27380,27540,2024-06-30,7,Standards\n", 3,
-     "modifier_indicator"),
-    ("bad_date.tsv", "Column 1\tColumn 2\tEffective Date\tDeletion Date\tModifier\tPTP Edit Rationale\n"
-     "20610\t96372\t\t*\t1\tStandards\n27380\t27540\t\t2024-13-30\t1\tStandards\n", 3, "deletion_date"),
-    ("bad_code.txt", "2061096372         *       1Standards\n273 027540         202406301Standards\n", 2,
-     "column_1"),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "row", "words"),
+    [
+        (
+            "bad_mi.csv",
+            "column_1,column_2,deletion_date,modifier_indicator,ptp_edit_rationale\n"
+            "20610,96372,,1,Standards of medical/surgical practice\n27380,27540,2024-06-30,7,Standards\n",
+            3,
+            "modifier_indicator",
+        ),
+        (
+            "bad_date.tsv",
+            "Column 1\tColumn 2\tEffective Date\tDeletion Date\tModifier\tPTP Edit Rationale\n"
+            "20610\t96372\t\t*\t1\tStandards\n27380\t27540\t\t2024-13-30\t1\tStandards\n",
+            3,
+            "deletion_date",
+        ),
+        (
+            "bad_code.txt",
+            "2061096372         *       1Standards\n273 027540         202406301Standards\n",
+            2,
+            "column_1",
+        ),
+    ],
+)
 def test_a_bad_row_is_named_and_nothing_is_written(tmp_path: Path, name: str, text: str, row: int, words: str) -> None:
     kb = bare_kb(tmp_path)
     import_release("ncci-ptp", FIX / "ptp.csv", kb)

@@ -103,17 +103,23 @@ def test_code_shows_mue_category_and_ptp_partners_both_ways(code_96372: str) -> 
     as_1, as_2 = ptp_rows("96372", 1), ptp_rows("96372", 2)
     active_1 = [r for r in as_1 if not r["deletion_date"]]
     active_2 = [r for r in as_2 if not r["deletion_date"]]
-    assert f"PTP edits as column 1 (this code is paid, the partner denied): {len(as_1):,} row(s), {len(active_1):,} active" in out
-    assert f"PTP edits as column 2 (the partner is paid, this code denied): {len(as_2):,} row(s), {len(active_2):,} active" in out
-    col2 = out[out.index("PTP edits as column 2"):]
+    assert (
+        f"PTP edits as column 1 (this code is paid, the partner denied): {len(as_1):,} row(s), {len(active_1):,} active"
+        in out
+    )
+    assert (
+        f"PTP edits as column 2 (the partner is paid, this code denied): {len(as_2):,} row(s), {len(active_2):,} active"
+        in out
+    )
+    col2 = out[out.index("PTP edits as column 2") :]
     assert re.search(r"^20610\s+-\s+active\s+1 \(a modifier may bypass it\)", col2, re.M)
-    col1 = out[out.index("PTP edits as column 1"):out.index("PTP edits as column 2")]
+    col1 = out[out.index("PTP edits as column 1") : out.index("PTP edits as column 2")]
     assert re.search(r"^99211\s+-\s+active\s+0 \(no modifier allowed\)", col1, re.M)
     assert re.search(r"^99211\s+-\s+2019-12-31\s+0", col1, re.M)
 
 
 def test_code_lists_the_rules_that_can_decide_it(code_96372: str) -> None:
-    deciding = code_96372[code_96372.index("rules that can decide it"):]
+    deciding = code_96372[code_96372.index("rules that can decide it") :]
     for rid in ("ncci.ptp", "ncci.mue.date_clinical", "inj.facility_em", "fee.facility_na"):
         assert f"  {rid} " in deciding
     # 96372's MUE has MAI 3 and its fee schedule row has facility NA only: the other MUE rules and
@@ -128,7 +134,7 @@ def test_code_pages_partners_with_a_count() -> None:
     as_2 = ptp_rows("27540", 2)
     assert f"… {len(as_2) - 2:,} more; --all or --limit N lists them" in r.stdout
     full = run("code", "27540", "--status", "deleted").stdout
-    assert re.search(r"^27380\s+-\s+2024-06-30\s+1", full[full.index("PTP edits as column 2"):], re.M)
+    assert re.search(r"^27380\s+-\s+2024-06-30\s+1", full[full.index("PTP edits as column 2") :], re.M)
 
 
 def test_add_on_code_shows_its_primaries() -> None:

@@ -113,7 +113,7 @@ class _Rows:
 
 def _build_ptp(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]], list[tuple[int, str]]]:
     c = _Rows()
-    out = []
+    out: list[Row] = []
     for n, r in rows:
         c1 = c.code(n, "column_1", r["column_1"])
         c2 = c.code(n, "column_2", r["column_2"])
@@ -129,7 +129,7 @@ def _build_ptp(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]],
 
 def _build_mue(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]], list[tuple[int, str]]]:
     c = _Rows()
-    out = []
+    out: list[Row] = []
     for n, r in rows:
         code = c.code(n, "code", r["code"])
         value = r["mue_value"].strip()
@@ -149,7 +149,7 @@ def _build_mue(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]],
 def _build_aoc(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]], list[tuple[int, str]]]:
     c = _Rows()
     types: dict[str, tuple[str, int]] = {}
-    primaries = set()
+    primaries: set[Row] = set()
     for n, r in rows:
         aoc = c.code(n, "add_on_code", r["add_on_code"])
         edit_type = c.choice(n, "edit_type", r["edit_type"], ("1", "2", "3"))
@@ -159,13 +159,13 @@ def _build_aoc(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]],
         primary = r["primary_code"].strip().upper()
         if primary != AOC_PLACEHOLDER:
             primaries.add((aoc, c.code(n, "primary_code", primary), edit_type))
-    codes = sorted((k, v[0]) for k, v in types.items())
+    codes: list[Row] = sorted((k, v[0]) for k, v in types.items())
     return [codes, sorted(primaries)], c.problems
 
 
 def _build_hcpcs(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]], list[tuple[int, str]]]:
     c = _Rows()
-    out = []
+    out: list[Row] = []
     for n, r in rows:
         record = r.get("record_type", "").strip().lower()
         if record in ("modifier", "7", "8"):
@@ -174,9 +174,18 @@ def _build_hcpcs(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]
         short, long_ = r["short_description"].strip(), r["long_description"].strip()
         if not short and not long_:
             c.problems.append((n, "no description"))
-        out.append((code, short, long_, r.get("pricing_indicator", "").strip(), r.get("coverage_code", "").strip(),
-                    r.get("betos", "").strip(), c.date(n, "added_date", r.get("added_date", "")),
-                    c.date(n, "termination_date", r.get("termination_date", ""))))
+        out.append(
+            (
+                code,
+                short,
+                long_,
+                r.get("pricing_indicator", "").strip(),
+                r.get("coverage_code", "").strip(),
+                r.get("betos", "").strip(),
+                c.date(n, "added_date", r.get("added_date", "")),
+                c.date(n, "termination_date", r.get("termination_date", "")),
+            )
+        )
     seen = Counter(row[0] for row in out)
     dup = sorted(k for k, v in seen.items() if v > 1)
     if dup:
@@ -185,18 +194,25 @@ def _build_hcpcs(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]
     return [out], c.problems
 
 
-PTP_TABLE = Table("ptp", ("column_1", "column_2", "effective_date", "deletion_date", "modifier_indicator",
-                          "rationale"), (0, 1, 2))
+PTP_TABLE = Table(
+    "ptp", ("column_1", "column_2", "effective_date", "deletion_date", "modifier_indicator", "rationale"), (0, 1, 2)
+)
 KINDS: dict[str, Kind] = {
     "ncci-ptp": Kind(
         "ncci-ptp",
         ("column_1", "column_2", "effective_date", "deletion_date", "modifier_indicator", "rationale"),
-        {"column_1": ("column_1", "column1", "column_1_code", "col_1"),
-         "column_2": ("column_2", "column2", "column_2_code", "col_2"),
-         "effective_date": ("effective_date", "effective", "eff_date"),
-         "deletion_date": ("deletion_date", "deletion", "del_date"),
-         "modifier_indicator": ("modifier_indicator", "modifier", "modifier_0_not_allowed_1_allowed_9_not_applicable"),
-         "rationale": ("ptp_edit_rationale", "rationale", "edit_rationale")},
+        {
+            "column_1": ("column_1", "column1", "column_1_code", "col_1"),
+            "column_2": ("column_2", "column2", "column_2_code", "col_2"),
+            "effective_date": ("effective_date", "effective", "eff_date"),
+            "deletion_date": ("deletion_date", "deletion", "del_date"),
+            "modifier_indicator": (
+                "modifier_indicator",
+                "modifier",
+                "modifier_0_not_allowed_1_allowed_9_not_applicable",
+            ),
+            "rationale": ("ptp_edit_rationale", "rationale", "edit_rationale"),
+        },
         frozenset({"effective_date"}),
         (PTP_TABLE,),
         _build_ptp,
@@ -204,10 +220,12 @@ KINDS: dict[str, Kind] = {
     "ncci-mue": Kind(
         "ncci-mue",
         ("code", "mue_value", "mai", "rationale"),
-        {"code": ("hcpcs_cpt_code", "code", "hcpcs_code", "hcpcs_cpt"),
-         "mue_value": ("mue_value", "practitioner_services_mue_values", "mue_values", "mue"),
-         "mai": ("mai", "mue_adjudication_indicator"),
-         "rationale": ("mue_rationale", "rationale")},
+        {
+            "code": ("hcpcs_cpt_code", "code", "hcpcs_code", "hcpcs_cpt"),
+            "mue_value": ("mue_value", "practitioner_services_mue_values", "mue_values", "mue"),
+            "mai": ("mai", "mue_adjudication_indicator"),
+            "rationale": ("mue_rationale", "rationale"),
+        },
         frozenset(),
         (Table("mue", ("code", "mue_value", "mai", "rationale"), (0,)),),
         _build_mue,
@@ -215,29 +233,57 @@ KINDS: dict[str, Kind] = {
     "ncci-aoc": Kind(
         "ncci-aoc",
         ("add_on_code", "primary_code", "edit_type"),
-        {"add_on_code": ("add_on_code", "addon_code", "add_on"),
-         "primary_code": ("primary_code", "primary"),
-         "edit_type": ("aoc_edit_type", "edit_type", "aoc_type")},
+        {
+            "add_on_code": ("add_on_code", "addon_code", "add_on"),
+            "primary_code": ("primary_code", "primary"),
+            "edit_type": ("aoc_edit_type", "edit_type", "aoc_type"),
+        },
         frozenset(),
-        (Table("aoc_code", ("add_on_code", "edit_type"), (0,)),
-         Table("aoc_primary", ("add_on_code", "primary_code", "edit_type"), (0, 1))),
+        (
+            Table("aoc_code", ("add_on_code", "edit_type"), (0,)),
+            Table("aoc_primary", ("add_on_code", "primary_code", "edit_type"), (0, 1)),
+        ),
         _build_aoc,
     ),
     "hcpcs": Kind(
         "hcpcs",
-        ("code", "short_description", "long_description", "pricing_indicator", "coverage_code", "betos",
-         "added_date", "termination_date"),
-        {"code": ("hcpcs_code", "code", "hcpc", "hcpcs"),
-         "short_description": ("short_description", "short_desc", "short"),
-         "long_description": ("long_description", "long_desc", "long"),
-         "pricing_indicator": ("pricing_indicator", "price1", "pricing"),
-         "coverage_code": ("coverage_code", "cov", "coverage"),
-         "betos": ("betos", "betos_code"),
-         "added_date": ("added_date", "date_added", "add_dt", "add_date"),
-         "termination_date": ("termination_date", "date_term", "term_dt", "term_date")},
+        (
+            "code",
+            "short_description",
+            "long_description",
+            "pricing_indicator",
+            "coverage_code",
+            "betos",
+            "added_date",
+            "termination_date",
+        ),
+        {
+            "code": ("hcpcs_code", "code", "hcpc", "hcpcs"),
+            "short_description": ("short_description", "short_desc", "short"),
+            "long_description": ("long_description", "long_desc", "long"),
+            "pricing_indicator": ("pricing_indicator", "price1", "pricing"),
+            "coverage_code": ("coverage_code", "cov", "coverage"),
+            "betos": ("betos", "betos_code"),
+            "added_date": ("added_date", "date_added", "add_dt", "add_date"),
+            "termination_date": ("termination_date", "date_term", "term_dt", "term_date"),
+        },
         frozenset({"pricing_indicator", "coverage_code", "betos", "added_date", "termination_date"}),
-        (Table("hcpcs", ("code", "short_description", "long_description", "pricing_indicator", "coverage_code",
-                         "betos", "added_date", "termination_date"), (0,)),),
+        (
+            Table(
+                "hcpcs",
+                (
+                    "code",
+                    "short_description",
+                    "long_description",
+                    "pricing_indicator",
+                    "coverage_code",
+                    "betos",
+                    "added_date",
+                    "termination_date",
+                ),
+                (0,),
+            ),
+        ),
         _build_hcpcs,
     ),
 }
@@ -247,13 +293,29 @@ KINDS: dict[str, Kind] = {
 # 3 = procedure, 4 = its long-description continuation, 7/8 = modifiers, skipped).
 END = 9999  # a last field that runs to the end of the line
 FIXED_WIDTH: dict[str, dict[str, tuple[int, int]]] = {
-    "ncci-ptp": {"column_1": (1, 5), "column_2": (6, 10), "prior_1996": (11, 11), "effective_date": (12, 19),
-                 "deletion_date": (20, 27), "modifier_indicator": (28, 28), "rationale": (29, END)},
+    "ncci-ptp": {
+        "column_1": (1, 5),
+        "column_2": (6, 10),
+        "prior_1996": (11, 11),
+        "effective_date": (12, 19),
+        "deletion_date": (20, 27),
+        "modifier_indicator": (28, 28),
+        "rationale": (29, END),
+    },
     "ncci-mue": {"code": (1, 5), "mue_value": (6, 9), "mai": (10, 10), "rationale": (11, END)},
     "ncci-aoc": {"add_on_code": (1, 5), "primary_code": (6, 10), "edit_type": (11, 11)},
-    "hcpcs": {"code": (1, 5), "sequence": (6, 10), "record_type": (11, 11), "long_description": (12, 91),
-              "short_description": (92, 119), "pricing_indicator": (120, 121), "coverage_code": (230, 230),
-              "betos": (257, 259), "added_date": (262, 269), "termination_date": (278, 285)},
+    "hcpcs": {
+        "code": (1, 5),
+        "sequence": (6, 10),
+        "record_type": (11, 11),
+        "long_description": (12, 91),
+        "short_description": (92, 119),
+        "pricing_indicator": (120, 121),
+        "coverage_code": (230, 230),
+        "betos": (257, 259),
+        "added_date": (262, 269),
+        "termination_date": (278, 285),
+    },
 }
 
 
@@ -266,8 +328,11 @@ def read_release(path: Path) -> tuple[str, str]:
     name = path.name.lower()
     if name.endswith(".zip") or zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
-            members = [m for m in zf.namelist() if re.search(r"\.(csv|tsv|tab|txt)$", m.lower())
-                       and not re.search(r"readme|layout|notice", m.lower())]
+            members = [
+                m
+                for m in zf.namelist()
+                if re.search(r"\.(csv|tsv|tab|txt)$", m.lower()) and not re.search(r"readme|layout|notice", m.lower())
+            ]
             if len(members) != 1:
                 found = ", ".join(members) or "none"
                 raise ReleaseError(str(path), [(0, f"a .zip must hold one data file (.csv/.tsv/.txt); found {found}")])
@@ -307,8 +372,9 @@ def source_rows(kind: Kind, layout: str, text: str, path: str) -> list[tuple[int
         where["mai"] = names.index("mue_adjudication_indicator")
     missing = [f for f in kind.fields if f not in where and f not in kind.optional]
     if missing:
-        raise ReleaseError(path, [(1, f"the header has no column for {', '.join(missing)} "
-                                      f"(it has {', '.join(header)})")])
+        raise ReleaseError(
+            path, [(1, f"the header has no column for {', '.join(missing)} (it has {', '.join(header)})")]
+        )
     extra = {"record_type": names.index("record_type")} if "record_type" in names else {}
     out = []
     for n, rec in enumerate(reader, start=2):
@@ -438,8 +504,18 @@ def import_release(kind_name: str, source: Path, kb_dir: Path) -> ImportReport:
         report.previous[target] = before
         write_table(target.parent, target.name, list(table.header), new_rows)
         added, removed, changed = compare(old_rows, new_rows, table.key)
-        report.tables.append(TableChange(table.relation, target, len(old_rows), len(new_rows), added, removed,
-                                         changed, target.read_bytes() != before))
+        report.tables.append(
+            TableChange(
+                table.relation,
+                target,
+                len(old_rows),
+                len(new_rows),
+                added,
+                removed,
+                changed,
+                target.read_bytes() != before,
+            )
+        )
     return report
 
 
