@@ -502,5 +502,11 @@ def _shown(path: Path) -> str:
         return path.as_posix()
 
 
+from engine import cli_kbtools  # noqa: E402  (fmt, rules, code, import: they use the helpers above)
+
+for _name in ("fmt", "rules", "code", "import_release"):
+    main.add_command(getattr(cli_kbtools, _name))
+
+
 if __name__ == "__main__":
     main()

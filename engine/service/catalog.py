@@ -9,31 +9,21 @@ objects keyed by the attribute names the KB declares, so the columns come from t
 from __future__ import annotations
 
 import asyncio
-import difflib
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from engine import lookup
 from engine.service.problems import ProblemError
 
 T = TypeVar("T")
 
-# The relations behind a code's summary. Other stored relations keyed by a Code-typed first
-# column are listed under `tables` as they are.
-PTP, MUE, AOC, AOC_PRIMARY = "ptp", "mue", "aoc_code", "aoc_primary"
-DESCRIPTIONS = (("cpt_code", "description"), ("hcpcs", "long_description"), ("hcpcs", "short_description"))
-CATEGORY, RANGES, KNOWN = "code_category", "in_range", "known_code"
-PTP_STATUSES = ("all", "active", "deleted")
-
-
-@dataclass(frozen=True)
-class Page:
-    offset: int
-    limit: int
-    status: str
+# The look-ups themselves live in engine/lookup.py, shared with `policykb rules` and `policykb code`.
+PTP = lookup.PTP
+PTP_STATUSES = lookup.PTP_STATUSES
+Page = lookup.Page
 
 
 class Catalog:
@@ -120,130 +110,27 @@ class Catalog:
         }
 
     def rule_ids(self) -> list[str]:
-        return sorted(self.kb.adjudicator.rules)
+        return lookup.rule_ids(self.kb)
 
     def rules(self) -> list[dict[str, Any]]:
-        return [self._rule_summary(rid) for rid in self.rule_ids()]
+        return lookup.rules(self.kb)
 
     def rule(self, rule_id: str) -> dict[str, Any]:
-        if rule_id not in self.kb.adjudicator.rules:
-            raise unknown_rule(rule_id, self.rule_ids())
-        out = self._rule_summary(rule_id)
-        clauses = [r for r in self.kb.kb.program.rules if r.rule_id == rule_id]
-        out["annotations"] = [{"key": e.key, "value": e.value} for e in clauses[0].doc.entries]
-        out["clauses"] = [{"text": r.text or str(r), "location": f"{r.loc.path}:{r.loc.line}"} for r in clauses]
-        out["remedies"] = [e.value for e in clauses[0].doc.entries if e.key == "remedy"]
-        return out
-
-    def _rule_summary(self, rule_id: str) -> dict[str, Any]:
-        rule = self.kb.adjudicator.rules[rule_id].rule
-        doc = rule.doc
-        return {
-            "id": rule_id,
-            "title": doc.get("title") or rule_id,
-            "kind": doc.get("kind") or "policy",
-            "outcome": rule.head.pred,
-            "severity": doc.get("severity") or rule.head.pred,
-            "group": doc.get("group") or "",
-            "carc": doc.get("carc") or "",
-            "rarc": (doc.get("rarc") or "").split(),
-            "message": doc.get("message") or "",
-            "sources": [e.value for e in doc.entries if e.key == "source"],
-            "location": f"{rule.loc.path}:{rule.loc.line}",
-        }
+        try:
+            return lookup.rule(self.kb, rule_id)
+        except lookup.UnknownName:
+            raise unknown_rule(rule_id, self.rule_ids()) from None
 
     def code(self, code: str, page: Page) -> dict[str, Any]:
-        code = code.strip().upper()
-        ev = self.kb.evaluator
-        store = self.kb.kb.store
-        program = self.kb.kb.program
-
-        def rows(relation: str, position: int = 0) -> list[dict[str, Any]]:
-            if not store.has(relation) or relation not in program.decls:
-                return []
-            names = [a.name for a in program.decls[relation].attrs]
-            return [dict(zip(names, row, strict=True)) for row in store.lookup(relation, (position,), (code,))]
-
-        def static(relation: str) -> list[tuple]:
-            if relation not in self.kb.kb.compiled.kinds:
-                return []
-            args: tuple[Any, ...] = (code,) + (None,) * (len(program.decls[relation].attrs) - 1)
-            return [row for _src, row in ev.lookup(relation, args)]
-
-        tables: dict[str, list[dict[str, Any]]] = {}
-        for name in sorted(store.tables):
-            decl = program.decls.get(name)
-            if name in (PTP, AOC_PRIMARY) or decl is None or not decl.attrs or decl.attrs[0].type != "Code":
-                continue
-            found = rows(name)
-            if found:
-                tables[name] = found
-        description = next(
-            (str(t[0][col]) for rel, col in DESCRIPTIONS if (t := tables.get(rel)) and t[0].get(col)), ""
-        )
-        mue = tables.get(MUE, [None])[0]
-        aoc = tables.get(AOC, [None])[0]
-        primaries = sorted(str(r["primary_code"]) for r in rows(AOC_PRIMARY, 0))
-        primary_of = sorted(str(r["add_on_code"]) for r in rows(AOC_PRIMARY, 1))
-        as_1, as_2 = _partners(rows(PTP, 0), "column_2", page), _partners(rows(PTP, 1), "column_1", page)
-        ptp = {"offset": page.offset, "limit": page.limit, "status": page.status, "column_1": as_1, "column_2": as_2}
-        known = bool(static(KNOWN))
-        if not known and not tables and not primary_of and not as_1["total"] and not as_2["total"]:
-            raise ProblemError(
-                404, "unknown-code", "Unknown code", f"the KB has no code list entry and no table row naming {code}"
-            )
-        category = next((str(r[1]) for r in static(CATEGORY)), None)
-        return {
-            "code": code,
-            "known": known,
-            "description": description,
-            "category": category,
-            "ranges": sorted(str(r[1]) for r in static(RANGES)),
-            "mue": ({"value": mue["mue_value"], "mai": mue["mai"], "rationale": mue["rationale"]} if mue else None),
-            "add_on": ({"edit_type": aoc["edit_type"], "primaries": primaries} if aoc else None),
-            "primary_for": primary_of,
-            "ptp": ptp,
-            "tables": tables,
-        }
-
-
-def _partners(found: list[dict[str, Any]], partner_col: str, page: Page) -> dict[str, Any]:
-    """One direction of PTP partners, active rows first, then by partner code; one page of them."""
-    active = [r for r in found if r["deletion_date"] == ""]
-    chosen = (
-        found
-        if page.status == "all"
-        else active
-        if page.status == "active"
-        else [r for r in found if r["deletion_date"] != ""]
-    )
-    chosen = sorted(chosen, key=lambda r: (r["deletion_date"] != "", r[partner_col], r["deletion_date"]))
-    items = [
-        {
-            "partner": r[partner_col],
-            "column_1": r["column_1"],
-            "column_2": r["column_2"],
-            "modifier_indicator": r["modifier_indicator"],
-            "deletion_date": r["deletion_date"] or None,
-            "active": r["deletion_date"] == "",
-            "rationale": r["rationale"],
-        }
-        for r in chosen[page.offset : page.offset + page.limit]
-    ]
-    end = page.offset + len(items)
-    return {
-        "total": len(chosen),
-        "active": len(active),
-        "items": items,
-        "next_offset": end if end < len(chosen) else None,
-    }
+        try:
+            return lookup.code(self.kb, code, page)
+        except lookup.UnknownName as exc:
+            raise ProblemError(404, "unknown-code", "Unknown code", exc.detail) from None
 
 
 def unknown_rule(rule_id: str, ids: list[str]) -> ProblemError:
     """404 with the rule ids a person most likely meant."""
-    close = difflib.get_close_matches(rule_id, ids, n=5, cutoff=0.6)
-    stem = rule_id.split(".")[0]
-    close += [i for i in ids if i.startswith(stem + ".") and i not in close][: max(0, 5 - len(close))]
+    close = lookup.unknown_rule(rule_id, ids).suggestions
     hint = f"; did you mean {', '.join(close)}?" if close else "; GET /v1/rules lists them"
     return ProblemError(404, "unknown-rule", "Unknown rule", f"no rule with id {rule_id!r}{hint}", suggestions=close)
 
