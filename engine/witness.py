@@ -175,6 +175,7 @@ class LineChange:
 
 
 UNATTRIBUTED = "(no changed rule, fact or row in either proof)"
+THROUGH = " (through another line of the claim)"
 
 
 def corpus_changes(
@@ -196,31 +197,36 @@ def corpus_changes(
             continue
         ra, rb = old.adjudicate(claim, proofs=True), new.adjudicate(claim, proofs=True)
         oa, ob = outcomes(ra), outcomes(rb)
-        for lr_a, lr_b in zip(ra.lines, rb.lines, strict=True):
-            causes: list[str] = []
-            for side, lr in (("old", lr_a), ("new", lr_b)):
+        per_line: dict[int, list[str]] = {}
+        for side, result in (("old", ra), ("new", rb)):
+            for lr in result.lines:
+                causes = per_line.setdefault(lr.line, [])
                 for reason in lr.reasons:
                     for node in _walk(reason.proof):
+                        if node.rule:
+                            _note(reached, f"rule:{node.rule}", item.claim)
+                        if node.relation:
+                            _note(reached, f"rel:{node.relation}", item.claim)
                         for ch in index.hits(node, side):
                             lab = index.label(ch)
+                            _note(reached, lab, item.claim)
                             if lab not in causes:
                                 causes.append(lab)
-                            claims = reached.setdefault(lab, [])
-                            if item.claim not in claims:
-                                claims.append(item.claim)
-            if oa[lr_a.line] != ob[lr_b.line]:
-                changed.append(
-                    LineChange(
-                        item.source,
-                        claim.id,
-                        lr_a.line,
-                        lr_a.code,
-                        oa[lr_a.line],
-                        ob[lr_b.line],
-                        sorted(causes) or [UNATTRIBUTED],
-                    )
-                )
+        # a line can change through another line's proof (an override set aside by a rule
+        # that fires on another line): then the claim's causes are the line's causes
+        claim_causes = sorted({c for cs in per_line.values() for c in cs})
+        for lr_a in ra.lines:
+            n = lr_a.line
+            if oa[n] != ob.get(n):
+                causes = sorted(per_line.get(n, [])) or [f"{c}{THROUGH}" for c in claim_causes]
+                changed.append(LineChange(item.source, claim.id, n, lr_a.code, oa[n], ob[n], causes or [UNATTRIBUTED]))
     return changed, unusable, reached
+
+
+def _note(reached: dict[str, list[dict[str, Any]]], key: str, claim: dict[str, Any]) -> None:
+    claims = reached.setdefault(key, [])
+    if claim not in claims:
+        claims.append(claim)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,8 +319,20 @@ def _vocabulary(prog: Program, change: RuleChange | FactChange | RowChange, rule
             if role:
                 voc.add(role, v)
 
-    def add_rule(rule: A.Rule) -> None:
+    by_head: dict[str, list[A.Rule]] = {}
+    for r in rules.values():
+        by_head.setdefault(r.head.pred, []).append(r)
+    done: set[int] = set()
+
+    def add_rule(rule: A.Rule, depth: int = 0) -> None:
+        """The rule's constants, and those of the rules that define its body (two levels)."""
+        if id(rule) in done:
+            return
+        done.add(id(rule))
         for lit in rule.body:
+            if isinstance(lit, A.Atom) and depth < 2:
+                for sub in by_head.get(lit.pred, []):
+                    add_rule(sub, depth + 1)
             atom = lit.atom if isinstance(lit, A.Negation) else lit
             if isinstance(atom, A.Atom):
                 decl = prog.decls.get(atom.pred)
@@ -419,9 +437,29 @@ def _with(claim: dict[str, Any], key: str, value: object) -> dict[str, Any]:
 class WitnessSearch:
     """Runs candidate claims under both KBs, memoised by their JSON."""
 
-    def __init__(self, old: PolicyKB, new: PolicyKB, budget: int = MAX_CANDIDATES):
-        self.old, self.new, self.budget = old, new, budget
+    def __init__(self, old: PolicyKB, new: PolicyKB, index: ChangeIndex, budget: int = MAX_CANDIDATES):
+        self.old, self.new, self.index, self.budget = old, new, index, budget
         self._memo: dict[str, tuple[dict[int, Outcome], dict[int, Outcome]] | None] = {}
+        self._shown: dict[str, set[str]] = {}
+        self.label = ""
+
+    def exercises(self, claim: dict[str, Any]) -> bool:
+        """The change being searched for appears in the claim's old or new proofs (so another
+        change of the same diff cannot pass for its witness)."""
+        key = json.dumps(claim, sort_keys=True)
+        if key not in self._shown:
+            parsed = parse_claim(claim)
+            labels: set[str] = set()
+            for side, kb in (("old", self.old), ("new", self.new)):
+                for lr in kb.adjudicate(parsed, proofs=True).lines:
+                    for reason in lr.reasons:
+                        for node in _walk(reason.proof):
+                            labels.update(self.index.label(ch) for ch in self.index.hits(node, side))
+            self._shown[key] = labels
+        return self.label in self._shown[key]
+
+    def ok(self, claim: dict[str, Any]) -> bool:
+        return self.differs(claim) and self.exercises(claim)
 
     def run(self, claim: dict[str, Any]) -> tuple[dict[int, Outcome], dict[int, Outcome]] | None:
         key = json.dumps(claim, sort_keys=True)
@@ -443,13 +481,14 @@ class WitnessSearch:
         return r is not None and any(r[0].get(n, ("", ()))[0] != o[0] for n, o in r[1].items())
 
     def find(self, label: str, seeds: list[dict[str, Any]], voc: Vocabulary) -> Witness:
+        self.label = label
         tried = 0
         for seed in sorted(seeds, key=lambda c: len(c.get("lines", []))):
             for cand in _variants(seed, voc):
                 if tried >= self.budget:
                     return Witness(label, False, tried)
                 tried += 1
-                if self.differs(cand):
+                if self.ok(cand):
                     small = self.shrink(cand)
                     res = self.run(small)
                     assert res is not None
@@ -467,20 +506,20 @@ class WitnessSearch:
                     break
                 cand = copy.deepcopy(cur)
                 del cand["lines"][i]
-                if self.differs(cand):
+                if self.ok(cand):
                     cur, changed = cand, True
                     break
             if cur.get("history"):
                 cand = copy.deepcopy(cur)
                 cand.pop("history")
-                if self.differs(cand):
+                if self.ok(cand):
                     cur, changed = cand, True
         for n, ln in enumerate(cur.get("lines", []), 1):  # renumber only if that keeps the witness
             if ln.get("line") != n:
                 cand = copy.deepcopy(cur)
                 for k, x in enumerate(cand["lines"], 1):
                     x["line"] = k
-                if self.differs(cand):
+                if self.ok(cand):
                     cur = cand
                 break
         return cur
@@ -501,7 +540,7 @@ def find_witnesses(
     for p in (prog_old, prog_new):
         for r in p.rules:
             rules.setdefault(r.rule_id or _rule_key(r), r)
-    search = WitnessSearch(old, new, budget)
+    search = WitnessSearch(old, new, index, budget)
     out: list[Witness] = []
     for change in index.changes():
         label = index.label(change)
@@ -520,9 +559,45 @@ def find_witnesses(
             prog_new if not (isinstance(change, (FactChange, RowChange)) and change.status == "removed") else prog_old
         )
         voc = _vocabulary(prog, change, rules)
-        seeds = _seed_claims(change, prog, voc, reached.get(label, [])[:5])
+        seeds = _seed_claims(change, prog, voc, _corpus_seeds(change, label, rules, reached))
         out.append(search.find(label, seeds, voc))
     return out
+
+
+def _readers(relation: str, rules: dict[str, A.Rule]) -> list[str]:
+    """Keys of the rules whose body mentions `relation`."""
+    out = []
+    for key, r in rules.items():
+        for x in r.body:
+            atom = x.atom if isinstance(x, A.Negation) else x
+            if isinstance(atom, A.Atom) and atom.pred == relation:
+                out.append(key)
+                break
+    return out
+
+
+def _corpus_seeds(
+    change: RuleChange | FactChange | RowChange,
+    label: str,
+    rules: dict[str, A.Rule],
+    reached: dict[str, list[dict[str, Any]]],
+    limit: int = 6,
+) -> list[dict[str, Any]]:
+    """Corpus claims whose proofs reach the change, its rule, or the rules that read its relation."""
+    keys = [label]
+    if isinstance(change, RuleChange):
+        keys.append(f"rule:{change.key}")
+        ref = change.new or change.old
+        if ref is not None:
+            keys += [f"rule:{k}" for k in _readers(ref.head, rules)] + [f"rel:{ref.head}"]
+    else:
+        keys += [f"rule:{k}" for k in _readers(change.relation, rules)] + [f"rel:{change.relation}"]
+    out: list[dict[str, Any]] = []
+    for k in keys:
+        for c in reached.get(k, []):
+            if c not in out:
+                out.append(c)
+    return out[:limit]
 
 
 def _rule_key(r: A.Rule) -> str:
@@ -575,6 +650,6 @@ def impact(
 ) -> Impact:
     index = ChangeIndex(structure)
     lines, unusable, reached = corpus_changes(old, new, corpus, index)
-    exercised = {c for lc in lines for c in lc.causes}
+    exercised = {c.removesuffix(THROUGH) for lc in lines for c in lc.causes}
     witnesses = find_witnesses(old, new, index, exercised, reached, budget)
     return Impact(old_name, new_name, structure, len(corpus), unusable, lines, witnesses)
