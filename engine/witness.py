@@ -132,8 +132,9 @@ class ChangeIndex:
             ref = rc.old if side == "old" else rc.new
             if ref is None or node.kind != "rule":
                 continue
+            src = node.source or {}
             if (ref.rule_id and node.rule == ref.rule_id) or (
-                not ref.rule_id and node.rule is None and node.relation == ref.head
+                not ref.rule_id and node.rule is None and f"{src.get('file')}:{src.get('line')}" == ref.location
             ):
                 out.append(rc)
         for fc in self.diff.facts:
