@@ -433,6 +433,8 @@ def diff_table(relation: str, old: Program, new: Program) -> TableDiff | None:
         return f if f.is_file() else None
 
     pa, pb = path_of(old, oi), path_of(new, ni)
+    if pa is None and pb is None:
+        return None  # no table file on either side (the checker reports a missing one)
     shown = str(inp.option("filename"))
     td = TableDiff(relation, shown, columns, [columns[k] for k in keys if k < len(columns)], True, "")
     if pa is not None and pb is not None and _file_digest(pa) == _file_digest(pb):

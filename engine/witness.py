@@ -650,6 +650,8 @@ def impact(
     budget: int = MAX_CANDIDATES,
 ) -> Impact:
     index = ChangeIndex(structure)
+    if structure.empty:  # same rules, facts and rows: no claim can be decided differently
+        return Impact(old_name, new_name, structure, len(corpus))
     lines, unusable, reached = corpus_changes(old, new, corpus, index)
     exercised = {c.removesuffix(THROUGH) for lc in lines for c in lc.causes}
     witnesses = find_witnesses(old, new, index, exercised, reached, budget)

@@ -237,3 +237,28 @@ def test_default_corpus_reads_cases_and_examples() -> None:
     corpus: list[CorpusClaim] = default_corpus([KB], ROOT / "examples")
     assert any(c.source.startswith("kb/ncci/edits.cases.json#") for c in corpus)
     assert any(c.source == "examples/knee-surgery-27380-27540-june-2024.json" for c in corpus)
+
+
+def test_git_revision_is_materialised_with_git_archive(tmp_path: Path) -> None:
+    """OLD as a revision of a repository holding the KB: `git archive` into a temp dir, removed after."""
+    import subprocess
+
+    from engine.diff import resolve_source
+
+    repo = tmp_path / "repo"
+    shutil.copytree(KB, repo / "kb", ignore=shutil.ignore_patterns("tables"))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "kb"], check=True)
+    subprocess.run([*git, "commit", "-qm", "kb"], check=True)
+    dl = repo / "kb" / "policy" / "injection_96372.dl"
+    dl.write_text(dl.read_text(encoding="utf-8").replace('facility_em_pos("61").\n', ""), encoding="utf-8")
+    src = resolve_source("HEAD", repo / "kb")
+    try:
+        assert src.how.startswith("git revision ") and "git archive" in src.how
+        assert src.path.name == "kb" and src.path != repo / "kb"
+        facts = structural_diff(load_program(src.path), load_program(repo / "kb")).facts
+        assert [(f.relation, f.values, f.status) for f in facts] == [("facility_em_pos", ("61",), "removed")]
+    finally:
+        src.cleanup()
+    assert not src.path.exists()

@@ -79,6 +79,11 @@ def render_impact(imp: Impact, console: Console) -> None:
         for rel in s.relations:
             console.print(f"  {rel['status']:<8} {rel['relation']}")
 
+    if s.empty:
+        console.print(
+            "\n[bold green]The two KBs have the same rules, facts and table rows:[/] no claim is decided differently."
+        )
+        return
     console.print("\n[bold]Corpus lines whose decision or reasons change[/]")
     if not imp.lines:
         console.print("  [dim]none[/]")
