@@ -27,9 +27,11 @@ from engine.diff import DiffError, FactChange, RowChange, RuleChange, Structural
 from engine.explain.proof import ProofNode
 from engine.explain.result import ClaimResult
 from engine.program import Program
+from engine.store import Store
 from engine.syntax import nodes as A
 
 MAX_CANDIDATES = 300
+STORED_EXAMPLES = 3  # stored rows a rule's constants select, taken as candidate values
 DEFAULT_DATE = "2024-07-15"
 NPI = "1234567893"
 Outcome = tuple[str, tuple[str, ...]]  # decision, sorted in-force rule ids
@@ -308,7 +310,11 @@ def role_of(attr: A.Attr) -> str | None:
     return None
 
 
-def _vocabulary(prog: Program, change: RuleChange | FactChange | RowChange, rules: dict[str, A.Rule]) -> Vocabulary:
+def _vocabulary(
+    prog: Program, change: RuleChange | FactChange | RowChange, rules: dict[str, A.Rule], store: Store | None = None
+) -> Vocabulary:
+    """Candidate values from the change: its own values, the constants of the rules it touches
+    (and of the rules defining their bodies), and a few stored rows those constants select."""
     voc = Vocabulary()
 
     def add_values(rel: str, values: tuple[A.Value, ...] | tuple[str, ...]) -> None:
@@ -335,6 +341,12 @@ def _vocabulary(prog: Program, change: RuleChange | FactChange | RowChange, rule
                 for sub in by_head.get(lit.pred, []):
                     add_rule(sub, depth + 1)
             atom = lit.atom if isinstance(lit, A.Negation) else lit
+            if isinstance(atom, A.Atom) and isinstance(lit, A.Atom) and store is not None:
+                bound = [(i, a.value) for i, a in enumerate(atom.args) if isinstance(a, A.Const)]
+                if bound and atom.pred not in prog.claim_relations and store.has(atom.pred):
+                    pattern = tuple(i for i, _ in bound)
+                    for row in store.lookup(atom.pred, pattern, tuple(v for _, v in bound))[:STORED_EXAMPLES]:
+                        add_values(atom.pred, row)
             if isinstance(atom, A.Atom):
                 decl = prog.decls.get(atom.pred)
                 for i, a in enumerate(atom.args):
@@ -393,14 +405,15 @@ def _seed_claims(
                         "lines": [_line(i + 1, c, DEFAULT_DATE, pos) for i, c in enumerate(codes)],
                     }
                 )
-    elif voc.codes:
-        seeds.append(
-            {
-                "id": "WITNESS",
-                "patient": {"id": "PAT-W"},
-                "lines": [_line(i + 1, c, DEFAULT_DATE, "11") for i, c in enumerate(voc.codes[:3])],
-            }
-        )
+    elif voc.codes:  # each code alone, then together
+        for group in [[c] for c in voc.codes[:3]] + ([voc.codes[:3]] if len(voc.codes) > 1 else []):
+            seeds.append(
+                {
+                    "id": "WITNESS",
+                    "patient": {"id": "PAT-W"},
+                    "lines": [_line(i + 1, c, DEFAULT_DATE, "11") for i, c in enumerate(group)],
+                }
+            )
     seeds += [copy.deepcopy(c) for c in corpus_seeds]
     return seeds
 
@@ -559,7 +572,8 @@ def find_witnesses(
         prog = (
             prog_new if not (isinstance(change, (FactChange, RowChange)) and change.status == "removed") else prog_old
         )
-        voc = _vocabulary(prog, change, rules)
+        kb = new if prog is prog_new else old
+        voc = _vocabulary(prog, change, rules, kb.kb.store)
         seeds = _seed_claims(change, prog, voc, _corpus_seeds(change, label, rules, reached))
         out.append(search.find(label, seeds, voc))
     return out

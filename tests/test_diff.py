@@ -262,3 +262,35 @@ def test_git_revision_is_materialised_with_git_archive(tmp_path: Path) -> None:
     finally:
         src.cleanup()
     assert not src.path.exists()
+
+
+def test_rule_body_change_gets_a_witness_from_the_rules_constants(tmp_path: Path, old_kb: PolicyKB) -> None:
+    """ncci.mue.line changed from `u > limit` to `u > limit + 1`: exactly limit + 1 units of a
+    code whose MUE has MAI 1 was denied and now pays. No corpus claim bills such units, so the
+    witness comes from the stored MUE rows the rule's constant (MAI 1) selects."""
+    import csv
+
+    kb = tmp_path / "kb"
+    shutil.copytree(KB, kb, ignore=shutil.ignore_patterns("tables"))
+    (kb / "tables").symlink_to(KB / "tables")
+    edits = kb / "ncci" / "edits.dl"
+    before = "mue(c, limit, 1, _), u > limit."
+    text = edits.read_text(encoding="utf-8")
+    assert text.count(before) == 1
+    edits.write_text(text.replace(before, "mue(c, limit, 1, _), u > limit + 1."), encoding="utf-8")
+    jsonl = tmp_path / "one.jsonl"
+    jsonl.write_text((ROOT / "examples/office-96372-with-em.json").read_text().replace("\n", "") + "\n")
+    new_kb = PolicyKB.open(kb)
+    imp = impact(old_kb, new_kb, structural_diff(load_program(KB), load_program(kb)), read_claims_jsonl(jsonl))
+    assert [(r.key, r.status, r.what) for r in imp.structure.rules] == [("ncci.mue.line", "changed", ["body"])]
+    assert imp.lines == []
+    (w,) = imp.witnesses
+    assert w.change == "rule ncci.mue.line" and w.found and w.claim is not None
+    (line,) = w.claim["lines"]
+    with (KB / "tables" / "ncci_mue_practitioner.csv").open(encoding="utf-8") as fh:
+        mue = {r["code"]: r for r in csv.DictReader(fh)}
+    assert mue[line["code"]]["mai"] == "1"
+    assert line["units"] == int(mue[line["code"]]["mue_value"]) + 1
+    claim = parse_claim(w.claim)
+    assert outcomes(old_kb.adjudicate(claim))[1] == ("deny", ("ncci.mue.line",))
+    assert outcomes(new_kb.adjudicate(claim))[1][0] == "pay"
