@@ -31,6 +31,7 @@ from engine.store import Store
 from engine.syntax import nodes as A
 
 MAX_CANDIDATES = 300
+MAX_SEARCHES = 50  # witness searches per diff; a bulk table import lists the rest as not searched
 STORED_EXAMPLES = 3  # stored rows a rule's constants select, taken as candidate values
 DEFAULT_DATE = "2024-07-15"
 NPI = "1234567893"
@@ -244,6 +245,13 @@ class Witness:
     claim: dict[str, Any] | None = None
     old: dict[int, Outcome] = field(default_factory=dict)
     new: dict[int, Outcome] = field(default_factory=dict)
+    searched: bool = True
+
+    @property
+    def message(self) -> str:
+        if not self.searched:
+            return f"not searched: over the limit of {MAX_SEARCHES} witness searches"
+        return f"no witness found within {self.tried} candidates"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"change": self.change, "found": self.found, "candidates_tried": self.tried}
@@ -252,7 +260,7 @@ class Witness:
             d["old"] = {str(k): {"decision": v[0], "rules": list(v[1])} for k, v in sorted(self.old.items())}
             d["new"] = {str(k): {"decision": v[0], "rules": list(v[1])} for k, v in sorted(self.new.items())}
         else:
-            d["message"] = f"no witness found within {self.tried} candidates"
+            d["message"] = self.message
         return d
 
 
@@ -567,6 +575,9 @@ def find_witnesses(
             and not {"@severity", "@id"} & set(change.what)
         ):
             continue  # annotations only (message, title ...): no decision can change
+        if sum(w.searched for w in out) >= MAX_SEARCHES:
+            out.append(Witness(label, False, 0, searched=False))
+            continue
         if progress is not None:
             progress(label)
         prog = (

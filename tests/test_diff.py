@@ -294,3 +294,28 @@ def test_rule_body_change_gets_a_witness_from_the_rules_constants(tmp_path: Path
     claim = parse_claim(w.claim)
     assert outcomes(old_kb.adjudicate(claim))[1] == ("deny", ("ncci.mue.line",))
     assert outcomes(new_kb.adjudicate(claim))[1][0] == "pay"
+
+
+@pytest.mark.parametrize(
+    "rows_new",
+    [
+        ["A1,2", "B1,3", "C1,9", "D1,4"],  # sorted: merged in one pass
+        ["D1,4", "C1,9", "A1,2", "B1,3"],  # unsorted: compared by row hashes
+    ],
+)
+def test_table_rows_by_key_sorted_or_not(tmp_path: Path, rows_new: list[str]) -> None:
+    decl = '/** @pattern ^[A-Z][0-9]$ */\n.type K <: symbol\n.decl t(k: K, n: number)\n.input t(filename="t.csv")\n'
+    sides = {}
+    for name, rows in (("old", ["A1,1", "B1,3", "C1,3"]), ("new", rows_new)):
+        d = tmp_path / name / "kb"
+        d.mkdir(parents=True)
+        (d / "t.dl").write_text(decl, encoding="utf-8")
+        (d / "t.csv").write_text("k,n\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        sides[name] = load_program(d)
+    (table,) = structural_diff(sides["old"], sides["new"]).tables
+    assert table.method == ("sorted merge" if rows_new == sorted(rows_new) else "row hashes")
+    assert [(r.status, r.key, r.old, r.new) for r in table.rows] == [
+        ("changed", ("A1",), ("A1", "1"), ("A1", "2")),
+        ("changed", ("C1",), ("C1", "3"), ("C1", "9")),
+        ("added", ("D1",), None, ("D1", "4")),
+    ]

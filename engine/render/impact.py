@@ -103,7 +103,7 @@ def render_impact(imp: Impact, console: Console) -> None:
         )
     for w in imp.witnesses:
         if not w.found:
-            console.print(f"  [red]✗[/] {w.change}: no witness found within {w.tried} candidates", highlight=False)
+            console.print(f"  [red]✗[/] {w.change}: {w.message}", highlight=False)
             continue
         console.print(f"  [green]✓[/] {w.change} [dim](after {w.tried} candidate(s))[/]", highlight=False)
         assert w.claim is not None
