@@ -15,6 +15,11 @@ def _outcome(o: Outcome | None) -> str:
     return o[0] + (f" ({', '.join(o[1])})" if o[1] else "")
 
 
+def _short(source: str, width: int = 90) -> str:
+    """A policy case's name can be a sentence: keep the table readable (JSON has it whole)."""
+    return source if len(source) <= width else source[: width - 1] + "…"
+
+
 def render_impact(imp: Impact, console: Console) -> None:
     s = imp.structure
     console.print(Text.assemble(("OLD ", "bold"), imp.old))
@@ -93,7 +98,7 @@ def render_impact(imp: Impact, console: Console) -> None:
         for col in ("claim", "line", "code", "old", "new"):
             t.add_column(col)
         for lc in lines:
-            t.add_row(lc.source, str(lc.line), lc.code, _outcome(lc.old), _outcome(lc.new))
+            t.add_row(_short(lc.source), str(lc.line), lc.code, _outcome(lc.old), _outcome(lc.new))
         console.print(t)
 
     console.print("\n[bold]Witness claims[/] [dim](changes no corpus line shows)[/]")
