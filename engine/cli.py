@@ -324,7 +324,8 @@ def diff_cmd(old: str, new: str, claims_file: Path | None, fmt: str, candidates:
     base = kb_dir or default_kb_dir()
     sources = []
     try:
-        sources = [resolve_source(old, base), resolve_source(new, base)]
+        for spec in (old, new):  # one at a time, so a failure still cleans up the first
+            sources.append(resolve_source(spec, base))
         a, b = sources
         with err.status("comparing the two KBs…"):
             structure = structural_diff(load_program(a.path), load_program(b.path))
