@@ -495,6 +495,58 @@ def docs(check_only: bool, out_dir: Path | None, kb_dir: Path | None) -> None:
                   f"{len(report.removed)} removed")
 
 
+@main.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option("--claims", "claims_file", type=click.Path(path_type=Path), default=None,
+              help="A JSONL file of claims (default: every policy case and bundled example).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--candidates", type=click.IntRange(1, 100_000), default=300, show_default=True,
+              help="Most candidate claims tried per witness search.")
+@KB_OPTION
+def diff_cmd(old: str, new: str, claims_file: Path | None, fmt: str, candidates: int, kb_dir: Path | None) -> None:
+    """What a KB change does: rules, facts and table rows added, removed and changed; the corpus
+    lines whose decision or reasons change, by cause; and a witness claim for each change no
+    corpus line shows. OLD and NEW are KB directories or git revisions of the KB (--kb).
+
+    \b
+    Examples:
+      policykb diff HEAD kb/                 # uncommitted changes to the bundled KB
+      policykb diff main~1 main --format json
+      policykb diff kb/ /tmp/kb-next --claims claims.jsonl
+    """
+    from engine.diff import DiffError, resolve_source, structural_diff
+    from engine.kb import default_kb_dir
+    from engine.program import load_program
+    from engine.render.impact import render_impact
+    from engine.witness import default_corpus, impact, read_claims_jsonl
+    base = kb_dir or default_kb_dir()
+    sources = []
+    try:
+        for spec in (old, new):  # one at a time, so a failure still cleans up the first
+            sources.append(resolve_source(spec, base))
+        a, b = sources
+        with err.status("comparing the two KBs…"):
+            structure = structural_diff(load_program(a.path), load_program(b.path))
+        corpus = (read_claims_jsonl(claims_file) if claims_file else
+                  default_corpus([a.path, b.path], Path(base).resolve().parent / "examples"))
+        with err.status("loading both KBs (a changed table is loaded into the cache once)…"):
+            kb_old, kb_new = _open_kb(a.path), _open_kb(b.path)
+        with err.status(f"running {len(corpus)} claims under both KBs and searching for witnesses…"):
+            result = impact(kb_old, kb_new, structure, corpus, old_name=f"{old}: {a.how}",
+                            new_name=f"{new}: {b.how}", budget=candidates)
+    except DiffError as exc:
+        err.print(f"[bold red]{exc}[/]", highlight=False)
+        sys.exit(EXIT_INPUT)
+    finally:
+        for s in sources:
+            s.cleanup()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    else:
+        render_impact(result, out)
+
+
 def _shown(path: Path) -> str:
     try:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix() or "."
