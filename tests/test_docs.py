@@ -138,8 +138,13 @@ def test_lookup_index_is_compact_and_covers_the_ncci_tables(site) -> None:
 # --- units: reading, diagrams, proofs --------------------------------------------------------
 
 READ_KB = """
+/**
+ * @reading claim line {line} bills code {code}| on {dos}| in POS {pos}| by rendering provider {npi}
+ *          | for {units} unit(s)
+ */
 .decl line(line: number, code: symbol, dos: symbol, pos: symbol, npi: symbol, units: number)
 .claim line
+/** @reading line {line} carries modifier {modifier} */
 .decl line_modifier(line: number, modifier: symbol)
 .claim line_modifier
 .decl odd(x: number, y: symbol)
@@ -165,9 +170,27 @@ def test_reading_gives_one_plain_sentence_per_condition() -> None:
     assert texts[1] == "it is **not** the case that line `l` carries modifier [25] (<line_modifier>)"
     assert texts[2] == "`u` is more than `2`"
     assert texts[3] == "`d` is not empty"
-    assert texts[4] == "a odd fact holds with x `l` (<odd>)"  # no phrase: read from the attribute names
+    assert texts[4] == "a odd fact holds with x `l` (<odd>)"  # no @reading: read from the attribute names
     assert texts[5] == "an even number (with x `u`) (<even>)"  # or from the declaration's summary
     assert readings[1].negated and readings[0].datalog == 'line(l, "96372", d, _, _, u)'
+
+
+def test_checker_warns_of_unknown_decl_keys_and_reading_placeholders_that_are_not_attributes() -> None:
+    from engine.checks import check_annotations
+
+    prog = program_from_text({"t.dl": """
+/**
+ * @summary A PTP row.
+ * @reading column 1 code {column_1} over {colum_2}
+ * @readng typo
+ */
+.decl ptp(column_1: symbol, column_2: symbol)
+"""})
+    found = {(d.code, d.message, d.location.line) for d in check_annotations(prog)}
+    assert ("bad-annotation", "@reading of ptp names {colum_2}, not attributes of the relation", 4) in found
+    assert ("bad-annotation", "unknown annotation @readng on .decl ptp", 5) in found
+    assert not [d for d in check_annotations(program_from_text({"t.dl": READ_KB})) if "decl" in d.message
+                or "@reading" in d.message]
 
 
 def test_diagram_is_well_formed_deterministic_svg_with_links() -> None:

@@ -28,6 +28,7 @@ from engine.docs.model import (
 )
 from engine.docs.proofs import render_proof
 from engine.docs.reading import Linker, read_rule
+from engine.docs.scenarios import GuideScenarios
 from engine.syntax import nodes as A
 
 ORIGIN_TEXT = {
@@ -68,9 +69,10 @@ def where(src: Src | None) -> str:
 class Site:
     """Renders every page; `pages()` returns {path under site/: Markdown}."""
 
-    def __init__(self, model: DocsModel, scenarios: list[Case]):
+    def __init__(self, model: DocsModel, scenarios: list[Case], guide_text: GuideScenarios | None = None):
         self.m = model
         self.scenarios = scenarios
+        self.guide_text = guide_text or GuideScenarios()
         self.rule_ids = {r.id: r for r in model.rules if r.id}
         self.cases_by_rule: dict[str, list[Case]] = defaultdict(list)
         for case in model.cases:
@@ -277,11 +279,10 @@ class Site:
                          f"| {rarcs} | {self.rule_link(p, r)} | {esc(r.title)} |")
         lines += ["", "Severity *warn* rules never deny; they flag a line that still pays."]
         if self.scenarios:
-            lines += ["", "## Worked through: 96372 beside an E/M", "",
-                      "The same two services, an established-patient office visit and an injection with its",
-                      "drug, billed by one provider on one day, in three settings. The decisions below are the",
-                      "engine's, computed when this page was generated from the claims in",
-                      "`engine/docs/scenarios.py`."]
+            intro = f"{self.guide_text.intro} " if self.guide_text.intro else ""
+            lines += ["", f"## {esc(self.guide_text.heading)}", "",
+                      f"{intro}The decisions below are the engine's, computed when this page was generated"
+                      f" from the claims in `{self.guide_text.path}`."]
             for case in self.scenarios:
                 lines += ["", f"### {esc(case.name)}", ""] + self.case_body(p, case, focus=None)
         return "\n".join(lines)
