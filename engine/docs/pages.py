@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from html import escape
 
 import networkx as nx
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from engine.docs import graph as G
 from engine.docs.model import (
@@ -66,6 +67,13 @@ def where(src: Src | None) -> str:
     return f"`{src}`" if src else ""
 
 
+# Markdown templates (engine/docs/templates): values are escaped for Markdown by the `esc` filter
+# where they are text, so HTML autoescaping is for .html templates only.
+TEMPLATES = Environment(loader=PackageLoader("engine.docs", "templates"), autoescape=select_autoescape(["html"]),
+                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+TEMPLATES.filters.update(esc=esc, where=where)
+
+
 class Site:
     """Renders every page; `pages()` returns {path under site/: Markdown}."""
 
@@ -81,8 +89,8 @@ class Site:
         self.role_pages = {role for roles in model.modifier_roles.values() for _s, role in roles}
         self.decls = {k: v.decl for k, v in model.relations.items()}
         self.graph = self.diagram_graph()
-        self.pos_codes = {str(r[0]) for _s, r in model.pos}
-        self.modifier_codes = {str(r[0]) for _s, r in model.modifiers}
+        self.pos_codes = {str(r.pos) for _s, r in model.pos}
+        self.modifier_codes = {str(r.modifier) for _s, r in model.modifiers}
 
     # --- links -----------------------------------------------------------------------
 
@@ -289,7 +297,7 @@ class Site:
 
     def _carc_text(self, code: str) -> str:
         row = self.m.carcs.get(code)
-        return f"({row[1][1]})" if row else ""
+        return f"({row[1].description})" if row else ""
 
     # --- rules ---------------------------------------------------------------------------
 
@@ -317,41 +325,15 @@ class Site:
     def rule_page(self, r: RuleDoc) -> str:
         p = r.page
         head, readings = read_rule(r.rule, self.decls, self.linker(p))
-        lines = [f"# {r.id}: {esc(r.title)}", "", esc(r.ann("summary")), "",
-                 "| Property | Value |", "| --- | --- |",
-                 f"| Rule | `{r.id}` |"]
-        for key, label in (("kind", "Kind"), ("severity", "Severity"), ("precedence", "Precedence")):
-            if r.ann(key):
-                lines.append(f"| {label} | {esc(r.ann(key))} |")
-        lines.append(f"| Defined in | {where(r.src)} |")
-        lines += ["", "## The rule", "", "```prolog", rule_text(r.rule), "```", "", "## Reading it", "", head, ""]
-        lines += [f"{i}. `{rd.datalog}`: {rd.text}" for i, rd in enumerate(readings, 1)]
-        if r.ann("message"):
-            lines += ["", "The adjudication reports:", "", f"> {esc(r.ann('message'))}", "",
-                      "(`{name}` stands for the value the rule's variable of that name took.)"]
-        if r.ann("remedy"):
-            lines += ["", f"Suggested remedy: `{r.ann('remedy')}`."]
-            if r.ann("remedy_condition"):
-                lines += ["", f"Offered {esc(r.ann('remedy_condition'))}."]
-        lines += self._precedence(p, r)
-        statements = r.ann("guidance").split()
-        if statements:
-            lines += ["", "## Guidance statements it encodes", ""]
-            for gid in statements:
-                st = self.m.guidance.get(gid)
-                text = f": {esc(st.statement)}" if st else " (not in the guidance list)"
-                lines.append(f"- [{esc(gid)}]({md_href(p, 'guidance.md', guidance_anchor(gid))}){text}")
-        lines += ["", "## Sources", ""]
-        lines += [f"- {esc(s)}" for s in _sources(r.sources)] or ["- (none given)"]
-        if r.ann("carc"):
-            lines += ["", "## Denial codes", "", "| Code | Meaning | Source |", "| --- | --- | --- |"]
-            lines += self._denial_rows(p, r)
-        lines += ["", "## Where it sits", "",
-                  "What this rule reads (left) and what reads its outcome (right); dashed edges are negated",
-                  f"conditions. The [whole graph]({md_href(p, 'graph.md')}) shows every rule.", "",
-                  self.rule_diagram(p, r)]
-        lines += ["", "## Worked examples", ""] + self.rule_examples(p, r)
-        return "\n".join(lines)
+        statements = []
+        for gid in r.ann("guidance").split():
+            st = self.m.guidance.get(gid)
+            statements.append((gid, md_href(p, "guidance.md", guidance_anchor(gid)), st.statement if st else ""))
+        return TEMPLATES.get_template("rule.md.j2").render(
+            r=r, head=head, readings=readings, rule_text=rule_text(r.rule), precedence=self._precedence(p, r),
+            statements=statements, sources=_sources(r.sources),
+            denial_rows=self._denial_rows(p, r) if r.ann("carc") else [], graph_href=md_href(p, "graph.md"),
+            diagram=self.rule_diagram(p, r), examples=self.rule_examples(p, r))
 
     def _precedence(self, p: str, r: RuleDoc) -> list[str]:
         """Rules whose head names this rule (overrides) or whose body reads its outcome."""
@@ -375,14 +357,14 @@ class Site:
         rows = []
         g = self.m.group_codes.get(r.ann("group"))
         rows.append(f"| Group [{esc(r.ann('group'))}]({md_href(p, 'denial-codes.md', anchor_id('group', r.ann('group')))}) "
-                    f"| {esc(g[1][1]) if g else '(not in the group code table)'} | {where(g[0]) if g else ''} |")
+                    f"| {esc(g[1].description) if g else '(not in the group code table)'} | {where(g[0]) if g else ''} |")
         c = self.m.carcs.get(r.ann("carc"))
         rows.append(f"| CARC [{esc(r.ann('carc'))}]({md_href(p, 'denial-codes.md', anchor_id('carc', r.ann('carc')))}) "
-                    f"| {esc(c[1][1]) if c else '(not in the CARC table)'} | {where(c[0]) if c else ''} |")
+                    f"| {esc(c[1].description) if c else '(not in the CARC table)'} | {where(c[0]) if c else ''} |")
         for x in r.rarcs:
             rr = self.m.rarcs.get(x)
             rows.append(f"| RARC [{esc(x)}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))}) "
-                        f"| {esc(rr[1][1]) if rr else '(not in the RARC table)'} | {where(rr[0]) if rr else ''} |")
+                        f"| {esc(rr[1].description) if rr else '(not in the RARC table)'} | {where(rr[0]) if rr else ''} |")
         return rows
 
     def rule_examples(self, p: str, r: RuleDoc) -> list[str]:
@@ -559,48 +541,23 @@ class Site:
     def relation_page(self, rel: RelationDoc) -> str:
         p = rel.page
         m = self.m
-        lines = [f"# {rel.name}", "", esc(rel.summary) or "*(no summary)*", "",
-                 "| Property | Value |", "| --- | --- |",
-                 f"| Kind | {esc(ORIGIN_TEXT[rel.origin])} |",
-                 f"| Declared in | {where(rel.src)} |"]
-        if rel.table:
-            lines.append(f"| Table file | `{rel.table}` ({rel.rows:,} rows) |")
-        if rel.stratum is not None:
-            lines.append(f"| Stratum | {rel.stratum} (evaluated after every relation of a lower stratum) |")
-        if rel.source:
-            lines.append(f"| Source | {esc(rel.source)} |")
-        about = m.modules.get(rel.src.path, "")
-        if about:
-            lines.append(f"| About {esc(rel.src.path)} | {esc(about)} |")
-        lines += ["", "## Attributes", "", "| # | Attribute | Type |", "| ---: | --- | --- |"]
-        for i, a in enumerate(rel.decl.attrs, 1):
-            lines.append(f"| {i} | `{a.name}` | [{a.type}]({md_href(p, 'types.md', anchor_id('type', a.type))}) |")
-        if rel.defined_by:
-            lines += ["", "## Defined by", ""]
-            for i in rel.defined_by:
-                r = m.rules[i]
-                head, readings = read_rule(r.rule, self.decls, self.linker(p))
-                title = f"Rule [{r.id}]({md_href(p, r.page)})" if r.id else "Rule"
-                lines += [f"### {title} at {r.src} {{#{r.anchor or anchor_id('rule', r.id)}}}", "",
-                          "```prolog", rule_text(r.rule), "```", "", head, ""]
-                lines += [f"{k}. `{rd.datalog}`: {rd.text}" for k, rd in enumerate(readings, 1)]
-                lines.append("")
-        if rel.facts:
-            lines += ["", "## Facts", "", f"{len(rel.facts)} facts, listed in the KB.", "",
-                      "| " + " | ".join(a.name for a in rel.decl.attrs) + " | Source |",
-                      "| " + " | ".join("---" for _ in rel.decl.attrs) + " | --- |"]
-            for s, row in rel.facts[:FACTS_SHOWN]:
-                cells = [self.value_md(p, rel.name, a.name, v) for a, v in zip(rel.decl.attrs, row)]
-                lines.append("| " + " | ".join(cells) + f" | {where(s)} |")
-            if len(rel.facts) > FACTS_SHOWN:
-                lines.append(f"\n({len(rel.facts) - FACTS_SHOWN} more in the source file.)")
-        if rel.used_by:
-            lines += ["", "## Read by", ""]
-            for i in rel.used_by:
-                r = m.rules[i]
-                lines.append(f"- {self.rule_link(p, r)}" + (f": {esc(r.title)}" if r.id else f" (defines {self.rel_link(p, r.head)})"))
-        lines += ["", "## Neighbourhood", "", self.relation_diagram(p, rel)]
-        return "\n".join(lines)
+        definitions = []
+        for i in rel.defined_by:
+            r = m.rules[i]
+            head, readings = read_rule(r.rule, self.decls, self.linker(p))
+            title = f"Rule [{r.id}]({md_href(p, r.page)})" if r.id else "Rule"
+            definitions.append({"heading": f"{title} at {r.src} {{#{r.anchor or anchor_id('rule', r.id)}}}",
+                                "text": rule_text(r.rule), "head": head, "readings": readings})
+        facts = [([self.value_md(p, rel.name, a.name, v) for a, v in zip(rel.decl.attrs, row, strict=False)], s)
+                 for s, row in rel.facts[:FACTS_SHOWN]]
+        readers = []
+        for i in rel.used_by:
+            r = m.rules[i]
+            readers.append(f"- {self.rule_link(p, r)}" + (f": {esc(r.title)}" if r.id else f" (defines {self.rel_link(p, r.head)})"))
+        return TEMPLATES.get_template("relation.md.j2").render(
+            rel=rel, origin_text=ORIGIN_TEXT[rel.origin], about=m.modules.get(rel.src.path, ""),
+            type_href=lambda t: md_href(p, "types.md", anchor_id("type", t)), definitions=definitions,
+            facts=facts, readers=readers, diagram=self.relation_diagram(p, rel))
 
     def value_md(self, p: str, rel: str, attr: str, v: A.Value) -> str:
         target = self.constant_target(rel, attr, v)
@@ -695,9 +652,9 @@ class Site:
     def code_table(self, p: str, codes: Iterable[CodeDoc]) -> list[str]:
         lines = ["| Code | Description | MUE (MAI) | Facility NA | Add-on | PTP edits |", "| --- | --- | --- | --- | --- | ---: |"]
         for d in codes:
-            mue = f"{d.mue[1][1]} ({d.mue[1][2]})" if d.mue else ""
-            fac = "NA" if any(r[1] == "" and r[3] == "NA" for _s, r in d.pfs) else ""  # the global row
-            aoc = f"type {d.aoc[1][1]}" if d.aoc else ""
+            mue = f"{d.mue[1].mue_value} ({d.mue[1].mai})" if d.mue else ""
+            fac = "NA" if any(r.modifier == "" and r.facility_na == "NA" for _s, r in d.pfs) else ""  # the global row
+            aoc = f"type {d.aoc[1].edit_type}" if d.aoc else ""
             lines.append(f"| {self.code_link(p, d.code)} | {esc(d.description)} | {mue} | {fac} | {aoc} | {d.stats.total} |")
         return lines
 
@@ -706,9 +663,9 @@ class Site:
         m = self.m
         lines = [f"# {d.code}", ""]
         if d.cpt:
-            lines += [f"*{esc(d.cpt[1][1])}* (our description, not the AMA descriptor; {where(d.cpt[0])})", ""]
+            lines += [f"*{esc(d.cpt[1].description)}* (our description, not the AMA descriptor; {where(d.cpt[0])})", ""]
         if d.hcpcs:
-            lines += [f"HCPCS Level II: *{esc(d.hcpcs[1][2] or d.hcpcs[1][1])}* ({where(d.hcpcs[0])})", ""]
+            lines += [f"HCPCS Level II: *{esc(d.hcpcs[1].long_description or d.hcpcs[1].short_description)}* ({where(d.hcpcs[0])})", ""]
         row_rules = self._row_rules(p, d)
         lines += ["| Property | Value |", "| --- | --- |"]
         if d.category:
@@ -716,27 +673,27 @@ class Site:
         if d.ranges:
             lines.append("| Ranges | " + ", ".join(f"[{esc(x)}]({md_href(p, f'codes/range/{x}.md')})" for x in d.ranges) + " |")
         if d.mue:
-            lines.append(f"| MUE | {d.mue[1][1]} unit(s) per patient, provider and date; MAI {d.mue[1][2]} "
-                         f"({esc(d.mue[1][3])}){row_rules.get('mue', '')}; {where(d.mue[0])} |")
+            lines.append(f"| MUE | {d.mue[1].mue_value} unit(s) per patient, provider and date; MAI {d.mue[1].mai} "
+                         f"({esc(d.mue[1].rationale)}){row_rules.get('mue', '')}; {where(d.mue[0])} |")
         else:
             lines.append("| MUE | none |")
         if d.aoc:
-            prim = ", ".join(self.code_link(p, str(r[1])) for _s, r in d.aoc_primaries)
-            lines.append(f"| Add-on code | edit type {d.aoc[1][1]}{row_rules.get('aoc_code', '')}; {where(d.aoc[0])}"
+            prim = ", ".join(self.code_link(p, str(r.primary_code)) for _s, r in d.aoc_primaries)
+            lines.append(f"| Add-on code | edit type {d.aoc[1].edit_type}{row_rules.get('aoc_code', '')}; {where(d.aoc[0])}"
                          + (f"; primary codes: {prim}" if prim else "") + " |")
         else:
             lines.append("| Add-on code | no |")
         if d.primary_of:
-            lines.append("| Primary code of add-ons | " + ", ".join(self.code_link(p, str(r[0])) for _s, r in d.primary_of) + " |")
+            lines.append("| Primary code of add-ons | " + ", ".join(self.code_link(p, str(r.add_on_code)) for _s, r in d.primary_of) + " |")
         if d.deletion:
-            lines.append(f"| Deleted | last valid date {d.deletion[1][1]}: {esc(d.deletion[1][2])}"
+            lines.append(f"| Deleted | last valid date {d.deletion[1].deleted_date}: {esc(d.deletion[1].note)}"
                          f"{row_rules.get('code_deletion', '')}; {where(d.deletion[0])} |")
         lines += ["", "## Fee schedule", ""]
         if d.pfs:
             lines += ["| Modifier | Status | Facility NA | Non-facility NA | PC/TC | Global days |",
                       "| --- | --- | --- | --- | ---: | --- |"]
             for _s, r in d.pfs:
-                lines.append(f"| {esc(r[1]) or '(global)'} | {esc(r[2])} | {esc(r[3])} | {esc(r[4])} | {r[5]} | {esc(r[6])} |")
+                lines.append(f"| {esc(r.modifier) or '(global)'} | {esc(r.status)} | {esc(r.facility_na)} | {esc(r.non_facility_na)} | {r.pctc} | {esc(r.global_days)} |")
             lines += ["", f"From {', '.join(where(s) for s, _r in d.pfs)}; column meanings on {self.rel_link(p, 'pfs')}."
                       + (f" This row is{row_rules['pfs'][1:]}." if "pfs" in row_rules else "")]
         else:
@@ -865,13 +822,12 @@ class Site:
                   ('<table class="pkb-sortable"><thead><tr><th>POS</th><th>Name</th><th>Setting</th><th>Named by</th>'
                   "<th>Description</th><th>Source</th></tr></thead><tbody>")]
         for s, r in m.pos:
-            code = str(r[0])
+            code, name, setting, description = str(r.pos), str(r.name), str(r.setting), str(r.description)
             cell = ", ".join(f'<a href="{escape(html_href(p, page))}">{escape(label)}</a>' for label, page in by_pos.get(code, []))
-            lines.append(f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(str(r[1]))}</td>'
-                         f'<td><a href="#{anchor_id("setting", r[2])}">{escape(str(r[2]))}</a></td><td>{cell}</td>'
-                         f"<td>{escape(str(r[3]))}</td><td>row {s.row}</td></tr>" if r[2] in by_setting else
-                         f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(str(r[1]))}</td>'
-                         f"<td>{escape(str(r[2]))}</td><td>{cell}</td><td>{escape(str(r[3]))}</td><td>row {s.row}</td></tr>")
+            shown = (f'<a href="#{anchor_id("setting", setting)}">{escape(setting)}</a>' if setting in by_setting
+                     else escape(setting))
+            lines.append(f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(name)}</td>'
+                         f"<td>{shown}</td><td>{cell}</td><td>{escape(description)}</td><td>row {s.row}</td></tr>")
         lines += ["</tbody></table>", "", f"Source: `{m.relations['pos'].table}`." if "pos" in m.relations else ""]
         return "\n".join(lines)
 
@@ -913,10 +869,10 @@ class Site:
                   ('<table class="pkb-sortable"><thead><tr><th>Modifier</th><th>Source</th><th>Category</th>'
                   "<th>Description</th><th>NCCI roles</th><th>Source row</th></tr></thead><tbody>")]
         for s, r in m.modifiers:
-            mod = str(r[0])
+            mod = str(r.modifier)
             role_links = ", ".join(f'<a href="#{anchor_id("role", x)}">{escape(x)}</a>' for x in roles_of.get(mod, []))
-            lines.append(f'<tr id="{anchor_id("mod", mod)}"><td><strong>{escape(mod)}</strong></td><td>{escape(str(r[1]))}</td>'
-                         f"<td>{escape(str(r[2]))}</td><td>{escape(str(r[3]))}</td><td>{role_links}</td><td>row {s.row}</td></tr>")
+            lines.append(f'<tr id="{anchor_id("mod", mod)}"><td><strong>{escape(mod)}</strong></td><td>{escape(str(r.source))}</td>'
+                         f"<td>{escape(str(r.category))}</td><td>{escape(str(r.description))}</td><td>{role_links}</td><td>row {s.row}</td></tr>")
         lines += ["</tbody></table>"]
         return "\n".join(lines)
 
@@ -957,9 +913,9 @@ class Site:
             for code in sorted(by[kind], key=_num_key):
                 row = table.get(code)
                 lines += [f"### {kind.upper() if kind != 'group' else 'Group'} {esc(code)} {{#{anchor_id(kind, code)}}}", "",
-                          (esc(row[1][1]) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*", ""]
-                if row and len(row[1]) > 3 and row[1][3]:
-                    lines += [f"Stopped being used on {row[1][3]}.", ""]
+                          (esc(row[1].description) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*", ""]
+                if row and row[1].get("stop_date"):
+                    lines += [f"Stopped being used on {row[1].get('stop_date')}.", ""]
                 lines += [f"- {self.rule_link(p, r)}: {esc(r.title)}" for r in sorted(by[kind][code], key=lambda r: r.id or "")]
                 lines.append("")
         return "\n".join(lines)
