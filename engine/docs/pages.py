@@ -39,6 +39,7 @@ ORIGIN_TEXT = {
     "derived": "derived: computed by rules",
     "outcome": "outcome: what the adjudication reports",
 }
+CATEGORY = "code_category"   # the relation that puts a code in a category (code pages, category pages)
 ORIGIN_ORDER = ["outcome", "derived", "facts", "table", "claim"]
 FACTS_SHOWN = 200
 SAMPLE_ROWS = 5
@@ -303,24 +304,16 @@ class Site:
 
     def rules_index(self) -> str:
         p = "rules/index.md"
-        lines = ["# Rules", "",
-                 "Every rule with an identifier. Outcome rules deny a line or warn about it; the others",
-                 "settle which outcome wins. Rules without an identifier compute intermediate relations and",
-                 f"are shown on the page of the relation they define ([relations]({md_href(p, 'relations/index.md')})).",
-                 "", "| Rule | Title | Kind | Severity | Group-CARC | RARC | Defined in |",
-                 "| --- | --- | --- | --- | --- | --- | --- |"]
-        for r in sorted(self.m.id_rules, key=lambda r: r.id or ""):
-            lines.append(f"| {self.rule_link(p, r)} | {esc(r.title)} | {esc(r.ann('kind'))} | {esc(r.ann('severity'))} "
-                         f"| {esc(r.ann('group'))}{'-' if r.ann('carc') else ''}{esc(r.ann('carc'))} "
-                         f"| {esc(' '.join(r.rarcs))} | {where(r.src)} |")
         helpers = [r for r in self.m.rules if not r.id]
-        lines += ["", f"{len(helpers)} further rules define intermediate relations:", ""]
         by_head = defaultdict(list)
         for r in helpers:
             by_head[r.head].append(r)
-        lines += [f"- {self.rel_link(p, h)}: " + ", ".join(self.rule_link(p, r, f'line {r.src.line}') for r in rs)
-                  for h, rs in sorted(by_head.items())]
-        return "\n".join(lines)
+        return TEMPLATES.get_template("rules_index.md.j2").render(
+            relations_href=md_href(p, "relations/index.md"),
+            rules=[(r, self.rule_link(p, r)) for r in sorted(self.m.id_rules, key=lambda r: r.id or "")],
+            helper_count=len(helpers),
+            helpers=[(self.rel_link(p, h), [self.rule_link(p, r, f"line {r.src.line}") for r in rs])
+                     for h, rs in sorted(by_head.items())])
 
     def rule_page(self, r: RuleDoc) -> str:
         p = r.page
@@ -622,14 +615,15 @@ class Site:
     def category_page(self, cat: str) -> str:
         p = f"codes/category/{cat}.md"
         codes = [self.m.codes[c] for c in self.m.categories[cat] if c in self.m.codes]
-        lines = [f"# Category: {esc(cat)}", "",
-                 f"{len(codes)} codes of the KB's CPT list (`kb/tables/cpt_codes.csv`) in category `{cat}`.", ""]
-        readers = sorted({m.rule for m in self.m.mentions if (m.relation, m.attr, m.value) == ("code_category", "category", cat)
+        readers = sorted({m.rule for m in self.m.mentions if (m.relation, m.attr, m.value) == (CATEGORY, "category", cat)
                           and m.rule is not None})
-        if readers:
-            lines += ["Rules that name this category: " + ", ".join(self.rule_link(p, self.m.rules[i]) for i in readers), ""]
-        lines += self.code_table(p, codes)
-        return "\n".join(lines)
+        # the table the category column comes from, when a table's rows carry it
+        tables = sorted({r.table for r in self.m.relations.values() if r.table and any(
+            a.name == "category" for a in r.decl.attrs) and ("rel", r.name) in self.m.graph and
+            nx.has_path(self.m.graph, ("rel", r.name), ("rel", CATEGORY))})
+        return TEMPLATES.get_template("category.md.j2").render(
+            category=cat, codes=codes, relation_link=self.rel_link(p, CATEGORY), table=", ".join(tables),
+            readers=[self.rule_link(p, self.m.rules[i]) for i in readers], code_table=self.code_table(p, codes))
 
     def range_page(self, name: str) -> str:
         p = f"codes/range/{name}.md"
