@@ -44,13 +44,14 @@ def render(kb_dir: Path) -> tuple[dict[str, bytes], dict[str, int]]:
     from engine.api import PolicyKB
     from engine.claims import parse_claim
 
+    # the KB's own inputs to the guide are read first: a broken file fails before the long work
+    loaded = scenarios.load(Path(kb_dir), f"{Path(kb_dir).resolve().name}/{scenarios.FILE}")
     pk = PolicyKB.open(Path(kb_dir))
 
     def adjudicate(claim_json: dict) -> dict:
         return pk.adjudicate(parse_claim(claim_json), proofs=True).to_dict()
 
     model = collect(pk.kb, pk.evaluator, adjudicate)
-    loaded = scenarios.load(Path(kb_dir), f"{model.root.name}/{scenarios.FILE}")
     guide = []
     for name, claim in loaded.scenarios:
         case = Case(name, [], claim, {}, Src(""))

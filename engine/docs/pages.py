@@ -197,8 +197,8 @@ class Site:
             "",
             "Medical-billing policy kept as Datalog rules, published the way coders look codes up: one",
             "page per rule, per code the rules name, per relation, with the places of service, modifiers",
-            "and denial codes they use. Every page is generated from the KB by `python -m engine.docs`;",
-            "none is written by hand, so the pages say exactly what the rules do.",
+            "and denial codes they use. Every page is generated from the KB when the site is built",
+            "(`mkdocs build`); none is written by hand, so the pages say exactly what the rules do.",
             "",
             (f"KB version `{m.version}`: {len(m.outcome_rules)} outcome rules, {len(m.rules)} rules in all, "
             f"{len(m.relations)} relations, {len(m.codes)} code pages, {len(m.cases)} policy test cases."),
@@ -211,8 +211,8 @@ class Site:
             (f"- The rules: [all rules]({md_href(p, 'rules/index.md')}), "
             f"[how they depend on each other]({md_href(p, 'graph.md')}), "
             f"[worked examples]({md_href(p, 'examples.md')})"),
-            (f"- The 96372 guidance, statement by statement, with the rule for each: "
-             f"[guidance]({md_href(p, 'guidance.md')})"),
+            *([f"- The guidance, statement by statement, with the rule for each: [guidance]({md_href(p, 'guidance.md')})"]
+              if m.guidance else []),
             (f"- [Places of service]({md_href(p, 'pos.md')}), [modifiers]({md_href(p, 'modifiers.md')}), "
             f"[denial codes]({md_href(p, 'denial-codes.md')})"),
             "",
@@ -229,7 +229,7 @@ class Site:
         for rel in sorted((r for r in m.relations.values() if r.origin == "table"), key=lambda r: r.name):
             about = m.modules.get(rel.src.path, "")
             lines.append(f"| {self.rel_link(p, rel.name)} | `{rel.table}` | {rel.rows:,} | {esc(_vintage(about))} |")
-        example = self.rule_ids.get("inj.facility_em") or (m.outcome_rules[0] if m.outcome_rules else None)
+        example = self.rule_ids.get(self.guide_text.example_rule) or (m.outcome_rules[0] if m.outcome_rules else None)
         lines += ["", "## How to read a rule", "",
                   "A rule says when a line is denied (or warned about): the line is denied when **every**",
                   "condition of the rule's body holds for some choice of the rule's variables. Variables are",
@@ -245,9 +245,10 @@ class Site:
         lines += ["", "Source references look like `kb/ncci/edits.dl:45` (a KB file and line) or",
                   "`kb/tables/pos.csv row 22` (a table's data row, counting from 1 after the header).", "",
                   "## Building this site", "",
-                  "```sh", "python -m engine.docs          # regenerate site/ from the KB",
-                  "python -m engine.docs --check  # fail when site/ is stale",
-                  "mkdocs build --strict          # HTML into build/html", "mkdocs serve                   # browse it",
+                  "```sh", "mkdocs build --strict                               # the pages from kb/, HTML into build/html",
+                  "POLICYKB_DOCS_KB=/path/to/kb mkdocs build --strict  # the same for another KB",
+                  "mkdocs serve                                        # browse it",
+                  "policykb docs --out DIR                             # the generated Markdown, to read",
                   "```"]
         return "\n".join(lines)
 

@@ -4,7 +4,8 @@
 Only inputs live in the KB; the decisions shown come from the engine, so the guide cannot drift
 from the rules. The file holds a heading, an introduction and the scenarios:
 
-    {"heading": "...", "intro": "...", "scenarios": [{"title": "...", "claim": {...claim JSON...}}]}
+    {"heading": "...", "intro": "...", "example_rule": "rule id (the home page's example)",
+     "scenarios": [{"title": "...", "claim": {...claim JSON...}}]}
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class GuideScenarios:
     heading: str = ""
     intro: str = ""
     path: str = ""                                 # the file, as shown on the page
+    example_rule: str = ""                         # the rule the home page reads as its example
     scenarios: list[tuple[str, dict]] = field(default_factory=list)
 
 
@@ -40,7 +42,7 @@ def load(kb_dir: Path, shown: str = "") -> GuideScenarios:
     if not isinstance(data, dict) or not isinstance(data.get("scenarios"), list):
         raise ScenarioError(f"{path}: expected an object with a \"scenarios\" list")
     out = GuideScenarios(str(data.get("heading") or "Worked scenarios"), str(data.get("intro") or ""),
-                         shown or path.name)
+                         shown or path.name, str(data.get("example_rule") or ""))
     for i, item in enumerate(data["scenarios"]):
         if not isinstance(item, dict) or not isinstance(item.get("title"), str) \
                 or not isinstance(item.get("claim"), dict):
