@@ -47,8 +47,7 @@ fuzz: $(STAMP)                     ## the property tests with a long budget (HYP
 check: $(STAMP)                    ## check the KB
 	$(BIN)/policykb check kb
 
-site: $(STAMP)                     ## regenerate site/ and build the HTML into build/html
-	$(BIN)/policykb docs
+site: $(STAMP)                     ## build the HTML into build/html (pages generated from the KB)
 	$(BIN)/mkdocs build --strict
 
 bench: $(STAMP)                    ## the benchmark against its baselines

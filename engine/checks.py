@@ -24,6 +24,8 @@ REQUIRED_OUTCOME_KEYS = ("id", "title", "summary", "source", "kind", "severity",
 KNOWN_RULE_KEYS = set(REQUIRED_OUTCOME_KEYS) | {
     "rarc", "message", "remedy", "remedy_condition", "precedence", "guidance", "example", "note",
 }
+# a relation declaration's doc comment: what the explanations, the checker and the site read
+KNOWN_DECL_KEYS = {"summary", "source", "title", "release", "reading"}
 RULE_KINDS = ("ncci_ptp", "ncci_mue", "ncci_aoc", "code_validity", "place_of_service", "policy",
               "documentation", "duplicate", "fee_schedule")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -318,6 +320,19 @@ def check_annotations(prog: Program) -> list[Diagnostic]:
                 out.append(Diagnostic("bad-annotation", f"unknown annotation @{e.key}", e.loc, Severity.WARNING))
         if r.head.pred in OUTCOME_RELATIONS:
             out.extend(_outcome_annotations(r))
+    for decl in prog.decls.values():
+        for e in decl.doc.entries:
+            if e.key not in KNOWN_DECL_KEYS:
+                out.append(Diagnostic("bad-annotation", f"unknown annotation @{e.key} on .decl {decl.name}",
+                                      e.loc, Severity.WARNING))
+        reading = decl.doc.entry("reading")
+        if reading is not None:
+            names = {a.name for a in decl.attrs}
+            unknown = sorted(set(re.findall(r"\{(\w+)\}", reading.value)) - names)
+            if unknown:
+                out.append(Diagnostic("bad-annotation", f"@reading of {decl.name} names "
+                                      f"{', '.join('{' + u + '}' for u in unknown)}, not attributes of the relation",
+                                      reading.loc, notes=(f"its attributes: {', '.join(a.name for a in decl.attrs)}",)))
     return out
 
 

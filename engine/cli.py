@@ -457,32 +457,49 @@ def serve(host: str, port: int, workers: int, max_body_bytes: int | None, max_li
 
 
 @main.command()
-@click.option("--check", "check_only", is_flag=True, help="Exit 1 when the site is stale instead of writing it.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Exit 1 when the pages are stale instead of writing them (by default: the golden pages in site/).")
+@click.option("--goldens", is_flag=True,
+              help="Only the generated pages the directory already holds (default directory: site/).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output directory (default: site/ beside the KB directory).")
+              help="Output directory (default: build/site, or site/ with --check or --goldens).")
 @KB_OPTION
-def docs(check_only: bool, out_dir: Path | None, kb_dir: Path | None) -> None:
-    """Generate the reference site's Markdown into site/ (build HTML with `mkdocs build`).
-    A KB with errors gets the checker's report and exit code 1, as with `policykb check`.
+def docs(check_only: bool, goldens: bool, out_dir: Path | None, kb_dir: Path | None) -> None:
+    """Write the site's generated pages into a directory, or check site/'s goldens.
+
+    \b
+    `mkdocs build` generates the same pages itself (see mkdocs.yml); the golden
+    pages in site/ are the few the tests compare. A KB with errors gets the
+    checker's report and exit code 1, as with `policykb check`.
 
     \b
     Examples:
-      policykb docs && mkdocs build --strict && python -m http.server -d build/html
-      policykb docs --check
+      mkdocs build --strict && python -m http.server -d build/html
+      POLICYKB_DOCS_KB=/path/to/kb mkdocs build --strict
+      policykb docs --out /tmp/pages
+      policykb docs --check          # the golden pages in site/ are fresh
+      policykb docs --goldens        # refresh them
     """
     from engine.docs.build import generate
+    from engine.docs.scenarios import ScenarioError
     from engine.kb import default_kb_dir
     root = kb_dir or default_kb_dir()
-    out_dir = out_dir or Path(root).resolve().parent / "site"
+    if out_dir is None:
+        goldens = goldens or check_only
+        out_dir = Path(root).resolve().parent / ("site" if goldens else "build/site")
     try:
-        report = generate(root, out_dir, check=check_only)
+        report = generate(root, out_dir, check=check_only, goldens=goldens)
     except DiagnosticError:
         if Path(root).is_dir():
             err.print(f"[bold red]{root}: the KB has errors, so no site was generated:[/]")
         sys.exit(_report_check(root, err) or EXIT_FAIL)
+    except ScenarioError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(EXIT_INPUT)
     shown = _shown(out_dir)
     if check_only and report.stale:
-        err.print(f"[bold red]{shown} is stale: {len(report.stale)} file(s) differ; run `policykb docs`[/]")
+        err.print(f"[bold red]{shown} is stale: {len(report.stale)} file(s) differ; run `policykb docs"
+                  f"{' --goldens' if goldens else ''}`[/]")
         for p in report.stale[:20]:
             err.print(f"  {p}")
         if len(report.stale) > 20:

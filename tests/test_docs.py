@@ -59,10 +59,17 @@ def test_every_code_a_rule_names_has_a_page(site, kb) -> None:
         assert f"codes/{code}.md" in site
 
 
-def test_site_on_disk_is_what_the_kb_generates(site) -> None:
-    report = sync({p: t.encode() for p, t in site.items()}, SITE, check=True)
-    assert report.ok, (f"site/ is stale ({len(report.stale)} files, e.g. {report.stale[:5]}); "
-                       "run `python -m engine.docs`")
+GOLDENS = ["codes/96372.md", "guidance.md", "guide.md", "relations/ptp.md", "rules/inj.facility_em.md"]
+
+
+def test_golden_pages_in_site_are_what_the_kb_generates(site) -> None:
+    # site/ holds hand-written pages and a few golden pages; `mkdocs build` generates the rest
+    held = sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*") if p.is_file())
+    assert sorted(p for p in held if p in site) == GOLDENS
+    report = sync({p: t.encode() for p, t in site.items()}, SITE, check=True, goldens=True)
+    assert report.files == len(GOLDENS)
+    assert report.ok, (f"golden pages in site/ are stale ({report.stale}); read the diff of "
+                       "`policykb docs --goldens`, it must be what you intend")
 
 
 def test_check_mode_reports_changed_missing_and_extra_files(tmp_path) -> None:
@@ -73,6 +80,11 @@ def test_check_mode_reports_changed_missing_and_extra_files(tmp_path) -> None:
     (tmp_path / "stray.md").write_text("not generated\n")
     (tmp_path / "index.md").unlink()
     assert sorted(sync(files, tmp_path, check=True).stale) == ["index.md", "rules/a.md", "stray.md"]
+    # goldens mode: only generated files already there count; hand-written ones stay
+    goldens = sync(files, tmp_path, check=True, goldens=True)
+    assert goldens.stale == ["rules/a.md"] and goldens.files == 1
+    assert sync(files, tmp_path, check=False, goldens=True).written == ["rules/a.md"]
+    assert not (tmp_path / "index.md").exists() and (tmp_path / "stray.md").exists()
     report = sync(files, tmp_path, check=False)
     assert report.removed == ["stray.md"] and sync(files, tmp_path, check=True).ok
 
@@ -138,8 +150,13 @@ def test_lookup_index_is_compact_and_covers_the_ncci_tables(site) -> None:
 # --- units: reading, diagrams, proofs --------------------------------------------------------
 
 READ_KB = """
+/**
+ * @reading claim line {line} bills code {code}| on {dos}| in POS {pos}| by rendering provider {npi}
+ *          | for {units} unit(s)
+ */
 .decl line(line: number, code: symbol, dos: symbol, pos: symbol, npi: symbol, units: number)
 .claim line
+/** @reading line {line} carries modifier {modifier} */
 .decl line_modifier(line: number, modifier: symbol)
 .claim line_modifier
 .decl odd(x: number, y: symbol)
@@ -165,9 +182,27 @@ def test_reading_gives_one_plain_sentence_per_condition() -> None:
     assert texts[1] == "it is **not** the case that line `l` carries modifier [25] (<line_modifier>)"
     assert texts[2] == "`u` is more than `2`"
     assert texts[3] == "`d` is not empty"
-    assert texts[4] == "a odd fact holds with x `l` (<odd>)"  # no phrase: read from the attribute names
+    assert texts[4] == "a odd fact holds with x `l` (<odd>)"  # no @reading: read from the attribute names
     assert texts[5] == "an even number (with x `u`) (<even>)"  # or from the declaration's summary
     assert readings[1].negated and readings[0].datalog == 'line(l, "96372", d, _, _, u)'
+
+
+def test_checker_warns_of_unknown_decl_keys_and_reading_placeholders_that_are_not_attributes() -> None:
+    from engine.checks import check_annotations
+
+    prog = program_from_text({"t.dl": """
+/**
+ * @summary A PTP row.
+ * @reading column 1 code {column_1} over {colum_2}
+ * @readng typo
+ */
+.decl ptp(column_1: symbol, column_2: symbol)
+"""})
+    found = {(d.code, d.message, d.location.line) for d in check_annotations(prog)}
+    assert ("bad-annotation", "@reading of ptp names {colum_2}, not attributes of the relation", 4) in found
+    assert ("bad-annotation", "unknown annotation @readng on .decl ptp", 5) in found
+    assert not [d for d in check_annotations(program_from_text({"t.dl": READ_KB})) if "decl" in d.message
+                or "@reading" in d.message]
 
 
 def test_diagram_is_well_formed_deterministic_svg_with_links() -> None:

@@ -50,3 +50,16 @@ def test_python_m_engine_docs_is_the_same_command(tmp_path: Path) -> None:
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: python -m engine.docs [OPTIONS]")
     cli_help = CliRunner().invoke(main, ["docs", "--help"]).output
     assert helped.stdout.split("\n", 1)[1] == cli_help.split("\n", 1)[1]  # same text after the usage line
+
+
+def test_docs_on_a_broken_guide_scenarios_file_names_the_file_and_exits_2(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    monkeypatch.setenv("POLICYKB_CACHE_DIR", str(tmp_path / "cache"))
+    kb = tmp_path / "kb"
+    shutil.copytree(ROOT / "kb", kb)
+    (kb / "guide.scenarios.json").write_text('{"scenarios": [{"title": "no claim"}]}')
+    res = CliRunner().invoke(main, ["docs", "--kb", str(kb), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert "guide.scenarios.json: scenarios[0] needs a \"title\" string and a \"claim\" object" in res.stderr
+    assert "Traceback" not in res.output

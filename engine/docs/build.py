@@ -1,7 +1,10 @@
-"""Write the site's Markdown into `site/`, or check that `site/` is what the KB generates.
+"""Render the site's generated pages: for `mkdocs build` (engine/docs/gen_site.py), into a
+directory for inspection, or against the golden pages committed in `site/`.
 
 The whole site is rendered in memory first (sorted, deterministic), so `--check` compares
-without touching the disk and a write only replaces files whose bytes changed.
+without touching the disk and a write only replaces files whose bytes changed. In goldens mode
+only the generated files already present in the directory are compared or rewritten; the other
+files there are hand-written pages and stay as they are.
 """
 
 from __future__ import annotations
@@ -11,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import claim_schema
-from engine.docs import lookup
+from engine.docs import lookup, scenarios
 from engine.docs.model import Case, Src, collect
 from engine.docs.pages import Site
-from engine.docs.scenarios import scenarios
 
 ASSETS = Path(__file__).with_name("assets")
 
@@ -43,6 +45,8 @@ def render(kb_dir: Path) -> tuple[dict[str, bytes], dict[str, int]]:
     from engine.api import PolicyKB
     from engine.claims import parse_claim
 
+    # the KB's own inputs to the guide are read first: a broken file fails before the long work
+    loaded = scenarios.load(Path(kb_dir), f"{Path(kb_dir).resolve().name}/{scenarios.FILE}")
     pk = PolicyKB.open(Path(kb_dir))
 
     def adjudicate(claim_json: dict) -> dict:
@@ -50,14 +54,14 @@ def render(kb_dir: Path) -> tuple[dict[str, bytes], dict[str, int]]:
 
     model = collect(pk.kb, pk.evaluator, adjudicate)
     guide = []
-    for name, claim in scenarios():
+    for name, claim in loaded.scenarios:
         case = Case(name, [], claim, {}, Src(""))
         try:
             case.result = adjudicate(claim)
         except Exception as exc:  # shown on the page; the rest of the site still builds
             case.error = f"{type(exc).__name__}: {exc}"
         guide.append(case)
-    files: dict[str, bytes] = {path: text.encode() for path, text in Site(model, guide).pages().items()}
+    files: dict[str, bytes] = {path: text.encode() for path, text in Site(model, guide, loaded).pages().items()}
     for name, text in lookup.shards(model).items():
         files[f"assets/lookup/{name}"] = text.encode()
     files.update(claim_schema.site_files())  # the claim format page and its JSON Schema
@@ -70,20 +74,25 @@ def render(kb_dir: Path) -> tuple[dict[str, bytes], dict[str, int]]:
     return dict(sorted(files.items())), counts
 
 
-def generate(kb_dir: Path, out_dir: Path, check: bool = False) -> DocsReport:
-    """Regenerate `out_dir` from the KB; with `check`, only report what is stale."""
+def generate(kb_dir: Path, out_dir: Path, check: bool = False, goldens: bool = False) -> DocsReport:
+    """Regenerate `out_dir` from the KB; with `check`, only report what is stale; with `goldens`,
+    only the generated pages `out_dir` already holds."""
     t0 = time.perf_counter()
     files, counts = render(Path(kb_dir))
-    report = sync(files, Path(out_dir), check)
+    report = sync(files, Path(out_dir), check, goldens)
     report.counts = counts
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def sync(files: dict[str, bytes], out_dir: Path, check: bool) -> DocsReport:
-    """Make `out_dir` hold exactly `files` (or, with check, list what differs)."""
-    report = DocsReport(out_dir, check, pages=sum(1 for p in files if p.endswith(".md")), files=len(files))
+def sync(files: dict[str, bytes], out_dir: Path, check: bool, goldens: bool = False) -> DocsReport:
+    """Make `out_dir` hold exactly `files` (or, with check, list what differs). With `goldens`,
+    only the files of `files` that `out_dir` already holds count: nothing is added or removed."""
     existing = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()} if out_dir.is_dir() else set()
+    if goldens:
+        files = {p: data for p, data in files.items() if p in existing}
+        existing &= set(files)
+    report = DocsReport(out_dir, check, pages=sum(1 for p in files if p.endswith(".md")), files=len(files))
     for path, data in files.items():
         target = out_dir / path
         if path in existing and target.read_bytes() == data:

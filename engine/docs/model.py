@@ -27,6 +27,27 @@ from engine.syntax import nodes as A
 
 Row = tuple[A.Value, ...]
 
+
+class NamedRow(tuple):
+    """A table row that also answers by its relation's attribute names (`row.description`), so
+    pages and templates read columns by name, never by position."""
+
+    names: tuple[str, ...]
+
+    def __new__(cls, values: Row, names: tuple[str, ...] = ()) -> NamedRow:
+        obj = super().__new__(cls, values)
+        obj.names = names
+        return obj
+
+    def __getattr__(self, name: str) -> A.Value:
+        try:
+            return self[self.names.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    def get(self, name: str, default: A.Value = "") -> A.Value:
+        return self[self.names.index(name)] if name in self.names else default
+
 PTP_ROWS_SHOWN = 300      # a code page lists every PTP row when it has at most this many
 LOOKUP_PARTNERS = 10      # partners per role (column 1 / column 2) in the lookup index
 RANGE_RELATION = "code_range"
@@ -141,6 +162,10 @@ class RelationDoc:
     def page(self) -> str:
         return f"relations/{self.name}.md"
 
+    def named_facts(self) -> list[tuple[Src, NamedRow]]:
+        names = tuple(a.name for a in self.decl.attrs)
+        return [(s, NamedRow(row, names)) for s, row in self.facts]
+
 
 @dataclass
 class PtpRow:
@@ -182,15 +207,15 @@ class CodeDoc:
     code: str
     description: str = ""
     category: str = ""
-    hcpcs: tuple[Src, Row] | None = None
-    cpt: tuple[Src, Row] | None = None
+    hcpcs: tuple[Src, NamedRow] | None = None
+    cpt: tuple[Src, NamedRow] | None = None
     ranges: list[str] = field(default_factory=list)
-    pfs: list[tuple[Src, Row]] = field(default_factory=list)
-    mue: tuple[Src, Row] | None = None
-    aoc: tuple[Src, Row] | None = None
-    aoc_primaries: list[tuple[Src, Row]] = field(default_factory=list)
-    primary_of: list[tuple[Src, Row]] = field(default_factory=list)
-    deletion: tuple[Src, Row] | None = None
+    pfs: list[tuple[Src, NamedRow]] = field(default_factory=list)
+    mue: tuple[Src, NamedRow] | None = None
+    aoc: tuple[Src, NamedRow] | None = None
+    aoc_primaries: list[tuple[Src, NamedRow]] = field(default_factory=list)
+    primary_of: list[tuple[Src, NamedRow]] = field(default_factory=list)
+    deletion: tuple[Src, NamedRow] | None = None
     mentions: list[Mention] = field(default_factory=list)
     via: dict[int, tuple[str, bool]] = field(default_factory=dict)  # rule -> (how it reaches the code, negated)
     via_outcomes: dict[int, list[int]] = field(default_factory=dict)  # rule -> outcome rules it leads to
@@ -240,12 +265,12 @@ class DocsModel:
     ranges: dict[str, RangeDoc]
     mentions: list[Mention]
     graph: nx.DiGraph                            # ("rel", name) / ("rule", index) nodes
-    pos: list[tuple[Src, Row]]
-    modifiers: list[tuple[Src, Row]]
+    pos: list[tuple[Src, NamedRow]]
+    modifiers: list[tuple[Src, NamedRow]]
     modifier_roles: dict[str, list[tuple[Src, str]]]
-    group_codes: dict[str, tuple[Src, Row]]
-    carcs: dict[str, tuple[Src, Row]]
-    rarcs: dict[str, tuple[Src, Row]]
+    group_codes: dict[str, tuple[Src, NamedRow]]
+    carcs: dict[str, tuple[Src, NamedRow]]
+    rarcs: dict[str, tuple[Src, NamedRow]]
     stats: dict[str, CodeStats]
     lookup_descriptions: dict[str, str]
     lookup_extra: dict[str, dict]
@@ -284,19 +309,22 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
     types = [(name, prog.type_decls.get(name), info, src(info.loc.path, info.loc.line) if info.loc else None)
              for name, info in sorted(prog.types.items())]
 
-    tables: dict[str, list[tuple[Src, Row]]] = {}
+    tables: dict[str, list[tuple[Src, NamedRow]]] = {}
 
-    def table(rel: str) -> list[tuple[Src, Row]]:
+    def table(rel: str) -> list[tuple[Src, NamedRow]]:
         if rel not in tables:
-            tables[rel] = [(rsrc(rs), row) for rs, row in kb.store.scan(rel)] if kb.store.has(rel) else []
+            decl = prog.decls.get(rel)
+            names = tuple(a.name for a in decl.attrs) if decl else ()
+            tables[rel] = [(rsrc(rs), NamedRow(row, names)) for rs, row in kb.store.scan(rel)] if kb.store.has(rel) else []
         return tables[rel]
 
-    def keyed(rel: str) -> dict[str, tuple[Src, Row]]:
+    def keyed(rel: str) -> dict[str, tuple[Src, NamedRow]]:
+        """Rows by their first attribute (the table's key: a code, a modifier ...)."""
         return {str(row[0]): (s, row) for s, row in table(rel)}
 
     code_pattern = getattr(prog.types.get("Code"), "pattern", None) or r"^[0-9A-Z]{5}$"
     # every table row that names a code in a Code-typed column, by code (PTP apart: too big)
-    rows_by_code: dict[str, dict[str, list[tuple[Src, Row]]]] = defaultdict(lambda: defaultdict(list))
+    rows_by_code: dict[str, dict[str, list[tuple[Src, NamedRow]]]] = defaultdict(lambda: defaultdict(list))
     for rel in sorted(prog.inputs):
         decl = prog.decls.get(rel)
         if rel == PTP or decl is None:
@@ -314,20 +342,20 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
 
     ranges = _ranges(table(RANGE_RELATION), universe, evaluator)
     categories: dict[str, list[str]] = defaultdict(list)
-    for _s, row in evaluator.lookup("code_category", (None, None)):
-        categories[str(row[1])].append(str(row[0]))
+    for _s, found in evaluator.lookup("code_category", (None, None)):
+        categories[str(found[1])].append(str(found[0]))
 
     codes: dict[str, CodeDoc] = {}
     for c in sorted(page_codes):
         mine = rows_by_code.get(c, {})
         d = CodeDoc(c, cpt=cpt.get(c), hcpcs=hcpcs.get(c), mue=mue.get(c), aoc=aoc.get(c),
                     deletion=deletions.get(c), pfs=sorted(mine.get("pfs", []), key=lambda sr: sr[1]),
-                    aoc_primaries=[sr for sr in mine.get("aoc_primary", []) if sr[1][0] == c],
-                    primary_of=[sr for sr in mine.get("aoc_primary", []) if sr[1][1] == c])
+                    aoc_primaries=[sr for sr in mine.get("aoc_primary", []) if sr[1].add_on_code == c],
+                    primary_of=[sr for sr in mine.get("aoc_primary", []) if sr[1].primary_code == c])
         if d.cpt:
-            d.description = str(d.cpt[1][1])
+            d.description = str(d.cpt[1].description)
         elif d.hcpcs:
-            d.description = str(d.hcpcs[1][2] or d.hcpcs[1][1])
+            d.description = str(d.hcpcs[1].long_description or d.hcpcs[1].short_description)
         d.category = next((str(r[1]) for _s, r in evaluator.lookup("code_category", (c, None))), "")
         d.ranges = sorted(str(r[1]) for _s, r in evaluator.lookup("in_range", (c, None)))
         d.stats = stats.get(c, CodeStats())
@@ -341,26 +369,26 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
     _link_codes_to_rules(codes, rules, mentions, graph, rows_by_code, buckets, static)
 
     cases = _cases(root, repo, adjudicate)
-    lookup_descriptions = {c: str(r[1]) for c, (_s, r) in hcpcs.items()}
-    lookup_descriptions.update({c: str(r[1]) for c, (_s, r) in cpt.items()})
+    lookup_descriptions = {c: str(r.short_description) for c, (_s, r) in hcpcs.items()}
+    lookup_descriptions.update({c: str(r.description) for c, (_s, r) in cpt.items()})
     lookup_extra: dict[str, dict] = {}
     for c in universe:
         e: dict = {}
         if c in mue:
-            e["m"], e["i"] = mue[c][1][1], mue[c][1][2]
+            e["m"], e["i"] = mue[c][1].mue_value, mue[c][1].mai
         if c in aoc:
-            e["a"] = aoc[c][1][1]
-        glob = next((r for _s, r in rows_by_code.get(c, {}).get("pfs", []) if r[0] == c and r[1] == ""), None)
+            e["a"] = aoc[c][1].edit_type
+        glob = next((r for _s, r in rows_by_code.get(c, {}).get("pfs", []) if r.code == c and r.modifier == ""), None)
         if glob is not None:
-            e["s"] = glob[2]
-            flags = ("F" if glob[3] == "NA" else "") + ("N" if glob[4] == "NA" else "")
+            e["s"] = glob.status
+            flags = ("F" if glob.facility_na == "NA" else "") + ("N" if glob.non_facility_na == "NA" else "")
             if flags:
                 e["na"] = flags
         lookup_extra[c] = e
 
     roles: dict[str, list[tuple[Src, str]]] = defaultdict(list)
     for s, row in table("modifier_role"):
-        roles[str(row[0])].append((s, str(row[1])))
+        roles[str(row.modifier)].append((s, str(row.role)))
 
     return DocsModel(
         root=root, repo=repo, version=kb.version, modules=modules, rules=rules, relations=relations,
@@ -377,12 +405,12 @@ def _guidance(relations: dict[str, RelationDoc]) -> dict[str, GuidanceDoc]:
     """The guidance statements (KB facts), with the reasons some are not decidable."""
     out: dict[str, GuidanceDoc] = {}
     stated = relations.get(GUIDANCE_STATEMENT)
-    for src, row in stated.facts if stated else []:
-        out[str(row[0])] = GuidanceDoc(str(row[0]), str(row[1]), str(row[2]), src)
+    for src, row in stated.named_facts() if stated else []:
+        out[str(row.id)] = GuidanceDoc(str(row.id), str(row.section), str(row.statement), src)
     undecidable = relations.get(GUIDANCE_UNDECIDABLE)
-    for _src, row in undecidable.facts if undecidable else []:
-        if str(row[0]) in out:
-            out[str(row[0])].undecidable = str(row[1])
+    for _src, row in undecidable.named_facts() if undecidable else []:
+        if str(row.id) in out:
+            out[str(row.id)].undecidable = str(row.reason)
     return out
 
 
@@ -509,10 +537,14 @@ def _scan_ptp(kb: LoadedKB, page_codes: set[str], rsrc):
     # code -> role (1: the code is column 1, 2: column 2) -> (rows whose partner has a page, other rows)
     buckets: dict[str, dict[int, tuple[list[PtpRow], list[PtpRow]]]] = {
         c: {1: ([], []), 2: ([], [])} for c in page_codes}
-    if not kb.store.has(PTP):
+    decl = kb.program.decls.get(PTP)
+    if not kb.store.has(PTP) or decl is None:
         return {}, buckets
+    names = tuple(a.name for a in decl.attrs)
+    # 2.5M rows: the columns are looked up by name once, then read by their index
+    cols = [names.index(n) for n in ("column_1", "column_2", "deletion_date", "modifier_indicator", "rationale")]
     for rs, row in kb.store.scan(PTP):
-        c1, c2, _eff, dele, mi, why = (str(v) for v in row)
+        c1, c2, dele, mi, why = (str(row[i]) for i in cols)
         s1, s2 = stats[c1], stats[c2]
         if dele == "":
             s1.col1_active += 1
@@ -537,12 +569,12 @@ def _scan_ptp(kb: LoadedKB, page_codes: set[str], rsrc):
     return dict(stats), buckets
 
 
-def _ranges(rows: list[tuple[Src, Row]], universe: set[str], evaluator: Evaluator) -> dict[str, RangeDoc]:
+def _ranges(rows: list[tuple[Src, NamedRow]], universe: set[str], evaluator: Evaluator) -> dict[str, RangeDoc]:
     """Each named range and its members, as the engine's in_range answers them (codes outside a
     range's bounds are not asked)."""
     out: dict[str, RangeDoc] = {}
     for s, row in rows:
-        name, low, high = (str(v) for v in row[:3])
+        name, low, high = str(row.name), str(row.low), str(row.high)
         doc = out.setdefault(name, RangeDoc(name, low, high, s))
         candidates = sorted(c for c in universe if low <= c <= high)
         doc.members = sorted({c for c in candidates

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from html import escape
 
 import networkx as nx
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from engine.docs import graph as G
 from engine.docs.model import (
@@ -28,6 +29,7 @@ from engine.docs.model import (
 )
 from engine.docs.proofs import render_proof
 from engine.docs.reading import Linker, read_rule
+from engine.docs.scenarios import GuideScenarios
 from engine.syntax import nodes as A
 
 ORIGIN_TEXT = {
@@ -37,6 +39,7 @@ ORIGIN_TEXT = {
     "derived": "derived: computed by rules",
     "outcome": "outcome: what the adjudication reports",
 }
+CATEGORY = "code_category"   # the relation that puts a code in a category (code pages, category pages)
 ORIGIN_ORDER = ["outcome", "derived", "facts", "table", "claim"]
 FACTS_SHOWN = 200
 SAMPLE_ROWS = 5
@@ -65,12 +68,20 @@ def where(src: Src | None) -> str:
     return f"`{src}`" if src else ""
 
 
+# Markdown templates (engine/docs/templates): values are escaped for Markdown by the `esc` filter
+# where they are text, so HTML autoescaping is for .html templates only.
+TEMPLATES = Environment(loader=PackageLoader("engine.docs", "templates"), autoescape=select_autoescape(["html"]),
+                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+TEMPLATES.filters.update(esc=esc, where=where)
+
+
 class Site:
     """Renders every page; `pages()` returns {path under site/: Markdown}."""
 
-    def __init__(self, model: DocsModel, scenarios: list[Case]):
+    def __init__(self, model: DocsModel, scenarios: list[Case], guide_text: GuideScenarios | None = None):
         self.m = model
         self.scenarios = scenarios
+        self.guide_text = guide_text or GuideScenarios()
         self.rule_ids = {r.id: r for r in model.rules if r.id}
         self.cases_by_rule: dict[str, list[Case]] = defaultdict(list)
         for case in model.cases:
@@ -79,8 +90,8 @@ class Site:
         self.role_pages = {role for roles in model.modifier_roles.values() for _s, role in roles}
         self.decls = {k: v.decl for k, v in model.relations.items()}
         self.graph = self.diagram_graph()
-        self.pos_codes = {str(r[0]) for _s, r in model.pos}
-        self.modifier_codes = {str(r[0]) for _s, r in model.modifiers}
+        self.pos_codes = {str(r.pos) for _s, r in model.pos}
+        self.modifier_codes = {str(r.modifier) for _s, r in model.modifiers}
 
     # --- links -----------------------------------------------------------------------
 
@@ -186,8 +197,8 @@ class Site:
             "",
             "Medical-billing policy kept as Datalog rules, published the way coders look codes up: one",
             "page per rule, per code the rules name, per relation, with the places of service, modifiers",
-            "and denial codes they use. Every page is generated from the KB by `python -m engine.docs`;",
-            "none is written by hand, so the pages say exactly what the rules do.",
+            "and denial codes they use. Every page is generated from the KB when the site is built",
+            "(`mkdocs build`); none is written by hand, so the pages say exactly what the rules do.",
             "",
             (f"KB version `{m.version}`: {len(m.outcome_rules)} outcome rules, {len(m.rules)} rules in all, "
             f"{len(m.relations)} relations, {len(m.codes)} code pages, {len(m.cases)} policy test cases."),
@@ -200,8 +211,8 @@ class Site:
             (f"- The rules: [all rules]({md_href(p, 'rules/index.md')}), "
             f"[how they depend on each other]({md_href(p, 'graph.md')}), "
             f"[worked examples]({md_href(p, 'examples.md')})"),
-            (f"- The 96372 guidance, statement by statement, with the rule for each: "
-             f"[guidance]({md_href(p, 'guidance.md')})"),
+            *([f"- The guidance, statement by statement, with the rule for each: [guidance]({md_href(p, 'guidance.md')})"]
+              if m.guidance else []),
             (f"- [Places of service]({md_href(p, 'pos.md')}), [modifiers]({md_href(p, 'modifiers.md')}), "
             f"[denial codes]({md_href(p, 'denial-codes.md')})"),
             "",
@@ -218,7 +229,7 @@ class Site:
         for rel in sorted((r for r in m.relations.values() if r.origin == "table"), key=lambda r: r.name):
             about = m.modules.get(rel.src.path, "")
             lines.append(f"| {self.rel_link(p, rel.name)} | `{rel.table}` | {rel.rows:,} | {esc(_vintage(about))} |")
-        example = self.rule_ids.get("inj.facility_em") or (m.outcome_rules[0] if m.outcome_rules else None)
+        example = self.rule_ids.get(self.guide_text.example_rule) or (m.outcome_rules[0] if m.outcome_rules else None)
         lines += ["", "## How to read a rule", "",
                   "A rule says when a line is denied (or warned about): the line is denied when **every**",
                   "condition of the rule's body holds for some choice of the rule's variables. Variables are",
@@ -234,9 +245,10 @@ class Site:
         lines += ["", "Source references look like `kb/ncci/edits.dl:45` (a KB file and line) or",
                   "`kb/tables/pos.csv row 22` (a table's data row, counting from 1 after the header).", "",
                   "## Building this site", "",
-                  "```sh", "python -m engine.docs          # regenerate site/ from the KB",
-                  "python -m engine.docs --check  # fail when site/ is stale",
-                  "mkdocs build --strict          # HTML into build/html", "mkdocs serve                   # browse it",
+                  "```sh", "mkdocs build --strict                               # the pages from kb/, HTML into build/html",
+                  "POLICYKB_DOCS_KB=/path/to/kb mkdocs build --strict  # the same for another KB",
+                  "mkdocs serve                                        # browse it",
+                  "policykb docs --out DIR                             # the generated Markdown, to read",
                   "```"]
         return "\n".join(lines)
 
@@ -277,80 +289,45 @@ class Site:
                          f"| {rarcs} | {self.rule_link(p, r)} | {esc(r.title)} |")
         lines += ["", "Severity *warn* rules never deny; they flag a line that still pays."]
         if self.scenarios:
-            lines += ["", "## Worked through: 96372 beside an E/M", "",
-                      "The same two services, an established-patient office visit and an injection with its",
-                      "drug, billed by one provider on one day, in three settings. The decisions below are the",
-                      "engine's, computed when this page was generated from the claims in",
-                      "`engine/docs/scenarios.py`."]
+            intro = f"{self.guide_text.intro} " if self.guide_text.intro else ""
+            lines += ["", f"## {esc(self.guide_text.heading)}", "",
+                      f"{intro}The decisions below are the engine's, computed when this page was generated"
+                      f" from the claims in `{self.guide_text.path}`."]
             for case in self.scenarios:
                 lines += ["", f"### {esc(case.name)}", ""] + self.case_body(p, case, focus=None)
         return "\n".join(lines)
 
     def _carc_text(self, code: str) -> str:
         row = self.m.carcs.get(code)
-        return f"({row[1][1]})" if row else ""
+        return f"({row[1].description})" if row else ""
 
     # --- rules ---------------------------------------------------------------------------
 
     def rules_index(self) -> str:
         p = "rules/index.md"
-        lines = ["# Rules", "",
-                 "Every rule with an identifier. Outcome rules deny a line or warn about it; the others",
-                 "settle which outcome wins. Rules without an identifier compute intermediate relations and",
-                 f"are shown on the page of the relation they define ([relations]({md_href(p, 'relations/index.md')})).",
-                 "", "| Rule | Title | Kind | Severity | Group-CARC | RARC | Defined in |",
-                 "| --- | --- | --- | --- | --- | --- | --- |"]
-        for r in sorted(self.m.id_rules, key=lambda r: r.id or ""):
-            lines.append(f"| {self.rule_link(p, r)} | {esc(r.title)} | {esc(r.ann('kind'))} | {esc(r.ann('severity'))} "
-                         f"| {esc(r.ann('group'))}{'-' if r.ann('carc') else ''}{esc(r.ann('carc'))} "
-                         f"| {esc(' '.join(r.rarcs))} | {where(r.src)} |")
         helpers = [r for r in self.m.rules if not r.id]
-        lines += ["", f"{len(helpers)} further rules define intermediate relations:", ""]
         by_head = defaultdict(list)
         for r in helpers:
             by_head[r.head].append(r)
-        lines += [f"- {self.rel_link(p, h)}: " + ", ".join(self.rule_link(p, r, f'line {r.src.line}') for r in rs)
-                  for h, rs in sorted(by_head.items())]
-        return "\n".join(lines)
+        return TEMPLATES.get_template("rules_index.md.j2").render(
+            relations_href=md_href(p, "relations/index.md"),
+            rules=[(r, self.rule_link(p, r)) for r in sorted(self.m.id_rules, key=lambda r: r.id or "")],
+            helper_count=len(helpers),
+            helpers=[(self.rel_link(p, h), [self.rule_link(p, r, f"line {r.src.line}") for r in rs])
+                     for h, rs in sorted(by_head.items())])
 
     def rule_page(self, r: RuleDoc) -> str:
         p = r.page
         head, readings = read_rule(r.rule, self.decls, self.linker(p))
-        lines = [f"# {r.id}: {esc(r.title)}", "", esc(r.ann("summary")), "",
-                 "| Property | Value |", "| --- | --- |",
-                 f"| Rule | `{r.id}` |"]
-        for key, label in (("kind", "Kind"), ("severity", "Severity"), ("precedence", "Precedence")):
-            if r.ann(key):
-                lines.append(f"| {label} | {esc(r.ann(key))} |")
-        lines.append(f"| Defined in | {where(r.src)} |")
-        lines += ["", "## The rule", "", "```prolog", rule_text(r.rule), "```", "", "## Reading it", "", head, ""]
-        lines += [f"{i}. `{rd.datalog}`: {rd.text}" for i, rd in enumerate(readings, 1)]
-        if r.ann("message"):
-            lines += ["", "The adjudication reports:", "", f"> {esc(r.ann('message'))}", "",
-                      "(`{name}` stands for the value the rule's variable of that name took.)"]
-        if r.ann("remedy"):
-            lines += ["", f"Suggested remedy: `{r.ann('remedy')}`."]
-            if r.ann("remedy_condition"):
-                lines += ["", f"Offered {esc(r.ann('remedy_condition'))}."]
-        lines += self._precedence(p, r)
-        statements = r.ann("guidance").split()
-        if statements:
-            lines += ["", "## Guidance statements it encodes", ""]
-            for gid in statements:
-                st = self.m.guidance.get(gid)
-                text = f": {esc(st.statement)}" if st else " (not in the guidance list)"
-                lines.append(f"- [{esc(gid)}]({md_href(p, 'guidance.md', guidance_anchor(gid))}){text}")
-        lines += ["", "## Sources", ""]
-        lines += [f"- {esc(s)}" for s in _sources(r.sources)] or ["- (none given)"]
-        if r.ann("carc"):
-            lines += ["", "## Denial codes", "", "| Code | Meaning | Source |", "| --- | --- | --- |"]
-            lines += self._denial_rows(p, r)
-        lines += ["", "## Where it sits", "",
-                  "What this rule reads (left) and what reads its outcome (right); dashed edges are negated",
-                  f"conditions. The [whole graph]({md_href(p, 'graph.md')}) shows every rule.", "",
-                  self.rule_diagram(p, r)]
-        lines += ["", "## Worked examples", ""] + self.rule_examples(p, r)
-        return "\n".join(lines)
+        statements = []
+        for gid in r.ann("guidance").split():
+            st = self.m.guidance.get(gid)
+            statements.append((gid, md_href(p, "guidance.md", guidance_anchor(gid)), st.statement if st else ""))
+        return TEMPLATES.get_template("rule.md.j2").render(
+            r=r, head=head, readings=readings, rule_text=rule_text(r.rule), precedence=self._precedence(p, r),
+            statements=statements, sources=_sources(r.sources),
+            denial_rows=self._denial_rows(p, r) if r.ann("carc") else [], graph_href=md_href(p, "graph.md"),
+            diagram=self.rule_diagram(p, r), examples=self.rule_examples(p, r))
 
     def _precedence(self, p: str, r: RuleDoc) -> list[str]:
         """Rules whose head names this rule (overrides) or whose body reads its outcome."""
@@ -374,14 +351,14 @@ class Site:
         rows = []
         g = self.m.group_codes.get(r.ann("group"))
         rows.append(f"| Group [{esc(r.ann('group'))}]({md_href(p, 'denial-codes.md', anchor_id('group', r.ann('group')))}) "
-                    f"| {esc(g[1][1]) if g else '(not in the group code table)'} | {where(g[0]) if g else ''} |")
+                    f"| {esc(g[1].description) if g else '(not in the group code table)'} | {where(g[0]) if g else ''} |")
         c = self.m.carcs.get(r.ann("carc"))
         rows.append(f"| CARC [{esc(r.ann('carc'))}]({md_href(p, 'denial-codes.md', anchor_id('carc', r.ann('carc')))}) "
-                    f"| {esc(c[1][1]) if c else '(not in the CARC table)'} | {where(c[0]) if c else ''} |")
+                    f"| {esc(c[1].description) if c else '(not in the CARC table)'} | {where(c[0]) if c else ''} |")
         for x in r.rarcs:
             rr = self.m.rarcs.get(x)
             rows.append(f"| RARC [{esc(x)}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))}) "
-                        f"| {esc(rr[1][1]) if rr else '(not in the RARC table)'} | {where(rr[0]) if rr else ''} |")
+                        f"| {esc(rr[1].description) if rr else '(not in the RARC table)'} | {where(rr[0]) if rr else ''} |")
         return rows
 
     def rule_examples(self, p: str, r: RuleDoc) -> list[str]:
@@ -558,48 +535,23 @@ class Site:
     def relation_page(self, rel: RelationDoc) -> str:
         p = rel.page
         m = self.m
-        lines = [f"# {rel.name}", "", esc(rel.summary) or "*(no summary)*", "",
-                 "| Property | Value |", "| --- | --- |",
-                 f"| Kind | {esc(ORIGIN_TEXT[rel.origin])} |",
-                 f"| Declared in | {where(rel.src)} |"]
-        if rel.table:
-            lines.append(f"| Table file | `{rel.table}` ({rel.rows:,} rows) |")
-        if rel.stratum is not None:
-            lines.append(f"| Stratum | {rel.stratum} (evaluated after every relation of a lower stratum) |")
-        if rel.source:
-            lines.append(f"| Source | {esc(rel.source)} |")
-        about = m.modules.get(rel.src.path, "")
-        if about:
-            lines.append(f"| About {esc(rel.src.path)} | {esc(about)} |")
-        lines += ["", "## Attributes", "", "| # | Attribute | Type |", "| ---: | --- | --- |"]
-        for i, a in enumerate(rel.decl.attrs, 1):
-            lines.append(f"| {i} | `{a.name}` | [{a.type}]({md_href(p, 'types.md', anchor_id('type', a.type))}) |")
-        if rel.defined_by:
-            lines += ["", "## Defined by", ""]
-            for i in rel.defined_by:
-                r = m.rules[i]
-                head, readings = read_rule(r.rule, self.decls, self.linker(p))
-                title = f"Rule [{r.id}]({md_href(p, r.page)})" if r.id else "Rule"
-                lines += [f"### {title} at {r.src} {{#{r.anchor or anchor_id('rule', r.id)}}}", "",
-                          "```prolog", rule_text(r.rule), "```", "", head, ""]
-                lines += [f"{k}. `{rd.datalog}`: {rd.text}" for k, rd in enumerate(readings, 1)]
-                lines.append("")
-        if rel.facts:
-            lines += ["", "## Facts", "", f"{len(rel.facts)} facts, listed in the KB.", "",
-                      "| " + " | ".join(a.name for a in rel.decl.attrs) + " | Source |",
-                      "| " + " | ".join("---" for _ in rel.decl.attrs) + " | --- |"]
-            for s, row in rel.facts[:FACTS_SHOWN]:
-                cells = [self.value_md(p, rel.name, a.name, v) for a, v in zip(rel.decl.attrs, row)]
-                lines.append("| " + " | ".join(cells) + f" | {where(s)} |")
-            if len(rel.facts) > FACTS_SHOWN:
-                lines.append(f"\n({len(rel.facts) - FACTS_SHOWN} more in the source file.)")
-        if rel.used_by:
-            lines += ["", "## Read by", ""]
-            for i in rel.used_by:
-                r = m.rules[i]
-                lines.append(f"- {self.rule_link(p, r)}" + (f": {esc(r.title)}" if r.id else f" (defines {self.rel_link(p, r.head)})"))
-        lines += ["", "## Neighbourhood", "", self.relation_diagram(p, rel)]
-        return "\n".join(lines)
+        definitions = []
+        for i in rel.defined_by:
+            r = m.rules[i]
+            head, readings = read_rule(r.rule, self.decls, self.linker(p))
+            title = f"Rule [{r.id}]({md_href(p, r.page)})" if r.id else "Rule"
+            definitions.append({"heading": f"{title} at {r.src} {{#{r.anchor or anchor_id('rule', r.id)}}}",
+                                "text": rule_text(r.rule), "head": head, "readings": readings})
+        facts = [([self.value_md(p, rel.name, a.name, v) for a, v in zip(rel.decl.attrs, row, strict=False)], s)
+                 for s, row in rel.facts[:FACTS_SHOWN]]
+        readers = []
+        for i in rel.used_by:
+            r = m.rules[i]
+            readers.append(f"- {self.rule_link(p, r)}" + (f": {esc(r.title)}" if r.id else f" (defines {self.rel_link(p, r.head)})"))
+        return TEMPLATES.get_template("relation.md.j2").render(
+            rel=rel, origin_text=ORIGIN_TEXT[rel.origin], about=m.modules.get(rel.src.path, ""),
+            type_href=lambda t: md_href(p, "types.md", anchor_id("type", t)), definitions=definitions,
+            facts=facts, readers=readers, diagram=self.relation_diagram(p, rel))
 
     def value_md(self, p: str, rel: str, attr: str, v: A.Value) -> str:
         target = self.constant_target(rel, attr, v)
@@ -664,14 +616,15 @@ class Site:
     def category_page(self, cat: str) -> str:
         p = f"codes/category/{cat}.md"
         codes = [self.m.codes[c] for c in self.m.categories[cat] if c in self.m.codes]
-        lines = [f"# Category: {esc(cat)}", "",
-                 f"{len(codes)} codes of the KB's CPT list (`kb/tables/cpt_codes.csv`) in category `{cat}`.", ""]
-        readers = sorted({m.rule for m in self.m.mentions if (m.relation, m.attr, m.value) == ("code_category", "category", cat)
+        readers = sorted({m.rule for m in self.m.mentions if (m.relation, m.attr, m.value) == (CATEGORY, "category", cat)
                           and m.rule is not None})
-        if readers:
-            lines += ["Rules that name this category: " + ", ".join(self.rule_link(p, self.m.rules[i]) for i in readers), ""]
-        lines += self.code_table(p, codes)
-        return "\n".join(lines)
+        # the table the category column comes from, when a table's rows carry it
+        tables = sorted({r.table for r in self.m.relations.values() if r.table and any(
+            a.name == "category" for a in r.decl.attrs) and ("rel", r.name) in self.m.graph and
+            nx.has_path(self.m.graph, ("rel", r.name), ("rel", CATEGORY))})
+        return TEMPLATES.get_template("category.md.j2").render(
+            category=cat, codes=codes, relation_link=self.rel_link(p, CATEGORY), table=", ".join(tables),
+            readers=[self.rule_link(p, self.m.rules[i]) for i in readers], code_table=self.code_table(p, codes))
 
     def range_page(self, name: str) -> str:
         p = f"codes/range/{name}.md"
@@ -694,9 +647,9 @@ class Site:
     def code_table(self, p: str, codes: Iterable[CodeDoc]) -> list[str]:
         lines = ["| Code | Description | MUE (MAI) | Facility NA | Add-on | PTP edits |", "| --- | --- | --- | --- | --- | ---: |"]
         for d in codes:
-            mue = f"{d.mue[1][1]} ({d.mue[1][2]})" if d.mue else ""
-            fac = "NA" if any(r[1] == "" and r[3] == "NA" for _s, r in d.pfs) else ""  # the global row
-            aoc = f"type {d.aoc[1][1]}" if d.aoc else ""
+            mue = f"{d.mue[1].mue_value} ({d.mue[1].mai})" if d.mue else ""
+            fac = "NA" if any(r.modifier == "" and r.facility_na == "NA" for _s, r in d.pfs) else ""  # the global row
+            aoc = f"type {d.aoc[1].edit_type}" if d.aoc else ""
             lines.append(f"| {self.code_link(p, d.code)} | {esc(d.description)} | {mue} | {fac} | {aoc} | {d.stats.total} |")
         return lines
 
@@ -705,9 +658,9 @@ class Site:
         m = self.m
         lines = [f"# {d.code}", ""]
         if d.cpt:
-            lines += [f"*{esc(d.cpt[1][1])}* (our description, not the AMA descriptor; {where(d.cpt[0])})", ""]
+            lines += [f"*{esc(d.cpt[1].description)}* (our description, not the AMA descriptor; {where(d.cpt[0])})", ""]
         if d.hcpcs:
-            lines += [f"HCPCS Level II: *{esc(d.hcpcs[1][2] or d.hcpcs[1][1])}* ({where(d.hcpcs[0])})", ""]
+            lines += [f"HCPCS Level II: *{esc(d.hcpcs[1].long_description or d.hcpcs[1].short_description)}* ({where(d.hcpcs[0])})", ""]
         row_rules = self._row_rules(p, d)
         lines += ["| Property | Value |", "| --- | --- |"]
         if d.category:
@@ -715,27 +668,27 @@ class Site:
         if d.ranges:
             lines.append("| Ranges | " + ", ".join(f"[{esc(x)}]({md_href(p, f'codes/range/{x}.md')})" for x in d.ranges) + " |")
         if d.mue:
-            lines.append(f"| MUE | {d.mue[1][1]} unit(s) per patient, provider and date; MAI {d.mue[1][2]} "
-                         f"({esc(d.mue[1][3])}){row_rules.get('mue', '')}; {where(d.mue[0])} |")
+            lines.append(f"| MUE | {d.mue[1].mue_value} unit(s) per patient, provider and date; MAI {d.mue[1].mai} "
+                         f"({esc(d.mue[1].rationale)}){row_rules.get('mue', '')}; {where(d.mue[0])} |")
         else:
             lines.append("| MUE | none |")
         if d.aoc:
-            prim = ", ".join(self.code_link(p, str(r[1])) for _s, r in d.aoc_primaries)
-            lines.append(f"| Add-on code | edit type {d.aoc[1][1]}{row_rules.get('aoc_code', '')}; {where(d.aoc[0])}"
+            prim = ", ".join(self.code_link(p, str(r.primary_code)) for _s, r in d.aoc_primaries)
+            lines.append(f"| Add-on code | edit type {d.aoc[1].edit_type}{row_rules.get('aoc_code', '')}; {where(d.aoc[0])}"
                          + (f"; primary codes: {prim}" if prim else "") + " |")
         else:
             lines.append("| Add-on code | no |")
         if d.primary_of:
-            lines.append("| Primary code of add-ons | " + ", ".join(self.code_link(p, str(r[0])) for _s, r in d.primary_of) + " |")
+            lines.append("| Primary code of add-ons | " + ", ".join(self.code_link(p, str(r.add_on_code)) for _s, r in d.primary_of) + " |")
         if d.deletion:
-            lines.append(f"| Deleted | last valid date {d.deletion[1][1]}: {esc(d.deletion[1][2])}"
+            lines.append(f"| Deleted | last valid date {d.deletion[1].deleted_date}: {esc(d.deletion[1].note)}"
                          f"{row_rules.get('code_deletion', '')}; {where(d.deletion[0])} |")
         lines += ["", "## Fee schedule", ""]
         if d.pfs:
             lines += ["| Modifier | Status | Facility NA | Non-facility NA | PC/TC | Global days |",
                       "| --- | --- | --- | --- | ---: | --- |"]
             for _s, r in d.pfs:
-                lines.append(f"| {esc(r[1]) or '(global)'} | {esc(r[2])} | {esc(r[3])} | {esc(r[4])} | {r[5]} | {esc(r[6])} |")
+                lines.append(f"| {esc(r.modifier) or '(global)'} | {esc(r.status)} | {esc(r.facility_na)} | {esc(r.non_facility_na)} | {r.pctc} | {esc(r.global_days)} |")
             lines += ["", f"From {', '.join(where(s) for s, _r in d.pfs)}; column meanings on {self.rel_link(p, 'pfs')}."
                       + (f" This row is{row_rules['pfs'][1:]}." if "pfs" in row_rules else "")]
         else:
@@ -864,13 +817,12 @@ class Site:
                   ('<table class="pkb-sortable"><thead><tr><th>POS</th><th>Name</th><th>Setting</th><th>Named by</th>'
                   "<th>Description</th><th>Source</th></tr></thead><tbody>")]
         for s, r in m.pos:
-            code = str(r[0])
+            code, name, setting, description = str(r.pos), str(r.name), str(r.setting), str(r.description)
             cell = ", ".join(f'<a href="{escape(html_href(p, page))}">{escape(label)}</a>' for label, page in by_pos.get(code, []))
-            lines.append(f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(str(r[1]))}</td>'
-                         f'<td><a href="#{anchor_id("setting", r[2])}">{escape(str(r[2]))}</a></td><td>{cell}</td>'
-                         f"<td>{escape(str(r[3]))}</td><td>row {s.row}</td></tr>" if r[2] in by_setting else
-                         f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(str(r[1]))}</td>'
-                         f"<td>{escape(str(r[2]))}</td><td>{cell}</td><td>{escape(str(r[3]))}</td><td>row {s.row}</td></tr>")
+            shown = (f'<a href="#{anchor_id("setting", setting)}">{escape(setting)}</a>' if setting in by_setting
+                     else escape(setting))
+            lines.append(f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(name)}</td>'
+                         f"<td>{shown}</td><td>{cell}</td><td>{escape(description)}</td><td>row {s.row}</td></tr>")
         lines += ["</tbody></table>", "", f"Source: `{m.relations['pos'].table}`." if "pos" in m.relations else ""]
         return "\n".join(lines)
 
@@ -912,10 +864,10 @@ class Site:
                   ('<table class="pkb-sortable"><thead><tr><th>Modifier</th><th>Source</th><th>Category</th>'
                   "<th>Description</th><th>NCCI roles</th><th>Source row</th></tr></thead><tbody>")]
         for s, r in m.modifiers:
-            mod = str(r[0])
+            mod = str(r.modifier)
             role_links = ", ".join(f'<a href="#{anchor_id("role", x)}">{escape(x)}</a>' for x in roles_of.get(mod, []))
-            lines.append(f'<tr id="{anchor_id("mod", mod)}"><td><strong>{escape(mod)}</strong></td><td>{escape(str(r[1]))}</td>'
-                         f"<td>{escape(str(r[2]))}</td><td>{escape(str(r[3]))}</td><td>{role_links}</td><td>row {s.row}</td></tr>")
+            lines.append(f'<tr id="{anchor_id("mod", mod)}"><td><strong>{escape(mod)}</strong></td><td>{escape(str(r.source))}</td>'
+                         f"<td>{escape(str(r.category))}</td><td>{escape(str(r.description))}</td><td>{role_links}</td><td>row {s.row}</td></tr>")
         lines += ["</tbody></table>"]
         return "\n".join(lines)
 
@@ -956,9 +908,9 @@ class Site:
             for code in sorted(by[kind], key=_num_key):
                 row = table.get(code)
                 lines += [f"### {kind.upper() if kind != 'group' else 'Group'} {esc(code)} {{#{anchor_id(kind, code)}}}", "",
-                          (esc(row[1][1]) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*", ""]
-                if row and len(row[1]) > 3 and row[1][3]:
-                    lines += [f"Stopped being used on {row[1][3]}.", ""]
+                          (esc(row[1].description) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*", ""]
+                if row and row[1].get("stop_date"):
+                    lines += [f"Stopped being used on {row[1].get('stop_date')}.", ""]
                 lines += [f"- {self.rule_link(p, r)}: {esc(r.title)}" for r in sorted(by[kind][code], key=lambda r: r.id or "")]
                 lines.append("")
         return "\n".join(lines)
