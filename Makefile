@@ -13,7 +13,7 @@ VENV_VERSION := $(call version,$(BIN)/python)
 # One stamp per interpreter version: a venv made by another Python (or a failed install) has none.
 STAMP := $(VENV)/.installed-py$(PY_VERSION)
 
-.PHONY: demo test test-smoke fuzz check site bench differential clean
+.PHONY: demo test lint test-smoke fuzz check site bench differential clean
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(filter $(PY_VERSION),$(PY_SUPPORTED))" ]; then \
@@ -34,8 +34,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)                     ## explain a bundled example claim
 	$(BIN)/policykb explain examples/office-96372-with-em.json
 
-test: $(STAMP)                     ## run every test (conformance, policies, docs, browser, short fuzz)
+test: lint                         ## the gates, then every test (conformance, policies, docs, browser, short fuzz)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)                     ## ruff (lint and format) and mypy on engine/ and benchmarks/
+	$(BIN)/ruff check engine benchmarks
+	$(BIN)/ruff format --check engine benchmarks
+	$(BIN)/mypy
 
 test-smoke: $(STAMP)               ## a quick subset (claims, CLI, engine, policy cases, short fuzz), e.g. on another Python
 	$(BIN)/python -m pytest tests/test_claims.py tests/test_claim_schema.py tests/test_cli.py tests/test_cli_input.py \

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.claims import Claim
-
-from benchmarks.oracle import AOC, MUE, PTP, result_dict, is_em
+from benchmarks.oracle import AOC, MUE, PTP, is_em, result_dict
 from benchmarks.tables import NcciTables, shared_tables
+from engine.claims import Claim
 
 RULES = """
 svc(I,C,D,N,U) :- cur(I,C,D,N,U).

@@ -21,23 +21,64 @@ from typing import Any
 from benchmarks.tables import TABLES, NcciTables
 
 NPIS = ["1234567893", "1098765432", "1467585592", "1811122233", "1992753880", "1245319599"]
-POS_WEIGHTS = [("11", 60), ("22", 10), ("19", 6), ("21", 6), ("12", 4), ("23", 3), ("24", 3),
-               ("49", 3), ("02", 2), ("81", 3)]
+POS_WEIGHTS = [
+    ("11", 60),
+    ("22", 10),
+    ("19", 6),
+    ("21", 6),
+    ("12", 4),
+    ("23", 3),
+    ("24", 3),
+    ("49", 3),
+    ("02", 2),
+    ("81", 3),
+]
 EM_ESTABLISHED = ["99211", "99212", "99213", "99214", "99215"]
 INJECTION_DRUGS = ["J3420", "J1030", "J1040", "J1071", "J0696", "J2315"]
-DRUG_NAMES = {"J3420": ("cyanocobalamin", "1000 mcg"), "J1030": ("methylprednisolone", "40 mg"),
-              "J1040": ("methylprednisolone", "80 mg"), "J1071": ("testosterone cypionate", "100 mg"),
-              "J0696": ("ceftriaxone", "250 mg"), "J2315": ("naltrexone", "380 mg")}
+DRUG_NAMES = {
+    "J3420": ("cyanocobalamin", "1000 mcg"),
+    "J1030": ("methylprednisolone", "40 mg"),
+    "J1040": ("methylprednisolone", "80 mg"),
+    "J1071": ("testosterone cypionate", "100 mg"),
+    "J0696": ("ceftriaxone", "250 mg"),
+    "J2315": ("naltrexone", "380 mg"),
+}
 DX = ["E53.8", "D51.0", "M75.51", "J06.9", "E29.1", "Z23", "M17.11", "I10", "E11.9", "R51.9"]
 CREDENTIALS = ["MD", "DO", "NP", "PA", "RN", "MA"]
-COMMON = ["99213", "99214", "36415", "85025", "80053", "81002", "71046", "93000", "97110",
-          "97140", "G0008", "90686", "J3420", "96372", "20610", "11721", "17110", "29125"]
+COMMON = [
+    "99213",
+    "99214",
+    "36415",
+    "85025",
+    "80053",
+    "81002",
+    "71046",
+    "93000",
+    "97110",
+    "97140",
+    "G0008",
+    "90686",
+    "J3420",
+    "96372",
+    "20610",
+    "11721",
+    "17110",
+    "29125",
+]
 BYPASS_MODS = ["25", "59", "XS", "XU", "XE", "XP", "57", "91"]
 ANATOMIC_PAIRS = [("LT", "RT"), ("RT", "LT"), ("LT", "LT"), ("F1", "F2"), ("TA", "T1"), ("E1", "E1")]
 
 SCENARIOS = [  # (name, weight)
-    ("ptp_mi1", 16), ("ptp_mi0", 10), ("ptp_mi9", 4), ("ptp_deleted", 6), ("mue", 14),
-    ("aoc", 10), ("injection", 16), ("vaccine", 8), ("joint_injection", 5), ("clean", 25),
+    ("ptp_mi1", 16),
+    ("ptp_mi0", 10),
+    ("ptp_mi9", 4),
+    ("ptp_deleted", 6),
+    ("mue", 14),
+    ("aoc", 10),
+    ("injection", 16),
+    ("vaccine", 8),
+    ("joint_injection", 5),
+    ("clean", 25),
 ]
 
 START = dt.date(2024, 1, 1)
@@ -69,8 +110,9 @@ class CorpusGenerator:
             self.aoc_by_type.setdefault(et, []).append(code)
         # Filler services: everyday codes plus a spread of table codes that allow 3+ units and
         # are not add-ons, so padding alone rarely denies.
-        spread = [c for c in self.mue_by_mai[3] + self.mue_by_mai[1]
-                  if tables.mue[c][0] >= 3 and c not in tables.aoc_code]
+        spread = [
+            c for c in self.mue_by_mai[3] + self.mue_by_mai[1] if tables.mue[c][0] >= 3 and c not in tables.aoc_code
+        ]
         self.filler = COMMON * 8 + spread[::50]
         self.pos_values = [p for p, _ in POS_WEIGHTS]
         self.pos_weights = [w for _, w in POS_WEIGHTS]
@@ -121,8 +163,10 @@ class CorpusGenerator:
             c1, c2, row = rng.choice(self.t.samples["deleted"])
             deleted = dt.date.fromisoformat(row[1])
             forced = (deleted + dt.timedelta(days=rng.choice([-20, -1, 0, 1, 15]))).isoformat()
-            return [{"code": c1, "modifiers": []},
-                    {"code": c2, "modifiers": rng.choice([[], [], ["59"], ["25"]])}], forced
+            return [
+                {"code": c1, "modifiers": []},
+                {"code": c2, "modifiers": rng.choice([[], [], ["59"], ["25"]])},
+            ], forced
         if name == "mue":
             mai = rng.choice([1, 2, 3, 3])
             code = rng.choice(self.mue_by_mai[mai])
@@ -146,9 +190,14 @@ class CorpusGenerator:
             return svcs, None
         if name == "injection":
             drug = rng.choice(INJECTION_DRUGS)
-            svcs = [{"code": "96372", "modifiers": rng.choice([[], [], ["59"], ["RT"]]),
-                     "units": rng.choice([1, 1, 1, 2, 5])},
-                    {"code": drug, "modifiers": [], "units": self._units_near(drug)}]
+            svcs = [
+                {
+                    "code": "96372",
+                    "modifiers": rng.choice([[], [], ["59"], ["RT"]]),
+                    "units": rng.choice([1, 1, 1, 2, 5]),
+                },
+                {"code": drug, "modifiers": [], "units": self._units_near(drug)},
+            ]
             if rng.random() < 0.8:
                 em = rng.choice(EM_ESTABLISHED)
                 svcs.insert(0, {"code": em, "modifiers": rng.choice([[], ["25"], ["25"], ["59"]])})
@@ -157,36 +206,37 @@ class CorpusGenerator:
             svcs = []
             products = rng.sample(self.vaccine_products, 2)
             if rng.random() < 0.75:
-                svcs.append({"code": rng.choice(["90471", "90471", "G0008", "90460"]),
-                             "modifiers": [], "units": 1})
+                svcs.append({"code": rng.choice(["90471", "90471", "G0008", "90460"]), "modifiers": [], "units": 1})
             svcs.append({"code": products[0], "modifiers": []})
             if rng.random() < 0.6:
                 svcs.append({"code": "90472", "modifiers": [], "units": rng.choice([1, 1, 2, 9])})
                 svcs.append({"code": products[1], "modifiers": []})
             if rng.random() < 0.15:  # a second 90471 (MAI 2: summed, both deny)
-                svcs.append({"code": "90471", "modifiers": [], "units": 1,
-                             "history": rng.random() < 0.5})
+                svcs.append({"code": "90471", "modifiers": [], "units": 1, "history": rng.random() < 0.5})
             return svcs, None
         if name == "joint_injection":
-            return [{"code": "20610", "modifiers": rng.choice([[], ["LT"], ["RT"]])},
-                    {"code": "96372", "modifiers": rng.choice([[], [], ["59"], ["XS"], ["25"]])},
-                    {"code": rng.choice(INJECTION_DRUGS[:3]), "modifiers": []}], None
+            return [
+                {"code": "20610", "modifiers": rng.choice([[], ["LT"], ["RT"]])},
+                {"code": "96372", "modifiers": rng.choice([[], [], ["59"], ["XS"], ["25"]])},
+                {"code": rng.choice(INJECTION_DRUGS[:3]), "modifiers": []},
+            ], None
         # clean: distinct everyday services, one unit each
-        codes = rng.sample(["99213", "36415", "85025", "80053", "81002", "71046", "97110"],
-                           rng.randint(1, 3))
-        return [{"code": c, "modifiers": ["25"] if c == "99213" and rng.random() < 0.75 else []}
-                for c in codes], None
+        codes = rng.sample(["99213", "36415", "85025", "80053", "81002", "71046", "97110"], rng.randint(1, 3))
+        return [{"code": c, "modifiers": ["25"] if c == "99213" and rng.random() < 0.75 else []} for c in codes], None
 
     # -- claims ---------------------------------------------------------------------------
 
-    def _line(self, number: int, svc: dict[str, Any], npi: str, dos: str, pos: str,
-              cred: str) -> dict[str, Any]:
+    def _line(self, number: int, svc: dict[str, Any], npi: str, dos: str, pos: str, cred: str) -> dict[str, Any]:
         rng = self.rng
         code = svc["code"]
         line: dict[str, Any] = {
-            "line": number, "service_date": dos, "code": code,
+            "line": number,
+            "service_date": dos,
+            "code": code,
             "modifiers": svc.get("modifiers", [])[:4],
-            "units": svc.get("units", 1), "pos": pos, "rendering_npi": npi,
+            "units": svc.get("units", 1),
+            "pos": pos,
+            "rendering_npi": npi,
             "rendering_credential": cred,
             "diagnoses": rng.sample(DX, rng.randint(1, 2)),
         }
@@ -196,12 +246,16 @@ class CorpusGenerator:
             name, dose = DRUG_NAMES[code]
             line["drug"] = {"ndc": f"{rng.randrange(10**10, 10**11)}", "name": name, "dose": dose}
         if code == "96372" and rng.random() < 0.7:
-            doc: dict[str, Any] = {"drug_name": "cyanocobalamin", "dose": "1000 mcg",
-                                   "route": "IM", "site": rng.choice(["left deltoid", "right gluteus"]),
-                                   "time": "10:15", "diagnosis_linked": rng.random() < 0.9,
-                                   "consent": rng.random() < 0.9,
-                                   "administered_by": {"name": "A. Nurse",
-                                                       "credential": rng.choice(["RN", "LPN", "MA"])}}
+            doc: dict[str, Any] = {
+                "drug_name": "cyanocobalamin",
+                "dose": "1000 mcg",
+                "route": "IM",
+                "site": rng.choice(["left deltoid", "right gluteus"]),
+                "time": "10:15",
+                "diagnosis_linked": rng.random() < 0.9,
+                "consent": rng.random() < 0.9,
+                "administered_by": {"name": "A. Nurse", "credential": rng.choice(["RN", "LPN", "MA"])},
+            }
             if rng.random() < 0.2:
                 doc.pop(rng.choice(["dose", "site", "route", "time"]))
             line["documentation"] = doc
@@ -245,26 +299,44 @@ class CorpusGenerator:
         rng.shuffle(current)
         lines = []
         for i, svc in enumerate(current, start=1):
-            lines.append(self._line(i, svc, svc.get("npi", npi), svc.get("date", dos), pos, cred))
+            lines.append(self._line(i, svc, str(svc.get("npi", npi)), str(svc.get("date", dos)), pos, cred))
         claim: dict[str, Any] = {
             "id": f"BENCH-{self.seed}-{index:06d}",
-            "patient": {"id": f"PAT-{rng.randrange(100000):05d}",
-                        "birth_date": f"{rng.randint(1935, 2015)}-{rng.randint(1, 12):02d}-"
-                                      f"{rng.randint(1, 28):02d}",
-                        "sex": rng.choice(["F", "M"])},
+            "patient": {
+                "id": f"PAT-{rng.randrange(100000):05d}",
+                "birth_date": f"{rng.randint(1935, 2015)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                "sex": rng.choice(["F", "M"]),
+            },
             "lines": lines,
         }
         if hist or rng.random() < 0.1:
             history = []
             prior = f"PRIOR-{rng.randrange(10**6):06d}"
             for j, svc in enumerate(hist, start=1):
-                history.append({"claim_id": prior, "line": j, "service_date": dos,
-                                "code": svc["code"], "modifiers": svc.get("modifiers", []),
-                                "units": svc.get("units", 1), "pos": pos, "rendering_npi": npi})
+                history.append(
+                    {
+                        "claim_id": prior,
+                        "line": j,
+                        "service_date": dos,
+                        "code": svc["code"],
+                        "modifiers": svc.get("modifiers", []),
+                        "units": svc.get("units", 1),
+                        "pos": pos,
+                        "rendering_npi": npi,
+                    }
+                )
             if rng.random() < 0.5:  # unrelated history: another date
-                history.append({"claim_id": prior, "line": len(history) + 1,
-                                "service_date": self._date(), "code": rng.choice(COMMON),
-                                "units": 1, "pos": pos, "rendering_npi": npi})
+                history.append(
+                    {
+                        "claim_id": prior,
+                        "line": len(history) + 1,
+                        "service_date": self._date(),
+                        "code": rng.choice(COMMON),
+                        "units": 1,
+                        "pos": pos,
+                        "rendering_npi": npi,
+                    }
+                )
             if history:
                 claim["history"] = history
         claim["_scenario"] = scenario

@@ -21,12 +21,12 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-from engine.claims import Claim, parse_claim_text
+from typing import Any
 
 from benchmarks.tables import KB_DIR, shared_tables
+from engine.claims import Claim, parse_claim_text
 
 
 def _maxrss_mb(who: int) -> float:
@@ -64,9 +64,14 @@ def _pct(sorted_ms: list[float], q: float) -> float:
 
 def latency_summary(ms: list[float]) -> dict[str, float]:
     s = sorted(ms)
-    return {"n": len(s), "p50_ms": _pct(s, 0.50), "p95_ms": _pct(s, 0.95),
-            "p99_ms": _pct(s, 0.99), "mean_ms": sum(s) / len(s) if s else float("nan"),
-            "max_ms": s[-1] if s else float("nan")}
+    return {
+        "n": len(s),
+        "p50_ms": _pct(s, 0.50),
+        "p95_ms": _pct(s, 0.95),
+        "p99_ms": _pct(s, 0.99),
+        "mean_ms": sum(s) / len(s) if s else float("nan"),
+        "max_ms": s[-1] if s else float("nan"),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,8 +103,7 @@ def _system(spec: dict[str, Any]) -> tuple[Callable[[], Callable[[Claim], dict]]
         from engine.api import make_worker as make_pkb_worker
 
         kb_dir = spec.get("kb", str(KB_DIR))
-        factory = functools.partial(make_pkb_worker, kb_dir, None, False, False, "duckdb",
-                                    int(spec.get("workers", 1)))
+        factory = functools.partial(make_pkb_worker, kb_dir, None, False, False, "duckdb", int(spec.get("workers", 1)))
         return factory, factory, info
     if name == "oracle":
         from benchmarks import oracle
@@ -108,8 +112,7 @@ def _system(spec: dict[str, Any]) -> tuple[Callable[[], Callable[[Claim], dict]]
     if name == "clingo":
         from benchmarks import clingo_baseline
 
-        return (lambda: clingo_baseline.ClingoChecker(shared_tables()).result,
-                clingo_baseline.make_worker, info)
+        return (lambda: clingo_baseline.ClingoChecker(shared_tables()).result, clingo_baseline.make_worker, info)
     if name == "naive":
         from benchmarks import naive_pydatalog
 
@@ -145,7 +148,7 @@ def run_latency(spec: dict[str, Any]) -> dict[str, Any]:
     ms10: list[float] = []
     perf = time.perf_counter_ns
     with open(spec["results"], "w", encoding="utf-8") as f:  # written as we go: results
-        for claim in claims:                                  # are not kept in memory
+        for claim in claims:  # are not kept in memory
             start = perf()
             result = adjudicate(claim)
             elapsed = (perf() - start) / 1e6
@@ -156,8 +159,11 @@ def run_latency(spec: dict[str, Any]) -> dict[str, Any]:
     lines = sum(len(c.lines) for c in claims)
     total_s = sum(ms) / 1000
     return {
-        "tables_s": tables_s, "build_s": build_s, "info": info,
-        "all": latency_summary(ms), "ten_line": latency_summary(ms10),
+        "tables_s": tables_s,
+        "build_s": build_s,
+        "info": info,
+        "all": latency_summary(ms),
+        "ten_line": latency_summary(ms10),
         "per_line_mean_ms": sum(ms) / lines if lines else float("nan"),
         "serial_claims_per_s": len(claims) / total_s if total_s else float("nan"),
         "maxrss_mb": _own_peak_mb(),
@@ -178,12 +184,17 @@ def run_batch_mode(spec: dict[str, Any]) -> dict[str, Any]:
         from engine.backends import CHUNK_CLAIMS
 
         chunk = CHUNK_CLAIMS
-    summary = run_batch(Path(spec["corpus"]), Path(spec["results"]), workers=workers,
-                        make_worker=factory, progress=False, chunk=chunk)
+    summary = run_batch(
+        Path(spec["corpus"]), Path(spec["results"]), workers=workers, make_worker=factory, progress=False, chunk=chunk
+    )
     out = {
-        "workers": workers, "claims": summary.claims_read, "ok": summary.claims_ok,
-        "lines": summary.lines, "denied_lines": summary.denied_lines,
-        "elapsed_s": summary.elapsed_s, "claims_per_s": summary.claims_per_s,
+        "workers": workers,
+        "claims": summary.claims_read,
+        "ok": summary.claims_ok,
+        "lines": summary.lines,
+        "denied_lines": summary.denied_lines,
+        "elapsed_s": summary.elapsed_s,
+        "claims_per_s": summary.claims_per_s,
         "lines_per_s": summary.lines_per_s,
         "parent_maxrss_before_mb": rss_before,
         "parent_maxrss_mb": _own_peak_mb(),
@@ -198,10 +209,7 @@ def run_batch_mode(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     started = time.perf_counter()
-    if spec["mode"] == "latency":
-        out = run_latency(spec)
-    else:
-        out = run_batch_mode(spec)
+    out = run_latency(spec) if spec["mode"] == "latency" else run_batch_mode(spec)
     out["wall_s"] = time.perf_counter() - started
     Path(spec["out"]).write_text(json.dumps(out, indent=1), encoding="utf-8")
     return 0

@@ -21,10 +21,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from engine.claims import Claim
-
-from benchmarks.oracle import AOC, MUE, PTP, result_dict, is_em
+from benchmarks.oracle import AOC, MUE, PTP, is_em, result_dict
 from benchmarks.tables import NcciTables, shared_tables
+from engine.claims import Claim
 
 NO_DELETION = 99999999
 DEFAULT_SLICE = 50_000
@@ -55,8 +54,7 @@ def relevant_pairs(claims: Iterable[Claim]) -> set[tuple[str, str]]:
     return pairs
 
 
-def slice_rows(tables: NcciTables, pairs: set[tuple[str, str]], size: int
-               ) -> list[tuple[str, str, int, int, int]]:
+def slice_rows(tables: NcciTables, pairs: set[tuple[str, str]], size: int) -> list[tuple[str, str, int, int, int]]:
     """The PTP slice: rows of `pairs` first, then other rows in table order up to `size`."""
     rows: list[tuple[str, str, int, int, int]] = []
     for c1, c2 in sorted(pairs):
@@ -79,8 +77,9 @@ def slice_rows(tables: NcciTables, pairs: set[tuple[str, str]], size: int
 class NaivePyDatalog:
     """Holds the process's pyDatalog logic (its state is per thread: one instance per worker)."""
 
-    def __init__(self, tables: NcciTables, ptp_rows: list[tuple[str, str, int, int, int]],
-                 checkpoint: int | None = None) -> None:
+    def __init__(
+        self, tables: NcciTables, ptp_rows: list[tuple[str, str, int, int, int]], checkpoint: int | None = None
+    ) -> None:
         from pyDatalog import Logic as _Logic  # noqa: F401  (initialises pyEngine.Logic)
         from pyDatalog import pyDatalog, pyEngine
 
@@ -113,10 +112,14 @@ class NaivePyDatalog:
         ptp_s = time.perf_counter() - t_ptp
         marks.append((len(ptp_rows), ptp_s, _rss_mb() - rss1))
         self.stats = {
-            "ptp_rows": len(ptp_rows), "mue_rows": len(tables.mue),
+            "ptp_rows": len(ptp_rows),
+            "mue_rows": len(tables.mue),
             "aoc_rows": len(tables.aoc_code) + sum(len(p) for p in tables.aoc_primary.values()),
-            "load_other_s": other_s, "load_ptp_s": ptp_s, "load_s": other_s + ptp_s,
-            "rss_other_mb": rss1 - rss0, "ptp_marks": marks,
+            "load_other_s": other_s,
+            "load_ptp_s": ptp_s,
+            "load_s": other_s + ptp_s,
+            "rss_other_mb": rss1 - rss0,
+            "ptp_marks": marks,
         }
 
     def _fact(self, name: str, values: tuple) -> Any:
@@ -130,37 +133,68 @@ class NaivePyDatalog:
 
         T = pyParser.Term
         (A, B, C, C1, C2, D, Dl, E_, I, M, Ma, Mb, Mi, N, P, S, U, U2, V) = (
-            T(n) for n in "A B C C1 C2 D Dl E I M Ma Mb Mi N P S U U2 V".split())
+            T(n)
+            for n in [
+                "A",
+                "B",
+                "C",
+                "C1",
+                "C2",
+                "D",
+                "Dl",
+                "E",
+                "I",
+                "M",
+                "Ma",
+                "Mb",
+                "Mi",
+                "N",
+                "P",
+                "S",
+                "U",
+                "U2",
+                "V",
+            ]
+        )
         cur, hist, mod, svc = T("cur"), T("hist"), T("mod"), T("svc")
-        ptp, mue, aoc, aoc_primary, role = (T("ptp"), T("mue"), T("aoc"), T("aoc_primary"),
-                                            T("role"))
+        ptp, mue, aoc, aoc_primary, role = (T("ptp"), T("mue"), T("aoc"), T("aoc_primary"), T("role"))
         live, bypass, col2_bypass, deny = T("live"), T("bypass"), T("col2_bypass"), T("deny")
         total, has_primary, sum_ = T("total"), T("has_primary"), T("sum_")
 
         svc(I, C, D, N, U) <= cur(I, C, D, N, U)
         svc(I, C, D, N, U) <= hist(I, C, D, N, U)
         # PTP (positive literals first, bound-first; comparisons after their variables).
-        live(B, A, Mi) <= (cur(B, C2, D, N, U) & svc(A, C1, D, N, U2) & (A != B)
-                           & ptp(C1, C2, E_, Dl, Mi) & (Mi != 9) & (D >= E_) & (D <= Dl))
+        live(B, A, Mi) <= (
+            cur(B, C2, D, N, U)
+            & svc(A, C1, D, N, U2)
+            & (A != B)
+            & ptp(C1, C2, E_, Dl, Mi)
+            & (Mi != 9)
+            & (D >= E_)
+            & (D <= Dl)
+        )
         col2_bypass(M) <= role(M, "ncci_associated") & ~role(M, "anatomic")
         em = T("em")
         bypass(B, A) <= live(B, A, 1) & mod(B, M) & col2_bypass(M) & ~role(M, "distinct_service")
-        bypass(B, A) <= (live(B, A, 1) & mod(B, M) & role(M, "distinct_service") & cur(B, C2, D, N, U)
-                         & ~em(C2))
-        bypass(B, A) <= (live(B, A, 1) & mod(A, M) & role(M, "distinct_service") & cur(B, C2, D, N, U)
-                         & ~em(C2))
-        bypass(B, A) <= (live(B, A, 1) & mod(B, Mb) & role(Mb, "anatomic") & mod(A, Ma)
-                         & role(Ma, "anatomic") & (Ma != Mb) & ~mod(A, Mb))
+        bypass(B, A) <= (live(B, A, 1) & mod(B, M) & role(M, "distinct_service") & cur(B, C2, D, N, U) & ~em(C2))
+        bypass(B, A) <= (live(B, A, 1) & mod(A, M) & role(M, "distinct_service") & cur(B, C2, D, N, U) & ~em(C2))
+        bypass(B, A) <= (
+            live(B, A, 1)
+            & mod(B, Mb)
+            & role(Mb, "anatomic")
+            & mod(A, Ma)
+            & role(Ma, "anatomic")
+            & (Ma != Mb)
+            & ~mod(A, Mb)
+        )
         deny(B, PTP) <= live(B, A, 0)
         deny(B, PTP) <= live(B, A, 1) & ~bypass(B, A)
         # MUE
         deny(B, MUE) <= cur(B, C, D, N, U) & mue(C, V, 1) & (U > V)
         (total[C, D, N] == sum_(U, for_each=I)) <= svc(I, C, D, N, U)
-        deny(B, MUE) <= (cur(B, C, D, N, U) & mue(C, V, M) & (M >= 2)
-                         & (total[C, D, N] == S) & (S > V))
+        deny(B, MUE) <= (cur(B, C, D, N, U) & mue(C, V, M) & (M >= 2) & (total[C, D, N] == S) & (S > V))
         # AOC
-        has_primary(B) <= (cur(B, C, D, N, U) & aoc(C, 1) & svc(A, P, D, N, U2) & (A != B)
-                           & aoc_primary(C, P))
+        has_primary(B) <= (cur(B, C, D, N, U) & aoc(C, 1) & svc(A, P, D, N, U2) & (A != B) & aoc_primary(C, P))
         deny(B, AOC) <= cur(B, C, D, N, U) & aoc(C, 1) & ~has_primary(B)
 
     def check(self, claim: Claim) -> dict[int, list[str]]:
@@ -169,15 +203,13 @@ class NaivePyDatalog:
         handles = []
         for ln in claim.lines:
             lid = f"L{ln.line}"
-            handles.append(self._fact("cur", (lid, ln.code, _date(ln.service_date, 0),
-                                              ln.rendering_npi, ln.units)))
+            handles.append(self._fact("cur", (lid, ln.code, _date(ln.service_date, 0), ln.rendering_npi, ln.units)))
             if is_em(ln.code):
                 handles.append(self._fact("em", (ln.code,)))
             handles += [self._fact("mod", (lid, m)) for m in set(ln.modifiers)]
         for i, h in enumerate(claim.history):
             hid = f"h{i}"
-            handles.append(self._fact("hist", (hid, h.code, _date(h.service_date, 0),
-                                               h.rendering_npi, h.units)))
+            handles.append(self._fact("hist", (hid, h.code, _date(h.service_date, 0), h.rendering_npi, h.units)))
             handles += [self._fact("mod", (hid, m)) for m in set(h.modifiers)]
         try:
             answers = E.Literal("deny", [E.Var("B"), E.Var("K")]).ask() or []

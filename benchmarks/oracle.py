@@ -25,9 +25,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from engine.claims import Claim
-
 from benchmarks.tables import NcciTables, shared_tables
+from engine.claims import Claim
 
 PTP, MUE, AOC = "ncci_ptp", "ncci_mue", "ncci_aoc"
 NCCI_KINDS = (PTP, MUE, AOC)
@@ -40,10 +39,18 @@ def is_em(code: str) -> bool:
 
 def result_dict(claim: Claim, denied: dict[int, list[str]]) -> dict[str, Any]:
     """A baseline's per-line NCCI kinds in PolicyKB's result shape (decision + reasons per line)."""
-    return {"claim": claim.id, "lines": [
-        {"line": ln.line, "code": ln.code, "decision": "deny" if denied.get(ln.line) else "pay",
-         "reasons": [{"rule": k, "kind": k, "severity": "deny"} for k in denied.get(ln.line, [])]}
-        for ln in claim.lines]}
+    return {
+        "claim": claim.id,
+        "lines": [
+            {
+                "line": ln.line,
+                "code": ln.code,
+                "decision": "deny" if denied.get(ln.line) else "pay",
+                "reasons": [{"rule": k, "kind": k, "severity": "deny"} for k in denied.get(ln.line, [])],
+            }
+            for ln in claim.lines
+        ],
+    }
 
 
 class Oracle:
@@ -64,8 +71,7 @@ class Oracle:
         # some mb on B, not on A, with an anatomic ma on A (ma != mb holds since mb not on A)
         return bool(anat_a) and bool(anat_b - mods_a)
 
-    def _ptp_denies(self, dos: str, c1: str, c2: str,
-                    mods_b: frozenset[str], mods_a: frozenset[str]) -> bool:
+    def _ptp_denies(self, dos: str, c1: str, c2: str, mods_b: frozenset[str], mods_a: frozenset[str]) -> bool:
         for eff, dele, mi in self.t.ptp_rows(c1, c2):
             if mi == 9 or (dele and dos > dele) or (eff and dos < eff):
                 continue
@@ -76,19 +82,20 @@ class Oracle:
     def check(self, claim: Claim) -> dict[int, list[str]]:
         t = self.t
         # service = (key, code, units, modifiers, is_current, line_number)
-        encounters: dict[tuple[str, str], list[tuple[Any, str, int, frozenset[str], bool]]] = (
-            defaultdict(list))
+        encounters: dict[tuple[str, str], list[tuple[Any, str, int, frozenset[str], bool]]] = defaultdict(list)
         for ln in claim.lines:
             if ln.service_date < t.min_dos:
-                raise ValueError(f"{claim.id} line {ln.line}: date {ln.service_date} is before "
-                                 f"{t.min_dos}, the oldest date the loaded PTP rows cover")
+                raise ValueError(
+                    f"{claim.id} line {ln.line}: date {ln.service_date} is before "
+                    f"{t.min_dos}, the oldest date the loaded PTP rows cover"
+                )
             encounters[(ln.rendering_npi, ln.service_date)].append(
-                (ln.line, ln.code, ln.units, frozenset(ln.modifiers), True))
+                (ln.line, ln.code, ln.units, frozenset(ln.modifiers), True)
+            )
         for h in claim.history:
             key = (h.rendering_npi, h.service_date)
             if key in encounters:  # history elsewhere cannot touch a current line
-                encounters[key].append(
-                    (("h", h.claim_id, h.line), h.code, h.units, frozenset(h.modifiers), False))
+                encounters[key].append((("h", h.claim_id, h.line), h.code, h.units, frozenset(h.modifiers), False))
         denied: dict[int, set[str]] = defaultdict(set)
         for (_npi, dos), svcs in encounters.items():
             units_by_code: dict[str, int] = defaultdict(int)
@@ -112,8 +119,7 @@ class Oracle:
                 # AOC
                 if t.aoc_code.get(c2) == 1:
                     primaries = t.aoc_primary.get(c2, frozenset())
-                    if not any(ka != kb_ and code in primaries
-                               for ka, code, _u, _m, _c in svcs):
+                    if not any(ka != kb_ and code in primaries for ka, code, _u, _m, _c in svcs):
                         denied[kb_].add(AOC)
         return {line: sorted(kinds) for line, kinds in sorted(denied.items())}
 
@@ -132,8 +138,7 @@ def ncci_kinds_of_result(result: dict[str, Any]) -> dict[int, list[str]]:
     whether or not a later policy overrode the reason (`overridden_by`)."""
     out: dict[int, list[str]] = {}
     for ln in result.get("lines", []):
-        kinds = sorted({r.get("kind") for r in ln.get("reasons", [])
-                        if r.get("kind") in NCCI_KINDS})
+        kinds = sorted({r.get("kind") for r in ln.get("reasons", []) if r.get("kind") in NCCI_KINDS})
         if kinds:
             out[int(ln["line"])] = kinds
     return out

@@ -34,15 +34,19 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from engine.claims import parse_claim
-
 from benchmarks.corpus import generate, strip_meta, write_jsonl
 from benchmarks.oracle import NCCI_KINDS, Oracle, ncci_kinds_of_result
 from benchmarks.tables import KB_DIR, REPO, shared_tables
+from engine.claims import parse_claim
 
 SYSTEMS = ("policykb", "duckdb", "oracle", "clingo", "naive")
-LABEL = {"policykb": "PolicyKB", "duckdb": "PolicyKB DuckDB\n(batch backend)", "oracle": "oracle (dicts)",
-         "clingo": "clingo", "naive": "naive pyDatalog"}
+LABEL = {
+    "policykb": "PolicyKB",
+    "duckdb": "PolicyKB DuckDB\n(batch backend)",
+    "oracle": "oracle (dicts)",
+    "clingo": "clingo",
+    "naive": "naive pyDatalog",
+}
 FULL_PTP_ROWS = 2_546_017
 COLD_EXAMPLE = "office-96372-with-em.json"
 TARGETS = {
@@ -83,23 +87,27 @@ def _measure(spec: dict[str, Any], tmp: Path, cache_dir: Path | None, timeout: f
     spec = {**spec, "out": str(tmp / f"{tag}.json")}
     spec_path = tmp / f"{tag}.spec.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.measure", str(spec_path)],
-                          cwd=REPO, env=_env(cache_dir), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.measure", str(spec_path)],
+        cwd=REPO,
+        env=_env(cache_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise Fail(f"{tag} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(Path(spec["out"]).read_text(encoding="utf-8"))
 
 
-def _timed_run(cmd: list[str], cache_dir: Path | None, timeout: float,
-               ok_codes: tuple[int, ...] = (0,)) -> tuple[float, str]:
+def _timed_run(
+    cmd: list[str], cache_dir: Path | None, timeout: float, ok_codes: tuple[int, ...] = (0,)
+) -> tuple[float, str]:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(cache_dir), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(cache_dir), capture_output=True, text=True, timeout=timeout)
     elapsed = time.perf_counter() - start
     if proc.returncode not in ok_codes or "Traceback (most recent call last)" in proc.stderr:
-        raise Fail(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}):\n"
-                   f"{(proc.stderr or proc.stdout)[-3000:]}")
+        raise Fail(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")
     return elapsed, proc.stdout
 
 
@@ -142,18 +150,21 @@ print(json.dumps(check(claim)))
 def _policykb_cold_cmds(claim_path: Path, kb: Path) -> list[tuple[list[str], str, tuple]]:
     """`policykb explain CLAIM` when the CLI has an explain command, then the API as the
     fallback: (command, description, accepted exit codes; explain may exit 1 on a denial)."""
-    api = ([sys.executable, "-c", _POLICYKB_SNIPPET, str(claim_path), str(kb)],
-           "python -c 'PolicyKB.open(); adjudicate(proofs=True)'", (0,))
+    api = (
+        [sys.executable, "-c", _POLICYKB_SNIPPET, str(claim_path), str(kb)],
+        "python -c 'PolicyKB.open(); adjudicate(proofs=True)'",
+        (0,),
+    )
     cli = REPO / "engine" / "cli.py"
     if cli.exists() and "explain" in cli.read_text(encoding="utf-8"):
         code = "import sys; from engine.cli import main; sys.exit(main())"
-        return [([sys.executable, "-c", code, "explain", str(claim_path)],
-                 "policykb explain CLAIM.json", (0, 1)), api]
+        return [([sys.executable, "-c", code, "explain", str(claim_path)], "policykb explain CLAIM.json", (0, 1)), api]
     return [api]
 
 
-def _policykb_cold(claim_path: Path, kb: Path, tmp: Path, repeats: tuple[int, int],
-                   timeout: float) -> tuple[dict[str, Any], Path]:
+def _policykb_cold(
+    claim_path: Path, kb: Path, tmp: Path, repeats: tuple[int, int], timeout: float
+) -> tuple[dict[str, Any], Path]:
     """Cold starts with an empty cache dir, then with the cache those runs built. Returns the
     figures and the warm cache dir for the rest of the benchmark."""
     errors = []
@@ -164,12 +175,15 @@ def _policykb_cold(claim_path: Path, kb: Path, tmp: Path, repeats: tuple[int, in
         except Fail as e:
             errors.append(f"{how}: {e}")
             continue
-        nocache = [first] + [_timed_run(cmd, tmp / f"cache-{n}-{i}", timeout, ok)[0]
-                             for i in range(1, repeats[1])]
+        nocache = [first] + [_timed_run(cmd, tmp / f"cache-{n}-{i}", timeout, ok)[0] for i in range(1, repeats[1])]
         cached = [_timed_run(cmd, warm, timeout, ok)[0] for _ in range(repeats[0])]
-        return {"cold_how": how, "cold_cached_s": _median(cached),
-                "cold_nocache_s": _median(nocache), "cold_fallback_errors": errors,
-                "cold_runs": {"cached": cached, "nocache": nocache}}, warm
+        return {
+            "cold_how": how,
+            "cold_cached_s": _median(cached),
+            "cold_nocache_s": _median(nocache),
+            "cold_fallback_errors": errors,
+            "cold_runs": {"cached": cached, "nocache": nocache},
+        }, warm
     raise Fail("no PolicyKB cold start command worked:\n" + "\n".join(errors))
 
 
@@ -177,26 +191,46 @@ def _policykb_cold(claim_path: Path, kb: Path, tmp: Path, repeats: tuple[int, in
 # Correctness
 
 
-def _disagreements(system: str, where: str, reference: list[dict[int, list[str]]],
-                   ids: list[str], results_path: Path) -> list[dict[str, Any]]:
+def _disagreements(
+    system: str, where: str, reference: list[dict[int, list[str]]], ids: list[str], results_path: Path
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with results_path.open(encoding="utf-8") as f:
         results = [json.loads(line) for line in f if line.strip()]
     if len(results) != len(reference):
-        out.append({"system": system, "where": where, "claim": None,
-                    "problem": f"{len(results)} results for {len(reference)} claims"})
-    for i, (ref, res) in enumerate(zip(reference, results)):
+        out.append(
+            {
+                "system": system,
+                "where": where,
+                "claim": None,
+                "problem": f"{len(results)} results for {len(reference)} claims",
+            }
+        )
+    for i, (ref, res) in enumerate(zip(reference, results, strict=False)):
         if "error" in res:
-            out.append({"system": system, "where": where, "claim": ids[i],
-                        "problem": "error record: " + json.dumps(res["error"])[:300]})
+            out.append(
+                {
+                    "system": system,
+                    "where": where,
+                    "claim": ids[i],
+                    "problem": "error record: " + json.dumps(res["error"])[:300],
+                }
+            )
             continue
         got = ncci_kinds_of_result(res)
         if got != ref:
             for line in sorted(set(got) | set(ref)):
                 if got.get(line, []) != ref.get(line, []):
-                    out.append({"system": system, "where": where, "claim": ids[i],
-                                "line": line, "oracle": ref.get(line, []),
-                                "system_kinds": got.get(line, [])})
+                    out.append(
+                        {
+                            "system": system,
+                            "where": where,
+                            "claim": ids[i],
+                            "line": line,
+                            "oracle": ref.get(line, []),
+                            "system_kinds": got.get(line, []),
+                        }
+                    )
     return out
 
 
@@ -236,29 +270,32 @@ def _policykb_available() -> str | None:
     """None when engine.api provides PolicyKB and make_worker, else why not."""
     if importlib.util.find_spec("engine.api") is None:
         return "engine/api.py does not exist yet"
-    proc = subprocess.run([sys.executable, "-c",
-                           "from engine.api import PolicyKB, make_worker"],
-                          cwd=REPO, env=_env(None), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from engine.api import PolicyKB, make_worker"],
+        cwd=REPO,
+        env=_env(None),
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         return "importing PolicyKB, make_worker from engine.api failed:\n" + proc.stderr[-1500:]
     return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--claims", type=int, default=None, help="corpus size (default 5000; "
-                    "300 with --quick)")
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--claims", type=int, default=None, help="corpus size (default 5000; 300 with --quick)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"))
-    ap.add_argument("--quick", action="store_true", help="small smoke run: 300 claims, "
-                    "one cold start each")
+    ap.add_argument("--quick", action="store_true", help="small smoke run: 300 claims, one cold start each")
     ap.add_argument("--compare", type=Path, help="a previous results JSON to compare with")
-    ap.add_argument("--systems", default=",".join(SYSTEMS),
-                    help="comma-separated subset of " + ",".join(SYSTEMS))
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     ap.add_argument("--kb", type=Path, default=KB_DIR)
-    ap.add_argument("--naive-rows", type=int, default=50_000,
-                    help="PTP rows asserted into naive pyDatalog (a slice; default 50000)")
+    ap.add_argument(
+        "--naive-rows", type=int, default=50_000, help="PTP rows asserted into naive pyDatalog (a slice; default 50000)"
+    )
     ap.add_argument("--keep-temp", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
     n_claims = args.claims or (300 if args.quick else 5000)
@@ -267,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown systems: {', '.join(sorted(unknown))}")
     if "clingo" in systems and importlib.util.find_spec("clingo") is None:
-        ap.error("clingo is not installed: pip install clingo==5.8.3 (the `bench` extra), "
-                 "or leave it out with --systems")
+        ap.error(
+            "clingo is not installed: pip install clingo==5.8.3 (the `bench` extra), or leave it out with --systems"
+        )
     console = Console(width=None if sys.stdout.isatty() else 150)
     cold_repeats = (1, 1) if args.quick else (3, 2)  # (cache present, cache absent)
     timeout = 900.0
@@ -277,10 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     report: dict[str, Any] = {
         "meta": {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed,
-            "claims": n_claims, "quick": args.quick, "python": platform.python_version(),
-            "machine": platform.machine(), "cpus": os.cpu_count(),
-            "cpu": _cpu_model(), "commit": _git("rev-parse", "HEAD"),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seed": args.seed,
+            "claims": n_claims,
+            "quick": args.quick,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "cpu": _cpu_model(),
+            "commit": _git("rev-parse", "HEAD"),
             "dirty": bool(_git("status", "--porcelain", "--", "engine", "kb", "benchmarks")),
             "naive_ptp_rows": args.naive_rows,
         },
@@ -303,16 +346,18 @@ def main(argv: list[str] | None = None) -> int:
                 claim_path = tmp / "claim.json"
                 sample = _sample_claim(corpus, claims)
                 claim_path.write_text(json.dumps(strip_meta(sample), indent=1), encoding="utf-8")
-            report["meta"]["cold_start_claim"] = str(claim_path.relative_to(REPO)
-                                                     if claim_path.is_relative_to(REPO)
-                                                     else "a 10-line corpus claim")
+            report["meta"]["cold_start_claim"] = str(
+                claim_path.relative_to(REPO) if claim_path.is_relative_to(REPO) else "a 10-line corpus claim"
+            )
             report["corpus"] = _corpus_stats(corpus, claims, reference, tables)
-            report["tables"] = {"ptp_rows": tables.ptp_rows_read,
-                                "ptp_rows_in_force_2024": tables.ptp_rows_kept,
-                                "mue_rows": len(tables.mue),
-                                "aoc_rows": len(tables.aoc_code),
-                                "aoc_primary_rows": sum(len(v) for v in tables.aoc_primary.values()),
-                                "oracle_load_s": tables.load_s}
+            report["tables"] = {
+                "ptp_rows": tables.ptp_rows_read,
+                "ptp_rows_in_force_2024": tables.ptp_rows_kept,
+                "mue_rows": len(tables.mue),
+                "aoc_rows": len(tables.aoc_code),
+                "aoc_primary_rows": sum(len(v) for v in tables.aoc_primary.values()),
+                "oracle_load_s": tables.load_s,
+            }
             status.update("")
         _print_corpus(console, report)
 
@@ -336,20 +381,18 @@ def main(argv: list[str] | None = None) -> int:
             with console.status(f"{LABEL[system]}: cold start"):
                 if system == "duckdb":  # untimed in the batch: copy the tables into DuckDB files once
                     cache = warm_cache if warm_cache.exists() else None
-                    res["prepare_s"], _out = _timed_run([sys.executable, "-c", _DUCKDB_PREPARE, str(args.kb)],
-                                                        cache, timeout)
+                    res["prepare_s"], _out = _timed_run(
+                        [sys.executable, "-c", _DUCKDB_PREPARE, str(args.kb)], cache, timeout
+                    )
                     res["cold_how"] = "n/a: the batch backend is measured in batch only"
                 elif system == "policykb":
-                    cold, warm_cache = _policykb_cold(claim_path, args.kb, tmp, cold_repeats,
-                                                      timeout)
+                    cold, warm_cache = _policykb_cold(claim_path, args.kb, tmp, cold_repeats, timeout)
                     res.update(cold)
                     for err in cold["cold_fallback_errors"]:
                         console.print(f"[yellow]cold start fell back to the API:[/] {err}")
                 else:
-                    cmd = [sys.executable, "-c", _BASELINE_SNIPPET, str(claim_path), system,
-                           str(naive_slice)]
-                    runs = [_timed_run(cmd, None, timeout)[0]
-                            for _ in range(max(1, cold_repeats[1]))]
+                    cmd = [sys.executable, "-c", _BASELINE_SNIPPET, str(claim_path), system, str(naive_slice)]
+                    runs = [_timed_run(cmd, None, timeout)[0] for _ in range(max(1, cold_repeats[1]))]
                     res["cold_s"] = _median(runs)
                     res["cold_runs"] = runs
                     res["cold_how"] = "python -c (load tables, one claim)"
@@ -357,28 +400,38 @@ def main(argv: list[str] | None = None) -> int:
             # 2. latency (not for the batch backend: it decides chunks, not claims)
             with console.status(f"{LABEL[system]}: per-claim latency, {n_claims} claims"):
                 if system != "duckdb":
-                    spec = {"system": system, "mode": "latency", "corpus": str(corpus_path),
-                            "results": str(tmp / f"{system}-latency.jsonl"), "kb": str(args.kb),
-                            "naive_rows": args.naive_rows, "warmup": 20}
+                    spec = {
+                        "system": system,
+                        "mode": "latency",
+                        "corpus": str(corpus_path),
+                        "results": str(tmp / f"{system}-latency.jsonl"),
+                        "kb": str(args.kb),
+                        "naive_rows": args.naive_rows,
+                        "warmup": 20,
+                    }
                     res["latency"] = _measure(spec, tmp, cache, timeout)
-                    res["disagreements"] += _disagreements(system, "latency", reference, ids,
-                                                           Path(spec["results"]))
+                    res["disagreements"] += _disagreements(system, "latency", reference, ids, Path(spec["results"]))
             # 3. batch, 1 and 2 workers
             res["batch"] = {}
             for workers in (1, 2):
                 with console.status(f"{LABEL[system]}: batch, {workers} worker(s)"):
-                    spec = {"system": system, "mode": "batch", "corpus": str(corpus_path),
-                            "results": str(tmp / f"{system}-batch{workers}.jsonl"),
-                            "workers": workers, "kb": str(args.kb),
-                            "naive_rows": args.naive_rows}
+                    spec = {
+                        "system": system,
+                        "mode": "batch",
+                        "corpus": str(corpus_path),
+                        "results": str(tmp / f"{system}-batch{workers}.jsonl"),
+                        "workers": workers,
+                        "kb": str(args.kb),
+                        "naive_rows": args.naive_rows,
+                    }
                     res["batch"][str(workers)] = _measure(spec, tmp, cache, timeout)
-                    res["disagreements"] += _disagreements(system, f"batch{workers}", reference,
-                                                           ids, Path(spec["results"]))
+                    res["disagreements"] += _disagreements(
+                        system, f"batch{workers}", reference, ids, Path(spec["results"])
+                    )
             res["worker_rss_mb"] = max(b["worker_maxrss_mb"] for b in res["batch"].values())
             if res["disagreements"]:
                 n = _figures(system, res)["disagreements"]
-                failures.append(f"{LABEL[system]}: {n} claim lines where NCCI decisions "
-                                f"disagree with the oracle")
+                failures.append(f"{LABEL[system]}: {n} claim lines where NCCI decisions disagree with the oracle")
             console.print(f"[dim]{LABEL[system]} measured[/]")
         if "naive" in report["systems"]:
             report["naive_extrapolated"] = _extrapolate_naive(report["systems"]["naive"])
@@ -414,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _sample_claim(corpus: list[dict[str, Any]], claims: list[Any]) -> dict[str, Any]:
     """A 10-line claim with the injection policy in play, for the cold start."""
-    for raw, c in zip(corpus, claims):
+    for raw, c in zip(corpus, claims, strict=False):
         if raw["_scenario"] == "injection" and len(c.lines) == 10:
             return raw
     return max(corpus, key=lambda r: len(r["lines"]))
@@ -441,24 +494,26 @@ def _corpus_stats(corpus, claims, reference, tables) -> dict[str, Any]:
 
 def _print_corpus(console: Console, report: dict[str, Any]) -> None:
     c, t = report["corpus"], report["tables"]
-    table = Table(title=f"corpus (seed {report['meta']['seed']}) and tables", title_justify="left",
-                  show_header=False)
+    table = Table(title=f"corpus (seed {report['meta']['seed']}) and tables", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("claims / lines / 10-line claims",
-                  f"{c['claims']:,} / {c['lines']:,} / {c['ten_line_claims']:,}")
-    table.add_row("claims with history (history lines)",
-                  f"{c['claims_with_history']:,} ({c['history_lines']:,})")
-    table.add_row("claims with an NCCI denial (oracle)",
-                  f"{c['claims_with_ncci_denial']:,} ({c['claims_with_ncci_denial'] / c['claims']:.0%})")
-    table.add_row("lines denied (oracle)", f"{c['lines_with_ncci_denial']:,} "
-                  + "(" + ", ".join(f"{k} {v:,}" for k, v in c["denials_by_kind"].items()) + ")")
+    table.add_row("claims / lines / 10-line claims", f"{c['claims']:,} / {c['lines']:,} / {c['ten_line_claims']:,}")
+    table.add_row("claims with history (history lines)", f"{c['claims_with_history']:,} ({c['history_lines']:,})")
+    table.add_row(
+        "claims with an NCCI denial (oracle)",
+        f"{c['claims_with_ncci_denial']:,} ({c['claims_with_ncci_denial'] / c['claims']:.0%})",
+    )
+    table.add_row(
+        "lines denied (oracle)",
+        f"{c['lines_with_ncci_denial']:,} "
+        + "("
+        + ", ".join(f"{k} {v:,}" for k, v in c["denials_by_kind"].items())
+        + ")",
+    )
     table.add_row("scenarios", ", ".join(f"{k} {v}" for k, v in c["scenarios"].items()))
     table.add_row("POS", ", ".join(f"{k} {v}" for k, v in c["pos"].items()))
-    table.add_row("PTP rows (in force 2024 and later)",
-                  f"{t['ptp_rows']:,} ({t['ptp_rows_in_force_2024']:,})")
-    table.add_row("MUE / AOC / AOC primary rows",
-                  f"{t['mue_rows']:,} / {t['aoc_rows']:,} / {t['aoc_primary_rows']:,}")
+    table.add_row("PTP rows (in force 2024 and later)", f"{t['ptp_rows']:,} ({t['ptp_rows_in_force_2024']:,})")
+    table.add_row("MUE / AOC / AOC primary rows", f"{t['mue_rows']:,} / {t['aoc_rows']:,} / {t['aoc_primary_rows']:,}")
     console.print(table)
 
 
@@ -479,14 +534,16 @@ def _extrapolate_naive(naive: dict[str, Any]) -> dict[str, Any]:
     load_full = naive["latency"]["tables_s"] + info["load_other_s"] + per_row_s * FULL_PTP_ROWS
     return {
         "label": f"EXTRAPOLATED linearly from a {n2:,}-row slice to {FULL_PTP_ROWS:,} PTP rows",
-        "slice_rows": n2, "per_row_us": per_row_s * 1e6, "per_row_bytes": per_row_mb * 2**20,
+        "slice_rows": n2,
+        "per_row_us": per_row_s * 1e6,
+        "per_row_bytes": per_row_mb * 2**20,
         "load_s": load_full,
         "cold_s": naive["cold_s"] + per_row_s * extra_rows,
         "worker_rss_mb": naive["worker_rss_mb"] + per_row_mb * extra_rows,
         "batch2_claims_s": _batch_with_extra_start(naive["batch"]["2"], per_row_s * extra_rows),
         "batch1_claims_s": _batch_with_extra_start(naive["batch"]["1"], per_row_s * extra_rows),
         "note": "per-claim latency is the slice's (not extrapolated); each worker would "
-                "assert the full table at start, which the batch figures add",
+        "assert the full table at start, which the batch figures add",
     }
 
 
@@ -502,21 +559,32 @@ def _figures(system: str, res: dict[str, Any]) -> dict[str, Any]:
         "cold_cached_s": res.get("cold_cached_s"),
         "cold_nocache_s": res.get("cold_nocache_s", res.get("cold_s")),
         "build_s": (lat["build_s"] + lat.get("tables_s", 0.0)) if "build_s" in lat else None,
-        "p50_ms": lat.get("all", {}).get("p50_ms"), "p95_ms": lat.get("all", {}).get("p95_ms"),
+        "p50_ms": lat.get("all", {}).get("p50_ms"),
+        "p95_ms": lat.get("all", {}).get("p95_ms"),
         "p99_ms": lat.get("all", {}).get("p99_ms"),
         "p50_10_ms": lat.get("ten_line", {}).get("p50_ms"),
         "p95_10_ms": lat.get("ten_line", {}).get("p95_ms"),
         "p99_10_ms": lat.get("ten_line", {}).get("p99_ms"),
-        "batch1_claims_s": b1.get("claims_per_s"), "batch1_lines_s": b1.get("lines_per_s"),
-        "batch2_claims_s": b2.get("claims_per_s"), "batch2_lines_s": b2.get("lines_per_s"),
+        "batch1_claims_s": b1.get("claims_per_s"),
+        "batch1_lines_s": b1.get("lines_per_s"),
+        "batch2_claims_s": b2.get("claims_per_s"),
+        "batch2_lines_s": b2.get("lines_per_s"),
         "latency_rss_mb": lat.get("maxrss_mb"),
         "worker_rss_mb": res.get("worker_rss_mb"),
-        "total_rss_mb": max((b.get("parent_maxrss_mb", 0) + b.get("worker_maxrss_mb", 0) * int(w) if w != "1"
-                             else b.get("parent_maxrss_mb", 0)) for w, b in res.get("batch", {"1": {}}).items())
-        if res.get("batch") else None,
+        "total_rss_mb": max(
+            (
+                b.get("parent_maxrss_mb", 0) + b.get("worker_maxrss_mb", 0) * int(w)
+                if w != "1"
+                else b.get("parent_maxrss_mb", 0)
+            )
+            for w, b in res.get("batch", {"1": {}}).items()
+        )
+        if res.get("batch")
+        else None,
         # distinct (claim, line) pairs over the latency and batch runs
-        "disagreements": len({(d.get("claim"), d.get("line"), d.get("problem"))
-                              for d in res.get("disagreements", [])}) if res else None,
+        "disagreements": len({(d.get("claim"), d.get("line"), d.get("problem")) for d in res.get("disagreements", [])})
+        if res
+        else None,
     }
 
 
@@ -529,9 +597,17 @@ def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         figs = _figures(system, res) if res else {}
         for key, (label, op, limit, unit) in targets.items():
             value = figs.get(key) if res else None
-            out.append({"key": key if system == "policykb" else f"{system}.{key}", "label": label, "op": op,
-                        "limit": limit, "unit": unit, "value": value,
-                        "status": _meets(op, limit, value) if res else "MISS"})
+            out.append(
+                {
+                    "key": key if system == "policykb" else f"{system}.{key}",
+                    "label": label,
+                    "op": op,
+                    "limit": limit,
+                    "unit": unit,
+                    "value": value,
+                    "status": _meets(op, limit, value) if res else "MISS",
+                }
+            )
     return out
 
 
@@ -563,10 +639,12 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
     naive_x = report.get("naive_extrapolated")
     n_claims = report["meta"]["claims"]
     scaling = report["meta"].get("two_process_cpu_scaling")
-    table = Table(title=f"results: {n_claims:,} claims, full tables "
-                        f"({report['meta']['cpus']} CPUs, {report['meta']['cpu']}; "
-                        f"2 processes do {scaling:.2f}× the CPU work of 1 here)",
-                  title_justify="left")
+    table = Table(
+        title=f"results: {n_claims:,} claims, full tables "
+        f"({report['meta']['cpus']} CPUs, {report['meta']['cpu']}; "
+        f"2 processes do {scaling:.2f}× the CPU work of 1 here)",
+        title_justify="left",
+    )
     table.add_column("figure")
     for s in systems:
         label = LABEL[s]
@@ -574,8 +652,7 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
             label += f"\n(slice: {report['meta']['naive_ptp_rows']:,} PTP rows)"
         table.add_column(label, justify="right")
     if naive_x:
-        table.add_column("naive pyDatalog\nEXTRAPOLATED to\n2.5M PTP rows", justify="right",
-                         style="italic")
+        table.add_column("naive pyDatalog\nEXTRAPOLATED to\n2.5M PTP rows", justify="right", style="italic")
     if "policykb" in systems:
         table.add_column("PolicyKB target", justify="right")
     targets = {t["key"]: t for t in report["targets"]}
@@ -588,9 +665,13 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
             else:
                 row.append(_fmt(v, unit if v is not None else ""))
         if naive_x:
-            xkey = {"cold_nocache_s": "cold_s", "worker_rss_mb": "worker_rss_mb",
-                    "batch1_claims_s": "batch1_claims_s", "batch2_claims_s": "batch2_claims_s",
-                    "build_s": "load_s"}.get(key)
+            xkey = {
+                "cold_nocache_s": "cold_s",
+                "worker_rss_mb": "worker_rss_mb",
+                "batch1_claims_s": "batch1_claims_s",
+                "batch2_claims_s": "batch2_claims_s",
+                "build_s": "load_s",
+            }.get(key)
             row.append(_fmt(naive_x.get(xkey), unit) if xkey else "")
         if "policykb" in systems:
             t = targets.get(key)
@@ -612,19 +693,22 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
         "* a baseline has no cache: its only cold start (read the CSV tables, answer one claim)",
     ]
     if "policykb" in systems:
-        notes.append(f"cold start: {report['systems']['policykb'].get('cold_how')} on "
-                     f"{report['meta'].get('cold_start_claim')}, POLICYKB_CACHE_DIR a warm vs "
-                     "an empty temp dir")
+        notes.append(
+            f"cold start: {report['systems']['policykb'].get('cold_how')} on "
+            f"{report['meta'].get('cold_start_claim')}, POLICYKB_CACHE_DIR a warm vs "
+            "an empty temp dir"
+        )
     if naive_x:
-        notes.append(f"naive pyDatalog: {naive_x['label']} "
-                     f"({naive_x['per_row_us']:.1f} us and {naive_x['per_row_bytes']:.0f} bytes "
-                     f"per asserted row); {naive_x['note']}")
+        notes.append(
+            f"naive pyDatalog: {naive_x['label']} "
+            f"({naive_x['per_row_us']:.1f} us and {naive_x['per_row_bytes']:.0f} bytes "
+            f"per asserted row); {naive_x['note']}"
+        )
     for n in notes:
         console.print(f"[dim]- {n}[/]")
 
     if "policykb" in systems and len(systems) > 1:
-        ratios = Table(title="PolicyKB relative to each baseline (same corpus)",
-                       title_justify="left")
+        ratios = Table(title="PolicyKB relative to each baseline (same corpus)", title_justify="left")
         ratios.add_column("figure")
         baselines = [s for s in systems if s not in ("policykb", "duckdb")]
         for s in baselines:
@@ -640,11 +724,14 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
             for s in baselines:
                 row.append(_ratio(pk.get(key), figs[s].get(key), higher_better, words))
             if naive_x:
-                xkey = {"cold_nocache_s": "cold_s", "worker_rss_mb": "worker_rss_mb",
-                        "batch1_claims_s": "batch1_claims_s",
-                        "batch2_claims_s": "batch2_claims_s", "build_s": "load_s"}.get(key)
-                row.append(_ratio(pk.get(key), naive_x.get(xkey), higher_better, words)
-                           if xkey else "")
+                xkey = {
+                    "cold_nocache_s": "cold_s",
+                    "worker_rss_mb": "worker_rss_mb",
+                    "batch1_claims_s": "batch1_claims_s",
+                    "batch2_claims_s": "batch2_claims_s",
+                    "build_s": "load_s",
+                }.get(key)
+                row.append(_ratio(pk.get(key), naive_x.get(xkey), higher_better, words) if xkey else "")
             ratios.add_row(*row)
         # PolicyKB's cached cold start against each baseline's only cold start
         row = ["cold start, PolicyKB cached vs baseline"]
@@ -654,8 +741,10 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
             row.append(_ratio(pk.get("cold_cached_s"), naive_x.get("cold_s"), False))
         ratios.add_row(*row)
         console.print(ratios)
-        console.print("[dim]- 'N× slower' / 'N× faster': PolicyKB's figure against the "
-                      "baseline's (for memory: 'N× more' / 'N× less')[/]")
+        console.print(
+            "[dim]- 'N× slower' / 'N× faster': PolicyKB's figure against the "
+            "baseline's (for memory: 'N× more' / 'N× less')[/]"
+        )
     if "duckdb" in systems:
         _print_duckdb(console, report, figs)
 
@@ -664,37 +753,38 @@ def _print_duckdb(console: Console, report: dict[str, Any], figs: dict[str, dict
     """The batch backend against every other system, and its own targets (issue 13)."""
     others = [s for s in figs if s != "duckdb"]
     dk = figs["duckdb"]
-    table = Table(title="PolicyKB DuckDB backend relative to each system (batch, same corpus)",
-                  title_justify="left")
+    table = Table(title="PolicyKB DuckDB backend relative to each system (batch, same corpus)", title_justify="left")
     table.add_column("figure")
     for s in others:
         table.add_column(f"vs {LABEL[s]}", justify="right")
     for key in ("batch1_claims_s", "batch2_claims_s", "worker_rss_mb"):
         label = next(lbl for k, lbl, _u, _h in ROWS if k == key)
         words = ("more", "less") if key.endswith("_mb") else ("slower", "faster")
-        table.add_row(label, *[_ratio(dk.get(key), figs[s].get(key), key != "worker_rss_mb", words)
-                               for s in others])
+        table.add_row(label, *[_ratio(dk.get(key), figs[s].get(key), key != "worker_rss_mb", words) for s in others])
     b1, b2 = dk.get("batch1_claims_s"), dk.get("batch2_claims_s")
     console.print(table)
     if b1 and b2:
-        console.print(f"[dim]- DuckDB scaling, 2 workers / 1 worker: {b2 / b1:.2f}×; prepare (copy tables "
-                      f"into DuckDB files, once per table content): "
-                      f"{report['systems']['duckdb'].get('prepare_s', 0):.1f} s[/]")
+        console.print(
+            f"[dim]- DuckDB scaling, 2 workers / 1 worker: {b2 / b1:.2f}×; prepare (copy tables "
+            f"into DuckDB files, once per table content): "
+            f"{report['systems']['duckdb'].get('prepare_s', 0):.1f} s[/]"
+        )
     for t in report["targets"]:
         if t["key"].startswith("duckdb."):
             mark = "[green]PASS[/]" if t["status"] == "PASS" else "[red]MISS[/]"
-            console.print(f"  {t['label']}: {_fmt(t['value'], ' ' + t['unit'] if t['unit'] else '')} "
-                          f"(target {t['op']} {t['limit']:,} {t['unit']}) {mark}")
+            console.print(
+                f"  {t['label']}: {_fmt(t['value'], ' ' + t['unit'] if t['unit'] else '')} "
+                f"(target {t['op']} {t['limit']:,} {t['unit']}) {mark}"
+            )
 
 
-def _ratio(mine: float | None, theirs: float | None, higher_better: bool,
-           words: tuple[str, str] = ("slower", "faster")) -> str:
+def _ratio(
+    mine: float | None, theirs: float | None, higher_better: bool, words: tuple[str, str] = ("slower", "faster")
+) -> str:
     if not mine or not theirs:
         return "-"
-    if higher_better:  # throughput: PolicyKB slower when it does less per second
-        r = theirs / mine
-    else:
-        r = mine / theirs
+    # throughput: PolicyKB is slower when it does less per second
+    r = theirs / mine if higher_better else mine / theirs
     return f"{r:.1f}× {words[0]}" if r >= 1 else f"{1 / r:.1f}× {words[1]}"
 
 
@@ -705,18 +795,25 @@ def _print_disagreements(console: Console, report: dict[str, Any]) -> None:
             continue
         distinct = _figures(system, res)["disagreements"]
         runs = len({d["where"] for d in dis})
-        table = Table(title=f"{LABEL[system]}: {distinct} claim lines disagree with the oracle "
-                            f"({len(dis)} findings over {runs} runs; first 30 shown)",
-                      title_justify="left", style="red")
+        table = Table(
+            title=f"{LABEL[system]}: {distinct} claim lines disagree with the oracle "
+            f"({len(dis)} findings over {runs} runs; first 30 shown)",
+            title_justify="left",
+            style="red",
+        )
         for col in ("where", "claim", "line", "oracle", LABEL[system]):
             table.add_column(col)
         for d in dis[:30]:
             if "problem" in d:
                 table.add_row(d["where"], str(d["claim"]), "", d["problem"], "")
             else:
-                table.add_row(d["where"], d["claim"], str(d["line"]),
-                              ", ".join(d["oracle"]) or "(none)",
-                              ", ".join(d["system_kinds"]) or "(none)")
+                table.add_row(
+                    d["where"],
+                    d["claim"],
+                    str(d["line"]),
+                    ", ".join(d["oracle"]) or "(none)",
+                    ", ".join(d["system_kinds"]) or "(none)",
+                )
         console.print(table)
 
 
@@ -726,9 +823,11 @@ def _print_compare(console: Console, report: dict[str, Any], path: Path) -> None
     except (OSError, ValueError) as e:
         console.print(f"[red]cannot read {path} to compare: {e}[/]")
         return
-    table = Table(title=f"against {path} ({prev.get('meta', {}).get('date', '?')}, "
-                        f"commit {str(prev.get('meta', {}).get('commit', '?'))[:10]})",
-                  title_justify="left")
+    table = Table(
+        title=f"against {path} ({prev.get('meta', {}).get('date', '?')}, "
+        f"commit {str(prev.get('meta', {}).get('commit', '?'))[:10]})",
+        title_justify="left",
+    )
     for col in ("system", "figure", "before", "now", "change"):
         table.add_column(col, justify="right" if col in ("before", "now", "change") else "left")
     for system, res in report["systems"].items():
@@ -778,8 +877,7 @@ def _parallel_scaling(n: int = 4_000_000, jobs: int = 4) -> float:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 

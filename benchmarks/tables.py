@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import re
 import sys
 import time
@@ -56,8 +55,7 @@ class NcciTables:
     @property
     def bypass_on_column2(self) -> frozenset[str]:
         """NCCI-associated modifiers that are not anatomic: bypass when on the column 2 line."""
-        return frozenset(m for m, r in self.roles.items()
-                         if "ncci_associated" in r and "anatomic" not in r)
+        return frozenset(m for m, r in self.roles.items() if "ncci_associated" in r and "anatomic" not in r)
 
     @property
     def distinct_service(self) -> frozenset[str]:
@@ -82,12 +80,8 @@ def read_roles(path: Path = KB_DIR / "codes" / "modifiers.dl") -> dict[str, froz
 
 
 def _csv_rows(path: Path):
-    if path.suffix == ".gz":
-        raw = gzip.open(path, "rb")
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-    else:
-        text = path.open(encoding="utf-8", newline="")
-    with text:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as text:
         reader = csv.reader(text)
         header = next(reader)
         yield header
@@ -107,8 +101,7 @@ def load_ptp(min_dos: str, tables: Path = TABLES):
     intern = sys.intern
     read = kept = 0
     # Strided samples per category, for the generator: deterministic in file order.
-    samples: dict[str, list[tuple[str, str, PtpRow]]] = {
-        "mi0": [], "mi1": [], "mi9": [], "deleted": []}
+    samples: dict[str, list[tuple[str, str, PtpRow]]] = {"mi0": [], "mi1": [], "mi9": [], "deleted": []}
     seen = {"mi0": 0, "mi1": 0, "mi9": 0}
     stride = {"mi0": 191, "mi1": 421, "mi9": 23}
     for c1, c2, eff, dele, mi, *_ in rows:

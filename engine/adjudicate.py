@@ -48,8 +48,7 @@ class Adjudicator:
         return self.evaluator.evaluate(claim_to_facts(claim))
 
     def prover(self, claim: Claim, model: Model) -> Prover:
-        return Prover(self.kb.program, self.cp, self.evaluator, model,
-                      lambda rel, row: fact_origin(claim, rel, row))
+        return Prover(self.kb.program, self.cp, self.evaluator, model, lambda rel, row: fact_origin(claim, rel, row))
 
     def denials(self, claim: Claim) -> dict[int, set[str]]:
         """Line -> ids of the rules that deny it and are in force (the cheap path remedies use)."""
@@ -64,8 +63,9 @@ class Adjudicator:
                 out.setdefault(int(ln), set()).add(str(rule))
         return out
 
-    def adjudicate(self, claim: Claim, *, proofs: bool = True, remedies: bool = False,
-                   model: Model | None = None) -> ClaimResult:
+    def adjudicate(
+        self, claim: Claim, *, proofs: bool = True, remedies: bool = False, model: Model | None = None
+    ) -> ClaimResult:
         """`model`: the claim already evaluated by a batch backend (engine/backends)."""
         model = self.evaluate(claim) if model is None else model
         prover = self.prover(claim, model)
@@ -117,16 +117,25 @@ class Adjudicator:
         message = _fill(doc.get("message") or doc.get("title") or rule_id, bindings)
         condition = doc.get("remedy_condition")
         return Reason(
-            rule=rule_id, title=doc.get("title") or rule_id, kind=doc.get("kind") or "policy",
-            severity=doc.get("severity") or severity, group=doc.get("group") or "",
-            carc=doc.get("carc") or "", rarc=(doc.get("rarc") or "").split(), message=message,
-            sources=[e.value for e in doc.entries if e.key == "source"], proof=proof, bindings=bindings,
+            rule=rule_id,
+            title=doc.get("title") or rule_id,
+            kind=doc.get("kind") or "policy",
+            severity=doc.get("severity") or severity,
+            group=doc.get("group") or "",
+            carc=doc.get("carc") or "",
+            rarc=(doc.get("rarc") or "").split(),
+            message=message,
+            sources=[e.value for e in doc.entries if e.key == "source"],
+            proof=proof,
+            bindings=bindings,
             precedence=_precedence(doc.get("precedence")),
             guidance=" ".join(e.value for e in doc.entries if e.key == "guidance").split(),
-            remedy_condition=" ".join(condition.split()) if condition else None)
+            remedy_condition=" ".join(condition.split()) if condition else None,
+        )
 
-    def _remedies(self, claim: Claim, ln: int, reason: Reason, before: dict[int, set[str]],
-                  memo: dict[Claim, dict[int, set[str]]]) -> None:
+    def _remedies(
+        self, claim: Claim, ln: int, reason: Reason, before: dict[int, set[str]], memo: dict[Claim, dict[int, set[str]]]
+    ) -> None:
         reason.remedies = []  # searched: an empty list now means nothing the policy allows pays the line
         info = self.rules.get(reason.rule)
         if info is None:
@@ -135,15 +144,22 @@ class Adjudicator:
         if not specs:
             return
         line = next(x for x in claim.lines if x.line == ln)
-        partners = sorted({v for k, v in reason.bindings.items() if isinstance(v, int) and v != ln
-                           and any(x.line == v for x in claim.lines) and k.startswith("l")})
+        partners = sorted(
+            {
+                v
+                for k, v in reason.bindings.items()
+                if isinstance(v, int) and v != ln and any(x.line == v for x in claim.lines) and k.startswith("l")
+            }
+        )
+
         def denials(changed: Claim) -> dict[int, set[str]]:
             if changed not in memo:
                 memo[changed] = self.denials(changed)
             return memo[changed]
 
-        found, blocked = remedy_search.find(claim, line, reason.rule, specs, reason.bindings, partners,
-                                            denials, before, self._is_em)
+        found, blocked = remedy_search.find(
+            claim, line, reason.rule, specs, reason.bindings, partners, denials, before, self._is_em
+        )
         for m in found:
             if reason.remedy_condition:
                 m["condition"] = reason.remedy_condition

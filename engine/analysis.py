@@ -20,8 +20,9 @@ from engine.syntax import nodes as A
 Node = Hashable
 
 
-def all_atoms(lits: Iterable[A.Literal], aggregate_negative: bool = False,
-              negated: bool = False) -> Iterable[tuple[A.Atom, bool]]:
+def all_atoms(
+    lits: Iterable[A.Literal], aggregate_negative: bool = False, negated: bool = False
+) -> Iterable[tuple[A.Atom, bool]]:
     """Every atom in a body (recursing into aggregates), with whether it is negated; with
     `aggregate_negative`, atoms inside an aggregate count as negative (for stratification)."""
     for lit in lits:
@@ -64,6 +65,7 @@ def program_graph(prog) -> nx.MultiDiGraph:
 
 # --- components ----------------------------------------------------------------------------
 
+
 def _min_member(cond: nx.DiGraph, c: int) -> str:
     return min(str(n) for n in cond.nodes[c]["members"])
 
@@ -72,12 +74,13 @@ def ordered_components(g: nx.DiGraph | nx.MultiDiGraph) -> list[list]:
     """Strongly connected components in dependency order (each after everything it reads),
     members sorted; ties broken by the smallest member's name, so the order is repeatable."""
     cond = nx.condensation(g)
-    return [sorted(cond.nodes[c]["members"], key=str)
-            for c in nx.lexicographical_topological_sort(cond, key=lambda c: _min_member(cond, c))]
+    return [
+        sorted(cond.nodes[c]["members"], key=str)
+        for c in nx.lexicographical_topological_sort(cond, key=lambda c: _min_member(cond, c))
+    ]
 
 
-def levels(g: nx.DiGraph | nx.MultiDiGraph,
-           weight: Callable[[Node, Node], int] = lambda u, v: 1) -> dict:
+def levels(g: nx.DiGraph | nx.MultiDiGraph, weight: Callable[[Node, Node], int] = lambda u, v: 1) -> dict:
     """For each node, the heaviest path to its component from a source component, where going
     from component P to component C costs the largest `weight(u, v)` of the edges u -> v from
     P to C. With the default weight this is the longest path (the diagram's columns); with
@@ -96,8 +99,10 @@ def levels(g: nx.DiGraph | nx.MultiDiGraph,
 
 def negative_weight(g: nx.MultiDiGraph) -> Callable[[Node, Node], int]:
     """Edge weight for `levels`: 1 where some use u -> v is negative, else 0."""
+
     def weight(u: Node, v: Node) -> int:
         return int(any(d.get("negative") for d in g.get_edge_data(u, v, default={}).values()))
+
     return weight
 
 
@@ -120,6 +125,7 @@ def negative_cycles(g: nx.MultiDiGraph) -> list[tuple[set, str, str, dict]]:
 
 
 # --- rules -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RuleIndex:

@@ -1,9 +1,9 @@
 """The embedding API: open a KB once, then adjudicate claims, explain lines, ask why not.
 
-    from engine.api import PolicyKB
-    kb = PolicyKB.open()                        # the bundled kb/, compiled cache reused
-    result = kb.adjudicate(claim)               # engine.claims.Claim -> ClaimResult
-    result.to_dict()                            # the JSON the CLI prints
+from engine.api import PolicyKB
+kb = PolicyKB.open()                        # the bundled kb/, compiled cache reused
+result = kb.adjudicate(claim)               # engine.claims.Claim -> ClaimResult
+result.to_dict()                            # the JSON the CLI prints
 """
 
 from __future__ import annotations
@@ -67,8 +67,12 @@ class PolicyKB:
         gc.freeze()
 
     @classmethod
-    def open(cls, root: Path | str | None = None, cache_dir: Path | str | None = None,
-             progress: Callable[[str, int], None] | None = None) -> PolicyKB:
+    def open(
+        cls,
+        root: Path | str | None = None,
+        cache_dir: Path | str | None = None,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> PolicyKB:
         """`progress(table, rows)` hears about tables being built into the cache (a first run)."""
         return cls(load_kb(Path(root) if root else None, Path(cache_dir) if cache_dir else None, progress))
 
@@ -83,13 +87,16 @@ class PolicyKB:
         """The set-at-a-time backend, opened on first use (one per process)."""
         if self._duckdb is None:
             from engine.backends.duckdb import DuckDBBackend, declared_types
+
             assert self.kb.compiled is not None
-            self._duckdb = DuckDBBackend(self.kb.compiled, self.kb.store,
-                                         declared_types(self.kb.compiled, self.kb.program), threads=threads)
+            self._duckdb = DuckDBBackend(
+                self.kb.compiled, self.kb.store, declared_types(self.kb.compiled, self.kb.program), threads=threads
+            )
         return self._duckdb
 
-    def adjudicate_many(self, claims: Sequence[Claim], *, engine: str = DEFAULT_ENGINE,
-                        proofs: bool = False) -> list[ClaimResult | Exception]:
+    def adjudicate_many(
+        self, claims: Sequence[Claim], *, engine: str = DEFAULT_ENGINE, proofs: bool = False
+    ) -> list[ClaimResult | Exception]:
         """Decide a chunk of claims; a claim that fails gets its exception in its place.
 
         `duckdb` evaluates the chunk set-at-a-time; `pydatalog` claim by claim; `both` runs the two
@@ -105,6 +112,7 @@ class PolicyKB:
             if isinstance(model, Exception):
                 out.append(model)
                 continue
+
             def decide(claim: Claim = claim, model: Model = model) -> ClaimResult:
                 if proofs and (model.rows("deny") or model.rows("warn")):
                     result = self.adjudicate(claim, proofs=True)
@@ -113,6 +121,7 @@ class PolicyKB:
                 if engine == "both":
                     _compare(result, self.adjudicate(claim, proofs=proofs))
                 return result
+
             out.append(_attempt(decide))
         return out
 
@@ -154,12 +163,15 @@ def _compare(duck: ClaimResult, pyd: ClaimResult) -> None:
     for n in sorted(set(lines_a) | set(lines_b)):
         la, lb = lines_a.get(n), lines_b.get(n)
         if la is None or lb is None or la.to_dict() != lb.to_dict():
+
             def show(ln: Any) -> str:
                 if ln is None:
                     return "no line"
-                rules = ", ".join(r.rule + (f" (overridden by {r.overridden_by})" if r.overridden_by else "")
-                                  for r in ln.reasons)
+                rules = ", ".join(
+                    r.rule + (f" (overridden by {r.overridden_by})" if r.overridden_by else "") for r in ln.reasons
+                )
                 return f"{ln.decision} [{rules}]"
+
             problems.append(f"line {n}: duckdb {show(la)}, pydatalog {show(lb)}")
     raise EngineDisagreement("; ".join(problems) or "results differ outside the lines")
 
@@ -179,16 +191,24 @@ class BatchWorker:
     def many(self, claims: Sequence[Claim]) -> list[dict | Exception]:
         if self.remedies:  # remedies re-adjudicate candidate claims: the per-claim path
             return [self._one_with_remedies(c) for c in claims]
-        return [r.to_dict() if isinstance(r, ClaimResult) else r
-                for r in self.kb.adjudicate_many(claims, engine=self.engine, proofs=self.proofs)]
+        return [
+            r.to_dict() if isinstance(r, ClaimResult) else r
+            for r in self.kb.adjudicate_many(claims, engine=self.engine, proofs=self.proofs)
+        ]
 
     def _one_with_remedies(self, claim: Claim) -> dict | Exception:
         r = _attempt(lambda: self.kb.adjudicate(claim, proofs=self.proofs, remedies=True))
         return r.to_dict() if isinstance(r, ClaimResult) else r
 
 
-def make_worker(kb_dir: str | None = None, cache_dir: str | None = None, proofs: bool = False,
-                remedies: bool = False, engine: str = DEFAULT_ENGINE, workers: int = 1) -> BatchWorker:
+def make_worker(
+    kb_dir: str | None = None,
+    cache_dir: str | None = None,
+    proofs: bool = False,
+    remedies: bool = False,
+    engine: str = DEFAULT_ENGINE,
+    workers: int = 1,
+) -> BatchWorker:
     """A per-process adjudicator for engine.batch.run_batch (pass it via functools.partial)."""
     kb = PolicyKB.open(kb_dir, cache_dir)
     if engine != "pydatalog":  # open DuckDB now, sharing the cores between the worker processes

@@ -102,8 +102,7 @@ class BatchSummary:
 
 def _dumps(obj: Any) -> bytes:
     """One JSONL line; NaN is refused so every line stays valid JSON for the next tool."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return (text + "\n").encode("utf-8")
 
 
@@ -296,11 +295,9 @@ def _progress(
     if not (wanted and console.is_interactive):
         yield lambda: None
         return
-    columns = (TextColumn("scrub"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-               TimeRemainingColumn())
+    columns = (TextColumn("scrub"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn())
     # stdout may be the output stream: the bar must not capture it.
-    with Progress(*columns, console=console, redirect_stdout=False,
-                  redirect_stderr=False) as bar:
+    with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as bar:
         task = bar.add_task("claims", total=_count_records(in_path, input_format), completed=done)
         yield lambda: bar.advance(task)
 
@@ -321,8 +318,9 @@ class _Tally:
         self.kinds.update(outcome.deny_kinds)
 
     def summary(self, elapsed_s: float) -> BatchSummary:
-        return BatchSummary(self.claims_read, self.claims_ok, self.lines, self.denied_lines,
-                            dict(self.kinds), elapsed_s)
+        return BatchSummary(
+            self.claims_read, self.claims_ok, self.lines, self.denied_lines, dict(self.kinds), elapsed_s
+        )
 
 
 def _output(out_path: Path | None, append: bool = False) -> AbstractContextManager[IO[bytes]]:

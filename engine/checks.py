@@ -22,12 +22,28 @@ Pass = Callable[[Program], list[Diagnostic]]
 
 REQUIRED_OUTCOME_KEYS = ("id", "title", "summary", "source", "kind", "severity", "group", "carc")
 KNOWN_RULE_KEYS = set(REQUIRED_OUTCOME_KEYS) | {
-    "rarc", "message", "remedy", "remedy_condition", "precedence", "guidance", "example", "note",
+    "rarc",
+    "message",
+    "remedy",
+    "remedy_condition",
+    "precedence",
+    "guidance",
+    "example",
+    "note",
 }
 # a relation declaration's doc comment: what the explanations, the checker and the site read
 KNOWN_DECL_KEYS = {"summary", "source", "title", "release", "reading"}
-RULE_KINDS = ("ncci_ptp", "ncci_mue", "ncci_aoc", "code_validity", "place_of_service", "policy",
-              "documentation", "duplicate", "fee_schedule")
+RULE_KINDS = (
+    "ncci_ptp",
+    "ncci_mue",
+    "ncci_aoc",
+    "code_validity",
+    "place_of_service",
+    "policy",
+    "documentation",
+    "duplicate",
+    "fee_schedule",
+)
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -38,12 +54,15 @@ def _rule_atoms(rule: A.Rule) -> Iterable[tuple[A.Atom, bool]]:
 
 # --- declarations ------------------------------------------------------------------------
 
+
 def check_declarations(prog: Program) -> list[Diagnostic]:
     out = list(prog.declaration_diagnostics)
     for decl in prog.decls.values():
         for attr in decl.attrs:
             if attr.type not in prog.types:
-                out.append(Diagnostic("unknown-type", f"unknown type {attr.type} for {decl.name}.{attr.name}", attr.loc))
+                out.append(
+                    Diagnostic("unknown-type", f"unknown type {attr.type} for {decl.name}.{attr.name}", attr.loc)
+                )
         names = [a.name for a in decl.attrs]
         for n in {n for n in names if names.count(n) > 1}:
             out.append(Diagnostic("duplicate-attribute", f"attribute {n} appears twice in {decl.name}", decl.loc))
@@ -63,9 +82,15 @@ def check_declarations(prog: Program) -> list[Diagnostic]:
     for f in prog.facts:
         rel = f.atom.pred
         if rel in prog.claim_relations:
-            out.append(Diagnostic("claim-fact", f"{rel} is filled from the claim; the KB cannot state facts for it", f.loc))
+            out.append(
+                Diagnostic("claim-fact", f"{rel} is filled from the claim; the KB cannot state facts for it", f.loc)
+            )
         elif rel in prog.inputs:
-            out.append(Diagnostic("input-fact", f"{rel} is loaded from a table; add rows there, not facts", f.loc, Severity.WARNING))
+            out.append(
+                Diagnostic(
+                    "input-fact", f"{rel} is loaded from a table; add rows there, not facts", f.loc, Severity.WARNING
+                )
+            )
     return out
 
 
@@ -86,12 +111,17 @@ def _undeclared(prog: Program, atom: A.Atom) -> Diagnostic:
     close = _closest(atom.pred, prog.decls)
     if close:
         notes = (f"did you mean {close}?",)
-    return Diagnostic("undeclared-relation", f"relation {atom.pred} is not declared (add `.decl {atom.pred}(...)`)",
-                      atom.loc, notes=notes)
+    return Diagnostic(
+        "undeclared-relation",
+        f"relation {atom.pred} is not declared (add `.decl {atom.pred}(...)`)",
+        atom.loc,
+        notes=notes,
+    )
 
 
 def _closest(name: str, options: Iterable[str]) -> str | None:
     import difflib
+
     m = difflib.get_close_matches(name, list(options), n=1, cutoff=0.75)
     return m[0] if m else None
 
@@ -104,14 +134,19 @@ def check_arity(prog: Program) -> list[Diagnostic]:
     for atom in atoms:
         decl = prog.decls.get(atom.pred)
         if decl is not None and decl.arity != len(atom.args):
-            out.append(Diagnostic("arity-mismatch",
-                                  f"{atom.pred} has {decl.arity} attribute(s) "
-                                  f"({', '.join(a.name for a in decl.attrs)}) but is used with {len(atom.args)}",
-                                  atom.loc))
+            out.append(
+                Diagnostic(
+                    "arity-mismatch",
+                    f"{atom.pred} has {decl.arity} attribute(s) "
+                    f"({', '.join(a.name for a in decl.attrs)}) but is used with {len(atom.args)}",
+                    atom.loc,
+                )
+            )
     return out
 
 
 # --- types -------------------------------------------------------------------------------
+
 
 def check_types(prog: Program) -> list[Diagnostic]:
     out = []
@@ -150,11 +185,17 @@ def _rule_types(prog: Program, rule: A.Rule) -> list[Diagnostic]:
                 if prev is None:
                     seen[arg.name] = (t, atom)
                 elif prev[0].base != t.base:
-                    out.append(Diagnostic("type-mismatch",
-                                          f"variable {arg.name} is a {prev[0].base} in {prev[1].pred} "
-                                          f"but a {t.base} in {atom.pred}", arg.loc))
+                    out.append(
+                        Diagnostic(
+                            "type-mismatch",
+                            f"variable {arg.name} is a {prev[0].base} in {prev[1].pred} but a {t.base} in {atom.pred}",
+                            arg.loc,
+                        )
+                    )
             elif isinstance(arg, A.BinOp) and t.base != "number":
-                out.append(Diagnostic("type-mismatch", f"arithmetic result used where {atom.pred} expects {t.name}", arg.loc))
+                out.append(
+                    Diagnostic("type-mismatch", f"arithmetic result used where {atom.pred} expects {t.name}", arg.loc)
+                )
     bases = {name: t.base for name, (t, _) in seen.items()}
     for lit in _flat(rule.body):
         if isinstance(lit, A.Comparison):
@@ -196,6 +237,7 @@ def _term_base(term: A.Term, bases: dict[str, str]) -> str | None:
 
 # --- safety ------------------------------------------------------------------------------
 
+
 def check_safety(prog: Program) -> list[Diagnostic]:
     out = []
     for r in prog.rules:
@@ -231,14 +273,17 @@ def rule_safety(rule: A.Rule) -> list[Diagnostic]:
     for arg in rule.head.args:
         for v in A.term_vars(arg):
             if v.anonymous:
-                out.append(Diagnostic("underscore-in-head", "`_` cannot appear in a rule head: name the variable", v.loc))
+                out.append(
+                    Diagnostic("underscore-in-head", "`_` cannot appear in a rule head: name the variable", v.loc)
+                )
     bound = bound_by(rule.body)
     reported: set[str] = set()
     for v in (v for a in rule.head.args for v in A.term_vars(a) if not v.anonymous):
         if v.name not in bound and v.name not in reported:
             reported.add(v.name)
-            out.append(Diagnostic("unbound-variable",
-                                  f"head variable {v.name} is not bound by a positive body atom", v.loc))
+            out.append(
+                Diagnostic("unbound-variable", f"head variable {v.name} is not bound by a positive body atom", v.loc)
+            )
     out.extend(_body_safety(rule.body, bound, reported))
     return out
 
@@ -250,47 +295,73 @@ def _body_safety(body: Iterable[A.Literal], bound: set[str], reported: set[str])
             for v in A.literal_vars(lit):
                 if not v.anonymous and v.name not in bound and v.name not in reported:
                     reported.add(v.name)
-                    out.append(Diagnostic("unsafe-negation",
-                                          f"variable {v.name} appears only in a negated atom; bind it in a positive atom "
-                                          "or write _", v.loc))
+                    out.append(
+                        Diagnostic(
+                            "unsafe-negation",
+                            f"variable {v.name} appears only in a negated atom; bind it in a positive atom or write _",
+                            v.loc,
+                        )
+                    )
         elif isinstance(lit, (A.Comparison, A.Match)):
             for v in A.literal_vars(lit):
                 if v.anonymous:
                     out.append(Diagnostic("unsafe-comparison", "`_` cannot be compared", v.loc))
                 elif v.name not in bound and v.name not in reported:
                     reported.add(v.name)
-                    out.append(Diagnostic("unbound-variable",
-                                          f"variable {v.name} is used in {lit} but never bound by a positive atom", v.loc))
+                    out.append(
+                        Diagnostic(
+                            "unbound-variable",
+                            f"variable {v.name} is used in {lit} but never bound by a positive atom",
+                            v.loc,
+                        )
+                    )
         elif isinstance(lit, A.Atom):
             for arg in lit.args:
                 if isinstance(arg, A.BinOp):
                     for v in A.term_vars(arg):
                         if v.name not in bound and v.name not in reported:
                             reported.add(v.name)
-                            out.append(Diagnostic("unbound-variable",
-                                                  f"variable {v.name} is used in the expression {arg} but never bound "
-                                                  "by a positive atom", v.loc))
+                            out.append(
+                                Diagnostic(
+                                    "unbound-variable",
+                                    f"variable {v.name} is used in the expression {arg} but never bound "
+                                    "by a positive atom",
+                                    v.loc,
+                                )
+                            )
         elif isinstance(lit, A.Aggregate):
             inner_bound = bound_by(lit.body, bound)
             if lit.target is not None:
                 for v in A.term_vars(lit.target):
                     if v.name not in inner_bound and v.name not in reported:
                         reported.add(v.name)
-                        out.append(Diagnostic("unbound-variable", f"aggregate target {v.name} is not bound inside the aggregate", v.loc))
+                        out.append(
+                            Diagnostic(
+                                "unbound-variable",
+                                f"aggregate target {v.name} is not bound inside the aggregate",
+                                v.loc,
+                            )
+                        )
             out.extend(_body_safety(lit.body, inner_bound, reported))
     return out
 
 
 # --- stratification ----------------------------------------------------------------------
 
+
 def check_stratification(prog: Program) -> list[Diagnostic]:
     g = analysis.program_graph(prog)
     out = []
     for scc, u, v, data in analysis.negative_cycles(g):
         cycle = _cycle_through(g, u, v)
-        out.append(Diagnostic("cyclic-negation",
-                              f"cannot stratify: {', '.join(sorted(scc))} depend on themselves through "
-                              f"negation or aggregation ({' -> '.join(cycle)})", data["loc"]))
+        out.append(
+            Diagnostic(
+                "cyclic-negation",
+                f"cannot stratify: {', '.join(sorted(scc))} depend on themselves through "
+                f"negation or aggregation ({' -> '.join(cycle)})",
+                data["loc"],
+            )
+        )
     return out
 
 
@@ -301,6 +372,7 @@ def _cycle_through(g: nx.MultiDiGraph, u: str, v: str) -> list[str]:
 
 
 # --- rule annotations --------------------------------------------------------------------
+
 
 def check_annotations(prog: Program) -> list[Diagnostic]:
     out = []
@@ -323,16 +395,25 @@ def check_annotations(prog: Program) -> list[Diagnostic]:
     for decl in prog.decls.values():
         for e in decl.doc.entries:
             if e.key not in KNOWN_DECL_KEYS:
-                out.append(Diagnostic("bad-annotation", f"unknown annotation @{e.key} on .decl {decl.name}",
-                                      e.loc, Severity.WARNING))
+                out.append(
+                    Diagnostic(
+                        "bad-annotation", f"unknown annotation @{e.key} on .decl {decl.name}", e.loc, Severity.WARNING
+                    )
+                )
         reading = decl.doc.entry("reading")
         if reading is not None:
             names = {a.name for a in decl.attrs}
             unknown = sorted(set(re.findall(r"\{(\w+)\}", reading.value)) - names)
             if unknown:
-                out.append(Diagnostic("bad-annotation", f"@reading of {decl.name} names "
-                                      f"{', '.join('{' + u + '}' for u in unknown)}, not attributes of the relation",
-                                      reading.loc, notes=(f"its attributes: {', '.join(a.name for a in decl.attrs)}",)))
+                out.append(
+                    Diagnostic(
+                        "bad-annotation",
+                        f"@reading of {decl.name} names "
+                        f"{', '.join('{' + u + '}' for u in unknown)}, not attributes of the relation",
+                        reading.loc,
+                        notes=(f"its attributes: {', '.join(a.name for a in decl.attrs)}",),
+                    )
+                )
     return out
 
 
@@ -340,34 +421,53 @@ def _outcome_annotations(r: A.Rule) -> list[Diagnostic]:
     out = []
     missing = [k for k in REQUIRED_OUTCOME_KEYS if not r.doc.get(k)]
     if missing:
-        out.append(Diagnostic("missing-annotation",
-                              f"{r.head.pred} rule lacks {', '.join('@' + k for k in missing)}", r.loc,
-                              notes=("outcome rules need these to explain a decision; see docs/language.md",)))
+        out.append(
+            Diagnostic(
+                "missing-annotation",
+                f"{r.head.pred} rule lacks {', '.join('@' + k for k in missing)}",
+                r.loc,
+                notes=("outcome rules need these to explain a decision; see docs/language.md",),
+            )
+        )
     rid = r.doc.get("id")
     if len(r.head.args) == 2:
         tag = r.head.args[1]
         if not (isinstance(tag, A.Const) and tag.value == rid):
-            out.append(Diagnostic("outcome-id", f'the second argument of {r.head.pred} must be the rule id "{rid}"', tag.loc))
+            out.append(
+                Diagnostic("outcome-id", f'the second argument of {r.head.pred} must be the rule id "{rid}"', tag.loc)
+            )
     sev = r.doc.get("severity")
     if sev and sev not in OUTCOME_RELATIONS:
         e = r.doc.entry("severity")
         out.append(Diagnostic("bad-annotation", f"@severity must be deny or warn, not {sev!r}", e.loc if e else r.loc))
     elif sev and sev != r.head.pred:
         e = r.doc.entry("severity")
-        out.append(Diagnostic("bad-annotation", f"@severity {sev} does not match the head relation {r.head.pred}",
-                              e.loc if e else r.loc))
+        out.append(
+            Diagnostic(
+                "bad-annotation",
+                f"@severity {sev} does not match the head relation {r.head.pred}",
+                e.loc if e else r.loc,
+            )
+        )
     kind = r.doc.get("kind")
     if kind and kind not in RULE_KINDS:
         e = r.doc.entry("kind")
-        out.append(Diagnostic("bad-annotation", f"@kind {kind!r} is not one of {', '.join(RULE_KINDS)}", e.loc if e else r.loc))
+        out.append(
+            Diagnostic("bad-annotation", f"@kind {kind!r} is not one of {', '.join(RULE_KINDS)}", e.loc if e else r.loc)
+        )
     msg = r.doc.get("message")
     if msg:
         names = {v.name for v in A.literal_vars(r.head)} | {v.name for lit in r.body for v in A.literal_vars(lit)}
         for m in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", msg):
             if m.group(1) not in names:
                 e = r.doc.entry("message")
-                out.append(Diagnostic("bad-annotation", f"@message uses {{{m.group(1)}}}, which is not a variable of the rule",
-                                      e.loc if e else r.loc))
+                out.append(
+                    Diagnostic(
+                        "bad-annotation",
+                        f"@message uses {{{m.group(1)}}}, which is not a variable of the rule",
+                        e.loc if e else r.loc,
+                    )
+                )
     return out
 
 

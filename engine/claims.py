@@ -107,8 +107,9 @@ DOCUMENTATION_FIELDS: Mapping[str, Field] = {
     "monitoring": _text("Post-injection monitoring recorded."),
 }
 
-_LINE_NUMBER = Field("integer", "Line number, unique within the claim (or within its history claim).",
-                     required=True, low=1)
+_LINE_NUMBER = Field(
+    "integer", "Line number, unique within the claim (or within its history claim).", required=True, low=1
+)
 
 SERVICE_FIELDS: Mapping[str, Field] = {
     "service_date": Field("date", "Date of service.", required=True),
@@ -125,8 +126,9 @@ LINE_FIELDS: Mapping[str, Field] = {
     "rendering_credential": _text("Credential of the rendering provider (MD, NP, ...).", case="upper"),
     "diagnoses": Field("texts", "ICD-10-CM diagnosis codes pointed to by the line.", case="upper"),
     "drug": Field("object", "The drug supplied for the line.", fields=DRUG_FIELDS),
-    "documentation": Field("object", "What the reviewed medical record shows; absent means not reviewed.",
-                           fields=DOCUMENTATION_FIELDS),
+    "documentation": Field(
+        "object", "What the reviewed medical record shows; absent means not reviewed.", fields=DOCUMENTATION_FIELDS
+    ),
 }
 
 HISTORY_FIELDS: Mapping[str, Field] = {
@@ -387,8 +389,7 @@ class _Scope:
             return ()
         if limit is not None and len(value) > limit:
             self.add(self.at(key), f"at most {limit} {key} per line, got {len(value)}")
-        items = (self._text_value(self.at(key) + f"[{i}]", v, required=True, upper=upper)
-                 for i, v in enumerate(value))
+        items = (self._text_value(self.at(key) + f"[{i}]", v, required=True, upper=upper) for i, v in enumerate(value))
         return tuple(item for item in items if item is not None)
 
     def child(self, key: str, *, required: bool) -> _Scope | None:
@@ -426,8 +427,7 @@ class _Scope:
         if spec.kind == "date":
             return self.date(key, required=spec.required)
         if spec.kind == "integer":
-            return self.integer(key, default=None if spec.required else spec.default, low=spec.low or 0,
-                                high=spec.high)
+            return self.integer(key, default=None if spec.required else spec.default, low=spec.low or 0, high=spec.high)
         if spec.kind == "flag":
             return self.flag(key)
         if spec.kind == "texts":
@@ -438,8 +438,9 @@ class _Scope:
 
     def read_all(self, fields: Mapping[str, Field], *, done: tuple[str, ...] = ()) -> dict[str, Any]:
         """Every field of the model not in `done` (read already), then the keys it lacks."""
-        values = {key: self.read(key, spec) for key, spec in fields.items()
-                  if key not in done and spec.kind != "objects"}
+        values = {
+            key: self.read(key, spec) for key, spec in fields.items() if key not in done and spec.kind != "objects"
+        }
         self.reject_unknown(fields)
         return values
 
@@ -538,14 +539,18 @@ def _check_unique(keys: list[tuple[Any, str, str]], what: str, problems: list[Pr
 def _check_line_numbers(claim: _Scope, lines: list[Line], history: list[HistoryLine]) -> None:
     """Only lines whose number was readable take part; others already have a problem."""
     _check_unique(
-        [(ln.line, f"lines[{i}].line", f"line {ln.line}: ")
-         for i, ln in enumerate(lines) if ln.line],
-        "line number", claim.problems,
+        [(ln.line, f"lines[{i}].line", f"line {ln.line}: ") for i, ln in enumerate(lines) if ln.line],
+        "line number",
+        claim.problems,
     )
     _check_unique(
-        [((h.claim_id, h.line), f"history[{i}].line", f"{h.claim_id} line {h.line}: ")
-         for i, h in enumerate(history) if h.line],
-        "history line (same claim_id and line)", claim.problems,
+        [
+            ((h.claim_id, h.line), f"history[{i}].line", f"{h.claim_id} line {h.line}: ")
+            for i, h in enumerate(history)
+            if h.line
+        ],
+        "history line (same claim_id and line)",
+        claim.problems,
     )
 
 
@@ -605,8 +610,7 @@ def read_claims(data: bytes, name: str) -> tuple[list[Claim], bool]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        message = (f"not a JSON text file: byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8 "
-                   f"({e.reason})")
+        message = f"not a JSON text file: byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8 ({e.reason})"
         raise ClaimFileError(name, [ClaimError(None, [Problem("$", message)], name)]) from None
     try:
         data_json = _decode(text, name, None)
@@ -676,15 +680,21 @@ def _line_facts(ln: Line, facts: Facts) -> None:
 
 
 def _history_facts(h: HistoryLine, facts: Facts) -> None:
-    facts["history"].append(
-        (h.claim_id, h.line, h.code, h.service_date, h.pos, h.rendering_npi, h.units)
-    )
+    facts["history"].append((h.claim_id, h.line, h.code, h.service_date, h.pos, h.rendering_npi, h.units))
     facts["history_modifier"] += [(h.claim_id, h.line, m) for m in h.modifiers]
 
 
 CLAIM_RELATIONS = (
-    "claim", "line", "line_modifier", "line_diagnosis", "line_credential", "line_drug",
-    "line_documented", "line_doc", "history", "history_modifier",
+    "claim",
+    "line",
+    "line_modifier",
+    "line_diagnosis",
+    "line_credential",
+    "line_drug",
+    "line_documented",
+    "line_doc",
+    "history",
+    "history_modifier",
 )
 
 
@@ -737,9 +747,7 @@ def _line_fact_origin(claim: Claim, relation: str, row: Row) -> str | None:
 
 
 def _history_fact_origin(claim: Claim, relation: str, row: Row) -> str:
-    index, h = next(
-        (i, h) for i, h in enumerate(claim.history) if (h.claim_id, h.line) == tuple(row[:2])
-    )
+    index, h = next((i, h) for i, h in enumerate(claim.history) if (h.claim_id, h.line) == tuple(row[:2]))
     if relation == "history_modifier":
         return f"history[{index}].modifiers[{h.modifiers.index(row[2])}]"
     return f"history[{index}]"

@@ -21,13 +21,23 @@ from engine.diagnostics import DiagnosticError, Severity
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 EXIT_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool stopped by a closed pipe
-KB_OPTION = click.option("--kb", "kb_dir", type=click.Path(path_type=Path), default=None,
-                         help="KB directory (default: the bundled kb/, or $POLICYKB_KB).")
+KB_OPTION = click.option(
+    "--kb",
+    "kb_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="KB directory (default: the bundled kb/, or $POLICYKB_KB).",
+)
 INPUT_FORMAT_OPTION = click.option(
-    "--input-format", type=click.Choice(["json", "x12", "fhir"]), default=None,
-    help="Claim format: claim JSON, X12 5010 837P, FHIR R4 Claim/Bundle (default: detected).")
-X12_OPTION = click.option("--x12", "as_x12", is_flag=True,
-                          help="With --format 835: write an X12 5010 835 transaction instead of JSON.")
+    "--input-format",
+    type=click.Choice(["json", "x12", "fhir"]),
+    default=None,
+    help="Claim format: claim JSON, X12 5010 837P, FHIR R4 Claim/Bundle (default: detected).",
+)
+X12_OPTION = click.option(
+    "--x12", "as_x12", is_flag=True, help="With --format 835: write an X12 5010 835 transaction instead of JSON."
+)
+
 
 class _Console(Console):
     def on_broken_pipe(self) -> None:
@@ -80,6 +90,7 @@ def _open_kb(kb_dir: Path | None):
     from engine.api import PolicyKB
     from engine.progress import CacheProgress
     from engine.store import default_cache_dir
+
     try:
         with CacheProgress(err, default_cache_dir()) as progress:
             return PolicyKB.open(kb_dir, progress=progress)
@@ -106,6 +117,7 @@ def check(kb_dir: Path | None, verbose: bool, strict: bool) -> None:
       policykb check kb/ --strict                      # warnings fail too
     """
     from engine.kb import default_kb_dir
+
     sys.exit(_report_check(kb_dir or default_kb_dir(), out, verbose, strict))
 
 
@@ -115,17 +127,22 @@ def _report_check(root: Path, console: Console, verbose: bool = False, strict: b
     from engine.progress import CacheProgress
     from engine.render.text import render_diagnostics
     from engine.store import default_cache_dir
+
     try:
-        with (err.status("checking the KB (the first run loads the tables into the cache)…") as status,
-              CacheProgress(err, default_cache_dir(), status) as progress):
+        with (
+            err.status("checking the KB (the first run loads the tables into the cache)…") as status,
+            CacheProgress(err, default_cache_dir(), status) as progress,
+        ):
             kb = check_kb(root, progress=progress)
     except DiagnosticError as exc:
         render_diagnostics(exc.diagnostics, lambda p, n: None, err)
         return EXIT_INPUT
     from engine.lint import lint_kb
+
     diags = sorted([*kb.diagnostics, *lint_kb(kb)], key=lambda d: d.sort_key())
     if strict:
         import dataclasses
+
         diags = [dataclasses.replace(d, severity=Severity.ERROR) for d in diags]
     render_diagnostics([_from_cwd(d, root) for d in diags], _source_line(kb, root), console)
     errors = sum(d.is_error for d in diags)
@@ -133,6 +150,7 @@ def _report_check(root: Path, console: Console, verbose: bool = False, strict: b
     rules = len(kb.program.rules)
     if verbose:
         from rich.table import Table
+
         t = Table(title="tables", title_justify="left")
         for col in ("relation", "rows", "seconds", "cache"):
             t.add_column(col, justify="right" if col in ("rows", "seconds") else "left")
@@ -140,8 +158,10 @@ def _report_check(root: Path, console: Console, verbose: bool = False, strict: b
             t.add_row(b.relation, f"{b.rows:,}", f"{b.seconds:.3f}", "reused" if b.reused else "built")
         console.print(t)
     style = "bold red" if errors else "bold green"
-    console.print(f"[{style}]{errors} error(s), {warnings} warning(s)[/] in {len(kb.program.modules)} files, "
-                  f"{len(kb.program.decls)} relations, {rules} rules")
+    console.print(
+        f"[{style}]{errors} error(s), {warnings} warning(s)[/] in {len(kb.program.modules)} files, "
+        f"{len(kb.program.decls)} relations, {rules} rules"
+    )
     return EXIT_FAIL if errors else EXIT_OK
 
 
@@ -149,6 +169,7 @@ def _from_cwd(diag, root: Path):
     """KB paths are shown from the KB's name (kb/...); on the terminal, point at the file as
     seen from the working directory so editors can open it."""
     import dataclasses
+
     on_disk = root.resolve().parent / diag.location.path
     try:
         shown = on_disk.relative_to(Path.cwd().resolve()).as_posix()
@@ -159,8 +180,11 @@ def _from_cwd(diag, root: Path):
 
 def _source_line(kb, root: Path):
     def get(path: str, line: int) -> str | None:
-        kb_path = (Path(path).resolve().relative_to(root.resolve().parent).as_posix()
-                   if Path(path).resolve().is_relative_to(root.resolve().parent) else path)
+        kb_path = (
+            Path(path).resolve().relative_to(root.resolve().parent).as_posix()
+            if Path(path).resolve().is_relative_to(root.resolve().parent)
+            else path
+        )
         text = kb.program.source_line(kb_path, line)
         if text is None and line > 0 and not path.endswith(".gz"):
             try:
@@ -171,6 +195,7 @@ def _source_line(kb, root: Path):
             except OSError:
                 return None
         return text
+
     return get
 
 
@@ -178,6 +203,7 @@ def _load_claims_or_exit(path: Path, input_format: str | None = None):
     """The claims of a file (`-`: standard input) in any format, and whether it held several."""
     from engine.claims import ClaimError, ClaimFileError
     from engine.formats import read_claims_any
+
     name = "<stdin>" if str(path) == "-" else str(path)
     try:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
@@ -194,8 +220,12 @@ def _load_claims_or_exit(path: Path, input_format: str | None = None):
 
 @main.command(name="test")
 @click.argument("kb_dir", type=click.Path(path_type=Path), required=False)
-@click.option("--coverage", "with_coverage", is_flag=True,
-              help="Also report rules that never fire or have no near miss, untouched relations and table rows.")
+@click.option(
+    "--coverage",
+    "with_coverage",
+    is_flag=True,
+    help="Also report rules that never fire or have no near miss, untouched relations and table rows.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--verbose", "-v", is_flag=True, help="Also list the cases that pass.")
 def test_cmd(kb_dir: Path | None, with_coverage: bool, fmt: str, verbose: bool) -> None:
@@ -210,6 +240,7 @@ def test_cmd(kb_dir: Path | None, with_coverage: bool, fmt: str, verbose: bool) 
     from engine.kb import default_kb_dir
     from engine.render.testing import render_report
     from engine.testing import CaseFileError, run
+
     root = kb_dir or default_kb_dir()
     if not Path(root).is_dir():
         err.print(f"[bold red]{root}: no such KB directory[/]")
@@ -229,19 +260,42 @@ def test_cmd(kb_dir: Path | None, with_coverage: bool, fmt: str, verbose: bool) 
 
 @main.command()
 @click.argument("claim_file", type=click.Path(path_type=Path, allow_dash=True))
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "fhir", "835"]), default="text",
-              show_default=True, help="fhir: a FHIR R4 ClaimResponse; 835: CAS/LQ adjustments per line.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "fhir", "835"]),
+    default="text",
+    show_default=True,
+    help="fhir: a FHIR R4 ClaimResponse; 835: CAS/LQ adjustments per line.",
+)
 @X12_OPTION
 @INPUT_FORMAT_OPTION
 @click.option("--line", "line_no", type=int, default=None, help="Only this claim line.")
-@click.option("--why-not", "why_not", metavar="RULE", default=None,
-              help="Why RULE did not fire for --line N: the first condition that failed.")
-@click.option("--no-proofs", is_flag=True, help="Leave out the proof trees (and the `because` sentences built from them).")
+@click.option(
+    "--why-not",
+    "why_not",
+    metavar="RULE",
+    default=None,
+    help="Why RULE did not fire for --line N: the first condition that failed.",
+)
+@click.option(
+    "--no-proofs", is_flag=True, help="Leave out the proof trees (and the `because` sentences built from them)."
+)
 @click.option("--no-remedies", is_flag=True, help="Do not search for claim changes that would pay.")
 @click.option("--trace", is_flag=True, help="Text output: also print each reason's full derivation.")
 @KB_OPTION
-def explain(claim_file: Path, fmt: str, as_x12: bool, input_format: str | None, line_no: int | None,
-            why_not: str | None, no_proofs: bool, no_remedies: bool, trace: bool, kb_dir: Path | None) -> None:
+def explain(
+    claim_file: Path,
+    fmt: str,
+    as_x12: bool,
+    input_format: str | None,
+    line_no: int | None,
+    why_not: str | None,
+    no_proofs: bool,
+    no_remedies: bool,
+    trace: bool,
+    kb_dir: Path | None,
+) -> None:
     """Decide every line of a claim and say why: rule, facts, sources, denial codes, remedies.
 
     CLAIM_FILE holds one claim object or an array of them; `-` reads standard input. With
@@ -258,6 +312,7 @@ def explain(claim_file: Path, fmt: str, as_x12: bool, input_format: str | None, 
       policykb explain examples/fhir/office-96372-with-em.json --format fhir
     """
     from engine.render.text import render_claim, render_why_not
+
     if as_x12 and fmt != "835":
         err.print("[bold red]--x12 goes with --format 835[/]")
         sys.exit(EXIT_INPUT)
@@ -305,27 +360,57 @@ def explain(claim_file: Path, fmt: str, as_x12: bool, input_format: str | None, 
         sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     if answers:
         from engine.formats.output import render_many
+
         sys.stdout.write(render_many(answers, fmt, x12=as_x12))  # type: ignore[arg-type]
 
 
 @main.command()
 @click.argument("in_file", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Write results here (JSONL); default standard output.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write results here (JSONL); default standard output.",
+)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
 @click.option("--proofs", is_flag=True, help="Include proof trees in each result (slower).")
-@click.option("--engine", type=click.Choice(["duckdb", "pydatalog", "both"]), default="duckdb", show_default=True,
-              help="duckdb: whole chunks of claims at once; pydatalog: claim by claim; both: run the two "
-                   "and fail any record they disagree on.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run: keep the complete records already "
-                                            "in the output file and decide only the rest.")
-@click.option("--format", "fmt", type=click.Choice(["json", "fhir", "835"]), default="json", show_default=True,
-              help="Each record as our result JSON, a FHIR R4 ClaimResponse, or 835 CAS/LQ adjustments.")
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "pydatalog", "both"]),
+    default="duckdb",
+    show_default=True,
+    help="duckdb: whole chunks of claims at once; pydatalog: claim by claim; both: run the two "
+    "and fail any record they disagree on.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run: keep the complete records already in the output file and decide only the rest.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "fhir", "835"]),
+    default="json",
+    show_default=True,
+    help="Each record as our result JSON, a FHIR R4 ClaimResponse, or 835 CAS/LQ adjustments.",
+)
 @X12_OPTION
 @INPUT_FORMAT_OPTION
 @KB_OPTION
-def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine: str, resume: bool, fmt: str,
-          as_x12: bool, input_format: str | None, kb_dir: Path | None) -> None:
+def scrub(
+    in_file: Path,
+    output: Path | None,
+    workers: int,
+    proofs: bool,
+    engine: str,
+    resume: bool,
+    fmt: str,
+    as_x12: bool,
+    input_format: str | None,
+    kb_dir: Path | None,
+) -> None:
     """Adjudicate a JSONL file of claims: one result line per input line, in order.
 
     A claim that cannot be read yields an error record naming its input line and field; the
@@ -343,6 +428,7 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine
     from engine.backends import CHUNK_CLAIMS
     from engine.batch import WorkerFactory, WorkerStartError, render_summary, run_batch
     from engine.kb import default_kb_dir
+
     if not in_file.is_file():
         err.print(f"[bold red]{in_file}: no such file[/]")
         sys.exit(EXIT_INPUT)
@@ -350,25 +436,37 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine
         err.print("[bold red]--x12 goes with --format 835[/]")
         sys.exit(EXIT_INPUT)
     if resume and fmt != "json":
-        err.print("[bold red]--resume continues a run of result JSON records; it does not go with --format fhir or 835[/]")
+        err.print(
+            "[bold red]--resume continues a run of result JSON records; it does not go with --format fhir or 835[/]"
+        )
         sys.exit(EXIT_INPUT)
     kb = _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
     root = str(kb_dir or default_kb_dir())
     factory: WorkerFactory = functools.partial(make_worker, root, None, proofs, False, engine, workers)
     if fmt != "json":
         from engine.formats.output import make_worker as format_worker
+
         factory = functools.partial(format_worker, fmt, root, None, proofs, engine, workers)  # type: ignore[arg-type]
     if engine != "pydatalog":
         from engine.backends.duckdb import prepare_tables
+
         prepare_tables(kb.kb)  # build the DuckDB table files once, before the workers start
     records_to = output
     if as_x12:
         import tempfile
+
         records_to = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     try:
-        summary = run_batch(in_file, records_to, workers=workers, make_worker=factory, progress=True,
-                            chunk=CHUNK_CLAIMS if engine != "pydatalog" else 16, resume=resume,
-                            input_format=input_format)  # type: ignore[arg-type]
+        summary = run_batch(
+            in_file,
+            records_to,
+            workers=workers,
+            make_worker=factory,
+            progress=True,
+            chunk=CHUNK_CLAIMS if engine != "pydatalog" else 16,
+            resume=resume,
+            input_format=input_format,  # type: ignore[arg-type]
+        )
     except WorkerStartError as exc:
         err.print(f"[bold red]workers could not start: {exc}[/]")
         sys.exit(EXIT_FAIL)
@@ -389,6 +487,7 @@ def scrub(in_file: Path, output: Path | None, workers: int, proofs: bool, engine
 def _write_835(records: Path, output: Path | None) -> None:
     """The scrub's 835 records as one X12 835; unreadable claims are listed here instead."""
     from engine.formats.output import jsonl_to_835
+
     try:
         if output is None:
             skipped = jsonl_to_835(records, sys.stdout)
@@ -400,8 +499,11 @@ def _write_835(records: Path, output: Path | None) -> None:
     for rec in skipped:
         e = rec["error"]
         for p in e["problems"]:
-            err.print(f"record {e['record']}: claim {e['claim'] or '?'}: {p['field']}: {p['message']}",
-                      highlight=False, markup=False)
+            err.print(
+                f"record {e['record']}: claim {e['claim'] or '?'}: {p['field']}: {p['message']}",
+                highlight=False,
+                markup=False,
+            )
     if skipped:
         err.print(f"[bold red]{len(skipped)} record(s) could not be read and are not in the 835[/]")
 
@@ -419,6 +521,7 @@ def compile(show_sql: bool, kb_dir: Path | None) -> None:
       policykb compile --sql > kb.sql
     """
     from engine.backends.duckdb import describe_steps, program_sql
+
     kb = _open_kb(kb_dir)
     if show_sql:
         sys.stdout.write(program_sql(kb.kb) + "\n")
@@ -432,16 +535,38 @@ def compile(show_sql: bool, kb_dir: Path | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Adjudication worker processes (each loads the KB once).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Adjudication worker processes (each loads the KB once).",
+)
 @click.option("--max-body-bytes", type=click.IntRange(1), default=None, help="Larger bodies get 413 (default 1 MiB).")
 @click.option("--max-lines", type=click.IntRange(1), default=None, help="Claims with more lines get 422 (default 50).")
-@click.option("--max-units", type=click.IntRange(1), default=None, help="Lines with more units get 422 (default 9999, the claim format's own limit).")
-@click.option("--reference-url", default=None, help="Where the reference site is published, for the page's links "
-              "(default: build/html served at /reference/ when built).")
+@click.option(
+    "--max-units",
+    type=click.IntRange(1),
+    default=None,
+    help="Lines with more units get 422 (default 9999, the claim format's own limit).",
+)
+@click.option(
+    "--reference-url",
+    default=None,
+    help="Where the reference site is published, for the page's links "
+    "(default: build/html served at /reference/ when built).",
+)
 @KB_OPTION
-def serve(host: str, port: int, workers: int, max_body_bytes: int | None, max_lines: int | None,
-          max_units: int | None, reference_url: str | None, kb_dir: Path | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    max_body_bytes: int | None,
+    max_lines: int | None,
+    max_units: int | None,
+    reference_url: str | None,
+    kb_dir: Path | None,
+) -> None:
     """Serve the HTTP API (/v1, /openapi.json, /docs) and the paste-a-claim page (/).
 
     \b
@@ -451,18 +576,32 @@ def serve(host: str, port: int, workers: int, max_body_bytes: int | None, max_li
            --data @examples/office-96372-with-em.json
     """
     from engine.service.run import serve as run_service
-    limits = {k: v for k, v in (("max_body_bytes", max_body_bytes), ("max_lines", max_lines),
-                                ("max_units", max_units)) if v is not None}
+
+    limits = {
+        k: v
+        for k, v in (("max_body_bytes", max_body_bytes), ("max_lines", max_lines), ("max_units", max_units))
+        if v is not None
+    }
     sys.exit(run_service(host, port, workers=workers, kb_dir=kb_dir, reference_url=reference_url, **limits))
 
 
 @main.command()
-@click.option("--check", "check_only", is_flag=True,
-              help="Exit 1 when the pages are stale instead of writing them (by default: the golden pages in site/).")
-@click.option("--goldens", is_flag=True,
-              help="Only the generated pages the directory already holds (default directory: site/).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output directory (default: build/site, or site/ with --check or --goldens).")
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Exit 1 when the pages are stale instead of writing them (by default: the golden pages in site/).",
+)
+@click.option(
+    "--goldens", is_flag=True, help="Only the generated pages the directory already holds (default directory: site/)."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output directory (default: build/site, or site/ with --check or --goldens).",
+)
 @KB_OPTION
 def docs(check_only: bool, goldens: bool, out_dir: Path | None, kb_dir: Path | None) -> None:
     """Write the site's generated pages into a directory, or check site/'s goldens.
@@ -483,6 +622,7 @@ def docs(check_only: bool, goldens: bool, out_dir: Path | None, kb_dir: Path | N
     from engine.docs.build import generate
     from engine.docs.scenarios import ScenarioError
     from engine.kb import default_kb_dir
+
     root = kb_dir or default_kb_dir()
     if out_dir is None:
         goldens = goldens or check_only
@@ -498,8 +638,10 @@ def docs(check_only: bool, goldens: bool, out_dir: Path | None, kb_dir: Path | N
         sys.exit(EXIT_INPUT)
     shown = _shown(out_dir)
     if check_only and report.stale:
-        err.print(f"[bold red]{shown} is stale: {len(report.stale)} file(s) differ; run `policykb docs"
-                  f"{' --goldens' if goldens else ''}`[/]")
+        err.print(
+            f"[bold red]{shown} is stale: {len(report.stale)} file(s) differ; run `policykb docs"
+            f"{' --goldens' if goldens else ''}`[/]"
+        )
         for p in report.stale[:20]:
             err.print(f"  {p}")
         if len(report.stale) > 20:
@@ -508,18 +650,30 @@ def docs(check_only: bool, goldens: bool, out_dir: Path | None, kb_dir: Path | N
     if check_only:
         out.print(f"[bold green]{shown} is up to date[/] ({report.pages} pages, {report.files} files)")
     else:
-        out.print(f"[bold green]{report.pages} pages[/] in {shown}: {len(report.written)} file(s) written, "
-                  f"{len(report.removed)} removed")
+        out.print(
+            f"[bold green]{report.pages} pages[/] in {shown}: {len(report.written)} file(s) written, "
+            f"{len(report.removed)} removed"
+        )
 
 
 @main.command("diff")
 @click.argument("old")
 @click.argument("new")
-@click.option("--claims", "claims_file", type=click.Path(path_type=Path), default=None,
-              help="A JSONL file of claims (default: every policy case and bundled example).")
+@click.option(
+    "--claims",
+    "claims_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A JSONL file of claims (default: every policy case and bundled example).",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--candidates", type=click.IntRange(1, 100_000), default=300, show_default=True,
-              help="Most candidate claims tried per witness search.")
+@click.option(
+    "--candidates",
+    type=click.IntRange(1, 100_000),
+    default=300,
+    show_default=True,
+    help="Most candidate claims tried per witness search.",
+)
 @KB_OPTION
 def diff_cmd(old: str, new: str, claims_file: Path | None, fmt: str, candidates: int, kb_dir: Path | None) -> None:
     """What a KB change does: rules, facts and table rows added, removed and changed; the corpus
@@ -537,6 +691,7 @@ def diff_cmd(old: str, new: str, claims_file: Path | None, fmt: str, candidates:
     from engine.program import load_program
     from engine.render.impact import render_impact
     from engine.witness import default_corpus, impact, read_claims_jsonl
+
     base = kb_dir or default_kb_dir()
     sources = []
     try:
@@ -545,13 +700,23 @@ def diff_cmd(old: str, new: str, claims_file: Path | None, fmt: str, candidates:
         a, b = sources
         with err.status("comparing the two KBs…"):
             structure = structural_diff(load_program(a.path), load_program(b.path))
-        corpus = (read_claims_jsonl(claims_file) if claims_file else
-                  default_corpus([a.path, b.path], Path(base).resolve().parent / "examples"))
+        corpus = (
+            read_claims_jsonl(claims_file)
+            if claims_file
+            else default_corpus([a.path, b.path], Path(base).resolve().parent / "examples")
+        )
         with err.status("loading both KBs (a changed table is loaded into the cache once)…"):
             kb_old, kb_new = _open_kb(a.path), _open_kb(b.path)
         with err.status(f"running {len(corpus)} claims under both KBs and searching for witnesses…"):
-            result = impact(kb_old, kb_new, structure, corpus, old_name=f"{old}: {a.how}",
-                            new_name=f"{new}: {b.how}", budget=candidates)
+            result = impact(
+                kb_old,
+                kb_new,
+                structure,
+                corpus,
+                old_name=f"{old}: {a.how}",
+                new_name=f"{new}: {b.how}",
+                budget=candidates,
+            )
     except DiffError as exc:
         err.print(f"[bold red]{exc}[/]", highlight=False)
         sys.exit(EXIT_INPUT)

@@ -16,11 +16,30 @@ from engine import compiler, ir
 from engine.diagnostics import Diagnostic, Location, Severity
 from engine.syntax import nodes as A
 
-_CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
-    compiler.CompiledProgram, ir.IVar, ir.IConst, ir.IOp, ir.IAtom, ir.ICompare, ir.IMatch, ir.CompiledRule,
-    ir.AggregateSpec, Diagnostic, Location, A.Var, A.Const, A.BinOp, A.Atom, A.Negation, A.Comparison,
-    A.Match, A.Aggregate,
-)}
+_CLASSES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        compiler.CompiledProgram,
+        ir.IVar,
+        ir.IConst,
+        ir.IOp,
+        ir.IAtom,
+        ir.ICompare,
+        ir.IMatch,
+        ir.CompiledRule,
+        ir.AggregateSpec,
+        Diagnostic,
+        Location,
+        A.Var,
+        A.Const,
+        A.BinOp,
+        A.Atom,
+        A.Negation,
+        A.Comparison,
+        A.Match,
+        A.Aggregate,
+    )
+}
 _ENUMS: dict[str, type[enum.Enum]] = {cls.__name__: cls for cls in (ir.RelKind, Severity)}
 
 

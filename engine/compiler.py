@@ -38,17 +38,22 @@ class CompiledProgram:
     kinds: dict[str, RelKind]
     arity: dict[str, int]
     rules: list[CompiledRule]
-    order: list[list[str]]                     # dynamic / aggregate relations, SCCs in evaluation order
+    order: list[list[str]]  # dynamic / aggregate relations, SCCs in evaluation order
     aggregates: dict[str, AggregateSpec]
     patterns: dict[str, set[tuple[int, ...]]]  # stored relation -> lookup patterns
-    strata: dict[str, int]                     # every derived relation -> stratum number
+    strata: dict[str, int]  # every derived relation -> stratum number
     fact_relations: dict[str, str] = field(default_factory=dict)  # relation -> hidden facts relation
     aux_literals: dict[str, A.Literal] = field(default_factory=dict)  # auxiliary relation -> source literal
 
     def engine_name(self, rel: str, *, materialised: bool) -> str:
         kind = self.kinds[rel]
-        prefix = {RelKind.CLAIM: "c", RelKind.FACTS: "c", RelKind.STORED: "s", RelKind.STATIC: "x",
-                  RelKind.AGGREGATE: "m"}.get(kind)
+        prefix = {
+            RelKind.CLAIM: "c",
+            RelKind.FACTS: "c",
+            RelKind.STORED: "s",
+            RelKind.STATIC: "x",
+            RelKind.AGGREGATE: "m",
+        }.get(kind)
         if kind is RelKind.DYNAMIC:
             prefix = "m" if materialised else "d"
         return f"{prefix}__{_safe(rel)}"
@@ -67,6 +72,7 @@ def _safe(name: str) -> str:
 
 # --- stage 1 ---------------------------------------------------------------------------
 
+
 def _classify(prog: Program, facts_are_dynamic: bool, dynamic_facts: set[str]) -> dict[str, RelKind]:
     idb = prog.idb()
     kinds: dict[str, RelKind] = {}
@@ -79,6 +85,7 @@ def _classify(prog: Program, facts_are_dynamic: bool, dynamic_facts: set[str]) -
 
 
 # --- stage 2 ---------------------------------------------------------------------------
+
 
 @dataclass
 class _Rule:
@@ -198,8 +205,9 @@ _COST_RECURSIVE, _COST_SMALL, _COST_STATIC_BOUND, _COST_STORED_BOUND = 0.8, 1, 4
 _COST_STATIC_FREE, _COST_STORED_FREE = 500, 1000
 
 
-def compile_program(prog: Program, *, facts_are_dynamic: bool = False,
-                    dynamic_facts: set[str] | None = None) -> CompiledProgram:
+def compile_program(
+    prog: Program, *, facts_are_dynamic: bool = False, dynamic_facts: set[str] | None = None
+) -> CompiledProgram:
     """`facts_are_dynamic`: the program's facts are asserted per evaluation (conformance mode);
     otherwise they are stored and served by lookups, like the tables."""
     kinds = _classify(prog, facts_are_dynamic, dynamic_facts or set())
@@ -229,13 +237,25 @@ def compile_program(prog: Program, *, facts_are_dynamic: bool = False,
             raise CompileError("aggregates are supported over claim-dependent relations only", res)
 
     among_derived = graph.subgraph(derived)
-    order = [members for members in analysis.ordered_components(among_derived)
-             if any(kinds[m] in (RelKind.DYNAMIC, RelKind.AGGREGATE) for m in members)]
+    order = [
+        members
+        for members in analysis.ordered_components(among_derived)
+        if any(kinds[m] in (RelKind.DYNAMIC, RelKind.AGGREGATE) for m in members)
+    ]
     scc_of = {m: i for i, scc in enumerate(order) for m in scc}
     strata = analysis.strata(among_derived)
 
-    cp = CompiledProgram(kinds=kinds, arity=arity, rules=[], order=order, aggregates={}, patterns={},
-                         strata=strata, fact_relations=fact_relations, aux_literals=rw.aux_literals)
+    cp = CompiledProgram(
+        kinds=kinds,
+        arity=arity,
+        rules=[],
+        order=order,
+        aggregates={},
+        patterns={},
+        strata=strata,
+        fact_relations=fact_relations,
+        aux_literals=rw.aux_literals,
+    )
     for res, (body_rel, func, g, tpos) in rw.aggregates.items():
         cp.aggregates[res] = AggregateSpec(res, body_rel, func, g, tpos)
     for planned in rw.rules:
@@ -243,8 +263,14 @@ def compile_program(prog: Program, *, facts_are_dynamic: bool = False,
     return cp
 
 
-def _facts_of_derived(prog: Program, rw: _Rewriter, kinds: dict[str, RelKind], facts_are_dynamic: bool,
-                      arity: dict[str, int], dynamic_facts: set[str]) -> dict[str, str]:
+def _facts_of_derived(
+    prog: Program,
+    rw: _Rewriter,
+    kinds: dict[str, RelKind],
+    facts_are_dynamic: bool,
+    arity: dict[str, int],
+    dynamic_facts: set[str],
+) -> dict[str, str]:
     """A relation with both facts and rules reads its facts from a hidden relation."""
     idb = {r.head.pred for r in rw.rules}
     out = {}
@@ -346,8 +372,11 @@ def _to_ir(cp: CompiledProgram, lit: A.Literal, bound: set[str], engine_name, as
         atom = IAtom(lit.pred, engine_name(lit.pred), tuple(_term(a) for a in lit.args))
         if cp.kinds[lit.pred] is RelKind.STORED:
             for known in (bound, bound | assume):
-                pattern = tuple(i for i, a in enumerate(lit.args)
-                                if isinstance(a, A.Const) or (isinstance(a, A.Var) and a.name in known))
+                pattern = tuple(
+                    i
+                    for i, a in enumerate(lit.args)
+                    if isinstance(a, A.Const) or (isinstance(a, A.Var) and a.name in known)
+                )
                 cp.patterns.setdefault(lit.pred, set()).add(pattern)
         return atom
     if isinstance(lit, A.Negation):
@@ -360,7 +389,11 @@ def _to_ir(cp: CompiledProgram, lit: A.Literal, bound: set[str], engine_name, as
     assert isinstance(lit, A.Comparison)
     left, right = _term(lit.left), _term(lit.right)
     if lit.op == "=":
-        if isinstance(right, IVar) and right.name not in bound and not (isinstance(left, IVar) and left.name not in bound):
+        if (
+            isinstance(right, IVar)
+            and right.name not in bound
+            and not (isinstance(left, IVar) and left.name not in bound)
+        ):
             left, right = right, left
         if isinstance(left, IVar) and left.name not in bound:
             return ICompare("=", left, right, assigns=True)

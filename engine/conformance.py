@@ -116,13 +116,16 @@ def _evaluate_duckdb(prog: Program, compiled: Any, facts: dict[str, list]) -> di
                 t = value_type(v)
                 if cols[i] not in (None, t):
                     from engine.backends.duckdb import BackendUnsupported
+
                     raise BackendUnsupported(f"column {i + 1} of {rel} holds both numbers and symbols")
                 cols[i] = t
         given[target] = cols
     backend = DuckDBBackend(compiled, None, given)
     try:
-        model = backend.evaluate_many([{rel: [tuple(r) for r in rows] for rel, rows in facts.items()}],
-                                      relations=[r for r in compiled.kinds if r in prog.decls])[0]
+        model = backend.evaluate_many(
+            [{rel: [tuple(r) for r in rows] for rel, rows in facts.items()}],
+            relations=[r for r in compiled.kinds if r in prog.decls],
+        )[0]
     finally:
         backend.close()
     return {rel: set(model.rows(rel)) for rel in prog.decls}
@@ -145,4 +148,5 @@ def _declare(prog: Program, facts: dict[str, list]) -> None:
             prog.decls[rel] = A.RelDecl(rel, attrs, A.Doc(), where)
         elif decl.arity != n:
             prog.declaration_diagnostics.append(
-                Diagnostic("arity-mismatch", f"{rel} is used with {n} argument(s) but first with {decl.arity}", where))
+                Diagnostic("arity-mismatch", f"{rel} is used with {n} argument(s) but first with {decl.arity}", where)
+            )

@@ -43,6 +43,7 @@ def _comparison(op: str):
         _bound(literal, x, y)
         if semantics.compare(x.id, op, y.id):
             subgoal.fact(True)
+
     return prim
 
 
@@ -57,6 +58,7 @@ def _arithmetic(op: str):
             subgoal.fact(pyEngine.Literal(literal.pred.name, [x, y, pyEngine.Const(value)]))
         elif semantics.compare(result.id, "=", value):
             subgoal.fact(True)
+
     return prim
 
 
@@ -72,9 +74,11 @@ _RESOLVERS = "_policykb_resolvers"  # attribute of a session's logic: resolver k
 
 def _dispatch(key: str) -> Callable:
     """The process-wide resolver for `key`: asks the session whose logic is current."""
+
     def resolve(*terms):
         own = getattr(pyEngine.Logic.tl.logic, _RESOLVERS, {}).get(key)
         return own(*terms) if own is not None else ()
+
     return resolve
 
 
@@ -114,9 +118,11 @@ class Session:
 
     def add_resolver(self, engine_name: str, arity: int, resolver: Resolver) -> None:
         """Serve `engine_name` from Python: called with the bound argument positions."""
+
         def resolve(*terms):
             bound = {i: t.id for i, t in enumerate(terms) if t.is_const()}
             return resolver(bound)
+
         key = f"{engine_name}/{arity}"
         self._resolvers[key] = resolve
         if key not in pyEngine.Python_resolvers:

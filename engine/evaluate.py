@@ -46,8 +46,9 @@ class Evaluator:
         self.session = Session()
         for rel, kind in sorted(compiled.kinds.items()):
             if kind is RelKind.STORED:
-                self.session.add_resolver(compiled.engine_name(rel, materialised=True), compiled.arity[rel],
-                                          self._resolver(rel))
+                self.session.add_resolver(
+                    compiled.engine_name(rel, materialised=True), compiled.arity[rel], self._resolver(rel)
+                )
         for rel, kind in sorted(compiled.kinds.items()):
             if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE):
                 self.session.declare(compiled.engine_name(rel, materialised=True), compiled.arity[rel])
@@ -64,6 +65,7 @@ class Evaluator:
                 return ()
             pattern = tuple(sorted(bound))
             return store.lookup(source, pattern, tuple(bound[i] for i in pattern))
+
         return resolve
 
     # -- evaluation ---------------------------------------------------------------------
@@ -91,8 +93,9 @@ class Evaluator:
                     elif self._cannot_fire(rel, model):
                         model.relations[rel] = []
                     else:
-                        model.relations[rel] = session.query(cp.engine_name(rel, materialised=False),
-                                                             [None] * cp.arity[rel])
+                        model.relations[rel] = session.query(
+                            cp.engine_name(rel, materialised=False), [None] * cp.arity[rel]
+                        )
                 for rel in scc:
                     name = cp.engine_name(rel, materialised=True)
                     for row in model.relations[rel]:
@@ -118,7 +121,9 @@ class Evaluator:
             pattern = tuple(i for i, a in enumerate(args) if a is not None)
             return list(self.store.lookup_with_sources(relation, pattern, tuple(args[i] for i in pattern)))
         if kind is RelKind.STATIC:
-            return [(None, row) for row in self.session.query(self.cp.engine_name(relation, materialised=True), list(args))]
+            return [
+                (None, row) for row in self.session.query(self.cp.engine_name(relation, materialised=True), list(args))
+            ]
         raise EvaluationError(f"{relation} is not a stored or static relation")
 
     def close(self) -> None:
@@ -133,9 +138,16 @@ def _guards(cp: CompiledProgram) -> dict[str, list[set[str]]]:
     unguarded: set[str] = set()
     for rule in cp.rules:
         rel = rule.head.relation
-        needs = {lit.relation for lit in rule.body if isinstance(lit, IAtom) and not lit.negated
-                 and (cp.kinds.get(lit.relation) in materialised
-                      or (cp.kinds.get(lit.relation) is RelKind.DYNAMIC and lit.engine_name.startswith("m__")))}
+        needs = {
+            lit.relation
+            for lit in rule.body
+            if isinstance(lit, IAtom)
+            and not lit.negated
+            and (
+                cp.kinds.get(lit.relation) in materialised
+                or (cp.kinds.get(lit.relation) is RelKind.DYNAMIC and lit.engine_name.startswith("m__"))
+            )
+        }
         if not needs:
             unguarded.add(rel)
         out.setdefault(rel, []).append(needs)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Union
+from typing import TypeAlias
 
-Value = Union[str, int]
+Value: TypeAlias = str | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,33 +26,33 @@ class IConst:
 @dataclass(frozen=True, slots=True)
 class IOp:
     op: str  # + - * / %
-    left: "ITerm"
-    right: "ITerm"
+    left: ITerm
+    right: ITerm
 
 
-ITerm = Union[IVar, IConst, IOp]
+ITerm: TypeAlias = IVar | IConst | IOp
 
 
 class RelKind(str, Enum):
-    CLAIM = "claim"          # filled from the claim being adjudicated
-    FACTS = "facts"          # facts asserted per evaluation (conformance programs)
-    STORED = "stored"        # inline KB facts and .input tables, served by keyed lookups
-    DYNAMIC = "dynamic"      # derived, depends on the claim: materialised stratum by stratum
-    STATIC = "static"        # derived from stored data only: asked on demand with bound values
+    CLAIM = "claim"  # filled from the claim being adjudicated
+    FACTS = "facts"  # facts asserted per evaluation (conformance programs)
+    STORED = "stored"  # inline KB facts and .input tables, served by keyed lookups
+    DYNAMIC = "dynamic"  # derived, depends on the claim: materialised stratum by stratum
+    STATIC = "static"  # derived from stored data only: asked on demand with bound values
     AGGREGATE = "aggregate"  # computed from a materialised relation by an aggregate
 
 
 @dataclass(frozen=True, slots=True)
 class IAtom:
-    relation: str      # KB relation (or auxiliary relation) name
-    engine_name: str   # the pyDatalog predicate that answers it in this position
+    relation: str  # KB relation (or auxiliary relation) name
+    engine_name: str  # the pyDatalog predicate that answers it in this position
     args: tuple[ITerm, ...]
     negated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ICompare:
-    op: str            # = != < <= > >=
+    op: str  # = != < <= > >=
     left: ITerm
     right: ITerm
     assigns: bool = False  # `left` is an unbound variable that this literal binds
@@ -65,22 +65,22 @@ class IMatch:
     negated: bool = False
 
 
-ILiteral = Union[IAtom, ICompare, IMatch]
+ILiteral: TypeAlias = IAtom | ICompare | IMatch
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    index: int                 # position in CompiledProgram.rules
-    source_index: int | None   # index into Program.rules of the rule this came from (None: synthesised)
+    index: int  # position in CompiledProgram.rules
+    source_index: int | None  # index into Program.rules of the rule this came from (None: synthesised)
     head: IAtom
     body: tuple[ILiteral, ...]
-    aux: str = ""              # why a synthesised rule exists ("negation", "aggregate", "facts")
+    aux: str = ""  # why a synthesised rule exists ("negation", "aggregate", "facts")
 
 
 @dataclass(frozen=True, slots=True)
 class AggregateSpec:
-    relation: str        # the result relation (group args..., result)
-    body_relation: str   # the materialised relation it folds (group args..., inner args...)
-    func: str            # sum count min max
+    relation: str  # the result relation (group args..., result)
+    body_relation: str  # the materialised relation it folds (group args..., inner args...)
+    func: str  # sum count min max
     group_arity: int
     target_pos: int | None  # position in body_relation of the summed value (None for count)

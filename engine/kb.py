@@ -82,7 +82,9 @@ def check_kb(root: Path, cache_dir: Path | None = None, progress=None) -> Loaded
             try:
                 compiled = compile_program(program)
             except CompileError as exc:
-                diags.append(Diagnostic("compile", str(exc), exc.loc if isinstance(exc.loc, Location) else Location("<kb>")))
+                diags.append(
+                    Diagnostic("compile", str(exc), exc.loc if isinstance(exc.loc, Location) else Location("<kb>"))
+                )
     store = Store(program, cache)
     store.load_tables(compiled.patterns if compiled else None, progress=progress)
     all_diags = list(diags) + store.diagnostics
@@ -107,8 +109,17 @@ def _engine_digest() -> str:
     """The compiled form depends on the compiler's own code: key the cache on it too."""
     h = hashlib.sha256(ENGINE_VERSION.encode())
     here = Path(__file__).resolve().parent
-    for name in ("analysis.py", "checks.py", "codec.py", "compiler.py", "ir.py", "program.py", "syntax/nodes.py",
-                 "syntax/parser.py", "syntax/grammar.lark"):
+    for name in (
+        "analysis.py",
+        "checks.py",
+        "codec.py",
+        "compiler.py",
+        "ir.py",
+        "program.py",
+        "syntax/nodes.py",
+        "syntax/parser.py",
+        "syntax/grammar.lark",
+    ):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:12]
 
@@ -140,8 +151,11 @@ def _read_compiled(cache: Path, digest: str) -> tuple[list[Diagnostic], Compiled
             raise ValueError("written for another KB or engine")
         diags = codec.decode(data["diagnostics"])
         compiled = codec.decode(data["compiled"])
-        if not (isinstance(diags, list) and all(isinstance(d, Diagnostic) for d in diags)
-                and (compiled is None or isinstance(compiled, CompiledProgram))):
+        if not (
+            isinstance(diags, list)
+            and all(isinstance(d, Diagnostic) for d in diags)
+            and (compiled is None or isinstance(compiled, CompiledProgram))
+        ):
             raise ValueError("unexpected contents")
     except (ValueError, KeyError, RecursionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -152,8 +166,13 @@ def _read_compiled(cache: Path, digest: str) -> tuple[list[Diagnostic], Compiled
 
 def _write_compiled(cache: Path, digest: str, diags: list[Diagnostic], compiled: CompiledProgram) -> None:
     path = _cache_file(cache, digest)
-    data = {"format": CACHE_FORMAT, "kb": digest, "engine": _engine_digest(),
-            "diagnostics": codec.encode(list(diags)), "compiled": codec.encode(compiled)}
+    data = {
+        "format": CACHE_FORMAT,
+        "kb": digest,
+        "engine": _engine_digest(),
+        "diagnostics": codec.encode(list(diags)),
+        "compiled": codec.encode(compiled),
+    }
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         cache.mkdir(parents=True, exist_ok=True)

@@ -150,13 +150,20 @@ def _index(prog: Program) -> None:
             elif isinstance(item, A.RelDecl):
                 prev = prog.decls.get(item.name)
                 if prev is not None:
-                    diags.append(Diagnostic("duplicate-declaration",
-                                            f"relation {item.name} is declared twice (first at {prev.loc})", item.loc))
+                    diags.append(
+                        Diagnostic(
+                            "duplicate-declaration",
+                            f"relation {item.name} is declared twice (first at {prev.loc})",
+                            item.loc,
+                        )
+                    )
                 else:
                     prog.decls[item.name] = item
             elif isinstance(item, A.InputDecl):
                 if item.name in prog.inputs:
-                    diags.append(Diagnostic("duplicate-input", f"relation {item.name} has two .input directives", item.loc))
+                    diags.append(
+                        Diagnostic("duplicate-input", f"relation {item.name} has two .input directives", item.loc)
+                    )
                 prog.inputs[item.name] = item
             elif isinstance(item, A.ClaimDecl):
                 prog.claim_relations[item.name] = item
@@ -172,7 +179,11 @@ def _add_type(prog: Program, item: A.TypeDecl, diags: list[Diagnostic]) -> None:
         return
     base_info = prog.types.get(item.base)
     if base_info is None:
-        diags.append(Diagnostic("unknown-type", f"unknown base type {item.base} (use symbol, number or a declared type)", item.loc))
+        diags.append(
+            Diagnostic(
+                "unknown-type", f"unknown base type {item.base} (use symbol, number or a declared type)", item.loc
+            )
+        )
         base_info = BUILTIN_TYPES["symbol"]
     pattern = item.doc.get("pattern") or base_info.pattern
     if pattern is not None:
@@ -180,13 +191,20 @@ def _add_type(prog: Program, item: A.TypeDecl, diags: list[Diagnostic]) -> None:
             re.compile(pattern)
         except re.error as exc:
             ann = item.doc.entry("pattern")
-            diags.append(Diagnostic("bad-pattern", f"@pattern of type {item.name} is not a valid regular expression: {exc}",
-                                    ann.loc if ann else item.loc))
+            diags.append(
+                Diagnostic(
+                    "bad-pattern",
+                    f"@pattern of type {item.name} is not a valid regular expression: {exc}",
+                    ann.loc if ann else item.loc,
+                )
+            )
             pattern = None
     fmt = item.doc.get("format")
     if fmt not in (None, "date"):
         ann = item.doc.entry("format")
-        diags.append(Diagnostic("bad-annotation", f"unknown @format {fmt!r} (supported: date)", ann.loc if ann else item.loc))
+        diags.append(
+            Diagnostic("bad-annotation", f"unknown @format {fmt!r} (supported: date)", ann.loc if ann else item.loc)
+        )
     prog.type_decls[item.name] = item
     prog.types[item.name] = TypeInfo(
         name=item.name,

@@ -24,7 +24,7 @@ from engine.ir import Value
 
 
 def kind(value: object) -> str | None:
-    """"number", "symbol", or None for anything that is not a KB value."""
+    """ "number", "symbol", or None for anything that is not a KB value."""
     if isinstance(value, int):
         return "number"
     if isinstance(value, str):
@@ -35,7 +35,12 @@ def kind(value: object) -> str | None:
 # -- comparison ----------------------------------------------------------------------------
 
 _COMPARE: dict[str, Callable[[Value, Value], bool]] = {
-    "=": _op.eq, "!=": _op.ne, "<": _op.lt, "<=": _op.le, ">": _op.gt, ">=": _op.ge,
+    "=": _op.eq,
+    "!=": _op.ne,
+    "<": _op.lt,
+    "<=": _op.le,
+    ">": _op.gt,
+    ">=": _op.ge,
 }
 CROSS_KIND = {"=": False, "!=": True, "<": False, "<=": False, ">": False, ">=": False}
 """What a comparison between a number and a symbol yields: they are never equal and never
@@ -53,6 +58,7 @@ def compare(a: Value, op: str, b: Value) -> bool:
 
 # -- arithmetic ----------------------------------------------------------------------------
 
+
 def _floordiv(a: int, b: int) -> int | None:
     return None if b == 0 else a // b
 
@@ -62,7 +68,11 @@ def _floormod(a: int, b: int) -> int | None:
 
 
 _ARITH: dict[str, Callable[[int, int], int | None]] = {
-    "+": _op.add, "-": _op.sub, "*": _op.mul, "/": _floordiv, "%": _floormod,
+    "+": _op.add,
+    "-": _op.sub,
+    "*": _op.mul,
+    "/": _floordiv,
+    "%": _floormod,
 }
 
 
@@ -102,6 +112,7 @@ def matches(pattern: Value, value: Value) -> bool:
 
 # -- order of rows -------------------------------------------------------------------------
 
+
 def value_key(v: object) -> tuple[int, int, str]:
     """Numbers first, in numeric order; then symbols in code-point order."""
     if isinstance(v, int):
@@ -123,6 +134,7 @@ def sort_rows(rows: object) -> list:
 
 # -- the table a SQL backend mirrors -------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Operator:
     """One built-in operator: what it means, the function evaluators call, and the SQL that
@@ -136,9 +148,13 @@ class Operator:
 
 
 def _cmp_op(symbol: str, sql: str, words: str) -> Operator:
-    return Operator(symbol, "comparison", words + " (a number and a symbol: " +
-                    ("always true" if CROSS_KIND[symbol] else "always false") + ")",
-                    lambda a, b: compare(a, symbol, b), sql)
+    return Operator(
+        symbol,
+        "comparison",
+        words + " (a number and a symbol: " + ("always true" if CROSS_KIND[symbol] else "always false") + ")",
+        lambda a, b: compare(a, symbol, b),
+        sql,
+    )
 
 
 def _arith_op(symbol: str, sql: str, words: str) -> Operator:
@@ -149,22 +165,37 @@ def _arith_op(symbol: str, sql: str, words: str) -> Operator:
 # truncate towards zero (and its `/` is floating point), hence the longer templates; NULLIF turns a zero divisor into NULL, which (like None here) makes the
 # literal fail. Regular expressions: DuckDB's regexp_full_match uses RE2, which accepts the
 # patterns the KB uses (classes, alternation, repetition) but not back-references or look-around.
-OPERATORS: dict[str, Operator] = {op.symbol: op for op in (
-    _cmp_op("=", "{a} = {b}", "equal"),
-    _cmp_op("!=", "{a} <> {b}", "not equal"),
-    _cmp_op("<", "{a} < {b}", "less than (numbers by value, symbols by code point)"),
-    _cmp_op("<=", "{a} <= {b}", "less than or equal"),
-    _cmp_op(">", "{a} > {b}", "greater than"),
-    _cmp_op(">=", "{a} >= {b}", "greater than or equal"),
-    _arith_op("+", "({a} + {b})", "sum of two numbers"),
-    _arith_op("-", "({a} - {b})", "difference of two numbers"),
-    _arith_op("*", "({a} * {b})", "product of two numbers"),
-    _arith_op("/", "(({a} - ((({a}) % NULLIF({b}, 0) + ({b})) % NULLIF({b}, 0))) // NULLIF({b}, 0))",
-              "quotient rounded towards minus infinity; no value when dividing by zero"),
-    _arith_op("%", "((({a}) % NULLIF({b}, 0) + ({b})) % NULLIF({b}, 0))",
-              "remainder with the sign of the divisor; no value when dividing by zero"),
-    Operator("match", "match", "the whole symbol matches the regular expression (anchored at both ends); "
-             "false for an invalid pattern or a number", matches, "regexp_full_match({b}, {a})"),
-)}
+OPERATORS: dict[str, Operator] = {
+    op.symbol: op
+    for op in (
+        _cmp_op("=", "{a} = {b}", "equal"),
+        _cmp_op("!=", "{a} <> {b}", "not equal"),
+        _cmp_op("<", "{a} < {b}", "less than (numbers by value, symbols by code point)"),
+        _cmp_op("<=", "{a} <= {b}", "less than or equal"),
+        _cmp_op(">", "{a} > {b}", "greater than"),
+        _cmp_op(">=", "{a} >= {b}", "greater than or equal"),
+        _arith_op("+", "({a} + {b})", "sum of two numbers"),
+        _arith_op("-", "({a} - {b})", "difference of two numbers"),
+        _arith_op("*", "({a} * {b})", "product of two numbers"),
+        _arith_op(
+            "/",
+            "(({a} - ((({a}) % NULLIF({b}, 0) + ({b})) % NULLIF({b}, 0))) // NULLIF({b}, 0))",
+            "quotient rounded towards minus infinity; no value when dividing by zero",
+        ),
+        _arith_op(
+            "%",
+            "((({a}) % NULLIF({b}, 0) + ({b})) % NULLIF({b}, 0))",
+            "remainder with the sign of the divisor; no value when dividing by zero",
+        ),
+        Operator(
+            "match",
+            "match",
+            "the whole symbol matches the regular expression (anchored at both ends); "
+            "false for an invalid pattern or a number",
+            matches,
+            "regexp_full_match({b}, {a})",
+        ),
+    )
+}
 COMPARISON_OPS = tuple(s for s, o in OPERATORS.items() if o.family == "comparison")
 ARITHMETIC_OPS = tuple(s for s, o in OPERATORS.items() if o.family == "arithmetic")

@@ -140,19 +140,24 @@ class Store:
             shown = display_path(root, path)
             self.table_files[name] = shown
             if not path.is_file():
-                self.diagnostics.append(Diagnostic("table-missing", f"table file {filename} for {name} does not exist", inp.loc))
+                self.diagnostics.append(
+                    Diagnostic("table-missing", f"table file {filename} for {name} does not exist", inp.loc)
+                )
                 continue
             db = self._ensure_table(name, decl, inp, path, shown, progress)
             if db is not None:
                 self.tables[name] = db
                 self._ensure_indexes(name, patterns.get(name, set()))
 
-    def _ensure_table(self, name: str, decl: A.RelDecl, inp: A.InputDecl, path: Path, shown: str,
-                      progress) -> Path | None:
+    def _ensure_table(
+        self, name: str, decl: A.RelDecl, inp: A.InputDecl, path: Path, shown: str, progress
+    ) -> Path | None:
         types = self.program.attr_types(name) or []
         key = hashlib.sha256()
-        key.update(f"{STORE_FORMAT}|{name}|{[(a.name, t.name, t.pattern, t.is_date, t.optional) for a, t in zip(decl.attrs, types, strict=True)]}"
-                   f"|{inp.options}".encode())
+        key.update(
+            f"{STORE_FORMAT}|{name}|{[(a.name, t.name, t.pattern, t.is_date, t.optional) for a, t in zip(decl.attrs, types, strict=True)]}"
+            f"|{inp.options}".encode()
+        )
         digest = _file_digest(path)
         self.table_digests[name] = digest
         key.update(digest.encode())
@@ -175,8 +180,9 @@ class Store:
             progress(name, rows)
         conn = sqlite3.connect(tmp)
         conn.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
-        conn.execute("INSERT INTO meta VALUES ('meta', ?)",
-                      (json.dumps({"rows": rows, "diagnostics": _diags_to_json(diags)}),))
+        conn.execute(
+            "INSERT INTO meta VALUES ('meta', ?)", (json.dumps({"rows": rows, "diagnostics": _diags_to_json(diags)}),)
+        )
         conn.commit()
         conn.close()
         os.replace(tmp, db)
@@ -290,8 +296,9 @@ def _open_text(path: Path) -> io.TextIOBase:
     return path.open("r", encoding="utf-8", newline="")
 
 
-def _build_table(db: Path, name: str, decl: A.RelDecl, types: list[TypeInfo], inp: A.InputDecl,
-                 path: Path, shown: str, progress) -> tuple[list[Diagnostic], int]:
+def _build_table(
+    db: Path, name: str, decl: A.RelDecl, types: list[TypeInfo], inp: A.InputDecl, path: Path, shown: str, progress
+) -> tuple[list[Diagnostic], int]:
     """Read, validate and insert every row; return the problems found and the row count."""
     diags: list[Diagnostic] = []
     delimiter = inp.option("delimiter")
@@ -316,12 +323,18 @@ def _build_table(db: Path, name: str, decl: A.RelDecl, types: list[TypeInfo], in
                 diags.append(Diagnostic("table-unreadable", f"cannot read {shown}: {exc}", Location(shown, 1, 1)))
                 return diags, 0
             if [h.strip() for h in header] != expected:
-                diags.append(Diagnostic("table-header",
-                                        f"header of {shown} is {','.join(header) or '(empty)'}; "
-                                        f"{name} expects {','.join(expected)}", Location(shown, 1, 1),
-                                        notes=(f"declared at {decl.loc}",)))
+                diags.append(
+                    Diagnostic(
+                        "table-header",
+                        f"header of {shown} is {','.join(header) or '(empty)'}; {name} expects {','.join(expected)}",
+                        Location(shown, 1, 1),
+                        notes=(f"declared at {decl.loc}",),
+                    )
+                )
                 return diags, 0
-            insert = f"INSERT INTO t (rowid, {', '.join(f'c{i}' for i in range(len(types)))}) VALUES (?{', ?' * len(types)})"
+            insert = (
+                f"INSERT INTO t (rowid, {', '.join(f'c{i}' for i in range(len(types)))}) VALUES (?{', ?' * len(types)})"
+            )
             batch: list[tuple] = []
             row_no = 0
             try:
@@ -330,8 +343,11 @@ def _build_table(db: Path, name: str, decl: A.RelDecl, types: list[TypeInfo], in
                     if problem is not None:
                         errors += 1
                         if errors <= MAX_ROW_ERRORS:
-                            diags.append(Diagnostic("table-row", f"{shown} row {row_no}: {problem}",
-                                                    Location(shown, row_no + 1, 1)))
+                            diags.append(
+                                Diagnostic(
+                                    "table-row", f"{shown} row {row_no}: {problem}", Location(shown, row_no + 1, 1)
+                                )
+                            )
                         continue
                     batch.append((row_no, *values))
                     if len(batch) >= 50_000:
@@ -341,15 +357,20 @@ def _build_table(db: Path, name: str, decl: A.RelDecl, types: list[TypeInfo], in
                         if progress is not None:
                             progress(name, n_rows)
             except (csv.Error, UnicodeDecodeError, OSError, EOFError) as exc:
-                diags.append(Diagnostic("table-unreadable", f"{shown} row {row_no + 1}: {exc}", Location(shown, row_no + 2, 1)))
+                diags.append(
+                    Diagnostic("table-unreadable", f"{shown} row {row_no + 1}: {exc}", Location(shown, row_no + 2, 1))
+                )
             conn.executemany(insert, batch)
             n_rows += len(batch)
     finally:
         conn.commit()
         conn.close()
     if errors > MAX_ROW_ERRORS:
-        diags.append(Diagnostic("table-row", f"{shown}: {errors - MAX_ROW_ERRORS} more invalid rows not shown",
-                                Location(shown, 1, 1)))
+        diags.append(
+            Diagnostic(
+                "table-row", f"{shown}: {errors - MAX_ROW_ERRORS} more invalid rows not shown", Location(shown, 1, 1)
+            )
+        )
     return diags, n_rows
 
 
@@ -390,10 +411,28 @@ def _convert(raw: list[str], checkers, names: list[str]) -> tuple[list[A.Value],
 
 
 def _diags_to_json(diags: list[Diagnostic]) -> list[dict]:
-    return [{"code": d.code, "message": d.message, "path": d.location.path, "line": d.location.line,
-             "col": d.location.col, "severity": d.severity.value, "notes": list(d.notes)} for d in diags]
+    return [
+        {
+            "code": d.code,
+            "message": d.message,
+            "path": d.location.path,
+            "line": d.location.line,
+            "col": d.location.col,
+            "severity": d.severity.value,
+            "notes": list(d.notes),
+        }
+        for d in diags
+    ]
 
 
 def _diags_from_json(items: list[dict]) -> list[Diagnostic]:
-    return [Diagnostic(i["code"], i["message"], Location(i["path"], i["line"], i["col"]), Severity(i["severity"]),
-                       tuple(i["notes"])) for i in items]
+    return [
+        Diagnostic(
+            i["code"],
+            i["message"],
+            Location(i["path"], i["line"], i["col"]),
+            Severity(i["severity"]),
+            tuple(i["notes"]),
+        )
+        for i in items
+    ]

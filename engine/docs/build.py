@@ -27,10 +27,10 @@ class DocsReport:
 
     out_dir: Path
     check: bool
-    pages: int = 0                    # Markdown pages
-    files: int = 0                    # every generated file, assets included
+    pages: int = 0  # Markdown pages
+    files: int = 0  # every generated file, assets included
     written: list[str] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)     # differ, missing or not generated (check mode)
+    stale: list[str] = field(default_factory=list)  # differ, missing or not generated (check mode)
     removed: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -68,9 +68,15 @@ def render(kb_dir: Path) -> tuple[dict[str, bytes], dict[str, int]]:
     for asset in sorted(ASSETS.iterdir()):
         if asset.is_file():
             files[f"assets/{asset.name}"] = asset.read_bytes()
-    counts = {"rules": len(model.id_rules), "relations": len(model.relations), "codes": len(model.codes),
-              "categories": len(model.categories), "ranges": len(model.ranges), "cases": len(model.cases),
-              "lookup_codes": len(model.lookup_extra)}
+    counts = {
+        "rules": len(model.id_rules),
+        "relations": len(model.relations),
+        "codes": len(model.codes),
+        "categories": len(model.categories),
+        "ranges": len(model.ranges),
+        "cases": len(model.cases),
+        "lookup_codes": len(model.lookup_extra),
+    }
     return dict(sorted(files.items())), counts
 
 
@@ -88,7 +94,9 @@ def generate(kb_dir: Path, out_dir: Path, check: bool = False, goldens: bool = F
 def sync(files: dict[str, bytes], out_dir: Path, check: bool, goldens: bool = False) -> DocsReport:
     """Make `out_dir` hold exactly `files` (or, with check, list what differs). With `goldens`,
     only the files of `files` that `out_dir` already holds count: nothing is added or removed."""
-    existing = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()} if out_dir.is_dir() else set()
+    existing = (
+        {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()} if out_dir.is_dir() else set()
+    )
     if goldens:
         files = {p: data for p, data in files.items() if p in existing}
         existing &= set(files)

@@ -15,7 +15,7 @@ import networkx as nx
 
 from engine import analysis
 
-CHAR_W = 7.0        # px per character of the 12px monospace label font
+CHAR_W = 7.0  # px per character of the 12px monospace label font
 NODE_H = 22
 ROW_GAP = 10
 COL_GAP = 70
@@ -26,7 +26,7 @@ SWEEPS = 8
 @dataclass(frozen=True)
 class NodeStyle:
     label: str
-    css: str           # class name: table, facts, claim, derived, outcome, rule
+    css: str  # class name: table, facts, claim, derived, outcome, rule
     href: str | None
     title: str
 
@@ -50,11 +50,17 @@ def svg(g: nx.DiGraph, style: dict, *, highlight: set | None = None, caption: st
             h = NODE_H if n in width else 2
             pos[n] = (col_x[i], y + h / 2)
             y += h + ROW_GAP
-    out = [(f'<svg class="pkb-graph" xmlns="http://www.w3.org/2000/svg" width="{total_w:.0f}" height="{total_h:.0f}" '
-           f'viewBox="0 0 {total_w:.0f} {total_h:.0f}" role="img" aria-label="{escape(caption or "dependency diagram")}" '
-           f'data-search-exclude="">'),
-           ('<defs><marker id="pkb-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-           'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="pkb-arrowhead"/></marker></defs>')]
+    out = [
+        (
+            f'<svg class="pkb-graph" xmlns="http://www.w3.org/2000/svg" width="{total_w:.0f}" height="{total_h:.0f}" '
+            f'viewBox="0 0 {total_w:.0f} {total_h:.0f}" role="img" aria-label="{escape(caption or "dependency diagram")}" '
+            f'data-search-exclude="">'
+        ),
+        (
+            '<defs><marker id="pkb-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+            'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="pkb-arrowhead"/></marker></defs>'
+        ),
+    ]
     if caption:
         out.append(f"<title>{escape(caption)}</title>")
     for u, v, data in sorted(g.edges(data=True), key=lambda e: (_key(e[0]), _key(e[1]))):
@@ -69,9 +75,11 @@ def svg(g: nx.DiGraph, style: dict, *, highlight: set | None = None, caption: st
         st = style[n]
         x, y = pos[n]
         cls = f"pkb-node {st.css}" + (" hl" if n in highlight else "")
-        box = (f'<g class="{cls}"><title>{escape(st.title)}</title>'
-               f'<rect x="{x:.1f}" y="{y - NODE_H / 2:.1f}" width="{width[n]:.1f}" height="{NODE_H}" rx="4"/>'
-               f'<text x="{x + 8:.1f}" y="{y + 4:.1f}">{escape(st.label)}</text></g>')
+        box = (
+            f'<g class="{cls}"><title>{escape(st.title)}</title>'
+            f'<rect x="{x:.1f}" y="{y - NODE_H / 2:.1f}" width="{width[n]:.1f}" height="{NODE_H}" rx="4"/>'
+            f'<text x="{x + 8:.1f}" y="{y + 4:.1f}">{escape(st.label)}</text></g>'
+        )
         out.append(f'<a href="{escape(st.href)}">{box}</a>' if st.href else box)
     out.append("</svg>")
     return "\n".join(out)
@@ -107,7 +115,7 @@ def _order(g: nx.DiGraph, layer: dict) -> tuple[list[list], dict]:
     cols: list[list] = [[] for _ in range(n_cols)]
     for n in sorted(g, key=_key):
         cols[layer[n]].append(n)
-    up: dict = {n: [] for n in g}       # node -> neighbours in the previous column
+    up: dict = {n: [] for n in g}  # node -> neighbours in the previous column
     down: dict = {n: [] for n in g}
     points: dict = {}
     for u, v in sorted(g.edges(), key=lambda e: (_key(e[0]), _key(e[1]))):
@@ -137,5 +145,6 @@ def _order(g: nx.DiGraph, layer: dict) -> tuple[list[list], dict]:
             def bary(n, idx=idx, nbrs=nbrs, current=current):
                 ks = [idx[m] for m in nbrs[n] if m in idx]
                 return (sum(ks) / len(ks) if ks else current[n], _key(n))
+
             cols[i].sort(key=bary)
     return cols, points

@@ -32,8 +32,10 @@ def shards(m: DocsModel) -> dict[str, str]:
         if code in m.codes:
             e["g"] = 1
         buckets[_shard(code)][code] = e
-    return {f"{k}.json": json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
-            for k, v in sorted(buckets.items())}
+    return {
+        f"{k}.json": json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+        for k, v in sorted(buckets.items())
+    }
 
 
 def _shard(code: str) -> str:

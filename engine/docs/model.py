@@ -48,10 +48,11 @@ class NamedRow(tuple):
     def get(self, name: str, default: A.Value = "") -> A.Value:
         return self[self.names.index(name)] if name in self.names else default
 
-PTP_ROWS_SHOWN = 300      # a code page lists every PTP row when it has at most this many
-LOOKUP_PARTNERS = 10      # partners per role (column 1 / column 2) in the lookup index
+
+PTP_ROWS_SHOWN = 300  # a code page lists every PTP row when it has at most this many
+LOOKUP_PARTNERS = 10  # partners per role (column 1 / column 2) in the lookup index
 RANGE_RELATION = "code_range"
-GUIDANCE_STATEMENT = "guidance_statement"    # (id, section, statement)
+GUIDANCE_STATEMENT = "guidance_statement"  # (id, section, statement)
 GUIDANCE_UNDECIDABLE = "guidance_undecidable"  # (id, reason)
 PTP = "ptp"
 
@@ -78,7 +79,7 @@ class Mention:
     attr: str
     value: A.Value
     src: Src
-    rule: int | None = None      # index into DocsModel.rules; None for a fact
+    rule: int | None = None  # index into DocsModel.rules; None for a fact
     negated: bool = False
 
 
@@ -141,8 +142,8 @@ class RelationDoc:
     name: str
     decl: A.RelDecl
     src: Src
-    origin: str                   # claim | table | facts | derived | outcome
-    kind: str                     # the compiler's classification
+    origin: str  # claim | table | facts | derived | outcome
+    kind: str  # the compiler's classification
     stratum: int | None
     table: str | None = None
     rows: int = 0
@@ -256,7 +257,7 @@ class DocsModel:
     root: Path
     repo: Path
     version: str
-    modules: dict[str, str]                      # KB file -> its header comment
+    modules: dict[str, str]  # KB file -> its header comment
     rules: list[RuleDoc]
     relations: dict[str, RelationDoc]
     types: list[tuple[str, A.TypeDecl | None, TypeInfo, Src | None]]
@@ -264,7 +265,7 @@ class DocsModel:
     categories: dict[str, list[str]]
     ranges: dict[str, RangeDoc]
     mentions: list[Mention]
-    graph: nx.DiGraph                            # ("rel", name) / ("rule", index) nodes
+    graph: nx.DiGraph  # ("rel", name) / ("rule", index) nodes
     pos: list[tuple[Src, NamedRow]]
     modifiers: list[tuple[Src, NamedRow]]
     modifier_roles: dict[str, list[tuple[Src, str]]]
@@ -289,6 +290,7 @@ class DocsModel:
 
 # --- collection --------------------------------------------------------------------------
 
+
 def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
     """Everything the site shows. `adjudicate(claim_json) -> result dict` runs the cases."""
     root = Path(kb.root).resolve()
@@ -306,8 +308,10 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
     mentions = _mentions(prog, rules, src)
     graph = rule_graph(prog, rules)
     relations = _relations(kb, rules, src, rsrc)
-    types = [(name, prog.type_decls.get(name), info, src(info.loc.path, info.loc.line) if info.loc else None)
-             for name, info in sorted(prog.types.items())]
+    types = [
+        (name, prog.type_decls.get(name), info, src(info.loc.path, info.loc.line) if info.loc else None)
+        for name, info in sorted(prog.types.items())
+    ]
 
     tables: dict[str, list[tuple[Src, NamedRow]]] = {}
 
@@ -315,7 +319,9 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
         if rel not in tables:
             decl = prog.decls.get(rel)
             names = tuple(a.name for a in decl.attrs) if decl else ()
-            tables[rel] = [(rsrc(rs), NamedRow(row, names)) for rs, row in kb.store.scan(rel)] if kb.store.has(rel) else []
+            tables[rel] = (
+                [(rsrc(rs), NamedRow(row, names)) for rs, row in kb.store.scan(rel)] if kb.store.has(rel) else []
+            )
         return tables[rel]
 
     def keyed(rel: str) -> dict[str, tuple[Src, NamedRow]]:
@@ -348,10 +354,17 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
     codes: dict[str, CodeDoc] = {}
     for c in sorted(page_codes):
         mine = rows_by_code.get(c, {})
-        d = CodeDoc(c, cpt=cpt.get(c), hcpcs=hcpcs.get(c), mue=mue.get(c), aoc=aoc.get(c),
-                    deletion=deletions.get(c), pfs=sorted(mine.get("pfs", []), key=lambda sr: sr[1]),
-                    aoc_primaries=[sr for sr in mine.get("aoc_primary", []) if sr[1].add_on_code == c],
-                    primary_of=[sr for sr in mine.get("aoc_primary", []) if sr[1].primary_code == c])
+        d = CodeDoc(
+            c,
+            cpt=cpt.get(c),
+            hcpcs=hcpcs.get(c),
+            mue=mue.get(c),
+            aoc=aoc.get(c),
+            deletion=deletions.get(c),
+            pfs=sorted(mine.get("pfs", []), key=lambda sr: sr[1]),
+            aoc_primaries=[sr for sr in mine.get("aoc_primary", []) if sr[1].add_on_code == c],
+            primary_of=[sr for sr in mine.get("aoc_primary", []) if sr[1].primary_code == c],
+        )
         if d.cpt:
             d.description = str(d.cpt[1].description)
         elif d.hcpcs:
@@ -362,8 +375,13 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
         for role, count in ((1, d.stats.col1_total), (2, d.stats.col2_total)):
             policy_rows, other_rows = buckets[c][role]
             every = count <= PTP_ROWS_SHOWN
-            d.ptp[role] = (sorted(policy_rows + other_rows if every else policy_rows,
-                                  key=lambda p: (p.column_1, p.column_2, p.deletion_date, p.src)), every)
+            d.ptp[role] = (
+                sorted(
+                    policy_rows + other_rows if every else policy_rows,
+                    key=lambda p: (p.column_1, p.column_2, p.deletion_date, p.src),
+                ),
+                every,
+            )
         codes[c] = d
     static = {rel for rel, k in (kb.compiled.kinds.items() if kb.compiled else []) if k.value == "static"}
     _link_codes_to_rules(codes, rules, mentions, graph, rows_by_code, buckets, static)
@@ -391,12 +409,29 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
         roles[str(row.modifier)].append((s, str(row.role)))
 
     return DocsModel(
-        root=root, repo=repo, version=kb.version, modules=modules, rules=rules, relations=relations,
-        types=types, codes=codes, categories={k: sorted(v) for k, v in sorted(categories.items())},
-        ranges=ranges, mentions=mentions, graph=graph, pos=table("pos"),
-        modifiers=table("modifier"), modifier_roles=dict(roles), group_codes=keyed("group_code"),
-        carcs=keyed("carc"), rarcs=keyed("rarc"), stats=stats, lookup_descriptions=lookup_descriptions,
-        lookup_extra=lookup_extra, cases=cases, code_pattern=code_pattern,
+        root=root,
+        repo=repo,
+        version=kb.version,
+        modules=modules,
+        rules=rules,
+        relations=relations,
+        types=types,
+        codes=codes,
+        categories={k: sorted(v) for k, v in sorted(categories.items())},
+        ranges=ranges,
+        mentions=mentions,
+        graph=graph,
+        pos=table("pos"),
+        modifiers=table("modifier"),
+        modifier_roles=dict(roles),
+        group_codes=keyed("group_code"),
+        carcs=keyed("carc"),
+        rarcs=keyed("rarc"),
+        stats=stats,
+        lookup_descriptions=lookup_descriptions,
+        lookup_extra=lookup_extra,
+        cases=cases,
+        code_pattern=code_pattern,
         guidance=_guidance(relations),
     )
 
@@ -505,9 +540,17 @@ def _relations(kb: LoadedKB, rules: list[RuleDoc], src, rsrc) -> dict[str, Relat
         else:
             origin = "facts" if facts.get(name) else ("outcome" if name in OUTCOME_RELATIONS else "derived")
         kind = compiled.kinds.get(name) if compiled else None
-        doc = RelationDoc(name, decl, src(decl.loc.path, decl.loc.line), origin,
-                          kind.value if kind is not None else "", compiled.strata.get(name) if compiled else None,
-                          defined_by=defined, used_by=used, facts=sorted(facts.get(name, [])))
+        doc = RelationDoc(
+            name,
+            decl,
+            src(decl.loc.path, decl.loc.line),
+            origin,
+            kind.value if kind is not None else "",
+            compiled.strata.get(name) if compiled else None,
+            defined_by=defined,
+            used_by=used,
+            facts=sorted(facts.get(name, [])),
+        )
         if origin == "table":
             doc.table = _repo_path(kb.store.table_files.get(name, ""), Path(kb.root).resolve().parent)
             doc.rows = kb.store.count(name) if kb.store.has(name) else 0
@@ -536,7 +579,8 @@ def _scan_ptp(kb: LoadedKB, page_codes: set[str], rsrc):
     stats: dict[str, CodeStats] = defaultdict(CodeStats)
     # code -> role (1: the code is column 1, 2: column 2) -> (rows whose partner has a page, other rows)
     buckets: dict[str, dict[int, tuple[list[PtpRow], list[PtpRow]]]] = {
-        c: {1: ([], []), 2: ([], [])} for c in page_codes}
+        c: {1: ([], []), 2: ([], [])} for c in page_codes
+    }
     decl = kb.program.decls.get(PTP)
     if not kb.store.has(PTP) or decl is None:
         return {}, buckets
@@ -577,13 +621,21 @@ def _ranges(rows: list[tuple[Src, NamedRow]], universe: set[str], evaluator: Eva
         name, low, high = str(row.name), str(row.low), str(row.high)
         doc = out.setdefault(name, RangeDoc(name, low, high, s))
         candidates = sorted(c for c in universe if low <= c <= high)
-        doc.members = sorted({c for c in candidates
-                              if any(r[1] == name for _s, r in evaluator.lookup("in_range", (c, None)))})
+        doc.members = sorted(
+            {c for c in candidates if any(r[1] == name for _s, r in evaluator.lookup("in_range", (c, None)))}
+        )
     return dict(sorted(out.items()))
 
 
-def _link_codes_to_rules(codes: dict[str, CodeDoc], rules: list[RuleDoc], mentions: list[Mention],
-                         graph: nx.DiGraph, rows_by_code: dict, buckets: dict, static: set[str]) -> None:
+def _link_codes_to_rules(
+    codes: dict[str, CodeDoc],
+    rules: list[RuleDoc],
+    mentions: list[Mention],
+    graph: nx.DiGraph,
+    rows_by_code: dict,
+    buckets: dict,
+    static: set[str],
+) -> None:
     """Which rules reach each code, and so which outcome rules can decide a claim with it.
 
     A rule reaches a code when it names it, names a range or category the engine puts it in,
@@ -591,7 +643,7 @@ def _link_codes_to_rules(codes: dict[str, CodeDoc], rules: list[RuleDoc], mentio
     constants the rule asks for (`mue(c, limit, 3, _)` reaches only codes with MAI 3). From
     there the outcome rules downstream count when the path passes an even number of negations;
     static relations (in_range, known_code ...) are not followed, the engine answered them."""
-    by_range: dict[str, list[tuple[int, bool]]] = defaultdict(list)      # range -> (rule, negated)
+    by_range: dict[str, list[tuple[int, bool]]] = defaultdict(list)  # range -> (rule, negated)
     by_category: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     listed: dict[str, set[str]] = defaultdict(set)
     for m in mentions:
@@ -634,7 +686,8 @@ def _link_codes_to_rules(codes: dict[str, CodeDoc], rules: list[RuleDoc], mentio
 def _matches(atom: A.Atom, row: Row) -> bool:
     """The row fits every constant the atom asks for."""
     return len(atom.args) == len(row) and all(
-        not isinstance(a, A.Const) or a.value == v for a, v in zip(atom.args, row))
+        not isinstance(a, A.Const) or a.value == v for a, v in zip(atom.args, row, strict=False)
+    )
 
 
 def _cases(root: Path, repo: Path, adjudicate) -> list[Case]:
@@ -650,12 +703,11 @@ def _cases(root: Path, repo: Path, adjudicate) -> list[Case]:
         for i, obj in enumerate(data.get("cases", []) if isinstance(data, dict) else []):
             name = str(obj.get("name", f"case {i + 1}"))
             line = _line_of(text, f'"name": {json.dumps(name)}')
-            case = Case(name, list(obj.get("about", [])), obj.get("claim", {}), obj.get("expect", {}),
-                        Src(shown, line))
+            case = Case(name, list(obj.get("about", [])), obj.get("claim", {}), obj.get("expect", {}), Src(shown, line))
             if adjudicate is not None:
                 try:
                     case.result = adjudicate(case.claim)
-                except Exception as exc:  # noqa: BLE001 - a broken case is shown on its page, not fatal
+                except Exception as exc:
                     case.error = f"{type(exc).__name__}: {exc}"
             out.append(case)
     return out
@@ -666,8 +718,9 @@ def _line_of(text: str, needle: str) -> int:
     return text.count("\n", 0, at) + 1 if at >= 0 else 0
 
 
-def polarity(graph: nx.DiGraph, start_rule: int, negated: bool, rules: list[RuleDoc],
-             stop: Collection[str] = ()) -> dict[int, set[bool]]:
+def polarity(
+    graph: nx.DiGraph, start_rule: int, negated: bool, rules: list[RuleDoc], stop: Collection[str] = ()
+) -> dict[int, set[bool]]:
     """For each outcome rule reachable from `start_rule`: True when the path passes an even
     number of negations (the mention can bring the outcome about), False when odd (it can
     prevent it)."""

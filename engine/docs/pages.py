@@ -39,7 +39,7 @@ ORIGIN_TEXT = {
     "derived": "derived: computed by rules",
     "outcome": "outcome: what the adjudication reports",
 }
-CATEGORY = "code_category"   # the relation that puts a code in a category (code pages, category pages)
+CATEGORY = "code_category"  # the relation that puts a code in a category (code pages, category pages)
 ORIGIN_ORDER = ["outcome", "derived", "facts", "table", "claim"]
 FACTS_SHOWN = 200
 SAMPLE_ROWS = 5
@@ -70,8 +70,13 @@ def where(src: Src | None) -> str:
 
 # Markdown templates (engine/docs/templates): values are escaped for Markdown by the `esc` filter
 # where they are text, so HTML autoescaping is for .html templates only.
-TEMPLATES = Environment(loader=PackageLoader("engine.docs", "templates"), autoescape=select_autoescape(["html"]),
-                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+TEMPLATES = Environment(
+    loader=PackageLoader("engine.docs", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 TEMPLATES.filters.update(esc=esc, where=where)
 
 
@@ -105,6 +110,7 @@ class Site:
             target = self.constant_target(rel, attr, value)
             text = esc(value) if value != "" else '""'
             return f"[{text}]({md_href(page, *target)})" if target else f"`{A.render_value(value)}`"
+
         return Linker(relation, constant)
 
     def constant_target(self, rel: str, attr: str, value: A.Value) -> tuple[str, str] | None:
@@ -200,21 +206,34 @@ class Site:
             "and denial codes they use. Every page is generated from the KB when the site is built",
             "(`mkdocs build`); none is written by hand, so the pages say exactly what the rules do.",
             "",
-            (f"KB version `{m.version}`: {len(m.outcome_rules)} outcome rules, {len(m.rules)} rules in all, "
-            f"{len(m.relations)} relations, {len(m.codes)} code pages, {len(m.cases)} policy test cases."),
+            (
+                f"KB version `{m.version}`: {len(m.outcome_rules)} outcome rules, {len(m.rules)} rules in all, "
+                f"{len(m.relations)} relations, {len(m.codes)} code pages, {len(m.cases)} policy test cases."
+            ),
             "",
             "## Start here",
             "",
             f"- A line was denied and you have the remittance codes: [Why does my line deny?]({md_href(p, 'guide.md')})",
-            (f"- A code: [codes by category]({md_href(p, 'codes/index.md')}), or any code of the NCCI tables in the "
-            f"[code lookup]({md_href(p, 'codes/lookup.md')})"),
-            (f"- The rules: [all rules]({md_href(p, 'rules/index.md')}), "
-            f"[how they depend on each other]({md_href(p, 'graph.md')}), "
-            f"[worked examples]({md_href(p, 'examples.md')})"),
-            *([f"- The guidance, statement by statement, with the rule for each: [guidance]({md_href(p, 'guidance.md')})"]
-              if m.guidance else []),
-            (f"- [Places of service]({md_href(p, 'pos.md')}), [modifiers]({md_href(p, 'modifiers.md')}), "
-            f"[denial codes]({md_href(p, 'denial-codes.md')})"),
+            (
+                f"- A code: [codes by category]({md_href(p, 'codes/index.md')}), or any code of the NCCI tables in the "
+                f"[code lookup]({md_href(p, 'codes/lookup.md')})"
+            ),
+            (
+                f"- The rules: [all rules]({md_href(p, 'rules/index.md')}), "
+                f"[how they depend on each other]({md_href(p, 'graph.md')}), "
+                f"[worked examples]({md_href(p, 'examples.md')})"
+            ),
+            *(
+                [
+                    f"- The guidance, statement by statement, with the rule for each: [guidance]({md_href(p, 'guidance.md')})"
+                ]
+                if m.guidance
+                else []
+            ),
+            (
+                f"- [Places of service]({md_href(p, 'pos.md')}), [modifiers]({md_href(p, 'modifiers.md')}), "
+                f"[denial codes]({md_href(p, 'denial-codes.md')})"
+            ),
             "",
             "## What the KB covers",
             "",
@@ -223,33 +242,58 @@ class Site:
         ]
         for kind in sorted(kinds):
             lines.append(f"| {esc(kind)} | " + ", ".join(self.rule_link(p, r) for r in kinds[kind]) + " |")
-        lines += ["", "## Data and its vintage", "",
-                  "The reference tables the rules read, with what the KB file that declares each says about it.", "",
-                  "| Relation | File | Rows | About the data |", "| --- | --- | ---: | --- |"]
+        lines += [
+            "",
+            "## Data and its vintage",
+            "",
+            "The reference tables the rules read, with what the KB file that declares each says about it.",
+            "",
+            "| Relation | File | Rows | About the data |",
+            "| --- | --- | ---: | --- |",
+        ]
         for rel in sorted((r for r in m.relations.values() if r.origin == "table"), key=lambda r: r.name):
             about = m.modules.get(rel.src.path, "")
             lines.append(f"| {self.rel_link(p, rel.name)} | `{rel.table}` | {rel.rows:,} | {esc(_vintage(about))} |")
         example = self.rule_ids.get(self.guide_text.example_rule) or (m.outcome_rules[0] if m.outcome_rules else None)
-        lines += ["", "## How to read a rule", "",
-                  "A rule says when a line is denied (or warned about): the line is denied when **every**",
-                  "condition of the rule's body holds for some choice of the rule's variables. Variables are",
-                  "lower-case names (`l`, `p`); `_` stands for any value; `!` means the condition must **not**",
-                  "hold. Each rule page shows the rule as written, reads each condition in plain words, cites",
-                  "its sources, gives the group code, CARC and RARC the denial carries, and shows the policy",
-                  "test cases that exercise it with their proofs."]
+        lines += [
+            "",
+            "## How to read a rule",
+            "",
+            "A rule says when a line is denied (or warned about): the line is denied when **every**",
+            "condition of the rule's body holds for some choice of the rule's variables. Variables are",
+            "lower-case names (`l`, `p`); `_` stands for any value; `!` means the condition must **not**",
+            "hold. Each rule page shows the rule as written, reads each condition in plain words, cites",
+            "its sources, gives the group code, CARC and RARC the denial carries, and shows the policy",
+            "test cases that exercise it with their proofs.",
+        ]
         if example is not None:
             head, readings = read_rule(example.rule, self.decls, self.linker(p))
-            lines += ["", f"For example, {self.rule_link(p, example)} ({esc(example.title)}):", "",
-                      "```prolog", rule_text(example.rule), "```", "", head, ""]
+            lines += [
+                "",
+                f"For example, {self.rule_link(p, example)} ({esc(example.title)}):",
+                "",
+                "```prolog",
+                rule_text(example.rule),
+                "```",
+                "",
+                head,
+                "",
+            ]
             lines += [f"{i}. {rd.text}" for i, rd in enumerate(readings, 1)]
-        lines += ["", "Source references look like `kb/ncci/edits.dl:45` (a KB file and line) or",
-                  "`kb/tables/pos.csv row 22` (a table's data row, counting from 1 after the header).", "",
-                  "## Building this site", "",
-                  "```sh", "mkdocs build --strict                               # the pages from kb/, HTML into build/html",
-                  "POLICYKB_DOCS_KB=/path/to/kb mkdocs build --strict  # the same for another KB",
-                  "mkdocs serve                                        # browse it",
-                  "policykb docs --out DIR                             # the generated Markdown, to read",
-                  "```"]
+        lines += [
+            "",
+            "Source references look like `kb/ncci/edits.dl:45` (a KB file and line) or",
+            "`kb/tables/pos.csv row 22` (a table's data row, counting from 1 after the header).",
+            "",
+            "## Building this site",
+            "",
+            "```sh",
+            "mkdocs build --strict                               # the pages from kb/, HTML into build/html",
+            "POLICYKB_DOCS_KB=/path/to/kb mkdocs build --strict  # the same for another KB",
+            "mkdocs serve                                        # browse it",
+            "policykb docs --out DIR                             # the generated Markdown, to read",
+            "```",
+        ]
         return "\n".join(lines)
 
     # --- guide ---------------------------------------------------------------------------
@@ -284,15 +328,21 @@ class Site:
         for r in sorted(m.outcome_rules, key=lambda r: (r.ann("group"), _num_key(r.ann("carc")), r.ann("rarc"), r.id)):
             g, c = r.ann("group"), r.ann("carc")
             rarcs = ", ".join(f"[{x}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))})" for x in r.rarcs) or "-"
-            lines.append(f"| [{g}]({md_href(p, 'denial-codes.md', anchor_id('group', g))}) "
-                         f"| [{c}]({md_href(p, 'denial-codes.md', anchor_id('carc', c))}) {esc(self._carc_text(c))} "
-                         f"| {rarcs} | {self.rule_link(p, r)} | {esc(r.title)} |")
+            lines.append(
+                f"| [{g}]({md_href(p, 'denial-codes.md', anchor_id('group', g))}) "
+                f"| [{c}]({md_href(p, 'denial-codes.md', anchor_id('carc', c))}) {esc(self._carc_text(c))} "
+                f"| {rarcs} | {self.rule_link(p, r)} | {esc(r.title)} |"
+            )
         lines += ["", "Severity *warn* rules never deny; they flag a line that still pays."]
         if self.scenarios:
             intro = f"{self.guide_text.intro} " if self.guide_text.intro else ""
-            lines += ["", f"## {esc(self.guide_text.heading)}", "",
-                      f"{intro}The decisions below are the engine's, computed when this page was generated"
-                      f" from the claims in `{self.guide_text.path}`."]
+            lines += [
+                "",
+                f"## {esc(self.guide_text.heading)}",
+                "",
+                f"{intro}The decisions below are the engine's, computed when this page was generated"
+                f" from the claims in `{self.guide_text.path}`.",
+            ]
             for case in self.scenarios:
                 lines += ["", f"### {esc(case.name)}", ""] + self.case_body(p, case, focus=None)
         return "\n".join(lines)
@@ -313,8 +363,11 @@ class Site:
             relations_href=md_href(p, "relations/index.md"),
             rules=[(r, self.rule_link(p, r)) for r in sorted(self.m.id_rules, key=lambda r: r.id or "")],
             helper_count=len(helpers),
-            helpers=[(self.rel_link(p, h), [self.rule_link(p, r, f"line {r.src.line}") for r in rs])
-                     for h, rs in sorted(by_head.items())])
+            helpers=[
+                (self.rel_link(p, h), [self.rule_link(p, r, f"line {r.src.line}") for r in rs])
+                for h, rs in sorted(by_head.items())
+            ],
+        )
 
     def rule_page(self, r: RuleDoc) -> str:
         p = r.page
@@ -324,10 +377,18 @@ class Site:
             st = self.m.guidance.get(gid)
             statements.append((gid, md_href(p, "guidance.md", guidance_anchor(gid)), st.statement if st else ""))
         return TEMPLATES.get_template("rule.md.j2").render(
-            r=r, head=head, readings=readings, rule_text=rule_text(r.rule), precedence=self._precedence(p, r),
-            statements=statements, sources=_sources(r.sources),
-            denial_rows=self._denial_rows(p, r) if r.ann("carc") else [], graph_href=md_href(p, "graph.md"),
-            diagram=self.rule_diagram(p, r), examples=self.rule_examples(p, r))
+            r=r,
+            head=head,
+            readings=readings,
+            rule_text=rule_text(r.rule),
+            precedence=self._precedence(p, r),
+            statements=statements,
+            sources=_sources(r.sources),
+            denial_rows=self._denial_rows(p, r) if r.ann("carc") else [],
+            graph_href=md_href(p, "graph.md"),
+            diagram=self.rule_diagram(p, r),
+            examples=self.rule_examples(p, r),
+        )
 
     def _precedence(self, p: str, r: RuleDoc) -> list[str]:
         """Rules whose head names this rule (overrides) or whose body reads its outcome."""
@@ -337,35 +398,51 @@ class Site:
                 continue
             head_consts = [a.value for a in other.rule.head.args if isinstance(a, A.Const)]
             if r.id in head_consts and other.head not in ("deny", "warn"):
-                out.append(f"- {self.rule_link(p, other)} ({esc(other.title)}) can set this rule's finding aside: "
-                           f"{esc(other.ann('summary'))}")
-            elif any(isinstance(a, A.Const) and a.value == r.id for atom in other.rule.body
-                     if isinstance(atom, A.Atom) for a in atom.args):
+                out.append(
+                    f"- {self.rule_link(p, other)} ({esc(other.title)}) can set this rule's finding aside: "
+                    f"{esc(other.ann('summary'))}"
+                )
+            elif any(
+                isinstance(a, A.Const) and a.value == r.id
+                for atom in other.rule.body
+                if isinstance(atom, A.Atom)
+                for a in atom.args
+            ):
                 out.append(f"- {self.rule_link(p, other)} ({esc(other.title)}) builds on this rule's finding.")
         if r.head == "overridden":
             ids = [a.value for a in r.rule.head.args if isinstance(a, A.Const)]
-            out += [f"- Sets aside findings of {self.rule_link(p, self.rule_ids[i])}." for i in ids if i in self.rule_ids]
+            out += [
+                f"- Sets aside findings of {self.rule_link(p, self.rule_ids[i])}." for i in ids if i in self.rule_ids
+            ]
         return (["", "## Precedence", ""] + out) if out else []
 
     def _denial_rows(self, p: str, r: RuleDoc) -> list[str]:
         rows = []
         g = self.m.group_codes.get(r.ann("group"))
-        rows.append(f"| Group [{esc(r.ann('group'))}]({md_href(p, 'denial-codes.md', anchor_id('group', r.ann('group')))}) "
-                    f"| {esc(g[1].description) if g else '(not in the group code table)'} | {where(g[0]) if g else ''} |")
+        rows.append(
+            f"| Group [{esc(r.ann('group'))}]({md_href(p, 'denial-codes.md', anchor_id('group', r.ann('group')))}) "
+            f"| {esc(g[1].description) if g else '(not in the group code table)'} | {where(g[0]) if g else ''} |"
+        )
         c = self.m.carcs.get(r.ann("carc"))
-        rows.append(f"| CARC [{esc(r.ann('carc'))}]({md_href(p, 'denial-codes.md', anchor_id('carc', r.ann('carc')))}) "
-                    f"| {esc(c[1].description) if c else '(not in the CARC table)'} | {where(c[0]) if c else ''} |")
+        rows.append(
+            f"| CARC [{esc(r.ann('carc'))}]({md_href(p, 'denial-codes.md', anchor_id('carc', r.ann('carc')))}) "
+            f"| {esc(c[1].description) if c else '(not in the CARC table)'} | {where(c[0]) if c else ''} |"
+        )
         for x in r.rarcs:
             rr = self.m.rarcs.get(x)
-            rows.append(f"| RARC [{esc(x)}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))}) "
-                        f"| {esc(rr[1].description) if rr else '(not in the RARC table)'} | {where(rr[0]) if rr else ''} |")
+            rows.append(
+                f"| RARC [{esc(x)}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))}) "
+                f"| {esc(rr[1].description) if rr else '(not in the RARC table)'} | {where(rr[0]) if rr else ''} |"
+            )
         return rows
 
     def rule_examples(self, p: str, r: RuleDoc) -> list[str]:
         cases = self.cases_by_rule.get(r.id or "", [])
         if not cases:
-            return ["No policy test case names this rule yet. Cases live next to the rules, in",
-                    "`kb/**/<name>.cases.json`; one whose `about` lists this rule appears here with its proof."]
+            return [
+                "No policy test case names this rule yet. Cases live next to the rules, in",
+                "`kb/**/<name>.cases.json`; one whose `about` lists this rule appears here with its proof.",
+            ]
         out = [f"The policy test cases whose `about` lists `{r.id}`, adjudicated when this page was generated."]
         for case in cases:
             out += ["", f"### {esc(case.name)}", ""] + self.case_body(p, case, focus=r.id)
@@ -373,49 +450,68 @@ class Site:
 
     def case_body(self, p: str, case: Case, focus: str | None) -> list[str]:
         out = [f"Case from {where(case.src)}.", ""] if case.src.path else []
-        out += ["| Line | Code | Modifiers | POS | Date | Units | Provider |", "| ---: | --- | --- | --- | --- | ---: | --- |"]
+        out += [
+            "| Line | Code | Modifiers | POS | Date | Units | Provider |",
+            "| ---: | --- | --- | --- | --- | ---: | --- |",
+        ]
         for ln in case.claim.get("lines", []) if isinstance(case.claim, dict) else []:
             code = str(ln.get("code", ""))
             pos = str(ln.get("pos", ""))
             mods = ", ".join(self.value_md(p, "line_modifier", "modifier", x) for x in ln.get("modifiers", []))
-            out.append(f"| {ln.get('line', '')} | {self.code_link(p, code) if code else ''} | {mods} "
-                       f"| {self.value_md(p, 'line', 'pos', pos)} | {esc(ln.get('service_date', ''))} "
-                       f"| {ln.get('units', 1)} | {esc(ln.get('rendering_npi', ''))} |")
+            out.append(
+                f"| {ln.get('line', '')} | {self.code_link(p, code) if code else ''} | {mods} "
+                f"| {self.value_md(p, 'line', 'pos', pos)} | {esc(ln.get('service_date', ''))} "
+                f"| {ln.get('units', 1)} | {esc(ln.get('rendering_npi', ''))} |"
+            )
         for h in case.claim.get("history", []) if isinstance(case.claim, dict) else []:
-            out.append(f"| history {esc(h.get('claim_id', ''))} line {h.get('line', '')} | {self.code_link(p, str(h.get('code', '')))} "
-                       f"| {esc(', '.join(h.get('modifiers', [])))} | {esc(h.get('pos', ''))} | {esc(h.get('service_date', ''))} "
-                       f"| {h.get('units', 1)} | {esc(h.get('rendering_npi', ''))} |")
+            out.append(
+                f"| history {esc(h.get('claim_id', ''))} line {h.get('line', '')} | {self.code_link(p, str(h.get('code', '')))} "
+                f"| {esc(', '.join(h.get('modifiers', [])))} | {esc(h.get('pos', ''))} | {esc(h.get('service_date', ''))} "
+                f"| {h.get('units', 1)} | {esc(h.get('rendering_npi', ''))} |"
+            )
         out += ["", '??? note "The claim as JSON"', "", "    ```json"]
         out += ["    " + ln for ln in json.dumps(case.claim, indent=2, sort_keys=True).splitlines()]
         out += ["    ```", ""]
         if case.error:
-            return out + ["!!! failure \"The engine could not adjudicate this case\"", "", f"    {esc(case.error)}"]
+            return out + ['!!! failure "The engine could not adjudicate this case"', "", f"    {esc(case.error)}"]
         if case.result is None:
             return out + ["(Not adjudicated: the engine's API was not available when the site was built.)"]
         has_expect = bool(case.expect)
-        out += ["| Line | Code | Decision |" + (" Expected |" if has_expect else "") + " Reasons (in force) | Overridden |",
-                "| ---: | --- | --- |" + (" --- |" if has_expect else "") + " --- | --- |"]
+        out += [
+            "| Line | Code | Decision |" + (" Expected |" if has_expect else "") + " Reasons (in force) | Overridden |",
+            "| ---: | --- | --- |" + (" --- |" if has_expect else "") + " --- | --- |",
+        ]
         for ln in case.result.get("lines", []):
             exp = case.expect.get(str(ln["line"]), {}) if isinstance(case.expect, dict) else {}
             in_force = [x for x in ln["reasons"] if not x.get("overridden_by")]
             over = [x for x in ln["reasons"] if x.get("overridden_by")]
-            expected = esc(exp.get("decision", "")) + (" (" + esc(", ".join(exp.get("rules", []))) + ")" if exp.get("rules") else "")
-            out.append(f"| {ln['line']} | {self.code_link(p, ln['code'])} | **{ln['decision']}** |"
-                       + (f" {expected} |" if has_expect else "")
-                       + f" {', '.join(self._id_link(p, x['rule']) for x in in_force) or '-'} "
-                       f"| {', '.join(self._id_link(p, x['rule']) + ' by ' + self._id_link(p, x['overridden_by']) for x in over) or '-'} |")
+            expected = esc(exp.get("decision", "")) + (
+                " (" + esc(", ".join(exp.get("rules", []))) + ")" if exp.get("rules") else ""
+            )
+            out.append(
+                f"| {ln['line']} | {self.code_link(p, ln['code'])} | **{ln['decision']}** |"
+                + (f" {expected} |" if has_expect else "")
+                + f" {', '.join(self._id_link(p, x['rule']) for x in in_force) or '-'} "
+                f"| {', '.join(self._id_link(p, x['rule']) + ' by ' + self._id_link(p, x['overridden_by']) for x in over) or '-'} |"
+            )
         if focus is None:
             out += ["", "What the remittance shows, line by line (group-CARC and RARC), and why:", ""]
             for ln in case.result.get("lines", []):
                 for x in ln["reasons"]:
-                    codes = f"{x.get('group', '')}-{x.get('carc', '')}" + (f" {' '.join(x.get('rarc', []))}" if x.get("rarc") else "")
+                    codes = f"{x.get('group', '')}-{x.get('carc', '')}" + (
+                        f" {' '.join(x.get('rarc', []))}" if x.get("rarc") else ""
+                    )
                     if x.get("overridden_by"):
-                        out.append(f"- Line {ln['line']} ({ln['code']}): {self._id_link(p, x['rule'])} found: "
-                                   f"{esc(x.get('message', ''))} It is set aside by {self._id_link(p, x['overridden_by'])}, "
-                                   "so it does not deny the line.")
+                        out.append(
+                            f"- Line {ln['line']} ({ln['code']}): {self._id_link(p, x['rule'])} found: "
+                            f"{esc(x.get('message', ''))} It is set aside by {self._id_link(p, x['overridden_by'])}, "
+                            "so it does not deny the line."
+                        )
                     else:
-                        out.append(f"- Line {ln['line']} ({ln['code']}): **{esc(codes)}** from {self._id_link(p, x['rule'])}: "
-                                   f"{esc(x.get('message', ''))}")
+                        out.append(
+                            f"- Line {ln['line']} ({ln['code']}): **{esc(codes)}** from {self._id_link(p, x['rule'])}: "
+                            f"{esc(x.get('message', ''))}"
+                        )
                 if not ln["reasons"]:
                     out.append(f"- Line {ln['line']} ({ln['code']}): paid, no rule finds anything.")
         for ln in case.result.get("lines", []):
@@ -423,20 +519,31 @@ class Site:
                 if focus is not None and x["rule"] != focus:
                     continue
                 status = f", overridden by {x['overridden_by']}" if x.get("overridden_by") else ""
-                out += ["", (f"**Line {ln['line']}, {self._id_link(p, x['rule'])}** ({esc(x.get('severity', ''))}, "
+                out += [
+                    "",
+                    (
+                        f"**Line {ln['line']}, {self._id_link(p, x['rule'])}** ({esc(x.get('severity', ''))}, "
                         f"{esc(x.get('group', ''))}-{esc(x.get('carc', ''))} {esc(' '.join(x.get('rarc', [])))}{esc(status)}): "
-                        f"{esc(x.get('message', ''))}"), ""]
+                        f"{esc(x.get('message', ''))}"
+                    ),
+                    "",
+                ]
                 role = x.get("role")
                 if role in ("primary", "supporting"):
                     out += [f"*{role} reason for this line*", ""]
                 out += [f"- {esc(b)}" for b in x.get("because") or []]
-                out += [f"- Guidance [{esc(c['id'])}]({md_href(p, 'guidance.md', guidance_anchor(str(c['id'])))})"
-                        for c in x.get("citations", []) if c.get("kind") == "guidance"]
+                out += [
+                    f"- Guidance [{esc(c['id'])}]({md_href(p, 'guidance.md', guidance_anchor(str(c['id'])))})"
+                    for c in x.get("citations", [])
+                    if c.get("kind") == "guidance"
+                ]
                 if x.get("because") or any(c.get("kind") == "guidance" for c in x.get("citations", [])):
                     out.append("")
                 if x.get("proof"):
                     out += [self.proof_html(p, x["proof"])]
-        if focus is not None and not any(x["rule"] == focus for ln in case.result.get("lines", []) for x in ln["reasons"]):
+        if focus is not None and not any(
+            x["rule"] == focus for ln in case.result.get("lines", []) for x in ln["reasons"]
+        ):
             out += ["", f"`{focus}` finds nothing on this claim: the case shows when the rule does not apply."]
         return out
 
@@ -460,6 +567,7 @@ class Site:
                 path = _strip_to_repo(str(s["file"]))
                 return f"{path} row {s['row']}" if s.get("row") is not None else f"{path}:{s.get('line', '')}"
             return ""
+
         return render_proof(proof, rule_href=rule_href, relation_href=relation_href, source_text=source_text)
 
     # --- diagrams --------------------------------------------------------------------------
@@ -473,6 +581,7 @@ class Site:
             if n[0] == "rule" and not m.rules[n[1]].id:
                 return ("rel", m.rules[n[1]].head)
             return n
+
         for n in m.graph.nodes:
             g.add_node(fold(n))
         for u, v, data in m.graph.edges(data=True):
@@ -506,26 +615,38 @@ class Site:
     def graph_page(self) -> str:
         p = "graph.md"
         g = self.graph
-        lines = ["# How the rules depend on each other", "",
-                 "Every relation and every rule with an identifier, from the claim and the tables on the left",
-                 "to the outcomes on the right. An edge runs from what a rule reads to what it concludes;",
-                 "dashed edges are negated conditions (the rule needs the fact to be absent) or totals.",
-                 "Rules without an identifier are folded into the relation they define. Click a box to open",
-                 "its page.", "", _legend(), "", self.render_graph(p, g, caption="Dependency graph of the KB")]
+        lines = [
+            "# How the rules depend on each other",
+            "",
+            "Every relation and every rule with an identifier, from the claim and the tables on the left",
+            "to the outcomes on the right. An edge runs from what a rule reads to what it concludes;",
+            "dashed edges are negated conditions (the rule needs the fact to be absent) or totals.",
+            "Rules without an identifier are folded into the relation they define. Click a box to open",
+            "its page.",
+            "",
+            _legend(),
+            "",
+            self.render_graph(p, g, caption="Dependency graph of the KB"),
+        ]
         return "\n".join(lines)
 
     # --- relations -------------------------------------------------------------------------
 
     def relations_index(self) -> str:
         p = "relations/index.md"
-        lines = ["# Relations", "",
-                 "Every relation (predicate) the KB declares, by where its facts come from.", ""]
+        lines = ["# Relations", "", "Every relation (predicate) the KB declares, by where its facts come from.", ""]
         for origin in ORIGIN_ORDER:
             rels = sorted((r for r in self.m.relations.values() if r.origin == origin), key=lambda r: r.name)
             if not rels:
                 continue
-            lines += [f"## {ORIGIN_TEXT[origin].split(':')[0].capitalize()}", "", ORIGIN_TEXT[origin].split(": ", 1)[1].capitalize() + ".", "",
-                      "| Relation | Summary | Rows | Declared in |", "| --- | --- | ---: | --- |"]
+            lines += [
+                f"## {ORIGIN_TEXT[origin].split(':')[0].capitalize()}",
+                "",
+                ORIGIN_TEXT[origin].split(": ", 1)[1].capitalize() + ".",
+                "",
+                "| Relation | Summary | Rows | Declared in |",
+                "| --- | --- | ---: | --- |",
+            ]
             for r in rels:
                 rows = f"{r.rows:,}" if r.origin in ("table", "facts") else ""
                 lines.append(f"| {self.rel_link(p, r.name)} | {esc(r.summary)} | {rows} | {where(r.src)} |")
@@ -540,18 +661,35 @@ class Site:
             r = m.rules[i]
             head, readings = read_rule(r.rule, self.decls, self.linker(p))
             title = f"Rule [{r.id}]({md_href(p, r.page)})" if r.id else "Rule"
-            definitions.append({"heading": f"{title} at {r.src} {{#{r.anchor or anchor_id('rule', r.id)}}}",
-                                "text": rule_text(r.rule), "head": head, "readings": readings})
-        facts = [([self.value_md(p, rel.name, a.name, v) for a, v in zip(rel.decl.attrs, row, strict=False)], s)
-                 for s, row in rel.facts[:FACTS_SHOWN]]
+            definitions.append(
+                {
+                    "heading": f"{title} at {r.src} {{#{r.anchor or anchor_id('rule', r.id)}}}",
+                    "text": rule_text(r.rule),
+                    "head": head,
+                    "readings": readings,
+                }
+            )
+        facts = [
+            ([self.value_md(p, rel.name, a.name, v) for a, v in zip(rel.decl.attrs, row, strict=False)], s)
+            for s, row in rel.facts[:FACTS_SHOWN]
+        ]
         readers = []
         for i in rel.used_by:
             r = m.rules[i]
-            readers.append(f"- {self.rule_link(p, r)}" + (f": {esc(r.title)}" if r.id else f" (defines {self.rel_link(p, r.head)})"))
+            readers.append(
+                f"- {self.rule_link(p, r)}"
+                + (f": {esc(r.title)}" if r.id else f" (defines {self.rel_link(p, r.head)})")
+            )
         return TEMPLATES.get_template("relation.md.j2").render(
-            rel=rel, origin_text=ORIGIN_TEXT[rel.origin], about=m.modules.get(rel.src.path, ""),
-            type_href=lambda t: md_href(p, "types.md", anchor_id("type", t)), definitions=definitions,
-            facts=facts, readers=readers, diagram=self.relation_diagram(p, rel))
+            rel=rel,
+            origin_text=ORIGIN_TEXT[rel.origin],
+            about=m.modules.get(rel.src.path, ""),
+            type_href=lambda t: md_href(p, "types.md", anchor_id("type", t)),
+            definitions=definitions,
+            facts=facts,
+            readers=readers,
+            diagram=self.relation_diagram(p, rel),
+        )
 
     def value_md(self, p: str, rel: str, attr: str, v: A.Value) -> str:
         target = self.constant_target(rel, attr, v)
@@ -569,9 +707,14 @@ class Site:
         for rel in self.m.relations.values():
             for a in rel.decl.attrs:
                 users[a.type].append((rel.name, a.name))
-        lines = ["# Types", "", "The value types of the KB. Domain types are symbols with a shape every value loaded",
-                 "from a table or fact is checked against.", ""]
-        for name, decl, info, src in self.m.types:
+        lines = [
+            "# Types",
+            "",
+            "The value types of the KB. Domain types are symbols with a shape every value loaded",
+            "from a table or fact is checked against.",
+            "",
+        ]
+        for name, _decl, info, src in self.m.types:
             lines += [f"## {name} {{#{anchor_id('type', name)}}}", "", esc(getattr(info, "summary", "")), ""]
             facts = [f"base type `{info.base}`"]
             if info.pattern:
@@ -594,17 +737,33 @@ class Site:
     def codes_index(self) -> str:
         p = "codes/index.md"
         m = self.m
-        lines = ["# Codes", "",
-                 f"The {len(m.codes)} codes the rules name: the KB's CPT list (with our own short descriptions,",
-                 "never the AMA descriptors) and the HCPCS codes a rule or fact names. Any other code of the",
-                 f"NCCI tables ({len(m.stats):,} codes with PTP edits) is in the [code lookup]({md_href(p, 'codes/lookup.md')}).",
-                 "", "## Categories", "", "| Category | Codes |", "| --- | ---: |"]
+        lines = [
+            "# Codes",
+            "",
+            f"The {len(m.codes)} codes the rules name: the KB's CPT list (with our own short descriptions,",
+            "never the AMA descriptors) and the HCPCS codes a rule or fact names. Any other code of the",
+            f"NCCI tables ({len(m.stats):,} codes with PTP edits) is in the [code lookup]({md_href(p, 'codes/lookup.md')}).",
+            "",
+            "## Categories",
+            "",
+            "| Category | Codes |",
+            "| --- | ---: |",
+        ]
         for cat, codes in m.categories.items():
             lines.append(f"| [{esc(cat)}]({md_href(p, f'codes/category/{cat}.md')}) | {len(codes)} |")
-        lines += ["", "## Ranges", "", "Named ranges the rules use; a range holds the known codes between its bounds.", "",
-                  "| Range | From | To | Known codes | Defined in |", "| --- | --- | --- | ---: | --- |"]
+        lines += [
+            "",
+            "## Ranges",
+            "",
+            "Named ranges the rules use; a range holds the known codes between its bounds.",
+            "",
+            "| Range | From | To | Known codes | Defined in |",
+            "| --- | --- | --- | ---: | --- |",
+        ]
         for name, rng in m.ranges.items():
-            lines.append(f"| [{esc(name)}]({md_href(p, f'codes/range/{name}.md')}) | {rng.low} | {rng.high} | {len(rng.members):,} | {where(rng.src)} |")
+            lines.append(
+                f"| [{esc(name)}]({md_href(p, f'codes/range/{name}.md')}) | {rng.low} | {rng.high} | {len(rng.members):,} | {where(rng.src)} |"
+            )
         others = sorted(c for c, d in m.codes.items() if not d.category)
         if others:
             lines += ["", "## Other codes the rules name", "", "| Code | Description | Ranges |", "| --- | --- | --- |"]
@@ -616,41 +775,77 @@ class Site:
     def category_page(self, cat: str) -> str:
         p = f"codes/category/{cat}.md"
         codes = [self.m.codes[c] for c in self.m.categories[cat] if c in self.m.codes]
-        readers = sorted({m.rule for m in self.m.mentions if (m.relation, m.attr, m.value) == (CATEGORY, "category", cat)
-                          and m.rule is not None})
+        readers = sorted(
+            {
+                m.rule
+                for m in self.m.mentions
+                if (m.relation, m.attr, m.value) == (CATEGORY, "category", cat) and m.rule is not None
+            }
+        )
         # the table the category column comes from, when a table's rows carry it
-        tables = sorted({r.table for r in self.m.relations.values() if r.table and any(
-            a.name == "category" for a in r.decl.attrs) and ("rel", r.name) in self.m.graph and
-            nx.has_path(self.m.graph, ("rel", r.name), ("rel", CATEGORY))})
+        tables = sorted(
+            {
+                r.table
+                for r in self.m.relations.values()
+                if r.table
+                and any(a.name == "category" for a in r.decl.attrs)
+                and ("rel", r.name) in self.m.graph
+                and nx.has_path(self.m.graph, ("rel", r.name), ("rel", CATEGORY))
+            }
+        )
         return TEMPLATES.get_template("category.md.j2").render(
-            category=cat, codes=codes, relation_link=self.rel_link(p, CATEGORY), table=", ".join(tables),
-            readers=[self.rule_link(p, self.m.rules[i]) for i in readers], code_table=self.code_table(p, codes))
+            category=cat,
+            codes=codes,
+            relation_link=self.rel_link(p, CATEGORY),
+            table=", ".join(tables),
+            readers=[self.rule_link(p, self.m.rules[i]) for i in readers],
+            code_table=self.code_table(p, codes),
+        )
 
     def range_page(self, name: str) -> str:
         p = f"codes/range/{name}.md"
         rng = self.m.ranges[name]
-        lines = [f"# Range: {esc(name)}", "",
-                 f"Codes from {rng.low} to {rng.high}, inclusive, that one of the KB's code lists knows; defined in {where(rng.src)}.",
-                 f"{len(rng.members):,} codes.", ""]
-        readers = sorted({m.rule for m in self.m.mentions if m.relation == "in_range" and m.attr == "name" and m.value == name
-                          and m.rule is not None})
+        lines = [
+            f"# Range: {esc(name)}",
+            "",
+            f"Codes from {rng.low} to {rng.high}, inclusive, that one of the KB's code lists knows; defined in {where(rng.src)}.",
+            f"{len(rng.members):,} codes.",
+            "",
+        ]
+        readers = sorted(
+            {
+                m.rule
+                for m in self.m.mentions
+                if m.relation == "in_range" and m.attr == "name" and m.value == name and m.rule is not None
+            }
+        )
         if readers:
-            lines += ["Rules that name this range: " + ", ".join(self.rule_link(p, self.m.rules[i]) for i in readers), ""]
+            lines += [
+                "Rules that name this range: " + ", ".join(self.rule_link(p, self.m.rules[i]) for i in readers),
+                "",
+            ]
         lines += ["| Code | Description | MUE | PTP edits |", "| --- | --- | ---: | ---: |"]
         for c in rng.members:
             e = self.m.lookup_extra.get(c, {})
             st = self.m.stats.get(c)
-            lines.append(f"| {self.code_link(p, c)} | {esc(self.m.lookup_descriptions.get(c, ''))} | {e.get('m', '')} "
-                         f"| {st.total if st else 0} |")
+            lines.append(
+                f"| {self.code_link(p, c)} | {esc(self.m.lookup_descriptions.get(c, ''))} | {e.get('m', '')} "
+                f"| {st.total if st else 0} |"
+            )
         return "\n".join(lines)
 
     def code_table(self, p: str, codes: Iterable[CodeDoc]) -> list[str]:
-        lines = ["| Code | Description | MUE (MAI) | Facility NA | Add-on | PTP edits |", "| --- | --- | --- | --- | --- | ---: |"]
+        lines = [
+            "| Code | Description | MUE (MAI) | Facility NA | Add-on | PTP edits |",
+            "| --- | --- | --- | --- | --- | ---: |",
+        ]
         for d in codes:
             mue = f"{d.mue[1].mue_value} ({d.mue[1].mai})" if d.mue else ""
             fac = "NA" if any(r.modifier == "" and r.facility_na == "NA" for _s, r in d.pfs) else ""  # the global row
             aoc = f"type {d.aoc[1].edit_type}" if d.aoc else ""
-            lines.append(f"| {self.code_link(p, d.code)} | {esc(d.description)} | {mue} | {fac} | {aoc} | {d.stats.total} |")
+            lines.append(
+                f"| {self.code_link(p, d.code)} | {esc(d.description)} | {mue} | {fac} | {aoc} | {d.stats.total} |"
+            )
         return lines
 
     def code_page(self, d: CodeDoc) -> str:
@@ -660,37 +855,60 @@ class Site:
         if d.cpt:
             lines += [f"*{esc(d.cpt[1].description)}* (our description, not the AMA descriptor; {where(d.cpt[0])})", ""]
         if d.hcpcs:
-            lines += [f"HCPCS Level II: *{esc(d.hcpcs[1].long_description or d.hcpcs[1].short_description)}* ({where(d.hcpcs[0])})", ""]
+            lines += [
+                f"HCPCS Level II: *{esc(d.hcpcs[1].long_description or d.hcpcs[1].short_description)}* ({where(d.hcpcs[0])})",
+                "",
+            ]
         row_rules = self._row_rules(p, d)
         lines += ["| Property | Value |", "| --- | --- |"]
         if d.category:
             lines.append(f"| Category | [{esc(d.category)}]({md_href(p, f'codes/category/{d.category}.md')}) |")
         if d.ranges:
-            lines.append("| Ranges | " + ", ".join(f"[{esc(x)}]({md_href(p, f'codes/range/{x}.md')})" for x in d.ranges) + " |")
+            lines.append(
+                "| Ranges | " + ", ".join(f"[{esc(x)}]({md_href(p, f'codes/range/{x}.md')})" for x in d.ranges) + " |"
+            )
         if d.mue:
-            lines.append(f"| MUE | {d.mue[1].mue_value} unit(s) per patient, provider and date; MAI {d.mue[1].mai} "
-                         f"({esc(d.mue[1].rationale)}){row_rules.get('mue', '')}; {where(d.mue[0])} |")
+            lines.append(
+                f"| MUE | {d.mue[1].mue_value} unit(s) per patient, provider and date; MAI {d.mue[1].mai} "
+                f"({esc(d.mue[1].rationale)}){row_rules.get('mue', '')}; {where(d.mue[0])} |"
+            )
         else:
             lines.append("| MUE | none |")
         if d.aoc:
             prim = ", ".join(self.code_link(p, str(r.primary_code)) for _s, r in d.aoc_primaries)
-            lines.append(f"| Add-on code | edit type {d.aoc[1].edit_type}{row_rules.get('aoc_code', '')}; {where(d.aoc[0])}"
-                         + (f"; primary codes: {prim}" if prim else "") + " |")
+            lines.append(
+                f"| Add-on code | edit type {d.aoc[1].edit_type}{row_rules.get('aoc_code', '')}; {where(d.aoc[0])}"
+                + (f"; primary codes: {prim}" if prim else "")
+                + " |"
+            )
         else:
             lines.append("| Add-on code | no |")
         if d.primary_of:
-            lines.append("| Primary code of add-ons | " + ", ".join(self.code_link(p, str(r.add_on_code)) for _s, r in d.primary_of) + " |")
+            lines.append(
+                "| Primary code of add-ons | "
+                + ", ".join(self.code_link(p, str(r.add_on_code)) for _s, r in d.primary_of)
+                + " |"
+            )
         if d.deletion:
-            lines.append(f"| Deleted | last valid date {d.deletion[1].deleted_date}: {esc(d.deletion[1].note)}"
-                         f"{row_rules.get('code_deletion', '')}; {where(d.deletion[0])} |")
+            lines.append(
+                f"| Deleted | last valid date {d.deletion[1].deleted_date}: {esc(d.deletion[1].note)}"
+                f"{row_rules.get('code_deletion', '')}; {where(d.deletion[0])} |"
+            )
         lines += ["", "## Fee schedule", ""]
         if d.pfs:
-            lines += ["| Modifier | Status | Facility NA | Non-facility NA | PC/TC | Global days |",
-                      "| --- | --- | --- | --- | ---: | --- |"]
+            lines += [
+                "| Modifier | Status | Facility NA | Non-facility NA | PC/TC | Global days |",
+                "| --- | --- | --- | --- | ---: | --- |",
+            ]
             for _s, r in d.pfs:
-                lines.append(f"| {esc(r.modifier) or '(global)'} | {esc(r.status)} | {esc(r.facility_na)} | {esc(r.non_facility_na)} | {r.pctc} | {esc(r.global_days)} |")
-            lines += ["", f"From {', '.join(where(s) for s, _r in d.pfs)}; column meanings on {self.rel_link(p, 'pfs')}."
-                      + (f" This row is{row_rules['pfs'][1:]}." if "pfs" in row_rules else "")]
+                lines.append(
+                    f"| {esc(r.modifier) or '(global)'} | {esc(r.status)} | {esc(r.facility_na)} | {esc(r.non_facility_na)} | {r.pctc} | {esc(r.global_days)} |"
+                )
+            lines += [
+                "",
+                f"From {', '.join(where(s) for s, _r in d.pfs)}; column meanings on {self.rel_link(p, 'pfs')}."
+                + (f" This row is{row_rules['pfs'][1:]}." if "pfs" in row_rules else ""),
+            ]
         else:
             lines.append("Not in the physician fee schedule file (that alone does not make a code invalid).")
         lines += ["", "## Rules that can decide a claim with it", ""]
@@ -700,17 +918,33 @@ class Site:
             lines.append("None.")
         shown = [(i, how, neg) for i, (how, neg) in d.via.items() if d.via_outcomes.get(i)]
         if shown:
-            lines += ["", "How the rules reach this code:", "", "| Rule | How | Leads to | Defined in |", "| --- | --- | --- | --- |"]
+            lines += [
+                "",
+                "How the rules reach this code:",
+                "",
+                "| Rule | How | Leads to | Defined in |",
+                "| --- | --- | --- | --- |",
+            ]
             for i, how, neg in sorted(shown, key=lambda t: (m.rules[t[0]].src, t[0])):
                 rule = m.rules[i]
-                label = self.rule_link(p, rule) if rule.id else f"{self.rule_link(p, rule, rule.head)} (a rule for {rule.head})"
+                label = (
+                    self.rule_link(p, rule)
+                    if rule.id
+                    else f"{self.rule_link(p, rule, rule.head)} (a rule for {rule.head})"
+                )
                 outs = [o for o in d.via_outcomes[i] if o != i]
                 lead = ", ".join(self.rule_link(p, m.rules[o]) for o in outs) if outs else "(itself)"
-                lines.append(f"| {label} | {esc(how)}{' (negated: its absence counts)' if neg else ''} | {lead} "
-                             f"| {where(rule.src)} |")
+                lines.append(
+                    f"| {label} | {esc(how)}{' (negated: its absence counts)' if neg else ''} | {lead} "
+                    f"| {where(rule.src)} |"
+                )
         facts = [x for x in d.mentions if x.rule is None]
         if facts:
-            lines += ["", "Listed in the KB's facts: " + ", ".join(f"{self.rel_link(p, x.relation)} ({where(x.src)})" for x in facts)]
+            lines += [
+                "",
+                "Listed in the KB's facts: "
+                + ", ".join(f"{self.rel_link(p, x.relation)} ({where(x.src)})" for x in facts),
+            ]
         lines += ["", "## NCCI procedure-to-procedure edits", ""] + self.ptp_section(p, d)
         return "\n".join(lines)
 
@@ -721,24 +955,35 @@ class Site:
             mt = re.fullmatch(r"its (\w+) row", how)
             if mt:
                 out[mt.group(1)] += [o for o in d.via_outcomes.get(i, [])]
-        return {t: ", applied by " + ", ".join(self.rule_link(p, self.m.rules[o]) for o in sorted(set(os)))
-                for t, os in out.items() if os}
+        return {
+            t: ", applied by " + ", ".join(self.rule_link(p, self.m.rules[o]) for o in sorted(set(os)))
+            for t, os in out.items()
+            if os
+        }
 
     def ptp_section(self, p: str, d: CodeDoc) -> list[str]:
         st = d.stats
         if not st.total:
             return ["No PTP edit names this code."]
-        out = ["When a column 1 code and its column 2 partner are billed for one patient by one provider on",
-               f"one date, the column 2 code is not paid (rule {self._id_link(p, 'ncci.ptp')}) unless the edit's",
-               ("modifier indicator is 1 and a modifier shows a distinct service "
-               f"([modifiers]({md_href(p, 'modifiers.md')})). Indicator 0: no modifier helps; 9: the edit does not apply."),
-               "Deleted edits apply to dates of service up to their deletion date. Rows are from",
-               "`kb/tables/ncci_ptp_practitioner.csv.gz`; click a column heading to sort.",
-               "", "| Role | Active | Deleted |", "| --- | ---: | ---: |",
-               f"| {d.code} is column 1 (the partner is not paid) | {st.col1_active} | {st.col1_deleted} |",
-               f"| {d.code} is column 2 ({d.code} is not paid) | {st.col2_active} | {st.col2_deleted} |"]
-        for role, total, title in ((1, st.col1_total, f"{d.code} as column 1: partners not paid beside it"),
-                                   (2, st.col2_total, f"{d.code} as column 2: codes it is not paid beside")):
+        out = [
+            "When a column 1 code and its column 2 partner are billed for one patient by one provider on",
+            f"one date, the column 2 code is not paid (rule {self._id_link(p, 'ncci.ptp')}) unless the edit's",
+            (
+                "modifier indicator is 1 and a modifier shows a distinct service "
+                f"([modifiers]({md_href(p, 'modifiers.md')})). Indicator 0: no modifier helps; 9: the edit does not apply."
+            ),
+            "Deleted edits apply to dates of service up to their deletion date. Rows are from",
+            "`kb/tables/ncci_ptp_practitioner.csv.gz`; click a column heading to sort.",
+            "",
+            "| Role | Active | Deleted |",
+            "| --- | ---: | ---: |",
+            f"| {d.code} is column 1 (the partner is not paid) | {st.col1_active} | {st.col1_deleted} |",
+            f"| {d.code} is column 2 ({d.code} is not paid) | {st.col2_active} | {st.col2_deleted} |",
+        ]
+        for role, total, title in (
+            (1, st.col1_total, f"{d.code} as column 1: partners not paid beside it"),
+            (2, st.col2_total, f"{d.code} as column 2: codes it is not paid beside"),
+        ):
             if not total:
                 continue
             rows, every = d.ptp[role]
@@ -746,48 +991,64 @@ class Site:
             if every:
                 out.append(f"All {total} rows.")
             else:
-                out.append(f"{total:,} rows; listed are the {len(rows)} whose partner has a page here. The "
-                           f"[code lookup]({md_href(p, 'codes/lookup.md')}) gives counts and first partners of any code.")
+                out.append(
+                    f"{total:,} rows; listed are the {len(rows)} whose partner has a page here. The "
+                    f"[code lookup]({md_href(p, 'codes/lookup.md')}) gives counts and first partners of any code."
+                )
             if rows:
                 out += ["", self._ptp_table(p, rows, role)]
         return out
 
     def _ptp_table(self, p: str, rows: list, role: int) -> str:
-        html = ['<table class="pkb-sortable pkb-ptp" data-search-exclude="">',
-                ("<thead><tr><th>Partner</th><th>Description</th><th>Modifier indicator</th><th>Status</th>"
-                "<th>Rationale</th><th>Source row</th></tr></thead>"), "<tbody>"]
+        html = [
+            '<table class="pkb-sortable pkb-ptp" data-search-exclude="">',
+            (
+                "<thead><tr><th>Partner</th><th>Description</th><th>Modifier indicator</th><th>Status</th>"
+                "<th>Rationale</th><th>Source row</th></tr></thead>"
+            ),
+            "<tbody>",
+        ]
         for r in rows:
             partner = r.column_2 if role == 1 else r.column_1
             desc = self.m.lookup_descriptions.get(partner, "")
             status = "active" if not r.deletion_date else f"deleted {r.deletion_date}"
-            html.append(f'<tr><td><a href="{escape(self.code_href_html(p, partner))}">{partner}</a></td>'
-                        f"<td>{escape(desc)}</td><td>{r.modifier_indicator}</td>"
-                        f"<td>{status}</td><td>{escape(r.rationale)}</td><td>{r.src.row}</td></tr>")
+            html.append(
+                f'<tr><td><a href="{escape(self.code_href_html(p, partner))}">{partner}</a></td>'
+                f"<td>{escape(desc)}</td><td>{r.modifier_indicator}</td>"
+                f"<td>{status}</td><td>{escape(r.rationale)}</td><td>{r.src.row}</td></tr>"
+            )
         return "\n".join(html + ["</tbody>", "</table>"])
 
     def lookup_page(self) -> str:
-        return "\n".join([
-            "# Code lookup", "",
-            f"Any of the {len(self.m.lookup_extra):,} codes of the KB's tables (NCCI PTP, MUE and add-on edits, HCPCS,",
-            "the fee schedule, the CPT list): its MUE, add-on status, fee-schedule flags and PTP counts, with the",
-            "first partners on each side. Codes the rules name have a full page; the lookup links to it.", "",
-            '<div class="pkb-lookup" data-search-exclude="">',
-            '<form class="pkb-lookup-form" onsubmit="return false">',
-            ('<label for="pkb-code">Code</label> <input id="pkb-code" name="code" autocomplete="off" spellcheck="false" '
-            'placeholder="e.g. 20610" maxlength="5" size="8">'),
-            "</form>",
-            '<div id="pkb-lookup-result" aria-live="polite"></div>',
-            "</div>", "",
-            "The data comes from `assets/lookup/*.json`, generated with the site; no network is needed.",
-            "Partners are given as `code (modifier indicator)`; only active edits are listed.",
-        ])
+        return "\n".join(
+            [
+                "# Code lookup",
+                "",
+                f"Any of the {len(self.m.lookup_extra):,} codes of the KB's tables (NCCI PTP, MUE and add-on edits, HCPCS,",
+                "the fee schedule, the CPT list): its MUE, add-on status, fee-schedule flags and PTP counts, with the",
+                "first partners on each side. Codes the rules name have a full page; the lookup links to it.",
+                "",
+                '<div class="pkb-lookup" data-search-exclude="">',
+                '<form class="pkb-lookup-form" onsubmit="return false">',
+                (
+                    '<label for="pkb-code">Code</label> <input id="pkb-code" name="code" autocomplete="off" spellcheck="false" '
+                    'placeholder="e.g. 20610" maxlength="5" size="8">'
+                ),
+                "</form>",
+                '<div id="pkb-lookup-result" aria-live="polite"></div>',
+                "</div>",
+                "",
+                "The data comes from `assets/lookup/*.json`, generated with the site; no network is needed.",
+                "Partners are given as `code (modifier indicator)`; only active edits are listed.",
+            ]
+        )
 
     # --- POS, modifiers, denial codes ------------------------------------------------------------
 
     def pos_page(self) -> str:
         p = "pos.md"
         m = self.m
-        by_pos: dict[str, list[tuple[str, str]]] = defaultdict(list)   # POS -> (label, page) naming it
+        by_pos: dict[str, list[tuple[str, str]]] = defaultdict(list)  # POS -> (label, page) naming it
         by_setting: dict[str, list[int]] = defaultdict(list)
         for x in m.mentions:
             if not isinstance(x.value, str):
@@ -801,28 +1062,50 @@ class Site:
                 if x.rule is not None:
                     named = [m.rules[x.rule]]
                 else:  # a listed fact: the relation, and the rules that read it
-                    named = [m.relations[x.relation]] + [m.rules[i] for i in m.relations[x.relation].used_by if m.rules[i].id]
+                    named = [m.relations[x.relation]] + [
+                        m.rules[i] for i in m.relations[x.relation].used_by if m.rules[i].id
+                    ]
                 for item in named:
                     label = (item.id or item.head) if isinstance(item, RuleDoc) else item.name
                     if (label, item.page) not in by_pos[x.value]:
                         by_pos[x.value].append((label, item.page))
-        lines = ["# Places of service", "",
-                 "The CMS place-of-service codes with the fee-schedule setting the KB gives each (facility or",
-                 "non-facility). Rules read the setting, and a few list particular codes.", ""]
+        lines = [
+            "# Places of service",
+            "",
+            "The CMS place-of-service codes with the fee-schedule setting the KB gives each (facility or",
+            "non-facility). Rules read the setting, and a few list particular codes.",
+            "",
+        ]
         for setting in sorted(by_setting):
             rules = sorted(set(by_setting[setting]))
-            lines += [f"## Setting: {esc(setting)} {{#{anchor_id('setting', setting)}}}", "",
-                      "Rules that read it: " + ", ".join(self.rule_link(p, m.rules[i]) for i in rules), ""]
-        lines += ["## All codes", "",
-                  ('<table class="pkb-sortable"><thead><tr><th>POS</th><th>Name</th><th>Setting</th><th>Named by</th>'
-                  "<th>Description</th><th>Source</th></tr></thead><tbody>")]
+            lines += [
+                f"## Setting: {esc(setting)} {{#{anchor_id('setting', setting)}}}",
+                "",
+                "Rules that read it: " + ", ".join(self.rule_link(p, m.rules[i]) for i in rules),
+                "",
+            ]
+        lines += [
+            "## All codes",
+            "",
+            (
+                '<table class="pkb-sortable"><thead><tr><th>POS</th><th>Name</th><th>Setting</th><th>Named by</th>'
+                "<th>Description</th><th>Source</th></tr></thead><tbody>"
+            ),
+        ]
         for s, r in m.pos:
             code, name, setting, description = str(r.pos), str(r.name), str(r.setting), str(r.description)
-            cell = ", ".join(f'<a href="{escape(html_href(p, page))}">{escape(label)}</a>' for label, page in by_pos.get(code, []))
-            shown = (f'<a href="#{anchor_id("setting", setting)}">{escape(setting)}</a>' if setting in by_setting
-                     else escape(setting))
-            lines.append(f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(name)}</td>'
-                         f"<td>{shown}</td><td>{cell}</td><td>{escape(description)}</td><td>row {s.row}</td></tr>")
+            cell = ", ".join(
+                f'<a href="{escape(html_href(p, page))}">{escape(label)}</a>' for label, page in by_pos.get(code, [])
+            )
+            shown = (
+                f'<a href="#{anchor_id("setting", setting)}">{escape(setting)}</a>'
+                if setting in by_setting
+                else escape(setting)
+            )
+            lines.append(
+                f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(name)}</td>'
+                f"<td>{shown}</td><td>{cell}</td><td>{escape(description)}</td><td>row {s.row}</td></tr>"
+            )
         lines += ["</tbody></table>", "", f"Source: `{m.relations['pos'].table}`." if "pos" in m.relations else ""]
         return "\n".join(lines)
 
@@ -837,37 +1120,65 @@ class Site:
                 roles_of[mod].append(role)
                 members[role].append(mod)
                 role_src.setdefault(role, s)
-        lines = ["# Modifiers", "",
-                 "The modifiers the rules read: NCCI roles (which edits a modifier can bypass), the modifiers",
-                 "named directly, and every CPT and HCPCS modifier the KB knows.", "",
-                 "*Lifts* means the modifier can keep the rule from denying (the rule needs its absence);",
-                 "*can trigger* means its presence is one of the rule's conditions.", "",
-                 "## NCCI roles", ""]
+        lines = [
+            "# Modifiers",
+            "",
+            "The modifiers the rules read: NCCI roles (which edits a modifier can bypass), the modifiers",
+            "named directly, and every CPT and HCPCS modifier the KB knows.",
+            "",
+            "*Lifts* means the modifier can keep the rule from denying (the rule needs its absence);",
+            "*can trigger* means its presence is one of the rule's conditions.",
+            "",
+            "## NCCI roles",
+            "",
+        ]
         for role in sorted(members):
-            lines += [f"### {esc(role)} {{#{anchor_id('role', role)}}}", "",
-                      "Modifiers: " + ", ".join(f"[{x}](#{anchor_id('mod', x)})" for x in members[role]), "",
-                      f"Listed in {self.rel_link(p, 'modifier_role')} from {where(role_src[role])}.", ""]
-            lines += self._effects(p, [x for x in m.mentions if (x.relation, x.attr, x.value) == ("modifier_role", "role", role)
-                                        and x.rule is not None])
+            lines += [
+                f"### {esc(role)} {{#{anchor_id('role', role)}}}",
+                "",
+                "Modifiers: " + ", ".join(f"[{x}](#{anchor_id('mod', x)})" for x in members[role]),
+                "",
+                f"Listed in {self.rel_link(p, 'modifier_role')} from {where(role_src[role])}.",
+                "",
+            ]
+            lines += self._effects(
+                p,
+                [
+                    x
+                    for x in m.mentions
+                    if (x.relation, x.attr, x.value) == ("modifier_role", "role", role) and x.rule is not None
+                ],
+            )
         direct = defaultdict(list)
         for x in m.mentions:
             rel = m.relations.get(x.relation)
             atype = next((a.type for a in rel.decl.attrs if a.name == x.attr), "") if rel else ""
-            if x.rule is not None and isinstance(x.value, str) and (atype == "Modifier" or x.attr == "modifier") \
-                    and x.relation != "modifier_role":
+            if (
+                x.rule is not None
+                and isinstance(x.value, str)
+                and (atype == "Modifier" or x.attr == "modifier")
+                and x.relation != "modifier_role"
+            ):
                 direct[x.value].append(x)
         if direct:
             lines += ["## Modifiers the rules name", ""]
             for mod in sorted(direct):
                 lines += [f"### {esc(mod)}", ""] + self._effects(p, direct[mod])
-        lines += ["## All modifiers", "",
-                  ('<table class="pkb-sortable"><thead><tr><th>Modifier</th><th>Source</th><th>Category</th>'
-                  "<th>Description</th><th>NCCI roles</th><th>Source row</th></tr></thead><tbody>")]
+        lines += [
+            "## All modifiers",
+            "",
+            (
+                '<table class="pkb-sortable"><thead><tr><th>Modifier</th><th>Source</th><th>Category</th>'
+                "<th>Description</th><th>NCCI roles</th><th>Source row</th></tr></thead><tbody>"
+            ),
+        ]
         for s, r in m.modifiers:
             mod = str(r.modifier)
             role_links = ", ".join(f'<a href="#{anchor_id("role", x)}">{escape(x)}</a>' for x in roles_of.get(mod, []))
-            lines.append(f'<tr id="{anchor_id("mod", mod)}"><td><strong>{escape(mod)}</strong></td><td>{escape(str(r.source))}</td>'
-                         f"<td>{escape(str(r.category))}</td><td>{escape(str(r.description))}</td><td>{role_links}</td><td>row {s.row}</td></tr>")
+            lines.append(
+                f'<tr id="{anchor_id("mod", mod)}"><td><strong>{escape(mod)}</strong></td><td>{escape(str(r.source))}</td>'
+                f"<td>{escape(str(r.category))}</td><td>{escape(str(r.description))}</td><td>{role_links}</td><td>row {s.row}</td></tr>"
+            )
         lines += ["</tbody></table>"]
         return "\n".join(lines)
 
@@ -897,21 +1208,35 @@ class Site:
             by["carc"][r.ann("carc")].append(r)
             for x in r.rarcs:
                 by["rarc"][x].append(r)
-        tables = {"group": (m.group_codes, "Group codes"), "carc": (m.carcs, "Claim adjustment reason codes (CARC)"),
-                  "rarc": (m.rarcs, "Remittance advice remark codes (RARC)")}
-        lines = ["# Denial codes", "",
-                 "The group codes, CARCs and RARCs the KB's rules put on a denial, with their text from the",
-                 f"X12 code lists the KB ships, and the rules that use each. To go from a remittance to a rule, see [the guide]({md_href(p, 'guide.md')}).", ""]
+        tables = {
+            "group": (m.group_codes, "Group codes"),
+            "carc": (m.carcs, "Claim adjustment reason codes (CARC)"),
+            "rarc": (m.rarcs, "Remittance advice remark codes (RARC)"),
+        }
+        lines = [
+            "# Denial codes",
+            "",
+            "The group codes, CARCs and RARCs the KB's rules put on a denial, with their text from the",
+            f"X12 code lists the KB ships, and the rules that use each. To go from a remittance to a rule, see [the guide]({md_href(p, 'guide.md')}).",
+            "",
+        ]
         for kind in ("group", "carc", "rarc"):
             table, title = tables[kind]
             lines += [f"## {title}", ""]
             for code in sorted(by[kind], key=_num_key):
                 row = table.get(code)
-                lines += [f"### {kind.upper() if kind != 'group' else 'Group'} {esc(code)} {{#{anchor_id(kind, code)}}}", "",
-                          (esc(row[1].description) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*", ""]
+                lines += [
+                    f"### {kind.upper() if kind != 'group' else 'Group'} {esc(code)} {{#{anchor_id(kind, code)}}}",
+                    "",
+                    (esc(row[1].description) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*",
+                    "",
+                ]
                 if row and row[1].get("stop_date"):
                     lines += [f"Stopped being used on {row[1].get('stop_date')}.", ""]
-                lines += [f"- {self.rule_link(p, r)}: {esc(r.title)}" for r in sorted(by[kind][code], key=lambda r: r.id or "")]
+                lines += [
+                    f"- {self.rule_link(p, r)}: {esc(r.title)}"
+                    for r in sorted(by[kind][code], key=lambda r: r.id or "")
+                ]
                 lines.append("")
         return "\n".join(lines)
 
@@ -928,19 +1253,32 @@ class Site:
         statements = sorted(self.m.guidance.values(), key=lambda g: _num_key(g.id))
         encoded = sum(1 for g in statements if cited.get(g.id))
         undecidable = sum(1 for g in statements if g.undecidable and not cited.get(g.id))
-        lines = ["# The 96372 injection guidance", "",
-                 "The injection guidance (`000_2ff5f0aa6c5879f6.txt`) statement by statement, in our own words.",
-                 "Each statement has a stable id; a rule that encodes it names the id in its `@guidance`",
-                 "annotation, and an explanation of a denial links here. A statement that a claim and its",
-                 "record cannot decide says why.", "",
-                 f"{len(statements)} statements: {encoded} encoded by rules, {undecidable} not decidable from a claim, "
-                 f"{len(statements) - encoded - undecidable} neither (yet).", ""]
+        lines = [
+            "# The 96372 injection guidance",
+            "",
+            "The injection guidance (`000_2ff5f0aa6c5879f6.txt`) statement by statement, in our own words.",
+            "Each statement has a stable id; a rule that encodes it names the id in its `@guidance`",
+            "annotation, and an explanation of a denial links here. A statement that a claim and its",
+            "record cannot decide says why.",
+            "",
+            f"{len(statements)} statements: {encoded} encoded by rules, {undecidable} not decidable from a claim, "
+            f"{len(statements) - encoded - undecidable} neither (yet).",
+            "",
+        ]
         for g in statements:
-            lines += [f"## {esc(g.id)} {{#{guidance_anchor(g.id)}}}", "", f"> {esc(g.statement)}", "",
-                      f"Section: {esc(g.section)} ({where(g.src)})", ""]
+            lines += [
+                f"## {esc(g.id)} {{#{guidance_anchor(g.id)}}}",
+                "",
+                f"> {esc(g.statement)}",
+                "",
+                f"Section: {esc(g.section)} ({where(g.src)})",
+                "",
+            ]
             rules = cited.get(g.id, [])
             if rules:
-                lines.append("Encoded by: " + ", ".join(f"{self.rule_link(p, r)} ({esc(r.title)})" for r in rules) + ".")
+                lines.append(
+                    "Encoded by: " + ", ".join(f"{self.rule_link(p, r)} ({esc(r.title)})" for r in rules) + "."
+                )
             if g.undecidable:
                 lines.append(f"Not decidable from a claim: {esc(g.undecidable)}")
             if not rules and not g.undecidable:
@@ -948,16 +1286,23 @@ class Site:
             lines.append("")
         unknown = sorted(gid for gid in cited if gid not in self.m.guidance)
         if unknown:
-            lines += ["## Cited but not listed", "",
-                      "Rules cite these ids, which are not in the guidance list: " + ", ".join(esc(u) for u in unknown) + "."]
+            lines += [
+                "## Cited but not listed",
+                "",
+                "Rules cite these ids, which are not in the guidance list: " + ", ".join(esc(u) for u in unknown) + ".",
+            ]
         return "\n".join(lines)
 
     def examples_page(self) -> str:
         p = "examples.md"
         m = self.m
-        lines = ["# Worked examples", "",
-                 "The policy test cases (`kb/**/*.cases.json`), adjudicated when the site was generated. Each",
-                 "rule page shows the cases that name it, with the proof of its finding.", ""]
+        lines = [
+            "# Worked examples",
+            "",
+            "The policy test cases (`kb/**/*.cases.json`), adjudicated when the site was generated. Each",
+            "rule page shows the cases that name it, with the proof of its finding.",
+            "",
+        ]
         if not m.cases:
             return "\n".join(lines + ["No policy test cases yet."])
         lines += ["| Case | About | Decisions | Matches expectation | Source |", "| --- | --- | --- | --- | --- |"]
@@ -1016,10 +1361,18 @@ def _meets(case: Case) -> bool:
 
 
 def _legend() -> str:
-    items = [("table", "table (CSV)"), ("facts", "facts in the KB"), ("claim", "from the claim"),
-             ("derived", "derived relation"), ("rule", "rule with an id"), ("outcome", "outcome")]
+    items = [
+        ("table", "table (CSV)"),
+        ("facts", "facts in the KB"),
+        ("claim", "from the claim"),
+        ("derived", "derived relation"),
+        ("rule", "rule with an id"),
+        ("outcome", "outcome"),
+    ]
     spans = " ".join(f'<span class="pkb-legend-item {c}">{escape(t)}</span>' for c, t in items)
-    return f'<p class="pkb-legend" data-search-exclude="">{spans} <span class="pkb-legend-neg">dashed: negated</span></p>'
+    return (
+        f'<p class="pkb-legend" data-search-exclude="">{spans} <span class="pkb-legend-neg">dashed: negated</span></p>'
+    )
 
 
 def _vintage(header: str) -> str:

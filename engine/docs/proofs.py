@@ -10,29 +10,51 @@ from __future__ import annotations
 from collections.abc import Callable
 from html import escape
 
-KIND_LABEL = {"rule": "by rule", "claim": "claim", "table": "table", "kb_fact": "KB fact", "absent": "absent",
-              "comparison": "check", "match": "check", "aggregate": "total", "static": "derived table"}
+KIND_LABEL = {
+    "rule": "by rule",
+    "claim": "claim",
+    "table": "table",
+    "kb_fact": "KB fact",
+    "absent": "absent",
+    "comparison": "check",
+    "match": "check",
+    "aggregate": "total",
+    "static": "derived table",
+}
 OPEN_DEPTH = 2
 
 
-def render_proof(node: dict, *, rule_href: Callable[[str], str | None], relation_href: Callable[[str], str | None],
-                 source_text: Callable[[dict], str]) -> str:
+def render_proof(
+    node: dict,
+    *,
+    rule_href: Callable[[str], str | None],
+    relation_href: Callable[[str], str | None],
+    source_text: Callable[[dict], str],
+) -> str:
     """One raw-HTML block (no blank lines) for a proof tree."""
-    return ('<div class="pkb-proof" data-search-exclude="">\n<ul>\n'
-            + _node(node, 0, rule_href, relation_href, source_text) + "\n</ul>\n</div>")
+    return (
+        '<div class="pkb-proof" data-search-exclude="">\n<ul>\n'
+        + _node(node, 0, rule_href, relation_href, source_text)
+        + "\n</ul>\n</div>"
+    )
 
 
 def _node(node: dict, depth: int, rule_href, relation_href, source_text) -> str:
     kind = str(node.get("kind", ""))
     holds = node.get("holds", True)
-    parts = [f'<span class="pkb-kind k-{escape(kind)}">{escape(KIND_LABEL.get(kind, kind))}</span>',
-             f'<code class="pkb-fact{"" if holds else " fails"}">{escape(str(node.get("fact", "")))}</code>']
+    parts = [
+        f'<span class="pkb-kind k-{escape(kind)}">{escape(KIND_LABEL.get(kind, kind))}</span>',
+        f'<code class="pkb-fact{"" if holds else " fails"}">{escape(str(node.get("fact", "")))}</code>',
+    ]
     rule = node.get("rule")
     rel = node.get("relation")
     if rule:
         href = rule_href(str(rule))
-        parts.append(f'<a class="pkb-rule" href="{escape(href)}">{escape(str(rule))}</a>' if href
-                     else f'<span class="pkb-rule">{escape(str(rule))}</span>')
+        parts.append(
+            f'<a class="pkb-rule" href="{escape(href)}">{escape(str(rule))}</a>'
+            if href
+            else f'<span class="pkb-rule">{escape(str(rule))}</span>'
+        )
     elif rel and kind == "rule":
         href = relation_href(str(rel))
         if href:

@@ -22,8 +22,13 @@ _WORDS = {
     "number": {"<": "is less than", "<=": "is at most", ">": "is more than", ">=": "is at least"},
     "symbol": {"<": "sorts before", "<=": "sorts at or before", ">": "sorts after", ">=": "sorts at or after"},
 }
-_AGG_WORDS = {"sum": "the sum of {t} over", "count": "the number of", "min": "the smallest {t} over",
-              "max": "the largest {t} over", "mean": "the mean of {t} over"}
+_AGG_WORDS = {
+    "sum": "the sum of {t} over",
+    "count": "the number of",
+    "min": "the smallest {t} over",
+    "max": "the largest {t} over",
+    "mean": "the mean of {t} over",
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ def var_types(rule: A.Rule, decls: dict[str, A.RelDecl]) -> dict[str, str]:
         decl = decls.get(lit.pred)
         if decl is None or decl.arity != len(lit.args):
             continue
-        for arg, attr in zip(lit.args, decl.attrs):
+        for arg, attr in zip(lit.args, decl.attrs, strict=False):
             if isinstance(arg, A.Var) and not arg.anonymous:
                 out.setdefault(arg.name, attr.type)
     return out
@@ -102,14 +107,15 @@ def read_literal(lit: A.Literal, decls: dict[str, A.RelDecl], types: dict[str, s
     if isinstance(lit, A.Aggregate):
         inner = [read_literal(b, decls, types, link).text for b in lit.body]
         what = _AGG_WORDS.get(lit.func, lit.func + " of {t} over").format(
-            t=_plain(lit.target) if lit.target is not None else "")
+            t=_plain(lit.target) if lit.target is not None else ""
+        )
         return Reading(str(lit), f"{_plain(lit.result)} is {what} every case where {'; and '.join(inner)}")
     raise TypeError(lit)
 
 
 def atom_phrase(atom: A.Atom, decls: dict[str, A.RelDecl], link: Linker) -> str:
     names = attr_names(decls, atom.pred, len(atom.args))
-    values = {name: _term(arg, atom.pred, name, link) for name, arg in zip(names, atom.args)}
+    values = {name: _term(arg, atom.pred, name, link) for name, arg in zip(names, atom.args, strict=False)}
     decl = decls.get(atom.pred)
     template = reading_template(decl)
     if template is None or not set(_PLACEHOLDER.findall(template)) <= set(values):

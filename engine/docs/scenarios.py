@@ -25,8 +25,8 @@ class ScenarioError(ValueError):
 class GuideScenarios:
     heading: str = ""
     intro: str = ""
-    path: str = ""                                 # the file, as shown on the page
-    example_rule: str = ""                         # the rule the home page reads as its example
+    path: str = ""  # the file, as shown on the page
+    example_rule: str = ""  # the rule the home page reads as its example
     scenarios: list[tuple[str, dict]] = field(default_factory=list)
 
 
@@ -40,12 +40,19 @@ def load(kb_dir: Path, shown: str = "") -> GuideScenarios:
     except ValueError as exc:
         raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("scenarios"), list):
-        raise ScenarioError(f"{path}: expected an object with a \"scenarios\" list")
-    out = GuideScenarios(str(data.get("heading") or "Worked scenarios"), str(data.get("intro") or ""),
-                         shown or path.name, str(data.get("example_rule") or ""))
+        raise ScenarioError(f'{path}: expected an object with a "scenarios" list')
+    out = GuideScenarios(
+        str(data.get("heading") or "Worked scenarios"),
+        str(data.get("intro") or ""),
+        shown or path.name,
+        str(data.get("example_rule") or ""),
+    )
     for i, item in enumerate(data["scenarios"]):
-        if not isinstance(item, dict) or not isinstance(item.get("title"), str) \
-                or not isinstance(item.get("claim"), dict):
-            raise ScenarioError(f"{path}: scenarios[{i}] needs a \"title\" string and a \"claim\" object")
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("title"), str)
+            or not isinstance(item.get("claim"), dict)
+        ):
+            raise ScenarioError(f'{path}: scenarios[{i}] needs a "title" string and a "claim" object')
         out.scenarios.append((item["title"], item["claim"]))
     return out

@@ -72,15 +72,27 @@ class WhyNot:
     index: int | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"rule": self.rule, "fired": self.fired, "failed_condition": self.failed_literal,
-                "condition_index": self.index, "explanation": self.explanation, "bindings": self.bindings}
+        return {
+            "rule": self.rule,
+            "fired": self.fired,
+            "failed_condition": self.failed_literal,
+            "condition_index": self.index,
+            "explanation": self.explanation,
+            "bindings": self.bindings,
+        }
 
 
 class Prover:
     """Rebuilds proofs over one evaluation."""
 
-    def __init__(self, program: Program, cp: CompiledProgram, evaluator: Evaluator, model: Model,
-                 claim_origin: Callable[[str, tuple], str | None]):
+    def __init__(
+        self,
+        program: Program,
+        cp: CompiledProgram,
+        evaluator: Evaluator,
+        model: Model,
+        claim_origin: Callable[[str, tuple], str | None],
+    ):
         self.program = program
         self.cp = cp
         self.evaluator = evaluator
@@ -98,8 +110,14 @@ class Prover:
 
     # -- solving --------------------------------------------------------------------------
 
-    def solve(self, body: tuple[ILiteral, ...], binding: Binding, i: int = 0,
-              trace: list[Step] | None = None, progress: list | None = None) -> Iterator[tuple[Binding, list[Step]]]:
+    def solve(
+        self,
+        body: tuple[ILiteral, ...],
+        binding: Binding,
+        i: int = 0,
+        trace: list[Step] | None = None,
+        progress: list | None = None,
+    ) -> Iterator[tuple[Binding, list[Step]]]:
         """Every solution of body[i:], depth first, in sorted candidate order. `progress`, when
         given, records the furthest literal reached and the binding there (for why-not)."""
         trace = trace or []
@@ -169,8 +187,9 @@ class Prover:
                 return self._rule_node(crule, rel, row, sol, steps, depth, seen)
         return ProofNode("rule", fact, rel, holds=False, note="no derivation found")
 
-    def _rule_node(self, crule: CompiledRule, rel: str, row: tuple, sol: Binding, steps: list[Step], depth: int,
-                   seen: frozenset) -> ProofNode:
+    def _rule_node(
+        self, crule: CompiledRule, rel: str, row: tuple, sol: Binding, steps: list[Step], depth: int, seen: frozenset
+    ) -> ProofNode:
         src_rule = self.program.rules[crule.source_index] if crule.source_index is not None else None
         if crule.aux == "facts":  # a relation's own facts, read through its hidden facts relation
             step = steps[0]
@@ -180,8 +199,15 @@ class Prover:
             return ProofNode("rule", render_atom(rel, row), rel, children=children, note=f"auxiliary ({crule.aux})")
         source = {"file": src_rule.loc.path, "line": src_rule.loc.line} if src_rule else None
         bindings = {k: v for k, v in sorted(sol.items()) if not k.startswith("__") and not k.startswith("_")}
-        return ProofNode("rule", render_atom(rel, row), rel, rule=src_rule.rule_id if src_rule else None,
-                         source=source, bindings=bindings, children=children)
+        return ProofNode(
+            "rule",
+            render_atom(rel, row),
+            rel,
+            rule=src_rule.rule_id if src_rule else None,
+            source=source,
+            bindings=bindings,
+            children=children,
+        )
 
     def _step_node(self, step: Step, sol: Binding, depth: int, seen: frozenset) -> ProofNode:
         lit = step.literal
@@ -194,8 +220,13 @@ class Prover:
                 else:
                     values = tuple(_value(t, sol) for t in lit.args)
                     shown = render_atom(lit.relation, values)
-                return ProofNode("absent", "!" + shown, lit.relation if aux is None else aux.pred,  # type: ignore[union-attr]
-                                 note="no such fact: the negated condition holds", row=values)
+                return ProofNode(
+                    "absent",
+                    "!" + shown,
+                    lit.relation if aux is None else aux.pred,  # type: ignore[union-attr]
+                    note="no such fact: the negated condition holds",
+                    row=values,
+                )
             assert step.row is not None
             return self.prove(lit.relation, step.row, depth + 1, seen)
         if isinstance(lit, ICompare):
@@ -205,8 +236,11 @@ class Prover:
                 if not isinstance(lit.right, IConst):
                     shown += f" = {_fmt(left)}"
                 return ProofNode("comparison", shown)
-            return ProofNode("comparison", f"{_fmt(left)} {lit.op} {_fmt(right)}",
-                             note=f"{_render_term(lit.left, {})} {lit.op} {_render_term(lit.right, {})}")
+            return ProofNode(
+                "comparison",
+                f"{_fmt(left)} {lit.op} {_fmt(right)}",
+                note=f"{_render_term(lit.left, {})} {lit.op} {_render_term(lit.right, {})}",
+            )
         assert isinstance(lit, IMatch)
         val = _eval(lit.value, sol)
         return ProofNode("match", f"{'!' if lit.negated else ''}match({_fmt(_eval(lit.pattern, sol))}, {_fmt(val)})")
@@ -252,8 +286,11 @@ class Prover:
 
     def why_not(self, rule_id: str, head_values: dict[int, Value]) -> WhyNot:
         """Why rule `rule_id` did not derive a head with these argument values (position -> value)."""
-        crules = [c for c in self.cp.rules if c.source_index is not None and not c.aux
-                  and self.program.rules[c.source_index].rule_id == rule_id]
+        crules = [
+            c
+            for c in self.cp.rules
+            if c.source_index is not None and not c.aux and self.program.rules[c.source_index].rule_id == rule_id
+        ]
         best: tuple[int, Binding, ILiteral | None, tuple | None, CompiledRule] | None = None
         for crule in crules:
             binding: Binding = {}
@@ -278,8 +315,14 @@ class Prover:
             return WhyNot(rule_id, False, explanation=f"no rule with id {rule_id} applies to these values")
         idx, b, lit, blocker, _crule = best
         text = self.render_literal(lit, b) if lit is not None else None
-        return WhyNot(rule_id, False, text, self._explain_failure(lit, b, blocker),
-                      {k: v for k, v in sorted(b.items()) if not k.startswith("_")}, idx)
+        return WhyNot(
+            rule_id,
+            False,
+            text,
+            self._explain_failure(lit, b, blocker),
+            {k: v for k, v in sorted(b.items()) if not k.startswith("_")},
+            idx,
+        )
 
     def _explain_failure(self, lit: ILiteral | None, b: Binding, blocker: tuple | None) -> str:
         if lit is None:
@@ -288,7 +331,8 @@ class Prover:
             shown = self.render_literal(lit, b)
             if lit.negated:
                 return f"the rule requires {shown}, but a matching fact exists" + (
-                    f": {render_atom(self._display_relation(lit), blocker)}" if blocker else "")
+                    f": {render_atom(self._display_relation(lit), blocker)}" if blocker else ""
+                )
             return f"no {self._display_relation(lit)} fact matches {shown}"
         if isinstance(lit, ICompare):
             return f"the comparison {self.render_literal(lit, b)} is false"
@@ -301,8 +345,11 @@ class Prover:
     def render_literal(self, lit: ILiteral, b: Binding) -> str:
         if isinstance(lit, IAtom):
             aux = self.cp.aux_literals.get(lit.relation)
-            text = (render_source_literal(aux, b) if isinstance(aux, A.Atom)
-                    else f"{lit.relation}({', '.join(_render_term(t, b) for t in lit.args)})")
+            text = (
+                render_source_literal(aux, b)
+                if isinstance(aux, A.Atom)
+                else f"{lit.relation}({', '.join(_render_term(t, b) for t in lit.args)})"
+            )
             return ("!" if lit.negated else "") + text
         if isinstance(lit, ICompare):
             return f"{_render_term(lit.left, b)} {lit.op} {_render_term(lit.right, b)}"
@@ -310,6 +357,7 @@ class Prover:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
 
 def render_atom(rel: str, row: tuple) -> str:
     return f"{rel}({', '.join(_fmt(v) for v in row)})"
@@ -380,4 +428,3 @@ def _render_term(t: ITerm, b: Binding) -> str:
             return _fmt(b[t.name])
         return "_" if t.name.startswith("_") and t.name[1:].isdigit() else t.name
     return f"({_render_term(t.left, b)} {t.op} {_render_term(t.right, b)})"
-

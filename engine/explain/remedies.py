@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from engine.claims import Claim, Line
 
@@ -64,7 +64,9 @@ def parse_spec(spec: str) -> RemedySpec:
     return RemedySpec(verb, args)
 
 
-def candidates(spec: str, line: Line, bindings: dict[str, object], partner_lines: list[int]) -> list[tuple[str, dict, Callable[[Claim], Claim]]]:
+def candidates(
+    spec: str, line: Line, bindings: dict[str, object], partner_lines: list[int]
+) -> list[tuple[str, dict, Callable[[Claim], Claim]]]:
     """Parse one `@remedy` annotation into (description, action, claim transform) candidates."""
     text = PLACEHOLDER.sub(lambda m: str(bindings.get(m.group(1), m.group(0))), spec)
     try:
@@ -76,20 +78,39 @@ def candidates(spec: str, line: Line, bindings: dict[str, object], partner_lines
     if verb == "add-modifier":
         for target in [line.line, *partner_lines]:
             for mod in args:
-                out.append((f"add modifier {mod} to line {target}",
-                            {"add_modifier": mod, "line": target}, _add_modifier(target, mod)))
+                out.append(
+                    (
+                        f"add modifier {mod} to line {target}",
+                        {"add_modifier": mod, "line": target},
+                        _add_modifier(target, mod),
+                    )
+                )
     elif verb == "set-units" and args[0].isdigit():
         units = int(args[0])
         if 0 < units < line.units:
-            out.append((f"report {units} unit(s) on line {line.line} instead of {line.units}",
-                        {"set_units": units, "line": line.line}, _set_units(line.line, units)))
+            out.append(
+                (
+                    f"report {units} unit(s) on line {line.line} instead of {line.units}",
+                    {"set_units": units, "line": line.line},
+                    _set_units(line.line, units),
+                )
+            )
     elif verb == "replace-code":
-        out.append((f"bill line {line.line} as {args[0]} instead of {line.code}",
-                    {"replace_code": args[0], "line": line.line}, _replace_code(line.line, args[0])))
+        out.append(
+            (
+                f"bill line {line.line} as {args[0]} instead of {line.code}",
+                {"replace_code": args[0], "line": line.line},
+                _replace_code(line.line, args[0]),
+            )
+        )
     elif verb == "replace-modifier":
-        out.append((f"replace modifier {args[0]} with {args[1]} on line {line.line}",
-                    {"replace_modifier": args[0], "with": args[1], "line": line.line},
-                    _replace_modifier(line.line, args[0], args[1])))
+        out.append(
+            (
+                f"replace modifier {args[0]} with {args[1]} on line {line.line}",
+                {"replace_modifier": args[0], "with": args[1], "line": line.line},
+                _replace_modifier(line.line, args[0], args[1]),
+            )
+        )
     return out
 
 
@@ -99,8 +120,16 @@ def _map_line(claim: Claim, number: int, fn: Callable[[Line], Line]) -> Claim:
 
 def _add_modifier(number: int, mod: str) -> Callable[[Claim], Claim]:
     def apply(claim: Claim) -> Claim:
-        return _map_line(claim, number, lambda ln: ln if mod in ln.modifiers or len(ln.modifiers) >= 4
-                         else dataclasses.replace(ln, modifiers=ln.modifiers + (mod,)))
+        return _map_line(
+            claim,
+            number,
+            lambda ln: (
+                ln
+                if mod in ln.modifiers or len(ln.modifiers) >= 4
+                else dataclasses.replace(ln, modifiers=ln.modifiers + (mod,))
+            ),
+        )
+
     return apply
 
 
@@ -116,6 +145,7 @@ def _replace_modifier(number: int, old: str, new: str) -> Callable[[Claim], Clai
     def fix(ln: Line) -> Line:
         mods = tuple(new if m == old else m for m in ln.modifiers)
         return dataclasses.replace(ln, modifiers=tuple(dict.fromkeys(mods)))
+
     return lambda claim: _map_line(claim, number, fix)
 
 
@@ -130,9 +160,17 @@ def higher_value(old: str, new: str, is_em: IsEM) -> bool:
     return old[:4] == new[:4] and new > old
 
 
-def find(claim: Claim, line: Line, rule_id: str, specs: list[str], bindings: dict[str, object],
-         partner_lines: list[int], adjudicate: Adjudicate, before: dict[int, set[str]] | None = None,
-         is_em: IsEM = lambda _code: False) -> tuple[list[dict], list[dict]]:
+def find(
+    claim: Claim,
+    line: Line,
+    rule_id: str,
+    specs: list[str],
+    bindings: dict[str, object],
+    partner_lines: list[int],
+    adjudicate: Adjudicate,
+    before: dict[int, set[str]] | None = None,
+    is_em: IsEM = lambda _code: False,
+) -> tuple[list[dict], list[dict]]:
     """(remedies, blocked): the changes after which the line pays and nothing else newly denies,
     and the ones that do not, each blocked one with the rules that deny it then (`rule_id`
     itself when the change does not get past this edit, e.g. a modifier against indicator 0)."""
@@ -147,8 +185,14 @@ def find(claim: Claim, line: Line, rule_id: str, specs: list[str], bindings: dic
         seen.add(desc)
         new_code = action.get("replace_code")
         if isinstance(new_code, str) and higher_value(line.code, new_code, is_em):
-            blocked.append({"change": desc, "action": action, "blocked_by": [],
-                            "why": f"{new_code} would bill a more valuable service than the {line.code} documented"})
+            blocked.append(
+                {
+                    "change": desc,
+                    "action": action,
+                    "blocked_by": [],
+                    "why": f"{new_code} would bill a more valuable service than the {line.code} documented",
+                }
+            )
             continue
         changed = transform(claim)
         if changed == claim:
@@ -160,10 +204,16 @@ def find(claim: Claim, line: Line, rule_id: str, specs: list[str], bindings: dic
         if denials:
             blocked.append({"change": desc, "action": action, "blocked_by": sorted(denials)})
         elif broken:
-            blocked.append({"change": desc, "action": action,
-                            "blocked_by": sorted({r for rules in broken.values() for r in rules}),
-                            "why": "; ".join(f"line {n} would then be denied by {', '.join(rules)}"
-                                             for n, rules in sorted(broken.items()))})
+            blocked.append(
+                {
+                    "change": desc,
+                    "action": action,
+                    "blocked_by": sorted({r for rules in broken.values() for r in rules}),
+                    "why": "; ".join(
+                        f"line {n} would then be denied by {', '.join(rules)}" for n, rules in sorted(broken.items())
+                    ),
+                }
+            )
         else:
             remedies.append({"change": desc, "action": action})
     return remedies, blocked

@@ -50,10 +50,20 @@ class Reason:
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
-            "rule": self.rule, "role": self.role, "title": self.title, "kind": self.kind,
-            "severity": self.severity, "group": self.group, "carc": self.carc, "rarc": self.rarc,
-            "message": self.message, "because": self.because, "sources": self.sources,
-            "citations": self.citations, "guidance": self.guidance, "proof": self.proof.to_dict() if self.proof else {},
+            "rule": self.rule,
+            "role": self.role,
+            "title": self.title,
+            "kind": self.kind,
+            "severity": self.severity,
+            "group": self.group,
+            "carc": self.carc,
+            "rarc": self.rarc,
+            "message": self.message,
+            "because": self.because,
+            "sources": self.sources,
+            "citations": self.citations,
+            "guidance": self.guidance,
+            "proof": self.proof.to_dict() if self.proof else {},
             "remedies": self.remedies,
         }
         if self.precedence is not None:
@@ -94,8 +104,13 @@ class LineResult:
     primary: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"line": self.line, "code": self.code, "decision": self.decision, "primary": self.primary,
-                "reasons": [r.to_dict() for r in self.reasons]}
+        return {
+            "line": self.line,
+            "code": self.code,
+            "decision": self.decision,
+            "primary": self.primary,
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
 
     @property
     def primary_reason(self) -> Reason | None:

@@ -20,5 +20,12 @@ from engine.formats.reader import (
     read_records,
 )
 
-__all__ = ["INPUT_FORMATS", "ClaimRecord", "InputFormat", "detect_format", "load_claims_any",
-    "read_claims_any", "read_records"]
+__all__ = [
+    "INPUT_FORMATS",
+    "ClaimRecord",
+    "InputFormat",
+    "detect_format",
+    "load_claims_any",
+    "read_claims_any",
+    "read_records",
+]

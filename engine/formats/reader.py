@@ -157,5 +157,3 @@ def read_claims_any(data: bytes, name: str, input_format: InputFormat | None = N
 def load_claims_any(path: str | Path, input_format: InputFormat | None = None) -> list[Claim]:
     """Every claim of one file in any format (see read_claims_any); OSError when unreadable."""
     return read_claims_any(Path(path).read_bytes(), str(path), input_format)[0]
-
-

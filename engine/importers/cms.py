@@ -208,8 +208,18 @@ def build_hcpcs(data: Path) -> list[tuple[str, ...]]:
         code = check_code(r["hcpcs_code"], HCPCS_2025_SRC)
         added, term = dates.get(code, ("", ""))
         betos = r["betos_code"] if BETOS_SHAPE.fullmatch(r["betos_code"]) else betos_2024.get(code, "")
-        rows.append((code, r["short_description"].strip(), r["long_description"].strip(),
-                     r["pricing_indicator"], r["coverage_code"], betos, added, term))
+        rows.append(
+            (
+                code,
+                r["short_description"].strip(),
+                r["long_description"].strip(),
+                r["pricing_indicator"],
+                r["coverage_code"],
+                betos,
+                added,
+                term,
+            )
+        )
     rows.sort()
     return rows
 
@@ -244,8 +254,10 @@ def build_modifiers(data: Path) -> tuple[list[tuple[str, ...]], list[str]]:
         sources[m] = {"HCPCS"}
         categories.setdefault(m, set())
         descriptions[m] = r["short_description"].strip()
-    rows: list[tuple[str, ...]] = [(m, "HCPCS" if "HCPCS" in sources[m] else "CPT", "; ".join(sorted(categories[m])), descriptions[m])
-            for m in sources]
+    rows: list[tuple[str, ...]] = [
+        (m, "HCPCS" if "HCPCS" in sources[m] else "CPT", "; ".join(sorted(categories[m])), descriptions[m])
+        for m in sources
+    ]
     rows.sort()
     return rows, dropped
 
@@ -261,8 +273,17 @@ def build_pfs(data: Path) -> list[tuple[str, ...]]:
         pctc = r["pctc_indicator"].strip()
         if not pctc.isdigit():
             raise DataError(f"{PFS_SRC}: PC/TC indicator {pctc!r} on {code}")
-        rows.append((code, modifier, r["status_code"].strip(), r["facility_na_indicator"].strip(),
-                     r["non_facility_na_indicator"].strip(), pctc, r["global_days"].strip()))
+        rows.append(
+            (
+                code,
+                modifier,
+                r["status_code"].strip(),
+                r["facility_na_indicator"].strip(),
+                r["non_facility_na_indicator"].strip(),
+                pctc,
+                r["global_days"].strip(),
+            )
+        )
     rows.sort()
     if len({(c, m) for c, m, *_ in rows}) != len(rows):
         raise DataError(f"{PFS_SRC}: repeated (code, modifier)")
@@ -272,8 +293,9 @@ def build_pfs(data: Path) -> list[tuple[str, ...]]:
 def build_adjustment_codes(data: Path, src: str) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for r in read_rows(data / src):
-        rows.append((r["code"].strip(), r["description"].strip(),
-                     opt_date(r["start_date"], src), opt_date(r["stop_date"], src)))
+        rows.append(
+            (r["code"].strip(), r["description"].strip(), opt_date(r["start_date"], src), opt_date(r["stop_date"], src))
+        )
     rows.sort()
     return rows
 
@@ -298,8 +320,7 @@ def _each(codes: Iterable[int], texts: Iterable[str], prefix: str) -> dict[str, 
 
 
 MDM = ["straightforward", "low complexity", "moderate complexity", "high complexity"]
-AGES = ["under 1 year", "age 1 to 4", "age 5 to 11", "age 12 to 17", "age 18 to 39",
-        "age 40 to 64", "age 65 and over"]
+AGES = ["under 1 year", "age 1 to 4", "age 5 to 11", "age 12 to 17", "age 18 to 39", "age 40 to 64", "age 65 and over"]
 
 EM_DESCRIPTIONS: dict[str, str] = {
     "99201": "Office or outpatient visit, new patient, lowest level",
@@ -362,8 +383,11 @@ EM_DESCRIPTIONS: dict[str, str] = {
     **{str(c): "Care plan oversight, per month" for c in range(99374, 99381)},
     **_each(range(99381, 99388), AGES, "Preventive medicine visit, new patient"),
     **_each(range(99391, 99398), AGES, "Preventive medicine visit, established patient"),
-    **_each(range(99401, 99405), ["about 15 minutes", "about 30 minutes", "about 45 minutes", "about 60 minutes"],
-            "Preventive counseling, one patient"),
+    **_each(
+        range(99401, 99405),
+        ["about 15 minutes", "about 30 minutes", "about 45 minutes", "about 60 minutes"],
+        "Preventive counseling, one patient",
+    ),
     "99406": "Tobacco cessation counseling, 3 to 10 minutes",
     "99407": "Tobacco cessation counseling, over 10 minutes",
     "99408": "Alcohol or drug misuse screening and brief intervention, 15 to 30 minutes",
@@ -487,21 +511,67 @@ COVID_ADMIN = ("COVID-19 vaccine given, product- and dose-specific code (used be
 
 # Ranges whose codes are included when CMS lists them: (low, high, category or None for the
 # fixed list above).
-CPT_RANGES = [(99201, 99499, "em"), (90476, 90759, "vaccine_product"), (91300, 91399, "covid_product"),
-              (96360, 96379, None), (20600, 20611, None)]
-CPT_ALWAYS = ["99201", "96372", "90460", "90461", "90471", "90472", "90473", "90474",
-              "96401", "96402", "27380", "27540"]
+CPT_RANGES = [
+    (99201, 99499, "em"),
+    (90476, 90759, "vaccine_product"),
+    (91300, 91399, "covid_product"),
+    (96360, 96379, None),
+    (20600, 20611, None),
+]
+CPT_ALWAYS = [
+    "99201",
+    "96372",
+    "90460",
+    "90461",
+    "90471",
+    "90472",
+    "90473",
+    "90474",
+    "96401",
+    "96402",
+    "27380",
+    "27540",
+]
 
 # CPT codes deleted by the AMA, with the last date they were valid (hand-curated).
 CPT_DELETIONS = {
     "99201": ("2020-12-31", "CPT deleted it from 2021-01-01 (new-patient office visits start at 99202)"),
     "99444": ("2019-12-31", "CPT deleted it from 2020-01-01 (replaced by 99421-99423)"),
-    **{c: ("2022-12-31", "CPT 2023 evaluation and management revision deleted it from 2023-01-01")
-       for c in ["99217", "99218", "99219", "99220", "99224", "99225", "99226", "99241", "99251",
-                 "99318", "99324", "99325", "99326", "99327", "99328", "99334", "99335", "99336",
-                 "99337", "99339", "99340", "99343", "99354", "99355", "99356", "99357"]},
-    **{c: ("2024-12-31", "CPT deleted it from 2025-01-01 (telephone visits moved to 98008-98015)")
-       for c in ["99441", "99442", "99443"]},
+    **{
+        c: ("2022-12-31", "CPT 2023 evaluation and management revision deleted it from 2023-01-01")
+        for c in [
+            "99217",
+            "99218",
+            "99219",
+            "99220",
+            "99224",
+            "99225",
+            "99226",
+            "99241",
+            "99251",
+            "99318",
+            "99324",
+            "99325",
+            "99326",
+            "99327",
+            "99328",
+            "99334",
+            "99335",
+            "99336",
+            "99337",
+            "99339",
+            "99340",
+            "99343",
+            "99354",
+            "99355",
+            "99356",
+            "99357",
+        ]
+    },
+    **{
+        c: ("2024-12-31", "CPT deleted it from 2025-01-01 (telephone visits moved to 98008-98015)")
+        for c in ["99441", "99442", "99443"]
+    },
 }
 
 
@@ -552,8 +622,9 @@ def build_code_deletions(hcpcs: list[tuple[str, ...]], pfs_codes: set[str]) -> t
     and warnings (a 'deleted' CPT code that the current fee schedule still prices).
     """
     rows = {code: (code, date, note) for code, (date, note) in CPT_DELETIONS.items()}
-    warnings = [f"CPT {c} is listed as deleted but the 2025 PFS still has it" for c in sorted(CPT_DELETIONS)
-                if c in pfs_codes]
+    warnings = [
+        f"CPT {c} is listed as deleted but the 2025 PFS still has it" for c in sorted(CPT_DELETIONS) if c in pfs_codes
+    ]
     for code, *_rest, term in hcpcs:
         if term:
             rows[code] = (code, term, "HCPCS Level II termination date (July 2024 HCPCS file)")
@@ -578,19 +649,37 @@ def run(data: Path, out: Path) -> list[tuple[str, int, int]]:
     hcpcs = build_hcpcs(data)
     cms_codes = {c for row in ptp for c in row[:2]} | {r[0] for r in mue} | {r[0] for r in pfs}
 
-    emit("ncci_ptp_practitioner.csv.gz",
-         ["column_1", "column_2", "effective_date", "deletion_date", "modifier_indicator", "rationale"], ptp)
+    emit(
+        "ncci_ptp_practitioner.csv.gz",
+        ["column_1", "column_2", "effective_date", "deletion_date", "modifier_indicator", "rationale"],
+        ptp,
+    )
     del ptp
     emit("ncci_mue_practitioner.csv", ["code", "mue_value", "mai", "rationale"], mue)
     emit("ncci_aoc_codes.csv", ["add_on_code", "edit_type"], aoc_codes)
     emit("ncci_aoc_primaries.csv", ["add_on_code", "primary_code", "edit_type"], aoc_primaries)
     emit("pos.csv", ["pos", "name", "setting", "description"], build_pos(data))
-    emit("hcpcs_level2.csv.gz", ["code", "short_description", "long_description", "pricing_indicator",
-                                 "coverage_code", "betos", "added_date", "termination_date"], hcpcs)
+    emit(
+        "hcpcs_level2.csv.gz",
+        [
+            "code",
+            "short_description",
+            "long_description",
+            "pricing_indicator",
+            "coverage_code",
+            "betos",
+            "added_date",
+            "termination_date",
+        ],
+        hcpcs,
+    )
     modifiers, dropped = build_modifiers(data)
     emit("modifiers.csv", ["modifier", "source", "category", "description"], modifiers)
-    emit("pfs_indicators.csv.gz",
-         ["code", "modifier", "status", "facility_na", "non_facility_na", "pctc", "global_days"], pfs)
+    emit(
+        "pfs_indicators.csv.gz",
+        ["code", "modifier", "status", "facility_na", "non_facility_na", "pctc", "global_days"],
+        pfs,
+    )
     emit("carc.csv", ["code", "description", "start_date", "stop_date"], build_adjustment_codes(data, CARC_SRC))
     emit("rarc.csv", ["code", "description", "start_date", "stop_date"], build_adjustment_codes(data, RARC_SRC))
     emit("group_codes.csv", ["code", "description"], build_group_codes(data))

@@ -18,14 +18,29 @@ from engine.diagnostics import Diagnostic, format_diagnostic
 from engine.explain.proof import WhyNot
 from engine.explain.result import ClaimResult, LineResult, Reason
 
-_KIND_STYLE = {"rule": "bold", "claim": "cyan", "table": "magenta", "kb_fact": "magenta", "absent": "yellow",
-               "comparison": "dim", "match": "dim", "aggregate": "blue"}
-_KIND_LABEL = {"rule": "by rule", "claim": "claim", "table": "table", "kb_fact": "KB fact", "absent": "absent",
-               "comparison": "check", "match": "check", "aggregate": "total"}
+_KIND_STYLE = {
+    "rule": "bold",
+    "claim": "cyan",
+    "table": "magenta",
+    "kb_fact": "magenta",
+    "absent": "yellow",
+    "comparison": "dim",
+    "match": "dim",
+    "aggregate": "blue",
+}
+_KIND_LABEL = {
+    "rule": "by rule",
+    "claim": "claim",
+    "table": "table",
+    "kb_fact": "KB fact",
+    "absent": "absent",
+    "comparison": "check",
+    "match": "check",
+    "aggregate": "total",
+}
 
 
-def render_claim(result: ClaimResult, console: Console, *, only_line: int | None = None,
-                 trace: bool = False) -> None:
+def render_claim(result: ClaimResult, console: Console, *, only_line: int | None = None, trace: bool = False) -> None:
     console.print(Text.assemble(("Claim ", "bold"), (result.claim, "bold"), ("   KB ", "dim"), (result.kb, "dim")))
     summary = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for col in ("line", "code", "decision", "primary reason", "also"):
@@ -34,8 +49,9 @@ def render_claim(result: ClaimResult, console: Console, *, only_line: int | None
         if only_line is not None and ln.line != only_line:
             continue
         also = [r.rule for r in ln.reasons if r.in_force and r.role != "primary"]
-        summary.add_row(str(ln.line), ln.code, _decision(ln.decision), Text(ln.primary or "-", style="bold"),
-                        ", ".join(also) or "-")
+        summary.add_row(
+            str(ln.line), ln.code, _decision(ln.decision), Text(ln.primary or "-", style="bold"), ", ".join(also) or "-"
+        )
     console.print(summary)
     for ln in result.lines:
         if only_line is not None and ln.line != only_line:
@@ -61,8 +77,12 @@ _ROLE_STYLE = {"primary": "bold red", "supporting": "red", "warning": "yellow", 
 
 def _reason(r: Reason, trace: bool) -> Group | Tree:
     head = Text.assemble(
-        (r.role.upper(), _ROLE_STYLE.get(r.role, "")), "  ", (r.rule, "bold"), f"  [{r.kind}]  ",
-        (f"{r.group}-{r.carc}" + (" " + " ".join(r.rarc) if r.rarc else ""), "cyan"))
+        (r.role.upper(), _ROLE_STYLE.get(r.role, "")),
+        "  ",
+        (r.rule, "bold"),
+        f"  [{r.kind}]  ",
+        (f"{r.group}-{r.carc}" + (" " + " ".join(r.rarc) if r.rarc else ""), "cyan"),
+    )
     node = Tree(head)
     node.add(Text(r.message))
     if r.overridden_by:

@@ -410,7 +410,7 @@ def _code_pages(config: ServiceConfig) -> list[str]:
     """Codes that have their own page on the reference site (others link to its code lookup)."""
     if config.reference is not None:
         return sorted(p.stem for p in (config.reference / "codes").glob("*.html") if p.stem not in ("index", "lookup"))
-    built = config.kb_root.resolve().parent / "build" / "html" / "codes"   # `mkdocs build` generates the pages
+    built = config.kb_root.resolve().parent / "build" / "html" / "codes"  # `mkdocs build` generates the pages
     if built.is_dir():
         return sorted(p.stem for p in built.glob("*.html") if p.stem not in ("index", "lookup"))
     md = config.kb_root.resolve().parent / "site" / "codes"

@@ -40,8 +40,11 @@ _REASON = {
         "because": {"type": ["array", "null"], "items": {"type": "string"}},
         "citations": {"type": "array", "items": {"type": "object"}},
         "guidance": {"type": "array", "items": {"type": "string"}},
-        "remedies": {"type": ["array", "null"], "items": {"type": "object"},
-                     "description": "null when remedies were not searched (?remedies=false)"},
+        "remedies": {
+            "type": ["array", "null"],
+            "items": {"type": "object"},
+            "description": "null when remedies were not searched (?remedies=false)",
+        },
         "blocked_options": {"type": "array", "items": {"type": "object"}},
         "overridden_by": {"type": "string"},
     },

@@ -11,6 +11,7 @@ import itertools
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import lark
 from lark import Token, Transformer, v_args
@@ -23,11 +24,27 @@ _ANNOT_RE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)\s*(.*)")
 MAX_SYNTAX_ERRORS = 50
 
 _TOKEN_NAMES = {
-    "DOT": '"."', "COMMA": '","', "LPAR": '"("', "RPAR": '")"', "NAME": "a name",
-    "STRING": "a string", "NUMBER": "a number", "CMP": "a comparison", "IF": '":-"',
-    "COLON": '":"', "LBRACE": '"{"', "RBRACE": '"}"', "NEG": '"!"', "ADD": '"+"/"-"',
-    "MUL": '"*"/"/"', "MINUS": '"-"', "AGG": "an aggregate", "__ANON_0": '":-"',
-    "EQUAL": '"="', "SUBTYPE": '"<:"', "$END": "end of file",
+    "DOT": '"."',
+    "COMMA": '","',
+    "LPAR": '"("',
+    "RPAR": '")"',
+    "NAME": "a name",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "CMP": "a comparison",
+    "IF": '":-"',
+    "COLON": '":"',
+    "LBRACE": '"{"',
+    "RBRACE": '"}"',
+    "NEG": '"!"',
+    "ADD": '"+"/"-"',
+    "MUL": '"*"/"/"',
+    "MINUS": '"-"',
+    "AGG": "an aggregate",
+    "__ANON_0": '":-"',
+    "EQUAL": '"="',
+    "SUBTYPE": '"<:"',
+    "$END": "end of file",
 }
 
 
@@ -202,6 +219,7 @@ class _StatementError(Exception):
 
 # --- doc comments -----------------------------------------------------------------------
 
+
 def _doc_comments(text: str, path: str) -> list[tuple[int, A.Doc]]:
     """(end offset, Doc) for every `/** ... */` comment in the file."""
     out = []
@@ -213,8 +231,7 @@ def _doc_comments(text: str, path: str) -> list[tuple[int, A.Doc]]:
             am = _ANNOT_RE.match(line.strip())
             if am:
                 col = raw.find("@") + 1
-                entries.append(A.Annotation(am.group(1), am.group(2).strip(),
-                                            Location(path, start_line + i, col)))
+                entries.append(A.Annotation(am.group(1), am.group(2).strip(), Location(path, start_line + i, col)))
             elif entries and line.strip():
                 last = entries[-1]
                 entries[-1] = A.Annotation(last.key, (last.value + " " + line.strip()).strip(), last.loc)
@@ -236,6 +253,7 @@ def _doc_before(docs: list[tuple[int, A.Doc]], text: str, start: int) -> A.Doc:
 
 
 # --- error recovery ---------------------------------------------------------------------
+
 
 def _statement_spans(text: str) -> list[tuple[int, int]]:
     """Split a file into statements: directives end with their argument list or line, clauses
@@ -266,7 +284,7 @@ def _statement_span(text: str, pos: int) -> tuple[int, int]:
             if pos <= start and i > 0:
                 return spans[i - 1]  # the parser only noticed the previous statement was unfinished
             return start, end
-    return (spans[-1] if spans else (0, len(text)))
+    return spans[-1] if spans else (0, len(text))
 
 
 def _directive_end(masked: str, pos: int) -> int:
@@ -280,17 +298,21 @@ def _directive_end(masked: str, pos: int) -> int:
             depth -= 1
             if depth <= 0:
                 return i + 1
-        elif ch == "\n" and depth == 0:
-            return i
-        elif ch == "\n" and depth > 0 and re.match(r"\n\s*(\.(decl|type|input|output|claim)\b|[A-Za-z_]\w*\s*\(.*(:-|\)\s*\.))", masked[i:]):
+        elif (ch == "\n" and depth == 0) or (
+            ch == "\n"
+            and depth > 0
+            and re.match(r"\n\s*(\.(decl|type|input|output|claim)\b|[A-Za-z_]\w*\s*\(.*(:-|\)\s*\.))", masked[i:])
+        ):
             return i
     return len(masked)
 
 
 def _mask_strings_and_comments(text: str) -> str:
     """Same length as text, with strings and comments replaced by spaces (newlines kept)."""
+
     def blank(m: re.Match[str]) -> str:
         return re.sub(r"[^\n]", " ", m.group(0))
+
     return re.sub(r'"(\\.|[^"\\\n])*"|//[^\n]*|/\*.*?\*/', blank, text, flags=re.S)
 
 
@@ -325,7 +347,8 @@ def _syntax_diag(path: str, err: lark.exceptions.UnexpectedInput, text: str) -> 
         msg = f"unexpected {found}"
         exp = _describe_expected(set(err.expected))
     elif isinstance(err, lark.exceptions.UnexpectedCharacters):
-        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
+        pos = err.pos_in_stream
+        ch = text[pos] if pos is not None and pos < len(text) else "?"
         msg = f"unexpected character {ch!r}"
         exp = _describe_expected(set(err.allowed or ()))
     else:  # UnexpectedEOF
@@ -347,6 +370,7 @@ def _error_offset(err: lark.exceptions.UnexpectedInput, text: str) -> int:
 
 
 # --- entry points -----------------------------------------------------------------------
+
 
 def parse_text(text: str, path: str = "<string>") -> tuple[A.Module, list[Diagnostic]]:
     """Parse one file. Returns the module (with every statement that parsed) and diagnostics."""
@@ -382,7 +406,7 @@ def _offset_of(text: str, line: int, col: int) -> int:
 
 def _finish(raw: object, docs: list[tuple[int, A.Doc]], text: str, path: str) -> A.Item:
     if not isinstance(raw, tuple):
-        return raw  # already an AST node
+        return cast(A.Item, raw)  # already an AST node
     kind = raw[0]
     if kind == "rule":
         _, head, body, loc, start, end = raw
@@ -401,5 +425,7 @@ def parse_file(path: Path, display_path: str | None = None) -> tuple[A.Module, l
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        return A.Module(shown, ()), [Diagnostic("encoding", f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", Location(shown))]
+        return A.Module(shown, ()), [
+            Diagnostic("encoding", f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", Location(shown))
+        ]
     return parse_text(text, shown)
