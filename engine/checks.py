@@ -32,7 +32,7 @@ KNOWN_RULE_KEYS = set(REQUIRED_OUTCOME_KEYS) | {
     "note",
 }
 # a relation declaration's doc comment: what the explanations, the checker and the site read
-KNOWN_DECL_KEYS = {"summary", "source", "title", "release", "reading"}
+KNOWN_DECL_KEYS = {"summary", "source", "title", "release", "reading", "because"}
 RULE_KINDS = (
     "ncci_ptp",
     "ncci_mue",

@@ -146,13 +146,24 @@ class _Vocabulary:
     def what(self, rel: str) -> str:
         return subject(self.doc(rel, "summary")) or "a fact"
 
+    def omitted(self, rel: str) -> bool:
+        """`@because omit` on a declaration: its facts are plumbing (e.g. which rules rest on a
+        table), left to the full proof."""
+        return self.doc(rel, "because").split()[:1] == ["omit"]
+
+    def hidden(self, rel: str) -> set[str]:
+        """`@because hide ATTR ...`: attributes a coder does not read (e.g. a regular expression)."""
+        words = self.doc(rel, "because").split()
+        return set(words[1:]) if words[:1] == ["hide"] else set()
+
     def pairs(self, rel: str, row: tuple, skip: int = 0) -> str:
         names = self.attrs(rel) or [f"value {i + 1}" for i in range(len(row))]
+        hidden = self.hidden(rel)
         # long free text (a POS description, an edit's rationale) is left to the proof
         return ", ".join(
             (f"no {label(n)}" if v == "" else f"{label(n)} {show(v)}")
             for n, v in list(zip(names, row, strict=False))[skip:]
-            if v is not None and len(show(v)) <= MAX_VALUE_CHARS
+            if v is not None and len(show(v)) <= MAX_VALUE_CHARS and n not in hidden
         )
 
     def line_keyed(self, rel: str) -> bool:
@@ -224,7 +235,8 @@ class BecauseBuilder:
         for rel, row, src in facts.tables:
             _add(out, self.vocab.table_row(rel, row, src))
         for rel, row in facts.kb:
-            _add(out, self.vocab.kb_fact(rel, row))
+            if not self.vocab.omitted(rel):
+                _add(out, self.vocab.kb_fact(rel, row))
         for rel, row in facts.absent:
             for s in self.absent(rel, row):
                 _add(out, s)
