@@ -42,6 +42,7 @@ from engine.claims import Facts
 from engine.compiler import CompiledProgram
 from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm, IVar, RelKind, Value
 from engine.kb import LoadedKB
+from engine.semantics import CROSS_KIND, OPERATORS
 from engine.store import Store
 
 DUCKDB_FORMAT = 1  # bump when the cached table files change layout
@@ -73,33 +74,26 @@ Row = tuple[Value, ...]
 # adapter's `_OPS`/`add_match_builtin`, engine/explain/proof.py `_compare`/`_eval`); at merge
 # they are to be wired to engine/semantics.py.
 
-_SQL_CMP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-
 
 def sql_compare(op: str, left: str, ltype: str, right: str, rtype: str) -> str:
-    """Mirrors datalog._safe_compare / proof._compare: values of different types are unequal and
-    unordered (`!=` holds, every other comparison fails); same types compare as values."""
+    """engine.semantics.compare in SQL: values of different kinds are unequal and unordered
+    (semantics.CROSS_KIND), same kinds use the operator's SQL template (semantics.OPERATORS)."""
     if ltype != rtype:
-        return "TRUE" if op == "!=" else "FALSE"
-    return f"({left} {_SQL_CMP[op]} {right})"
+        return "TRUE" if CROSS_KIND[op] else "FALSE"
+    return "(" + OPERATORS[op].sql.format(a=left, b=right) + ")"
 
 
 def sql_arith(op: str, left: str, ltype: str, right: str, rtype: str) -> str | None:
-    """Mirrors proof._eval (and the adapter's `_OPS`: `/` is `//`): integers only, Python floor
-    division and modulo, no result (NULL) on division by zero; None when a side is a symbol."""
+    """engine.semantics.arith in SQL (semantics.OPERATORS): integers only, floored division and
+    modulo, no result (NULL) on division by zero; None when a side is a symbol."""
     if ltype != NUM or rtype != NUM:
         return None
-    if op in "+-*":
-        return f"({left} {op} {right})"
-    d = f"NULLIF({right}, 0)"  # a zero divisor gives NULL: no result
-    if op == "/":
-        return f"(({left}) // {d} - CASE WHEN ({left}) % {d} <> 0 AND (({left}) < 0) <> ({d} < 0) THEN 1 ELSE 0 END)"
-    return f"(((({left}) % {d}) + {d}) % {d})"
+    return OPERATORS[op].sql.format(a=left, b=right)
 
 
 def sql_match(pattern: str, ptype: str, value: str, vtype: str, negated: bool, const_pattern: Value | None) -> str:
-    """Mirrors the adapter's `match` built-in: `re.fullmatch(pattern, value)` on two strings; any
-    other types, or a pattern Python cannot compile, is no match."""
+    """engine.semantics.matches in SQL: a full match of a symbol against a pattern; any other
+    kinds, or a pattern Python cannot compile, is no match."""
     if ptype != SYM or vtype != SYM:
         return "TRUE" if negated else "FALSE"
     if isinstance(const_pattern, str):
@@ -107,7 +101,7 @@ def sql_match(pattern: str, ptype: str, value: str, vtype: str, negated: bool, c
             re.compile(const_pattern)
         except re.error:
             return "TRUE" if negated else "FALSE"
-    test = f"regexp_full_match({value}, {pattern})"
+    test = OPERATORS["match"].sql.format(a=pattern, b=value)  # semantics.matches
     return f"(NOT {test})" if negated else test
 
 
