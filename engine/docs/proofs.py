@@ -10,17 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from html import escape
 
-KIND_LABEL = {
-    "rule": "by rule",
-    "claim": "claim",
-    "table": "table",
-    "kb_fact": "KB fact",
-    "absent": "absent",
-    "comparison": "check",
-    "match": "check",
-    "aggregate": "total",
-    "static": "derived table",
-}
+from engine.explain.proof import KIND_LABELS
+
 OPEN_DEPTH = 2
 
 
@@ -43,7 +34,7 @@ def _node(node: dict, depth: int, rule_href, relation_href, source_text) -> str:
     kind = str(node.get("kind", ""))
     holds = node.get("holds", True)
     parts = [
-        f'<span class="pkb-kind k-{escape(kind)}">{escape(KIND_LABEL.get(kind, kind))}</span>',
+        f'<span class="pkb-kind k-{escape(kind)}">{escape(KIND_LABELS.get(kind, kind))}</span>',
         f'<code class="pkb-fact{"" if holds else " fails"}">{escape(str(node.get("fact", "")))}</code>',
     ]
     rule = node.get("rule")

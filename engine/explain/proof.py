@@ -24,6 +24,20 @@ Binding = dict[str, Value]
 MAX_DEPTH = 14
 
 
+# How a reader names each kind of proof step, in every rendering (text, site, service).
+KIND_LABELS = {
+    "rule": "by rule",
+    "claim": "claim",
+    "table": "table",
+    "kb_fact": "KB fact",
+    "absent": "absent",
+    "comparison": "check",
+    "match": "check",
+    "aggregate": "total",
+    "static": "derived table",
+}
+
+
 @dataclass
 class ProofNode:
     """One step of a proof; `kind` says what justifies `fact`."""

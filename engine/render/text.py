@@ -15,7 +15,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from engine.diagnostics import Diagnostic, format_diagnostic
-from engine.explain.proof import WhyNot
+from engine.explain.proof import KIND_LABELS, WhyNot
 from engine.explain.result import ClaimResult, LineResult, Reason
 
 _KIND_STYLE = {
@@ -27,16 +27,6 @@ _KIND_STYLE = {
     "comparison": "dim",
     "match": "dim",
     "aggregate": "blue",
-}
-_KIND_LABEL = {
-    "rule": "by rule",
-    "claim": "claim",
-    "table": "table",
-    "kb_fact": "KB fact",
-    "absent": "absent",
-    "comparison": "check",
-    "match": "check",
-    "aggregate": "total",
 }
 
 
@@ -115,7 +105,7 @@ def _reason(r: Reason, trace: bool) -> Group | Tree:
 
 def _proof(node: dict, parent: Tree) -> None:
     kind = str(node["kind"])
-    label = Text.assemble((f"{_KIND_LABEL.get(kind, kind):>8} ", "dim"), (str(node["fact"]), _KIND_STYLE.get(kind, "")))
+    label = Text.assemble((f"{KIND_LABELS.get(kind, kind):>8} ", "dim"), (str(node["fact"]), _KIND_STYLE.get(kind, "")))
     src = node.get("source")
     if isinstance(src, dict):
         if "claim_field" in src:
