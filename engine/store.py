@@ -15,6 +15,7 @@ import io
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -170,7 +171,9 @@ class Store:
                 self.builds.append(TableBuild(name, meta["rows"], time.perf_counter() - t0, True))
                 return db
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = db.with_suffix(f".tmp{os.getpid()}")
+        # one build file per process and thread: two builders of the same table (the service's
+        # catalog thread and a request, say) must not write into one file; os.replace is atomic
+        tmp = db.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
         if tmp.exists():
             tmp.unlink()
         if progress is not None:

@@ -81,14 +81,13 @@ def test_check_prints_warnings_and_strict_makes_them_errors() -> None:
     assert "11 error(s), 0 warning(s)" in strict.output
 
 
-def test_bundled_kb_has_no_lint_errors_and_one_known_warning() -> None:
-    """The one override in the KB (prec.facility_em_paid sets ncci.ptp aside for inj.facility_em)
-    has no @precedence on either rule: a real finding, left as a warning."""
+def test_bundled_kb_is_lint_clean() -> None:
+    """Every override in the KB states a consistent precedence (prec.facility_em_paid: inj.facility_em
+    at 20 over ncci.ptp at 30; inj.chemo at 40 over inj.vaccine at 41), every deny rule has a case."""
     kb = check_kb(ROOT / "kb")
     warnings = lint.lint_kb(kb)
     assert kb.errors == []
-    assert [(d.code, d.location.path) for d in warnings] == [("no-precedence", "kb/policy/injection_96372.dl")]
-    assert "prec.facility_em_paid sets aside ncci.ptp in favour of inj.facility_em" in warnings[0].message
+    assert [(d.code, d.location.path, d.message) for d in warnings] == []
 
 
 def test_a_precedence_that_contradicts_the_override_warns(fixture_kb) -> None:

@@ -851,7 +851,9 @@ class Site:
     def code_page(self, d: CodeDoc) -> str:
         p = d.page
         m = self.m
-        lines = [f"# {d.code}", ""]
+        # A search for a code should find the code's own page before the rule and example pages
+        # that mention it (mkdocs-material's per-page search boost).
+        lines = ["---", "search:", "  boost: 5", "---", "", f"# {d.code}", ""]
         if d.cpt:
             lines += [f"*{esc(d.cpt[1].description)}* (our description, not the AMA descriptor; {where(d.cpt[0])})", ""]
         if d.hcpcs:
