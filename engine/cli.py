@@ -82,7 +82,9 @@ def main() -> None:
       policykb explain examples/office-96372-with-em.json
       policykb explain claim.json --line 2 --why-not ncci.ptp
       policykb scrub claims.jsonl -o results.jsonl --workers 2
-      policykb docs                                    # regenerate the reference site in site/
+      policykb test --coverage                         # the policy cases, with what they leave untouched
+      policykb diff HEAD kb/                           # what an edit changes, with witness claims
+      policykb serve --port 8080                       # the HTTP API and the paste-a-claim page
     """
 
 
