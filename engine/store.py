@@ -9,6 +9,7 @@ table's bytes and its declaration; later runs open the file and pay nothing.
 from __future__ import annotations
 
 import csv
+import fcntl
 import gzip
 import hashlib
 import io
@@ -18,6 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,19 @@ LOOKUP_MEMO_MAX = 200_000  # memoised lookups per store before the memo starts a
 Row = tuple[A.Value, ...]
 Pattern = tuple[int, ...]  # the argument positions that are bound in a lookup
 SourcedRows = tuple[tuple["RowSource", Row], ...]
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (a sibling .lock file): worker processes that start on a
+    cold cache build a table, or its indexes, one at a time, and never read one being written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +160,11 @@ class Store:
                     Diagnostic("table-missing", f"table file {filename} for {name} does not exist", inp.loc)
                 )
                 continue
-            db = self._ensure_table(name, decl, inp, path, shown, progress)
-            if db is not None:
-                self.tables[name] = db
-                self._ensure_indexes(name, patterns.get(name, set()))
+            with _exclusive(self.cache_dir / f"{name}.lock"):
+                db = self._ensure_table(name, decl, inp, path, shown, progress)
+                if db is not None:
+                    self.tables[name] = db
+                    self._ensure_indexes(name, patterns.get(name, set()))
 
     def _ensure_table(
         self, name: str, decl: A.RelDecl, inp: A.InputDecl, path: Path, shown: str, progress
