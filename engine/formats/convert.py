@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.claims import Claim, ClaimError, Drug, Line, load_claims, parse_claim_text
+from engine.formats.envelope import interchange
 from engine.formats.fhir import (
     CPT_SYSTEM,
     HCPCS_SYSTEM,
@@ -155,7 +156,7 @@ def to_x12(claims: list[Claim], control: int = 1) -> str:
     if not claims:
         raise NotRepresentable("no claims to write")
     npi = claims[0].lines[0].rendering_npi
-    date8, date6 = CREATED.replace("-", ""), CREATED.replace("-", "")[2:]
+    date8 = CREATED.replace("-", "")
     body = [
         f"BHT*0019*00*PKB{control:06d}*{date8}*1200*CH",
         "NM1*41*2*POLICYKB EXAMPLES*****46*POLICYKB",
@@ -169,17 +170,15 @@ def to_x12(claims: list[Claim], control: int = 1) -> str:
     ]
     for i, claim in enumerate(claims):
         body += _claim_segments(claim, i + 2)
-    st = [f"ST*837*{control:04d}*005010X222A1", *body]
-    st.append(f"SE*{len(st) + 1}*{control:04d}")
-    isa = f"ISA*00*{'':10}*00*{'':10}*ZZ*{'POLICYKB':15}*ZZ*{'PAYER01':15}*{date6}*1200*^*00501*{control:09d}*0*T*:"
-    segs = [
-        isa,
-        f"GS*HC*POLICYKB*PAYER01*{date8}*1200*{control}*X*005010X222A1",
-        *st,
-        f"GE*1*{control}",
-        f"IEA*1*{control:09d}",
-    ]
-    return "".join(s + "~\n" for s in segs)
+    return interchange(
+        transaction="837",
+        version="005010X222A1",
+        functional_id="HC",
+        receiver="PAYER01",
+        date8=date8,
+        control=control,
+        body=body,
+    )
 
 
 # ---- FHIR Claim ----------------------------------------------------------------------------

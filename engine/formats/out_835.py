@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from engine.claims import Claim
+from engine.formats.envelope import interchange
 from engine.formats.out_fhir import deny_reasons
 
 MAX_CAS_PAIRS = 6
@@ -97,14 +98,12 @@ def to_x12(records: list[dict[str, Any]], *, today: date | None = None, control:
         body.append("LX*1")
     for record in records:
         body += _claim_loop(record)
-    st = [f"ST*835*{control:04d}*005010X221A1", *body]
-    st.append(f"SE*{len(st) + 1}*{control:04d}")
-    isa = f"ISA*00*{'':10}*00*{'':10}*ZZ*{'POLICYKB':15}*ZZ*{'PAYEE':15}*{day[2:]}*1200*^*00501*{control:09d}*0*T*:"
-    segs = [
-        isa,
-        f"GS*HP*POLICYKB*PAYEE*{day}*1200*{control}*X*005010X221A1",
-        *st,
-        f"GE*1*{control}",
-        f"IEA*1*{control:09d}",
-    ]
-    return "".join(s + "~\n" for s in segs)
+    return interchange(
+        transaction="835",
+        version="005010X221A1",
+        functional_id="HP",
+        receiver="PAYEE",
+        date8=day,
+        control=control,
+        body=body,
+    )
