@@ -27,7 +27,9 @@ KEY = "docs"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 PAGE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 BUILTIN_PAGES = frozenset({"index", "guide", "types", "graph", "examples", "guidance", "denial-codes"})
-DENIAL_ANNOTATIONS = ("group", "carc", "rarc")  # the outcome-rule annotations a denial code list serves
+# the outcome-rule annotations (docs/language.md) whose codes a `denial_code` list gives the text of
+GROUP, CARC, RARC = "group", "carc", "rarc"
+DENIAL_ANNOTATIONS = (GROUP, CARC, RARC)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 Everything here is read from the program (rules, declarations, facts, doc comments), the store
 (tables) and the engine (static relations such as in_range); nothing is restated by hand, so
-the pages cannot disagree with the rules. The 2.5M-row PTP table is read in one pass that
-buckets rows for the codes with a page and gathers the counts for the code lookup.
+the pages cannot disagree with the rules. Which relation plays which part (the code lists, the
+pair edits, the reference lists ...) is the KB's `@docs` annotations' to say (engine/docroles.py);
+the pair-edit table (millions of rows) is read in one pass that buckets rows for the codes with
+a page and gathers the counts for the code lookup.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import networkx as nx
 
 from engine.checks import all_atoms
-from engine.docroles import DocRole, fill, roles_of
+from engine.docroles import RARC, DocRole, fill, roles_of
 from engine.evaluate import Evaluator
 from engine.kb import LoadedKB
 from engine.program import OUTCOME_RELATIONS, TypeInfo
@@ -119,7 +121,7 @@ class RuleDoc:
 
     @property
     def rarcs(self) -> list[str]:
-        return self.ann("rarc").split()
+        return self.ann(RARC).split()
 
     @property
     def sources(self) -> list[str]:

@@ -17,7 +17,7 @@ from html import escape
 import networkx as nx
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from engine.docroles import DocRole, fill
+from engine.docroles import CARC, GROUP, RARC, DocRole, fill
 from engine.docs import graph as G
 from engine.docs.model import (
     Case,
@@ -240,7 +240,7 @@ class Site:
             "",
             f"- A line was denied and you have the remittance codes: [Why does my line deny?]({md_href(p, 'guide.md')})",
             (
-                f"- A code: [codes by category]({md_href(p, 'codes/index.md')}), or any code of the NCCI tables in the "
+                f"- A code: [codes by category]({md_href(p, 'codes/index.md')}), or any code of the KB's tables in the "
                 f"[code lookup]({md_href(p, 'codes/lookup.md')})"
             ),
             (
@@ -357,12 +357,12 @@ class Site:
             "| Group | CARC | RARC | Rule | What it means |",
             "| --- | --- | --- | --- | --- |",
         ]
-        for r in sorted(m.outcome_rules, key=lambda r: (r.ann("group"), _num_key(r.ann("carc")), r.ann("rarc"), r.id)):
-            g, c = r.ann("group"), r.ann("carc")
-            rarcs = ", ".join(f"[{x}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))})" for x in r.rarcs) or "-"
+        for r in sorted(m.outcome_rules, key=lambda r: (r.ann(GROUP), _num_key(r.ann(CARC)), r.ann(RARC), r.id)):
+            g, c = r.ann(GROUP), r.ann(CARC)
+            rarcs = ", ".join(f"[{x}]({md_href(p, 'denial-codes.md', anchor_id(RARC, x))})" for x in r.rarcs) or "-"
             lines.append(
                 f"| [{g}]({md_href(p, 'denial-codes.md', anchor_id('group', g))}) "
-                f"| [{c}]({md_href(p, 'denial-codes.md', anchor_id('carc', c))}) {esc(self._carc_text(c))} "
+                f"| [{c}]({md_href(p, 'denial-codes.md', anchor_id(CARC, c))}) {esc(self._carc_text(c))} "
                 f"| {rarcs} | {self.rule_link(p, r)} | {esc(r.title)} |"
             )
         lines += ["", "Severity *warn* rules never deny; they flag a line that still pays."]
@@ -380,7 +380,7 @@ class Site:
         return "\n".join(lines)
 
     def _carc_text(self, code: str) -> str:
-        return f"({self._denial_text('carc', code)})" if self._denial_text("carc", code) else ""
+        return f"({self._denial_text(CARC, code)})" if self._denial_text(CARC, code) else ""
 
     def _denial_text(self, annotation: str, code: str) -> str:
         """The text of a group code, CARC or RARC from the KB's list of them (`@docs denial_code`)."""
@@ -421,7 +421,7 @@ class Site:
             precedence=self._precedence(p, r),
             statements=statements,
             sources=_sources(r.sources),
-            denial_rows=self._denial_rows(p, r) if r.ann("carc") else [],
+            denial_rows=self._denial_rows(p, r) if r.ann(CARC) else [],
             graph_href=md_href(p, "graph.md"),
             diagram=self.rule_diagram(p, r),
             examples=self.rule_examples(p, r),
@@ -455,7 +455,7 @@ class Site:
 
     def _denial_rows(self, p: str, r: RuleDoc) -> list[str]:
         rows = []
-        for kind, codes in (("group", [r.ann("group")]), ("carc", [r.ann("carc")]), ("rarc", r.rarcs)):
+        for kind, codes in ((GROUP, [r.ann(GROUP)]), (CARC, [r.ann(CARC)]), (RARC, r.rarcs)):
             role = self.m.denial_role(kind)
             label = role.text("label") if role else kind.upper()
             for code in codes:
@@ -529,8 +529,8 @@ class Site:
             out += ["", "What the remittance shows, line by line (group-CARC and RARC), and why:", ""]
             for ln in case.result.get("lines", []):
                 for x in ln["reasons"]:
-                    codes = f"{x.get('group', '')}-{x.get('carc', '')}" + (
-                        f" {' '.join(x.get('rarc', []))}" if x.get("rarc") else ""
+                    codes = f"{x.get('group', '')}-{x.get(CARC, '')}" + (
+                        f" {' '.join(x.get(RARC, []))}" if x.get(RARC) else ""
                     )
                     if x.get("overridden_by"):
                         out.append(
@@ -554,7 +554,7 @@ class Site:
                     "",
                     (
                         f"**Line {ln['line']}, {self._id_link(p, x['rule'])}** ({esc(x.get('severity', ''))}, "
-                        f"{esc(x.get('group', ''))}-{esc(x.get('carc', ''))} {esc(' '.join(x.get('rarc', [])))}{esc(status)}): "
+                        f"{esc(x.get('group', ''))}-{esc(x.get(CARC, ''))} {esc(' '.join(x.get(RARC, [])))}{esc(status)}): "
                         f"{esc(x.get('message', ''))}"
                     ),
                     "",
@@ -1285,12 +1285,12 @@ class Site:
     def denial_codes_page(self) -> str:
         p = "denial-codes.md"
         m = self.m
-        by: dict[str, dict[str, list[RuleDoc]]] = {k: defaultdict(list) for k in ("group", "carc", "rarc")}
+        by: dict[str, dict[str, list[RuleDoc]]] = {k: defaultdict(list) for k in (GROUP, CARC, RARC)}
         for r in m.outcome_rules:
-            by["group"][r.ann("group")].append(r)
-            by["carc"][r.ann("carc")].append(r)
+            by[GROUP][r.ann(GROUP)].append(r)
+            by[CARC][r.ann(CARC)].append(r)
             for x in r.rarcs:
-                by["rarc"][x].append(r)
+                by[RARC][x].append(r)
         lines = [
             "# Denial codes",
             "",
@@ -1298,7 +1298,7 @@ class Site:
             f"code lists the KB ships, and the rules that use each. To go from a remittance to a rule, see [the guide]({md_href(p, 'guide.md')}).",
             "",
         ]
-        for kind in ("group", "carc", "rarc"):
+        for kind in (GROUP, CARC, RARC):
             role = m.denial_role(kind)
             table = m.denial_codes.get(kind, {})
             title = role.text("title") if role else f"@{kind} codes"
