@@ -94,6 +94,7 @@ ROLES: dict[str, RoleSpec] = {
         optional_columns=("group",),
         texts=("page", "title"),
         optional_texts=("anchor",),
+        per_column=("head",),
     ),
     "tag": RoleSpec(
         "tags (roles, groups) of the values of a reference list, shown on its page",

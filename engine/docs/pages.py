@@ -1235,7 +1235,9 @@ class Site:
         attrs = [a.name for a in self.decls[ref.relation].attrs]
         group = ref.col("group")
         grouped = {x.value for x in m.mentions if group and (x.relation, x.attr) == (ref.relation, group) and x.rule is not None}
-        heads = [a.replace("_", " ").capitalize() for a in attrs] + ["Named by"] + [t.text("title") for t in tags] + ["Source"]
+        names = ref.extra.get("head", {})
+        heads = [names.get(a, a.replace("_", " ").capitalize()) for a in attrs]
+        heads += ["Named by"] + [t.text("title") for t in tags] + ["Source row"]
         out = [f"## All {esc(ref.text('title')).lower() if not titled else self.rel_link(p, ref.relation)}", ""]
         out.append('<table class="pkb-sortable"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr></thead><tbody>")
         for s, r in m.references.get(ref.relation, []):
