@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import networkx as nx
 
-from engine import analysis
+from engine import analysis, docroles
 from engine.analysis import all_atoms
 from engine.diagnostics import Diagnostic, Severity
 from engine.program import OUTCOME_RELATIONS, Program, TypeInfo
@@ -32,7 +32,7 @@ KNOWN_RULE_KEYS = set(REQUIRED_OUTCOME_KEYS) | {
     "note",
 }
 # a relation declaration's doc comment: what the explanations, the checker and the site read
-KNOWN_DECL_KEYS = {"summary", "source", "title", "release", "reading", "because"}
+KNOWN_DECL_KEYS = {"summary", "source", "title", "release", "reading", "because", "docs"}
 RULE_KINDS = (
     "ncci_ptp",
     "ncci_mue",
@@ -414,6 +414,7 @@ def check_annotations(prog: Program) -> list[Diagnostic]:
                         notes=(f"its attributes: {', '.join(a.name for a in decl.attrs)}",),
                     )
                 )
+    out.extend(docroles.check_roles(prog.decls))
     return out
 
 

@@ -141,10 +141,15 @@ def test_lookup_index_is_compact_and_covers_the_ncci_tables(site) -> None:
     index = {}
     for text in shards.values():
         index.update(json.loads(text))
-    assert index["96372"]["m"] == 4 and index["96372"]["i"] == 3 and index["96372"]["g"] == 1
+    # the short texts of the per-code facts, labelled by the KB's @docs annotations (shard header "~")
+    labels = [label for label, _none in index["~"]["f"]]
+    assert index["96372"]["f"][labels.index("MUE")] == "4 unit(s), MAI 3" and index["96372"]["g"] == 1
+    assert index["96372"]["f"][labels.index("Fee schedule")] == "status A, facility NA"
+    assert index["~"]["e"] == ["NCCI PTP practitioner edits", "column 1", "column 2"]
     assert len(index["99213"]["p2"]) <= 10 and index["99213"]["c"][2] > 1000
     assert "20610" in index and "0001A" in index
     assert all(len(e.get("p1", [])) <= 10 and len(e.get("p2", [])) <= 10 for e in index.values())
+    del index["~"]
 
 
 # --- units: reading, diagrams, proofs --------------------------------------------------------

@@ -1,9 +1,12 @@
 """Docs without Python: a rule, a relation and a code category an author adds to a KB get their
-site pages from `mkdocs build` alone, with no change to engine/.
+site pages from `mkdocs build` alone, with no change to engine/; so do relations the author gives
+a `@docs` role (a reference list with its own page, a code list whose codes get pages, a per-code
+fact shown on the code pages and in the code lookup).
 
 The KB is a temporary copy of kb/ with one new outcome rule, one new derived relation (with a
-`@reading`) and one new code category (a CPT list row); the site is built once for the module
-with mkdocs-gen-files pointed at the copy through POLICYKB_DOCS_KB.
+`@reading`), one new code category (a CPT list row) and three new fact relations with `@docs`
+roles; the site is built once for the module with mkdocs-gen-files pointed at the copy through
+POLICYKB_DOCS_KB.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import csv
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -46,6 +50,29 @@ infusion_beside_injection(l, l2) :- injection_line(l, _, _, _), partner(l, "this
  * @message Line {l} is denied beside chemotherapy infusion line {l2}.
  */
 deny(l, "test.infusion_beside_injection") :- infusion_beside_injection(l, l2).
+
+/**
+ * @summary A route of administration as a test list names it.
+ * @reading {route} is a listed route| named {name}
+ * @docs reference key=route page=routes anchor=route title="Routes of administration"
+ */
+.decl test_route(route: symbol, name: symbol)
+test_route("IM", "intramuscular").
+test_route("SC", "subcutaneous").
+
+/**
+ * @summary A note on a code, shown on the code's page and in the code lookup.
+ * @docs code_fact code=code label="Infusion note" text="{note}" short="{note}"
+ */
+.decl test_code_note(code: Code, note: symbol)
+test_code_note("96413", "timed from the start of the infusion").
+
+/**
+ * @summary Codes a test list names, each with its own page.
+ * @docs code_list code=code description=text pages=all label="Test list"
+ */
+.decl test_code_list(code: Code, text: symbol)
+test_code_list("96415", "Chemotherapy infusion, each added hour").
 """
 
 NEW_CODE = ("96413", "Chemotherapy given by intravenous infusion, first hour", "chemo_infusion")
@@ -120,3 +147,30 @@ def test_new_code_category_gets_its_page_listing_the_code(built) -> None:
 def test_engine_is_untouched_by_the_new_pages(built) -> None:
     _html, before, after = built
     assert before == after
+
+
+def test_a_reference_role_gets_its_own_page_linked_from_home(built) -> None:
+    html, _b, _a = built
+    page = (html / "routes.html").read_text(encoding="utf-8")
+    assert "Routes of administration" in page and "A route of administration as a test list names it." in page
+    assert '<tr id="route-IM">' in page and "intramuscular" in page and '<tr id="route-SC">' in page
+    assert 'href="routes.html"' in (html / "index.html").read_text(encoding="utf-8")
+    relation = (html / "relations" / "test_route.html").read_text(encoding="utf-8")
+    assert "route" in relation and "name" in relation and "subcutaneous" in relation
+
+
+def test_a_code_fact_role_shows_on_the_code_page_and_in_the_lookup(built) -> None:
+    html, _b, _a = built
+    code = (html / "codes" / "96413.html").read_text(encoding="utf-8")
+    assert "Infusion note" in code and "timed from the start of the infusion" in code
+    shard = json.loads((html / "assets" / "lookup" / "9.json").read_text(encoding="utf-8"))
+    labels = [label for label, _none in shard["~"]["f"]]
+    assert shard["96413"]["f"][labels.index("Infusion note")] == "timed from the start of the infusion"
+    assert shard["96372"]["f"][labels.index("Infusion note")] == ""  # no note for it
+
+
+def test_a_code_list_role_gives_each_of_its_codes_a_page(built) -> None:
+    html, _b, _a = built
+    page = (html / "codes" / "96415.html").read_text(encoding="utf-8")
+    assert "Test list: <em>Chemotherapy infusion, each added hour</em>" in page
+    assert "kb/policy/infusion_test.dl:" in page

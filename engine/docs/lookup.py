@@ -1,10 +1,11 @@
 """The client-side code lookup's index: compact JSON shards, one per first character of a code.
 
-Per code: d description (HCPCS short text or our CPT text), m/i MUE value and MAI, a add-on edit
-type, s fee-schedule status, na "F"/"N" when the fee schedule has no facility / non-facility
-payment, c PTP counts [column 1 active, deleted, column 2 active, deleted], p1/p2 the first active
-partners as "code:modifier indicator" (p1: partners this code bundles, p2: codes that bundle
-it), g 1 when the code has a page. The page loads only the shard it needs.
+Per code: d description (from the `@docs code_list` relations), f the short texts of its per-code
+facts (one per `@docs code_fact` / `code_rows` with `short=`, "" when it has none), c pair-edit
+counts [first active, deleted, second active, deleted], p1/p2 the first active partners as
+"code:indicator" (p1: as the first code, p2: as the second), g 1 when the code has a page. Each
+shard also holds, under "~", the labels of those rows: f [[label, text when absent], ...] and e
+[edit title, first side, second side]. The page loads only the shard it needs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from engine.docs.model import DocsModel
+from engine.docs.model import DocsModel, lookup_fields
 
 
 def shards(m: DocsModel) -> dict[str, str]:
@@ -32,6 +33,14 @@ def shards(m: DocsModel) -> dict[str, str]:
         if code in m.codes:
             e["g"] = 1
         buckets[_shard(code)][code] = e
+    edit = m.role("code_edit")
+    header: dict = {"f": [[r.text("label"), r.text("none")] for r in lookup_fields(m.roles)]}
+    if edit is not None:
+        rel = m.relations.get(edit.relation)
+        title = " ".join(((rel.decl.doc.get("title") if rel else None) or edit.relation).split())
+        header["e"] = [title, edit.col("first").replace("_", " "), edit.col("second").replace("_", " ")]
+    for bucket in buckets.values():
+        bucket["~"] = header
     return {
         f"{k}.json": json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
         for k, v in sorted(buckets.items())

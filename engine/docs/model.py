@@ -2,8 +2,10 @@
 
 Everything here is read from the program (rules, declarations, facts, doc comments), the store
 (tables) and the engine (static relations such as in_range); nothing is restated by hand, so
-the pages cannot disagree with the rules. The 2.5M-row PTP table is read in one pass that
-buckets rows for the codes with a page and gathers the counts for the code lookup.
+the pages cannot disagree with the rules. Which relation plays which part (the code lists, the
+pair edits, the reference lists ...) is the KB's `@docs` annotations' to say (engine/docroles.py);
+the pair-edit table (millions of rows) is read in one pass that buckets rows for the codes with
+a page and gathers the counts for the code lookup.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import networkx as nx
 
 from engine.checks import all_atoms
+from engine.docroles import RARC, DocRole, fill, roles_of
 from engine.evaluate import Evaluator
 from engine.kb import LoadedKB
 from engine.program import OUTCOME_RELATIONS, TypeInfo
@@ -49,12 +52,8 @@ class NamedRow(tuple):
         return self[self.names.index(name)] if name in self.names else default
 
 
-PTP_ROWS_SHOWN = 300  # a code page lists every PTP row when it has at most this many
-LOOKUP_PARTNERS = 10  # partners per role (column 1 / column 2) in the lookup index
-RANGE_RELATION = "code_range"
-GUIDANCE_STATEMENT = "guidance_statement"  # (id, section, statement)
-GUIDANCE_UNDECIDABLE = "guidance_undecidable"  # (id, reason)
-PTP = "ptp"
+PTP_ROWS_SHOWN = 300  # a code page lists every edit row when it has at most this many
+LOOKUP_PARTNERS = 10  # partners per side (first / second code) in the lookup index
 
 
 @dataclass(frozen=True, order=True)
@@ -122,7 +121,7 @@ class RuleDoc:
 
     @property
     def rarcs(self) -> list[str]:
-        return self.ann("rarc").split()
+        return self.ann(RARC).split()
 
     @property
     def sources(self) -> list[str]:
@@ -169,26 +168,28 @@ class RelationDoc:
 
 
 @dataclass
-class PtpRow:
-    column_1: str
-    column_2: str
-    deletion_date: str
-    modifier_indicator: int
-    rationale: str
+class EditRow:
+    """A row of the pair-edit relation (`@docs code_edit`), by the role's column names."""
+
+    first: str
+    second: str
+    deleted: str
+    indicator: str
+    reason: str
     src: Src
     row: Row
 
 
 @dataclass
 class CodeStats:
-    """PTP counts of one code, for every code in the tables (the lookup index)."""
+    """Pair-edit counts of one code, for every code in the tables (the lookup index)."""
 
     col1_active: int = 0
     col1_deleted: int = 0
     col2_active: int = 0
     col2_deleted: int = 0
-    partners1: list[str] = field(default_factory=list)  # "code:mi", active rows as column 1
-    partners2: list[str] = field(default_factory=list)  # as column 2
+    partners1: list[str] = field(default_factory=list)  # "code:indicator", active rows as the first code
+    partners2: list[str] = field(default_factory=list)  # as the second code
 
     @property
     def col1_total(self) -> int:
@@ -208,21 +209,19 @@ class CodeDoc:
     code: str
     description: str = ""
     category: str = ""
-    hcpcs: tuple[Src, NamedRow] | None = None
-    cpt: tuple[Src, NamedRow] | None = None
+    # the code's rows in each role's relation, keyed by the relation name (`@docs` on its .decl)
+    listed: list[tuple[DocRole, Src, NamedRow]] = field(default_factory=list)  # code_list
+    facts: dict[str, tuple[Src, NamedRow]] = field(default_factory=dict)  # code_fact
+    links: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # code_link: (others, reverse)
+    rows: dict[str, list[tuple[Src, NamedRow]]] = field(default_factory=dict)  # code_rows
     ranges: list[str] = field(default_factory=list)
-    pfs: list[tuple[Src, NamedRow]] = field(default_factory=list)
-    mue: tuple[Src, NamedRow] | None = None
-    aoc: tuple[Src, NamedRow] | None = None
-    aoc_primaries: list[tuple[Src, NamedRow]] = field(default_factory=list)
-    primary_of: list[tuple[Src, NamedRow]] = field(default_factory=list)
-    deletion: tuple[Src, NamedRow] | None = None
     mentions: list[Mention] = field(default_factory=list)
     via: dict[int, tuple[str, bool]] = field(default_factory=dict)  # rule -> (how it reaches the code, negated)
     via_outcomes: dict[int, list[int]] = field(default_factory=dict)  # rule -> outcome rules it leads to
     outcome_rules: list[int] = field(default_factory=list)
-    # role (1: the code is column 1, 2: column 2) -> (rows listed on the page, whether that is all of them)
-    ptp: dict[int, tuple[list[PtpRow], bool]] = field(default_factory=dict)
+    # side (1: the code is the first code of the edit, 2: the second) -> (rows listed on the page,
+    # whether that is all of them)
+    edits: dict[int, tuple[list[EditRow], bool]] = field(default_factory=dict)
     stats: CodeStats = field(default_factory=CodeStats)
 
     @property
@@ -266,18 +265,25 @@ class DocsModel:
     ranges: dict[str, RangeDoc]
     mentions: list[Mention]
     graph: nx.DiGraph  # ("rel", name) / ("rule", index) nodes
-    pos: list[tuple[Src, NamedRow]]
-    modifiers: list[tuple[Src, NamedRow]]
-    modifier_roles: dict[str, list[tuple[Src, str]]]
-    group_codes: dict[str, tuple[Src, NamedRow]]
-    carcs: dict[str, tuple[Src, NamedRow]]
-    rarcs: dict[str, tuple[Src, NamedRow]]
+    roles: list[DocRole]  # the KB's `@docs` annotations: which relation plays which part
+    references: dict[str, list[tuple[Src, NamedRow]]]  # reference relation -> its rows
+    tags: dict[str, dict[str, list[tuple[Src, str]]]]  # tag relation -> key value -> (src, tag)
+    denial_codes: dict[str, dict[str, tuple[Src, NamedRow]]]  # annotation (group, carc, rarc) -> code -> row
     stats: dict[str, CodeStats]
     lookup_descriptions: dict[str, str]
     lookup_extra: dict[str, dict]
     cases: list[Case]
     code_pattern: str
     guidance: dict[str, GuidanceDoc] = field(default_factory=dict)
+
+    def role(self, name: str) -> DocRole | None:
+        return next((r for r in self.roles if r.role == name), None)
+
+    def roles_named(self, name: str) -> list[DocRole]:
+        return [r for r in self.roles if r.role == name]
+
+    def denial_role(self, annotation: str) -> DocRole | None:
+        return next((r for r in self.roles_named("denial_code") if r.text("annotation") == annotation), None)
 
     @property
     def outcome_rules(self) -> list[RuleDoc]:
@@ -313,100 +319,146 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
         for name, info in sorted(prog.types.items())
     ]
 
+    roles = roles_of(prog.decls)
+
+    def role(name: str) -> DocRole | None:
+        return next((r for r in roles if r.role == name), None)
+
+    def named(name: str) -> list[DocRole]:
+        return [r for r in roles if r.role == name]
+
     tables: dict[str, list[tuple[Src, NamedRow]]] = {}
 
     def table(rel: str) -> list[tuple[Src, NamedRow]]:
+        """A relation's rows by attribute name: a stored table's, or the facts the KB lists."""
         if rel not in tables:
             decl = prog.decls.get(rel)
             names = tuple(a.name for a in decl.attrs) if decl else ()
-            tables[rel] = (
-                [(rsrc(rs), NamedRow(row, names)) for rs, row in kb.store.scan(rel)] if kb.store.has(rel) else []
-            )
+            if kb.store.has(rel):
+                tables[rel] = [(rsrc(rs), NamedRow(row, names)) for rs, row in kb.store.scan(rel)]
+            else:
+                tables[rel] = relations[rel].named_facts() if rel in relations else []
         return tables[rel]
 
-    def keyed(rel: str) -> dict[str, tuple[Src, NamedRow]]:
-        """Rows by their first attribute (the table's key: a code, a modifier ...)."""
-        return {str(row[0]): (s, row) for s, row in table(rel)}
+    def keyed(rel: str, col: str) -> dict[str, tuple[Src, NamedRow]]:
+        """Rows by the value of their key column (a code, a modifier ...); the first row wins."""
+        out: dict[str, tuple[Src, NamedRow]] = {}
+        for s, row in table(rel):
+            out.setdefault(str(row.get(col)), (s, row))
+        return out
 
+    edit = role("code_edit")
     code_pattern = getattr(prog.types.get("Code"), "pattern", None) or r"^[0-9A-Z]{5}$"
-    # every table row that names a code in a Code-typed column, by code (PTP apart: too big)
+    # every table row that names a code in a Code-typed column, by code (the pair edits apart: too big)
     rows_by_code: dict[str, dict[str, list[tuple[Src, NamedRow]]]] = defaultdict(lambda: defaultdict(list))
-    for rel in sorted(prog.inputs):
+    code_lists = named("code_list")
+    scanned = set(prog.inputs) | {r.relation for r in code_lists}
+    for rel in sorted(scanned):
         decl = prog.decls.get(rel)
-        if rel == PTP or decl is None:
+        if (edit and rel == edit.relation) or decl is None:
             continue
         positions = [i for i, a in enumerate(decl.attrs) if a.type == "Code"]
+        positions += [decl.attrs.index(a) for a in decl.attrs for r in code_lists if r.relation == rel and a.name == r.col("code") and a.type != "Code"]
         for s, row in table(rel):
             for i in positions:
                 rows_by_code[str(row[i])][rel].append((s, row))
 
-    cpt, hcpcs, mue, aoc = keyed("cpt_code"), keyed("hcpcs"), keyed("mue"), keyed("aoc_code")
-    deletions = keyed("code_deletion")
-    page_codes = _page_codes(rows_by_code, mentions, code_pattern)
-    stats, buckets = _scan_ptp(kb, page_codes, rsrc)
+    # the curated lists (pages=all) describe a code first; the others by relation name
+    code_lists.sort(key=lambda r: (r.text("pages") != "all", r.relation))
+    listed = {r.relation: keyed(r.relation, r.col("code")) for r in code_lists}
+    facts = {r.relation: keyed(r.relation, r.col("code")) for r in named("code_fact")}
+    range_role, bounds_role, category_role = role("range"), role("range_bounds"), role("category")
+    paged = {r.relation for r in code_lists if r.text("pages") == "all"}
+    bounds_rel = bounds_role.relation if bounds_role else ""
+    page_codes = _page_codes(rows_by_code, mentions, code_pattern, paged, bounds_rel)
+    stats, buckets = _scan_edits(kb, edit, page_codes, rsrc)
     universe = set(stats) | set(rows_by_code)
 
-    ranges = _ranges(table(RANGE_RELATION), universe, evaluator)
+    ranges = _ranges(table(bounds_rel) if bounds_role else [], bounds_role, range_role, universe, evaluator)
     categories: dict[str, list[str]] = defaultdict(list)
-    for _s, found in evaluator.lookup("code_category", (None, None)):
-        categories[str(found[1])].append(str(found[0]))
+
+    def ask(r: DocRole | None, code: str | None, value_col: str) -> list[str]:
+        """The values of `value_col` the engine gives for a code (all codes: None) in the role's relation."""
+        if r is None:
+            return []
+        ci, vi = r.attrs.index(r.col("code")), r.attrs.index(value_col)
+        args = tuple(code if i == ci else None for i in range(len(r.attrs)))
+        return [f"{row[ci]}\t{row[vi]}" for _s, row in evaluator.lookup(r.relation, args)]
+
+    for pair in ask(category_role, None, category_role.col("category") if category_role else ""):
+        code, cat = pair.split("\t", 1)
+        categories[cat].append(code)
+    category_of = {c: cat for cat, cs in sorted(categories.items(), reverse=True) for c in cs}
 
     codes: dict[str, CodeDoc] = {}
     for c in sorted(page_codes):
         mine = rows_by_code.get(c, {})
-        d = CodeDoc(
-            c,
-            cpt=cpt.get(c),
-            hcpcs=hcpcs.get(c),
-            mue=mue.get(c),
-            aoc=aoc.get(c),
-            deletion=deletions.get(c),
-            pfs=sorted(mine.get("pfs", []), key=lambda sr: sr[1]),
-            aoc_primaries=[sr for sr in mine.get("aoc_primary", []) if sr[1].add_on_code == c],
-            primary_of=[sr for sr in mine.get("aoc_primary", []) if sr[1].primary_code == c],
-        )
-        if d.cpt:
-            d.description = str(d.cpt[1].description)
-        elif d.hcpcs:
-            d.description = str(d.hcpcs[1].long_description or d.hcpcs[1].short_description)
-        d.category = next((str(r[1]) for _s, r in evaluator.lookup("code_category", (c, None))), "")
-        d.ranges = sorted(str(r[1]) for _s, r in evaluator.lookup("in_range", (c, None)))
+        d = CodeDoc(c)
+        for r in code_lists:
+            if c in listed[r.relation]:
+                s, row = listed[r.relation][c]
+                d.listed.append((r, s, row))
+                if not d.description:
+                    d.description = next((str(row.get(col)) for col in r.cols("description") if row.get(col)), "")
+        d.facts = {rel: by_code[c] for rel, by_code in facts.items() if c in by_code}
+        for r in named("code_link"):
+            rows = mine.get(r.relation, [])
+            d.links[r.relation] = (
+                [str(row.get(r.col("other"))) for _s, row in rows if row.get(r.col("code")) == c],
+                [str(row.get(r.col("code"))) for _s, row in rows if row.get(r.col("other")) == c],
+            )
+        for r in named("code_rows"):
+            d.rows[r.relation] = sorted((sr for sr in mine.get(r.relation, []) if sr[1].get(r.col("code")) == c), key=lambda sr: sr[1])
+        d.category = category_of.get(c, "")
+        d.ranges = sorted(pair.split("\t", 1)[1] for pair in ask(range_role, c, range_role.col("name") if range_role else ""))
         d.stats = stats.get(c, CodeStats())
-        for role, count in ((1, d.stats.col1_total), (2, d.stats.col2_total)):
-            policy_rows, other_rows = buckets[c][role]
+        for side, count in ((1, d.stats.col1_total), (2, d.stats.col2_total)):
+            policy_rows, other_rows = buckets[c][side]
             every = count <= PTP_ROWS_SHOWN
-            d.ptp[role] = (
+            d.edits[side] = (
                 sorted(
                     policy_rows + other_rows if every else policy_rows,
-                    key=lambda p: (p.column_1, p.column_2, p.deletion_date, p.src),
+                    key=lambda p: (p.first, p.second, p.deleted, p.src),
                 ),
                 every,
             )
         codes[c] = d
     static = {rel for rel, k in (kb.compiled.kinds.items() if kb.compiled else []) if k.value == "static"}
-    _link_codes_to_rules(codes, rules, mentions, graph, rows_by_code, buckets, static)
+    _link_codes_to_rules(codes, rules, mentions, graph, rows_by_code, buckets, static, edit, range_role, category_role, bounds_rel)
 
     cases = _cases(root, repo, adjudicate)
-    lookup_descriptions = {c: str(r.short_description) for c, (_s, r) in hcpcs.items()}
-    lookup_descriptions.update({c: str(r.description) for c, (_s, r) in cpt.items()})
+    lookup_descriptions: dict[str, str] = {}
+    for r in reversed(code_lists):  # the first list's text wins
+        col = r.col("lookup") or next(iter(r.cols("description")), "")
+        if col:
+            lookup_descriptions.update({c: str(row.get(col)) for c, (_s, row) in listed[r.relation].items()})
     lookup_extra: dict[str, dict] = {}
+    shorts = lookup_fields(roles)
     for c in universe:
         e: dict = {}
-        if c in mue:
-            e["m"], e["i"] = mue[c][1].mue_value, mue[c][1].mai
-        if c in aoc:
-            e["a"] = aoc[c][1].edit_type
-        glob = next((r for _s, r in rows_by_code.get(c, {}).get("pfs", []) if r.code == c and r.modifier == ""), None)
-        if glob is not None:
-            e["s"] = glob.status
-            flags = ("F" if glob.facility_na == "NA" else "") + ("N" if glob.non_facility_na == "NA" else "")
-            if flags:
-                e["na"] = flags
+        values = []
+        for r in shorts:
+            hit: NamedRow | None = None
+            if r.role == "code_fact":
+                hit = facts[r.relation].get(c, (None, None))[1]
+            else:
+                where = r.extra.get("where", {})
+                hit = next(
+                    (x for _s, x in rows_by_code.get(c, {}).get(r.relation, [])
+                     if x.get(r.col("code")) == c and all(str(x.get(k)) == v for k, v in where.items())),
+                    None,
+                )
+            values.append(fill(r.text("short"), dict(zip(hit.names, hit, strict=False))) if hit is not None else "")
+        if any(values):
+            e["f"] = values
         lookup_extra[c] = e
 
-    roles: dict[str, list[tuple[Src, str]]] = defaultdict(list)
-    for s, row in table("modifier_role"):
-        roles[str(row.modifier)].append((s, str(row.role)))
+    tags: dict[str, dict[str, list[tuple[Src, str]]]] = {}
+    for r in named("tag"):
+        by_key: dict[str, list[tuple[Src, str]]] = defaultdict(list)
+        for s, row in table(r.relation):
+            by_key[str(row.get(r.col("key")))].append((s, str(row.get(r.col("tag")))))
+        tags[r.relation] = dict(by_key)
 
     return DocsModel(
         root=root,
@@ -421,31 +473,36 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
         ranges=ranges,
         mentions=mentions,
         graph=graph,
-        pos=table("pos"),
-        modifiers=table("modifier"),
-        modifier_roles=dict(roles),
-        group_codes=keyed("group_code"),
-        carcs=keyed("carc"),
-        rarcs=keyed("rarc"),
+        roles=roles,
+        references={r.relation: table(r.relation) for r in named("reference")},
+        tags=tags,
+        denial_codes={r.text("annotation"): keyed(r.relation, r.col("key")) for r in named("denial_code")},
         stats=stats,
         lookup_descriptions=lookup_descriptions,
         lookup_extra=lookup_extra,
         cases=cases,
         code_pattern=code_pattern,
-        guidance=_guidance(relations),
+        guidance=_guidance(relations, role("guidance"), named("guidance_note")),
     )
 
 
-def _guidance(relations: dict[str, RelationDoc]) -> dict[str, GuidanceDoc]:
+def lookup_fields(roles: list[DocRole]) -> list[DocRole]:
+    """The roles whose `short` text the code lookup and the code tables show, in order."""
+    return [r for r in roles if r.role in ("code_fact", "code_rows") and r.text("short")]
+
+
+def _guidance(relations: dict[str, RelationDoc], stated: DocRole | None, notes: list[DocRole]) -> dict[str, GuidanceDoc]:
     """The guidance statements (KB facts), with the reasons some are not decidable."""
     out: dict[str, GuidanceDoc] = {}
-    stated = relations.get(GUIDANCE_STATEMENT)
-    for src, row in stated.named_facts() if stated else []:
-        out[str(row.id)] = GuidanceDoc(str(row.id), str(row.section), str(row.statement), src)
-    undecidable = relations.get(GUIDANCE_UNDECIDABLE)
-    for _src, row in undecidable.named_facts() if undecidable else []:
-        if str(row.id) in out:
-            out[str(row.id)].undecidable = str(row.reason)
+    if stated is None or stated.relation not in relations:
+        return out
+    for src, row in relations[stated.relation].named_facts():
+        key = str(row.get(stated.col("id")))
+        out[key] = GuidanceDoc(key, str(row.get(stated.col("section"))), str(row.get(stated.col("statement"))), src)
+    for note in notes:
+        for _src, row in relations[note.relation].named_facts() if note.relation in relations else []:
+            if str(row.get(note.col("id"))) in out:
+                out[str(row.get(note.col("id")))].undecidable = str(row.get(note.col("reason")))
     return out
 
 
@@ -560,35 +617,36 @@ def _relations(kb: LoadedKB, rules: list[RuleDoc], src, rsrc) -> dict[str, Relat
     return out
 
 
-def _page_codes(rows_by_code: dict, mentions: list[Mention], pattern: str) -> set[str]:
-    """Codes with a page: the KB's CPT list, and every code in the tables that a rule or fact
-    names (range bounds are boundaries, not codes the policy names)."""
-    codes = {c for c, rels in rows_by_code.items() if "cpt_code" in rels}
+def _page_codes(rows_by_code: dict, mentions: list[Mention], pattern: str, paged: set[str], bounds: str) -> set[str]:
+    """Codes with a page: every code of a `code_list pages=all`, and every code in the tables
+    that a rule or fact names (range bounds are boundaries, not codes the policy names)."""
+    codes = {c for c, rels in rows_by_code.items() if paged & set(rels)}
     rx = re.compile(pattern)
     for m in mentions:
-        if m.relation == RANGE_RELATION or not isinstance(m.value, str) or not rx.fullmatch(m.value):
+        if m.relation == bounds or not isinstance(m.value, str) or not rx.fullmatch(m.value):
             continue
         if m.value in rows_by_code:
             codes.add(m.value)
     return codes
 
 
-def _scan_ptp(kb: LoadedKB, page_codes: set[str], rsrc):
-    """One pass over the PTP table: counts and first partners for every code, and the rows the
-    code pages list (all of a code's rows while it has few, else those with another page code)."""
+def _scan_edits(kb: LoadedKB, edit: DocRole | None, page_codes: set[str], rsrc):
+    """One pass over the pair-edit table (`@docs code_edit`): counts and first partners for every
+    code, and the rows the code pages list (all of a code's rows while it has few, else those with
+    another page code)."""
     stats: dict[str, CodeStats] = defaultdict(CodeStats)
-    # code -> role (1: the code is column 1, 2: column 2) -> (rows whose partner has a page, other rows)
-    buckets: dict[str, dict[int, tuple[list[PtpRow], list[PtpRow]]]] = {
+    # code -> side (1: the code is the first code, 2: the second) -> (rows whose partner has a page, other rows)
+    buckets: dict[str, dict[int, tuple[list[EditRow], list[EditRow]]]] = {
         c: {1: ([], []), 2: ([], [])} for c in page_codes
     }
-    decl = kb.program.decls.get(PTP)
-    if not kb.store.has(PTP) or decl is None:
+    if edit is None or not kb.store.has(edit.relation):
         return {}, buckets
-    names = tuple(a.name for a in decl.attrs)
-    # 2.5M rows: the columns are looked up by name once, then read by their index
-    cols = [names.index(n) for n in ("column_1", "column_2", "deletion_date", "modifier_indicator", "rationale")]
-    for rs, row in kb.store.scan(PTP):
-        c1, c2, dele, mi, why = (str(row[i]) for i in cols)
+    names = edit.attrs
+    # millions of rows: the columns are looked up by name once, then read by their index (an
+    # optional column the role leaves out reads as "")
+    cols = [names.index(edit.col(k)) if edit.col(k) else -1 for k in ("first", "second", "deleted", "indicator", "reason")]
+    for rs, row in kb.store.scan(edit.relation):
+        c1, c2, dele, mi, why = (str(row[i]) if i >= 0 else "" for i in cols)
         s1, s2 = stats[c1], stats[c2]
         if dele == "":
             s1.col1_active += 1
@@ -608,21 +666,39 @@ def _scan_ptp(kb: LoadedKB, page_codes: set[str], rsrc):
             if code in buckets:
                 policy, other = buckets[code][role]
                 if partner_has_page or len(other) <= PTP_ROWS_SHOWN:
-                    prow = prow or PtpRow(c1, c2, dele, int(mi), why, rsrc(rs), row)
+                    prow = prow or EditRow(c1, c2, dele, mi, why, rsrc(rs), row)
                     (policy if partner_has_page else other).append(prow)
     return dict(stats), buckets
 
 
-def _ranges(rows: list[tuple[Src, NamedRow]], universe: set[str], evaluator: Evaluator) -> dict[str, RangeDoc]:
-    """Each named range and its members, as the engine's in_range answers them (codes outside a
-    range's bounds are not asked)."""
+def _ranges(
+    rows: list[tuple[Src, NamedRow]],
+    bounds: DocRole | None,
+    member: DocRole | None,
+    universe: set[str],
+    evaluator: Evaluator,
+) -> dict[str, RangeDoc]:
+    """Each named range (`@docs range_bounds`) and its members, as the engine answers the
+    `@docs range` relation (codes outside a range's bounds are not asked)."""
     out: dict[str, RangeDoc] = {}
+    if bounds is None:
+        return out
     for s, row in rows:
-        name, low, high = str(row.name), str(row.low), str(row.high)
+        name, low, high = (str(row.get(bounds.col(k))) for k in ("name", "low", "high"))
         doc = out.setdefault(name, RangeDoc(name, low, high, s))
+        if member is None:
+            continue
+        ci, ni = member.attrs.index(member.col("code")), member.attrs.index(member.col("name"))
         candidates = sorted(c for c in universe if low <= c <= high)
         doc.members = sorted(
-            {c for c in candidates if any(r[1] == name for _s, r in evaluator.lookup("in_range", (c, None)))}
+            {
+                c
+                for c in candidates
+                if any(
+                    r[ni] == name
+                    for _s, r in evaluator.lookup(member.relation, tuple(c if i == ci else None for i in range(len(member.attrs))))
+                )
+            }
         )
     return dict(sorted(out.items()))
 
@@ -635,6 +711,10 @@ def _link_codes_to_rules(
     rows_by_code: dict,
     buckets: dict,
     static: set[str],
+    edit: DocRole | None,
+    range_role: DocRole | None,
+    category_role: DocRole | None,
+    bounds: str,
 ) -> None:
     """Which rules reach each code, and so which outcome rules can decide a claim with it.
 
@@ -649,15 +729,19 @@ def _link_codes_to_rules(
     for m in mentions:
         if not isinstance(m.value, str):
             continue
-        if m.rule is not None and (m.relation, m.attr) == ("in_range", "name"):
+        if m.rule is not None and range_role and (m.relation, m.attr) == (range_role.relation, range_role.col("name")):
             by_range[m.value].append((m.rule, m.negated))
-        elif m.rule is not None and (m.relation, m.attr) == ("code_category", "category"):
+        elif (
+            m.rule is not None
+            and category_role
+            and (m.relation, m.attr) == (category_role.relation, category_role.col("category"))
+        ):
             by_category[m.value].append((m.rule, m.negated))
         if m.value in codes:
             codes[m.value].mentions.append(m)
             if m.rule is not None:
                 codes[m.value].via.setdefault(m.rule, ("names it", m.negated))
-            elif m.relation != RANGE_RELATION:
+            elif m.relation != bounds:
                 listed[m.value].add(m.relation)
     readers: dict[str, list[tuple[int, A.Atom, bool]]] = defaultdict(list)
     for r in rules:
@@ -673,7 +757,8 @@ def _link_codes_to_rules(
             for i, _atom, neg in readers.get(rel, ()):
                 d.via.setdefault(i, (f"listed in {rel}", neg))
         rows = {rel: [row for _s, row in srs] for rel, srs in rows_by_code.get(c, {}).items()}
-        rows[PTP] = [p.row for role in (1, 2) for part in buckets[c][role] for p in part]
+        if edit is not None:
+            rows[edit.relation] = [p.row for side in (1, 2) for part in buckets[c][side] for p in part]
         for rel, rel_rows in sorted(rows.items()):
             for i, atom, neg in readers.get(rel, ()):
                 if not neg and any(_matches(atom, row) for row in rel_rows):

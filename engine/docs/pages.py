@@ -17,6 +17,7 @@ from html import escape
 import networkx as nx
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from engine.docroles import CARC, GROUP, RARC, DocRole, fill
 from engine.docs import graph as G
 from engine.docs.model import (
     Case,
@@ -25,6 +26,7 @@ from engine.docs.model import (
     RelationDoc,
     RuleDoc,
     Src,
+    lookup_fields,
     polarity,
 )
 from engine.docs.proofs import render_proof
@@ -39,7 +41,6 @@ ORIGIN_TEXT = {
     "derived": "derived: computed by rules",
     "outcome": "outcome: what the adjudication reports",
 }
-CATEGORY = "code_category"  # the relation that puts a code in a category (code pages, category pages)
 ORIGIN_ORDER = ["outcome", "derived", "facts", "table", "claim"]
 FACTS_SHOWN = 200
 SAMPLE_ROWS = 5
@@ -92,11 +93,22 @@ class Site:
         for case in model.cases:
             for rid in case.about:
                 self.cases_by_rule[rid].append(case)
-        self.role_pages = {role for roles in model.modifier_roles.values() for _s, role in roles}
         self.decls = {k: v.decl for k, v in model.relations.items()}
         self.graph = self.diagram_graph()
-        self.pos_codes = {str(r.pos) for _s, r in model.pos}
-        self.modifier_codes = {str(r.modifier) for _s, r in model.modifiers}
+        # reference lists (`@docs reference`): the values each lists, and the tags of its page
+        self.references = model.roles_named("reference")
+        self.ref_values = {
+            r.relation: {str(row.get(r.col("key"))) for _s, row in model.references.get(r.relation, [])}
+            for r in self.references
+        }
+        self.tag_roles = model.roles_named("tag")
+        self.tag_values = {
+            t.relation: {tag for tags in model.tags.get(t.relation, {}).values() for _s, tag in tags}
+            for t in self.tag_roles
+        }
+        self.category_role = model.role("category")
+        self.range_role = model.role("range")
+        self.bounds_role = model.role("range_bounds")
 
     # --- links -----------------------------------------------------------------------
 
@@ -123,21 +135,34 @@ class Site:
             return self.rule_ids[value].page, ""
         if value in self.m.codes and (atype == "Code" or attr.endswith("code") or attr in ("c", "code")):
             return self.m.codes[value].page, ""
-        if (rel, attr) in (("in_range", "name"), ("code_range", "name")) and value in self.m.ranges:
+        range_names = {(r.relation, r.col("name")) for r in (self.range_role, self.bounds_role) if r}
+        if (rel, attr) in range_names and value in self.m.ranges:
             return f"codes/range/{value}.md", ""
-        if (rel, attr) == ("code_category", "category") and value in self.m.categories:
+        cat = self.category_role
+        if cat and (rel, attr) == (cat.relation, cat.col("category")) and value in self.m.categories:
             return f"codes/category/{value}.md", ""
-        if (rel, attr) == ("pos", "setting"):
-            return "pos.md", anchor_id("setting", value)
-        if (rel, attr) == ("modifier_role", "role") and value in self.role_pages:
-            return "modifiers.md", anchor_id("role", value)
-        if (atype == "Pos" or attr == "pos") and value in self.pos_codes:
-            return "pos.md", anchor_id("pos", value)
-        if (atype == "Modifier" or attr == "modifier") and value in self.modifier_codes:
-            return "modifiers.md", anchor_id("mod", value)
+        for r in self.references:
+            if r.col("group") and (rel, attr) == (r.relation, r.col("group")):
+                return f"{r.text('page')}.md", anchor_id(r.col("group"), value)
+        for t in self.tag_roles:
+            if (rel, attr) == (t.relation, t.col("tag")) and value in self.tag_values[t.relation]:
+                return f"{t.text('page')}.md", anchor_id(t.col("tag"), value)
+        for r in self.references:
+            if self._names_reference(r, atype, attr) and value in self.ref_values[r.relation]:
+                return f"{r.text('page')}.md", anchor_id(self._anchor(r), value)
         if value in self.m.codes:
             return self.m.codes[value].page, ""
         return None
+
+    def _names_reference(self, r: DocRole, atype: str, attr: str) -> bool:
+        """An argument names a value of the reference list when it has the list's own (domain)
+        type, or the list's key column name."""
+        key_type = next((a.type for a in self.decls[r.relation].attrs if a.name == r.col("key")), "symbol")
+        return attr == r.col("key") or (key_type not in ("symbol", "number") and atype == key_type)
+
+    @staticmethod
+    def _anchor(r: DocRole) -> str:
+        return r.text("anchor") or r.text("page")
 
     def rule_link(self, page: str, r: RuleDoc, text: str | None = None) -> str:
         label = text or (r.id if r.id else f"{r.head} (rule at {r.src})")
@@ -171,13 +196,13 @@ class Site:
             "types.md": self.types_page(),
             "codes/index.md": self.codes_index(),
             "codes/lookup.md": self.lookup_page(),
-            "pos.md": self.pos_page(),
-            "modifiers.md": self.modifiers_page(),
-            "denial-codes.md": self.denial_codes_page(),
             "graph.md": self.graph_page(),
             "examples.md": self.examples_page(),
-            "guidance.md": self.guidance_page(),
         }
+        out["denial-codes.md"] = self.denial_codes_page()  # outcome rules always carry @group and @carc
+        out["guidance.md"] = self.guidance_page()  # and may cite statements with @guidance
+        for page in dict.fromkeys(r.text("page") for r in self.references):
+            out[f"{page}.md"] = self.reference_page(page)
         for r in self.m.id_rules:
             out[r.page] = self.rule_page(r)
         for rel in self.m.relations.values():
@@ -215,7 +240,7 @@ class Site:
             "",
             f"- A line was denied and you have the remittance codes: [Why does my line deny?]({md_href(p, 'guide.md')})",
             (
-                f"- A code: [codes by category]({md_href(p, 'codes/index.md')}), or any code of the NCCI tables in the "
+                f"- A code: [codes by category]({md_href(p, 'codes/index.md')}), or any code of the KB's tables in the "
                 f"[code lookup]({md_href(p, 'codes/lookup.md')})"
             ),
             (
@@ -230,10 +255,7 @@ class Site:
                 if m.guidance
                 else []
             ),
-            (
-                f"- [Places of service]({md_href(p, 'pos.md')}), [modifiers]({md_href(p, 'modifiers.md')}), "
-                f"[denial codes]({md_href(p, 'denial-codes.md')})"
-            ),
+            "- " + ", ".join(self._reference_links(p)),
             "",
             "## What the KB covers",
             "",
@@ -296,6 +318,16 @@ class Site:
         ]
         return "\n".join(lines)
 
+    def _reference_links(self, p: str) -> list[str]:
+        """Links to the reference-list pages and the denial codes, for the home page."""
+        pages = dict.fromkeys(r.text("page") for r in self.references)
+        out = []
+        for i, page in enumerate(pages):
+            title = next(r.text("title") for r in self.references if r.text("page") == page)
+            out.append(f"[{esc(title if i == 0 else title[:1].lower() + title[1:])}]({md_href(p, page + '.md')})")
+        out.append(f"[{'denial codes' if out else 'Denial codes'}]({md_href(p, 'denial-codes.md')})")
+        return out
+
     # --- guide ---------------------------------------------------------------------------
 
     def guide(self) -> str:
@@ -325,12 +357,12 @@ class Site:
             "| Group | CARC | RARC | Rule | What it means |",
             "| --- | --- | --- | --- | --- |",
         ]
-        for r in sorted(m.outcome_rules, key=lambda r: (r.ann("group"), _num_key(r.ann("carc")), r.ann("rarc"), r.id)):
-            g, c = r.ann("group"), r.ann("carc")
-            rarcs = ", ".join(f"[{x}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))})" for x in r.rarcs) or "-"
+        for r in sorted(m.outcome_rules, key=lambda r: (r.ann(GROUP), _num_key(r.ann(CARC)), r.ann(RARC), r.id)):
+            g, c = r.ann(GROUP), r.ann(CARC)
+            rarcs = ", ".join(f"[{x}]({md_href(p, 'denial-codes.md', anchor_id(RARC, x))})" for x in r.rarcs) or "-"
             lines.append(
                 f"| [{g}]({md_href(p, 'denial-codes.md', anchor_id('group', g))}) "
-                f"| [{c}]({md_href(p, 'denial-codes.md', anchor_id('carc', c))}) {esc(self._carc_text(c))} "
+                f"| [{c}]({md_href(p, 'denial-codes.md', anchor_id(CARC, c))}) {esc(self._carc_text(c))} "
                 f"| {rarcs} | {self.rule_link(p, r)} | {esc(r.title)} |"
             )
         lines += ["", "Severity *warn* rules never deny; they flag a line that still pays."]
@@ -348,8 +380,13 @@ class Site:
         return "\n".join(lines)
 
     def _carc_text(self, code: str) -> str:
-        row = self.m.carcs.get(code)
-        return f"({row[1].description})" if row else ""
+        return f"({self._denial_text(CARC, code)})" if self._denial_text(CARC, code) else ""
+
+    def _denial_text(self, annotation: str, code: str) -> str:
+        """The text of a group code, CARC or RARC from the KB's list of them (`@docs denial_code`)."""
+        role = self.m.denial_role(annotation)
+        found = self.m.denial_codes.get(annotation, {}).get(code)
+        return str(found[1].get(role.col("text"))) if role and found else ""
 
     # --- rules ---------------------------------------------------------------------------
 
@@ -384,7 +421,7 @@ class Site:
             precedence=self._precedence(p, r),
             statements=statements,
             sources=_sources(r.sources),
-            denial_rows=self._denial_rows(p, r) if r.ann("carc") else [],
+            denial_rows=self._denial_rows(p, r) if r.ann(CARC) else [],
             graph_href=md_href(p, "graph.md"),
             diagram=self.rule_diagram(p, r),
             examples=self.rule_examples(p, r),
@@ -418,22 +455,16 @@ class Site:
 
     def _denial_rows(self, p: str, r: RuleDoc) -> list[str]:
         rows = []
-        g = self.m.group_codes.get(r.ann("group"))
-        rows.append(
-            f"| Group [{esc(r.ann('group'))}]({md_href(p, 'denial-codes.md', anchor_id('group', r.ann('group')))}) "
-            f"| {esc(g[1].description) if g else '(not in the group code table)'} | {where(g[0]) if g else ''} |"
-        )
-        c = self.m.carcs.get(r.ann("carc"))
-        rows.append(
-            f"| CARC [{esc(r.ann('carc'))}]({md_href(p, 'denial-codes.md', anchor_id('carc', r.ann('carc')))}) "
-            f"| {esc(c[1].description) if c else '(not in the CARC table)'} | {where(c[0]) if c else ''} |"
-        )
-        for x in r.rarcs:
-            rr = self.m.rarcs.get(x)
-            rows.append(
-                f"| RARC [{esc(x)}]({md_href(p, 'denial-codes.md', anchor_id('rarc', x))}) "
-                f"| {esc(rr[1].description) if rr else '(not in the RARC table)'} | {where(rr[0]) if rr else ''} |"
-            )
+        for kind, codes in ((GROUP, [r.ann(GROUP)]), (CARC, [r.ann(CARC)]), (RARC, r.rarcs)):
+            role = self.m.denial_role(kind)
+            label = role.text("label") if role else kind.upper()
+            for code in codes:
+                found = self.m.denial_codes.get(kind, {}).get(code)
+                text = esc(self._denial_text(kind, code)) if found else f"(not in the {label} table)"
+                rows.append(
+                    f"| {esc(label)} [{esc(code)}]({md_href(p, 'denial-codes.md', anchor_id(kind, code))}) "
+                    f"| {text} | {where(found[0]) if found else ''} |"
+                )
         return rows
 
     def rule_examples(self, p: str, r: RuleDoc) -> list[str]:
@@ -498,8 +529,8 @@ class Site:
             out += ["", "What the remittance shows, line by line (group-CARC and RARC), and why:", ""]
             for ln in case.result.get("lines", []):
                 for x in ln["reasons"]:
-                    codes = f"{x.get('group', '')}-{x.get('carc', '')}" + (
-                        f" {' '.join(x.get('rarc', []))}" if x.get("rarc") else ""
+                    codes = f"{x.get('group', '')}-{x.get(CARC, '')}" + (
+                        f" {' '.join(x.get(RARC, []))}" if x.get(RARC) else ""
                     )
                     if x.get("overridden_by"):
                         out.append(
@@ -523,7 +554,7 @@ class Site:
                     "",
                     (
                         f"**Line {ln['line']}, {self._id_link(p, x['rule'])}** ({esc(x.get('severity', ''))}, "
-                        f"{esc(x.get('group', ''))}-{esc(x.get('carc', ''))} {esc(' '.join(x.get('rarc', [])))}{esc(status)}): "
+                        f"{esc(x.get('group', ''))}-{esc(x.get(CARC, ''))} {esc(' '.join(x.get(RARC, [])))}{esc(status)}): "
                         f"{esc(x.get('message', ''))}"
                     ),
                     "",
@@ -740,9 +771,10 @@ class Site:
         lines = [
             "# Codes",
             "",
-            f"The {len(m.codes)} codes the rules name: the KB's CPT list (with our own short descriptions,",
-            "never the AMA descriptors) and the HCPCS codes a rule or fact names. Any other code of the",
-            f"NCCI tables ({len(m.stats):,} codes with PTP edits) is in the [code lookup]({md_href(p, 'codes/lookup.md')}).",
+            f"The {len(m.codes)} codes the rules name: every code of "
+            + (", ".join(f"{self.rel_link(p, r.relation)}" for r in m.roles_named("code_list") if r.text("pages") == "all") or "no list")
+            + " and the codes a rule or fact names. Any other code of the",
+            f"KB's tables ({len(m.stats):,} codes with pair edits) is in the [code lookup]({md_href(p, 'codes/lookup.md')}).",
             "",
             "## Categories",
             "",
@@ -775,11 +807,14 @@ class Site:
     def category_page(self, cat: str) -> str:
         p = f"codes/category/{cat}.md"
         codes = [self.m.codes[c] for c in self.m.categories[cat] if c in self.m.codes]
+        role = self.category_role
+        assert role is not None  # a category page exists only when a relation plays the role
+        relation, column = role.relation, role.col("category")
         readers = sorted(
             {
                 m.rule
                 for m in self.m.mentions
-                if (m.relation, m.attr, m.value) == (CATEGORY, "category", cat) and m.rule is not None
+                if (m.relation, m.attr, m.value) == (relation, column, cat) and m.rule is not None
             }
         )
         # the table the category column comes from, when a table's rows carry it
@@ -788,18 +823,18 @@ class Site:
                 r.table
                 for r in self.m.relations.values()
                 if r.table
-                and any(a.name == "category" for a in r.decl.attrs)
+                and any(a.name == column for a in r.decl.attrs)
                 and ("rel", r.name) in self.m.graph
-                and nx.has_path(self.m.graph, ("rel", r.name), ("rel", CATEGORY))
+                and nx.has_path(self.m.graph, ("rel", r.name), ("rel", relation))
             }
         )
         return TEMPLATES.get_template("category.md.j2").render(
             category=cat,
             codes=codes,
-            relation_link=self.rel_link(p, CATEGORY),
+            relation_link=self.rel_link(p, relation),
             table=", ".join(tables),
             readers=[self.rule_link(p, self.m.rules[i]) for i in readers],
-            code_table=self.code_table(p, codes),
+            code_table=self.code_table(p, [d.code for d in codes]),
         )
 
     def range_page(self, name: str) -> str:
@@ -812,11 +847,15 @@ class Site:
             f"{len(rng.members):,} codes.",
             "",
         ]
+        member = self.range_role
         readers = sorted(
             {
                 m.rule
                 for m in self.m.mentions
-                if m.relation == "in_range" and m.attr == "name" and m.value == name and m.rule is not None
+                if member
+                and (m.relation, m.attr) == (member.relation, member.col("name"))
+                and m.value == name
+                and m.rule is not None
             }
         )
         if readers:
@@ -824,29 +863,38 @@ class Site:
                 "Rules that name this range: " + ", ".join(self.rule_link(p, self.m.rules[i]) for i in readers),
                 "",
             ]
-        lines += ["| Code | Description | MUE | PTP edits |", "| --- | --- | ---: | ---: |"]
-        for c in rng.members:
-            e = self.m.lookup_extra.get(c, {})
-            st = self.m.stats.get(c)
-            lines.append(
-                f"| {self.code_link(p, c)} | {esc(self.m.lookup_descriptions.get(c, ''))} | {e.get('m', '')} "
-                f"| {st.total if st else 0} |"
-            )
+        lines += self.code_table(p, rng.members)
         return "\n".join(lines)
 
-    def code_table(self, p: str, codes: Iterable[CodeDoc]) -> list[str]:
+    def code_table(self, p: str, codes: Iterable[str]) -> list[str]:
+        """Codes with their description, the short text of each per-code fact (`short=` of a
+        `@docs code_fact` or `code_rows`) and their pair-edit count."""
+        fields = lookup_fields(self.m.roles)
+        edit = self.m.role("code_edit")
+        edits = [self._edit_title(edit)] if edit else []
         lines = [
-            "| Code | Description | MUE (MAI) | Facility NA | Add-on | PTP edits |",
-            "| --- | --- | --- | --- | --- | ---: |",
+            "| Code | Description | " + " | ".join([esc(f.text("label")) for f in fields] + edits) + " |",
+            "| --- | --- | " + " | ".join(["---"] * len(fields) + ["---:"] * len(edits)) + " |",
         ]
-        for d in codes:
-            mue = f"{d.mue[1].mue_value} ({d.mue[1].mai})" if d.mue else ""
-            fac = "NA" if any(r.modifier == "" and r.facility_na == "NA" for _s, r in d.pfs) else ""  # the global row
-            aoc = f"type {d.aoc[1].edit_type}" if d.aoc else ""
+        for c in codes:
+            values = list(self.m.lookup_extra.get(c, {}).get("f", [""] * len(fields)))
+            st = self.m.stats.get(c)
             lines.append(
-                f"| {self.code_link(p, d.code)} | {esc(d.description)} | {mue} | {fac} | {aoc} | {d.stats.total} |"
+                f"| {self.code_link(p, c)} | {esc(self._description(c))} | "
+                + " | ".join([esc(v) for v in values] + ([str(st.total if st else 0)] if edit else []))
+                + " |"
             )
         return lines
+
+    def _description(self, code: str) -> str:
+        d = self.m.codes.get(code)
+        return d.description if d else self.m.lookup_descriptions.get(code, "")
+
+    def _edit_title(self, edit: DocRole) -> str:
+        rel = self.m.relations.get(edit.relation)
+        title = " ".join((rel.decl.doc.get("title") or "").split()) if rel else ""
+        title = title or edit.relation
+        return esc(title)
 
     def code_page(self, d: CodeDoc) -> str:
         p = d.page
@@ -854,11 +902,13 @@ class Site:
         # A search for a code should find the code's own page before the rule and example pages
         # that mention it (mkdocs-material's per-page search boost).
         lines = ["---", "search:", "  boost: 5", "---", "", f"# {d.code}", ""]
-        if d.cpt:
-            lines += [f"*{esc(d.cpt[1].description)}* (our description, not the AMA descriptor; {where(d.cpt[0])})", ""]
-        if d.hcpcs:
+        for role, src, row in d.listed:  # the code lists that name it (`@docs code_list`)
+            text = next((str(row.get(c)) for c in role.cols("description") if row.get(c)), "")
+            label, note = role.text("label"), role.text("note")
             lines += [
-                f"HCPCS Level II: *{esc(d.hcpcs[1].long_description or d.hcpcs[1].short_description)}* ({where(d.hcpcs[0])})",
+                (f"{esc(label)}: " if label else "")
+                + (f"*{esc(text)}* " if text else "")
+                + f"({esc(note) + '; ' if note else ''}{where(src)})",
                 "",
             ]
         row_rules = self._row_rules(p, d)
@@ -869,50 +919,24 @@ class Site:
             lines.append(
                 "| Ranges | " + ", ".join(f"[{esc(x)}]({md_href(p, f'codes/range/{x}.md')})" for x in d.ranges) + " |"
             )
-        if d.mue:
-            lines.append(
-                f"| MUE | {d.mue[1].mue_value} unit(s) per patient, provider and date; MAI {d.mue[1].mai} "
-                f"({esc(d.mue[1].rationale)}){row_rules.get('mue', '')}; {where(d.mue[0])} |"
-            )
-        else:
-            lines.append("| MUE | none |")
-        if d.aoc:
-            prim = ", ".join(self.code_link(p, str(r.primary_code)) for _s, r in d.aoc_primaries)
-            lines.append(
-                f"| Add-on code | edit type {d.aoc[1].edit_type}{row_rules.get('aoc_code', '')}; {where(d.aoc[0])}"
-                + (f"; primary codes: {prim}" if prim else "")
-                + " |"
-            )
-        else:
-            lines.append("| Add-on code | no |")
-        if d.primary_of:
-            lines.append(
-                "| Primary code of add-ons | "
-                + ", ".join(self.code_link(p, str(r.add_on_code)) for _s, r in d.primary_of)
-                + " |"
-            )
-        if d.deletion:
-            lines.append(
-                f"| Deleted | last valid date {d.deletion[1].deleted_date}: {esc(d.deletion[1].note)}"
-                f"{row_rules.get('code_deletion', '')}; {where(d.deletion[0])} |"
-            )
-        lines += ["", "## Fee schedule", ""]
-        if d.pfs:
-            lines += [
-                "| Modifier | Status | Facility NA | Non-facility NA | PC/TC | Global days |",
-                "| --- | --- | --- | --- | ---: | --- |",
-            ]
-            for _s, r in d.pfs:
-                lines.append(
-                    f"| {esc(r.modifier) or '(global)'} | {esc(r.status)} | {esc(r.facility_na)} | {esc(r.non_facility_na)} | {r.pctc} | {esc(r.global_days)} |"
-                )
-            lines += [
-                "",
-                f"From {', '.join(where(s) for s, _r in d.pfs)}; column meanings on {self.rel_link(p, 'pfs')}."
-                + (f" This row is{row_rules['pfs'][1:]}." if "pfs" in row_rules else ""),
-            ]
-        else:
-            lines.append("Not in the physician fee schedule file (that alone does not make a code invalid).")
+        for role in self.m.roles:
+            if role.role == "code_fact":
+                found = d.facts.get(role.relation)
+                if found:
+                    src, row = found
+                    text = fill(role.text("text"), dict(zip(row.names, row, strict=False)))
+                    lines.append(
+                        f"| {esc(role.text('label'))} | {esc(text)}{row_rules.get(role.relation, '')}; {where(src)} |"
+                    )
+                elif role.text("none"):
+                    lines.append(f"| {esc(role.text('label'))} | {esc(role.text('none'))} |")
+            elif role.role == "code_link":
+                others, reverse = d.links.get(role.relation, ([], []))
+                for label, codes in ((role.text("label"), others), (role.text("reverse"), reverse)):
+                    if codes:
+                        lines.append(f"| {esc(label)} | " + ", ".join(self.code_link(p, c) for c in codes) + " |")
+        for role in self.m.roles_named("code_rows"):
+            lines += ["", f"## {esc(role.text('heading'))}", ""] + self._code_rows(p, d, role, row_rules)
         lines += ["", "## Rules that can decide a claim with it", ""]
         if d.outcome_rules:
             lines += [f"- {self.rule_link(p, m.rules[i])}: {esc(m.rules[i].title)}" for i in d.outcome_rules]
@@ -947,8 +971,33 @@ class Site:
                 "Listed in the KB's facts: "
                 + ", ".join(f"{self.rel_link(p, x.relation)} ({where(x.src)})" for x in facts),
             ]
-        lines += ["", "## NCCI procedure-to-procedure edits", ""] + self.ptp_section(p, d)
+        edit = self.m.role("code_edit")
+        if edit is not None:
+            lines += ["", f"## {self._edit_title(edit)}", ""] + self.edits_section(p, d, edit)
         return "\n".join(lines)
+
+    def _code_rows(self, p: str, d: CodeDoc, role: DocRole, row_rules: dict[str, str]) -> list[str]:
+        """A code's rows of a `@docs code_rows` relation as a table, every column but the code."""
+        rows = d.rows.get(role.relation, [])
+        if not rows:
+            return [esc(role.text("none") or "No rows.")]
+        attrs = [a for a in self.decls[role.relation].attrs if a.name != role.col("code")]
+        heads, blanks = role.extra.get("head", {}), role.extra.get("blank", {})
+        out = [
+            "| " + " | ".join(esc(heads.get(a.name, a.name)) for a in attrs) + " |",
+            "| " + " | ".join("---:" if a.type == "number" else "---" for a in attrs) + " |",
+        ]
+        for _s, r in rows:
+            out.append(
+                "| " + " | ".join(esc(r.get(a.name)) if str(r.get(a.name)) != "" else esc(blanks.get(a.name, "")) for a in attrs) + " |"
+            )
+        applied = row_rules.get(role.relation, "")
+        out += [
+            "",
+            f"From {', '.join(where(s) for s, _r in rows)}; column meanings on {self.rel_link(p, role.relation)}."
+            + (f" This row is{applied[1:]}." if applied else ""),
+        ]
+        return out
 
     def _row_rules(self, p: str, d: CodeDoc) -> dict[str, str]:
         """For each table, the outcome rules that read this code's row there (", applied by ...")."""
@@ -963,33 +1012,28 @@ class Site:
             if os
         }
 
-    def ptp_section(self, p: str, d: CodeDoc) -> list[str]:
+    def edits_section(self, p: str, d: CodeDoc, edit: DocRole) -> list[str]:
+        """The code's rows in the pair-edit relation (`@docs code_edit`), on each side."""
         st = d.stats
         if not st.total:
-            return ["No PTP edit names this code."]
+            return [f"No row of {self.rel_link(p, edit.relation)} names this code."]
+        rel = self.m.relations[edit.relation]
+        first, second = self._side_labels(edit)
         out = [
-            "When a column 1 code and its column 2 partner are billed for one patient by one provider on",
-            f"one date, the column 2 code is not paid (rule {self._id_link(p, 'ncci.ptp')}) unless the edit's",
-            (
-                "modifier indicator is 1 and a modifier shows a distinct service "
-                f"([modifiers]({md_href(p, 'modifiers.md')})). Indicator 0: no modifier helps; 9: the edit does not apply."
-            ),
-            "Deleted edits apply to dates of service up to their deletion date. Rows are from",
-            "`kb/tables/ncci_ptp_practitioner.csv.gz`; click a column heading to sort.",
+            esc(rel.summary),
             "",
-            "| Role | Active | Deleted |",
+            f"Rows are from `{rel.table}` ({self.rel_link(p, edit.relation)}); click a column heading to sort.",
+            "",
+            "| Side | Active | Deleted |",
             "| --- | ---: | ---: |",
-            f"| {d.code} is column 1 (the partner is not paid) | {st.col1_active} | {st.col1_deleted} |",
-            f"| {d.code} is column 2 ({d.code} is not paid) | {st.col2_active} | {st.col2_deleted} |",
+            f"| {d.code} as {esc(first)} | {st.col1_active} | {st.col1_deleted} |",
+            f"| {d.code} as {esc(second)} | {st.col2_active} | {st.col2_deleted} |",
         ]
-        for role, total, title in (
-            (1, st.col1_total, f"{d.code} as column 1: partners not paid beside it"),
-            (2, st.col2_total, f"{d.code} as column 2: codes it is not paid beside"),
-        ):
+        for side, total, label in ((1, st.col1_total, first), (2, st.col2_total, second)):
             if not total:
                 continue
-            rows, every = d.ptp[role]
-            out += ["", f"### {title}", ""]
+            rows, every = d.edits[side]
+            out += ["", f"### {d.code} as {esc(label)}", ""]
             if every:
                 out.append(f"All {total} rows.")
             else:
@@ -998,37 +1042,64 @@ class Site:
                     f"[code lookup]({md_href(p, 'codes/lookup.md')}) gives counts and first partners of any code."
                 )
             if rows:
-                out += ["", self._ptp_table(p, rows, role)]
+                out += ["", self._edit_table(p, rows, side, edit)]
         return out
 
-    def _ptp_table(self, p: str, rows: list, role: int) -> str:
+    @staticmethod
+    def _side_labels(edit: DocRole) -> tuple[str, str]:
+        """How the code pages name the two sides of an edit: the role's labels, else the columns."""
+        return (
+            edit.text("first_label") or edit.col("first").replace("_", " "),
+            edit.text("second_label") or edit.col("second").replace("_", " "),
+        )
+
+    def _edit_table(self, p: str, rows: list, side: int, edit: DocRole) -> str:
+        heads = {"indicator": edit.col("indicator"), "reason": edit.col("reason")}
+        shown = {k: v.replace("_", " ").capitalize() for k, v in heads.items() if v}
         html = [
             '<table class="pkb-sortable pkb-ptp" data-search-exclude="">',
             (
-                "<thead><tr><th>Partner</th><th>Description</th><th>Modifier indicator</th><th>Status</th>"
-                "<th>Rationale</th><th>Source row</th></tr></thead>"
+                "<thead><tr><th>Partner</th><th>Description</th>"
+                + "".join(f"<th>{escape(h)}</th>" for k, h in shown.items() if k == "indicator")
+                + "<th>Status</th>"
+                + "".join(f"<th>{escape(h)}</th>" for k, h in shown.items() if k == "reason")
+                + "<th>Source row</th></tr></thead>"
             ),
             "<tbody>",
         ]
         for r in rows:
-            partner = r.column_2 if role == 1 else r.column_1
+            partner = r.second if side == 1 else r.first
             desc = self.m.lookup_descriptions.get(partner, "")
-            status = "active" if not r.deletion_date else f"deleted {r.deletion_date}"
+            status = "active" if not r.deleted else f"deleted {r.deleted}"
             html.append(
                 f'<tr><td><a href="{escape(self.code_href_html(p, partner))}">{partner}</a></td>'
-                f"<td>{escape(desc)}</td><td>{r.modifier_indicator}</td>"
-                f"<td>{status}</td><td>{escape(r.rationale)}</td><td>{r.src.row}</td></tr>"
+                f"<td>{escape(desc)}</td>"
+                + (f"<td>{escape(r.indicator)}</td>" if "indicator" in shown else "")
+                + f"<td>{status}</td>"
+                + (f"<td>{escape(r.reason)}</td>" if "reason" in shown else "")
+                + f"<td>{r.src.row}</td></tr>"
             )
         return "\n".join(html + ["</tbody>", "</table>"])
+
+    def _table_titles(self) -> list[str]:
+        """The titles of the tables that name codes (the roles' relations), for the lookup page."""
+        out = []
+        for r in self.m.roles:
+            rel = self.m.relations.get(r.relation)
+            if r.role.startswith("code_") and rel is not None and rel.origin == "table":
+                title = " ".join((rel.decl.doc.get("title") or "").split())
+                if title and title not in out:
+                    out.append(title)
+        return out
 
     def lookup_page(self) -> str:
         return "\n".join(
             [
                 "# Code lookup",
                 "",
-                f"Any of the {len(self.m.lookup_extra):,} codes of the KB's tables (NCCI PTP, MUE and add-on edits, HCPCS,",
-                "the fee schedule, the CPT list): its MUE, add-on status, fee-schedule flags and PTP counts, with the",
-                "first partners on each side. Codes the rules name have a full page; the lookup links to it.",
+                f"Any of the {len(self.m.lookup_extra):,} codes of the KB's tables"
+                f" ({', '.join(self._table_titles())}): what they say of it,",
+                "with the first partners on each side of its edits. Codes the rules name have a full page; the lookup links to it.",
                 "",
                 '<div class="pkb-lookup" data-search-exclude="">',
                 '<form class="pkb-lookup-form" onsubmit="return false">',
@@ -1041,148 +1112,160 @@ class Site:
                 "</div>",
                 "",
                 "The data comes from `assets/lookup/*.json`, generated with the site; no network is needed.",
-                "Partners are given as `code (modifier indicator)`; only active edits are listed.",
+                "Partners are given as `code (indicator)`; only active edits are listed.",
             ]
         )
 
     # --- POS, modifiers, denial codes ------------------------------------------------------------
 
-    def pos_page(self) -> str:
-        p = "pos.md"
+    def reference_page(self, page: str) -> str:
+        """A reference list's page (`@docs reference page=...`): its groups and tags with the rules
+        that read them, the values rules name with what they do, and every row."""
+        p = f"{page}.md"
         m = self.m
-        by_pos: dict[str, list[tuple[str, str]]] = defaultdict(list)  # POS -> (label, page) naming it
-        by_setting: dict[str, list[int]] = defaultdict(list)
-        for x in m.mentions:
-            if not isinstance(x.value, str):
-                continue
-            rel = m.relations.get(x.relation)
-            atype = next((a.type for a in rel.decl.attrs if a.name == x.attr), "") if rel else ""
-            if (x.relation, x.attr) == ("pos", "setting") and x.rule is not None:
-                by_setting[x.value].append(x.rule)
-            elif atype == "Pos" or x.attr == "pos":
-                named: list[RuleDoc | RelationDoc]
-                if x.rule is not None:
-                    named = [m.rules[x.rule]]
-                else:  # a listed fact: the relation, and the rules that read it
-                    named = [m.relations[x.relation]] + [
-                        m.rules[i] for i in m.relations[x.relation].used_by if m.rules[i].id
-                    ]
-                for item in named:
-                    label = (item.id or item.head) if isinstance(item, RuleDoc) else item.name
-                    if (label, item.page) not in by_pos[x.value]:
-                        by_pos[x.value].append((label, item.page))
-        lines = [
-            "# Places of service",
-            "",
-            "The CMS place-of-service codes with the fee-schedule setting the KB gives each (facility or",
-            "non-facility). Rules read the setting, and a few list particular codes.",
-            "",
-        ]
-        for setting in sorted(by_setting):
-            rules = sorted(set(by_setting[setting]))
-            lines += [
-                f"## Setting: {esc(setting)} {{#{anchor_id('setting', setting)}}}",
-                "",
-                "Rules that read it: " + ", ".join(self.rule_link(p, m.rules[i]) for i in rules),
-                "",
-            ]
-        lines += [
-            "## All codes",
-            "",
-            (
-                '<table class="pkb-sortable"><thead><tr><th>POS</th><th>Name</th><th>Setting</th><th>Named by</th>'
-                "<th>Description</th><th>Source</th></tr></thead><tbody>"
-            ),
-        ]
-        for s, r in m.pos:
-            code, name, setting, description = str(r.pos), str(r.name), str(r.setting), str(r.description)
-            cell = ", ".join(
-                f'<a href="{escape(html_href(p, page))}">{escape(label)}</a>' for label, page in by_pos.get(code, [])
-            )
-            shown = (
-                f'<a href="#{anchor_id("setting", setting)}">{escape(setting)}</a>'
-                if setting in by_setting
-                else escape(setting)
-            )
-            lines.append(
-                f'<tr id="{anchor_id("pos", code)}"><td><strong>{escape(code)}</strong></td><td>{escape(name)}</td>'
-                f"<td>{shown}</td><td>{cell}</td><td>{escape(description)}</td><td>row {s.row}</td></tr>"
-            )
-        lines += ["</tbody></table>", "", f"Source: `{m.relations['pos'].table}`." if "pos" in m.relations else ""]
+        refs = [r for r in self.references if r.text("page") == page]
+        lines = [f"# {esc(refs[0].text('title'))}", ""]
+        for ref in refs:
+            rel = m.relations[ref.relation]
+            lines += [esc(rel.summary), ""] if rel.summary else []
+        for ref in refs:
+            lines += self._reference_groups(p, ref) + self._reference_tags(p, ref) + self._reference_named(p, ref)
+            lines += self._reference_table(p, ref, len(refs) > 1)
         return "\n".join(lines)
 
-    def modifiers_page(self) -> str:
-        p = "modifiers.md"
-        m = self.m
-        roles_of: dict[str, list[str]] = defaultdict(list)
-        members: dict[str, list[str]] = defaultdict(list)
-        role_src: dict[str, Src] = {}
-        for mod, roles in sorted(m.modifier_roles.items()):
-            for s, role in roles:
-                roles_of[mod].append(role)
-                members[role].append(mod)
-                role_src.setdefault(role, s)
-        lines = [
-            "# Modifiers",
-            "",
-            "The modifiers the rules read: NCCI roles (which edits a modifier can bypass), the modifiers",
-            "named directly, and every CPT and HCPCS modifier the KB knows.",
-            "",
-            "*Lifts* means the modifier can keep the rule from denying (the rule needs its absence);",
-            "*can trigger* means its presence is one of the rule's conditions.",
-            "",
-            "## NCCI roles",
-            "",
-        ]
-        for role in sorted(members):
-            lines += [
-                f"### {esc(role)} {{#{anchor_id('role', role)}}}",
+    def _reference_groups(self, p: str, ref: DocRole) -> list[str]:
+        """One section per value of the group column that a rule names (e.g. a setting)."""
+        col = ref.col("group")
+        by_value: dict[str, list[int]] = defaultdict(list)
+        for x in self.m.mentions:
+            if col and isinstance(x.value, str) and (x.relation, x.attr) == (ref.relation, col) and x.rule is not None:
+                by_value[x.value].append(x.rule)
+        out = []
+        for value in sorted(by_value):
+            rules = sorted(set(by_value[value]))
+            out += [
+                f"## {esc(col.replace('_', ' ').capitalize())}: {esc(value)} {{#{anchor_id(col, value)}}}",
                 "",
-                "Modifiers: " + ", ".join(f"[{x}](#{anchor_id('mod', x)})" for x in members[role]),
-                "",
-                f"Listed in {self.rel_link(p, 'modifier_role')} from {where(role_src[role])}.",
+                "Rules that read it: " + ", ".join(self.rule_link(p, self.m.rules[i]) for i in rules),
                 "",
             ]
-            lines += self._effects(
-                p,
-                [
-                    x
-                    for x in m.mentions
-                    if (x.relation, x.attr, x.value) == ("modifier_role", "role", role) and x.rule is not None
-                ],
-            )
+        return out
+
+    def _reference_tags(self, p: str, ref: DocRole) -> list[str]:
+        """Sections per tag (`@docs tag`) of the list's values, with what each tag does."""
+        out = []
+        for t in self.tag_roles:
+            if t.text("page") != ref.text("page"):
+                continue
+            members: dict[str, list[str]] = defaultdict(list)
+            tag_src: dict[str, Src] = {}
+            for key, tags in sorted(self.m.tags.get(t.relation, {}).items()):
+                for s, tag in tags:
+                    members[tag].append(key)
+                    tag_src.setdefault(tag, s)
+            out += [f"## {esc(t.text('title'))}", ""]
+            summary = self.m.relations[t.relation].summary
+            out += [esc(summary), ""] if summary else []
+            out += [
+                "*Lifts* means the value can keep the rule from denying (the rule needs its absence);",
+                "*can trigger* means its presence is one of the rule's conditions.",
+                "",
+            ]
+            col = t.col("tag")
+            for tag in sorted(members):
+                out += [
+                    f"### {esc(tag)} {{#{anchor_id(col, tag)}}}",
+                    "",
+                    "Members: " + ", ".join(f"[{x}](#{anchor_id(self._anchor(ref), x)})" for x in members[tag]),
+                    "",
+                    f"Listed in {self.rel_link(p, t.relation)} from {where(tag_src[tag])}.",
+                    "",
+                ]
+                out += self._effects(
+                    p,
+                    [
+                        x
+                        for x in self.m.mentions
+                        if (x.relation, x.attr, x.value) == (t.relation, col, tag) and x.rule is not None
+                    ],
+                )
+        return out
+
+    def _reference_named(self, p: str, ref: DocRole) -> list[str]:
+        """The values of the list that rules name directly, with what each does."""
         direct = defaultdict(list)
-        for x in m.mentions:
-            rel = m.relations.get(x.relation)
+        own = {ref.relation} | {t.relation for t in self.tag_roles if t.text("page") == ref.text("page")}
+        for x in self.m.mentions:
+            rel = self.m.relations.get(x.relation)
             atype = next((a.type for a in rel.decl.attrs if a.name == x.attr), "") if rel else ""
             if (
                 x.rule is not None
                 and isinstance(x.value, str)
-                and (atype == "Modifier" or x.attr == "modifier")
-                and x.relation != "modifier_role"
+                and x.relation not in own
+                and self._names_reference(ref, atype, x.attr)
             ):
                 direct[x.value].append(x)
-        if direct:
-            lines += ["## Modifiers the rules name", ""]
-            for mod in sorted(direct):
-                lines += [f"### {esc(mod)}", ""] + self._effects(p, direct[mod])
-        lines += [
-            "## All modifiers",
-            "",
-            (
-                '<table class="pkb-sortable"><thead><tr><th>Modifier</th><th>Source</th><th>Category</th>'
-                "<th>Description</th><th>NCCI roles</th><th>Source row</th></tr></thead><tbody>"
-            ),
-        ]
-        for s, r in m.modifiers:
-            mod = str(r.modifier)
-            role_links = ", ".join(f'<a href="#{anchor_id("role", x)}">{escape(x)}</a>' for x in roles_of.get(mod, []))
-            lines.append(
-                f'<tr id="{anchor_id("mod", mod)}"><td><strong>{escape(mod)}</strong></td><td>{escape(str(r.source))}</td>'
-                f"<td>{escape(str(r.category))}</td><td>{escape(str(r.description))}</td><td>{role_links}</td><td>row {s.row}</td></tr>"
+        if not direct:
+            return []
+        out = [f"## {esc(ref.text('title'))} the rules name", ""]
+        for value in sorted(direct):
+            out += [f"### {esc(value)}", ""] + self._effects(p, direct[value])
+        return out
+
+    def _reference_table(self, p: str, ref: DocRole, titled: bool) -> list[str]:
+        """Every row of the list, with the rules and relations that name each value and its tags."""
+        m = self.m
+        key = ref.col("key")
+        named_by: dict[str, list[tuple[str, str]]] = defaultdict(list)  # value -> (label, page)
+        for x in m.mentions:
+            rel = m.relations.get(x.relation)
+            atype = next((a.type for a in rel.decl.attrs if a.name == x.attr), "") if rel else ""
+            if not isinstance(x.value, str) or x.relation == ref.relation or not self._names_reference(ref, atype, x.attr):
+                continue
+            items: list[RuleDoc | RelationDoc]
+            if x.rule is not None:
+                items = [m.rules[x.rule]]
+            else:  # a listed fact: the relation, and the rules that read it
+                items = [m.relations[x.relation]] + [m.rules[i] for i in m.relations[x.relation].used_by if m.rules[i].id]
+            for item in items:
+                label = (item.id or item.head) if isinstance(item, RuleDoc) else item.name
+                if (label, item.page) not in named_by[x.value]:
+                    named_by[x.value].append((label, item.page))
+        tags = [t for t in self.tag_roles if t.text("page") == ref.text("page")]
+        attrs = [a.name for a in self.decls[ref.relation].attrs]
+        group = ref.col("group")
+        grouped = {x.value for x in m.mentions if group and (x.relation, x.attr) == (ref.relation, group) and x.rule is not None}
+        names = ref.extra.get("head", {})
+        heads = [names.get(a, a.replace("_", " ").capitalize()) for a in attrs]
+        heads += ["Named by"] + [t.text("title") for t in tags] + ["Source row"]
+        out = [f"## All {esc(ref.text('title')).lower() if not titled else self.rel_link(p, ref.relation)}", ""]
+        out.append('<table class="pkb-sortable"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr></thead><tbody>")
+        for s, r in m.references.get(ref.relation, []):
+            value = str(r.get(key))
+            cells = []
+            for a in attrs:
+                v = str(r.get(a))
+                if a == key:
+                    cells.append(f"<strong>{escape(v)}</strong>")
+                elif a == group and v in grouped:
+                    cells.append(f'<a href="#{anchor_id(group, v)}">{escape(v)}</a>')
+                else:
+                    cells.append(escape(v))
+            cells.append(
+                ", ".join(f'<a href="{escape(html_href(p, page))}">{escape(label)}</a>' for label, page in named_by.get(value, []))
             )
-        lines += ["</tbody></table>"]
-        return "\n".join(lines)
+            for t in tags:
+                cells.append(
+                    ", ".join(
+                        f'<a href="#{anchor_id(t.col("tag"), tag)}">{escape(tag)}</a>'
+                        for _s, tag in m.tags.get(t.relation, {}).get(value, [])
+                    )
+                )
+            cells.append(f"row {s.row}" if s.row is not None else where(s))
+            out.append(f'<tr id="{anchor_id(self._anchor(ref), value)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        table = m.relations[ref.relation].table
+        out += ["</tbody></table>", "", f"Source: `{table}`." if table else f"Source: {where(m.relations[ref.relation].src)}.", ""]
+        return out
 
     def _effects(self, p: str, mentions: list) -> list[str]:
         """What a modifier (or role) does: for each outcome rule it reaches, lifts or triggers."""
@@ -1204,37 +1287,36 @@ class Site:
     def denial_codes_page(self) -> str:
         p = "denial-codes.md"
         m = self.m
-        by: dict[str, dict[str, list[RuleDoc]]] = {k: defaultdict(list) for k in ("group", "carc", "rarc")}
+        by: dict[str, dict[str, list[RuleDoc]]] = {k: defaultdict(list) for k in (GROUP, CARC, RARC)}
         for r in m.outcome_rules:
-            by["group"][r.ann("group")].append(r)
-            by["carc"][r.ann("carc")].append(r)
+            by[GROUP][r.ann(GROUP)].append(r)
+            by[CARC][r.ann(CARC)].append(r)
             for x in r.rarcs:
-                by["rarc"][x].append(r)
-        tables = {
-            "group": (m.group_codes, "Group codes"),
-            "carc": (m.carcs, "Claim adjustment reason codes (CARC)"),
-            "rarc": (m.rarcs, "Remittance advice remark codes (RARC)"),
-        }
+                by[RARC][x].append(r)
         lines = [
             "# Denial codes",
             "",
             "The group codes, CARCs and RARCs the KB's rules put on a denial, with their text from the",
-            f"X12 code lists the KB ships, and the rules that use each. To go from a remittance to a rule, see [the guide]({md_href(p, 'guide.md')}).",
+            f"code lists the KB ships, and the rules that use each. To go from a remittance to a rule, see [the guide]({md_href(p, 'guide.md')}).",
             "",
         ]
-        for kind in ("group", "carc", "rarc"):
-            table, title = tables[kind]
-            lines += [f"## {title}", ""]
+        for kind in (GROUP, CARC, RARC):
+            role = m.denial_role(kind)
+            table = m.denial_codes.get(kind, {})
+            title = role.text("title") if role else f"@{kind} codes"
+            label = role.text("label") if role else kind.upper()
+            lines += [f"## {esc(title)}", ""]
             for code in sorted(by[kind], key=_num_key):
                 row = table.get(code)
                 lines += [
-                    f"### {kind.upper() if kind != 'group' else 'Group'} {esc(code)} {{#{anchor_id(kind, code)}}}",
+                    f"### {esc(label)} {esc(code)} {{#{anchor_id(kind, code)}}}",
                     "",
-                    (esc(row[1].description) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*",
+                    (esc(self._denial_text(kind, code)) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*",
                     "",
                 ]
-                if row and row[1].get("stop_date"):
-                    lines += [f"Stopped being used on {row[1].get('stop_date')}.", ""]
+                until = str(row[1].get(role.col("until"))) if row and role and role.col("until") else ""
+                if until:
+                    lines += [f"Stopped being used on {until}.", ""]
                 lines += [
                     f"- {self.rule_link(p, r)}: {esc(r.title)}"
                     for r in sorted(by[kind][code], key=lambda r: r.id or "")
@@ -1255,10 +1337,13 @@ class Site:
         statements = sorted(self.m.guidance.values(), key=lambda g: _num_key(g.id))
         encoded = sum(1 for g in statements if cited.get(g.id))
         undecidable = sum(1 for g in statements if g.undecidable and not cited.get(g.id))
+        role = self.m.role("guidance")
+        rel = self.m.relations.get(role.relation) if role else None
+        source = " ".join((rel.decl.doc.get("source") or "").split()) if rel else ""
         lines = [
-            "# The 96372 injection guidance",
+            f"# {esc(role.text('title', 'Guidance') if role else 'Guidance')}",
             "",
-            "The injection guidance (`000_2ff5f0aa6c5879f6.txt`) statement by statement, in our own words.",
+            f"The guidance{f' (`{source}`)' if source else ''} statement by statement, in our own words.",
             "Each statement has a stable id; a rule that encodes it names the id in its `@guidance`",
             "annotation, and an explanation of a denial links here. A statement that a claim and its",
             "record cannot decide says why.",

@@ -68,7 +68,7 @@
     if (!span.childNodes.length) span.textContent = "none";
     return span;
   }
-  function show(code, e, out) {
+  function show(code, e, out, shown) {
     out.textContent = "";
     if (!e) {
       out.appendChild(el("p", code + " is in none of the KB's code tables: a line with it is denied as an unknown code."));
@@ -86,16 +86,16 @@
       body.appendChild(tr);
     }
     if (e.g) { var a = el("a", "the " + code + " page"); a.href = code + ".html"; row("Full page", a); }
-    row("MUE", e.m !== undefined ? e.m + " unit(s), MAI " + e.i : "none");
-    row("Add-on code", e.a !== undefined ? "edit type " + e.a : "no");
-    row("Fee schedule", e.s !== undefined ? "status " + e.s + (e.na ? "; no payment in " +
-        (e.na.indexOf("F") >= 0 ? "facility" : "") + (e.na === "FN" ? " and " : "") +
-        (e.na.indexOf("N") >= 0 ? "non-facility" : "") + " settings" : "") : "not in the fee schedule file");
-    var c = e.c || [0, 0, 0, 0];
-    row("PTP edits as column 1", c[0] + " active, " + c[1] + " deleted");
-    row("PTP edits as column 2", c[2] + " active, " + c[3] + " deleted");
-    row("First partners it bundles (column 2)", partners(e.p1));
-    row("First codes that bundle it (column 1)", partners(e.p2));
+    // the labels come with the shard ("~"): the KB's @docs annotations name them
+    var head = (shown || {}), fields = head.f || [], f = e.f || [];
+    fields.forEach(function (lab, k) { row(lab[0], f[k] || lab[1] || "none"); });
+    if (head.e) {
+      var c = e.c || [0, 0, 0, 0];
+      row(head.e[0] + " as " + head.e[1], c[0] + " active, " + c[1] + " deleted");
+      row(head.e[0] + " as " + head.e[2], c[2] + " active, " + c[3] + " deleted");
+      row("First partners as " + head.e[1], partners(e.p1));
+      row("First partners as " + head.e[2], partners(e.p2));
+    }
     table.appendChild(body);
     out.appendChild(table);
   }
@@ -106,7 +106,7 @@
     function run() {
       var code = input.value.trim().toUpperCase();
       if (code.length !== 5) { out.textContent = code ? "A code has five characters." : ""; return; }
-      shard(code).then(function (data) { show(code, data[code], out); },
+      shard(code).then(function (data) { show(code, data[code], out, data["~"]); },
                        function () { out.textContent = "The lookup index could not be loaded."; });
     }
     function fromHash() {
