@@ -198,7 +198,7 @@ def _probe(address: str, timeout: float) -> None:
 
 
 @contextmanager
-def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
+def connect(address: str, timeout: float | None = None) -> Iterator[Any]:
     """A distributed.Client on `address`, or on a cluster of N worker processes started here
     for `local:N` (one thread each: an adjudicator is not shared between threads)."""
     distributed = _distributed()
@@ -216,6 +216,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
         ):
             yield client
         return
+    timeout = timeout or CONNECT_TIMEOUT
     _probe(address, timeout)
     with distributed.Client(address, timeout=timeout, set_as_default=False) as client:
         yield client
@@ -333,7 +334,7 @@ def run_distributed(
     resume: bool = False,
     input_format: InputFormat | None = None,
     window: int | None = None,
-    connect_timeout: float = CONNECT_TIMEOUT,
+    connect_timeout: float | None = None,
 ) -> BatchSummary:
     """engine.batch.run_batch on a Dask cluster (`address`: a scheduler, or `local:N`).
 
@@ -365,7 +366,7 @@ def run_distributed(
             # a partition of thousands of claims travels inside its task (so a lost worker's task
             # can run again): that is intended, not the "large graph" Dask warns about
             warnings.filterwarnings("ignore", message=".*[Ll]arge (graph|object).*")
-            with connect(address, connect_timeout) as client:
+            with connect(address, connect_timeout or CONNECT_TIMEOUT) as client:
                 in_flight = window or WINDOW_PER_THREAD * _threads(client)
                 with (
                     _output(out_path, append=done is not None) as out,
