@@ -27,6 +27,7 @@ from engine.cli import main
 from engine.formats import read_records
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 
 EXAMPLES = Path("examples/batch.jsonl")
 KB = str(Path("kb").resolve())
@@ -224,6 +225,36 @@ def test_a_killed_worker_loses_and_duplicates_nothing(
         os.kill(killed, 0)  # that process is gone
     assert out.read_bytes() == expected  # every record once, in order, decided as locally
     assert summary.claims_read == len(src.read_bytes().splitlines())
+
+
+class _AlwaysDies:
+    def many(self, claims: list[Claim]) -> list[Any]:
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable: the process was killed")
+
+
+def always_dies() -> _AlwaysDies:
+    return _AlwaysDies()
+
+
+def test_a_partition_that_keeps_killing_workers_stops_the_run_with_its_records(tmp_path: Path) -> None:
+    """Dask gives up on a task after `allowed-failures` worker deaths (0 here, to be quick): the
+    run stops with a WorkersLost naming the partition's input records, not a traceback."""
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
+        ) as c,
+        pytest.raises(dist.WorkersLost, match=r"input records 1-\d+ stopped every worker"),
+    ):
+        dist.run_distributed(
+            EXAMPLES,
+            tmp_path / "o.jsonl",
+            address=c.scheduler_address,
+            make_worker=always_dies,
+            progress=False,
+            partition=5000,
+        )
 
 
 # -- the command line --------------------------------------------------------------------------
