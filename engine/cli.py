@@ -514,7 +514,7 @@ def _run_scrub(in_file, records_to, dask_address, workers, factory, engine, resu
             resume=resume,
             input_format=input_format,
         )
-    from engine.distributed import DistributedError, WorkersLost, run_distributed
+    from engine.distributed import DistributedError, PartitionFailed, run_distributed
 
     try:
         return run_distributed(
@@ -529,7 +529,7 @@ def _run_scrub(in_file, records_to, dask_address, workers, factory, engine, resu
         )
     except DistributedError as exc:
         err.print(str(exc), style="bold red", markup=False, emoji=False)
-        sys.exit(EXIT_FAIL if isinstance(exc, WorkersLost) else EXIT_INPUT)
+        sys.exit(EXIT_FAIL if isinstance(exc, PartitionFailed) else EXIT_INPUT)
 
 
 def _write_835(records: Path, output: Path | None) -> None:

@@ -76,8 +76,9 @@ class DistributedError(RuntimeError):
     partition that kept killing its workers. The message says which, in plain words."""
 
 
-class WorkersLost(DistributedError):
-    """A partition stopped every worker that tried it (Dask gave up on the task)."""
+class PartitionFailed(DistributedError):
+    """A partition could not be decided on the cluster: it stopped every worker that tried it
+    (Dask gave up on the task), or the cluster failed under it (e.g. the scheduler went away)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,15 +305,18 @@ def _outcomes(
 def _result(future: Any, sent: _Submitted) -> list[_Outcome]:
     from distributed.scheduler import KilledWorker
 
+    records = f"input records {sent.first_record}-{sent.last_record}"
     try:
         outcomes: list[_Outcome] = future.result()
     except WorkerStartError:
         raise
     except KilledWorker as e:
-        raise WorkersLost(
-            f"the partition of input records {sent.first_record}-{sent.last_record} stopped every worker "
-            f"that tried it ({e}); decide those records with a local scrub to see why"
+        raise PartitionFailed(
+            f"the partition of {records} stopped every worker that tried it ({e}); "
+            "decide those records with a local scrub to see why"
         ) from None
+    except Exception as e:  # the cluster, not a claim: claims' failures are error records
+        raise PartitionFailed(f"the partition of {records} failed on the cluster: {type(e).__name__}: {e}") from None
     finally:
         future.release()
     return outcomes
@@ -340,11 +344,13 @@ def run_distributed(
 
     `make_worker` must be picklable and importable on every worker (module-level function or
     functools.partial); each worker process calls it once. `partition`: claims per task, about
-    (a patient's claims are never split). `resume`: as for run_batch; the output is written by
-    this process in input order, so an interrupted distributed run resumes like a local one.
-    `window`: partitions submitted and not yet written (default two per worker thread).
-    Raises DistributedError (no cluster, dask missing, a partition killing its workers),
-    WorkerStartError (make_worker failed on a worker), OSError and ValueError as run_batch.
+    (a patient's claims within a block of BLOCK_PARTITIONS partitions are never split).
+    `resume`: as for run_batch; this process writes the output in input order, so an
+    interrupted distributed run resumes like a local one. `window`: partitions running at once
+    (submitted, not yet returned; default two per worker thread). Raises DistributedError (no
+    cluster there, dask missing) and its PartitionFailed (a partition killing its workers, the
+    cluster failing mid-run), WorkerStartError (make_worker failed on a worker), and OSError and
+    ValueError as run_batch does.
     """
     if partition < 1:
         raise ValueError(f"partition must be at least 1, got {partition}")

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,13 +240,13 @@ def always_dies() -> _AlwaysDies:
 
 def test_a_partition_that_keeps_killing_workers_stops_the_run_with_its_records(tmp_path: Path) -> None:
     """Dask gives up on a task after `allowed-failures` worker deaths (0 here, to be quick): the
-    run stops with a WorkersLost naming the partition's input records, not a traceback."""
+    run stops with a PartitionFailed naming the partition's input records, not a traceback."""
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
         distributed.LocalCluster(
             n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
         ) as c,
-        pytest.raises(dist.WorkersLost, match=r"input records 1-\d+ stopped every worker"),
+        pytest.raises(dist.PartitionFailed, match=r"input records 1-\d+ stopped every worker"),
     ):
         dist.run_distributed(
             EXAMPLES,
@@ -266,6 +267,15 @@ def test_cli_scrub_on_a_local_cluster(tmp_path: Path, tmp_path_factory: pytest.T
     assert res.exit_code == 1, res.output  # the examples hold two unreadable claims
     assert out.read_bytes() == _expected(EXAMPLES, tmp_path_factory)
     assert "error records" in res.output and "Traceback" not in res.output
+
+
+def test_without_dask_installed_the_message_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails as if not installed
+    res = CliRunner().invoke(main, ["scrub", str(EXAMPLES), "-o", str(tmp_path / "o.jsonl"), "--dask", "local:1"])
+    assert res.exit_code == 2, res.output
+    assert "--dask needs the dask and distributed packages" in res.output and "Traceback" not in res.output
 
 
 @pytest.mark.parametrize(
