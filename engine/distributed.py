@@ -33,7 +33,7 @@ import time
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,10 +258,18 @@ def _new_block(block: list[Record], partition: int) -> tuple[_Block, deque[tuple
 
 
 def _outcomes(
-    client: Any, records: Iterator[Record], make_worker: WorkerFactory, partition: int, window: int
+    client: Any,
+    records: Iterator[Record],
+    make_worker: WorkerFactory,
+    partition: int,
+    threads: int,
+    window: int,
+    decided: Callable[[int], None],
 ) -> Iterator[_Outcome]:
     """Every record's outcome in input order, with at most `window` partitions running and at
-    most enough blocks read ahead to feed them."""
+    most enough blocks read ahead to feed them. A block shorter than `threads` partitions (a
+    small input, the end of a big one) is cut into smaller ones so every worker thread gets
+    one. `decided(n)` is told as soon as n more records are decided, ahead of their writing."""
     distributed = _distributed()
     run = uuid.uuid4().hex[:8]
     max_blocks = 1 + -(-window // BLOCK_PARTITIONS)
@@ -288,7 +296,8 @@ def _outcomes(
             elif (items := next(source, None)) is None:
                 exhausted = True
             else:
-                block, parts = _new_block(items, partition)
+                block, parts = _new_block(items, min(partition, -(-len(items) // threads)))
+                decided(len(items) - sum(len(positions) for positions, _part in parts))  # error records
                 blocks.append(block)
                 todo.extend((block, positions, part) for positions, part in parts)
         if not submitted:
@@ -300,6 +309,7 @@ def _outcomes(
         for i, outcome in zip(sent.positions, _result(future, sent), strict=True):
             sent.block.outcomes[i] = outcome
         sent.block.pending -= 1
+        decided(len(sent.positions))
 
 
 def _result(future: Any, sent: _Submitted) -> list[_Outcome]:
@@ -373,14 +383,20 @@ def run_distributed(
             # can run again): that is intended, not the "large graph" Dask warns about
             warnings.filterwarnings("ignore", message=".*[Ll]arge (graph|object).*")
             with connect(address, connect_timeout or CONNECT_TIMEOUT) as client:
-                in_flight = window or WINDOW_PER_THREAD * _threads(client)
+                threads = _threads(client)
                 with (
                     _output(out_path, append=done is not None) as out,
                     _progress(in_path, progress, done or 0, input_format) as tick,
                 ):
-                    for outcome in _outcomes(client, records, make_worker, partition, in_flight):
+
+                    def decided(n: int) -> None:
+                        for _ in range(n):
+                            tick()
+
+                    for outcome in _outcomes(
+                        client, records, make_worker, partition, threads, window or WINDOW_PER_THREAD * threads, decided
+                    ):
                         out.write(outcome.line)
                         tally.add(outcome)
-                        tick()
                     out.flush()
     return tally.summary(time.perf_counter() - started)
