@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,17 @@ def _with_bad_record(tmp_path: Path) -> Path:
 
 
 @functools.cache
-def _local(data: bytes, tmp: str) -> bytes:
+def _local(data: bytes) -> bytes:
     """A local scrub (one in-process worker) of the input bytes: the expected output."""
-    src, out = Path(tmp) / "local-in.jsonl", Path(tmp) / "local-out.jsonl"
-    src.write_bytes(data)
-    run_batch(src, out, workers=1, make_worker=FACTORY, progress=False, chunk=5000)
-    return out.read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "local-in.jsonl", Path(tmp) / "local-out.jsonl"
+        src.write_bytes(data)
+        run_batch(src, out, workers=1, make_worker=FACTORY, progress=False, chunk=5000)
+        return out.read_bytes()
 
 
-def _expected(path: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return _local(path.read_bytes(), str(tmp_path_factory.mktemp("local")))
+def _expected(path: Path) -> bytes:
+    return _local(path.read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +110,9 @@ def test_partition_size_must_be_positive() -> None:
 # -- the same bytes as a local scrub -----------------------------------------------------------
 
 
-def test_cluster_output_is_byte_for_byte_a_local_scrub(
-    cluster: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_cluster_output_is_byte_for_byte_a_local_scrub(cluster: Any, tmp_path: Path) -> None:
     src = _with_bad_record(tmp_path)
-    expected = _expected(src, tmp_path_factory)
+    expected = _expected(src)
     out = tmp_path / "dask.jsonl"
     # small partitions and a window of 2: many tasks, several blocks, results out of order
     summary = dist.run_distributed(
@@ -128,9 +128,7 @@ def test_cluster_output_is_byte_for_byte_a_local_scrub(
     assert summary.exit_code == 1 and summary.error_records == 3
 
 
-def test_history_dependent_claims_are_decided_as_locally(
-    cluster: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_history_dependent_claims_are_decided_as_locally(cluster: Any, tmp_path: Path) -> None:
     """EX-DUP-HISTORY bills 96372 and J3420 for 2024-07-15 while its history shows both already
     billed that day by the same provider: 96372 is a duplicate (the guidance's already-billed
     denial) and J3420's units add up to 2 against its MUE of 1 for the date. Put other patients'
@@ -142,7 +140,7 @@ def test_history_dependent_claims_are_decided_as_locally(
     src.write_bytes(b"".join(others[:3] + [dup] + others[3:]))
     out = tmp_path / "history-dask.jsonl"
     dist.run_distributed(src, out, address=cluster.scheduler_address, make_worker=FACTORY, progress=False, partition=2)
-    assert out.read_bytes() == _expected(src, tmp_path_factory)
+    assert out.read_bytes() == _expected(src)
     result = json.loads(out.read_bytes().splitlines()[3])
     assert result["claim"] == "EX-DUP-HISTORY"
     kinds = {ln["code"]: (ln["decision"], {r["kind"] for r in ln["reasons"]}) for ln in result["lines"]}
@@ -150,10 +148,8 @@ def test_history_dependent_claims_are_decided_as_locally(
     assert kinds["J3420"][0] == "deny" and "ncci_mue" in kinds["J3420"][1]
 
 
-def test_resume_with_dask_finishes_an_interrupted_run(
-    cluster: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    expected = _expected(EXAMPLES, tmp_path_factory)
+def test_resume_with_dask_finishes_an_interrupted_run(cluster: Any, tmp_path: Path) -> None:
+    expected = _expected(EXAMPLES)
     out = tmp_path / "resumed.jsonl"
     kept = expected.splitlines(keepends=True)[:11]
     out.write_bytes(b"".join(kept) + expected.splitlines(keepends=True)[11][:40])  # torn 12th record
@@ -186,12 +182,13 @@ class _DiesOnce:
 
     def __init__(self, marker: Path) -> None:
         self.marker = marker
-        self.inner = FACTORY()
+        self.inner: Any = None
 
     def many(self, claims: list[Claim]) -> list[Any]:
         try:
             fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
+            self.inner = self.inner or FACTORY()  # the KB, loaded once per process that lives
             return self.inner.many(claims)
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
@@ -203,11 +200,9 @@ def dies_once(marker: str) -> _DiesOnce:
     return _DiesOnce(Path(marker))
 
 
-def test_a_killed_worker_loses_and_duplicates_nothing(
-    cluster: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_a_killed_worker_loses_and_duplicates_nothing(cluster: Any, tmp_path: Path) -> None:
     src = _with_bad_record(tmp_path)
-    expected = _expected(src, tmp_path_factory)
+    expected = _expected(src)
     marker = tmp_path / "killed"
     out = tmp_path / "dask.jsonl"
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
@@ -261,11 +256,11 @@ def test_a_partition_that_keeps_killing_workers_stops_the_run_with_its_records(t
 # -- the command line --------------------------------------------------------------------------
 
 
-def test_cli_scrub_on_a_local_cluster(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_cli_scrub_on_a_local_cluster(tmp_path: Path) -> None:
     out = tmp_path / "cli.jsonl"
     res = CliRunner().invoke(main, ["scrub", str(EXAMPLES), "-o", str(out), "--dask", "local:1", "--kb", KB])
     assert res.exit_code == 1, res.output  # the examples hold two unreadable claims
-    assert out.read_bytes() == _expected(EXAMPLES, tmp_path_factory)
+    assert out.read_bytes() == _expected(EXAMPLES)
     assert "error records" in res.output and "Traceback" not in res.output
 
 
