@@ -439,7 +439,8 @@ def scrub(
       policykb scrub bundle.json --format 835 --x12 -o answer.835   # a FHIR Bundle of Claims
     """
     from engine.api import make_worker
-    from engine.batch import WorkerFactory, WorkerStartError, render_summary
+    from engine.backends import CHUNK_CLAIMS
+    from engine.batch import WorkerFactory, WorkerStartError, render_summary, run_batch
     from engine.kb import default_kb_dir
 
     if not in_file.is_file():
@@ -478,7 +479,17 @@ def scrub(
 
         records_to = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     try:
-        summary = _run_scrub(in_file, records_to, dask_address, workers, factory, engine, resume, input_format)
+        run = run_batch if dask_address is None else functools.partial(_run_on_dask, dask_address)
+        summary = run(
+            in_file,
+            records_to,
+            workers=workers,
+            make_worker=factory,
+            progress=True,
+            chunk=CHUNK_CLAIMS if engine != "pydatalog" else 16,
+            resume=resume,
+            input_format=input_format,  # type: ignore[arg-type]
+        )
     except WorkerStartError as exc:
         err.print(f"[bold red]workers could not start: {exc}[/]")
         sys.exit(EXIT_FAIL)
@@ -496,37 +507,14 @@ def scrub(
     sys.exit(summary.exit_code)
 
 
-def _run_scrub(in_file, records_to, dask_address, workers, factory, engine, resume, input_format):
-    """engine.batch.run_batch here, or engine.distributed.run_distributed on a Dask cluster;
-    a cluster that cannot be used exits 2 with the reason."""
-    from engine.backends import CHUNK_CLAIMS
-    from engine.batch import run_batch
-
-    chunk = CHUNK_CLAIMS if engine != "pydatalog" else 16
-    if dask_address is None:
-        return run_batch(
-            in_file,
-            records_to,
-            workers=workers,
-            make_worker=factory,
-            progress=True,
-            chunk=chunk,
-            resume=resume,
-            input_format=input_format,
-        )
+def _run_on_dask(address: str, in_file: Path, records_to: Path | None, *, workers: int, chunk: int, **kwargs: Any):
+    """`scrub --dask`: engine.distributed.run_distributed, called like run_batch (the cluster's
+    workers replace `workers`; a chunk is a partition). A cluster that cannot be used exits 2,
+    a partition it cannot decide 1, each with the reason."""
     from engine.distributed import DistributedError, PartitionFailed, run_distributed
 
     try:
-        return run_distributed(
-            in_file,
-            records_to,
-            address=dask_address,
-            make_worker=factory,
-            progress=True,
-            partition=chunk,
-            resume=resume,
-            input_format=input_format,
-        )
+        return run_distributed(in_file, records_to, address=address, partition=chunk, **kwargs)
     except DistributedError as exc:
         err.print(str(exc), style="bold red", markup=False, emoji=False)
         sys.exit(EXIT_FAIL if isinstance(exc, PartitionFailed) else EXIT_INPUT)
