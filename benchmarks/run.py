@@ -397,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                     res["cold_s"] = _median(runs)
                     res["cold_runs"] = runs
                     res["cold_how"] = "python -c (load tables, one claim)"
-            cache = warm_cache if system == "policykb" or (system in ("duckdb", "dask") and warm_cache.exists()) else None
+            batch_backend = system in ("duckdb", "dask")
+            cache = warm_cache if system == "policykb" or (batch_backend and warm_cache.exists()) else None
             # 2. latency (not for the batch backend: it decides chunks, not claims)
             with console.status(f"{LABEL[system]}: per-claim latency, {n_claims} claims"):
                 if system not in ("duckdb", "dask"):
