@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import pickle
 import signal
 import sys
 import tempfile
@@ -146,6 +147,33 @@ def test_history_dependent_claims_are_decided_as_locally(cluster: Any, tmp_path:
     kinds = {ln["code"]: (ln["decision"], {r["kind"] for r in ln["reasons"]}) for ln in result["lines"]}
     assert kinds["96372"][0] == "deny" and "duplicate" in kinds["96372"][1]
     assert kinds["J3420"][0] == "deny" and "ncci_mue" in kinds["J3420"][1]
+
+
+def _adjudicators() -> list[int]:
+    """On a worker: the adjudicators this process has built for FACTORY (their ids)."""
+    key = pickle.dumps(FACTORY)
+    return [id(w) for k, w in dist._process_workers.items() if k == key]
+
+
+def test_each_worker_process_builds_its_adjudicator_once(cluster: Any, tmp_path: Path) -> None:
+    def built() -> dict[str, list[int]]:
+        with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+            return client.run(_adjudicators)
+
+    def scrub(name: str) -> None:  # many small tasks
+        out = tmp_path / name
+        dist.run_distributed(
+            EXAMPLES, out, address=cluster.scheduler_address, make_worker=FACTORY, progress=False, partition=2
+        )
+
+    scrub("first.jsonl")
+    first = built()
+    scrub("second.jsonl")
+    second = built()
+    assert any(first.values()) and all(len(ids) <= 1 for ids in second.values()), second  # one per process
+    for worker, ids in first.items():
+        if ids:  # the same object: nothing rebuilt for the second run's tasks
+            assert second[worker] == ids
 
 
 def test_resume_with_dask_finishes_an_interrupted_run(cluster: Any, tmp_path: Path) -> None:
