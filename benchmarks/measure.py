@@ -209,7 +209,12 @@ def run_batch_mode(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     started = time.perf_counter()
-    out = run_latency(spec) if spec["mode"] == "latency" else run_batch_mode(spec)
+    if spec["system"] == "dask":  # scrub --dask local:N (benchmarks/dask_rows.py)
+        from benchmarks.dask_rows import run_batch_dask
+
+        out = run_batch_dask(spec)
+    else:
+        out = run_latency(spec) if spec["mode"] == "latency" else run_batch_mode(spec)
     out["wall_s"] = time.perf_counter() - started
     Path(spec["out"]).write_text(json.dumps(out, indent=1), encoding="utf-8")
     return 0

@@ -39,10 +39,11 @@ from benchmarks.oracle import NCCI_KINDS, Oracle, ncci_kinds_of_result
 from benchmarks.tables import KB_DIR, REPO, shared_tables
 from engine.claims import parse_claim
 
-SYSTEMS = ("policykb", "duckdb", "oracle", "clingo", "naive")
+SYSTEMS = ("policykb", "duckdb", "dask", "oracle", "clingo", "naive")
 LABEL = {
     "policykb": "PolicyKB",
     "duckdb": "PolicyKB DuckDB\n(batch backend)",
+    "dask": "PolicyKB DuckDB on\nDask local:N",
     "oracle": "oracle (dicts)",
     "clingo": "clingo",
     "naive": "naive pyDatalog",
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             report["systems"][system] = res
             # 1. cold start
             with console.status(f"{LABEL[system]}: cold start"):
-                if system == "duckdb":  # untimed in the batch: copy the tables into DuckDB files once
+                if system in ("duckdb", "dask"):  # untimed in the batch: copy the tables into DuckDB files once
                     cache = warm_cache if warm_cache.exists() else None
                     res["prepare_s"], _out = _timed_run(
                         [sys.executable, "-c", _DUCKDB_PREPARE, str(args.kb)], cache, timeout
@@ -396,10 +397,11 @@ def main(argv: list[str] | None = None) -> int:
                     res["cold_s"] = _median(runs)
                     res["cold_runs"] = runs
                     res["cold_how"] = "python -c (load tables, one claim)"
-            cache = warm_cache if system == "policykb" or (system == "duckdb" and warm_cache.exists()) else None
+            batch_backend = system in ("duckdb", "dask")
+            cache = warm_cache if system == "policykb" or (batch_backend and warm_cache.exists()) else None
             # 2. latency (not for the batch backend: it decides chunks, not claims)
             with console.status(f"{LABEL[system]}: per-claim latency, {n_claims} claims"):
-                if system != "duckdb":
+                if system not in ("duckdb", "dask"):
                     spec = {
                         "system": system,
                         "mode": "latency",
@@ -710,7 +712,7 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
     if "policykb" in systems and len(systems) > 1:
         ratios = Table(title="PolicyKB relative to each baseline (same corpus)", title_justify="left")
         ratios.add_column("figure")
-        baselines = [s for s in systems if s not in ("policykb", "duckdb")]
+        baselines = [s for s in systems if s not in ("policykb", "duckdb", "dask")]
         for s in baselines:
             ratios.add_column(f"vs {LABEL[s]}", justify="right")
         if naive_x:
@@ -747,6 +749,10 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
         )
     if "duckdb" in systems:
         _print_duckdb(console, report, figs)
+    if "dask" in systems:
+        from benchmarks.dask_rows import print_dask
+
+        print_dask(console, report)
 
 
 def _print_duckdb(console: Console, report: dict[str, Any], figs: dict[str, dict[str, Any]]) -> None:

@@ -376,6 +376,15 @@ def explain(
     help="Write results here (JSONL); default standard output.",
 )
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--dask",
+    "dask_address",
+    metavar="ADDRESS",
+    default=None,
+    help="Decide on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for N worker "
+    "processes here; a patient's claims stay in one partition, results come back in input order. "
+    "With an address, --workers is the number of Dask workers per machine (they share its cores).",
+)
 @click.option("--proofs", is_flag=True, help="Include proof trees in each result (slower).")
 @click.option(
     "--engine",
@@ -405,6 +414,7 @@ def scrub(
     in_file: Path,
     output: Path | None,
     workers: int,
+    dask_address: str | None,
     proofs: bool,
     engine: str,
     resume: bool,
@@ -423,6 +433,8 @@ def scrub(
       policykb scrub examples/batch.jsonl -o results.jsonl --workers 2
       policykb scrub claims.jsonl -o results.jsonl --engine both   # check the engines agree
       policykb scrub claims.jsonl -o results.jsonl --resume        # after an interruption
+      policykb scrub claims.jsonl -o results.jsonl --dask local:2  # a Dask cluster of 2 workers
+      policykb scrub claims.jsonl -o results.jsonl --dask tcp://10.0.0.5:8786
       policykb scrub claims.x12 --format fhir -o responses.ndjson   # a multi-claim 837P
       policykb scrub bundle.json --format 835 --x12 -o answer.835   # a FHIR Bundle of Claims
     """
@@ -442,6 +454,14 @@ def scrub(
             "[bold red]--resume continues a run of result JSON records; it does not go with --format fhir or 835[/]"
         )
         sys.exit(EXIT_INPUT)
+    if dask_address is not None:
+        from engine.distributed import DistributedError, local_workers
+
+        try:
+            workers = local_workers(dask_address) or workers  # processes sharing this machine's cores
+        except DistributedError as exc:
+            err.print(str(exc), style="bold red", markup=False, emoji=False)
+            sys.exit(EXIT_INPUT)
     kb = _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
     root = str(kb_dir or default_kb_dir())
     factory: WorkerFactory = functools.partial(make_worker, root, None, proofs, False, engine, workers)
@@ -459,7 +479,8 @@ def scrub(
 
         records_to = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     try:
-        summary = run_batch(
+        run = run_batch if dask_address is None else functools.partial(_run_on_dask, dask_address)
+        summary = run(
             in_file,
             records_to,
             workers=workers,
@@ -484,6 +505,19 @@ def scrub(
         _write_835(records_to, output)  # type: ignore[arg-type]
     render_summary(summary, err)
     sys.exit(summary.exit_code)
+
+
+def _run_on_dask(address: str, in_file: Path, records_to: Path | None, *, workers: int, chunk: int, **kwargs: Any):
+    """`scrub --dask`: engine.distributed.run_distributed, called like run_batch (the cluster's
+    workers replace `workers`; a chunk is a partition). A cluster that cannot be used exits 2,
+    a partition it cannot decide 1, each with the reason."""
+    from engine.distributed import DistributedError, PartitionFailed, run_distributed
+
+    try:
+        return run_distributed(in_file, records_to, address=address, partition=chunk, **kwargs)
+    except DistributedError as exc:
+        err.print(str(exc), style="bold red", markup=False, emoji=False)
+        sys.exit(EXIT_FAIL if isinstance(exc, PartitionFailed) else EXIT_INPUT)
 
 
 def _write_835(records: Path, output: Path | None) -> None:
