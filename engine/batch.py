@@ -36,7 +36,8 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.claims import Claim, ClaimError, Problem
-from engine.formats import ClaimRecord, InputFormat, detect_format, read_records
+from engine.formats import ClaimRecord, InputFormat, detect_format
+from engine.formats.reader import RawRecord, read_raw_records
 
 Worker = Callable[[Claim], dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]
 """Adjudicates one claim into a JSON-able result dict. The summary reads only
@@ -51,7 +52,9 @@ CHUNKSIZE = 16
 # Chunks per worker that may be read ahead of the writer; bounds memory on huge inputs.
 READ_AHEAD_CHUNKS = 2
 
-Record = ClaimRecord
+Record = ClaimRecord | RawRecord
+"""A record as the parent reads it: a JSONL line still unparsed (parsed in the worker), or an
+X12/FHIR claim already read. Either way numbered as the error records name it."""
 
 
 class WorkerStartError(RuntimeError):
@@ -129,7 +132,10 @@ Answer = dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]
 
 
 def _read(record: Record) -> Claim | _Outcome:
-    """A record as read by engine.formats: its claim, or the error record naming line and field."""
+    """A record as read by engine.formats: its claim, or the error record naming line and field.
+    A JSONL line is parsed here, in the worker."""
+    if isinstance(record, RawRecord):
+        record = record.parse()
     if isinstance(record.item, ClaimError):
         return _error(record.number, record.item.claim_id, record.item.problems)
     return record.item
@@ -206,8 +212,9 @@ def _handle_in_pool(items: list[Record]) -> list[_Outcome]:
 
 def _records(src: IO[bytes], input_format: InputFormat | None = None) -> Iterator[Record]:
     """One record per claim, numbered: JSONL by input line (blank lines still count), X12 and
-    FHIR by the claim's place in the file (engine.formats reads and detects them)."""
-    return read_records(src, input_format, getattr(src, "name", ""))
+    FHIR by the claim's place in the file (engine.formats reads and detects them). JSONL lines
+    stay bytes here: the workers parse them, so the parent only splits lines and writes."""
+    return read_raw_records(src, input_format, getattr(src, "name", ""))
 
 
 class _ReadAhead:
