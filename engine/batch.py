@@ -22,6 +22,7 @@ from multiprocessing import Pool
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -103,8 +104,22 @@ class BatchSummary:
 # One record (runs in a worker process, or in-process when workers=1)
 
 
+class PlainJson(dict[str, Any]):
+    """A result its maker guarantees holds only str-keyed dicts, lists, strings, integers within
+    64 bits, booleans and null (no float, no other type): written by orjson, which spells exactly
+    these the way json.dumps(sort_keys, compact, ensure_ascii=False) does, several times faster."""
+
+
+_ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+
+
 def _dumps(obj: Any) -> bytes:
     """One JSONL line; NaN is refused so every line stays valid JSON for the next tool."""
+    if type(obj) is PlainJson:
+        try:
+            return orjson.dumps(obj, option=_ORJSON)
+        except orjson.JSONEncodeError:
+            pass  # e.g. text that is not UTF-8: json.dumps raises what it always raised
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return (text + "\n").encode("utf-8")
 
@@ -112,7 +127,7 @@ def _dumps(obj: Any) -> bytes:
 def _error(record: int, claim_id: str | None, problems: list[Problem]) -> _Outcome:
     entries = [{"field": p.field, "message": p.message} for p in problems]
     body = {"record": record, "claim": claim_id, "problems": entries}
-    return _Outcome(_dumps({"error": body}), ok=False)
+    return _Outcome(_dumps(PlainJson(error=body)), ok=False)
 
 
 def _line_counts(result: dict[str, Any]) -> tuple[int, int, tuple[str, ...]]:

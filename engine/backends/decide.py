@@ -12,11 +12,13 @@ reason, exactly as Adjudicator.adjudicate and explain.result.assign_roles do. Th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.adjudicate import MESSAGE_SOLUTIONS, _fill, _merge, guidance_anchor
+from engine.adjudicate import MESSAGE_SOLUTIONS, _fill, _join, guidance_anchor
 from engine.backends import BatchModel
+from engine.batch import PlainJson
 from engine.claims import Claim, claim_to_facts
 from engine.evaluate import Model
 from engine.explain.because import BecauseBuilder
@@ -27,18 +29,32 @@ if TYPE_CHECKING:
     from engine.api import PolicyKB
 
 _Key = tuple[bool, int, str]  # explain.result.precedence_key
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as adjudicate._fill reads a message
+
+
+def _merge_named(solutions: Sequence[Mapping[str, object]], names: tuple[str, ...]) -> dict[str, object]:
+    """adjudicate._merge for only the variables the message names (the others are never shown)."""
+    first = solutions[0]
+    merged: dict[str, object] = {}
+    for name in names:
+        if name not in first:
+            continue
+        values = list(dict.fromkeys(s[name] for s in solutions if name in s))
+        merged[name] = values[0] if len(values) == 1 else _join([str(v) for v in values])
+    return merged
 
 
 class _RuleTemplate:
     """What every reason of one rule id with one severity shares, and how to fill its message."""
 
-    __slots__ = ("base", "denies", "key", "message", "rule_indices", "templated")
+    __slots__ = ("base", "denies", "key", "message", "names", "rule_indices", "templated")
 
     def __init__(self, base: dict[str, Any], message: str, rule_indices: tuple[int, ...]):
         self.base = base
         self.key: _Key = (base.get("precedence") is None, base.get("precedence") or 0, base["rule"])
         self.message = message
-        self.templated = "{" in message
+        self.names = tuple(dict.fromkeys(_PLACEHOLDER.findall(message)))
+        self.templated = bool(self.names)
         self.rule_indices = rule_indices
         self.denies = base["severity"] == "deny"
 
@@ -90,7 +106,7 @@ class BatchDecider:
         for index in t.rule_indices:  # Adjudicator._reason: the first compiled rule with solutions
             solutions = solved.get((index, head))
             if solutions:
-                return _fill(t.message, _merge(solutions[:MESSAGE_SOLUTIONS]))
+                return _fill(t.message, _merge_named(solutions[:MESSAGE_SOLUTIONS], t.names))
         return _fill(t.message, {})
 
     def decide(self, claim: Claim, model: Model) -> dict[str, Any]:
@@ -135,7 +151,7 @@ class BatchDecider:
                     "reasons": reasons,
                 }
             )
-        return {"claim": claim.id, "kb": self.version, "lines": lines}
+        return PlainJson(claim=claim.id, kb=self.version, lines=lines)  # strings, ints, lists, null
 
 
 _deciders: dict[int, BatchDecider] = {}

@@ -608,14 +608,15 @@ class DuckDBBackend:
         """Each outcome row's solutions (distinct named bindings, in the prover's order)."""
         for index, sql in self.sql.solutions.items():
             rule = self.cp.rules[index]
-            names = [v for v in SqlProgram.named_vars(rule)]
+            names = SqlProgram.named_vars(rule)
             head_n = len(rule.head.args)
+            seen: set[tuple] = set()  # a repeated row is a repeated solution (same claim, head, bindings)
             for rec in self.con.execute(sql).fetchall():
-                head = tuple(rec[1 : head_n + 1])
-                found = models[rec[0]].solutions.setdefault((index, head), [])
-                named = dict(zip(names, rec[head_n + 1 :], strict=True))
-                if named not in found:
-                    found.append(named)
+                if rec in seen:
+                    continue
+                seen.add(rec)
+                found = models[rec[0]].solutions.setdefault((index, rec[1 : head_n + 1]), [])
+                found.append(dict(zip(names, rec[head_n + 1 :], strict=True)))
 
     def _load_claims(self, n: int) -> None:
         if n:
