@@ -44,10 +44,20 @@ def _merge_named(solutions: Sequence[Mapping[str, object]], names: tuple[str, ..
     return merged
 
 
+def _fill_pieces(pieces: list[str], bindings: Mapping[str, object]) -> str:
+    """adjudicate._fill over a message split by _PLACEHOLDER: odd pieces are names; a name
+    without a binding stays as written, `{name}`."""
+    out = pieces[:]
+    for i in range(1, len(out), 2):
+        name = out[i]
+        out[i] = str(bindings[name]) if name in bindings else "{" + name + "}"
+    return "".join(out)
+
+
 class _RuleTemplate:
     """What every reason of one rule id with one severity shares, and how to fill its message."""
 
-    __slots__ = ("base", "denies", "key", "message", "names", "rule_indices", "templated")
+    __slots__ = ("base", "denies", "key", "message", "names", "pieces", "rule_indices", "templated")
 
     def __init__(self, base: dict[str, Any], message: str, rule_indices: tuple[int, ...]):
         self.base = base
@@ -55,6 +65,8 @@ class _RuleTemplate:
         self.message = message
         self.names = tuple(dict.fromkeys(_PLACEHOLDER.findall(message)))
         self.templated = bool(self.names)
+        # the message as literal text and placeholder names, alternating, split where _fill matches
+        self.pieces: list[str] = _PLACEHOLDER.split(message)
         self.rule_indices = rule_indices
         self.denies = base["severity"] == "deny"
 
@@ -106,7 +118,9 @@ class BatchDecider:
         for index in t.rule_indices:  # Adjudicator._reason: the first compiled rule with solutions
             solutions = solved.get((index, head))
             if solutions:
-                return _fill(t.message, _merge_named(solutions[:MESSAGE_SOLUTIONS], t.names))
+                # one solution: its values as they are (what _merge gives); several: merged
+                bindings = solutions[0] if len(solutions) == 1 else _merge_named(solutions[:MESSAGE_SOLUTIONS], t.names)
+                return _fill_pieces(t.pieces, bindings)
         return _fill(t.message, {})
 
     def decide(self, claim: Claim, model: Model) -> dict[str, Any]:
