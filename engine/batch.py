@@ -178,8 +178,9 @@ def _handle(worker: Worker, record: Record) -> _Outcome:
 
 
 def _handle_chunk(worker: Worker, items: list[Record]) -> list[_Outcome]:
-    """A chunk of records, in order. A worker with `many(claims)` (a set-at-a-time backend)
-    decides all valid claims of the chunk at once; others claim by claim."""
+    """A chunk of records, in order (a RawRecord's JSONL line is parsed here, in the worker). A
+    worker with `many(claims)` (a set-at-a-time backend) decides all valid claims of the chunk at
+    once; others claim by claim."""
     many = getattr(worker, "many", None)
     if many is None:
         return [_handle(worker, record) for record in items]
