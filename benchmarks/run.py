@@ -775,6 +775,12 @@ def _print_duckdb(console: Console, report: dict[str, Any], figs: dict[str, dict
             f"into DuckDB files, once per table content): "
             f"{report['systems']['duckdb'].get('prepare_s', 0):.1f} s[/]"
         )
+    for w, b in sorted(report["systems"]["duckdb"].get("batch", {}).items()):
+        if b.get("cpu_s"):  # wall-clock figures suffer on a shared machine; CPU time does not
+            console.print(
+                f"[dim]- DuckDB, {w} worker(s): {b['claims'] / b['cpu_s']:,.0f} claims per CPU-second "
+                f"({b['cpu_s']:.1f} s of CPU, parent and workers, worker start included)[/]"
+            )
     for t in report["targets"]:
         if t["key"].startswith("duckdb."):
             mark = "[green]PASS[/]" if t["status"] == "PASS" else "[red]MISS[/]"

@@ -191,6 +191,10 @@ class BatchWorker:
     def many(self, claims: Sequence[Claim]) -> list[dict | Exception]:
         if self.remedies:  # remedies re-adjudicate candidate claims: the per-claim path
             return [self._one_with_remedies(c) for c in claims]
+        if self.engine == "duckdb" and not self.proofs:  # scrub's default: dicts straight from the models
+            from engine.backends.decide import decide_many
+
+            return decide_many(self.kb, claims)
         return [
             r.to_dict() if isinstance(r, ClaimResult) else r
             for r in self.kb.adjudicate_many(claims, engine=self.engine, proofs=self.proofs)

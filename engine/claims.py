@@ -562,6 +562,13 @@ def _claim_id(obj: Any) -> str | None:
 
 def parse_claim(obj: Any, *, source: str | None = None, record: int | None = None) -> Claim:
     """Validate decoded claim JSON into a Claim, or raise ClaimError listing every problem."""
+    claim = _fast_claim(obj)  # the common case, a claim with nothing wrong, read directly
+    return claim if claim is not None else read_claim(obj, source=source, record=record)
+
+
+def read_claim(obj: Any, *, source: str | None = None, record: int | None = None) -> Claim:
+    """parse_claim by the claim model, field by field, collecting every problem (the reference:
+    `_fast_claim` must give the same Claim for every claim this accepts, and None otherwise)."""
     problems: list[Problem] = []
     if not isinstance(obj, dict):
         message = f"expected a claim object, got {_json_type(obj)}"
@@ -576,6 +583,188 @@ def parse_claim(obj: Any, *, source: str | None = None, record: int | None = Non
     if problems:
         raise ClaimError(_claim_id(obj), problems, source, record)
     return Claim(claim_id, patient, tuple(lines), tuple(history))
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path: a claim with nothing wrong, read in one pass. Any doubt (a key or type the
+# checks below do not expect, a value they would reject) returns None and read_claim, the
+# model-driven reader, reads the claim and words its problems. It must never accept what
+# read_claim rejects, nor read a value differently (tests/fuzz/test_fuzz_fast_claims.py).
+
+_FAST_TOP = frozenset(CLAIM_FIELDS)
+_FAST_PATIENT = frozenset(PATIENT_FIELDS)
+_FAST_LINE = frozenset(LINE_FIELDS)
+_FAST_HISTORY = frozenset(HISTORY_FIELDS)
+_FAST_DRUG = frozenset(DRUG_FIELDS)
+_FAST_DOC = frozenset(DOCUMENTATION_FIELDS)
+_FAST_BY = frozenset(ADMINISTERED_BY_FIELDS)
+_DOC_TEXTS = ("drug_name", "dose", "route", "site", "time", "monitoring")
+
+
+class _Reject(Exception):
+    """The fast path declines: read_claim decides."""
+
+
+def _req_text(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if type(value) is not str:
+        raise _Reject
+    value = value.strip()
+    if not value:
+        raise _Reject
+    return value
+
+
+def _opt_text(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise _Reject
+    return value.strip() or None
+
+
+def _fast_date(obj: dict[str, Any], key: str, required: bool) -> str | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if type(value) is not str or not _DATE_SHAPE.fullmatch(value):
+        raise _Reject
+    date.fromisoformat(value)  # ValueError: not a real date
+    return value
+
+
+def _fast_texts(obj: dict[str, Any], key: str, limit: int | None) -> tuple[str, ...]:
+    value = obj.get(key)
+    if value is None:
+        return ()
+    if type(value) is not list or (limit is not None and len(value) > limit):
+        raise _Reject
+    out = []
+    for v in value:
+        if type(v) is not str:
+            raise _Reject
+        v = v.strip().upper()
+        if not v:
+            raise _Reject
+        out.append(v)
+    return tuple(out)
+
+
+def _fast_int(obj: dict[str, Any], key: str, low: int, high: int | None, default: int | None) -> int:
+    value = obj.get(key)
+    if value is None and default is not None:
+        return default
+    if type(value) is not int or value < low or (high is not None and value > high):
+        raise _Reject
+    return value
+
+
+def _fast_object(obj: dict[str, Any], key: str, keys: frozenset[str]) -> dict[str, Any] | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if type(value) is not dict or not keys.issuperset(value):
+        raise _Reject
+    return value
+
+
+def _fast_service(obj: dict[str, Any]) -> tuple[int, str, str, tuple[str, ...], int, str, str]:
+    upper = _req_text(obj, "code").upper()
+    if not upper:
+        raise _Reject
+    return (
+        _fast_int(obj, "line", 1, None, None),
+        _fast_date(obj, "service_date", True) or "",
+        upper,
+        _fast_texts(obj, "modifiers", MAX_MODIFIERS),
+        _fast_int(obj, "units", 1, MAX_UNITS, 1),
+        _req_text(obj, "pos"),
+        _req_text(obj, "rendering_npi"),
+    )
+
+
+def _fast_documentation(obj: dict[str, Any]) -> Documentation | None:
+    doc = _fast_object(obj, "documentation", _FAST_DOC)
+    if doc is None:
+        return None
+    by = _fast_object(doc, "administered_by", _FAST_BY)
+    flags = []
+    for flag in _DOC_FLAG_ELEMENTS:
+        value = doc.get(flag)
+        if value is not None and type(value) is not bool:
+            raise _Reject
+        flags.append(value)
+    texts = {key: _opt_text(doc, key) for key in _DOC_TEXTS}
+    supervision = _opt_text(doc, "supervision")
+    credential = _opt_text(by, "credential") if by is not None else None
+    return Documentation(
+        drug_name=texts["drug_name"],
+        dose=texts["dose"],
+        route=texts["route"],
+        site=texts["site"],
+        time=texts["time"],
+        administered_by_name=_opt_text(by, "name") if by is not None else None,
+        administered_by_credential=credential.upper() if credential is not None else None,
+        diagnosis_linked=flags[0],
+        consent=flags[1],
+        supervision=supervision.lower() if supervision is not None else None,
+        monitoring=texts["monitoring"],
+    )
+
+
+def _fast_line(obj: Any) -> Line:
+    if type(obj) is not dict or not _FAST_LINE.issuperset(obj):
+        raise _Reject
+    number, service_date, code, modifiers, units, pos, npi = _fast_service(obj)
+    credential = _opt_text(obj, "rendering_credential")
+    drug = _fast_object(obj, "drug", _FAST_DRUG)
+    return Line(
+        number,
+        service_date,
+        code,
+        modifiers,
+        units,
+        pos,
+        npi,
+        credential.upper() if credential is not None else None,
+        _fast_texts(obj, "diagnoses", None),
+        Drug(_opt_text(drug, "ndc") or "", _opt_text(drug, "name") or "", _opt_text(drug, "dose") or "")
+        if drug is not None
+        else None,
+        _fast_documentation(obj),
+    )
+
+
+def _fast_history(obj: Any) -> HistoryLine:
+    if type(obj) is not dict or not _FAST_HISTORY.issuperset(obj):
+        raise _Reject
+    claim_id = _req_text(obj, "claim_id")
+    return HistoryLine(claim_id, *_fast_service(obj))
+
+
+def _fast_claim(obj: Any) -> Claim | None:
+    """The Claim read_claim would give, when the claim has nothing wrong; else None."""
+    try:
+        if type(obj) is not dict or not _FAST_TOP.issuperset(obj):
+            return None
+        claim_id = _req_text(obj, "id")
+        _opt_text(obj, "$schema")
+        patient = obj.get("patient")
+        if type(patient) is not dict or not _FAST_PATIENT.issuperset(patient):
+            return None
+        person = Patient(_req_text(patient, "id"), _fast_date(patient, "birth_date", False), _opt_text(patient, "sex"))
+        raw_lines = obj.get("lines")
+        raw_history = obj.get("history")
+        if type(raw_lines) is not list or not raw_lines or (raw_history is not None and type(raw_history) is not list):
+            return None
+        lines = tuple(_fast_line(x) for x in raw_lines)
+        history = tuple(_fast_history(x) for x in raw_history or ())
+    except (_Reject, ValueError):
+        return None
+    if len({ln.line for ln in lines}) != len(lines) or len({(h.claim_id, h.line) for h in history}) != len(history):
+        return None
+    return Claim(claim_id, person, lines, history)
 
 
 def _decode(text: str, source: str | None, record: int | None) -> Any:

@@ -584,14 +584,24 @@ class DuckDBBackend:
         con.execute(f"DELETE FROM {_q('_claims')}")
         models = [BatchModel() for _ in chunk]
         inputs: dict[str, list[Row]] = {}
+        targets: dict[str, str] = {}  # relation -> the table its facts go to, checked once per chunk
         for ck, facts in enumerate(chunk):
+            given = models[ck].relations
             for rel, rows in facts.items():
-                target = cp.fact_relations.get(rel, rel)
-                if cp.kinds.get(target) not in (RelKind.CLAIM, RelKind.FACTS):
-                    raise BackendUnsupported(f"cannot assert facts for {rel}: it is not a claim relation")
+                target = targets.get(rel)
+                if target is None:
+                    target = targets[rel] = cp.fact_relations.get(rel, rel)
+                    if cp.kinds.get(target) not in (RelKind.CLAIM, RelKind.FACTS):
+                        raise BackendUnsupported(f"cannot assert facts for {rel}: it is not a claim relation")
+                if not rows:
+                    given[rel] = []
+                    continue
                 clean = sorted(set(map(tuple, rows)))  # one type per column: natural order is _key order
-                models[ck].relations[rel] = clean
-                inputs.setdefault(target, []).extend((ck, *r) for r in clean)
+                given[rel] = clean
+                sink = inputs.get(target)
+                if sink is None:
+                    sink = inputs[target] = []
+                sink += [(ck, *r) for r in clean]
         self._load_claims(len(chunk))
         for rel, rows in inputs.items():
             self._load(table_name(cp, rel), rel, rows, ck=True)
@@ -608,14 +618,15 @@ class DuckDBBackend:
         """Each outcome row's solutions (distinct named bindings, in the prover's order)."""
         for index, sql in self.sql.solutions.items():
             rule = self.cp.rules[index]
-            names = [v for v in SqlProgram.named_vars(rule)]
+            names = SqlProgram.named_vars(rule)
             head_n = len(rule.head.args)
+            seen: set[tuple] = set()  # a repeated row is a repeated solution (same claim, head, bindings)
             for rec in self.con.execute(sql).fetchall():
-                head = tuple(rec[1 : head_n + 1])
-                found = models[rec[0]].solutions.setdefault((index, head), [])
-                named = dict(zip(names, rec[head_n + 1 :], strict=True))
-                if named not in found:
-                    found.append(named)
+                if rec in seen:
+                    continue
+                seen.add(rec)
+                found = models[rec[0]].solutions.setdefault((index, rec[1 : head_n + 1]), [])
+                found.append(dict(zip(names, rec[head_n + 1 :], strict=True)))
 
     def _load_claims(self, n: int) -> None:
         if n:

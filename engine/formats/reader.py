@@ -90,21 +90,42 @@ def _fhir_records(text: str, source: str) -> Iterator[ClaimRecord]:
             yield ClaimRecord(number, r.claim if r.claim is not None else ClaimError(r.claim_id, r.problems, at))
 
 
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """Record `number` of a JSONL input as its bytes, not yet parsed: scrub's parent process only
+    splits lines and its workers parse them (`parse_line`), so reading is not a serial step."""
+
+    number: int
+    data: bytes
+
+    def parse(self) -> ClaimRecord:
+        return parse_line(self.number, self.data)
+
+
+def parse_line(number: int, raw: bytes) -> ClaimRecord:
+    """One JSONL line (file line `number`) as its claim, or the error naming line and field."""
+    try:
+        text = raw.rstrip(b"\r\n").decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        problem = Problem("$", f"not UTF-8: {e.reason} at byte {e.start}")
+        return ClaimRecord(number, ClaimError(None, [problem], record=number))
+    try:
+        return ClaimRecord(number, parse_claim_text(text, record=number))
+    except ClaimError as e:
+        return ClaimRecord(number, e)
+
+
+def _jsonl_raw(src: IO[bytes]) -> Iterator[RawRecord]:
+    """Non-blank lines, numbered by file line (blank lines still count)."""
+    for number, raw in enumerate(src, start=1):
+        if raw.strip():
+            yield RawRecord(number, raw)
+
+
 def _jsonl_records(src: IO[bytes]) -> Iterator[ClaimRecord]:
     """Non-blank lines, numbered by file line (blank lines still count), parsed one by one."""
-    for number, raw in enumerate(src, start=1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.rstrip(b"\r\n").decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            problem = Problem("$", f"not UTF-8: {e.reason} at byte {e.start}")
-            yield ClaimRecord(number, ClaimError(None, [problem], record=number))
-            continue
-        try:
-            yield ClaimRecord(number, parse_claim_text(text, record=number))
-        except ClaimError as e:
-            yield ClaimRecord(number, e)
+    for record in _jsonl_raw(src):
+        yield record.parse()
 
 
 def _decode(data: bytes, source: str) -> str | ClaimError:
@@ -116,12 +137,21 @@ def _decode(data: bytes, source: str) -> str | ClaimError:
 
 def read_records(src: IO[bytes], input_format: InputFormat | None = None, source: str = "") -> Iterator[ClaimRecord]:
     """Every claim record of a batch input: JSONL (streamed line by line), X12 or FHIR."""
+    for record in read_raw_records(src, input_format, source):
+        yield record.parse() if isinstance(record, RawRecord) else record
+
+
+def read_raw_records(
+    src: IO[bytes], input_format: InputFormat | None = None, source: str = ""
+) -> Iterator[ClaimRecord | RawRecord]:
+    """As read_records, but a JSONL line comes unparsed (RawRecord.parse reads it later, e.g. in
+    a worker process); an X12 or FHIR document is one whole, so its claims come parsed."""
     if not hasattr(src, "peek"):  # e.g. BytesIO: buffer it so the head can be looked at
         src = io.BufferedReader(io.BytesIO(src.read()))
     head = src.peek(_PEEK)
     fmt = input_format or detect_format(head)
     if fmt == "json":
-        yield from _jsonl_records(src)
+        yield from _jsonl_raw(src)
         return
     text = _decode(src.read(), source)
     if isinstance(text, ClaimError):

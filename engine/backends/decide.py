@@ -1,0 +1,192 @@
+"""Scrub's decisions over a batch backend's models, straight to result dicts.
+
+`PolicyKB.adjudicate_many(..., engine="duckdb")` builds a Reason, LineResult and ClaimResult per
+claim through the Adjudicator (the path `explain` shares) and then turns them into dicts. Without
+proofs or remedies most of that work is per KB, not per claim: a rule's title, kind, codes,
+sources, guidance citations and precedence are the same on every line it fires on. This module
+computes those once per (rule, severity) with the Adjudicator's own code and per claim only
+fills the message from the backend's solutions, sets roles and overrides, and picks the primary
+reason, exactly as Adjudicator.adjudicate and explain.result.assign_roles do. The result equals
+`ClaimResult.to_dict()` of the Adjudicator path (tests/test_batch_decide.py checks it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from engine.adjudicate import MESSAGE_SOLUTIONS, _fill, _join, guidance_anchor
+from engine.backends import BatchModel
+from engine.batch import PlainJson
+from engine.claims import Claim, claim_to_facts
+from engine.evaluate import Model
+from engine.explain.because import BecauseBuilder
+from engine.explain.proof import Prover
+from engine.ir import IConst
+
+if TYPE_CHECKING:
+    from engine.api import PolicyKB
+
+_Key = tuple[bool, int, str]  # explain.result.precedence_key
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as adjudicate._fill reads a message
+
+
+def _merge_named(solutions: Sequence[Mapping[str, object]], names: tuple[str, ...]) -> dict[str, object]:
+    """adjudicate._merge for only the variables the message names (the others are never shown)."""
+    first = solutions[0]
+    merged: dict[str, object] = {}
+    for name in names:
+        if name not in first:
+            continue
+        values = list(dict.fromkeys(s[name] for s in solutions if name in s))
+        merged[name] = values[0] if len(values) == 1 else _join([str(v) for v in values])
+    return merged
+
+
+def _fill_pieces(pieces: list[str], bindings: Mapping[str, object]) -> str:
+    """adjudicate._fill over a message split by _PLACEHOLDER: odd pieces are names; a name
+    without a binding stays as written, `{name}`."""
+    out = pieces[:]
+    for i in range(1, len(out), 2):
+        name = out[i]
+        out[i] = str(bindings[name]) if name in bindings else "{" + name + "}"
+    return "".join(out)
+
+
+class _RuleTemplate:
+    """What every reason of one rule id with one severity shares, and how to fill its message."""
+
+    __slots__ = ("base", "denies", "key", "message", "names", "pieces", "rule_indices", "templated")
+
+    def __init__(self, base: dict[str, Any], message: str, rule_indices: tuple[int, ...]):
+        self.base = base
+        self.key: _Key = (base.get("precedence") is None, base.get("precedence") or 0, base["rule"])
+        self.message = message
+        self.names = tuple(dict.fromkeys(_PLACEHOLDER.findall(message)))
+        self.templated = bool(self.names)
+        # the message as literal text and placeholder names, alternating, split where _fill matches
+        self.pieces: list[str] = _PLACEHOLDER.split(message)
+        self.rule_indices = rule_indices
+        self.denies = base["severity"] == "deny"
+
+
+class BatchDecider:
+    """Result dicts for claims evaluated by a batch backend (no proofs, no remedies)."""
+
+    def __init__(self, kb: PolicyKB):
+        self.kb = kb
+        self.adjudicator = kb._batch_adjudicator
+        self.version = kb.kb.version
+        self._templates: dict[tuple[str, str], _RuleTemplate] = {}
+        from engine.api import _SolvedProver
+
+        base = Prover(kb.kb.program, kb.adjudicator.cp, kb.evaluator, Model(), lambda _rel, _row: None)
+        prover = self._prover = _SolvedProver(base, {})  # no solutions: the template's bindings are empty
+        self._builder = BecauseBuilder(prover, guidance_anchor)
+
+    def _template(self, rule_id: str, severity: str) -> _RuleTemplate:
+        """The reason the Adjudicator builds for this rule with no bindings, as a dict without
+        its message and role, plus the message template and the compiled rules to fill it from."""
+        found = self._templates.get((rule_id, severity))
+        if found is not None:
+            return found
+        adj = self.adjudicator
+        reason = adj._reason(Claim("", None, (), ()), self._prover, severity, 0, rule_id, False)  # type: ignore[arg-type]
+        reason.citations = self._builder.citations(None, reason.guidance)
+        base = reason.to_dict()
+        del base["message"], base["role"]
+        info = adj.rules.get(rule_id)
+        indices: tuple[int, ...] = ()
+        message = rule_id
+        if info is not None:
+            doc = info.rule.doc
+            message = doc.get("message") or doc.get("title") or rule_id
+            indices = tuple(
+                c.index
+                for c in info.compiled
+                if not (isinstance(c.head.args[1], IConst) and c.head.args[1].value != rule_id)
+            )
+        found = self._templates[(rule_id, severity)] = _RuleTemplate(base, message, indices)
+        return found
+
+    def _message(self, t: _RuleTemplate, model: Model, ln: int, rule_id: str) -> str:
+        if not t.templated:
+            return t.message
+        solved = model.solutions if isinstance(model, BatchModel) else {}
+        head = (ln, rule_id)
+        for index in t.rule_indices:  # Adjudicator._reason: the first compiled rule with solutions
+            solutions = solved.get((index, head))
+            if solutions:
+                # one solution: its values as they are (what _merge gives); several: merged
+                bindings = solutions[0] if len(solutions) == 1 else _merge_named(solutions[:MESSAGE_SOLUTIONS], t.names)
+                return _fill_pieces(t.pieces, bindings)
+        return _fill(t.message, {})
+
+    def decide(self, claim: Claim, model: Model) -> dict[str, Any]:
+        """What `Adjudicator.adjudicate(claim, proofs=False, model=model).to_dict()` returns."""
+        overrides: dict[tuple[int, str], str] = {}
+        for ln, rule, by in model.rows("overridden"):
+            overrides.setdefault((int(ln), str(rule)), str(by))
+        by_line: dict[int, list[tuple[_RuleTemplate, dict[str, Any], bool]]] = {}
+        for severity in ("deny", "warn"):
+            for ln, rule_id in model.rows(severity):
+                n, rid = int(ln), str(rule_id)
+                t = self._template(rid, severity)
+                d = dict(t.base)
+                d["message"] = self._message(t, model, n, rid)
+                overrider = overrides.get((n, rid))
+                if overrider:
+                    d["overridden_by"] = overrider
+                by_line.setdefault(n, []).append((t, d, overrider is None))
+        lines = []
+        for line in sorted(claim.lines, key=lambda x: x.line):
+            found = by_line.get(line.line)
+            primary = None
+            reasons: list[dict[str, Any]] = []
+            if found:  # explain.result.assign_roles
+                denials = sorted((r for r in found if r[0].denies and r[2]), key=lambda r: r[0].key)
+                warnings = sorted((r for r in found if not r[0].denies and r[2]), key=lambda r: r[0].key)
+                overridden = sorted((r for r in found if not r[2]), key=lambda r: r[0].key)
+                for i, (_t, d, _f) in enumerate(denials):
+                    d["role"] = "primary" if i == 0 else "supporting"
+                for _t, d, _f in warnings:
+                    d["role"] = "warning"
+                for _t, d, _f in overridden:
+                    d["role"] = "overridden"
+                primary = denials[0][1]["rule"] if denials else None
+                reasons = [r[1] for r in (*denials, *warnings, *overridden)]
+            lines.append(
+                {
+                    "line": line.line,
+                    "code": line.code,
+                    "decision": "deny" if primary else "pay",
+                    "primary": primary,
+                    "reasons": reasons,
+                }
+            )
+        return PlainJson(claim=claim.id, kb=self.version, lines=lines)  # strings, ints, lists, null
+
+
+_deciders: dict[int, BatchDecider] = {}
+
+
+def decide_many(kb: PolicyKB, claims: Sequence[Claim]) -> list[dict[str, Any] | Exception]:
+    """Scrub's default path: evaluate the chunk in DuckDB, then decide every claim; a claim that
+    fails (in evaluation or after) gets its exception in its place, as adjudicate_many does."""
+    from engine.api import _isolating
+
+    decider = _deciders.get(id(kb))
+    if decider is None or decider.kb is not kb:
+        decider = _deciders[id(kb)] = BatchDecider(kb)
+    models = _isolating(kb.duckdb().evaluate_many, [claim_to_facts(c) for c in claims])
+    out: list[dict[str, Any] | Exception] = []
+    for claim, model in zip(claims, models, strict=True):
+        if isinstance(model, Exception):
+            out.append(model)
+            continue
+        try:
+            out.append(decider.decide(claim, model))
+        except Exception as e:  # one claim's failure is that claim's error record
+            out.append(e)
+    return out
