@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from engine.batch import (
     BatchSummary,
     Record,
@@ -57,6 +59,7 @@ from engine.batch import (
 )
 from engine.claims import Claim
 from engine.formats import InputFormat
+from engine.formats.reader import RawRecord
 
 LOCAL_PREFIX = "local:"
 MAX_LOCAL_WORKERS = 64
@@ -86,7 +89,19 @@ class PartitionFailed(DistributedError):
 
 
 def patient_key(record: Record) -> PatientKey | None:
-    """The patient a record's claim is for; None for a record that could not be read."""
+    """The patient a record's claim is for; None for a record that could not be read.
+
+    A JSONL line stays bytes on the client (the workers parse and validate it, as in a local
+    scrub): only its `patient.id` is looked up here. A line where that fails still goes to a
+    worker, which writes its error record naming line and field."""
+    if isinstance(record, RawRecord):
+        try:
+            doc = orjson.loads(record.data)
+        except orjson.JSONDecodeError:
+            return None
+        patient = doc.get("patient") if isinstance(doc, dict) else None
+        pid = patient.get("id") if isinstance(patient, dict) else None
+        return pid.strip() if isinstance(pid, str) else None
     item = record.item
     return item.patient.id if isinstance(item, Claim) else None
 
@@ -94,8 +109,9 @@ def patient_key(record: Record) -> PatientKey | None:
 def partition_records(records: list[Record], size: int) -> list[list[int]]:
     """Positions in `records` of each partition: every patient's claims in one partition, the
     patients in order of first appearance, packed into partitions of about `size` claims (a
-    patient with more claims than that gets a partition of their own). Unreadable records belong
-    to no partition: the client writes their error records without a worker."""
+    patient with more claims than that gets a partition of their own). A parsed record that could
+    not be read belongs to no partition (the client writes its error record); an unparsed JSONL
+    line without a readable patient is a group of its own (its worker writes the error record)."""
     if size < 1:
         raise ValueError(f"partition size must be at least 1, got {size}")
     groups: dict[PatientKey, list[int]] = {}
@@ -103,6 +119,8 @@ def partition_records(records: list[Record], size: int) -> list[list[int]]:
         key = patient_key(record)
         if key is not None:
             groups.setdefault(key, []).append(i)
+        elif isinstance(record, RawRecord):
+            groups[f"\0record {record.number}"] = [i]
     partitions: list[list[int]] = []
     current: list[int] = []
     for positions in groups.values():
@@ -249,6 +267,8 @@ def _new_block(block: list[Record], partition: int) -> tuple[_Block, deque[tuple
     """Unreadable records become their error records here; the rest wait to be submitted."""
     outcomes: list[_Outcome | None] = [None] * len(block)
     for i, record in enumerate(block):
+        if isinstance(record, RawRecord):
+            continue  # parsed and validated on its worker
         claim = _read(record)
         if isinstance(claim, _Outcome):
             outcomes[i] = claim

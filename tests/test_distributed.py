@@ -28,6 +28,7 @@ from engine.batch import WorkerStartError, run_batch
 from engine.claims import Claim
 from engine.cli import main
 from engine.formats import read_records
+from engine.formats.reader import read_raw_records
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -101,6 +102,28 @@ def test_partitions_keep_each_patients_claims_together() -> None:
     # several patients share a partition when they fit
     small = dist.partition_records(records, 1000)
     assert len(small) == 1 and _patients(records, small[0]) == set(by_patient)
+
+
+def test_unparsed_lines_are_partitioned_like_the_claims_they_hold() -> None:
+    """scrub ships JSONL lines unparsed (the workers validate them): the client reads only the
+    patient id, so the partitions must be those of the parsed claims, and every line that is not
+    a readable claim must still reach a worker to get its error record there."""
+    parsed = list(read_records(EXAMPLES.open("rb")))
+    raw = list(read_raw_records(EXAMPLES.open("rb")))
+    assert [r.number for r in raw] == [r.number for r in parsed]
+    bad = {i for i, r in enumerate(parsed) if not isinstance(r.item, Claim)}
+    assert bad, "the example batch must hold unreadable lines for this test to mean anything"
+    raw_parts = dist.partition_records(raw, 4)
+    assert sorted(i for p in raw_parts for i in p) == list(range(len(raw)))
+    for i, r in enumerate(parsed):
+        if isinstance(r.item, Claim):
+            assert dist.patient_key(raw[i]) == r.item.patient.id
+            together = [
+                i2 for i2, r2 in enumerate(parsed) if isinstance(r2.item, Claim) and r2.item.patient == r.item.patient
+            ]
+            assert sum(1 for p in raw_parts if set(together) & set(p)) == 1
+    for i in bad:  # every unreadable line reaches exactly one worker, which writes its error record
+        assert sum(1 for p in raw_parts if i in p) == 1
 
 
 def test_partition_size_must_be_positive() -> None:
