@@ -1,6 +1,6 @@
 """`policykb scrub --dask`: the batch runner of engine/batch.py on a Dask distributed cluster.
 
-The client reads the input (engine.formats.read_records), cuts it into partitions that keep each
+The client splits the input into records (JSONL lines stay unparsed; see patient_key), cuts it into partitions that keep each
 patient's claims together, and submits each partition as one task; a worker decides it with the
 same code a local pool worker runs (engine.batch._handle_chunk), building its adjudicator once
 per worker process. The client writes the outcomes in input order, so the output is byte for byte
