@@ -9,6 +9,7 @@ retracted afterwards, leaving the rules and resolvers for the next claim.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from engine import semantics
 from engine.compiler import CompiledProgram
 from engine.datalog import Session
-from engine.ir import AggregateSpec, IAtom, RelKind, Value
+from engine.ir import AggregateSpec, IAtom, ILiteral, RelKind, Value
 from engine.store import RowSource, Store
 
 Row = tuple[Value, ...]
@@ -52,8 +53,19 @@ class Evaluator:
         for rel, kind in sorted(compiled.kinds.items()):
             if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE):
                 self.session.declare(compiled.engine_name(rel, materialised=True), compiled.arity[rel])
+        # A static relation (derived from stored data alone) answers the same for the same bound
+        # values in every claim: claim-dependent rules read it through a memoised resolver
+        # instead of re-deriving it in every ask (each derivation costs pyDatalog a subgoal per
+        # rule and lookup). The static rules themselves keep their own references.
+        self._static: dict[tuple[str, tuple[Value | None, ...]], list[Row]] = {}
+        for rel, kind in sorted(compiled.kinds.items()):
+            if kind is RelKind.STATIC:
+                self.session.add_resolver(_memo_name(rel), compiled.arity[rel], self._static_resolver(rel))
         for rule in compiled.rules:
-            self.session.add_rule(rule.head, rule.body)
+            body = rule.body
+            if compiled.kinds.get(rule.head.relation) is not RelKind.STATIC:
+                body = tuple(_via_memo(lit, compiled) for lit in body)
+            self.session.add_rule(rule.head, body)
         self._guards = _guards(compiled)
 
     def _resolver(self, rel: str):
@@ -67,6 +79,22 @@ class Evaluator:
             return store.lookup(source, pattern, tuple(bound[i] for i in pattern))
 
         return resolve
+
+    def _static_resolver(self, rel: str):
+        arity = self.cp.arity[rel]
+
+        def resolve(bound: dict[int, Value]) -> Iterable[tuple]:
+            return self.static_rows(rel, tuple(bound.get(i) for i in range(arity)))
+
+        return resolve
+
+    def static_rows(self, rel: str, args: tuple[Value | None, ...]) -> list[Row]:
+        """Rows of static relation `rel` matching the bound positions of `args` (memoised)."""
+        key = (rel, args)
+        rows = self._static.get(key)
+        if rows is None:
+            rows = self._static[key] = self.session.query(self.cp.engine_name(rel, materialised=True), list(args))
+        return rows
 
     # -- evaluation ---------------------------------------------------------------------
 
@@ -121,13 +149,22 @@ class Evaluator:
             pattern = tuple(i for i, a in enumerate(args) if a is not None)
             return list(self.store.lookup_with_sources(relation, pattern, tuple(args[i] for i in pattern)))
         if kind is RelKind.STATIC:
-            return [
-                (None, row) for row in self.session.query(self.cp.engine_name(relation, materialised=True), list(args))
-            ]
+            return [(None, row) for row in self.static_rows(relation, tuple(args))]
         raise EvaluationError(f"{relation} is not a stored or static relation")
 
     def close(self) -> None:
         self.session.close()
+
+
+def _memo_name(rel: str) -> str:
+    """The memoised resolver serving static relation `rel` to claim-dependent rules."""
+    return "z__" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in rel)
+
+
+def _via_memo(lit: ILiteral, cp: CompiledProgram) -> ILiteral:
+    if isinstance(lit, IAtom) and cp.kinds.get(lit.relation) is RelKind.STATIC:
+        return dataclasses.replace(lit, engine_name=_memo_name(lit.relation))
+    return lit
 
 
 def _guards(cp: CompiledProgram) -> dict[str, list[set[str]]]:
