@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from engine.claims import Claim, claim_to_facts, fact_origin
 from engine.evaluate import Evaluator, Model
-from engine.explain import because
+from engine.explain import because, encounter
 from engine.explain import remedies as remedy_search
 from engine.explain.proof import Prover, WhyNot
 from engine.explain.result import ClaimResult, LineResult, Reason, assign_roles
@@ -43,6 +43,8 @@ class Adjudicator:
             rule = kb.program.rules[crule.source_index]
             if rule.rule_id:
                 self.rules.setdefault(rule.rule_id, _RuleInfo(rule, [])).compiled.append(crule)
+        # the encounter key the rules respect (None: a remedy candidate is judged on the whole claim)
+        self.locality = encounter.analyse(self.cp, kb.program)
 
     def evaluate(self, claim: Claim) -> Model:
         return self.evaluator.evaluate(claim_to_facts(claim))
@@ -154,7 +156,7 @@ class Adjudicator:
 
         def denials(changed: Claim) -> dict[int, set[str]]:
             if changed not in memo:
-                memo[changed] = self.denials(changed)
+                memo[changed] = self._denials_after(claim, changed, before)
             return memo[changed]
 
         found, blocked = remedy_search.find(
@@ -165,6 +167,18 @@ class Adjudicator:
                 m["condition"] = reason.remedy_condition
         reason.remedies = found
         reason.blocked_options = blocked
+
+    def _denials_after(self, claim: Claim, changed: Claim, before: dict[int, set[str]]) -> dict[int, set[str]]:
+        """The denials of `changed`: only the encounters the change touches are evaluated again;
+        every other line keeps its denials from `before` (the rules cannot reach across, see
+        engine/explain/encounter.py)."""
+        touched = self.locality.touched(claim, changed) if self.locality is not None else None
+        if touched is None:
+            return self.denials(changed)
+        inside = self.locality.lines_of(changed, touched)  # type: ignore[union-attr]
+        out = {n: rules for n, rules in before.items() if n not in inside}
+        out.update(self.denials(self.locality.restrict(changed, touched)))  # type: ignore[union-attr]
+        return out
 
     def _is_em(self, code: str) -> bool:
         """An evaluation-and-management code (the KB's "em" code range), for the remedy rule
