@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from engine.claims import Claim, claim_to_facts, fact_origin
+from engine.claims import Claim, Facts, claim_to_facts, fact_origin
 from engine.evaluate import Evaluator, Model
 from engine.explain import because, encounter
 from engine.explain import remedies as remedy_search
@@ -85,13 +85,15 @@ class Adjudicator:
         # each changed claim is judged once per adjudication, though several lines and reasons
         # try the same change (both lines of a mutual PTP pair try the same modifiers)
         memo: dict[Claim, dict[int, set[str]]] = {}
+        # evaluations of the claim's lines before any change, per touched set of encounters
+        bases: dict[Claim, tuple[Facts, Model]] = {}
         for line in sorted(claim.lines, key=lambda x: x.line):
             primary, reasons = assign_roles(by_line.get(line.line, []))
             if remedies and primary is not None:
                 before = before or self._denials_of(model)
                 for r in reasons:
                     if r.severity == "deny" and r.in_force:
-                        self._remedies(claim, line.line, r, before, memo)
+                        self._remedies(claim, line.line, r, before, memo, bases)
             builder = because.BecauseBuilder(prover, guidance_anchor)
             for r in reasons:
                 # table rows are cited from the proof; guidance statements from the rule alone
@@ -136,7 +138,13 @@ class Adjudicator:
         )
 
     def _remedies(
-        self, claim: Claim, ln: int, reason: Reason, before: dict[int, set[str]], memo: dict[Claim, dict[int, set[str]]]
+        self,
+        claim: Claim,
+        ln: int,
+        reason: Reason,
+        before: dict[int, set[str]],
+        memo: dict[Claim, dict[int, set[str]]],
+        bases: dict[Claim, tuple[Facts, Model]],
     ) -> None:
         reason.remedies = []  # searched: an empty list now means nothing the policy allows pays the line
         info = self.rules.get(reason.rule)
@@ -156,7 +164,7 @@ class Adjudicator:
 
         def denials(changed: Claim) -> dict[int, set[str]]:
             if changed not in memo:
-                memo[changed] = self._denials_after(claim, changed, before)
+                memo[changed] = self._denials_after(claim, changed, before, bases)
             return memo[changed]
 
         found, blocked = remedy_search.find(
@@ -168,16 +176,38 @@ class Adjudicator:
         reason.remedies = found
         reason.blocked_options = blocked
 
-    def _denials_after(self, claim: Claim, changed: Claim, before: dict[int, set[str]]) -> dict[int, set[str]]:
+    def _denials_after(
+        self, claim: Claim, changed: Claim, before: dict[int, set[str]], bases: dict[Claim, tuple[Facts, Model]]
+    ) -> dict[int, set[str]]:
         """The denials of `changed`: only the encounters the change touches are evaluated again;
         every other line keeps its denials from `before` (the rules cannot reach across, see
-        engine/explain/encounter.py)."""
+        engine/explain/encounter.py); and of those, the relations and rules the change cannot
+        reach (e.g. the PTP pairs, when only a modifier changed) are taken from an evaluation of
+        the same lines before the change."""
         touched = self.locality.touched(claim, changed) if self.locality is not None else None
         if touched is None:
-            return self.denials(changed)
-        inside = self.locality.lines_of(changed, touched)  # type: ignore[union-attr]
+            original, target, inside = claim, changed, None
+        else:
+            original = self.locality.restrict(claim, touched)  # type: ignore[union-attr]
+            target = self.locality.restrict(changed, touched)  # type: ignore[union-attr]
+            inside = self.locality.lines_of(changed, touched)  # type: ignore[union-attr]
+        if original not in bases:
+            facts = claim_to_facts(original)
+            bases[original] = (facts, self.evaluator.evaluate(facts, by_rule=True))
+        base_facts, base = bases[original]
+        facts = claim_to_facts(target)
+        keep = self.evaluator.unaffected(base_facts, facts)
+        rules = self.evaluator.unaffected_rules(base_facts, facts)
+        model = self.evaluator.evaluate(
+            facts,
+            known={rel: base.rows(rel) for rel in keep},
+            known_rules={i: rows for i, rows in base.by_rule.items() if i in rules},
+        )
+        found = self._denials_of(model)
+        if inside is None:
+            return found
         out = {n: rules for n, rules in before.items() if n not in inside}
-        out.update(self.denials(self.locality.restrict(changed, touched)))  # type: ignore[union-attr]
+        out.update(found)
         return out
 
     def _is_em(self, code: str) -> bool:

@@ -32,13 +32,17 @@ def kb() -> PolicyKB:
 
 
 def _whole_claim(kb: PolicyKB, claim: Claim) -> dict[str, Any]:
-    """The result when every candidate is judged on the whole claim (the search before)."""
+    """The result when every candidate is judged on the whole claim, every relation asked
+    again (the search before encounters and reuse)."""
     saved = kb.adjudicator.locality
     kb.adjudicator.locality = None
+    kb.evaluator.unaffected = lambda _before, _after: frozenset()  # type: ignore[method-assign]
+    kb.evaluator.unaffected_rules = lambda _before, _after: frozenset()  # type: ignore[method-assign]
     try:
         return kb.adjudicate(claim, proofs=True, remedies=True).to_dict()
     finally:
         kb.adjudicator.locality = saved
+        del kb.evaluator.unaffected, kb.evaluator.unaffected_rules
 
 
 def test_bundled_kb_key_is_date_and_rendering_provider(kb: PolicyKB) -> None:
@@ -63,26 +67,28 @@ def _two_encounters() -> Claim:
 
 def test_search_evaluates_only_the_touched_encounter(kb: PolicyKB, monkeypatch: pytest.MonkeyPatch) -> None:
     claim = _two_encounters()
-    evaluated: list[Claim] = []
-    real = kb.adjudicator.denials
+    evaluated: list[list[tuple]] = []  # the `line` facts of every evaluation
+    real = kb.evaluator.evaluate
 
-    def spy(c: Claim) -> dict[int, set[str]]:
-        evaluated.append(c)
-        return real(c)
+    def spy(facts, **kw):  # type: ignore[no-untyped-def]
+        evaluated.append(list(facts["line"]))
+        return real(facts, **kw)
 
-    monkeypatch.setattr(kb.adjudicator, "denials", spy)
+    monkeypatch.setattr(kb.evaluator, "evaluate", spy)
     result = kb.adjudicate(claim, proofs=True, remedies=True)
+    monkeypatch.undo()
     ptp = [r for n in (1, 2) for r in result.line(n).reasons if r.rule == "ncci.ptp"]  # type: ignore[union-attr]
     assert ptp and all(r.remedies is not None for r in ptp)
     assert any(r.remedies for r in ptp), "the PTP pair admits a modifier remedy"
-    assert evaluated, "the search judged candidate claims"
-    for c in evaluated:
-        numbers = {ln.line for ln in c.lines}
-        encounters = {(ln.service_date, ln.rendering_npi) for ln in c.lines}
+    assert {row[0] for row in evaluated[0]} == {1, 2, 3, 4}  # the claim itself, once
+    search = evaluated[1:]
+    assert search, "the search judged candidate claims"
+    for rows in search:
+        numbers = {row[0] for row in rows}
+        encounters = {(row[2], row[4]) for row in rows}  # (dos, npi)
         assert len(encounters) == 1, f"a candidate evaluation mixed encounters: lines {sorted(numbers)}"
         if numbers & {1, 2}:
             assert numbers == {1, 2}
-    monkeypatch.undo()
     assert result.to_dict() == _whole_claim(kb, claim)
 
 
