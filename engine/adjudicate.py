@@ -45,6 +45,7 @@ class Adjudicator:
                 self.rules.setdefault(rule.rule_id, _RuleInfo(rule, [])).compiled.append(crule)
         # the encounter key the rules respect (None: a remedy candidate is judged on the whole claim)
         self.locality = encounter.analyse(self.cp, kb.program)
+        self._for_denials = evaluator.needed(("deny", "overridden"))  # what a remedy check reads
 
     def evaluate(self, claim: Claim) -> Model:
         return self.evaluator.evaluate(claim_to_facts(claim))
@@ -193,7 +194,7 @@ class Adjudicator:
             inside = self.locality.lines_of(changed, touched)  # type: ignore[union-attr]
         if original not in bases:
             facts = claim_to_facts(original)
-            bases[original] = (facts, self.evaluator.evaluate(facts, by_rule=True))
+            bases[original] = (facts, self.evaluator.evaluate(facts, by_rule=True, only=self._for_denials))
         base_facts, base = bases[original]
         facts = claim_to_facts(target)
         keep = self.evaluator.unaffected(base_facts, facts)
@@ -202,6 +203,7 @@ class Adjudicator:
             facts,
             known={rel: base.rows(rel) for rel in keep},
             known_rules={i: rows for i, rows in base.by_rule.items() if i in rules},
+            only=self._for_denials,
         )
         found = self._denials_of(model)
         if inside is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from engine import semantics
 from engine.compiler import CompiledProgram
 from engine.datalog import Session
-from engine.ir import AggregateSpec, CompiledRule, IAtom, ILiteral, RelKind, Value
+from engine.ir import AggregateSpec, CompiledRule, IAtom, IConst, ILiteral, RelKind, Value
 from engine.store import RowSource, Store
 
 Row = tuple[Value, ...]
@@ -39,6 +39,14 @@ class Model:
 
     def rows(self, relation: str) -> list[Row]:
         return self.relations.get(relation, [])
+
+
+@dataclass(frozen=True)
+class Needed:
+    """Rules (CompiledRule.index) and relations an evaluation must ask for some outputs."""
+
+    rules: frozenset[int]
+    relations: frozenset[str]
 
 
 class Evaluator:
@@ -77,11 +85,13 @@ class Evaluator:
                 self._split.setdefault(rel, []).append(rule)
                 self.session.add_rule(dataclasses.replace(rule.head, engine_name=_rule_name(rule)), body)
         self._rule_reads = {
-            rule.index: frozenset(lit.relation for lit in rule.body if isinstance(lit, IAtom)) for rule in compiled.rules
+            rule.index: frozenset(lit.relation for lit in rule.body if isinstance(lit, IAtom))
+            for rule in compiled.rules
         }
         self._guards = _guards(compiled)
         self._rule_guards = _rule_guards(compiled)
         self._dependents_memo: dict[frozenset[str], frozenset[str]] = {}
+        self._needed_memo: dict[tuple[str, ...], Needed] = {}
         self._resident: dict[str, dict[Row, object]] = {}  # engine name -> row -> asserted clause
         self._names = {rel: compiled.engine_name(rel, materialised=True) for rel in compiled.kinds}
         self._asked = {rel: compiled.engine_name(rel, materialised=False) for rel in compiled.kinds}
@@ -125,11 +135,13 @@ class Evaluator:
         known: Mapping[str, list[Row]] | None = None,
         known_rules: Mapping[int, list[Row]] | None = None,
         by_rule: bool = False,
+        only: Needed | None = None,
     ) -> Model:
         """`known`: rows of derived relations already computed for the same inputs (see
         `unaffected`), taken as they are instead of asked again; `known_rules` likewise per rule.
         `by_rule`: ask relations of several rules rule by rule, recording each rule's rows in
-        `Model.by_rule` (for later `known_rules`)."""
+        `Model.by_rule` (for later `known_rules`). `only`: ask just these rules (see `needed`);
+        the other relations' rows are left incomplete or empty."""
         cp, session = self.cp, self.session
         known = known or {}
         known_rules = known_rules or {}
@@ -149,14 +161,18 @@ class Evaluator:
                 self._sync(name, rows)
             for scc in cp.order:
                 for rel in scc:
-                    if rel in known:
+                    if only is not None and rel not in only.relations:
+                        model.relations[rel] = []
+                    elif rel in known:
                         model.relations[rel] = known[rel]
                     elif cp.kinds[rel] is RelKind.AGGREGATE:
                         model.relations[rel] = _fold(cp.aggregates[rel], model.rows(cp.aggregates[rel].body_relation))
                     elif self._cannot_fire(rel, model):
                         model.relations[rel] = []
-                    elif rel in self._split and (by_rule or any(r.index in known_rules for r in self._split[rel])):
-                        model.relations[rel] = self._rule_by_rule(rel, model, known_rules)
+                    elif rel in self._split and (
+                        by_rule or only is not None or any(r.index in known_rules for r in self._split[rel])
+                    ):
+                        model.relations[rel] = self._rule_by_rule(rel, model, known_rules, only)
                     else:
                         model.relations[rel] = session.query(self._asked[rel], [None] * cp.arity[rel])
                 for rel in scc:
@@ -166,9 +182,13 @@ class Evaluator:
             raise
         return model
 
-    def _rule_by_rule(self, rel: str, model: Model, known_rules: Mapping[int, list[Row]]) -> list[Row]:
+    def _rule_by_rule(
+        self, rel: str, model: Model, known_rules: Mapping[int, list[Row]], only: Needed | None
+    ) -> list[Row]:
         rows: set[Row] = set()
         for rule in self._split[rel]:
+            if only is not None and rule.index not in only.rules:
+                continue
             found = known_rules.get(rule.index)
             if found is None:
                 needs = self._rule_guards.get(rule.index)
@@ -180,7 +200,43 @@ class Evaluator:
             rows.update(found)
         return semantics.sort_rows(rows)
 
-    def unaffected_rules(self, before: Mapping[str, Iterable[Row]], after: Mapping[str, Iterable[Row]]) -> frozenset[int]:
+    def needed(self, targets: tuple[str, ...]) -> Needed:
+        """The rules that can derive a row of `targets` or a row some needed rule reads, with
+        the constants it reads it by: a rule whose head constant differs from every needed
+        pattern (e.g. a warning of another rule id than the one an override reads) is not needed."""
+        found = self._needed_memo.get(targets)
+        if found is not None:
+            return found
+        cp = self.cp
+        rules: set[int] = set()
+        relations: set[str] = set()
+        seen: set[tuple[str, tuple[Value | None, ...]]] = set()
+        todo: list[tuple[str, tuple[Value | None, ...]]] = [(rel, (None,) * cp.arity[rel]) for rel in targets]
+        while todo:
+            rel, pattern = todo.pop()
+            if (rel, pattern) in seen:
+                continue
+            seen.add((rel, pattern))
+            relations.add(rel)
+            if rel in cp.aggregates:
+                spec = cp.aggregates[rel]
+                todo.append((spec.body_relation, (None,) * cp.arity[spec.body_relation]))
+            for rule in cp.rules_for(rel):
+                if any(
+                    isinstance(t, IConst) and p is not None and t.value != p
+                    for t, p in zip(rule.head.args, pattern, strict=True)
+                ):
+                    continue
+                rules.add(rule.index)
+                for lit in rule.body:
+                    if isinstance(lit, IAtom):
+                        todo.append((lit.relation, tuple(t.value if isinstance(t, IConst) else None for t in lit.args)))
+        found = self._needed_memo[targets] = Needed(frozenset(rules), frozenset(relations))
+        return found
+
+    def unaffected_rules(
+        self, before: Mapping[str, Iterable[Row]], after: Mapping[str, Iterable[Row]]
+    ) -> frozenset[int]:
         """The rules (CompiledRule.index) of split relations whose rows cannot differ between
         an evaluation of `before` and one of `after`: they read nothing the change reaches."""
         changed = frozenset(

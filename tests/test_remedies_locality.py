@@ -32,16 +32,17 @@ def kb() -> PolicyKB:
 
 
 def _whole_claim(kb: PolicyKB, claim: Claim) -> dict[str, Any]:
-    """The result when every candidate is judged on the whole claim, every relation asked
-    again (the search before encounters and reuse)."""
-    saved = kb.adjudicator.locality
+    """The result when every candidate is judged on the whole claim, every relation and rule
+    asked again (the search before encounters, reuse and needed rules)."""
+    saved, needed = kb.adjudicator.locality, kb.adjudicator._for_denials
     kb.adjudicator.locality = None
+    kb.adjudicator._for_denials = None  # type: ignore[assignment]
     kb.evaluator.unaffected = lambda _before, _after: frozenset()  # type: ignore[method-assign]
     kb.evaluator.unaffected_rules = lambda _before, _after: frozenset()  # type: ignore[method-assign]
     try:
         return kb.adjudicate(claim, proofs=True, remedies=True).to_dict()
     finally:
-        kb.adjudicator.locality = saved
+        kb.adjudicator.locality, kb.adjudicator._for_denials = saved, needed
         del kb.evaluator.unaffected, kb.evaluator.unaffected_rules
 
 
