@@ -54,7 +54,8 @@ class Adjudicator:
         return Prover(self.kb.program, self.cp, self.evaluator, model, lambda rel, row: fact_origin(claim, rel, row))
 
     def denials(self, claim: Claim) -> dict[int, set[str]]:
-        """Line -> ids of the rules that deny it and are in force (the cheap path remedies use)."""
+        """Line -> ids of the rules that deny it and are in force (a whole evaluation; the remedy
+        search itself re-evaluates only what a candidate touches, see _denials_after)."""
         return self._denials_of(self.evaluate(claim))
 
     @staticmethod

@@ -211,7 +211,11 @@ class Evaluator:
         rules: set[int] = set()
         relations: set[str] = set()
         seen: set[tuple[str, tuple[Value | None, ...]]] = set()
-        todo: list[tuple[str, tuple[Value | None, ...]]] = [(rel, (None,) * cp.arity[rel]) for rel in targets]
+        todo: list[tuple[str, tuple[Value | None, ...]]] = [
+            (rel, (None,) * cp.arity[rel])
+            for rel in targets
+            if rel in cp.arity  # a KB may lack one
+        ]
         while todo:
             rel, pattern = todo.pop()
             if (rel, pattern) in seen:
