@@ -146,19 +146,24 @@ def run_latency(spec: dict[str, Any]) -> dict[str, Any]:
         adjudicate(claim)
     ms: list[float] = []
     ms10: list[float] = []
-    perf = time.perf_counter_ns
+    cpu10: list[float] = []
+    perf, cpu = time.perf_counter_ns, time.process_time_ns
     with open(spec["results"], "w", encoding="utf-8") as f:  # written as we go: results
         for claim in claims:  # are not kept in memory
-            start = perf()
+            start, start_cpu = perf(), cpu()
             result = adjudicate(claim)
             elapsed = (perf() - start) / 1e6
             ms.append(elapsed)
             if len(claim.lines) == 10:
                 ms10.append(elapsed)
+                cpu10.append((cpu() - start_cpu) / 1e6)
             f.write(json.dumps(result, sort_keys=True, separators=(",", ":")) + "\n")
     lines = sum(len(c.lines) for c in claims)
     total_s = sum(ms) / 1000
+    extra = _policykb_variants(spec, [c for c in claims if len(c.lines) == 10]) if spec["system"] == "policykb" else {}
     return {
+        **extra,
+        "ten_line_cpu": latency_summary(cpu10),
         "tables_s": tables_s,
         "build_s": build_s,
         "info": info,
@@ -175,6 +180,31 @@ def _cpu_s() -> float:
     """User + system CPU seconds of this process and of its children that have ended."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _policykb_variants(spec: dict[str, Any], ten: list[Claim]) -> dict[str, Any]:
+    """10-line claims again as a plain decision (no proofs, no remedies) and with proofs and
+    remedies, wall and CPU time (process_time: the host is shared), and the remedies/plain
+    ratio of the CPU p50s. Same warm process; results are not checked here (the main run is)."""
+    from engine.api import PolicyKB
+
+    kb = PolicyKB.open(spec.get("kb", str(KB_DIR)))
+    out: dict[str, Any] = {}
+    for name, kw in (("plain", {"proofs": False}), ("remedies", {"proofs": True, "remedies": True})):
+        for claim in ten[: spec.get("warmup", 20)]:
+            kb.adjudicate(claim, **kw).to_dict()
+        wall: list[float] = []
+        cpu: list[float] = []
+        for claim in ten:
+            start, start_cpu = time.perf_counter_ns(), time.process_time_ns()
+            kb.adjudicate(claim, **kw).to_dict()
+            wall.append((time.perf_counter_ns() - start) / 1e6)
+            cpu.append((time.process_time_ns() - start_cpu) / 1e6)
+        out[f"ten_line_{name}"] = latency_summary(wall)
+        out[f"ten_line_{name}_cpu"] = latency_summary(cpu)
+    plain, remedies = out["ten_line_plain_cpu"]["p50_ms"], out["ten_line_remedies_cpu"]["p50_ms"]
+    out["remedies_ratio"] = remedies / plain if plain else float("nan")
+    return out
 
 
 def run_batch_mode(spec: dict[str, Any]) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 Per evaluation: the claim's facts are asserted; each strongly connected component of
 claim-dependent relations is asked in dependency order and its answers are asserted as
 materialised facts that later components read (so a negation always looks at a finished
-relation); aggregates are folded in Python from materialised rows. Everything asserted is
-retracted afterwards, leaving the rules and resolvers for the next claim.
+relation); aggregates are folded in Python from materialised rows. Asserted facts stay
+until the next evaluation, which retracts and asserts only the difference (a remedy candidate
+differs from its claim by a few facts).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from engine import semantics
 from engine.compiler import CompiledProgram
 from engine.datalog import Session
-from engine.ir import AggregateSpec, IAtom, RelKind, Value
+from engine.ir import AggregateSpec, CompiledRule, IAtom, IConst, ILiteral, RelKind, Value
 from engine.store import RowSource, Store
 
 Row = tuple[Value, ...]
@@ -32,9 +34,19 @@ class Model:
     Stored and static relations are asked through `Evaluator.lookup` instead (they are large)."""
 
     relations: dict[str, list[Row]] = field(default_factory=dict)
+    # per rule (CompiledRule.index), the rows it derived, where the evaluation asked rule by rule
+    by_rule: dict[int, list[Row]] = field(default_factory=dict)
 
     def rows(self, relation: str) -> list[Row]:
         return self.relations.get(relation, [])
+
+
+@dataclass(frozen=True)
+class Needed:
+    """Rules (CompiledRule.index) and relations an evaluation must ask for some outputs."""
+
+    rules: frozenset[int]
+    relations: frozenset[str]
 
 
 class Evaluator:
@@ -52,9 +64,40 @@ class Evaluator:
         for rel, kind in sorted(compiled.kinds.items()):
             if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE):
                 self.session.declare(compiled.engine_name(rel, materialised=True), compiled.arity[rel])
+        # A static relation (derived from stored data alone) answers the same for the same bound
+        # values in every claim: claim-dependent rules read it through a memoised resolver
+        # instead of re-deriving it in every ask (each derivation costs pyDatalog a subgoal per
+        # rule and lookup). The static rules themselves keep their own references.
+        self._static: dict[tuple[str, tuple[Value | None, ...]], list[Row]] = {}
+        for rel, kind in sorted(compiled.kinds.items()):
+            if kind is RelKind.STATIC:
+                self.session.add_resolver(_memo_name(rel), compiled.arity[rel], self._static_resolver(rel))
+        # A relation of several rules can also be asked rule by rule (each rule again under a
+        # head of its own), so that a remedy candidate asks only the rules its change reaches.
+        self._split: dict[str, list[CompiledRule]] = {}
         for rule in compiled.rules:
-            self.session.add_rule(rule.head, rule.body)
+            body = rule.body
+            if compiled.kinds.get(rule.head.relation) is not RelKind.STATIC:
+                body = tuple(_via_memo(lit, compiled) for lit in body)
+            self.session.add_rule(rule.head, body)
+            rel = rule.head.relation
+            if compiled.kinds.get(rel) is RelKind.DYNAMIC and _splittable(compiled, rel):
+                self._split.setdefault(rel, []).append(rule)
+                self.session.add_rule(dataclasses.replace(rule.head, engine_name=_rule_name(rule)), body)
+        self._rule_reads = {
+            rule.index: frozenset(lit.relation for lit in rule.body if isinstance(lit, IAtom))
+            for rule in compiled.rules
+        }
         self._guards = _guards(compiled)
+        self._rule_guards = _rule_guards(compiled)
+        self._dependents_memo: dict[frozenset[str], frozenset[str]] = {}
+        self._needed_memo: dict[tuple[str, ...], Needed] = {}
+        self._resident: dict[str, dict[Row, object]] = {}  # engine name -> row -> asserted clause
+        self._names = {rel: compiled.engine_name(rel, materialised=True) for rel in compiled.kinds}
+        self._asked = {rel: compiled.engine_name(rel, materialised=False) for rel in compiled.kinds}
+        self._claim_names = sorted(
+            {self._names[rel] for rel, kind in compiled.kinds.items() if kind in (RelKind.CLAIM, RelKind.FACTS)}
+        )
 
     def _resolver(self, rel: str):
         store = self.store
@@ -68,41 +111,197 @@ class Evaluator:
 
         return resolve
 
+    def _static_resolver(self, rel: str):
+        arity = self.cp.arity[rel]
+
+        def resolve(bound: dict[int, Value]) -> Iterable[tuple]:
+            return self.static_rows(rel, tuple(bound.get(i) for i in range(arity)))
+
+        return resolve
+
+    def static_rows(self, rel: str, args: tuple[Value | None, ...]) -> list[Row]:
+        """Rows of static relation `rel` matching the bound positions of `args` (memoised)."""
+        key = (rel, args)
+        rows = self._static.get(key)
+        if rows is None:
+            rows = self._static[key] = self.session.query(self.cp.engine_name(rel, materialised=True), list(args))
+        return rows
+
     # -- evaluation ---------------------------------------------------------------------
 
-    def evaluate(self, facts: Mapping[str, Iterable[Row]]) -> Model:
+    def evaluate(
+        self,
+        facts: Mapping[str, Iterable[Row]],
+        known: Mapping[str, list[Row]] | None = None,
+        known_rules: Mapping[int, list[Row]] | None = None,
+        by_rule: bool = False,
+        only: Needed | None = None,
+    ) -> Model:
+        """`known`: rows of derived relations already computed for the same inputs (see
+        `unaffected`), taken as they are instead of asked again; `known_rules` likewise per rule.
+        `by_rule`: ask relations of several rules rule by rule, recording each rule's rows in
+        `Model.by_rule` (for later `known_rules`). `only`: ask just these rules (see `needed`);
+        the other relations' rows are left incomplete or empty."""
         cp, session = self.cp, self.session
-        handles: list[object] = []
+        known = known or {}
+        known_rules = known_rules or {}
         model = Model()
         try:
+            claim_rows: dict[str, set[Row]] = {name: set() for name in self._claim_names}
             for rel, rows in sorted(facts.items()):
                 kind = cp.kinds.get(rel)
                 target = cp.fact_relations.get(rel, rel)
                 tkind = cp.kinds.get(target)
                 if kind is None or tkind not in (RelKind.CLAIM, RelKind.FACTS):
                     raise EvaluationError(f"cannot assert facts for {rel}: it is not a claim relation")
-                name = cp.engine_name(target, materialised=True)
-                clean = semantics.sort_rows(set(_check_rows(rel, rows, cp.arity[target])))
-                model.relations[rel] = clean
-                for row in clean:
-                    handles.append(session.assert_fact(name, row))
+                clean = set(_check_rows(rel, rows, cp.arity[target]))
+                model.relations[rel] = semantics.sort_rows(clean)
+                claim_rows.setdefault(self._names[target], set()).update(clean)
+            for name, rows in claim_rows.items():
+                self._sync(name, rows)
             for scc in cp.order:
                 for rel in scc:
-                    if cp.kinds[rel] is RelKind.AGGREGATE:
+                    if only is not None and rel not in only.relations:
+                        model.relations[rel] = []
+                    elif rel in known:
+                        model.relations[rel] = known[rel]
+                    elif cp.kinds[rel] is RelKind.AGGREGATE:
                         model.relations[rel] = _fold(cp.aggregates[rel], model.rows(cp.aggregates[rel].body_relation))
                     elif self._cannot_fire(rel, model):
                         model.relations[rel] = []
+                    elif rel in self._split and (
+                        by_rule or only is not None or any(r.index in known_rules for r in self._split[rel])
+                    ):
+                        model.relations[rel] = self._rule_by_rule(rel, model, known_rules, only)
                     else:
-                        model.relations[rel] = session.query(
-                            cp.engine_name(rel, materialised=False), [None] * cp.arity[rel]
-                        )
+                        model.relations[rel] = session.query(self._asked[rel], [None] * cp.arity[rel])
                 for rel in scc:
-                    name = cp.engine_name(rel, materialised=True)
-                    for row in model.relations[rel]:
-                        handles.append(session.assert_fact(name, row))
-        finally:
-            session.retract(handles)
+                    self._sync(self._names[rel], model.relations[rel])
+        except BaseException:
+            self._clear()
+            raise
         return model
+
+    def _rule_by_rule(
+        self, rel: str, model: Model, known_rules: Mapping[int, list[Row]], only: Needed | None
+    ) -> list[Row]:
+        rows: set[Row] = set()
+        for rule in self._split[rel]:
+            if only is not None and rule.index not in only.rules:
+                continue
+            found = known_rules.get(rule.index)
+            if found is None:
+                needs = self._rule_guards.get(rule.index)
+                if needs is not None and any(not model.relations.get(g) for g in needs):
+                    found = []
+                else:
+                    found = self.session.query(_rule_name(rule), [None] * self.cp.arity[rel])
+            model.by_rule[rule.index] = found
+            rows.update(found)
+        return semantics.sort_rows(rows)
+
+    def needed(self, targets: tuple[str, ...]) -> Needed:
+        """The rules that can derive a row of `targets` or a row some needed rule reads, with
+        the constants it reads it by: a rule whose head constant differs from every needed
+        pattern (e.g. a warning of another rule id than the one an override reads) is not needed."""
+        found = self._needed_memo.get(targets)
+        if found is not None:
+            return found
+        cp = self.cp
+        rules: set[int] = set()
+        relations: set[str] = set()
+        seen: set[tuple[str, tuple[Value | None, ...]]] = set()
+        todo: list[tuple[str, tuple[Value | None, ...]]] = [
+            (rel, (None,) * cp.arity[rel])
+            for rel in targets
+            if rel in cp.arity  # a KB may lack one
+        ]
+        while todo:
+            rel, pattern = todo.pop()
+            if (rel, pattern) in seen:
+                continue
+            seen.add((rel, pattern))
+            relations.add(rel)
+            if rel in cp.aggregates:
+                spec = cp.aggregates[rel]
+                todo.append((spec.body_relation, (None,) * cp.arity[spec.body_relation]))
+            for rule in cp.rules_for(rel):
+                if any(
+                    isinstance(t, IConst) and p is not None and t.value != p
+                    for t, p in zip(rule.head.args, pattern, strict=True)
+                ):
+                    continue
+                rules.add(rule.index)
+                for lit in rule.body:
+                    if isinstance(lit, IAtom):
+                        todo.append((lit.relation, tuple(t.value if isinstance(t, IConst) else None for t in lit.args)))
+        found = self._needed_memo[targets] = Needed(frozenset(rules), frozenset(relations))
+        return found
+
+    def unaffected_rules(
+        self, before: Mapping[str, Iterable[Row]], after: Mapping[str, Iterable[Row]]
+    ) -> frozenset[int]:
+        """The rules (CompiledRule.index) of split relations whose rows cannot differ between
+        an evaluation of `before` and one of `after`: they read nothing the change reaches."""
+        changed = frozenset(
+            rel for rel in set(before) | set(after) if set(before.get(rel, ())) != set(after.get(rel, ()))
+        )
+        stale = self._dependents(changed)
+        return frozenset(
+            rule.index for rules in self._split.values() for rule in rules if not (self._rule_reads[rule.index] & stale)
+        )
+
+    def _sync(self, name: str, rows: Iterable[Row]) -> None:
+        """Make `name`'s asserted facts exactly `rows`. Facts stay asserted between evaluations
+        and only the difference is retracted and asserted: a remedy candidate differs from the
+        claim before it by a few facts, and each assert or retract costs pyDatalog ~10 µs. (A
+        stratum is asked before its own facts are synced; its rules read only the earlier
+        strata's materialised facts, which are current by then.)"""
+        held = self._resident.setdefault(name, {})
+        want = rows if isinstance(rows, (set, frozenset)) else set(rows)
+        gone = [row for row in held if row not in want]
+        if gone:
+            self.session.retract([held.pop(row) for row in gone])
+        for row in want:
+            if row not in held:
+                held[row] = self.session.assert_fact(name, row)
+
+    def _clear(self) -> None:
+        """Retract every fact left from evaluations (after a failed one: start clean)."""
+        handles = [h for held in self._resident.values() for h in held.values()]
+        self._resident.clear()
+        self.session.retract(handles)
+
+    def unaffected(self, before: Mapping[str, Iterable[Row]], after: Mapping[str, Iterable[Row]]) -> frozenset[str]:
+        """The derived relations whose rows cannot differ between an evaluation of `before` and
+        one of `after` (claim facts): none of the claim relations they read, directly or through
+        other rules and aggregates, changed."""
+        changed = frozenset(
+            rel for rel in set(before) | set(after) if set(before.get(rel, ())) != set(after.get(rel, ()))
+        )
+        stale = self._dependents(changed)
+        return frozenset(rel for scc in self.cp.order for rel in scc if rel not in stale)
+
+    def _dependents(self, changed: frozenset[str]) -> frozenset[str]:
+        found = self._dependents_memo.get(changed)
+        if found is None:
+            cp = self.cp
+            out = set(changed) | {cp.fact_relations.get(rel, rel) for rel in changed}
+            grew = True
+            while grew:
+                grew = False
+                for rule in cp.rules:
+                    if rule.head.relation not in out and any(
+                        isinstance(lit, IAtom) and lit.relation in out for lit in rule.body
+                    ):
+                        out.add(rule.head.relation)
+                        grew = True
+                for rel, spec in cp.aggregates.items():
+                    if rel not in out and spec.body_relation in out:
+                        out.add(rel)
+                        grew = True
+            found = self._dependents_memo[changed] = frozenset(out)
+        return found
 
     def _cannot_fire(self, rel: str, model: Model) -> bool:
         """Every rule for `rel` needs a row of some already-materialised relation that is empty:
@@ -121,13 +320,54 @@ class Evaluator:
             pattern = tuple(i for i, a in enumerate(args) if a is not None)
             return list(self.store.lookup_with_sources(relation, pattern, tuple(args[i] for i in pattern)))
         if kind is RelKind.STATIC:
-            return [
-                (None, row) for row in self.session.query(self.cp.engine_name(relation, materialised=True), list(args))
-            ]
+            return [(None, row) for row in self.static_rows(relation, tuple(args))]
         raise EvaluationError(f"{relation} is not a stored or static relation")
 
     def close(self) -> None:
+        self._clear()
         self.session.close()
+
+
+def _splittable(cp: CompiledProgram, rel: str) -> bool:
+    """Several rules, none reading its own relation's SCC (a recursive relation is asked whole)."""
+    rules = cp.rules_for(rel)
+    scc = next((s for s in cp.order if rel in s), [rel])
+    return len(rules) > 1 and not any(
+        isinstance(lit, IAtom) and lit.relation in scc for rule in rules for lit in rule.body
+    )
+
+
+def _rule_name(rule: CompiledRule) -> str:
+    return f"r{rule.index}__{rule.head.engine_name}"
+
+
+def _rule_guards(cp: CompiledProgram) -> dict[int, set[str]]:
+    """Per rule: the materialised relations its body needs a row of (see _guards)."""
+    materialised = {RelKind.CLAIM, RelKind.FACTS, RelKind.AGGREGATE}
+    return {
+        rule.index: {
+            lit.relation
+            for lit in rule.body
+            if isinstance(lit, IAtom)
+            and not lit.negated
+            and (
+                cp.kinds.get(lit.relation) in materialised
+                or (cp.kinds.get(lit.relation) is RelKind.DYNAMIC and lit.engine_name.startswith("m__"))
+            )
+        }
+        for rule in cp.rules
+    }
+
+
+def _memo_name(rel: str) -> str:
+    """The memoised resolver serving static relation `rel` to claim-dependent rules."""
+    return "z__" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in rel)
+
+
+def _via_memo(lit: ILiteral, cp: CompiledProgram) -> ILiteral:
+    if isinstance(lit, IAtom) and cp.kinds.get(lit.relation) is RelKind.STATIC:
+        return dataclasses.replace(lit, engine_name=_memo_name(lit.relation))
+    return lit
 
 
 def _guards(cp: CompiledProgram) -> dict[str, list[set[str]]]:
