@@ -358,7 +358,12 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
         if (edit and rel == edit.relation) or decl is None:
             continue
         positions = [i for i, a in enumerate(decl.attrs) if a.type == "Code"]
-        positions += [decl.attrs.index(a) for a in decl.attrs for r in code_lists if r.relation == rel and a.name == r.col("code") and a.type != "Code"]
+        positions += [
+            decl.attrs.index(a)
+            for a in decl.attrs
+            for r in code_lists
+            if r.relation == rel and a.name == r.col("code") and a.type != "Code"
+        ]
         for s, row in table(rel):
             for i in positions:
                 rows_by_code[str(row[i])][rel].append((s, row))
@@ -408,9 +413,13 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
                 [str(row.get(r.col("code"))) for _s, row in rows if row.get(r.col("other")) == c],
             )
         for r in named("code_rows"):
-            d.rows[r.relation] = sorted((sr for sr in mine.get(r.relation, []) if sr[1].get(r.col("code")) == c), key=lambda sr: sr[1])
+            d.rows[r.relation] = sorted(
+                (sr for sr in mine.get(r.relation, []) if sr[1].get(r.col("code")) == c), key=lambda sr: sr[1]
+            )
         d.category = category_of.get(c, "")
-        d.ranges = sorted(pair.split("\t", 1)[1] for pair in ask(range_role, c, range_role.col("name") if range_role else ""))
+        d.ranges = sorted(
+            pair.split("\t", 1)[1] for pair in ask(range_role, c, range_role.col("name") if range_role else "")
+        )
         d.stats = stats.get(c, CodeStats())
         for side, count in ((1, d.stats.col1_total), (2, d.stats.col2_total)):
             policy_rows, other_rows = buckets[c][side]
@@ -424,7 +433,9 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
             )
         codes[c] = d
     static = {rel for rel, k in (kb.compiled.kinds.items() if kb.compiled else []) if k.value == "static"}
-    _link_codes_to_rules(codes, rules, mentions, graph, rows_by_code, buckets, static, edit, range_role, category_role, bounds_rel)
+    _link_codes_to_rules(
+        codes, rules, mentions, graph, rows_by_code, buckets, static, edit, range_role, category_role, bounds_rel
+    )
 
     cases = _cases(root, repo, adjudicate)
     lookup_descriptions: dict[str, str] = {}
@@ -444,8 +455,11 @@ def collect(kb: LoadedKB, evaluator: Evaluator, adjudicate=None) -> DocsModel:
             else:
                 where = r.extra.get("where", {})
                 hit = next(
-                    (x for _s, x in rows_by_code.get(c, {}).get(r.relation, [])
-                     if x.get(r.col("code")) == c and all(str(x.get(k)) == v for k, v in where.items())),
+                    (
+                        x
+                        for _s, x in rows_by_code.get(c, {}).get(r.relation, [])
+                        if x.get(r.col("code")) == c and all(str(x.get(k)) == v for k, v in where.items())
+                    ),
                     None,
                 )
             values.append(fill(r.text("short"), dict(zip(hit.names, hit, strict=False))) if hit is not None else "")
@@ -491,7 +505,9 @@ def lookup_fields(roles: list[DocRole]) -> list[DocRole]:
     return [r for r in roles if r.role in ("code_fact", "code_rows") and r.text("short")]
 
 
-def _guidance(relations: dict[str, RelationDoc], stated: DocRole | None, notes: list[DocRole]) -> dict[str, GuidanceDoc]:
+def _guidance(
+    relations: dict[str, RelationDoc], stated: DocRole | None, notes: list[DocRole]
+) -> dict[str, GuidanceDoc]:
     """The guidance statements (KB facts), with the reasons some are not decidable."""
     out: dict[str, GuidanceDoc] = {}
     if stated is None or stated.relation not in relations:
@@ -644,7 +660,9 @@ def _scan_edits(kb: LoadedKB, edit: DocRole | None, page_codes: set[str], rsrc):
     names = edit.attrs
     # millions of rows: the columns are looked up by name once, then read by their index (an
     # optional column the role leaves out reads as "")
-    cols = [names.index(edit.col(k)) if edit.col(k) else -1 for k in ("first", "second", "deleted", "indicator", "reason")]
+    cols = [
+        names.index(edit.col(k)) if edit.col(k) else -1 for k in ("first", "second", "deleted", "indicator", "reason")
+    ]
     for rs, row in kb.store.scan(edit.relation):
         c1, c2, dele, mi, why = (str(row[i]) if i >= 0 else "" for i in cols)
         s1, s2 = stats[c1], stats[c2]
@@ -696,7 +714,9 @@ def _ranges(
                 for c in candidates
                 if any(
                     r[ni] == name
-                    for _s, r in evaluator.lookup(member.relation, tuple(c if i == ci else None for i in range(len(member.attrs))))
+                    for _s, r in evaluator.lookup(
+                        member.relation, tuple(c if i == ci else None for i in range(len(member.attrs)))
+                    )
                 )
             }
         )

@@ -772,7 +772,12 @@ class Site:
             "# Codes",
             "",
             f"The {len(m.codes)} codes the rules name: every code of "
-            + (", ".join(f"{self.rel_link(p, r.relation)}" for r in m.roles_named("code_list") if r.text("pages") == "all") or "no list")
+            + (
+                ", ".join(
+                    f"{self.rel_link(p, r.relation)}" for r in m.roles_named("code_list") if r.text("pages") == "all"
+                )
+                or "no list"
+            )
             + " and the codes a rule or fact names. Any other code of the",
             f"KB's tables ({len(m.stats):,} codes with pair edits) is in the [code lookup]({md_href(p, 'codes/lookup.md')}).",
             "",
@@ -989,7 +994,11 @@ class Site:
         ]
         for _s, r in rows:
             out.append(
-                "| " + " | ".join(esc(r.get(a.name)) if str(r.get(a.name)) != "" else esc(blanks.get(a.name, "")) for a in attrs) + " |"
+                "| "
+                + " | ".join(
+                    esc(r.get(a.name)) if str(r.get(a.name)) != "" else esc(blanks.get(a.name, "")) for a in attrs
+                )
+                + " |"
             )
         applied = row_rules.get(role.relation, "")
         out += [
@@ -1220,13 +1229,19 @@ class Site:
         for x in m.mentions:
             rel = m.relations.get(x.relation)
             atype = next((a.type for a in rel.decl.attrs if a.name == x.attr), "") if rel else ""
-            if not isinstance(x.value, str) or x.relation == ref.relation or not self._names_reference(ref, atype, x.attr):
+            if (
+                not isinstance(x.value, str)
+                or x.relation == ref.relation
+                or not self._names_reference(ref, atype, x.attr)
+            ):
                 continue
             items: list[RuleDoc | RelationDoc]
             if x.rule is not None:
                 items = [m.rules[x.rule]]
             else:  # a listed fact: the relation, and the rules that read it
-                items = [m.relations[x.relation]] + [m.rules[i] for i in m.relations[x.relation].used_by if m.rules[i].id]
+                items = [m.relations[x.relation]] + [
+                    m.rules[i] for i in m.relations[x.relation].used_by if m.rules[i].id
+                ]
             for item in items:
                 label = (item.id or item.head) if isinstance(item, RuleDoc) else item.name
                 if (label, item.page) not in named_by[x.value]:
@@ -1234,12 +1249,20 @@ class Site:
         tags = [t for t in self.tag_roles if t.text("page") == ref.text("page")]
         attrs = [a.name for a in self.decls[ref.relation].attrs]
         group = ref.col("group")
-        grouped = {x.value for x in m.mentions if group and (x.relation, x.attr) == (ref.relation, group) and x.rule is not None}
+        grouped = {
+            x.value
+            for x in m.mentions
+            if group and (x.relation, x.attr) == (ref.relation, group) and x.rule is not None
+        }
         names = ref.extra.get("head", {})
         heads = [names.get(a, a.replace("_", " ").capitalize()) for a in attrs]
         heads += ["Named by"] + [t.text("title") for t in tags] + ["Source row"]
         out = [f"## All {esc(ref.text('title')).lower() if not titled else self.rel_link(p, ref.relation)}", ""]
-        out.append('<table class="pkb-sortable"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr></thead><tbody>")
+        out.append(
+            '<table class="pkb-sortable"><thead><tr>'
+            + "".join(f"<th>{escape(h)}</th>" for h in heads)
+            + "</tr></thead><tbody>"
+        )
         for s, r in m.references.get(ref.relation, []):
             value = str(r.get(key))
             cells = []
@@ -1252,7 +1275,10 @@ class Site:
                 else:
                     cells.append(escape(v))
             cells.append(
-                ", ".join(f'<a href="{escape(html_href(p, page))}">{escape(label)}</a>' for label, page in named_by.get(value, []))
+                ", ".join(
+                    f'<a href="{escape(html_href(p, page))}">{escape(label)}</a>'
+                    for label, page in named_by.get(value, [])
+                )
             )
             for t in tags:
                 cells.append(
@@ -1262,9 +1288,16 @@ class Site:
                     )
                 )
             cells.append(f"row {s.row}" if s.row is not None else where(s))
-            out.append(f'<tr id="{anchor_id(self._anchor(ref), value)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            out.append(
+                f'<tr id="{anchor_id(self._anchor(ref), value)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+            )
         table = m.relations[ref.relation].table
-        out += ["</tbody></table>", "", f"Source: `{table}`." if table else f"Source: {where(m.relations[ref.relation].src)}.", ""]
+        out += [
+            "</tbody></table>",
+            "",
+            f"Source: `{table}`." if table else f"Source: {where(m.relations[ref.relation].src)}.",
+            "",
+        ]
         return out
 
     def _effects(self, p: str, mentions: list) -> list[str]:
@@ -1311,7 +1344,9 @@ class Site:
                 lines += [
                     f"### {esc(label)} {esc(code)} {{#{anchor_id(kind, code)}}}",
                     "",
-                    (esc(self._denial_text(kind, code)) + f" ({where(row[0])})") if row else "*Not in the KB's code list.*",
+                    (esc(self._denial_text(kind, code)) + f" ({where(row[0])})")
+                    if row
+                    else "*Not in the KB's code list.*",
                     "",
                 ]
                 until = str(row[1].get(role.col("until"))) if row and role and role.col("until") else ""
