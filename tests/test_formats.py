@@ -3,7 +3,8 @@
 The bundled examples exist as 837P (examples/x12/) and FHIR (examples/fhir/), written by
 `python -m engine.formats.convert`. Each must read back as its JSON claim (less what the format
 cannot carry) and get the same decisions and reasons. The shared samples (imsweb 837P parser
-fixtures, HL7 and CMS FHIR examples) must each give decisions or a located error.
+fixtures, HL7 and CMS FHIR examples; copied into tests/fixtures/claims_samples so a fresh clone
+has them) must each give decisions or a located error.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from engine.formats.x12 import validation_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
-SAMPLES = ROOT.parent / "shared" / "data" / "claims_samples"
+SAMPLES = ROOT / "tests" / "fixtures" / "claims_samples"  # copies of the shared samples (see SOURCES.md there)
 X12_SAMPLES = sorted((SAMPLES / "x12_837p").rglob("*.txt"))
 FHIR_SAMPLES = sorted((SAMPLES / "fhir_r4").rglob("*.json"))
 
