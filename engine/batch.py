@@ -31,7 +31,6 @@ from rich.progress import (
     ProgressColumn,
     Task,
     TextColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -295,10 +294,31 @@ def _outcomes(
 
 
 class _RateColumn(ProgressColumn):
+    """Claims per second since the start of this run. Not rich's windowed speed: results come in
+    bursts of a whole chunk or partition (thousands of claims at once), and a rate over the last
+    few ticks then reads hundreds of thousands of claims per second."""
+
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = _run_rate(task)
         shown = f"{speed:,.0f}" if speed else "-"
         return Text(f"{shown} claims/s", style="progress.data.speed")
+
+
+class _RemainingColumn(ProgressColumn):
+    """Time left at the run's own rate (see _RateColumn)."""
+
+    def render(self, task: Task) -> Text:
+        speed = _run_rate(task)
+        if task.total is None or not speed:
+            return Text("-:--:--", style="progress.remaining")
+        left = int(max(task.total - task.completed, 0) / speed)
+        return Text(f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining")
+
+
+def _run_rate(task: Task) -> float | None:
+    elapsed = task.elapsed
+    decided = task.completed - task.fields.get("resumed", 0)
+    return decided / elapsed if elapsed and decided > 0 else None
 
 
 def _count_records(path: Path, input_format: InputFormat | None) -> int | None:
@@ -318,10 +338,10 @@ def _progress(
     if not (wanted and console.is_interactive):
         yield lambda: None
         return
-    columns = (TextColumn("scrub"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn())
+    columns = (TextColumn("scrub"), BarColumn(), MofNCompleteColumn(), _RateColumn(), _RemainingColumn())
     # stdout may be the output stream: the bar must not capture it.
     with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as bar:
-        task = bar.add_task("claims", total=_count_records(in_path, input_format), completed=done)
+        task = bar.add_task("claims", total=_count_records(in_path, input_format), completed=done, resumed=done)
         yield lambda: bar.advance(task)
 
 

@@ -365,3 +365,21 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None
     assert 0 < out.read_bytes().count(b"\n") < len(full.read_bytes().splitlines())
     run_batch(src, out, workers=2, make_worker=make_test_worker, progress=False, resume=True)
     assert _without_worker(out) == _without_worker(full)
+
+
+def test_the_progress_rate_is_the_runs_own_not_a_burst() -> None:
+    """Results arrive a chunk at a time: 5,000 claims decided in the same instant must not read as
+    hundreds of thousands of claims per second; the bar shows claims since start over time since
+    start, and a resumed run does not count the records it found already written."""
+    from rich.progress import Progress
+
+    from engine.batch import _RateColumn, _RemainingColumn
+
+    now = [0.0]
+    with Progress(get_time=lambda: now[0], disable=True) as bar:
+        task_id = bar.add_task("claims", total=20_000, completed=1_000, resumed=1_000)
+        now[0] = 10.0
+        bar.advance(task_id, 5_000)  # one chunk, all at once
+        task = bar.tasks[0]
+        assert _RateColumn().render(task).plain == "500 claims/s"
+        assert _RemainingColumn().render(task).plain == "0:00:28"  # 14,000 left at 500/s
