@@ -1021,6 +1021,18 @@ class Site:
             if os
         }
 
+    def _applied_by(self, p: str, relation: str) -> str:
+        """Links to the deny rules a row of `relation` can bring about (through any chain of
+        derived relations, an even number of negations on the way)."""
+        m = self.m
+        found = {
+            o
+            for _u, (_kind, i), data in m.graph.out_edges(("rel", relation), data=True)
+            for o, pols in polarity(m.graph, i, data["negative"], m.rules).items()
+            if True in pols and m.rules[o].head == "deny"
+        }
+        return ", ".join(self.rule_link(p, m.rules[o]) for o in sorted(found))
+
     def edits_section(self, p: str, d: CodeDoc, edit: DocRole) -> list[str]:
         """The code's rows in the pair-edit relation (`@docs code_edit`), on each side."""
         st = d.stats
@@ -1028,8 +1040,9 @@ class Site:
             return [f"No row of {self.rel_link(p, edit.relation)} names this code."]
         rel = self.m.relations[edit.relation]
         first, second = self._side_labels(edit)
+        applied = self._applied_by(p, edit.relation)
         out = [
-            esc(rel.summary),
+            esc(rel.summary) + (f" Applied by {applied}." if applied else ""),
             "",
             f"Rows are from `{rel.table}` ({self.rel_link(p, edit.relation)}); click a column heading to sort.",
             "",
