@@ -398,6 +398,26 @@ def _resume(out_path: Path, tally: _Tally) -> int:
     return len(lines)
 
 
+@contextmanager
+def _input(
+    in_path: Path, out_path: Path | None, resume: bool, input_format: InputFormat | None, tally: _Tally
+) -> Iterator[tuple[Iterator[Record], int | None]]:
+    """The input's records, past those an interrupted run already wrote when `resume` (their
+    outcomes counted into `tally`), and how many that was (None without `resume`)."""
+    if resume and out_path is None:
+        raise ValueError("--resume needs an output file")
+    with in_path.open("rb") as src:
+        if out_path is not None and out_path.exists() and out_path.samefile(in_path):
+            raise ValueError(f"output {out_path} is the input file")
+        records = _records(src, input_format)
+        done = _resume(out_path, tally) if resume and out_path is not None else None
+        if done:
+            skipped = sum(1 for _ in itertools.islice(records, done))
+            if skipped < done:
+                raise ValueError(f"output {out_path} holds {done} records but the input has only {skipped}")
+        yield records, done
+
+
 def run_batch(
     in_path: Path,
     out_path: Path | None,
@@ -422,29 +442,19 @@ def run_batch(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
-    if resume and out_path is None:
-        raise ValueError("--resume needs an output file")
     started = time.perf_counter()
     tally = _Tally()
-    with in_path.open("rb") as src:
-        if out_path is not None and out_path.exists() and out_path.samefile(in_path):
-            raise ValueError(f"output {out_path} is the input file")
-        records = _records(src, input_format)
-        done = _resume(out_path, tally) if resume and out_path is not None else None
-        if done:
-            skipped = sum(1 for _ in itertools.islice(records, done))
-            if skipped < done:
-                raise ValueError(f"output {out_path} holds {done} records but the input has only {skipped}")
-        with (
-            _output(out_path, append=done is not None) as out,
-            _outcomes(records, workers, make_worker, chunk) as outcomes,
-            _progress(in_path, progress, done or 0, input_format) as tick,
-        ):
-            for outcome in outcomes:
-                out.write(outcome.line)
-                tally.add(outcome)
-                tick()
-            out.flush()
+    with (
+        _input(in_path, out_path, resume, input_format, tally) as (records, done),
+        _output(out_path, append=done is not None) as out,
+        _outcomes(records, workers, make_worker, chunk) as outcomes,
+        _progress(in_path, progress, done or 0, input_format) as tick,
+    ):
+        for outcome in outcomes:
+            out.write(outcome.line)
+            tally.add(outcome)
+            tick()
+        out.flush()
     return tally.summary(time.perf_counter() - started)
 
 

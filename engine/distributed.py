@@ -48,12 +48,11 @@ from engine.batch import (
     WorkerFactory,
     WorkerStartError,
     _handle_chunk,
+    _input,
     _Outcome,
     _output,
     _progress,
     _read,
-    _records,
-    _resume,
     _start,
     _Tally,
 )
@@ -389,34 +388,25 @@ def run_distributed(
     local_workers(address)  # a malformed local:N fails before the input is read
     started = time.perf_counter()
     tally = _Tally()
-    with in_path.open("rb") as src:
-        if out_path is not None and out_path.exists() and out_path.samefile(in_path):
-            raise ValueError(f"output {out_path} is the input file")
-        records = _records(src, input_format)
-        done = _resume(out_path, tally) if resume and out_path is not None else None
-        if done:
-            skipped = sum(1 for _ in itertools.islice(records, done))
-            if skipped < done:
-                raise ValueError(f"output {out_path} holds {done} records but the input has only {skipped}")
-        with warnings.catch_warnings():
-            # a partition of thousands of claims travels inside its task (so a lost worker's task
-            # can run again): that is intended, not the "large graph" Dask warns about
-            warnings.filterwarnings("ignore", message=".*[Ll]arge (graph|object).*")
-            with connect(address, connect_timeout or CONNECT_TIMEOUT) as client:
-                threads = _threads(client)
-                with (
-                    _output(out_path, append=done is not None) as out,
-                    _progress(in_path, progress, done or 0, input_format) as tick,
+    with _input(in_path, out_path, resume, input_format, tally) as (records, done), warnings.catch_warnings():
+        # a partition of thousands of claims travels inside its task (so a lost worker's task
+        # can run again): that is intended, not the "large graph" Dask warns about
+        warnings.filterwarnings("ignore", message=".*[Ll]arge (graph|object).*")
+        with connect(address, connect_timeout or CONNECT_TIMEOUT) as client:
+            threads = _threads(client)
+            with (
+                _output(out_path, append=done is not None) as out,
+                _progress(in_path, progress, done or 0, input_format) as tick,
+            ):
+
+                def decided(n: int) -> None:
+                    for _ in range(n):
+                        tick()
+
+                for outcome in _outcomes(
+                    client, records, make_worker, partition, threads, window or WINDOW_PER_THREAD * threads, decided
                 ):
-
-                    def decided(n: int) -> None:
-                        for _ in range(n):
-                            tick()
-
-                    for outcome in _outcomes(
-                        client, records, make_worker, partition, threads, window or WINDOW_PER_THREAD * threads, decided
-                    ):
-                        out.write(outcome.line)
-                        tally.add(outcome)
-                    out.flush()
+                    out.write(outcome.line)
+                    tally.add(outcome)
+                out.flush()
     return tally.summary(time.perf_counter() - started)

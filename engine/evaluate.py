@@ -341,22 +341,27 @@ def _rule_name(rule: CompiledRule) -> str:
     return f"r{rule.index}__{rule.head.engine_name}"
 
 
+_MATERIALISED = {RelKind.CLAIM, RelKind.FACTS, RelKind.AGGREGATE}
+
+
+def _needs(rule: CompiledRule, cp: CompiledProgram) -> set[str]:
+    """The materialised relations (claim facts, KB facts, aggregates, memoised derived
+    relations) rule's body needs a row of: with one of them empty the rule cannot fire."""
+    return {
+        lit.relation
+        for lit in rule.body
+        if isinstance(lit, IAtom)
+        and not lit.negated
+        and (
+            cp.kinds.get(lit.relation) in _MATERIALISED
+            or (cp.kinds.get(lit.relation) is RelKind.DYNAMIC and lit.engine_name.startswith("m__"))
+        )
+    }
+
+
 def _rule_guards(cp: CompiledProgram) -> dict[int, set[str]]:
     """Per rule: the materialised relations its body needs a row of (see _guards)."""
-    materialised = {RelKind.CLAIM, RelKind.FACTS, RelKind.AGGREGATE}
-    return {
-        rule.index: {
-            lit.relation
-            for lit in rule.body
-            if isinstance(lit, IAtom)
-            and not lit.negated
-            and (
-                cp.kinds.get(lit.relation) in materialised
-                or (cp.kinds.get(lit.relation) is RelKind.DYNAMIC and lit.engine_name.startswith("m__"))
-            )
-        }
-        for rule in cp.rules
-    }
+    return {rule.index: _needs(rule, cp) for rule in cp.rules}
 
 
 def _memo_name(rel: str) -> str:
@@ -373,21 +378,11 @@ def _via_memo(lit: ILiteral, cp: CompiledProgram) -> ILiteral:
 def _guards(cp: CompiledProgram) -> dict[str, list[set[str]]]:
     """Per derived relation, per rule: the materialised relations its body needs a row of.
     A relation with a rule that has no such guard (e.g. only recursive or stored atoms) is left out."""
-    materialised = {RelKind.CLAIM, RelKind.FACTS, RelKind.AGGREGATE}
     out: dict[str, list[set[str]]] = {}
     unguarded: set[str] = set()
     for rule in cp.rules:
         rel = rule.head.relation
-        needs = {
-            lit.relation
-            for lit in rule.body
-            if isinstance(lit, IAtom)
-            and not lit.negated
-            and (
-                cp.kinds.get(lit.relation) in materialised
-                or (cp.kinds.get(lit.relation) is RelKind.DYNAMIC and lit.engine_name.startswith("m__"))
-            )
-        }
+        needs = _needs(rule, cp)
         if not needs:
             unguarded.add(rel)
         out.setdefault(rel, []).append(needs)
