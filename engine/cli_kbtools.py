@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2  # as in engine/cli.py
@@ -195,9 +196,9 @@ PTP_SHOWN = 20  # partners listed per direction on a terminal unless --all or --
 )
 @KB_OPTION
 def code(code: str, limit: int | None, show_all: bool, status: str, kb_dir: Path | None) -> None:
-    """What the KB knows of a code: description, category, MUE with its MAI, add-on status and
-    primaries, PTP partners in both directions with dates and indicators, and the rules that can
-    decide a line with it.
+    """What the KB knows of a code: description, category, its facts (MUE, add-on status ...),
+    linked codes (add-on primaries), pair-edit (PTP) partners in both directions with dates and
+    indicators, and the rules that can decide a line with it.
 
     \b
     Examples:
@@ -216,11 +217,12 @@ def code(code: str, limit: int | None, show_all: bool, status: str, kb_dir: Path
     render_code(out, info, lookup.deciding_rules(kb, info))
 
 
-_MAI = {"1": "line edit", "2": "date of service edit: policy", "3": "date of service edit: clinical"}
+# NCCI's modifier indicator values, for the indicator column of a pair edit
 _MODIFIER = {"0": "no modifier allowed", "1": "a modifier may bypass it", "9": "not applicable"}
 
 
 def render_code(console: Console, info: dict[str, Any], deciding: list[dict[str, str]]) -> None:
+    """The CLI twin of the site's code page; labels and texts come from the KB's `@docs` roles."""
     console.print(
         f"[bold cyan]{info['code']}[/]  {info['description'] or '[dim](no description in the KB)[/]'}", highlight=False
     )
@@ -229,33 +231,31 @@ def render_code(console: Console, info: dict[str, Any], deciding: list[dict[str,
         ("ranges", ", ".join(info["ranges"]) or "-"),
         ("in code lists", "yes" if info["known"] else "[yellow]no[/]"),
     ]
-    mue = info["mue"]
-    rows.append(
-        ("MUE", f"{mue['value']} unit(s) per day, MAI {mue['mai']} ({_MAI.get(str(mue['mai']), '?')})" if mue else "-")
-    )
-    aoc = info["add_on"]
-    rows.append(("add-on", f"yes, edit type {aoc['edit_type']}; primaries: {_few(aoc['primaries'])}" if aoc else "no"))
-    if info["primary_for"]:
-        rows.append(("primary for", _few(info["primary_for"])))
+    rows += [(f["label"], escape(f["text"])) for f in info["facts"]]
+    rows += [(link["label"], escape(_few(link["codes"]))) for link in info["links"]]
+    width = max(14, *(len(k) for k, _v in rows))
     for key, value in rows:
-        console.print(f"  [dim]{key:<14}[/] {value}", highlight=False)
-    for direction, label in (
-        ("column_1", "column 1 (this code is paid, the partner denied)"),
-        ("column_2", "column 2 (the partner is paid, this code denied)"),
-    ):
-        part = info["ptp"][direction]
-        console.print(f"\n[bold]PTP edits as {label}[/]: {part['total']:,} row(s), {part['active']:,} active")
-        if part["items"]:
-            t = Table(box=None, header_style="bold", pad_edge=False)
-            for col in ("partner", "effective", "deleted", "modifier", "rationale"):
-                t.add_column(col, no_wrap=col != "rationale")
-            for p in part["items"]:
-                mod = f"{p['modifier_indicator']} ({_MODIFIER.get(str(p['modifier_indicator']), '?')})"
-                deleted = p["deletion_date"] or "[green]active[/]"
-                t.add_row(p["partner"], p.get("effective_date") or "-", deleted, mod, p["rationale"])
-            console.print(t)
-        if part["next_offset"] is not None:
-            console.print(f"  [dim]… {part['total'] - part['next_offset']:,} more; --all or --limit N lists them[/]")
+        console.print(f"  [dim]{escape(key):<{width}}[/] {value}", highlight=False)
+    for edit in info["edits"]:
+        for direction, label in (("column_1", edit["first_label"]), ("column_2", edit["second_label"])):
+            part = edit[direction]
+            console.print(
+                f"\n[bold]{escape(edit['title'])}, as {escape(label)}[/]: {part['total']:,} row(s), {part['active']:,} active"
+            )
+            if part["items"]:
+                t = Table(box=None, header_style="bold", pad_edge=False)
+                for col in ("partner", "effective", "deleted", "modifier", "rationale"):
+                    t.add_column(col, no_wrap=col != "rationale")
+                for p in part["items"]:
+                    ind = p["modifier_indicator"]
+                    mod = "-" if ind is None else f"{ind} ({_MODIFIER.get(str(ind), '?')})"
+                    deleted = p["deletion_date"] or "[green]active[/]"
+                    t.add_row(p["partner"], p.get("effective_date") or "-", deleted, mod, escape(p["rationale"]))
+                console.print(t)
+            if part["next_offset"] is not None:
+                console.print(
+                    f"  [dim]… {part['total'] - part['next_offset']:,} more; --all or --limit N lists them[/]"
+                )
     console.print(f"\n[bold]rules that can decide it[/] ({len(deciding)})")
     for r in deciding:
         console.print(f"  [cyan]{r['id']}[/]  {r['title']} [dim]({r['how']})[/]", highlight=False)

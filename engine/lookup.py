@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.docroles import DocRole, fill, roles_of
 from engine.syntax import nodes as A
 
-# The relations behind a code's summary. Other stored relations keyed by a Code-typed first
-# column are listed under `tables` as they are.
-PTP, MUE, AOC, AOC_PRIMARY = "ptp", "mue", "aoc_code", "aoc_primary"
-DESCRIPTIONS = (("cpt_code", "description"), ("hcpcs", "long_description"), ("hcpcs", "short_description"))
-CATEGORY, RANGES, KNOWN = "code_category", "in_range", "known_code"
+# Which relation plays which part (code lists, per-code facts, pair edits, categories ...) comes
+# from the KB's `@docs` roles (engine/docroles.py), as on the site's code pages: no relation of
+# the bundled KB is named here.
 PTP_STATUSES = ("all", "active", "deleted")
 
 
@@ -135,80 +134,129 @@ def cases_mentioning(root: Path, rule_id: str) -> list[CaseRef]:
 # --- codes ----------------------------------------------------------------------------------
 
 
+def _roles(kb: Any, role: str) -> list[DocRole]:
+    return [r for r in roles_of(kb.kb.program.decls) if r.role == role]
+
+
+def edit_columns(kb: Any) -> list[tuple[str, int]]:
+    """(relation, position) of each pair edit's second column: a code's partners are looked up
+    by it too, so a service builds that index once at start."""
+    out = []
+    for r in _roles(kb, "code_edit"):
+        names = [a.name for a in kb.kb.program.decls[r.relation].attrs]
+        out.append((r.relation, names.index(r.col("second"))))
+    return out
+
+
 def code(kb: Any, code: str, page: Page) -> dict[str, Any]:
-    """What the KB knows of a code: description, category, ranges, MUE, add-on edits, PTP
-    partners in both directions (one page of each), and every other Code-keyed table row."""
+    """What the KB knows of a code: description, category, ranges, per-code facts (e.g. MUE,
+    add-on status), linked codes (e.g. add-on primaries) both ways, pair-edit partners in both
+    directions (one page of each), and every other Code-keyed table row. Relations and columns
+    come from the KB's `@docs` roles."""
     code = code.strip().upper()
     ev = kb.evaluator
     store = kb.kb.store
     program = kb.kb.program
 
-    def rows(relation: str, position: int = 0) -> list[dict[str, Any]]:
-        if not store.has(relation) or relation not in program.decls:
+    def rows(relation: str, column: str) -> list[dict[str, Any]]:
+        decl = program.decls.get(relation)
+        if decl is None or not store.has(relation):
             return []
-        names = [a.name for a in program.decls[relation].attrs]
-        return [dict(zip(names, row, strict=True)) for row in store.lookup(relation, (position,), (code,))]
+        names = [a.name for a in decl.attrs]
+        return [dict(zip(names, row, strict=True)) for row in store.lookup(relation, (names.index(column),), (code,))]
 
-    def static(relation: str) -> list[tuple[Any, ...]]:
-        if relation not in kb.kb.compiled.kinds:
+    def derived(role: DocRole) -> list[dict[str, Any]]:
+        if role.relation not in kb.kb.compiled.kinds:
             return []
-        args: tuple[Any, ...] = (code,) + (None,) * (len(program.decls[relation].attrs) - 1)
-        return [row for _src, row in ev.lookup(relation, args)]
+        names = [a.name for a in program.decls[role.relation].attrs]
+        args = tuple(code if n == role.col("code") else None for n in names)
+        return [dict(zip(names, row, strict=True)) for _src, row in ev.lookup(role.relation, args)]
 
+    lists = _roles(kb, "code_list")
+    listed = [(r, found) for r in lists if (found := rows(r.relation, r.col("code")))]
+    description = next((str(f[0][c]) for r, f in listed for c in r.cols("description") if f[0].get(c)), "")
+    facts = [
+        {"relation": r.relation, "label": r.text("label"), "text": fill(r.text("text"), row), "row": row}
+        for r in _roles(kb, "code_fact")
+        for row in rows(r.relation, r.col("code"))
+    ]
+    links: list[dict[str, Any]] = []
+    for r in _roles(kb, "code_link"):
+        for label, mine, other in (
+            (r.text("label"), r.col("code"), r.col("other")),
+            (r.text("reverse"), r.col("other"), r.col("code")),
+        ):
+            linked = sorted({str(x[other]) for x in rows(r.relation, mine)})
+            if linked:
+                links.append({"relation": r.relation, "label": label, "codes": linked})
+    edits: list[dict[str, Any]] = []
+    for r in _roles(kb, "code_edit"):
+        cols = {k: r.col(k) for k in ("first", "second", "deleted", "indicator", "reason")}
+        first, second = rows(r.relation, cols["first"]), rows(r.relation, cols["second"])
+        edits.append(
+            {
+                "relation": r.relation,
+                "title": _title(program.decls[r.relation]),
+                "first_label": r.text("first_label") or cols["first"].replace("_", " "),
+                "second_label": r.text("second_label") or cols["second"].replace("_", " "),
+                "offset": page.offset,
+                "limit": page.limit,
+                "status": page.status,
+                "column_1": _partners(first, cols, "second", page),
+                "column_2": _partners(second, cols, "first", page),
+            }
+        )
+    keyed = {r.relation for r in (*_roles(kb, "code_fact"), *_roles(kb, "code_link"), *_roles(kb, "code_edit"))}
     tables: dict[str, list[dict[str, Any]]] = {}
     for name in sorted(store.tables):
         decl = program.decls.get(name)
-        if name in (PTP, AOC_PRIMARY) or decl is None or not decl.attrs or decl.attrs[0].type != "Code":
+        if name in keyed or decl is None or not decl.attrs or decl.attrs[0].type != "Code":
             continue
-        found = rows(name)
-        if found:
+        if found := rows(name, decl.attrs[0].name):
             tables[name] = found
-    description = next((str(t[0][col]) for rel, col in DESCRIPTIONS if (t := tables.get(rel)) and t[0].get(col)), "")
-    mue = tables.get(MUE, [None])[0]
-    aoc = tables.get(AOC, [None])[0]
-    primaries = sorted(str(r["primary_code"]) for r in rows(AOC_PRIMARY, 0))
-    primary_of = sorted(str(r["add_on_code"]) for r in rows(AOC_PRIMARY, 1))
-    as_1, as_2 = _partners(rows(PTP, 0), "column_2", page), _partners(rows(PTP, 1), "column_1", page)
-    ptp = {"offset": page.offset, "limit": page.limit, "status": page.status, "column_1": as_1, "column_2": as_2}
-    known = bool(static(KNOWN))
-    if not known and not tables and not primary_of and not as_1["total"] and not as_2["total"]:
+    known = bool(listed)
+    partners = any(e["column_1"]["total"] or e["column_2"]["total"] for e in edits)
+    if not known and not tables and not facts and not links and not partners:
         raise unknown_code(kb, code)
-    category = next((str(r[1]) for r in static(CATEGORY)), None)
+    category = next((str(row[r.col("category")]) for r in _roles(kb, "category") for row in derived(r)), None)
     return {
         "code": code,
         "known": known,
         "description": description,
         "category": category,
-        "ranges": sorted(str(r[1]) for r in static(RANGES)),
-        "mue": ({"value": mue["mue_value"], "mai": mue["mai"], "rationale": mue["rationale"]} if mue else None),
-        "add_on": ({"edit_type": aoc["edit_type"], "primaries": primaries} if aoc else None),
-        "primary_for": primary_of,
-        "ptp": ptp,
+        "ranges": sorted(str(row[r.col("name")]) for r in _roles(kb, "range") for row in derived(r)),
+        "facts": facts,
+        "links": links,
+        "edits": edits,
         "tables": tables,
     }
 
 
-def _partners(found: list[dict[str, Any]], partner_col: str, page: Page) -> dict[str, Any]:
-    """One direction of PTP partners, active rows first, then by partner code; one page of them."""
-    active = [r for r in found if r["deletion_date"] == ""]
-    chosen = (
-        found
-        if page.status == "all"
-        else active
-        if page.status == "active"
-        else [r for r in found if r["deletion_date"] != ""]
-    )
-    chosen = sorted(chosen, key=lambda r: (r["deletion_date"] != "", r[partner_col], r["deletion_date"]))
+def _title(decl: A.RelDecl) -> str:
+    return " ".join((decl.doc.get("title") or decl.name).split())
+
+
+def _partners(found: list[dict[str, Any]], cols: dict[str, str], partner: str, page: Page) -> dict[str, Any]:
+    """One direction of pair-edit partners, active rows first, then by partner code; one page of
+    them. `cols` maps the role's keys (first, second, deleted, indicator, reason) to columns."""
+    deleted = cols["deleted"]
+
+    def gone(r: dict[str, Any]) -> bool:
+        return bool(deleted) and r[deleted] != ""
+
+    active = [r for r in found if not gone(r)]
+    chosen = found if page.status == "all" else active if page.status == "active" else [r for r in found if gone(r)]
+    chosen = sorted(chosen, key=lambda r: (gone(r), r[cols[partner]], r[deleted] if deleted else ""))
     items = [
         {
-            "partner": r[partner_col],
-            "column_1": r["column_1"],
-            "column_2": r["column_2"],
+            "partner": r[cols[partner]],
+            "column_1": r[cols["first"]],
+            "column_2": r[cols["second"]],
             "effective_date": r.get("effective_date") or None,
-            "modifier_indicator": r["modifier_indicator"],
-            "deletion_date": r["deletion_date"] or None,
-            "active": r["deletion_date"] == "",
-            "rationale": r["rationale"],
+            "modifier_indicator": r[cols["indicator"]] if cols["indicator"] else None,
+            "deletion_date": (r[deleted] or None) if deleted else None,
+            "active": not gone(r),
+            "rationale": r[cols["reason"]] if cols["reason"] else "",
         }
         for r in chosen[page.offset : page.offset + page.limit]
     ]
@@ -222,12 +270,13 @@ def _partners(found: list[dict[str, Any]], partner_col: str, page: Page) -> dict
 
 
 def _known_codes(kb: Any) -> Iterator[str]:
-    """Codes the KB's code tables list (for suggestions)."""
+    """Codes the KB's code lists hold (for suggestions)."""
     store = kb.kb.store
-    for rel, _col in DESCRIPTIONS[:2]:
-        if store.has(rel):
-            for _src, row in store.scan(rel):
-                yield str(row[0])
+    for role in _roles(kb, "code_list"):
+        if store.has(role.relation):
+            at = [a.name for a in kb.kb.program.decls[role.relation].attrs].index(role.col("code"))
+            for _src, row in store.scan(role.relation):
+                yield str(row[at])
 
 
 def unknown_code(kb: Any, code: str) -> UnknownName:
@@ -246,10 +295,15 @@ def deciding_rules(kb: Any, info: dict[str, Any]) -> list[dict[str, str]]:
     has_rows: dict[str, list[tuple[Any, ...]] | None] = {
         rel: [tuple(r.values()) for r in found] for rel, found in info["tables"].items()
     }
-    if info["ptp"]["column_1"]["total"] or info["ptp"]["column_2"]["total"]:
-        has_rows[PTP] = None
-    if info["add_on"] or info["primary_for"]:
-        has_rows[AOC_PRIMARY] = None
+    for edit in info["edits"]:
+        if edit["column_1"]["total"] or edit["column_2"]["total"]:
+            has_rows[edit["relation"]] = None
+    for fact in info["facts"]:
+        has_rows.setdefault(fact["relation"], []).append(tuple(fact["row"].values()))  # type: ignore[union-attr]
+    for link in info["links"]:
+        has_rows[link["relation"]] = None
+    range_rels = {r.relation for r in _roles(kb, "range")}
+    category_rels = {r.relation for r in _roles(kb, "category")}
     groups = {("range", r) for r in info["ranges"]}
     if info["category"]:
         groups.add(("category", info["category"]))
@@ -271,9 +325,9 @@ def deciding_rules(kb: Any, info: dict[str, Any]) -> list[dict[str, str]]:
                 if not odd:
                     if code_ in consts:
                         found.append(f"names {code_}")
-                    if atom.pred == RANGES and any(("range", c) in groups for c in consts):
+                    if atom.pred in range_rels and any(("range", c) in groups for c in consts):
                         found.append(f"range {next(c for c in consts if ('range', c) in groups)}")
-                    if atom.pred == CATEGORY and any(("category", c) in groups for c in consts):
+                    if atom.pred in category_rels and any(("category", c) in groups for c in consts):
                         found.append(f"category {info['category']}")
                     if atom.pred in has_rows and _fits(atom, has_rows[atom.pred]):
                         found.append(f"its {atom.pred} rows")

@@ -138,31 +138,36 @@ def test_rules_list_and_one_rule(client: TestClient) -> None:
 def test_code_knows_mue_category_and_ptp_partners_both_ways(client: TestClient) -> None:
     c = client.get("/v1/codes/96372").json()
     assert c["known"] and c["category"] == "injection"
-    assert c["mue"]["value"] == 4 and c["mue"]["mai"] == 3
-    as_col1 = client.get("/v1/codes/96372?limit=500&status=active").json()["ptp"]["column_1"]
+    mue = next(f for f in c["facts"] if f["relation"] == "mue")
+    assert mue["row"]["mue_value"] == 4 and mue["row"]["mai"] == 3 and mue["text"].startswith("4 unit(s)")
+    as_col1 = client.get("/v1/codes/96372?limit=500&status=active").json()["edits"][0]["column_1"]
     assert any(p["partner"] == "99213" and p["modifier_indicator"] == 1 for p in as_col1["items"])
-    as_col2 = client.get("/v1/codes/20610?limit=500&status=active").json()["ptp"]["column_1"]
+    as_col2 = client.get("/v1/codes/20610?limit=500&status=active").json()["edits"][0]["column_1"]
     assert any(p["partner"] == "96372" and p["modifier_indicator"] == 1 for p in as_col2["items"])
     bundled_by = []
     offset: int | None = 0
     while offset is not None:  # walk every page of 96372's column-2 rows
-        page = client.get(f"/v1/codes/96372?limit=500&offset={offset}&status=active").json()["ptp"]["column_2"]
+        page = client.get(f"/v1/codes/96372?limit=500&offset={offset}&status=active").json()["edits"][0]["column_2"]
         bundled_by += [p["partner"] for p in page["items"]]
         offset = page["next_offset"]
     assert "20610" in bundled_by and len(bundled_by) == len(set(bundled_by)) == page["total"] == page["active"]
 
 
 def test_code_pages_do_not_overlap(client: TestClient) -> None:
-    first = client.get("/v1/codes/96372?limit=3").json()["ptp"]["column_2"]
-    second = client.get("/v1/codes/96372?limit=3&offset=3").json()["ptp"]["column_2"]
+    first = client.get("/v1/codes/96372?limit=3").json()["edits"][0]["column_2"]
+    second = client.get("/v1/codes/96372?limit=3&offset=3").json()["edits"][0]["column_2"]
     assert first["next_offset"] == 3 and second["next_offset"] == 6
     assert not {p["partner"] for p in first["items"]} & {p["partner"] for p in second["items"]}
 
 
 def test_add_on_code_lists_its_primaries(client: TestClient) -> None:
     c = client.get("/v1/codes/90472").json()
-    assert c["add_on"]["edit_type"] == 1 and {"90471", "G0008"} <= set(c["add_on"]["primaries"])
-    assert "90472" in client.get("/v1/codes/90471").json()["primary_for"]
+    add_on = next(f for f in c["facts"] if f["relation"] == "aoc_code")
+    assert add_on["row"]["edit_type"] == 1
+    primaries = next(link for link in c["links"] if link["label"] == "Primary codes")
+    assert {"90471", "G0008"} <= set(primaries["codes"])
+    reverse = next(link for link in client.get("/v1/codes/90471").json()["links"] if link["relation"] == "aoc_primary")
+    assert "90472" in reverse["codes"] and reverse["label"] != primaries["label"]
 
 
 # --- errors -------------------------------------------------------------------------------

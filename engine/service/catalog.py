@@ -21,7 +21,6 @@ from engine.service.problems import ProblemError
 T = TypeVar("T")
 
 # The look-ups themselves live in engine/lookup.py, shared with `policykb rules` and `policykb code`.
-PTP = lookup.PTP
 PTP_STATUSES = lookup.PTP_STATUSES
 Page = lookup.Page
 
@@ -47,13 +46,15 @@ class Catalog:
         t0 = time.perf_counter()
         self.kb = PolicyKB.open(*self._args)
         store = self.kb.kb.store
-        # Partners in both directions: the compiled rules only index PTP by column 1. Built once
-        # per table content, before any worker starts reading the same file. The store has no
-        # public way to ask for an index yet; without one, lookups by column 2 still answer
-        # (a full scan), only slower.
+        # Partners in both directions: the compiled rules only index pair edits by their first
+        # column. Built once per table content, before any worker starts reading the same file.
+        # The store has no public way to ask for an index yet; without one, lookups by the
+        # second column still answer (a full scan), only slower.
         ensure_indexes = getattr(store, "_ensure_indexes", None)
-        if PTP in store.tables and ensure_indexes is not None:
-            ensure_indexes(PTP, {(1,)})
+        if ensure_indexes is not None:
+            for relation, second in lookup.edit_columns(self.kb):
+                if relation in store.tables:
+                    ensure_indexes(relation, {(second,)})
         self.load_seconds = time.perf_counter() - t0
 
     @property

@@ -157,7 +157,7 @@ _PARTNERS = {
                     "partner": {"type": "string"},
                     "column_1": {"type": "string"},
                     "column_2": {"type": "string"},
-                    "modifier_indicator": {"type": "integer"},
+                    "modifier_indicator": {"type": ["integer", "null"]},
                     "deletion_date": {"type": ["string", "null"]},
                     "active": {"type": "boolean"},
                     "rationale": {"type": "string"},
@@ -169,34 +169,67 @@ _PARTNERS = {
 
 CODE: dict[str, Any] = {
     "type": "object",
-    "required": ["code", "known", "description", "category", "ranges", "mue", "add_on", "primary_for", "ptp", "tables"],
+    "required": ["code", "known", "description", "category", "ranges", "facts", "links", "edits", "tables"],
     "properties": {
         "code": {"type": "string"},
         "known": {"type": "boolean"},
         "description": {"type": "string"},
         "category": {"type": ["string", "null"]},
         "ranges": {"type": "array", "items": {"type": "string"}},
-        "mue": {
-            "type": ["object", "null"],
-            "properties": {"value": {"type": "integer"}, "mai": {"type": "integer"}, "rationale": {"type": "string"}},
-        },
-        "add_on": {
-            "type": ["object", "null"],
-            "properties": {
-                "edit_type": {"type": "integer"},
-                "primaries": {"type": "array", "items": {"type": "string"}},
+        "facts": {
+            "description": "the code's rows in relations the KB documents as per-code facts (e.g. its MUE)",
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["relation", "label", "text", "row"],
+                "properties": {
+                    "relation": {"type": "string"},
+                    "label": {"type": "string"},
+                    "text": {"type": "string"},
+                    "row": {"type": "object"},
+                },
             },
         },
-        "primary_for": {"type": "array", "items": {"type": "string"}},
-        "ptp": {
-            "type": "object",
-            "required": ["offset", "limit", "status", "column_1", "column_2"],
-            "properties": {
-                "offset": {"type": "integer"},
-                "limit": {"type": "integer"},
-                "status": {"type": "string"},
-                "column_1": _PARTNERS,
-                "column_2": _PARTNERS,
+        "links": {
+            "description": "codes linked to this one (e.g. an add-on code's primaries, and the reverse)",
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["relation", "label", "codes"],
+                "properties": {
+                    "relation": {"type": "string"},
+                    "label": {"type": "string"},
+                    "codes": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+        "edits": {
+            "description": "pair edits (e.g. NCCI PTP): partners with the code on each side, a page at a time",
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "relation",
+                    "title",
+                    "first_label",
+                    "second_label",
+                    "offset",
+                    "limit",
+                    "status",
+                    "column_1",
+                    "column_2",
+                ],
+                "properties": {
+                    "relation": {"type": "string"},
+                    "title": {"type": "string"},
+                    "first_label": {"type": "string"},
+                    "second_label": {"type": "string"},
+                    "offset": {"type": "integer"},
+                    "limit": {"type": "integer"},
+                    "status": {"type": "string"},
+                    "column_1": _PARTNERS,
+                    "column_2": _PARTNERS,
+                },
             },
         },
         "tables": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "object"}}},
