@@ -51,6 +51,10 @@ NUM, SYM = "n", "s"
 MESSAGE_OUTCOMES = ("deny", "warn")  # the reasons whose message is filled from the rule's bindings
 _SQL_TYPE = {NUM: "BIGINT", SYM: "VARCHAR"}
 _CK_KINDS = (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE)
+# A stored table with more rows than this is joined through a semi-join on the chunk's values
+# (see _semi_joined): scanning the whole of it costs tens of milliseconds a chunk, while the
+# restriction costs the planner a little on every statement that reads it
+BIG_STORED_ROWS = 500_000
 
 
 @atexit.register
@@ -219,6 +223,9 @@ class SqlProgram:
     static_steps: list[Step] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     patterns: set[str] = field(default_factory=set)  # constant `match` patterns (checked against RE2)
+    # stored relations too big to scan whole for a chunk: a rule that joins one on a value from a
+    # claim-dependent relation reads only its rows whose column holds one of the chunk's values
+    big: frozenset[str] = frozenset()
     solutions: dict[int, str] = field(default_factory=dict)  # outcome rule index -> its solutions SELECT
     # outcome rule index -> the head's constant arguments (position, value): a rule has solutions in
     # a chunk only if the outcome relation holds a row with these values
@@ -257,8 +264,10 @@ class SqlProgram:
         return "\n".join(out)
 
 
-def compile_sql(cp: CompiledProgram, types: dict[str, tuple[str, ...]]) -> SqlProgram:
-    sp = SqlProgram(cp, types)
+def compile_sql(
+    cp: CompiledProgram, types: dict[str, tuple[str, ...]], big: frozenset[str] = frozenset()
+) -> SqlProgram:
+    sp = SqlProgram(cp, types, big=big)
     by_head: dict[str, list[CompiledRule]] = {}
     for rule in cp.rules:
         by_head.setdefault(rule.head.relation, []).append(rule)
@@ -335,6 +344,23 @@ def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
     return f"SELECT {', '.join(group)}, {value} FROM {body} GROUP BY {', '.join(group)}"
 
 
+def _semi_joined(
+    table: str,
+    args: Sequence[ITerm],
+    cols: tuple[str, ...],
+    env: dict[str, tuple[str, str]],
+    claim_side: dict[str, tuple[str, str]],
+) -> str:
+    """A big stored table as it is joined: restricted, on the first column the rule joins to a
+    variable bound from a claim-dependent relation, to the values that relation holds (a superset
+    of the rows the join keeps, small enough for DuckDB to push into the table scan)."""
+    for i, a in enumerate(args):
+        if isinstance(a, IVar) and a.name in claim_side and env[a.name][1] == cols[i]:
+            src, col = claim_side[a.name]
+            return f"(SELECT * FROM {table} WHERE c{i} IN (SELECT {col} FROM {src}))"
+    return table
+
+
 class _NoRows(Exception):
     """The rule can never fire (e.g. a join of a number with a symbol)."""
 
@@ -348,6 +374,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
     froms: list[str] = []
     conds: list[str] = []
     env: dict[str, tuple[str, str]] = {}
+    claim_side: dict[str, tuple[str, str]] = {}  # variable -> (table, column) it was first bound from, if claim-dependent
     ck: str | None = None
     head_has_ck = cp.kinds[rule.head.relation] in _CK_KINDS
 
@@ -385,7 +412,10 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     where = " AND ".join(sub) or "TRUE"
                     conds.append(f"NOT EXISTS (SELECT 1 FROM {table_name(cp, lit.relation)} {alias} WHERE {where})")
                     continue
-                froms.append(f"{table_name(cp, lit.relation)} {alias}")
+                source = table_name(cp, lit.relation)
+                if lit.relation in sp.big:
+                    source = _semi_joined(source, lit.args, cols, env, claim_side)
+                froms.append(f"{source} {alias}")
                 order += [f"{alias}.c{i}" for i in range(len(lit.args))]
                 if has_ck:
                     if ck is None:
@@ -396,6 +426,8 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     col = f"{alias}.c{i}"
                     if isinstance(a, IVar) and a.name not in env:
                         env[a.name] = (col, cols[i])
+                        if has_ck:
+                            claim_side[a.name] = (table_name(cp, lit.relation), f"c{i}")
                         continue
                     expr, t = term(a)
                     c = sql_compare("=", col, cols[i], expr, t)
@@ -560,6 +592,14 @@ class DuckDBBackend:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
             elif kind is RelKind.STORED:
                 self._create_stored(rel, files.get(rel))
+        big = set()
+        for rel, kind in cp.kinds.items():
+            if kind is RelKind.STORED:
+                (n,) = con.execute(f"SELECT count(*) FROM {table_name(cp, rel)}").fetchone()  # type: ignore[misc]
+                if n > BIG_STORED_ROWS:
+                    big.add(rel)
+        if big:
+            self.sql = compile_sql(cp, self.types, frozenset(big))
         for step in self.sql.static_steps:
             for rel in step.relations:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
