@@ -51,6 +51,10 @@ NUM, SYM = "n", "s"
 MESSAGE_OUTCOMES = ("deny", "warn")  # the reasons whose message is filled from the rule's bindings
 _SQL_TYPE = {NUM: "BIGINT", SYM: "VARCHAR"}
 _CK_KINDS = (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE)
+# A stored table with more rows than this is joined through a semi-join on the chunk's values
+# (see _semi_joined): scanning the whole of it costs tens of milliseconds a chunk, while the
+# restriction costs the planner a little on every statement that reads it
+BIG_STORED_ROWS = 500_000
 
 
 @atexit.register
@@ -197,6 +201,19 @@ class Step:
     sql: dict[str, str]  # relation -> SELECT producing its rows (with ck first when claim-dependent)
     recursive: bool = False
     aggregate: bool = False
+    # relation -> each rule's SELECT with the claim-dependent relations from earlier steps its
+    # positive body reads: a rule one of them is empty for cannot fire, and is left out of the chunk
+    parts: dict[str, list[tuple[frozenset[str], str]]] = field(default_factory=dict)
+
+    def live_sql(self, rel: str, nonempty: set[str] | None) -> str | None:
+        """The SELECT for `rel` over the rules that can fire given the relations that have rows
+        (None: all of them); None when none can."""
+        if nonempty is None:
+            return self.sql[rel]
+        selects = [sql for needs, sql in self.parts[rel] if needs <= nonempty]
+        if len(selects) == 1 < len(self.parts[rel]):  # what the UNION of several rules did: a set
+            return f"SELECT DISTINCT * FROM ({selects[0]})"
+        return "\nUNION\n".join(selects) if selects else None
 
 
 @dataclass
@@ -206,7 +223,13 @@ class SqlProgram:
     static_steps: list[Step] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     patterns: set[str] = field(default_factory=set)  # constant `match` patterns (checked against RE2)
+    # stored relations too big to scan whole for a chunk: a rule that joins one on a value from a
+    # claim-dependent relation reads only its rows whose column holds one of the chunk's values
+    big: frozenset[str] = frozenset()
     solutions: dict[int, str] = field(default_factory=dict)  # outcome rule index -> its solutions SELECT
+    # outcome rule index -> the head's constant arguments (position, value): a rule has solutions in
+    # a chunk only if the outcome relation holds a row with these values
+    head_consts: dict[int, tuple[tuple[int, Value], ...]] = field(default_factory=dict)
 
     @staticmethod
     def named_vars(rule: CompiledRule) -> list[str]:
@@ -241,8 +264,10 @@ class SqlProgram:
         return "\n".join(out)
 
 
-def compile_sql(cp: CompiledProgram, types: dict[str, tuple[str, ...]]) -> SqlProgram:
-    sp = SqlProgram(cp, types)
+def compile_sql(
+    cp: CompiledProgram, types: dict[str, tuple[str, ...]], big: frozenset[str] = frozenset()
+) -> SqlProgram:
+    sp = SqlProgram(cp, types, big=big)
     by_head: dict[str, list[CompiledRule]] = {}
     for rule in cp.rules:
         by_head.setdefault(rule.head.relation, []).append(rule)
@@ -264,6 +289,9 @@ def compile_sql(cp: CompiledProgram, types: dict[str, tuple[str, ...]]) -> SqlPr
             sql = _rule_sql(sp, rule, solutions=True)
             if sql is not None:
                 sp.solutions[rule.index] = sql
+                sp.head_consts[rule.index] = tuple(
+                    (i, a.value) for i, a in enumerate(rule.head.args) if isinstance(a, IConst)
+                )
     return sp
 
 
@@ -277,12 +305,22 @@ def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRu
         for lit in rule.body
     )
     step = Step(list(members), {}, recursive)
+
+    def needs(bodies: list[str]) -> frozenset[str]:
+        return frozenset(b for b in bodies if cp.kinds[b] in _CK_KINDS and b not in inside)
+
     for rel in members:
         if cp.kinds[rel] is RelKind.AGGREGATE:
             step.aggregate = True
             step.sql[rel] = _aggregate_sql(sp, rel)
+            step.parts[rel] = [(needs([cp.aggregates[rel].body_relation]), step.sql[rel])]
             continue
-        selects = [s for rule in by_head.get(rel, []) if (s := _rule_sql(sp, rule)) is not None]
+        step.parts[rel] = [
+            (needs([lit.relation for lit in rule.body if isinstance(lit, IAtom) and not lit.negated]), s)
+            for rule in by_head.get(rel, [])
+            if (s := _rule_sql(sp, rule)) is not None
+        ]
+        selects = [s for _, s in step.parts[rel]]
         if not selects:  # no rule can fire (e.g. every one joins a number with a symbol): no rows
             cols = ["ck"] if cp.kinds[rel] in _CK_KINDS else []
             cols += [f"CAST(NULL AS {_SQL_TYPE[t]})" for t in sp.types[rel]]
@@ -306,6 +344,23 @@ def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
     return f"SELECT {', '.join(group)}, {value} FROM {body} GROUP BY {', '.join(group)}"
 
 
+def _semi_joined(
+    table: str,
+    args: Sequence[ITerm],
+    cols: tuple[str, ...],
+    env: dict[str, tuple[str, str]],
+    claim_side: dict[str, tuple[str, str]],
+) -> str:
+    """A big stored table as it is joined: restricted, on the first column the rule joins to a
+    variable bound from a claim-dependent relation, to the values that relation holds (a superset
+    of the rows the join keeps, small enough for DuckDB to push into the table scan)."""
+    for i, a in enumerate(args):
+        if isinstance(a, IVar) and a.name in claim_side and env[a.name][1] == cols[i]:
+            src, col = claim_side[a.name]
+            return f"(SELECT * FROM {table} WHERE c{i} IN (SELECT {col} FROM {src}))"
+    return table
+
+
 class _NoRows(Exception):
     """The rule can never fire (e.g. a join of a number with a symbol)."""
 
@@ -319,6 +374,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
     froms: list[str] = []
     conds: list[str] = []
     env: dict[str, tuple[str, str]] = {}
+    claim_side: dict[str, tuple[str, str]] = {}  # variable -> (table, column) it was first bound from, if claim-dependent
     ck: str | None = None
     head_has_ck = cp.kinds[rule.head.relation] in _CK_KINDS
 
@@ -356,7 +412,10 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     where = " AND ".join(sub) or "TRUE"
                     conds.append(f"NOT EXISTS (SELECT 1 FROM {table_name(cp, lit.relation)} {alias} WHERE {where})")
                     continue
-                froms.append(f"{table_name(cp, lit.relation)} {alias}")
+                source = table_name(cp, lit.relation)
+                if lit.relation in sp.big:
+                    source = _semi_joined(source, lit.args, cols, env, claim_side)
+                froms.append(f"{source} {alias}")
                 order += [f"{alias}.c{i}" for i in range(len(lit.args))]
                 if has_ck:
                     if ck is None:
@@ -367,6 +426,8 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     col = f"{alias}.c{i}"
                     if isinstance(a, IVar) and a.name not in env:
                         env[a.name] = (col, cols[i])
+                        if has_ck:
+                            claim_side[a.name] = (table_name(cp, lit.relation), f"c{i}")
                         continue
                     expr, t = term(a)
                     c = sql_compare("=", col, cols[i], expr, t)
@@ -499,6 +560,8 @@ class DuckDBBackend:
         self.types = infer_types(cp, given_types)
         self.sql = compile_sql(cp, self.types)
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
+        # the claim-dependent tables that may hold rows from the last chunk (emptied before the next)
+        self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.con = duckdb.connect(":memory:")
         atexit.register(self.close)  # closed before interpreter teardown, which warns about live handles
@@ -529,6 +592,14 @@ class DuckDBBackend:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
             elif kind is RelKind.STORED:
                 self._create_stored(rel, files.get(rel))
+        big = set()
+        for rel, kind in cp.kinds.items():
+            if kind is RelKind.STORED:
+                (n,) = con.execute(f"SELECT count(*) FROM {table_name(cp, rel)}").fetchone()  # type: ignore[misc]
+                if n > BIG_STORED_ROWS:
+                    big.add(rel)
+        if big:
+            self.sql = compile_sql(cp, self.types, frozenset(big))
         for step in self.sql.static_steps:
             for rel in step.relations:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
@@ -555,20 +626,27 @@ class DuckDBBackend:
             csv.writer(fh, lineterminator="\n").writerows(rows)
         self.con.execute(f"INSERT INTO {table} SELECT * FROM {_read_csv(path, self.types[rel], ck=ck)}")
 
-    def _run_step(self, step: Step) -> None:
+    def _run_step(self, step: Step, nonempty: set[str] | None = None) -> None:
+        """Fill the step's relations. With `nonempty` (the claim-dependent relations that have rows
+        so far), run only the rules that can fire, and add the relations that got rows."""
         con, cp = self.con, self.cp
+        live = {rel: sql for rel in step.relations if (sql := step.live_sql(rel, nonempty)) is not None}
         if not step.recursive:
-            for rel in step.relations:
-                con.execute(f"INSERT INTO {table_name(cp, rel)} {step.sql[rel]}")
+            for rel, sql in live.items():
+                (n,) = con.execute(f"INSERT INTO {table_name(cp, rel)} {sql}").fetchone()  # type: ignore[misc]
+                if n and nonempty is not None:
+                    nonempty.add(rel)
             return
         while True:
             added = 0
-            for rel in step.relations:
+            for rel, sql in live.items():
                 t = table_name(cp, rel)
                 (n,) = con.execute(
-                    f"INSERT INTO {t} SELECT * FROM ({step.sql[rel]}) EXCEPT SELECT * FROM {t}"
+                    f"INSERT INTO {t} SELECT * FROM ({sql}) EXCEPT SELECT * FROM {t}"
                 ).fetchone()  # type: ignore[misc]
                 added += n
+                if n and nonempty is not None:
+                    nonempty.add(rel)
             if not added:
                 return
 
@@ -578,9 +656,9 @@ class DuckDBBackend:
         """One model per claim: its claim facts, the outcome relations and the solutions that
         fill each reason's message (`relations`: these relations instead, e.g. all of them)."""
         cp, con = self.cp, self.con
-        for rel, kind in cp.kinds.items():
-            if kind in _CK_KINDS:
-                con.execute(f"DELETE FROM {table_name(cp, rel)}")
+        for rel in sorted(self._filled):
+            con.execute(f"DELETE FROM {table_name(cp, rel)}")
+        self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}  # until this chunk ends
         con.execute(f"DELETE FROM {_q('_claims')}")
         models = [BatchModel() for _ in chunk]
         inputs: dict[str, list[Row]] = {}
@@ -605,8 +683,10 @@ class DuckDBBackend:
         self._load_claims(len(chunk))
         for rel, rows in inputs.items():
             self._load(table_name(cp, rel), rel, rows, ck=True)
+        nonempty = {rel for rel, rows in inputs.items() if rows}
         for step in self.sql.steps:
-            self._run_step(step)
+            self._run_step(step, nonempty)
+        self._filled = nonempty
         if relations is not None:
             self._fetch(models, sorted(relations))
         else:
@@ -615,9 +695,20 @@ class DuckDBBackend:
         return models
 
     def _fetch_solutions(self, models: list[BatchModel]) -> None:
-        """Each outcome row's solutions (distinct named bindings, in the prover's order)."""
+        """Each outcome row's solutions (distinct named bindings, in the prover's order). A rule
+        whose head matches no outcome row of the chunk has none, and is not queried."""
+        heads: dict[tuple[str, tuple[int, ...]], set[tuple]] = {}
         for index, sql in self.sql.solutions.items():
             rule = self.cp.rules[index]
+            consts = self.sql.head_consts[index]
+            key = (rule.head.relation, tuple(i for i, _ in consts))
+            found_heads = heads.get(key)
+            if found_heads is None:
+                found_heads = heads[key] = {
+                    tuple(row[i] for i in key[1]) for m in models for row in m.relations.get(key[0], ())
+                }
+            if tuple(v for _, v in consts) not in found_heads:
+                continue
             names = SqlProgram.named_vars(rule)
             head_n = len(rule.head.args)
             seen: set[tuple] = set()  # a repeated row is a repeated solution (same claim, head, bindings)
