@@ -243,3 +243,22 @@ def test_a_claim_the_backend_cannot_take_fails_alone(kb: PolicyKB) -> None:
     expected = kb.adjudicate_many(good, engine="pydatalog")
     got = [r for i, r in enumerate(results) if i != 2]
     assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]  # type: ignore[union-attr]
+
+
+def test_aggregates_fold_a_set_on_both_engines() -> None:
+    """A relation derived by one rule can hold a row twice in DuckDB (only a UNION of rules is
+    de-duplicated); an aggregate over it must still fold the set, as pyDatalog does: v is {5, 7}
+    though two facts of a give 5, so the sum is 12, not 17."""
+    from types import SimpleNamespace
+
+    from engine.conformance import Evaluator
+
+    program = SimpleNamespace(
+        facts={"a": [(1, 5), (2, 5), (3, 7)], "k": [("x",)]},
+        rules=["v(X) :- a(_, X).", "total(K, T) :- k(K), T = sum X : { v(X) }.", "n(K, C) :- k(K), C = count : { v(X) }."],
+    )
+    for backend in ("pydatalog", "duckdb"):
+        out = Evaluator(backend).evaluate(program)
+        assert out["v"] == {(5,), (7,)}, backend
+        assert out["total"] == {("x", 12)}, backend
+        assert out["n"] == {("x", 2)}, backend

@@ -340,7 +340,9 @@ def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
         assert spec.target_pos is not None
         target = f"c{spec.target_pos}"
         value = {"sum": f"CAST(SUM({target}) AS BIGINT)", "min": f"MIN({target})", "max": f"MAX({target})"}[spec.func]
-    body = table_name(sp.cp, spec.body_relation)
+    # DISTINCT: a relation derived by a single rule is not de-duplicated when its step runs
+    # (only a UNION of several rules is), and a repeated row must not be summed or counted twice
+    body = f"(SELECT DISTINCT * FROM {table_name(sp.cp, spec.body_relation)})"
     return f"SELECT {', '.join(group)}, {value} FROM {body} GROUP BY {', '.join(group)}"
 
 
