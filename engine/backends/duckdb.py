@@ -376,7 +376,9 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
     froms: list[str] = []
     conds: list[str] = []
     env: dict[str, tuple[str, str]] = {}
-    claim_side: dict[str, tuple[str, str]] = {}  # variable -> (table, column) it was first bound from, if claim-dependent
+    claim_side: dict[
+        str, tuple[str, str]
+    ] = {}  # variable -> (table, column) it was first bound from, if claim-dependent
     ck: str | None = None
     head_has_ck = cp.kinds[rule.head.relation] in _CK_KINDS
 
@@ -643,9 +645,7 @@ class DuckDBBackend:
             added = 0
             for rel, sql in live.items():
                 t = table_name(cp, rel)
-                (n,) = con.execute(
-                    f"INSERT INTO {t} SELECT * FROM ({sql}) EXCEPT SELECT * FROM {t}"
-                ).fetchone()  # type: ignore[misc]
+                (n,) = con.execute(f"INSERT INTO {t} SELECT * FROM ({sql}) EXCEPT SELECT * FROM {t}").fetchone()  # type: ignore[misc]
                 added += n
                 if n and nonempty is not None:
                     nonempty.add(rel)
