@@ -8,9 +8,7 @@ build/test-artifacts/ (git-ignored), for a person to look at.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 import socket
 import threading
 import time
@@ -19,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from test_docs_site import CHROMIUM, CHROMIUM_ARGS
 
 pytest.importorskip("uvicorn")
 import httpx
@@ -55,20 +52,6 @@ def server() -> Iterator[str]:
     srv.should_exit = True
     thread.join(timeout=30)
     sock.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if importlib.util.find_spec("playwright") is None:
-        pytest.skip("playwright is not installed (pip install playwright==1.65.2)")
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def watch(page) -> list[str]:
