@@ -77,6 +77,16 @@ class Fail(Exception):
 # Subprocess helpers
 
 
+# The naive pyDatalog baseline's extrapolated figures, by the key of the row they stand in
+NAIVE_KEYS = {
+    "cold_nocache_s": "cold_s",
+    "worker_rss_mb": "worker_rss_mb",
+    "batch1_claims_s": "batch1_claims_s",
+    "batch2_claims_s": "batch2_claims_s",
+    "build_s": "load_s",
+}
+
+
 def _env(cache_dir: Path | None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -684,13 +694,7 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
             else:
                 row.append(_fmt(v, unit if v is not None else ""))
         if naive_x:
-            xkey = {
-                "cold_nocache_s": "cold_s",
-                "worker_rss_mb": "worker_rss_mb",
-                "batch1_claims_s": "batch1_claims_s",
-                "batch2_claims_s": "batch2_claims_s",
-                "build_s": "load_s",
-            }.get(key)
+            xkey = NAIVE_KEYS.get(key)
             row.append(_fmt(naive_x.get(xkey), unit) if xkey else "")
         if "policykb" in systems:
             t = targets.get(key)
@@ -743,13 +747,7 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
             for s in baselines:
                 row.append(_ratio(pk.get(key), figs[s].get(key), higher_better, words))
             if naive_x:
-                xkey = {
-                    "cold_nocache_s": "cold_s",
-                    "worker_rss_mb": "worker_rss_mb",
-                    "batch1_claims_s": "batch1_claims_s",
-                    "batch2_claims_s": "batch2_claims_s",
-                    "build_s": "load_s",
-                }.get(key)
+                xkey = NAIVE_KEYS.get(key)
                 row.append(_ratio(pk.get(key), naive_x.get(xkey), higher_better, words) if xkey else "")
             ratios.add_row(*row)
         # PolicyKB's cached cold start against each baseline's only cold start
