@@ -73,10 +73,6 @@ class Fail(Exception):
     pass
 
 
-# ---------------------------------------------------------------------------------------------
-# Subprocess helpers
-
-
 # The naive pyDatalog baseline's extrapolated figures, by the key of the row they stand in
 NAIVE_KEYS = {
     "cold_nocache_s": "cold_s",
@@ -85,6 +81,10 @@ NAIVE_KEYS = {
     "batch2_claims_s": "batch2_claims_s",
     "build_s": "load_s",
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Subprocess helpers
 
 
 def _env(cache_dir: Path | None) -> dict[str, str]:
