@@ -135,7 +135,15 @@ def cases_mentioning(root: Path, rule_id: str) -> list[CaseRef]:
 
 
 def _roles(kb: Any, role: str) -> list[DocRole]:
-    return [r for r in roles_of(kb.kb.program.decls) if r.role == role]
+    """The KB's `@docs` roles of one kind, parsed once per loaded KB (kept on it: a service
+    answers many look-ups from one KB)."""
+    by_role: dict[str, list[DocRole]] | None = getattr(kb, "_docs_roles", None)
+    if by_role is None:
+        by_role = {}
+        for r in roles_of(kb.kb.program.decls):
+            by_role.setdefault(r.role, []).append(r)
+        kb._docs_roles = by_role
+    return by_role.get(role, [])
 
 
 def edit_columns(kb: Any) -> list[tuple[str, int]]:
