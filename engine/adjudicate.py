@@ -51,7 +51,14 @@ class Adjudicator:
         return self.evaluator.evaluate(claim_to_facts(claim))
 
     def prover(self, claim: Claim, model: Model) -> Prover:
-        return Prover(self.kb.program, self.cp, self.evaluator, model, lambda rel, row: fact_origin(claim, rel, row))
+        facts: dict[str, set[tuple]] = {}  # the claim's facts as sets, built on the first origin asked
+
+        def origin(rel: str, row: tuple) -> str | None:
+            if not facts:
+                facts.update((name, set(rows)) for name, rows in claim_to_facts(claim).items())
+            return fact_origin(claim, rel, row, facts)
+
+        return Prover(self.kb.program, self.cp, self.evaluator, model, origin)
 
     def denials(self, claim: Claim) -> dict[int, set[str]]:
         """Line -> ids of the rules that deny it and are in force (a whole evaluation; the remedy

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -942,13 +942,16 @@ def _history_fact_origin(claim: Claim, relation: str, row: Row) -> str:
     return f"history[{index}]"
 
 
-def fact_origin(claim: Claim, relation: str, row: Row) -> str | None:
+def fact_origin(
+    claim: Claim, relation: str, row: Row, facts: Mapping[str, Collection[Row]] | None = None
+) -> str | None:
     """The JSON path that produced a claim fact, so explanations can point at the input.
 
     Returns None for a relation that is not a claim relation or a row the claim does not give;
     checking the row against the claim's own facts first keeps the lookups below exact.
+    `facts`: the claim's facts already built (claim_to_facts), when asking for many rows.
     """
-    if tuple(row) not in claim_to_facts(claim).get(relation, ()):
+    if tuple(row) not in (claim_to_facts(claim) if facts is None else facts).get(relation, ()):
         return None
     if relation == "claim":
         return "id"

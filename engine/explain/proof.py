@@ -112,6 +112,8 @@ class Prover:
         self.evaluator = evaluator
         self.model = model
         self.claim_origin = claim_origin
+        # (relation, bound positions) -> values there -> the model's matching rows (see candidates)
+        self._index: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[tuple, RowSource | None]]]] = {}
 
     # -- candidates ------------------------------------------------------------------------
 
@@ -119,8 +121,15 @@ class Prover:
         kind = self.cp.kinds.get(rel)
         if kind in (RelKind.STORED, RelKind.STATIC):
             return [(row, src) for src, row in self.evaluator.lookup(rel, args)]
-        rows = self.model.rows(rel)
-        return [(r, None) for r in rows if all(a is None or a == v for a, v in zip(args, r, strict=False))]
+        bound = tuple(i for i, a in enumerate(args) if a is not None)
+        if not bound:
+            return [(r, None) for r in self.model.rows(rel)]
+        index = self._index.get((rel, bound))
+        if index is None:  # the model's rows by the values at these positions, in row order
+            index = self._index[(rel, bound)] = {}
+            for r in self.model.rows(rel):
+                index.setdefault(tuple(r[i] for i in bound), []).append((r, None))
+        return index.get(tuple(args[i] for i in bound), [])
 
     # -- solving --------------------------------------------------------------------------
 
