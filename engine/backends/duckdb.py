@@ -771,11 +771,16 @@ class DuckDBBackend:
                 continue
             grouped: dict[int, list[Row]] = {}
             for rec in con.execute(f"SELECT * FROM {table_name(cp, rel)}").fetchall():
-                grouped.setdefault(rec[0], []).append(rec[1:])
+                rows = grouped.get(rec[0])
+                if rows is None:
+                    grouped[rec[0]] = [rec[1:]]
+                else:
+                    rows.append(rec[1:])
             for m in models:
                 m.relations.setdefault(rel, [])
             for ck, rows in grouped.items():
-                models[ck].relations[rel] = sorted(rows)  # a set already (UNION); one type per column
+                rows.sort()  # a set already (UNION); one type per column
+                models[ck].relations[rel] = rows
 
     def close(self) -> None:
         atexit.unregister(self.close)
