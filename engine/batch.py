@@ -8,6 +8,7 @@ the GIL) that each build their adjudicator once.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import signal
@@ -183,14 +184,33 @@ def _handle_chunk(worker: Worker, items: list[Record]) -> list[_Outcome]:
     many = getattr(worker, "many", None)
     if many is None:
         return [_handle(worker, record) for record in items]
-    read = [(record.number, _read(record)) for record in items]
-    claims = [c for _n, c in read if isinstance(c, Claim)]
+    with _no_cycle_collection():
+        read = [(record.number, _read(record)) for record in items]
+        claims = [c for _n, c in read if isinstance(c, Claim)]
+        try:
+            results: list[Answer | Exception] = list(many(claims)) if claims else []
+        except Exception as e:
+            results = [e] * len(claims)
+        answers = iter(results)
+        return [c if isinstance(c, _Outcome) else _result(n, c, next(answers)) for n, c in read]
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a set-at-a-time chunk is decided. Its claims,
+    facts, models and results (about a hundred objects a claim) stay alive until the chunk ends,
+    and after PolicyKB's gc.freeze() every few tens of thousands of allocations trigger a full
+    collection that walks them all: measured, a sixth of a chunk's CPU time. They hold no cycles
+    (a chunk of ref/c20k leaves none to collect), so reference counting frees them as before; the
+    collector runs again as usual once the chunk is done."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
     try:
-        results: list[Answer | Exception] = list(many(claims)) if claims else []
-    except Exception as e:
-        results = [e] * len(claims)
-    answers = iter(results)
-    return [c if isinstance(c, _Outcome) else _result(n, c, next(answers)) for n, c in read]
+        yield
+    finally:
+        gc.enable()
 
 
 def _start(make_worker: WorkerFactory) -> Worker:

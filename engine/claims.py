@@ -21,6 +21,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
 
+import orjson
+
 Row = tuple[str | int, ...]
 """One fact: str for symbols, int for numbers, in the relation's column order."""
 Facts = dict[str, list[Row]]
@@ -590,6 +592,8 @@ def read_claim(obj: Any, *, source: str | None = None, record: int | None = None
 # checks below do not expect, a value they would reject) returns None and read_claim, the
 # model-driven reader, reads the claim and words its problems. It must never accept what
 # read_claim rejects, nor read a value differently (tests/fuzz/test_fuzz_fast_claims.py).
+# Scrub reads every claim through it, so the common case (every line a dict of well-typed
+# values) is written out with few calls.
 
 _FAST_TOP = frozenset(CLAIM_FIELDS)
 _FAST_PATIENT = frozenset(PATIENT_FIELDS)
@@ -599,6 +603,11 @@ _FAST_DRUG = frozenset(DRUG_FIELDS)
 _FAST_DOC = frozenset(DOCUMENTATION_FIELDS)
 _FAST_BY = frozenset(ADMINISTERED_BY_FIELDS)
 _DOC_TEXTS = ("drug_name", "dose", "route", "site", "time", "monitoring")
+# Dates the fast path has found real: a batch repeats a few hundred service dates, and a set
+# look-up costs a tenth of the pattern match and the calendar check. Bounded, so a file of
+# all-different dates does not grow it without end.
+_REAL_DATES: set[str] = set()
+_REAL_DATES_MAX = 1 << 14
 
 
 class _Reject(Exception):
@@ -624,40 +633,30 @@ def _opt_text(obj: dict[str, Any], key: str) -> str | None:
     return value.strip() or None
 
 
-def _fast_date(obj: dict[str, Any], key: str, required: bool) -> str | None:
-    value = obj.get(key)
-    if value is None and not required:
-        return None
-    if type(value) is not str or not _DATE_SHAPE.fullmatch(value):
+def _fast_date(value: Any) -> str:
+    """A real date as YYYY-MM-DD, else _Reject (or ValueError from the calendar check)."""
+    if type(value) is not str:
         raise _Reject
-    date.fromisoformat(value)  # ValueError: not a real date
+    if value not in _REAL_DATES:
+        if not _DATE_SHAPE.fullmatch(value):
+            raise _Reject
+        date.fromisoformat(value)  # ValueError: not a real date
+        if len(_REAL_DATES) < _REAL_DATES_MAX:
+            _REAL_DATES.add(value)
     return value
 
 
-def _fast_texts(obj: dict[str, Any], key: str, limit: int | None) -> tuple[str, ...]:
-    value = obj.get(key)
-    if value is None:
-        return ()
+def _fast_texts(value: Any, limit: int | None) -> tuple[str, ...]:
+    """A non-null array of strings, each trimmed, upper case and not blank."""
     if type(value) is not list or (limit is not None and len(value) > limit):
         raise _Reject
-    out = []
     for v in value:
         if type(v) is not str:
             raise _Reject
-        v = v.strip().upper()
-        if not v:
-            raise _Reject
-        out.append(v)
-    return tuple(out)
-
-
-def _fast_int(obj: dict[str, Any], key: str, low: int, high: int | None, default: int | None) -> int:
-    value = obj.get(key)
-    if value is None and default is not None:
-        return default
-    if type(value) is not int or value < low or (high is not None and value > high):
+    out = tuple([v.strip().upper() for v in value])
+    if "" in out:
         raise _Reject
-    return value
+    return out
 
 
 def _fast_object(obj: dict[str, Any], key: str, keys: frozenset[str]) -> dict[str, Any] | None:
@@ -670,24 +669,42 @@ def _fast_object(obj: dict[str, Any], key: str, keys: frozenset[str]) -> dict[st
 
 
 def _fast_service(obj: dict[str, Any]) -> tuple[int, str, str, tuple[str, ...], int, str, str]:
-    upper = _req_text(obj, "code").upper()
-    if not upper:
+    """The fields a claim line and a history line share, in HistoryLine's order from `line`."""
+    get = obj.get
+    number = get("line")
+    if type(number) is not int or number < 1:
+        raise _Reject
+    code = get("code")
+    if type(code) is not str:
+        raise _Reject
+    code = code.strip().upper()
+    modifiers = get("modifiers")
+    units = get("units")
+    if units is None:
+        units = 1
+    elif type(units) is not int or units < 1 or units > MAX_UNITS:
+        raise _Reject
+    pos = get("pos")
+    npi = get("rendering_npi")
+    if type(pos) is not str or type(npi) is not str:
+        raise _Reject
+    pos, npi = pos.strip(), npi.strip()
+    if not (code and pos and npi):
         raise _Reject
     return (
-        _fast_int(obj, "line", 1, None, None),
-        _fast_date(obj, "service_date", True) or "",
-        upper,
-        _fast_texts(obj, "modifiers", MAX_MODIFIERS),
-        _fast_int(obj, "units", 1, MAX_UNITS, 1),
-        _req_text(obj, "pos"),
-        _req_text(obj, "rendering_npi"),
+        number,
+        _fast_date(get("service_date")),
+        code,
+        () if modifiers is None else _fast_texts(modifiers, MAX_MODIFIERS),
+        units,
+        pos,
+        npi,
     )
 
 
-def _fast_documentation(obj: dict[str, Any]) -> Documentation | None:
-    doc = _fast_object(obj, "documentation", _FAST_DOC)
-    if doc is None:
-        return None
+def _fast_documentation(doc: Any) -> Documentation:
+    if type(doc) is not dict or not _FAST_DOC.issuperset(doc):
+        raise _Reject
     by = _fast_object(doc, "administered_by", _FAST_BY)
     flags = []
     for flag in _DOC_FLAG_ELEMENTS:
@@ -713,12 +730,25 @@ def _fast_documentation(obj: dict[str, Any]) -> Documentation | None:
     )
 
 
+def _fast_drug(drug: Any) -> Drug:
+    if type(drug) is not dict or not _FAST_DRUG.issuperset(drug):
+        raise _Reject
+    return Drug(_opt_text(drug, "ndc") or "", _opt_text(drug, "name") or "", _opt_text(drug, "dose") or "")
+
+
 def _fast_line(obj: Any) -> Line:
     if type(obj) is not dict or not _FAST_LINE.issuperset(obj):
         raise _Reject
     number, service_date, code, modifiers, units, pos, npi = _fast_service(obj)
-    credential = _opt_text(obj, "rendering_credential")
-    drug = _fast_object(obj, "drug", _FAST_DRUG)
+    get = obj.get
+    credential = get("rendering_credential")
+    if credential is not None:
+        if type(credential) is not str:
+            raise _Reject
+        credential = credential.strip().upper() or None
+    diagnoses = get("diagnoses")
+    drug = get("drug")
+    documentation = get("documentation")
     return Line(
         number,
         service_date,
@@ -727,12 +757,10 @@ def _fast_line(obj: Any) -> Line:
         units,
         pos,
         npi,
-        credential.upper() if credential is not None else None,
-        _fast_texts(obj, "diagnoses", None),
-        Drug(_opt_text(drug, "ndc") or "", _opt_text(drug, "name") or "", _opt_text(drug, "dose") or "")
-        if drug is not None
-        else None,
-        _fast_documentation(obj),
+        credential,
+        () if diagnoses is None else _fast_texts(diagnoses, None),
+        None if drug is None else _fast_drug(drug),
+        None if documentation is None else _fast_documentation(documentation),
     )
 
 
@@ -753,18 +781,38 @@ def _fast_claim(obj: Any) -> Claim | None:
         patient = obj.get("patient")
         if type(patient) is not dict or not _FAST_PATIENT.issuperset(patient):
             return None
-        person = Patient(_req_text(patient, "id"), _fast_date(patient, "birth_date", False), _opt_text(patient, "sex"))
+        birth_date = patient.get("birth_date")
+        person = Patient(
+            _req_text(patient, "id"),
+            None if birth_date is None else _fast_date(birth_date),
+            _opt_text(patient, "sex"),
+        )
         raw_lines = obj.get("lines")
         raw_history = obj.get("history")
         if type(raw_lines) is not list or not raw_lines or (raw_history is not None and type(raw_history) is not list):
             return None
-        lines = tuple(_fast_line(x) for x in raw_lines)
-        history = tuple(_fast_history(x) for x in raw_history or ())
+        lines = tuple([_fast_line(x) for x in raw_lines])
+        history = tuple([_fast_history(x) for x in raw_history]) if raw_history else ()
     except (_Reject, ValueError):
         return None
     if len({ln.line for ln in lines}) != len(lines) or len({(h.claim_id, h.line) for h in history}) != len(history):
         return None
     return Claim(claim_id, person, lines, history)
+
+
+def read_fast(data: bytes) -> Claim | None:
+    """The claim in one JSON text (UTF-8 bytes, e.g. a JSONL line) when it has nothing wrong;
+    None otherwise, and then parse_claim_text reads it and words its problems.
+
+    orjson parses the text: what it accepts, json.loads reads to the same value, except an
+    integer beyond 64 bits (a float to orjson), which the fast path declines as it declines every
+    float. What json.loads reads and orjson refuses (a byte order mark, NaN, a lone surrogate,
+    deep nesting) is left to parse_claim_text, so the errors stay json's words."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return _fast_claim(obj)
 
 
 def _decode(text: str, source: str | None, record: int | None) -> Any:
@@ -854,25 +902,6 @@ def _doc_facts(number: int, doc: Documentation) -> list[Row]:
     return rows
 
 
-def _line_facts(ln: Line, facts: Facts) -> None:
-    n = ln.line
-    facts["line"].append((n, ln.code, ln.service_date, ln.pos, ln.rendering_npi, ln.units))
-    facts["line_modifier"] += [(n, m) for m in ln.modifiers]
-    facts["line_diagnosis"] += [(n, dx) for dx in ln.diagnoses]
-    if ln.rendering_credential is not None:
-        facts["line_credential"].append((n, ln.rendering_credential))
-    if ln.drug is not None:
-        facts["line_drug"].append((n, ln.drug.ndc, ln.drug.name, ln.drug.dose))
-    if ln.documentation is not None:
-        facts["line_documented"].append((n,))
-        facts["line_doc"] += _doc_facts(n, ln.documentation)
-
-
-def _history_facts(h: HistoryLine, facts: Facts) -> None:
-    facts["history"].append((h.claim_id, h.line, h.code, h.service_date, h.pos, h.rendering_npi, h.units))
-    facts["history_modifier"] += [(h.claim_id, h.line, m) for m in h.modifiers]
-
-
 CLAIM_RELATIONS = (
     "claim",
     "line",
@@ -887,15 +916,57 @@ CLAIM_RELATIONS = (
 )
 
 
-def claim_to_facts(claim: Claim) -> Facts:
+class ClaimFacts(dict[str, list[Row]]):
+    """Facts as claim_to_facts gives them: every relation of CLAIM_RELATIONS, each a list of
+    distinct tuples of one length, in sorted order. A batch backend takes these rows as they are
+    instead of deduplicating and sorting them again (engine/backends/duckdb.py)."""
+
+
+def _distinct(rows: list[Row]) -> list[Row]:
+    return sorted(set(rows)) if len(rows) > 1 else rows
+
+
+def claim_to_facts(claim: Claim) -> ClaimFacts:
     """The claim as rows of every `.claim` relation in kb/claim.dl, deduplicated and sorted."""
-    facts: Facts = {name: [] for name in CLAIM_RELATIONS}
-    facts["claim"].append((claim.id, claim.patient.id))
+    lines: list[Row] = []
+    modifiers: list[Row] = []
+    diagnoses: list[Row] = []
+    credentials: list[Row] = []
+    drugs: list[Row] = []
+    documented: list[Row] = []
+    docs: list[Row] = []
     for ln in claim.lines:
-        _line_facts(ln, facts)
+        n = ln.line
+        lines.append((n, ln.code, ln.service_date, ln.pos, ln.rendering_npi, ln.units))
+        if ln.modifiers:
+            modifiers += [(n, m) for m in ln.modifiers]
+        if ln.diagnoses:
+            diagnoses += [(n, dx) for dx in ln.diagnoses]
+        if ln.rendering_credential is not None:
+            credentials.append((n, ln.rendering_credential))
+        if ln.drug is not None:
+            drugs.append((n, ln.drug.ndc, ln.drug.name, ln.drug.dose))
+        if ln.documentation is not None:
+            documented.append((n,))
+            docs += _doc_facts(n, ln.documentation)
+    history: list[Row] = []
+    history_modifiers: list[Row] = []
     for h in claim.history:
-        _history_facts(h, facts)
-    return {name: sorted(set(rows)) for name, rows in facts.items()}
+        history.append((h.claim_id, h.line, h.code, h.service_date, h.pos, h.rendering_npi, h.units))
+        if h.modifiers:
+            history_modifiers += [(h.claim_id, h.line, m) for m in h.modifiers]
+    return ClaimFacts(  # in CLAIM_RELATIONS order
+        claim=[(claim.id, claim.patient.id)],
+        line=_distinct(lines),
+        line_modifier=_distinct(modifiers),
+        line_diagnosis=_distinct(diagnoses),
+        line_credential=_distinct(credentials),
+        line_drug=_distinct(drugs),
+        line_documented=_distinct(documented),
+        line_doc=_distinct(docs),
+        history=_distinct(history),
+        history_modifier=_distinct(history_modifiers),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,13 +32,14 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import duckdb
 import networkx as nx
 
 from engine.backends import OUTCOMES, BatchModel
-from engine.claims import Facts
+from engine.claims import ClaimFacts, Facts
 from engine.compiler import CompiledProgram
 from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm, IVar, RelKind, Value
 from engine.kb import LoadedKB
@@ -541,6 +542,31 @@ def _read_csv(path: Path, types: tuple[str, ...], *, ck: bool) -> str:
     return f"read_csv({literal}, header=false, columns={{{spec}}}, delim=',', quote='\"', escape='\"'{keep}, auto_detect=false)"
 
 
+def _keyed_csv(parts: list[tuple[int, list[Row]]], keys: Sequence[str]) -> bytes | None:
+    """What csv.writer writes for the rows `(ck, *row)` of every part (`keys[ck]` is str(ck)),
+    made with one %-format. None when that would differ: a value holding a comma, quote or line
+    break (csv.writer quotes it), a None (csv.writer writes nothing) or text that is not UTF-8
+    (csv.writer raises what it always raised); csv.writer then writes the rows itself. Every row
+    must have the length of the first."""
+    form = ",%s" * len(parts[0][1][0]) + "\n"
+    values: list[Row] = []
+    for _ck, rows in parts:
+        values += rows
+    text = "".join([(keys[ck] + form) * len(rows) for ck, rows in parts]) % tuple(chain.from_iterable(values))
+    if (
+        text.count("\n") != len(values)
+        or text.count(",") != len(values) * len(values[0])
+        or '"' in text
+        or "\r" in text
+        or "None" in text
+    ):
+        return None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
 # ---------------------------------------------------------------------------------------------
 # The backend
 
@@ -630,6 +656,17 @@ class DuckDBBackend:
             csv.writer(fh, lineterminator="\n").writerows(rows)
         self.con.execute(f"INSERT INTO {table} SELECT * FROM {_read_csv(path, self.types[rel], ck=ck)}")
 
+    def _load_keyed(self, table: str, rel: str, parts: list[tuple[int, list[Row]]], keys: Sequence[str] | None) -> None:
+        """A claim-dependent relation's rows, as each claim's `(ck, rows)`. `keys` (str(ck) for each
+        ck) when every part is a ClaimFacts relation (rows of one length): _keyed_csv may write them."""
+        data = _keyed_csv(parts, keys) if keys is not None else None
+        if data is None:
+            self._load(table, rel, [(ck, *r) for ck, rows in parts for r in rows], ck=True)
+            return
+        path = self._tmp / "rows.csv"
+        path.write_bytes(data)
+        self.con.execute(f"INSERT INTO {table} SELECT * FROM {_read_csv(path, self.types[rel], ck=True)}")
+
     def _run_step(self, step: Step, nonempty: set[str] | None = None) -> None:
         """Fill the step's relations. With `nonempty` (the claim-dependent relations that have rows
         so far), run only the rules that can fire, and add the relations that got rows."""
@@ -663,10 +700,11 @@ class DuckDBBackend:
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}  # until this chunk ends
         con.execute(f"DELETE FROM {_q('_claims')}")
         models = [BatchModel() for _ in chunk]
-        inputs: dict[str, list[Row]] = {}
+        inputs: dict[str, list[tuple[int, list[Row]]]] = {}  # table relation -> (ck, rows) in chunk order
         targets: dict[str, str] = {}  # relation -> the table its facts go to, checked once per chunk
         for ck, facts in enumerate(chunk):
             given = models[ck].relations
+            made = type(facts) is ClaimFacts  # distinct and sorted already
             for rel, rows in facts.items():
                 target = targets.get(rel)
                 if target is None:
@@ -676,16 +714,17 @@ class DuckDBBackend:
                 if not rows:
                     given[rel] = []
                     continue
-                clean = sorted(set(map(tuple, rows)))  # one type per column: natural order is _key order
+                clean = rows if made else sorted(set(map(tuple, rows)))  # one type per column: natural order is _key order
                 given[rel] = clean
                 sink = inputs.get(target)
                 if sink is None:
                     sink = inputs[target] = []
-                sink += [(ck, *r) for r in clean]
+                sink.append((ck, clean))
         self._load_claims(len(chunk))
-        for rel, rows in inputs.items():
-            self._load(table_name(cp, rel), rel, rows, ck=True)
-        nonempty = {rel for rel, rows in inputs.items() if rows}
+        keys = [str(ck) for ck in range(len(chunk))] if all(type(f) is ClaimFacts for f in chunk) else None
+        for rel, parts in inputs.items():
+            self._load_keyed(table_name(cp, rel), rel, parts, keys)
+        nonempty = set(inputs)
         for step in self.sql.steps:
             self._run_step(step, nonempty)
         self._filled = nonempty
@@ -732,11 +771,16 @@ class DuckDBBackend:
                 continue
             grouped: dict[int, list[Row]] = {}
             for rec in con.execute(f"SELECT * FROM {table_name(cp, rel)}").fetchall():
-                grouped.setdefault(rec[0], []).append(rec[1:])
+                rows = grouped.get(rec[0])
+                if rows is None:
+                    grouped[rec[0]] = [rec[1:]]
+                else:
+                    rows.append(rec[1:])
             for m in models:
                 m.relations.setdefault(rel, [])
             for ck, rows in grouped.items():
-                models[ck].relations[rel] = sorted(rows)  # a set already (UNION); one type per column
+                rows.sort()  # a set already (UNION); one type per column
+                models[ck].relations[rel] = rows
 
     def close(self) -> None:
         atexit.unregister(self.close)

@@ -4,6 +4,9 @@
 falls back to `read_claim` (field by field, every problem worded) when the fast path declines.
 So for any JSON value the two must agree: the same Claim, or the fast path declines and the
 reference's ClaimError stands. Never may the fast path accept what the reference rejects.
+
+Scrub reads a JSONL line with `read_fast` first (orjson, then `_fast_claim`); `parse_claim_text`
+(json.loads, then `parse_claim`) stays the reference for the line's bytes, and words every error.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from typing import Any
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
-from engine.claims import ClaimError, _fast_claim, parse_claim, read_claim
+from engine.claims import ClaimError, _fast_claim, parse_claim, parse_claim_text, read_claim, read_fast
+from engine.formats.reader import parse_line
 from fuzz import BUDGET
 from fuzz.strategies import JSON_VALUES, claims
 
@@ -32,6 +37,109 @@ def _agree(obj: Any) -> bool:
         return False
     assert fast is None or fast == reference
     return fast is not None
+
+
+def _agree_bytes(raw: bytes) -> bool:
+    """Whether read_fast accepted the line; fails when it disagrees with parse_claim_text."""
+    fast = read_fast(raw)
+    try:
+        reference = parse_claim_text(raw.rstrip(b"\r\n").decode("utf-8-sig"))
+    except (UnicodeDecodeError, ClaimError) as e:
+        assert fast is None, f"read_fast accepted a line the reader rejects: {e}"
+        return False
+    assert fast is None or fast == reference
+    return fast is not None
+
+
+# Values where orjson and json.loads part ways, or that JSON text spells in more than one way:
+# integers beyond 64 bits (orjson: a float), NaN and infinities (json.loads only), lone and
+# paired surrogates, integral floats, text with escapes.
+ODD_VALUES = st.sampled_from(
+    [2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**30, float("nan"), float("inf"), 1.0, 1e300, -0.0]
+    + ["\ud800", "a\udfffb", "\U0001f600", '"', "\\", "\n", "\u2028", "\x00", "96372\t"]
+)
+
+
+def _put(obj: Any, value: Any, where: int) -> Any:
+    """obj with one value swapped for `value`: in a line (the `where`-th key) or at the top."""
+    if isinstance(obj, dict):
+        lines = obj.get("lines")
+        target = lines[0] if isinstance(lines, list) and lines and isinstance(lines[0], dict) else obj
+        keys = list(target) or ["id"]
+        target[keys[where % len(keys)]] = value
+    return obj
+
+
+def _spell(obj: Any, ascii_only: bool, bom: bool, ending: bytes) -> bytes | None:
+    """obj as one JSONL line (None when its text cannot be UTF-8, e.g. a lone surrogate)."""
+    try:
+        raw = json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return (b"\xef\xbb\xbf" if bom else b"") + raw + ending
+
+
+LINES = st.builds(
+    _spell,
+    st.one_of(
+        claims(broken=False),
+        claims(broken=True),
+        JSON_VALUES,
+        st.builds(_put, claims(broken=False), ODD_VALUES, st.integers(0, 20)),
+    ),
+    st.booleans(),
+    st.sampled_from([False, False, False, True]),
+    st.sampled_from([b"", b"\n", b"\r\n", b" \n"]),
+).filter(lambda raw: raw is not None)
+
+
+@BUDGET
+@given(LINES)
+def test_a_jsonl_line_is_declined_or_read_as_json_loads_reads_it(raw: bytes) -> None:
+    _agree_bytes(raw)
+
+
+@BUDGET
+@given(st.builds(_put, claims(broken=False), ODD_VALUES, st.integers(0, 20)), st.booleans())
+def test_odd_values_are_declined_or_read_the_same_way(obj: dict[str, Any], ascii_only: bool) -> None:
+    raw = _spell(obj, ascii_only, False, b"\n")
+    if raw is not None:
+        _agree_bytes(raw)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 18446744073709551616, "service_date": "2024-01-02",'
+        ' "code": "96372", "pos": "11", "rendering_npi": "1"}]}',  # beyond 64 bits: a float to orjson
+        '{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 1, "service_date": "2024-01-02",'
+        ' "code": "\\ud800", "pos": "11", "rendering_npi": "1"}]}',  # a lone surrogate: json.loads only
+        '\ufeff{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 1, "service_date": "2024-01-02",'
+        ' "code": "96372", "pos": "11", "rendering_npi": "1"}]}',  # a byte order mark
+    ],
+)
+def test_what_orjson_refuses_or_reads_otherwise_is_read_by_json_loads(text: str) -> None:
+    raw = text.encode("utf-8")
+    assert read_fast(raw) is None
+    record = parse_line(7, raw)
+    assert record.item == parse_claim_text(text.removeprefix("\ufeff"))
+
+
+def test_every_bundled_batch_line_is_read_as_before() -> None:
+    """parse_line, fast path first, gives what json.loads and parse_claim give, error or claim."""
+    fast = 0
+    for n, raw in enumerate((ROOT / "examples" / "batch.jsonl").read_bytes().splitlines(), 1):
+        if not raw.strip():
+            continue
+        fast += _agree_bytes(raw)
+        got = parse_line(n, raw).item
+        try:
+            want: Any = parse_claim_text(raw.decode("utf-8-sig"), record=n)
+        except ClaimError as e:
+            assert isinstance(got, ClaimError) and (got.problems, got.record) == (e.problems, e.record)
+        else:
+            assert got == want
+    assert fast >= 25
 
 
 @BUDGET

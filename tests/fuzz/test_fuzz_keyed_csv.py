@@ -1,0 +1,73 @@
+"""The DuckDB backend hands claim rows to DuckDB as CSV written with one %-format per relation
+(`_keyed_csv`); it must write exactly what csv.writer writes for the same rows, or decline (and
+csv.writer writes them). So DuckDB reads the same file whichever wrote it, and an error quoting
+a CSV line reads the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.backends.duckdb import _keyed_csv
+from engine.claims import Row
+from fuzz import BUDGET
+
+KEYS = [str(ck) for ck in range(40)]
+# Values a row may hold, and the awkward ones on purpose: text csv.writer must quote, None (it
+# writes nothing), the word None, surrogates (not UTF-8), numbers of every size.
+VALUES = st.one_of(
+    st.integers(),
+    st.text(max_size=6),
+    st.text(st.characters(codec="utf-8"), max_size=6),
+    st.sampled_from(["", ",", '"', "\n", "\r", "a\r\nb", "None", "Nonexistent", "\ud800", " x ", "%s", "%"]),
+    st.none(),
+    st.booleans(),
+    st.floats(),
+)
+
+
+@st.composite
+def relations(draw: st.DrawFn) -> list[tuple[int, list[Row]]]:
+    """Each claim key's rows of one relation (rows of one length), keys ascending as in a chunk."""
+    width = draw(st.integers(0, 4))
+    row = st.tuples(*[VALUES] * width)
+    keys = sorted(draw(st.sets(st.integers(0, len(KEYS) - 1), min_size=1, max_size=6)))
+    return [(ck, draw(st.lists(row, min_size=1, max_size=4))) for ck in keys]
+
+
+def _csv_writer(parts: list[tuple[int, list[Row]]]) -> bytes | None:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([(ck, *r) for ck, rows in parts for r in rows])
+    try:
+        return buf.getvalue().encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
+@BUDGET
+@given(relations())
+def test_keyed_csv_writes_what_csv_writer_writes_or_declines(parts: list[tuple[int, list[Row]]]) -> None:
+    data = _keyed_csv(parts, KEYS)
+    assert data is None or data == _csv_writer(parts)
+
+
+def test_plain_claim_rows_take_the_one_format_path() -> None:
+    parts: list[tuple[int, list[Row]]] = [
+        (0, [(1, "96372", "2024-03-07", "11", "1234567893", 1), (2, "J3420", "2024-03-07", "11", "1234567893", 2)]),
+        (3, [(1, "99213", "2024-03-08", "22", "1245319599", 1)]),
+    ]
+    data = _keyed_csv(parts, KEYS)
+    assert data == _csv_writer(parts)
+    assert data == (
+        b"0,1,96372,2024-03-07,11,1234567893,1\n0,2,J3420,2024-03-07,11,1234567893,2\n"
+        b"3,1,99213,2024-03-08,22,1245319599,1\n"
+    )
+
+
+def test_values_csv_writer_writes_otherwise_are_left_to_it() -> None:
+    for value in ("a,b", 'say "hi"', "two\nlines", "cr\r", None, "None", "\ud800"):
+        assert _keyed_csv([(0, [(1, value)])], KEYS) is None, value
