@@ -30,14 +30,14 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import networkx as nx
 
-from engine.backends import OUTCOMES, BatchModel
+from engine.backends import OUTCOMES, BatchModel, MessageRequest
 from engine.claims import Facts
 from engine.compiler import CompiledProgram
 from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm, IVar, RelKind, Value
@@ -227,6 +227,7 @@ class SqlProgram:
     # claim-dependent relation reads only its rows whose column holds one of the chunk's values
     big: frozenset[str] = frozenset()
     solutions: dict[int, str] = field(default_factory=dict)  # outcome rule index -> its solutions SELECT
+    solution_names: dict[int, tuple[str, ...]] = field(default_factory=dict)  # ... and the variables it shows
     # outcome rule index -> the head's constant arguments (position, value): a rule has solutions in
     # a chunk only if the outcome relation holds a row with these values
     head_consts: dict[int, tuple[tuple[int, Value], ...]] = field(default_factory=dict)
@@ -289,6 +290,7 @@ def compile_sql(
             sql = _rule_sql(sp, rule, solutions=True)
             if sql is not None:
                 sp.solutions[rule.index] = sql
+                sp.solution_names[rule.index] = tuple(sp.named_vars(rule))
                 sp.head_consts[rule.index] = tuple(
                     (i, a.value) for i, a in enumerate(rule.head.args) if isinstance(a, IConst)
                 )
@@ -370,7 +372,8 @@ class _NoRows(Exception):
 def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) -> str | None:
     """The rule as one SELECT of (ck, head columns). With `solutions`: one row per solution of the
     body instead, with every named variable after the head, in the order the prover enumerates
-    solutions (depth first, each positive atom's candidates sorted by row)."""
+    solutions (depth first, each positive atom's candidates sorted by row). Only the columns that
+    bind a new variable order them: any other column equals a constant or a column before it."""
     cp, types = sp.cp, sp.types
     order: list[str] = []
     froms: list[str] = []
@@ -420,7 +423,6 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                 if lit.relation in sp.big:
                     source = _semi_joined(source, lit.args, cols, env, claim_side)
                 froms.append(f"{source} {alias}")
-                order += [f"{alias}.c{i}" for i in range(len(lit.args))]
                 if has_ck:
                     if ck is None:
                         ck = f"{alias}.ck"
@@ -430,6 +432,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     col = f"{alias}.c{i}"
                     if isinstance(a, IVar) and a.name not in env:
                         env[a.name] = (col, cols[i])
+                        order.append(col)
                         if has_ck:
                             claim_side[a.name] = (table_name(cp, lit.relation), f"c{i}")
                         continue
@@ -654,9 +657,12 @@ class DuckDBBackend:
 
     # -- a chunk ---------------------------------------------------------------------------
 
-    def evaluate_many(self, chunk: Sequence[Facts], relations: Iterable[str] | None = None) -> list[BatchModel]:
+    def evaluate_many(
+        self, chunk: Sequence[Facts], relations: Iterable[str] | None = None, messages: MessageRequest | None = None
+    ) -> list[BatchModel]:
         """One model per claim: its claim facts, the outcome relations and the solutions that
-        fill each reason's message (`relations`: these relations instead, e.g. all of them)."""
+        fill each reason's message (`relations`: these relations instead, e.g. all of them;
+        `messages`: only what the messages show of the solutions, see MessageRequest)."""
         cp, con = self.cp, self.con
         for rel in sorted(self._filled):
             con.execute(f"DELETE FROM {table_name(cp, rel)}")
@@ -693,14 +699,20 @@ class DuckDBBackend:
             self._fetch(models, sorted(relations))
         else:
             self._fetch(models, self.outcomes)
-            self._fetch_solutions(models)
+            if messages is not None:
+                self._fetch_messages(models, messages)
+            else:
+                self._fetch_solutions(models)
         return models
 
-    def _fetch_solutions(self, models: list[BatchModel]) -> None:
-        """Each outcome row's solutions (distinct named bindings, in the prover's order). A rule
-        whose head matches no outcome row of the chunk has none, and is not queried."""
+    def _solved_rules(self, models: list[BatchModel], indices: Iterable[int]) -> Iterable[tuple[int, str]]:
+        """The outcome rules (index, solutions SELECT) among `indices` whose head matches an
+        outcome row of the chunk: any other has no solutions, and is not queried."""
         heads: dict[tuple[str, tuple[int, ...]], set[tuple]] = {}
-        for index, sql in self.sql.solutions.items():
+        for index in indices:
+            sql = self.sql.solutions.get(index)
+            if sql is None:
+                continue
             rule = self.cp.rules[index]
             consts = self.sql.head_consts[index]
             key = (rule.head.relation, tuple(i for i, _ in consts))
@@ -709,8 +721,13 @@ class DuckDBBackend:
                 found_heads = heads[key] = {
                     tuple(row[i] for i in key[1]) for m in models for row in m.relations.get(key[0], ())
                 }
-            if tuple(v for _, v in consts) not in found_heads:
-                continue
+            if tuple(v for _, v in consts) in found_heads:
+                yield index, sql
+
+    def _fetch_solutions(self, models: list[BatchModel]) -> None:
+        """Each outcome row's solutions (distinct named bindings, in the prover's order)."""
+        for index, sql in self._solved_rules(models, self.sql.solutions):
+            rule = self.cp.rules[index]
             names = SqlProgram.named_vars(rule)
             head_n = len(rule.head.args)
             seen: set[tuple] = set()  # a repeated row is a repeated solution (same claim, head, bindings)
@@ -720,6 +737,27 @@ class DuckDBBackend:
                 seen.add(rec)
                 found = models[rec[0]].solutions.setdefault((index, rec[1 : head_n + 1]), [])
                 found.append(dict(zip(names, rec[head_n + 1 :], strict=True)))
+
+    def _fetch_messages(self, models: list[BatchModel], request: MessageRequest) -> None:
+        """What each outcome row's message shows of its solutions (see MessageRequest), merged
+        while the rows stream in: they come ordered by claim, head and the prover's order."""
+        limit, join = request.limit, request.join
+        for index, sql in self._solved_rules(models, request.names):
+            bound = self.sql.solution_names[index]
+            n = len(self.cp.rules[index].head.args) + 1  # ck and the head columns
+            # each name's place among the solution's columns (None: the rule does not bind it)
+            places = [n + bound.index(name) if name in bound else None for name in request.names[index]]
+            head: tuple | None = None
+            sols: dict[tuple, None] = {}  # the head's distinct solutions so far, in order
+            for rec in self.con.execute(sql).fetchall():
+                if rec[:n] != head:
+                    if head is not None:
+                        models[head[0]].messages[(index, head[1:])] = _merged(sols, places, join)
+                    head, sols = rec[:n], {}
+                if len(sols) < limit:
+                    sols[rec] = None
+            if head is not None:
+                models[head[0]].messages[(index, head[1:])] = _merged(sols, places, join)
 
     def _load_claims(self, n: int) -> None:
         if n:
@@ -742,6 +780,16 @@ class DuckDBBackend:
         atexit.unregister(self.close)
         self.con.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _merged(
+    sols: dict[tuple, None], places: list[int | None], join: Callable[[list[str]], str]
+) -> tuple[str | None, ...]:
+    """adjudicate._merge, then str(), of the columns at `places` of one head's solutions."""
+    if len(sols) == 1:
+        (only,) = sols
+        return tuple(None if p is None else str(only[p]) for p in places)
+    return tuple(None if p is None else join([str(v) for v in dict.fromkeys(s[p] for s in sols)]) for p in places)
 
 
 def prepare_tables(kb: LoadedKB) -> None:
