@@ -17,6 +17,7 @@ dict is built per solution.
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from engine.api import PolicyKB
 
 _Key = tuple[bool, int, str]  # explain.result.precedence_key
+_DENIAL, _WARNING, _OVERRIDDEN = 0, 1, 2  # a reason's group on its line, in reading order
+_ROLES = {_WARNING: "warning", _OVERRIDDEN: "overridden"}
+_place = operator.itemgetter(0)
+_line_number = operator.attrgetter("line")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # as adjudicate._fill reads a message
 
 
@@ -45,7 +50,7 @@ def _names(message: str) -> tuple[str, ...]:
 class _RuleTemplate:
     """What every reason of one rule id with one severity shares, and how to fill its message."""
 
-    __slots__ = ("base", "denies", "key", "message", "pieces", "rule_indices", "slots", "templated")
+    __slots__ = ("base", "denies", "format", "key", "message", "pieces", "rule_indices", "slots", "templated")
 
     def __init__(self, base: dict[str, Any], message: str, rule_indices: tuple[int, ...]):
         self.base = base
@@ -57,12 +62,19 @@ class _RuleTemplate:
         self.pieces: list[str] = _PLACEHOLDER.split(message)
         # each placeholder piece with its name's place in the backend's values (names, in order)
         self.slots = tuple((i, names.index(self.pieces[i])) for i in range(1, len(self.pieces), 2))
+        # the same as a str.format template over the values: literal braces doubled
+        self.format = "".join(
+            f"{{{names.index(p)}}}" if i % 2 else p.replace("{", "{{").replace("}", "}}")
+            for i, p in enumerate(self.pieces)
+        )
         self.rule_indices = rule_indices
         self.denies = base["severity"] == "deny"
 
     def fill(self, values: tuple[str | None, ...]) -> str:
         """adjudicate._fill with the merged bindings: a name the rule does not bind stays as
         written, `{name}`."""
+        if None not in values:
+            return self.format.format(*values)
         out = self.pieces[:]
         for i, k in self.slots:
             v = values[k]
@@ -140,7 +152,9 @@ class BatchDecider:
         overrides: dict[tuple[int, str], str] = {}
         for ln, rule, by in model.rows("overridden"):
             overrides.setdefault((int(ln), str(rule)), str(by))
-        by_line: dict[int, list[tuple[_RuleTemplate, dict[str, Any], bool]]] = {}
+        # line -> its reasons, each with where explain.result.assign_roles puts it: in-force
+        # denials, then in-force warnings, then overridden findings, each group by precedence_key
+        by_line: dict[int, list[tuple[tuple[int, _Key], dict[str, Any]]]] = {}
         for severity in ("deny", "warn"):
             for ln, rule_id in model.rows(severity):
                 n, rid = int(ln), str(rule_id)
@@ -150,24 +164,23 @@ class BatchDecider:
                 overrider = overrides.get((n, rid))
                 if overrider:
                     d["overridden_by"] = overrider
-                by_line.setdefault(n, []).append((t, d, overrider is None))
+                group = _OVERRIDDEN if overrider else _DENIAL if t.denies else _WARNING
+                by_line.setdefault(n, []).append(((group, t.key), d))
         lines = []
-        for line in sorted(claim.lines, key=lambda x: x.line):
+        for line in sorted(claim.lines, key=_line_number):
             found = by_line.get(line.line)
             primary = None
             reasons: list[dict[str, Any]] = []
             if found:  # explain.result.assign_roles
-                denials = sorted((r for r in found if r[0].denies and r[2]), key=lambda r: r[0].key)
-                warnings = sorted((r for r in found if not r[0].denies and r[2]), key=lambda r: r[0].key)
-                overridden = sorted((r for r in found if not r[2]), key=lambda r: r[0].key)
-                for i, (_t, d, _f) in enumerate(denials):
-                    d["role"] = "primary" if i == 0 else "supporting"
-                for _t, d, _f in warnings:
-                    d["role"] = "warning"
-                for _t, d, _f in overridden:
-                    d["role"] = "overridden"
-                primary = denials[0][1]["rule"] if denials else None
-                reasons = [r[1] for r in (*denials, *warnings, *overridden)]
+                if len(found) > 1:
+                    found.sort(key=_place)  # stable, as assign_roles' sorts are
+                for (group, _key), d in found:
+                    if group == _DENIAL:
+                        d["role"] = "supporting" if primary else "primary"
+                        primary = primary or d["rule"]
+                    else:
+                        d["role"] = _ROLES[group]
+                    reasons.append(d)
             lines.append(
                 {
                     "line": line.line,
