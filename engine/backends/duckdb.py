@@ -387,9 +387,10 @@ class _NoRows(Exception):
 
 def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) -> str | None:
     """The rule as one SELECT of (ck, head columns). With `solutions`: one row per solution of the
-    body instead, with every named variable after the head, in the order the prover enumerates
-    solutions (depth first, each positive atom's candidates sorted by row). Only the columns that
-    bind a new variable order them: any other column equals a constant or a column before it."""
+    body instead, with the head and every named variable (laid out as sp.solution_layout says),
+    ordered by claim and head, then as the prover enumerates solutions (depth first, each
+    positive atom's candidates sorted by row). Only the columns that bind a new variable order
+    them: any other column equals a constant or a column before it."""
     cp, types = sp.cp, sp.types
     order: list[str] = []
     froms: list[str] = []
