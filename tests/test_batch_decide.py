@@ -16,7 +16,7 @@ import pytest
 
 from engine.api import BatchWorker, PolicyKB
 from engine.backends.decide import decide_many
-from engine.claims import Claim, Line, load_claims, parse_claim, parse_claim_text
+from engine.claims import Claim, Line, claim_to_facts, load_claims, parse_claim, parse_claim_text
 from engine.explain.result import ClaimResult
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,3 +111,129 @@ def test_scrub_worker_uses_the_fast_path_only_without_proofs(kb: PolicyKB) -> No
     assert BatchWorker(kb, "duckdb", False, False).many(claims) == _reference(kb, claims)
     with_proofs = BatchWorker(kb, "duckdb", True, False).many(claims)
     assert any(r["because"] for res in with_proofs for ln in res["lines"] for r in ln["reasons"])  # type: ignore[index]
+
+
+# -- messages merged by the backend (MessageRequest) ------------------------------------------------
+
+MESSAGE_RULES = """
+/**
+ * @id t.many
+ * @title Many findings
+ * @summary Every pair of a diagnosis and a modifier of the line is a solution.
+ * @source test
+ * @kind policy
+ * @severity deny
+ * @group CO
+ * @carc 16
+ * @message Line {l} ({c}): {dx} with {m}.
+ */
+deny(l, "t.many") :- line(l, c, _, _, _, _), line_diagnosis(l, dx), line_modifier(l, m).
+
+/**
+ * @id t.pos99
+ * @title POS 99
+ * @summary A second deny rule (the claim below never bills POS 99).
+ * @source test
+ * @kind policy
+ * @severity deny
+ * @group CO
+ * @carc 58
+ * @message Line {l} is billed in POS {p}.
+ */
+deny(l, "t.pos99") :- line(l, _, _, p, _, _), p = "99".
+
+/**
+ * @id t.units
+ * @title Units already billed
+ * @summary The units of each history line for the same code and date.
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Line {l} was billed before with {u} unit(s).
+ */
+warn(l, "t.units") :- line(l, c, d, _, _, _), history(_, _, c, d, _, _, u).
+
+/**
+ * @id t.plain
+ * @title No placeholder
+ * @summary A message that names no variable.
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Nothing to fill here.
+ */
+warn(l, "t.plain") :- line(l, _, _, _, _, _), line_modifier(l, "25").
+"""
+
+# t.pos99 never fires below: it gives deny a second rule, so that deny's step is a UNION (the
+# DuckDB backend de-duplicates a relation's rows only there: a relation derived by one rule keeps
+# a repeated row, which is not what these tests are about)
+
+# units of the history lines H01..H15 (the order the prover takes them in): 15 rows, 13 distinct
+UNITS = [3, 3, 1, 2, 5, 1, 4, 6, 7, 8, 9, 10, 11, 12, 13]
+
+
+@pytest.fixture(scope="module")
+def message_kb(tmp_path_factory: pytest.TempPathFactory) -> PolicyKB:
+    root = tmp_path_factory.mktemp("message_kb")
+    for name in ("claim.dl", "types.dl"):
+        (root / name).write_text((ROOT / "tests/fixtures/lint_kb" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (root / "messages.dl").write_text(MESSAGE_RULES, encoding="utf-8")
+    return PolicyKB.open(root)
+
+
+def _message_claim() -> Claim:
+    line = {
+        "line": 1,
+        "service_date": "2024-03-01",
+        "code": "99213",
+        "units": 1,
+        "pos": "11",
+        "rendering_npi": "1234567893",
+    }
+    diagnoses = [f"A{n:02}" for n in (14, 3, 9, 1, 12, 5, 2, 7, 11, 4, 13, 6, 10, 8)]  # 14, in no order
+    history = [{**line, "claim_id": f"H{i:02}", "units": u} for i, u in enumerate(UNITS, 1)]
+    return parse_claim(
+        {
+            "id": "MSG-1",
+            "patient": {"id": "P1", "birth_date": "1960-01-01", "sex": "F"},
+            "lines": [
+                {**line, "modifiers": ["59", "25"], "diagnoses": diagnoses},
+                {**line, "line": 2, "code": "99214", "diagnoses": ["B01"], "modifiers": ["76"]},
+            ],
+            "history": history,
+        }
+    )
+
+
+def test_a_merged_message_keeps_the_first_twelve_distinct_solutions_in_the_provers_order(message_kb: PolicyKB) -> None:
+    claim = _message_claim()
+    (fast,) = decide_many(message_kb, [claim])
+    messages = {(ln["line"], r["rule"]): r["message"] for ln in fast["lines"] for r in ln["reasons"]}  # type: ignore[index]
+    # line 1: 14 diagnoses x 2 modifiers = 28 solutions; the prover takes diagnoses in sorted order
+    # and, for each, the modifiers 25 then 59: the first twelve are A01..A06 with both modifiers
+    assert messages[(1, "t.many")] == "Line 1 (99213): A01, A02, A03, A04, A05 and A06 with 25 and 59."
+    # line 2: one solution, its values as they are
+    assert messages[(2, "t.many")] == "Line 2 (99214): B01 with 76."
+    # 15 history rows in claim-id order; repeated units are one solution (the claim id is `_`):
+    # 13 distinct, the first 12 in order of first appearance, numbers as str() writes them
+    assert messages[(1, "t.units")] == "Line 1 was billed before with 3, 1, 2, 5, 4, 6, 7, 8, 9, 10, 11 and 12 unit(s)."
+    assert messages[(1, "t.plain")] == "Nothing to fill here."
+    # and the whole record is the Adjudicator's, on either evaluator
+    assert fast == message_kb.adjudicate(claim, proofs=False).to_dict() == _reference(message_kb, [claim])[0]
+
+
+def test_only_the_rules_whose_message_names_a_variable_are_solved(message_kb: PolicyKB) -> None:
+    from engine.backends.decide import BatchDecider
+
+    request = BatchDecider(message_kb).request
+    rules = {message_kb.kb.compiled.rules[i].head.args[1].value: names for i, names in request.names.items()}  # type: ignore[union-attr]
+    assert rules == {"t.many": ("l", "c", "dx", "m"), "t.pos99": ("l", "p"), "t.units": ("l", "u")}
+    (model,) = message_kb.duckdb().evaluate_many([claim_to_facts(_message_claim())], messages=request)
+    assert model.relations["warn"] == [(1, "t.plain"), (1, "t.units")]
+    assert {head for _index, head in model.messages} == {(1, "t.many"), (2, "t.many"), (1, "t.units")}
+    assert not model.solutions

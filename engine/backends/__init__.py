@@ -8,13 +8,14 @@
 
 The interface both honour: given a chunk of claims' facts, return one `Model` per claim holding
 at least the claim relations and the outcome relations (`deny`, `warn`, `overridden`); a batch
-backend's BatchModel also carries each reason's bindings, which the pyDatalog path finds by
-re-solving the rule body over its model. Stages above cannot tell which backend ran.
+backend's BatchModel also carries each reason's bindings (or, asked with a MessageRequest, only
+what each message shows of them), which the pyDatalog path finds by re-solving the rule body
+over its model. Stages above cannot tell which backend ran.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +38,23 @@ class BatchModel(Model):
     adjudicator fills messages without re-solving rule bodies in Python."""
 
     solutions: dict[tuple[int, tuple], list[dict[str, Value]]] = field(default_factory=dict)
+    # asked with a MessageRequest instead: for each outcome row, the message's values as text
+    messages: dict[tuple[int, tuple], tuple[str | None, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MessageRequest:
+    """What a reason's message shows of its rule's solutions, asked of a batch backend that is to
+    merge them itself (scrub without proofs needs nothing else): for each outcome rule index, the
+    variables its message names. The backend gives, per head, one text per name, merged as
+    engine.adjudicate does (the first `limit` distinct solutions in the prover's order, then per
+    variable its distinct values in order of first appearance, one as str() gives it, several
+    as `join` joins their str()), or None for a name the rule does not bind; a head the rule has no
+    solution for has no entry. A rule index not asked for is not solved at all."""
+
+    names: Mapping[int, tuple[str, ...]]
+    limit: int
+    join: Callable[[list[str]], str]
 
 
 class Backend(Protocol):

@@ -25,12 +25,14 @@ from __future__ import annotations
 import atexit
 import csv
 import gc
+import itertools
+import operator
 import os
 import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -38,7 +40,7 @@ from pathlib import Path
 import duckdb
 import networkx as nx
 
-from engine.backends import OUTCOMES, BatchModel
+from engine.backends import OUTCOMES, BatchModel, MessageRequest
 from engine.claims import ClaimFacts, Facts
 from engine.compiler import CompiledProgram
 from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm, IVar, RelKind, Value
@@ -217,6 +219,20 @@ class Step:
         return "\nUNION\n".join(selects) if selects else None
 
 
+@dataclass(frozen=True)
+class SolutionLayout:
+    """The columns of a rule's solutions SELECT: the claim key first, then each distinct
+    expression once (a variable bound to a head argument's column, or to another variable's,
+    shares that column), so no value is fetched twice. Rows come ordered by claim, head, then
+    the prover's order."""
+
+    head: tuple[tuple[int | None, Value | None], ...]  # per head argument: its column, or (None, the constant)
+    names: dict[str, int]  # named variable -> its column (every name of SqlProgram.named_vars that is bound)
+
+    def head_of(self, rec: tuple) -> tuple:
+        return tuple(v if col is None else rec[col] for col, v in self.head)
+
+
 @dataclass
 class SqlProgram:
     cp: CompiledProgram
@@ -228,6 +244,8 @@ class SqlProgram:
     # claim-dependent relation reads only its rows whose column holds one of the chunk's values
     big: frozenset[str] = frozenset()
     solutions: dict[int, str] = field(default_factory=dict)  # outcome rule index -> its solutions SELECT
+    # outcome rule index -> where its solutions SELECT puts the head and the named variables
+    solution_layout: dict[int, SolutionLayout] = field(default_factory=dict)
     # outcome rule index -> the head's constant arguments (position, value): a rule has solutions in
     # a chunk only if the outcome relation holds a row with these values
     head_consts: dict[int, tuple[tuple[int, Value], ...]] = field(default_factory=dict)
@@ -370,8 +388,10 @@ class _NoRows(Exception):
 
 def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) -> str | None:
     """The rule as one SELECT of (ck, head columns). With `solutions`: one row per solution of the
-    body instead, with every named variable after the head, in the order the prover enumerates
-    solutions (depth first, each positive atom's candidates sorted by row)."""
+    body instead, with the head and every named variable (laid out as sp.solution_layout says),
+    ordered by claim and head, then as the prover enumerates solutions (depth first, each
+    positive atom's candidates sorted by row). Only the columns that bind a new variable order
+    them: any other column equals a constant or a column before it."""
     cp, types = sp.cp, sp.types
     order: list[str] = []
     froms: list[str] = []
@@ -421,7 +441,6 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                 if lit.relation in sp.big:
                     source = _semi_joined(source, lit.args, cols, env, claim_side)
                 froms.append(f"{source} {alias}")
-                order += [f"{alias}.c{i}" for i in range(len(lit.args))]
                 if has_ck:
                     if ck is None:
                         ck = f"{alias}.ck"
@@ -431,6 +450,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     col = f"{alias}.c{i}"
                     if isinstance(a, IVar) and a.name not in env:
                         env[a.name] = (col, cols[i])
+                        order.append(col)
                         if has_ck:
                             claim_side[a.name] = (table_name(cp, lit.relation), f"c{i}")
                         continue
@@ -474,8 +494,27 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                 raise _NoRows
             select.append(f"{expr} AS c{i}")
         if solutions:
-            names = sp.named_vars(rule)
-            select += [f"{env[v][0]} AS {_q('v:' + v)}" for v in names if v in env]
+            exprs = [ck or "0"]  # see SolutionLayout
+            head: list[tuple[int | None, Value | None]] = []
+            for a in rule.head.args:
+                if isinstance(a, IConst):
+                    head.append((None, a.value))
+                    continue
+                expr = term(a)[0]
+                if expr not in exprs:
+                    exprs.append(expr)
+                head.append((exprs.index(expr), None))
+            keys = [str(col + 1) for col, _ in head if col is not None]
+            placed: dict[str, int] = {}
+            for v in sp.named_vars(rule):
+                if v in env:
+                    if env[v][0] not in exprs:
+                        exprs.append(env[v][0])
+                    placed[v] = exprs.index(env[v][0])
+            sp.solution_layout[rule.index] = SolutionLayout(tuple(head), placed)
+            select = [f"{e} AS s{i}" for i, e in enumerate(exprs)]
+            heads = {exprs[col] for col, _ in head if col is not None}  # sorted on already
+            order[:] = ["1", *dict.fromkeys(keys), *(k for k in order if k not in heads)]
     except _NoRows:
         return None
     sql = f"SELECT {', '.join(select) or '1'}"
@@ -484,7 +523,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
     if conds:
         sql += "\nWHERE " + "\n  AND ".join(conds)
     if solutions:
-        sql += "\nORDER BY " + ", ".join([*(str(i + 1) for i in range(len(rule.head.args) + 1)), *order])
+        sql += "\nORDER BY " + ", ".join(order)
     return sql
 
 
@@ -691,9 +730,12 @@ class DuckDBBackend:
 
     # -- a chunk ---------------------------------------------------------------------------
 
-    def evaluate_many(self, chunk: Sequence[Facts], relations: Iterable[str] | None = None) -> list[BatchModel]:
+    def evaluate_many(
+        self, chunk: Sequence[Facts], relations: Iterable[str] | None = None, messages: MessageRequest | None = None
+    ) -> list[BatchModel]:
         """One model per claim: its claim facts, the outcome relations and the solutions that
-        fill each reason's message (`relations`: these relations instead, e.g. all of them)."""
+        fill each reason's message (`relations`: these relations instead, e.g. all of them;
+        `messages`: only what the messages show of the solutions, see MessageRequest)."""
         cp, con = self.cp, self.con
         for rel in sorted(self._filled):
             con.execute(f"DELETE FROM {table_name(cp, rel)}")
@@ -732,33 +774,69 @@ class DuckDBBackend:
             self._fetch(models, sorted(relations))
         else:
             self._fetch(models, self.outcomes)
-            self._fetch_solutions(models)
+            if messages is not None:
+                self._fetch_messages(models, messages)
+            else:
+                self._fetch_solutions(models)
         return models
 
-    def _fetch_solutions(self, models: list[BatchModel]) -> None:
-        """Each outcome row's solutions (distinct named bindings, in the prover's order). A rule
-        whose head matches no outcome row of the chunk has none, and is not queried."""
-        heads: dict[tuple[str, tuple[int, ...]], set[tuple]] = {}
-        for index, sql in self.sql.solutions.items():
+    def _solved_rules(self, models: list[BatchModel], indices: Iterable[int]) -> Iterable[tuple[int, str]]:
+        """The outcome rules (index, solutions SELECT) among `indices` whose head matches an
+        outcome row of the chunk: any other has no solutions, and is not queried."""
+        heads: dict[tuple[str, tuple[int, ...]], set[object]] = {}
+        for index in indices:
+            sql = self.sql.solutions.get(index)
+            if sql is None:
+                continue
             rule = self.cp.rules[index]
             consts = self.sql.head_consts[index]
             key = (rule.head.relation, tuple(i for i, _ in consts))
             found_heads = heads.get(key)
             if found_heads is None:
-                found_heads = heads[key] = {
-                    tuple(row[i] for i in key[1]) for m in models for row in m.relations.get(key[0], ())
-                }
-            if tuple(v for _, v in consts) not in found_heads:
-                continue
-            names = SqlProgram.named_vars(rule)
-            head_n = len(rule.head.args)
+                get = operator.itemgetter(*key[1]) if key[1] else lambda _row: ()
+                found_heads = heads[key] = {get(row) for m in models for row in m.relations.get(key[0], ())}
+            values = tuple(v for _, v in consts)
+            if (values[0] if len(values) == 1 else values) in found_heads:  # as itemgetter gives them
+                yield index, sql
+
+    def _fetch_solutions(self, models: list[BatchModel]) -> None:
+        """Each outcome row's solutions (distinct named bindings, in the prover's order)."""
+        for index, sql in self._solved_rules(models, self.sql.solutions):
+            layout = self.sql.solution_layout[index]
+            names = list(layout.names.items())
             seen: set[tuple] = set()  # a repeated row is a repeated solution (same claim, head, bindings)
             for rec in self.con.execute(sql).fetchall():
                 if rec in seen:
                     continue
                 seen.add(rec)
-                found = models[rec[0]].solutions.setdefault((index, rec[1 : head_n + 1]), [])
-                found.append(dict(zip(names, rec[head_n + 1 :], strict=True)))
+                found = models[rec[0]].solutions.setdefault((index, layout.head_of(rec)), [])
+                found.append({name: rec[col] for name, col in names})
+
+    def _fetch_messages(self, models: list[BatchModel], request: MessageRequest) -> None:
+        """What each outcome row's message shows of its solutions (see MessageRequest), merged
+        head by head: the rows come ordered by claim, head and the prover's order."""
+        limit, join = request.limit, request.join
+        for index, sql in self._solved_rules(models, request.names):
+            layout = self.sql.solution_layout[index]
+            places = [layout.names.get(name) for name in request.names[index]]  # None: not bound
+            whole = None not in places
+            one = operator.itemgetter(*places) if whole and places else None
+            cols = [col for col, _ in layout.head if col is not None]
+            head_key = operator.itemgetter(0, *cols)
+            # the usual outcome head, (a line variable, the rule id), built from the group key alone
+            line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
+            rule_id = layout.head[1][1] if line_rule else None
+            for key, group in itertools.groupby(self.con.execute(sql).fetchall(), head_key):
+                sols = dict.fromkeys(group)  # the head's distinct solutions, in order
+                first = next(iter(sols))
+                if len(sols) == 1 and one is not None:
+                    values: tuple[str | None, ...] = (
+                        (str(one(first)),) if len(places) == 1 else tuple(map(str, one(first)))
+                    )
+                else:
+                    values = _merged(list(sols)[:limit], places, join)
+                head = (key[1], rule_id) if line_rule else layout.head_of(first)
+                models[key[0]].messages[(index, head)] = values
 
     def _load_claims(self, n: int) -> None:
         if n:
@@ -786,6 +864,19 @@ class DuckDBBackend:
         atexit.unregister(self.close)
         self.con.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _merged(sols: list[tuple], places: list[int | None], join: Callable[[list[str]], str]) -> tuple[str | None, ...]:
+    """adjudicate._merge, then str(), of the columns at `places` of one head's solutions."""
+    columns = list(zip(*sols, strict=True))
+    out: list[str | None] = []
+    for p in places:
+        if p is None:
+            out.append(None)
+            continue
+        values = dict.fromkeys(columns[p])  # distinct, in order of first appearance
+        out.append(str(next(iter(values))) if len(values) == 1 else join(list(map(str, values))))
+    return tuple(out)
 
 
 def prepare_tables(kb: LoadedKB) -> None:
