@@ -331,6 +331,10 @@ def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRu
             selects = [f"SELECT {', '.join(cols)} FROM {_q('_claims')} WHERE FALSE"]
         if _bag(cp, rel, recursive):
             step.bags.add(rel)
+        elif rel in OUTCOMES and len(step.parts[rel]) == 1:  # an answer is a set, whatever its body reads
+            needs_one, select = step.parts[rel][0]
+            step.parts[rel] = [(needs_one, f"SELECT DISTINCT * FROM ({select})")]
+            selects = [step.parts[rel][0][1]]
         step.sql[rel] = ("\nUNION ALL\n" if rel in step.bags else "\nUNION\n").join(selects)
     return step
 
@@ -341,8 +345,9 @@ def _bag(cp: CompiledProgram, rel: str, recursive: bool) -> bool:
     reader can tell: a join or NOT EXISTS gives the same set of rows over a table holding a row
     twice, an aggregate reads its body DISTINCT (_aggregate_sql), and a relation derived by a
     single rule was never de-duplicated anyway. Kept as sets: the outcome relations (fetched as
-    each claim's answer), recursive components (their fixpoint test compares sets, EXCEPT) and
-    the static relations (materialised once)."""
+    each claim's answer, de-duplicated even when a single rule derives them), recursive
+    components (their fixpoint test compares sets, EXCEPT) and the static relations
+    (materialised once)."""
     return cp.kinds[rel] in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC) and rel not in OUTCOMES and not recursive
 
 
