@@ -6,7 +6,8 @@ The compiler's IR is turned into SQL once per program:
   relations also joins on `ck`; a rule whose positive body reads none of them takes its claim
   keys from the chunk's `_claims` table;
 - each strongly connected component of `CompiledProgram.order` is one step: a UNION (set
-  semantics, as in Datalog) of its rules' SELECTs; negation is NOT EXISTS; an aggregate is a
+  semantics, as in Datalog) of its rules' SELECTs, or a UNION ALL for a relation whose readers
+  cannot see a repeated row (see _bag); negation is NOT EXISTS; an aggregate is a
   GROUP BY over the distinct rows of its body relation (today's semantics: groups that have
   rows only, count of distinct rows, sum over distinct rows); a recursive component is iterated
   to a fixpoint, inserting only rows not yet present;
@@ -362,8 +363,8 @@ def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
         assert spec.target_pos is not None
         target = f"c{spec.target_pos}"
         value = {"sum": f"CAST(SUM({target}) AS BIGINT)", "min": f"MIN({target})", "max": f"MAX({target})"}[spec.func]
-    # DISTINCT: a relation derived by a single rule is not de-duplicated when its step runs
-    # (only a UNION of several rules is), and a repeated row must not be summed or counted twice
+    # DISTINCT: a relation derived by a single rule, or filled with UNION ALL (_bag), is not
+    # de-duplicated when its step runs, and a repeated row must not be summed or counted twice
     body = f"(SELECT DISTINCT * FROM {table_name(sp.cp, spec.body_relation)})"
     return f"SELECT {', '.join(group)}, {value} FROM {body} GROUP BY {', '.join(group)}"
 
