@@ -121,7 +121,7 @@ def test_examples_cover_the_injection_policy_and_ncci_kinds(
             missing.add(rule.rule_id)
     assert not missing, f"no example exercises {sorted(missing)}"
     kinds = {r["kind"] for r in reasons}
-    assert NCCI_KINDS <= kinds, f"no example with {sorted(NCCI_KINDS - kinds)}"
+    assert kinds >= NCCI_KINDS, f"no example with {sorted(NCCI_KINDS - kinds)}"
     assert any(ln["decision"] == "pay" and not ln["reasons"]
                for d in outputs.values() for ln in d["lines"])
 

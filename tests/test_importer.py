@@ -37,7 +37,7 @@ def rows_by(name: str, *key: str) -> dict[tuple[str, ...], list[dict[str, str]]]
     idx = [header.index(k) for k in key]
     out: dict[tuple[str, ...], list[dict[str, str]]] = {}
     for r in rows:
-        out.setdefault(tuple(r[i] for i in idx), []).append(dict(zip(header, r)))
+        out.setdefault(tuple(r[i] for i in idx), []).append(dict(zip(header, r, strict=False)))
     return out
 
 
@@ -60,7 +60,7 @@ def test_ptp_known_pairs() -> None:
     ptp: dict[tuple[str, str], list[dict[str, str]]] = {}
     for r in rows:
         if (r[0], r[1]) in wanted:
-            ptp.setdefault((r[0], r[1]), []).append(dict(zip(header, r)))
+            ptp.setdefault((r[0], r[1]), []).append(dict(zip(header, r, strict=False)))
 
     def active(c1: str, c2: str) -> dict[str, str]:
         (row,) = [r for r in ptp[(c1, c2)] if r["deletion_date"] == ""]

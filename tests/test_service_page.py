@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-
 pytest.importorskip("uvicorn")
 import httpx
 import uvicorn

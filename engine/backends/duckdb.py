@@ -779,7 +779,9 @@ class DuckDBBackend:
                 if not rows:
                     given[rel] = []
                     continue
-                clean = rows if made else sorted(set(map(tuple, rows)))  # one type per column: natural order is _key order
+                clean = (
+                    rows if made else sorted(set(map(tuple, rows)))
+                )  # one type per column: natural order is _key order
                 given[rel] = clean
                 sink = inputs.get(target)
                 if sink is None:
