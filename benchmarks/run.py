@@ -566,6 +566,23 @@ def _batch_with_extra_start(b: dict[str, Any], extra_s: float) -> float:
     return b["claims"] / (b["elapsed_s"] + extra_s)
 
 
+# Latency figure keys: (key suffix, the latency section they come from, the percentiles kept)
+_PERCENTILES = (
+    ("", "all", (50, 95, 99)),
+    ("_10", "ten_line", (50, 95, 99)),
+    ("_10_cpu", "ten_line_cpu", (50, 95)),
+    ("_10_plain_cpu", "ten_line_plain_cpu", (50, 95)),
+    ("_10_remedies_cpu", "ten_line_remedies_cpu", (50, 95)),
+)
+
+
+def _percentiles(lat: dict[str, Any]) -> dict[str, Any]:
+    """`p50_ms`, `p95_10_cpu_ms`, ...: each kept percentile of each latency section."""
+    return {
+        f"p{p}{suffix}_ms": lat.get(section, {}).get(f"p{p}_ms") for suffix, section, kept in _PERCENTILES for p in kept
+    }
+
+
 def _figures(system: str, res: dict[str, Any]) -> dict[str, Any]:
     lat = res.get("latency", {})
     b1 = res.get("batch", {}).get("1", {})
@@ -574,18 +591,7 @@ def _figures(system: str, res: dict[str, Any]) -> dict[str, Any]:
         "cold_cached_s": res.get("cold_cached_s"),
         "cold_nocache_s": res.get("cold_nocache_s", res.get("cold_s")),
         "build_s": (lat["build_s"] + lat.get("tables_s", 0.0)) if "build_s" in lat else None,
-        "p50_ms": lat.get("all", {}).get("p50_ms"),
-        "p95_ms": lat.get("all", {}).get("p95_ms"),
-        "p99_ms": lat.get("all", {}).get("p99_ms"),
-        "p50_10_ms": lat.get("ten_line", {}).get("p50_ms"),
-        "p95_10_ms": lat.get("ten_line", {}).get("p95_ms"),
-        "p99_10_ms": lat.get("ten_line", {}).get("p99_ms"),
-        "p50_10_cpu_ms": lat.get("ten_line_cpu", {}).get("p50_ms"),
-        "p95_10_cpu_ms": lat.get("ten_line_cpu", {}).get("p95_ms"),
-        "p50_10_plain_cpu_ms": lat.get("ten_line_plain_cpu", {}).get("p50_ms"),
-        "p95_10_plain_cpu_ms": lat.get("ten_line_plain_cpu", {}).get("p95_ms"),
-        "p50_10_remedies_cpu_ms": lat.get("ten_line_remedies_cpu", {}).get("p50_ms"),
-        "p95_10_remedies_cpu_ms": lat.get("ten_line_remedies_cpu", {}).get("p95_ms"),
+        **_percentiles(lat),
         "remedies_ratio": lat.get("remedies_ratio"),
         "batch1_claims_s": b1.get("claims_per_s"),
         "batch1_lines_s": b1.get("lines_per_s"),
