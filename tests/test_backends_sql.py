@@ -64,3 +64,17 @@ def test_an_outcome_over_repeated_rows_is_fetched_once() -> None:
         backend.close()
     assert raw == 4  # x three times and y once: the repeated rows are there, and read as a set
     assert model.rows("deny") == [("x", "dup")]
+
+
+def test_an_appended_relation_fetched_into_a_model_is_a_set() -> None:
+    """A model holds sets (engine/evaluate.Model), also for a relation whose table holds a row
+    twice: p's table has x three times, the model p once."""
+    cp = _compiled()
+    given: dict[str, list[str | None]] = {"a": ["n", "s"], "b": ["s"], "c": ["s"], "k": ["s"]}
+    backend = DuckDBBackend(cp, None, {cp.fact_relations.get(r, r): t for r, t in given.items()})
+    try:
+        (model,) = backend.evaluate_many([{rel: list(rows) for rel, rows in FACTS.items()}], ["p", "q"])
+    finally:
+        backend.close()
+    assert model.rows("p") == [("x",), ("y",)]
+    assert model.rows("q") == [("x",)]

@@ -873,7 +873,9 @@ class DuckDBBackend:
             if cp.kinds.get(rel) not in _CK_KINDS:
                 continue
             grouped: dict[int, list[Row]] = {}
-            for rec in con.execute(f"SELECT * FROM {table_name(cp, rel)}").fetchall():
+            # a relation filled with UNION ALL may hold a row twice (see _bag): a model holds sets
+            distinct = "DISTINCT " if any(rel in step.bags for step in self.sql.steps) else ""
+            for rec in con.execute(f"SELECT {distinct}* FROM {table_name(cp, rel)}").fetchall():
                 rows = grouped.get(rec[0])
                 if rows is None:
                     grouped[rec[0]] = [rec[1:]]
@@ -882,7 +884,7 @@ class DuckDBBackend:
             for m in models:
                 m.relations.setdefault(rel, [])
             for ck, rows in grouped.items():
-                rows.sort()  # a set already (UNION); one type per column
+                rows.sort()  # one type per column: natural order is _key order
                 models[ck].relations[rel] = rows
 
     def close(self) -> None:
