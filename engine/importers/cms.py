@@ -62,6 +62,23 @@ def read_rows(path: Path) -> Iterator[dict[str, str]]:
         yield from csv.DictReader(f)
 
 
+# The KB tables' CSV headers (the quarterly importer writes the same tables).
+PTP_HEADER = ("column_1", "column_2", "effective_date", "deletion_date", "modifier_indicator", "rationale")
+MUE_HEADER = ("code", "mue_value", "mai", "rationale")
+AOC_CODE_HEADER = ("add_on_code", "edit_type")
+AOC_PRIMARY_HEADER = ("add_on_code", "primary_code", "edit_type")
+HCPCS_HEADER = (
+    "code",
+    "short_description",
+    "long_description",
+    "pricing_indicator",
+    "coverage_code",
+    "betos",
+    "added_date",
+    "termination_date",
+)
+
+
 def render_csv(header: list[str], rows: Iterable[tuple[str, ...]]) -> bytes:
     """One CSV document: header, rows as given, `\\n` endings, minimal quoting, UTF-8."""
     buf = io.StringIO()
@@ -649,30 +666,13 @@ def run(data: Path, out: Path) -> list[tuple[str, int, int]]:
     hcpcs = build_hcpcs(data)
     cms_codes = {c for row in ptp for c in row[:2]} | {r[0] for r in mue} | {r[0] for r in pfs}
 
-    emit(
-        "ncci_ptp_practitioner.csv.gz",
-        ["column_1", "column_2", "effective_date", "deletion_date", "modifier_indicator", "rationale"],
-        ptp,
-    )
+    emit("ncci_ptp_practitioner.csv.gz", list(PTP_HEADER), ptp)
     del ptp
-    emit("ncci_mue_practitioner.csv", ["code", "mue_value", "mai", "rationale"], mue)
-    emit("ncci_aoc_codes.csv", ["add_on_code", "edit_type"], aoc_codes)
-    emit("ncci_aoc_primaries.csv", ["add_on_code", "primary_code", "edit_type"], aoc_primaries)
+    emit("ncci_mue_practitioner.csv", list(MUE_HEADER), mue)
+    emit("ncci_aoc_codes.csv", list(AOC_CODE_HEADER), aoc_codes)
+    emit("ncci_aoc_primaries.csv", list(AOC_PRIMARY_HEADER), aoc_primaries)
     emit("pos.csv", ["pos", "name", "setting", "description"], build_pos(data))
-    emit(
-        "hcpcs_level2.csv.gz",
-        [
-            "code",
-            "short_description",
-            "long_description",
-            "pricing_indicator",
-            "coverage_code",
-            "betos",
-            "added_date",
-            "termination_date",
-        ],
-        hcpcs,
-    )
+    emit("hcpcs_level2.csv.gz", list(HCPCS_HEADER), hcpcs)
     modifiers, dropped = build_modifiers(data)
     emit("modifiers.csv", ["modifier", "source", "category", "description"], modifiers)
     emit(

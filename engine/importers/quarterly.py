@@ -27,7 +27,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.importers.cms import AOC_PLACEHOLDER, CODE_RE, NO_DATE, render_csv, write_table
+from engine.importers.cms import (
+    AOC_CODE_HEADER,
+    AOC_PLACEHOLDER,
+    AOC_PRIMARY_HEADER,
+    CODE_RE,
+    HCPCS_HEADER,
+    MUE_HEADER,
+    NO_DATE,
+    PTP_HEADER,
+    render_csv,
+    write_table,
+)
 from engine.syntax import nodes as A
 from engine.syntax.parser import parse_file
 
@@ -194,13 +205,11 @@ def _build_hcpcs(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[list[Row]
     return [out], c.problems
 
 
-PTP_TABLE = Table(
-    "ptp", ("column_1", "column_2", "effective_date", "deletion_date", "modifier_indicator", "rationale"), (0, 1, 2)
-)
+PTP_TABLE = Table("ptp", PTP_HEADER, (0, 1, 2))
 KINDS: dict[str, Kind] = {
     "ncci-ptp": Kind(
         "ncci-ptp",
-        ("column_1", "column_2", "effective_date", "deletion_date", "modifier_indicator", "rationale"),
+        PTP_HEADER,
         {
             "column_1": ("column_1", "column1", "column_1_code", "col_1"),
             "column_2": ("column_2", "column2", "column_2_code", "col_2"),
@@ -219,7 +228,7 @@ KINDS: dict[str, Kind] = {
     ),
     "ncci-mue": Kind(
         "ncci-mue",
-        ("code", "mue_value", "mai", "rationale"),
+        MUE_HEADER,
         {
             "code": ("hcpcs_cpt_code", "code", "hcpcs_code", "hcpcs_cpt"),
             "mue_value": ("mue_value", "practitioner_services_mue_values", "mue_values", "mue"),
@@ -227,12 +236,12 @@ KINDS: dict[str, Kind] = {
             "rationale": ("mue_rationale", "rationale"),
         },
         frozenset(),
-        (Table("mue", ("code", "mue_value", "mai", "rationale"), (0,)),),
+        (Table("mue", MUE_HEADER, (0,)),),
         _build_mue,
     ),
     "ncci-aoc": Kind(
         "ncci-aoc",
-        ("add_on_code", "primary_code", "edit_type"),
+        AOC_PRIMARY_HEADER,
         {
             "add_on_code": ("add_on_code", "addon_code", "add_on"),
             "primary_code": ("primary_code", "primary"),
@@ -240,23 +249,14 @@ KINDS: dict[str, Kind] = {
         },
         frozenset(),
         (
-            Table("aoc_code", ("add_on_code", "edit_type"), (0,)),
-            Table("aoc_primary", ("add_on_code", "primary_code", "edit_type"), (0, 1)),
+            Table("aoc_code", AOC_CODE_HEADER, (0,)),
+            Table("aoc_primary", AOC_PRIMARY_HEADER, (0, 1)),
         ),
         _build_aoc,
     ),
     "hcpcs": Kind(
         "hcpcs",
-        (
-            "code",
-            "short_description",
-            "long_description",
-            "pricing_indicator",
-            "coverage_code",
-            "betos",
-            "added_date",
-            "termination_date",
-        ),
+        HCPCS_HEADER,
         {
             "code": ("hcpcs_code", "code", "hcpc", "hcpcs"),
             "short_description": ("short_description", "short_desc", "short"),
@@ -268,22 +268,7 @@ KINDS: dict[str, Kind] = {
             "termination_date": ("termination_date", "date_term", "term_dt", "term_date"),
         },
         frozenset({"pricing_indicator", "coverage_code", "betos", "added_date", "termination_date"}),
-        (
-            Table(
-                "hcpcs",
-                (
-                    "code",
-                    "short_description",
-                    "long_description",
-                    "pricing_indicator",
-                    "coverage_code",
-                    "betos",
-                    "added_date",
-                    "termination_date",
-                ),
-                (0,),
-            ),
-        ),
+        (Table("hcpcs", HCPCS_HEADER, (0,)),),
         _build_hcpcs,
     ),
 }
