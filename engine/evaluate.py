@@ -116,6 +116,9 @@ class Evaluator:
             for rel, kind in compiled.kinds.items()
             if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.AGGREGATE, RelKind.DYNAMIC)
         )
+        # the materialised relations some rule reads (the others' rows are not asserted at all)
+        self._read = frozenset(lit.engine_name for rule in compiled.rules for lit in rule.body if isinstance(lit, IAtom))
+        self._static_arity = {rel: compiled.arity[rel] for rel, kind in compiled.kinds.items() if kind is RelKind.STATIC}
         self._fact_kinds = frozenset(rel for rel, kind in compiled.kinds.items() if kind in (RelKind.CLAIM, RelKind.FACTS))
 
     def _resolver(self, rel: str):
@@ -179,7 +182,8 @@ class Evaluator:
                 claim_rows.setdefault(self._names[target], set()).update(clean)
                 asserted.setdefault(target, set()).update(clean)
             for name, rows in claim_rows.items():
-                self._sync(name, rows)
+                if name in self._read:
+                    self._sync(name, rows)
             selector = self.selector(model, asserted)
             for scc in cp.order:
                 off = self._select(scc, selector, known, only)
@@ -199,7 +203,8 @@ class Evaluator:
                     else:
                         model.relations[rel] = session.query(self._asked[rel], [None] * cp.arity[rel])
                 for rel in scc:
-                    self._sync(self._names[rel], model.relations[rel])
+                    if self._names[rel] in self._read:
+                        self._sync(self._names[rel], model.relations[rel])
         except BaseException:
             self._clear()
             raise
@@ -238,14 +243,16 @@ class Evaluator:
             self.session.withdraw([self._clauses[i] for i in gone])
         return off
 
-    def _any_row(self, rel: str, args: tuple[Value | None, ...]) -> bool:
-        """Whether a stored or static relation has a row matching the bound positions of `args`."""
-        if self.cp.kinds.get(rel) is RelKind.STATIC:
-            return bool(self.static_rows(rel, args))
+    def _any_row(self, rel: str, pattern: tuple[int, ...], key: tuple[Value, ...]) -> bool:
+        """Whether a stored or static relation has a row with the values `key` at `pattern`."""
+        if rel in self._static_arity:
+            args: list[Value | None] = [None] * self._static_arity[rel]
+            for i, v in zip(pattern, key, strict=True):
+                args[i] = v
+            return bool(self.static_rows(rel, tuple(args)))
         if self.store is None:
             return False
-        pattern = tuple(i for i, a in enumerate(args) if a is not None)
-        return bool(self.store.lookup(rel, pattern, tuple(args[i] for i in pattern)))
+        return bool(self.store.lookup(rel, pattern, key))
 
     def _rule_by_rule(
         self, rel: str, model: Model, known_rules: Mapping[int, list[Row]], only: Needed | None, off: set[int]

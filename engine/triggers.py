@@ -58,10 +58,13 @@ class Probe:
     mode: str
     literal: ILiteral
     relation: str
-    arity: int
-    consts: tuple[tuple[int, Value], ...]
-    bound: tuple[tuple[str, tuple[int, ...]], ...]  # variable -> its positions here
-    sources: tuple[tuple[str, Source], ...]  # variable -> where its values come from
+    pattern: tuple[int, ...]  # the positions tried (constants and variables with a source), ascending
+    fill: tuple[tuple[int, Value | None], ...]  # per position of `pattern`: (-1, constant) or (variable index, None)
+    sources: tuple[Source, ...]  # per variable: where its values come from
+
+    def key(self, values: tuple[Value, ...]) -> tuple[Value, ...]:
+        """The values at `pattern` for one combination of the variables' values."""
+        return tuple(c if j < 0 else values[j] for j, c in self.fill)  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,13 @@ def rule_check(rule: CompiledRule, cp: CompiledProgram) -> RuleCheck:
             if isinstance(t, IVar) and t.name not in sources:
                 sources[t.name] = Source(lit.relation, consts, i)
     probes = []
+    bound: set[str] = set()  # the variables bound before each literal, in the engine's order
     for literal in rule.body:
+        before = set(bound)
+        if isinstance(literal, IAtom) and not literal.negated:
+            bound.update(t.name for t in literal.args if isinstance(t, IVar))
+        elif isinstance(literal, ICompare) and literal.assigns and isinstance(literal.left, IVar):
+            bound.add(literal.left.name)
         mode, args = _mode(literal, cp)
         if mode is None:
             continue
@@ -111,15 +120,27 @@ def rule_check(rule: CompiledRule, cp: CompiledProgram) -> RuleCheck:
                 break
         if not positions:
             continue  # nothing narrows it (a lookup by its constants alone could return a whole table)
+        engine = {i for i, t in enumerate(args) if isinstance(t, IConst) or (isinstance(t, IVar) and t.name in before)}
+        if mode == "lookup" and engine != {i for ps in positions.values() for i in ps} | {
+            i for i, t in enumerate(args) if isinstance(t, IConst)
+        }:
+            # tried only as the engine's own lookup (the same bound positions): a lookup by other
+            # positions could find no index on a large table and scan it
+            continue
+        variables = list(positions)
+        fill: list[tuple[int, tuple[int, Value | None]]] = [
+            (i, (-1, t.value)) for i, t in enumerate(args) if isinstance(t, IConst)
+        ]
+        fill += [(i, (variables.index(v), None)) for v, ps in positions.items() for i in ps]
+        fill.sort(key=lambda f: f[0])
         probes.append(
             Probe(
                 mode,
                 literal,
                 literal.relation if isinstance(literal, IAtom) else "",
-                len(args),
-                tuple((i, t.value) for i, t in enumerate(args) if isinstance(t, IConst)),
-                tuple((v, tuple(ps)) for v, ps in positions.items()),
-                tuple((v, sources[v]) for v in positions),
+                tuple(i for i, _f in fill),
+                tuple(f for _i, f in fill),
+                tuple(sources[v] for v in variables),
             )
         )
     return RuleCheck(tuple(guards), tuple(probes))
@@ -140,7 +161,7 @@ def _mode(lit: ILiteral, cp: CompiledProgram) -> tuple[str | None, tuple]:
 
 
 Rows = Callable[[str], Iterable[Row]]  # a materialised relation's complete rows
-Lookup = Callable[[str, tuple[Value | None, ...]], bool]  # any stored/static row matching the bound positions?
+Lookup = Callable[[str, tuple[int, ...], tuple[Value, ...]], bool]  # a stored/static row with these values here?
 
 
 class Selector:
@@ -158,19 +179,22 @@ class Selector:
         key = (relation, consts)
         found = self._matching.get(key)
         if found is None:
-            found = self._matching[key] = any(all(row[i] == v for i, v in consts) for row in self._rows(relation))
+            rows = self._rows(relation)
+            found = self._matching[key] = (
+                any(all(row[i] == v for i, v in consts) for row in rows) if consts else bool(rows)
+            )
         return found
 
     def _column(self, src: Source) -> frozenset[Value]:
         found = self._values.get(src)
         if found is None:
-            found = self._values[src] = frozenset(
-                row[src.position] for row in self._rows(src.relation) if all(row[i] == v for i, v in src.consts)
-            )
+            pos, consts, rows = src.position, src.consts, self._rows(src.relation)
+            if consts:
+                found = frozenset(row[pos] for row in rows if all(row[i] == v for i, v in consts))
+            else:
+                found = frozenset(row[pos] for row in rows)
+            self._values[src] = found
         return found
-
-    def _rows_if_materialised(self, relation: str) -> Iterable[Row] | None:
-        return self._rows(relation) if self._is_materialised(relation) else None
 
     def cannot_fire(self, check: RuleCheck) -> bool:
         if any(not self._has(rel, consts) for rel, consts in check.guards):
@@ -178,7 +202,7 @@ class Selector:
         return any(self._probe_fails(p) for p in check.probes)
 
     def _probe_fails(self, probe: Probe) -> bool:
-        columns = [self._column(src) for _v, src in probe.sources]
+        columns = [self._column(src) for src in probe.sources]
         total = 1
         for col in columns:
             total *= len(col)
@@ -186,40 +210,31 @@ class Selector:
             return True
         if total > MAX_COMBINATIONS:
             return False
-        args: list[Value | None] = [None] * probe.arity
-        for i, v in probe.consts:
-            args[i] = v
-        for combo in itertools.product(*columns):
-            for (_var, positions), value in zip(probe.bound, combo, strict=True):
-                for i in positions:
-                    args[i] = value
-            if self._holds(probe, tuple(args)):
-                return False
-        return True
+        combos: Iterable[tuple[Value, ...]] = (
+            ((v,) for v in columns[0]) if len(columns) == 1 else itertools.product(*columns)
+        )
+        holds = self._holds
+        return not any(holds(probe, probe.key(values)) for values in combos)
 
-    def _holds(self, probe: Probe, args: tuple[Value | None, ...]) -> bool:
+    def _holds(self, probe: Probe, key: tuple[Value, ...]) -> bool:
         if probe.mode == "lookup":
-            return self._lookup(probe.relation, args)
+            return self._lookup(probe.relation, probe.pattern, key)
         if probe.mode == "absent":
-            return not self._present(probe.relation, args)
+            return not self._present(probe.relation, probe.pattern, key)
         lit = probe.literal
         try:
             if isinstance(lit, IMatch):
-                ok = semantics.matches(args[0], args[1])  # type: ignore[arg-type]
-                return ok != lit.negated
+                return semantics.matches(key[0], key[1]) != lit.negated
             assert isinstance(lit, ICompare)
-            return semantics.compare(args[0], lit.op, args[1])  # type: ignore[arg-type]
+            return semantics.compare(key[0], lit.op, key[1])
         except Exception:
             return True  # not decided here: pyDatalog decides
 
-    def _present(self, relation: str, args: tuple[Value | None, ...]) -> bool:
-        """Whether `relation` (materialised, stored or static) has a row matching `args`."""
-        positions = tuple(i for i, a in enumerate(args) if a is not None)
-        key = tuple(args[i] for i in positions)
-        rows = self._rows_if_materialised(relation)
-        if rows is None:
-            return self._lookup(relation, args)
-        index = self._keys.get((relation, positions))
+    def _present(self, relation: str, pattern: tuple[int, ...], key: tuple[Value, ...]) -> bool:
+        """Whether `relation` (materialised, stored or static) has a row with `key` at `pattern`."""
+        if not self._is_materialised(relation):
+            return self._lookup(relation, pattern, key)
+        index = self._keys.get((relation, pattern))
         if index is None:
-            index = self._keys[(relation, positions)] = {tuple(row[i] for i in positions) for row in rows}
+            index = self._keys[(relation, pattern)] = {tuple(row[i] for i in pattern) for row in self._rows(relation)}
         return key in index
