@@ -186,7 +186,7 @@ class Evaluator:
                     self._sync(name, rows)
             selector = self.selector(model, asserted)
             for scc in cp.order:
-                off = self._select(scc, selector, known, only)
+                off = self._select(scc, selector, known, known_rules, only)
                 for rel in scc:
                     if only is not None and rel not in only.relations:
                         model.relations[rel] = []
@@ -223,16 +223,30 @@ class Evaluator:
         """The necessary conditions of a claim-dependent rule (None for any other rule)."""
         return self._checks.get(rule.index)
 
-    def _select(self, scc: list[str], selector: Selector, known: Mapping[str, list[Row]], only: Needed | None) -> set[int]:
+    def _select(
+        self,
+        scc: list[str],
+        selector: Selector,
+        known: Mapping[str, list[Row]],
+        known_rules: Mapping[int, list[Row]],
+        only: Needed | None,
+    ) -> set[int]:
         """The rules of this stratum that cannot fire now (see engine/triggers.py), withdrawn from
-        the engine; the ones withdrawn for an earlier evaluation that now can are restored."""
+        the engine; the ones withdrawn for an earlier evaluation that now can are restored. A rule
+        whose rows are known, or that `only` leaves out, is not checked (and stays in the engine)."""
         off: set[int] = set()
         if all(rel in known or (only is not None and rel not in only.relations) for rel in scc):
             return off  # nothing of it is asked
         # every rule of the stratum: asking one relation of a recursive stratum runs the others' rules
         rules = [rule for rel in scc if self.cp.kinds[rel] is RelKind.DYNAMIC for rule in self.cp.rules_for(rel)]
         if self.select:
-            off.update(rule.index for rule in rules if selector.cannot_fire(self._checks[rule.index]))
+            off.update(
+                rule.index
+                for rule in rules
+                if (only is None or rule.index in only.rules)
+                and rule.index not in known_rules
+                and selector.cannot_fire(self._checks[rule.index])
+            )
         back = [r.index for r in rules if r.index in self._withdrawn and r.index not in off]
         if back:
             self._withdrawn.difference_update(back)
