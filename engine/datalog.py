@@ -110,11 +110,25 @@ class Session:
 
     # -- program ----------------------------------------------------------------------
 
-    def add_rule(self, head: IAtom, body: Sequence[ILiteral]) -> None:
+    def add_rule(self, head: IAtom, body: Sequence[ILiteral]) -> object:
+        """Assert a rule; the handle returned can be withdrawn and restored (`withdraw`, `restore`)."""
         self._activate()
         clause = _Clause()
         goals = [goal for lit in body for goal in clause.literal(lit)]
-        pyEngine.assert_(pyEngine.Clause(clause.atom(head, goals), goals))
+        rule = pyEngine.Clause(clause.atom(head, goals), goals)
+        pyEngine.assert_(rule)
+        return rule
+
+    def withdraw(self, rules: Iterable[object]) -> None:
+        """Take rules out of the program until `restore` (an ask no longer tries them)."""
+        self._activate()
+        for rule in rules:
+            pyEngine.retract(rule)
+
+    def restore(self, rules: Iterable[object]) -> None:
+        self._activate()
+        for rule in rules:
+            pyEngine.assert_(rule)
 
     def add_resolver(self, engine_name: str, arity: int, resolver: Resolver) -> None:
         """Serve `engine_name` from Python: called with the bound argument positions."""

@@ -20,6 +20,7 @@ from engine.compiler import CompiledProgram
 from engine.datalog import Session
 from engine.ir import AggregateSpec, CompiledRule, IAtom, IConst, ILiteral, RelKind, Value
 from engine.store import RowSource, Store
+from engine.triggers import RuleCheck, Selector, rule_check
 
 Row = tuple[Value, ...]
 
@@ -52,9 +53,12 @@ class Needed:
 class Evaluator:
     """Holds one pyDatalog session with the program's rules, reused across evaluations."""
 
-    def __init__(self, compiled: CompiledProgram, store: Store | None = None):
+    def __init__(self, compiled: CompiledProgram, store: Store | None = None, *, select: bool = True):
+        """`select`: leave out of each ask the rules that cannot fire for the claim (see
+        engine/triggers.py); off, every rule is asked (the tests compare the two)."""
         self.cp = compiled
         self.store = store
+        self.select = select
         self.session = Session()
         for rel, kind in sorted(compiled.kinds.items()):
             if kind is RelKind.STORED:
@@ -75,11 +79,20 @@ class Evaluator:
         # A relation of several rules can also be asked rule by rule (each rule again under a
         # head of its own), so that a remedy candidate asks only the rules its change reaches.
         self._split: dict[str, list[CompiledRule]] = {}
+        # A claim-dependent rule that cannot fire for the claim at hand (engine/triggers.py) is
+        # withdrawn from its relation's ask while it cannot: pyDatalog would pay a subgoal for every
+        # literal it reaches in it and find nothing.
+        self._clauses: dict[int, object] = {}
+        self._checks: dict[int, RuleCheck] = {}
+        self._withdrawn: set[int] = set()
         for rule in compiled.rules:
             body = rule.body
             if compiled.kinds.get(rule.head.relation) is not RelKind.STATIC:
                 body = tuple(_via_memo(lit, compiled) for lit in body)
-            self.session.add_rule(rule.head, body)
+            clause = self.session.add_rule(rule.head, body)
+            if compiled.kinds.get(rule.head.relation) is RelKind.DYNAMIC:
+                self._clauses[rule.index] = clause
+                self._checks[rule.index] = rule_check(rule, compiled)
             rel = rule.head.relation
             if compiled.kinds.get(rel) is RelKind.DYNAMIC and _splittable(compiled, rel):
                 self._split.setdefault(rel, []).append(rule)
@@ -98,6 +111,15 @@ class Evaluator:
         self._claim_names = sorted(
             {self._names[rel] for rel, kind in compiled.kinds.items() if kind in (RelKind.CLAIM, RelKind.FACTS)}
         )
+        self._materialised = frozenset(
+            rel
+            for rel, kind in compiled.kinds.items()
+            if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.AGGREGATE, RelKind.DYNAMIC)
+        )
+        # the materialised relations some rule reads (the others' rows are not asserted at all)
+        self._read = frozenset(lit.engine_name for rule in compiled.rules for lit in rule.body if isinstance(lit, IAtom))
+        self._static_arity = {rel: compiled.arity[rel] for rel, kind in compiled.kinds.items() if kind is RelKind.STATIC}
+        self._fact_kinds = frozenset(rel for rel, kind in compiled.kinds.items() if kind in (RelKind.CLAIM, RelKind.FACTS))
 
     def _resolver(self, rel: str):
         store = self.store
@@ -148,6 +170,7 @@ class Evaluator:
         model = Model()
         try:
             claim_rows: dict[str, set[Row]] = {name: set() for name in self._claim_names}
+            asserted: dict[str, set[Row]] = {}  # claim and facts relations (by target) -> their rows
             for rel, rows in sorted(facts.items()):
                 kind = cp.kinds.get(rel)
                 target = cp.fact_relations.get(rel, rel)
@@ -157,9 +180,13 @@ class Evaluator:
                 clean = set(_check_rows(rel, rows, cp.arity[target]))
                 model.relations[rel] = semantics.sort_rows(clean)
                 claim_rows.setdefault(self._names[target], set()).update(clean)
+                asserted.setdefault(target, set()).update(clean)
             for name, rows in claim_rows.items():
-                self._sync(name, rows)
+                if name in self._read:
+                    self._sync(name, rows)
+            selector = self.selector(model, asserted)
             for scc in cp.order:
+                off = self._select(scc, selector, known, known_rules, only)
                 for rel in scc:
                     if only is not None and rel not in only.relations:
                         model.relations[rel] = []
@@ -167,23 +194,82 @@ class Evaluator:
                         model.relations[rel] = known[rel]
                     elif cp.kinds[rel] is RelKind.AGGREGATE:
                         model.relations[rel] = _fold(cp.aggregates[rel], model.rows(cp.aggregates[rel].body_relation))
-                    elif self._cannot_fire(rel, model):
+                    elif self._cannot_fire(rel, model) or all(r.index in off for r in cp.rules_for(rel)):
                         model.relations[rel] = []
                     elif rel in self._split and (
                         by_rule or only is not None or any(r.index in known_rules for r in self._split[rel])
                     ):
-                        model.relations[rel] = self._rule_by_rule(rel, model, known_rules, only)
+                        model.relations[rel] = self._rule_by_rule(rel, model, known_rules, only, off)
                     else:
                         model.relations[rel] = session.query(self._asked[rel], [None] * cp.arity[rel])
                 for rel in scc:
-                    self._sync(self._names[rel], model.relations[rel])
+                    if self._names[rel] in self._read:
+                        self._sync(self._names[rel], model.relations[rel])
         except BaseException:
             self._clear()
             raise
         return model
 
+    def selector(self, model: Model, asserted: Mapping[str, Iterable[Row]]) -> Selector:
+        """Which rules cannot fire, given `model`'s rows so far and the claim and facts rows
+        asserted (by the relation the engine reads them from)."""
+        return Selector(
+            lambda rel: asserted.get(rel, ()) if rel in self._fact_kinds else model.rows(rel),
+            self._any_row,
+            self._materialised.__contains__,
+        )
+
+    def check(self, rule: CompiledRule) -> RuleCheck | None:
+        """The necessary conditions of a claim-dependent rule (None for any other rule)."""
+        return self._checks.get(rule.index)
+
+    def _select(
+        self,
+        scc: list[str],
+        selector: Selector,
+        known: Mapping[str, list[Row]],
+        known_rules: Mapping[int, list[Row]],
+        only: Needed | None,
+    ) -> set[int]:
+        """The rules of this stratum that cannot fire now (see engine/triggers.py), withdrawn from
+        the engine; the ones withdrawn for an earlier evaluation that now can are restored. A rule
+        whose rows are known, or that `only` leaves out, is not checked (and stays in the engine)."""
+        off: set[int] = set()
+        if all(rel in known or (only is not None and rel not in only.relations) for rel in scc):
+            return off  # nothing of it is asked
+        # every rule of the stratum: asking one relation of a recursive stratum runs the others' rules
+        rules = [rule for rel in scc if self.cp.kinds[rel] is RelKind.DYNAMIC for rule in self.cp.rules_for(rel)]
+        if self.select:
+            off.update(
+                rule.index
+                for rule in rules
+                if (only is None or rule.index in only.rules)
+                and rule.index not in known_rules
+                and selector.cannot_fire(self._checks[rule.index])
+            )
+        back = [r.index for r in rules if r.index in self._withdrawn and r.index not in off]
+        if back:
+            self._withdrawn.difference_update(back)
+            self.session.restore([self._clauses[i] for i in back])
+        gone = [i for i in off if i not in self._withdrawn]
+        if gone:
+            self._withdrawn.update(gone)
+            self.session.withdraw([self._clauses[i] for i in gone])
+        return off
+
+    def _any_row(self, rel: str, pattern: tuple[int, ...], key: tuple[Value, ...]) -> bool:
+        """Whether a stored or static relation has a row with the values `key` at `pattern`."""
+        if rel in self._static_arity:
+            args: list[Value | None] = [None] * self._static_arity[rel]
+            for i, v in zip(pattern, key, strict=True):
+                args[i] = v
+            return bool(self.static_rows(rel, tuple(args)))
+        if self.store is None:
+            return False
+        return bool(self.store.lookup(rel, pattern, key))
+
     def _rule_by_rule(
-        self, rel: str, model: Model, known_rules: Mapping[int, list[Row]], only: Needed | None
+        self, rel: str, model: Model, known_rules: Mapping[int, list[Row]], only: Needed | None, off: set[int]
     ) -> list[Row]:
         rows: set[Row] = set()
         for rule in self._split[rel]:
@@ -192,7 +278,7 @@ class Evaluator:
             found = known_rules.get(rule.index)
             if found is None:
                 needs = self._rule_guards.get(rule.index)
-                if needs is not None and any(not model.relations.get(g) for g in needs):
+                if rule.index in off or (needs is not None and any(not model.relations.get(g) for g in needs)):
                     found = []
                 else:
                     found = self.session.query(_rule_name(rule), [None] * self.cp.arity[rel])
