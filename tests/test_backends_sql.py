@@ -78,3 +78,38 @@ def test_an_appended_relation_fetched_into_a_model_is_a_set() -> None:
         backend.close()
     assert model.rows("p") == [("x",), ("y",)]
     assert model.rows("q") == [("x",)]
+
+
+# src's second column holds the constant "this" (one rule) and h's names (another rule): the
+# tests on it are written as an IN list (duckdb._frequent_value_test), and keep their meaning.
+MIXED_FACTS: dict[str, list[tuple[int | str, ...]]] = {
+    "a": [(1, "x"), (2, "y")],
+    "h": [("h1", 3), ("h2", 1)],
+}
+MIXED_RULES = [
+    'src(L, "this", L) :- a(L, _).',
+    "src(L, H, M) :- a(L, _), h(H, M).",
+    'mine(L, M) :- src(L, "this", M).',
+    'from_h1(L) :- src(L, "h1", M), M > 2.',
+    'none(L) :- src(L, "zz", _).',
+    'deny(L, "own") :- mine(L, L).',
+]
+
+
+def test_a_constant_test_on_a_mixed_column_is_an_in_list_with_the_same_rows() -> None:
+    prog = program_from_text({"<rules>": "\n".join(MIXED_RULES)})
+    _declare(prog, MIXED_FACTS)
+    cp = compile_program(prog, facts_are_dynamic=True, dynamic_facts=set(MIXED_FACTS))
+    given: dict[str, list[str | None]] = {"a": ["n", "s"], "h": ["s", "n"]}
+    sp = compile_sql(cp, infer_types(cp, {cp.fact_relations.get(r, r): t for r, t in given.items()}))
+    sql = {rel: step.sql[rel] for step in sp.steps for rel in step.relations}
+    assert "IN ('this', 'this')" in sql["mine"]
+    assert "IN ('h1', 'h1')" in sql["from_h1"]
+    assert "= 'own'" not in sql["deny"] and "IN (" not in sql["deny"]  # deny's column: constants only
+    program = SimpleNamespace(facts=MIXED_FACTS, rules=MIXED_RULES)
+    for backend in ("pydatalog", "duckdb"):
+        out = Evaluator(backend).evaluate(program)
+        assert out["mine"] == {(1, 1), (2, 2)}, backend  # each line is its own "this" source
+        assert out["from_h1"] == {(1,), (2,)}, backend  # h1 carries 3 > 2, for both lines
+        assert out["none"] == set(), backend
+        assert out["deny"] == {(1, "own"), (2, "own")}, backend

@@ -254,6 +254,9 @@ class SqlProgram:
     # outcome rule index -> the head's constant arguments (position, value): a rule has solutions in
     # a chunk only if the outcome relation holds a row with these values
     head_consts: dict[int, tuple[tuple[int, Value], ...]] = field(default_factory=dict)
+    # (relation, column) that one rule of the relation fills with a constant and another with a
+    # variable: see _frequent_value_test
+    const_columns: frozenset[tuple[str, int]] = frozenset()
 
     @staticmethod
     def named_vars(rule: CompiledRule) -> list[str]:
@@ -291,7 +294,12 @@ class SqlProgram:
 def compile_sql(
     cp: CompiledProgram, types: dict[str, tuple[str, ...]], big: frozenset[str] = frozenset()
 ) -> SqlProgram:
-    sp = SqlProgram(cp, types, big=big)
+    filled: dict[tuple[str, int], set[bool]] = {}  # (relation, column) -> whether rules write constants there
+    for rule in cp.rules:
+        for i, a in enumerate(rule.head.args):
+            filled.setdefault((rule.head.relation, i), set()).add(isinstance(a, IConst))
+    const_columns = frozenset(col for col, kinds in filled.items() if kinds == {True, False})
+    sp = SqlProgram(cp, types, big=big, const_columns=const_columns)
     by_head: dict[str, list[CompiledRule]] = {}
     for rule in cp.rules:
         by_head.setdefault(rule.head.relation, []).append(rule)
@@ -405,6 +413,19 @@ def _semi_joined(
     return table
 
 
+def _frequent_value_test(col: str, value: str) -> str:
+    """`col = value` for a column that one rule fills with a constant and another with a variable
+    (SqlProgram.const_columns), written so that DuckDB's planner does not see an equality. It
+    estimates an equality from the column's distinct count, as if the value were as rare as any
+    other; but a constant stands for all the rows of its rule (partner's "this claim" is 99% of
+    its rows, the rule that writes a variable there gives the distinct values), and the planner
+    then builds its hash table on the big side of a join. An IN list is estimated with the
+    default selectivity, and gives the same rows (columns are never NULL). Where every rule
+    writes a constant (deny's rule ids), the distinct count is the number of rules: the estimate
+    is right, and the equality stays."""
+    return f"({col} IN ({value}, {value}))"
+
+
 class _NoRows(Exception):
     """The rule can never fire (e.g. a join of a number with a symbol)."""
 
@@ -481,6 +502,8 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     c = sql_compare("=", col, cols[i], expr, t)
                     if c == "FALSE":
                         raise _NoRows
+                    if not solutions and has_ck and isinstance(a, IConst) and (lit.relation, i) in sp.const_columns:
+                        c = _frequent_value_test(col, expr)  # same kinds: sql_compare gave an equality
                     conds.append(c)
             elif isinstance(lit, ICompare):
                 if lit.assigns and isinstance(lit.left, IVar) and lit.left.name not in env:
