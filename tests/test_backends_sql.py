@@ -113,3 +113,62 @@ def test_a_constant_test_on_a_mixed_column_is_an_in_list_with_the_same_rows() ->
         assert out["from_h1"] == {(1,), (2,)}, backend  # h1 carries 3 > 2, for both lines
         assert out["none"] == set(), backend
         assert out["deny"] == {(1, "own"), (2, "own")}, backend
+
+
+# pa and pz copy one relation each (duckdb._projection): views, not tables. pa holds "x" twice
+# (from a's rows 1 and 2) and z, and so pz, has no rows at all.
+VIEW_FACTS: dict[str, list[tuple[int | str, ...]]] = {
+    "a": [(1, "x"), (2, "x"), (3, "y")],
+    "k": [("k1",)],
+}
+VIEW_RULES = [
+    "pa(X) :- a(_, X).",
+    "n(K, C) :- k(K), C = count : { pa(X) }.",
+    "j(L) :- a(L, X), pa(X).",
+    'z(X) :- a(_, X), X = "none".',
+    "pz(X) :- z(X).",
+    'nz(L) :- a(L, _), not pz("x").',
+    "yz(L) :- a(L, X), pz(X).",
+    'deny(L, "seen") :- j(L), not pz("y").',
+]
+
+
+def test_a_relation_that_copies_another_is_a_view_read_like_its_table() -> None:
+    prog = program_from_text({"<rules>": "\n".join(VIEW_RULES)})
+    _declare(prog, VIEW_FACTS)
+    cp = compile_program(prog, facts_are_dynamic=True, dynamic_facts=set(VIEW_FACTS))
+    sp = compile_sql(cp, infer_types(cp, {}))
+    views = {rel: source for step in sp.steps for rel, source in step.views.items()}
+    assert views["pa"] == "a" and views["pz"] == "z"
+    assert "j" not in views and "z" not in views and "deny" not in views  # a join, a filter, an answer
+    program = SimpleNamespace(facts=VIEW_FACTS, rules=VIEW_RULES)
+    for backend in ("pydatalog", "duckdb"):
+        out = Evaluator(backend).evaluate(program)
+        assert out["pa"] == {("x",), ("y",)}, backend
+        assert out["n"] == {("k1", 2)}, backend  # x and y, however many rows of a hold them
+        assert out["j"] == {(1,), (2,), (3,)}, backend
+        assert out["pz"] == set() and out["yz"] == set(), backend  # an empty source: an empty view
+        assert out["nz"] == {(1,), (2,), (3,)}, backend
+        assert out["deny"] == {(1, "seen"), (2, "seen"), (3, "seen")}, backend
+
+
+def test_a_view_is_not_emptied_and_follows_its_source_from_chunk_to_chunk() -> None:
+    cp = _compiled_views()
+    backend = DuckDBBackend(
+        cp, None, {cp.fact_relations.get("a", "a"): ["n", "s"], cp.fact_relations.get("k", "k"): ["s"]}
+    )
+    try:
+        first = backend.evaluate_many([{"a": [(1, "x")], "k": [("k1",)]}, {"a": [], "k": [("k2",)]}], ["pa", "n", "j"])
+        second = backend.evaluate_many([{"a": [(5, "y"), (6, "y")], "k": [("k3",)]}], ["pa", "n", "j"])
+    finally:
+        backend.close()
+    assert [m.rows("pa") for m in first] == [[("x",)], []]
+    assert [m.rows("n") for m in first] == [[("k1", 1)], []]  # no group without rows
+    assert [m.rows("pa") for m in second] == [[("y",)]]  # the last chunk's rows are gone
+    assert [m.rows("j") for m in second] == [[(5,), (6,)]]
+
+
+def _compiled_views():
+    prog = program_from_text({"<rules>": "\n".join(VIEW_RULES)})
+    _declare(prog, VIEW_FACTS)
+    return compile_program(prog, facts_are_dynamic=True, dynamic_facts=set(VIEW_FACTS))

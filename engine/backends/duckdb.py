@@ -210,6 +210,8 @@ class Step:
     parts: dict[str, list[tuple[frozenset[str], str]]] = field(default_factory=dict)
     # relations whose rules' rows are appended (UNION ALL), not de-duplicated: see _bag
     bags: set[str] = field(default_factory=set)
+    # relation -> the relation it projects: a view over it, not a table (see _projection)
+    views: dict[str, str] = field(default_factory=dict)
 
     def live_sql(self, rel: str, nonempty: set[str] | None) -> str | None:
         """The SELECT for `rel` over the rules that can fire given the relations that have rows
@@ -287,7 +289,8 @@ class SqlProgram:
                 how = " (recursive: repeated until no new rows)" if step.recursive else ""
                 out.append(f"-- step {n}: {', '.join(step.relations)}{how}")
                 for rel in step.relations:
-                    out.append(f"INSERT INTO {table_name(self.cp, rel)}\n{step.sql[rel]};\n")
+                    how = "CREATE TEMP VIEW {} AS" if rel in step.views else "INSERT INTO {}"
+                    out.append(f"{how.format(table_name(self.cp, rel))}\n{step.sql[rel]};\n")
         return "\n".join(out)
 
 
@@ -359,6 +362,9 @@ def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRu
             selects = [f"SELECT {', '.join(cols)} FROM {_q('_claims')} WHERE FALSE"]
         if _bag(cp, rel, recursive):
             step.bags.add(rel)
+            source = _projection(cp, by_head.get(rel, []))
+            if source is not None:
+                step.views[rel] = source
         elif rel in OUTCOMES and len(step.parts[rel]) == 1:  # an answer is a set, whatever its body reads
             needs_one, select = step.parts[rel][0]
             step.parts[rel] = [(needs_one, f"SELECT DISTINCT * FROM ({select})")]
@@ -377,6 +383,23 @@ def _bag(cp: CompiledProgram, rel: str, recursive: bool) -> bool:
     components (their fixpoint test compares sets, EXCEPT) and the static relations
     (materialised once)."""
     return cp.kinds[rel] in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC) and rel not in OUTCOMES and not recursive
+
+
+def _projection(cp: CompiledProgram, rules: list[CompiledRule]) -> str | None:
+    """The relation a bag relation's (see _bag) only rule copies, when that rule's body is one
+    positive claim-dependent atom of distinct variables: the relation is then a view of its
+    SELECT, and no chunk copies the rows. A reader sees the very rows the table would hold (the
+    table of a bag relation is not de-duplicated either), and the view has rows exactly when
+    its source has."""
+    if len(rules) != 1 or len(rules[0].body) != 1:
+        return None
+    (lit,) = rules[0].body
+    if not isinstance(lit, IAtom) or lit.negated or cp.kinds[lit.relation] not in _CK_KINDS:
+        return None
+    names = [a.name for a in lit.args if isinstance(a, IVar)]
+    if len(names) != len(lit.args) or len(set(names)) != len(names):
+        return None
+    return lit.relation
 
 
 def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
@@ -702,8 +725,9 @@ class DuckDBBackend:
         cp, con = self.cp, self.con
         con.execute(f"CREATE TEMP TABLE {_q('_claims')} (ck BIGINT)")
         files = ensure_table_files(self.store, self.types) if self.store is not None else {}
+        self._views = views = {rel for step in self.sql.steps for rel in step.views}  # not emptied per chunk
         for rel, kind in sorted(cp.kinds.items()):
-            if kind in _CK_KINDS:
+            if kind in _CK_KINDS and rel not in views:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
             elif kind is RelKind.STORED:
                 self._create_stored(rel, files.get(rel))
@@ -715,6 +739,9 @@ class DuckDBBackend:
                     big.add(rel)
         if big:
             self.sql = compile_sql(cp, self.types, frozenset(big))
+        for step in self.sql.steps:  # in order: a view's source is a table or an earlier view
+            for rel in step.views:
+                con.execute(f"CREATE TEMP VIEW {table_name(cp, rel)} AS {step.sql[rel]}")
         for step in self.sql.static_steps:
             for rel in step.relations:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
@@ -759,6 +786,10 @@ class DuckDBBackend:
         live = {rel: sql for rel in step.relations if (sql := step.live_sql(rel, nonempty)) is not None}
         if not step.recursive:
             for rel, sql in live.items():
+                if rel in step.views:  # nothing to fill; it has rows when its source has
+                    if nonempty is not None and step.views[rel] in nonempty:
+                        nonempty.add(rel)
+                    continue
                 (n,) = con.execute(f"INSERT INTO {table_name(cp, rel)} {sql}").fetchone()  # type: ignore[misc]
                 if n and nonempty is not None:
                     nonempty.add(rel)
@@ -783,7 +814,7 @@ class DuckDBBackend:
         fill each reason's message (`relations`: these relations instead, e.g. all of them;
         `messages`: only what the messages show of the solutions, see MessageRequest)."""
         cp, con = self.cp, self.con
-        for rel in sorted(self._filled):
+        for rel in sorted(self._filled - self._views):
             con.execute(f"DELETE FROM {table_name(cp, rel)}")
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}  # until this chunk ends
         con.execute(f"DELETE FROM {_q('_claims')}")
