@@ -210,6 +210,8 @@ class Step:
     parts: dict[str, list[tuple[frozenset[str], str]]] = field(default_factory=dict)
     # relations whose rules' rows are appended (UNION ALL), not de-duplicated: see _bag
     bags: set[str] = field(default_factory=set)
+    # relation -> the relation it projects: a view over it, not a table (see _projection)
+    views: dict[str, str] = field(default_factory=dict)
 
     def live_sql(self, rel: str, nonempty: set[str] | None) -> str | None:
         """The SELECT for `rel` over the rules that can fire given the relations that have rows
@@ -254,6 +256,9 @@ class SqlProgram:
     # outcome rule index -> the head's constant arguments (position, value): a rule has solutions in
     # a chunk only if the outcome relation holds a row with these values
     head_consts: dict[int, tuple[tuple[int, Value], ...]] = field(default_factory=dict)
+    # (relation, column) that one rule of the relation fills with a constant and another with a
+    # variable: see _frequent_value_test
+    const_columns: frozenset[tuple[str, int]] = frozenset()
 
     @staticmethod
     def named_vars(rule: CompiledRule) -> list[str]:
@@ -284,14 +289,20 @@ class SqlProgram:
                 how = " (recursive: repeated until no new rows)" if step.recursive else ""
                 out.append(f"-- step {n}: {', '.join(step.relations)}{how}")
                 for rel in step.relations:
-                    out.append(f"INSERT INTO {table_name(self.cp, rel)}\n{step.sql[rel]};\n")
+                    how = "CREATE TEMP VIEW {} AS" if rel in step.views else "INSERT INTO {}"
+                    out.append(f"{how.format(table_name(self.cp, rel))}\n{step.sql[rel]};\n")
         return "\n".join(out)
 
 
 def compile_sql(
     cp: CompiledProgram, types: dict[str, tuple[str, ...]], big: frozenset[str] = frozenset()
 ) -> SqlProgram:
-    sp = SqlProgram(cp, types, big=big)
+    filled: dict[tuple[str, int], set[bool]] = {}  # (relation, column) -> whether rules write constants there
+    for rule in cp.rules:
+        for i, a in enumerate(rule.head.args):
+            filled.setdefault((rule.head.relation, i), set()).add(isinstance(a, IConst))
+    const_columns = frozenset(col for col, kinds in filled.items() if kinds == {True, False})
+    sp = SqlProgram(cp, types, big=big, const_columns=const_columns)
     by_head: dict[str, list[CompiledRule]] = {}
     for rule in cp.rules:
         by_head.setdefault(rule.head.relation, []).append(rule)
@@ -351,6 +362,9 @@ def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRu
             selects = [f"SELECT {', '.join(cols)} FROM {_q('_claims')} WHERE FALSE"]
         if _bag(cp, rel, recursive):
             step.bags.add(rel)
+            source = _projection(cp, by_head.get(rel, []))
+            if source is not None:
+                step.views[rel] = source
         elif rel in OUTCOMES and len(step.parts[rel]) == 1:  # an answer is a set, whatever its body reads
             needs_one, select = step.parts[rel][0]
             step.parts[rel] = [(needs_one, f"SELECT DISTINCT * FROM ({select})")]
@@ -369,6 +383,23 @@ def _bag(cp: CompiledProgram, rel: str, recursive: bool) -> bool:
     components (their fixpoint test compares sets, EXCEPT) and the static relations
     (materialised once)."""
     return cp.kinds[rel] in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC) and rel not in OUTCOMES and not recursive
+
+
+def _projection(cp: CompiledProgram, rules: list[CompiledRule]) -> str | None:
+    """The relation a bag relation's (see _bag) only rule copies, when that rule's body is one
+    positive claim-dependent atom of distinct variables: the relation is then a view of its
+    SELECT, and no chunk copies the rows. A reader sees the very rows the table would hold (the
+    table of a bag relation is not de-duplicated either), and the view has rows exactly when
+    its source has."""
+    if len(rules) != 1 or len(rules[0].body) != 1:
+        return None
+    (lit,) = rules[0].body
+    if not isinstance(lit, IAtom) or lit.negated or cp.kinds[lit.relation] not in _CK_KINDS:
+        return None
+    names = [a.name for a in lit.args if isinstance(a, IVar)]
+    if len(names) != len(lit.args) or len(set(names)) != len(names):
+        return None
+    return lit.relation
 
 
 def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
@@ -403,6 +434,19 @@ def _semi_joined(
             src, col = claim_side[a.name]
             return f"(SELECT * FROM {table} WHERE c{i} IN (SELECT {col} FROM {src}))"
     return table
+
+
+def _frequent_value_test(col: str, value: str) -> str:
+    """`col = value` for a column that one rule fills with a constant and another with a variable
+    (SqlProgram.const_columns), written so that DuckDB's planner does not see an equality. It
+    estimates an equality from the column's distinct count, as if the value were as rare as any
+    other; but a constant stands for all the rows of its rule (partner's "this claim" is 99% of
+    its rows, the rule that writes a variable there gives the distinct values), and the planner
+    then builds its hash table on the big side of a join. An IN list is estimated with the
+    default selectivity, and gives the same rows (columns are never NULL). Where every rule
+    writes a constant (deny's rule ids), the distinct count is the number of rules: the estimate
+    is right, and the equality stays."""
+    return f"({col} IN ({value}, {value}))"
 
 
 class _NoRows(Exception):
@@ -481,6 +525,8 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     c = sql_compare("=", col, cols[i], expr, t)
                     if c == "FALSE":
                         raise _NoRows
+                    if not solutions and has_ck and isinstance(a, IConst) and (lit.relation, i) in sp.const_columns:
+                        c = _frequent_value_test(col, expr)  # same kinds: sql_compare gave an equality
                     conds.append(c)
             elif isinstance(lit, ICompare):
                 if lit.assigns and isinstance(lit.left, IVar) and lit.left.name not in env:
@@ -679,8 +725,9 @@ class DuckDBBackend:
         cp, con = self.cp, self.con
         con.execute(f"CREATE TEMP TABLE {_q('_claims')} (ck BIGINT)")
         files = ensure_table_files(self.store, self.types) if self.store is not None else {}
+        self._views = views = {rel for step in self.sql.steps for rel in step.views}  # not emptied per chunk
         for rel, kind in sorted(cp.kinds.items()):
-            if kind in _CK_KINDS:
+            if kind in _CK_KINDS and rel not in views:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
             elif kind is RelKind.STORED:
                 self._create_stored(rel, files.get(rel))
@@ -692,6 +739,9 @@ class DuckDBBackend:
                     big.add(rel)
         if big:
             self.sql = compile_sql(cp, self.types, frozenset(big))
+        for step in self.sql.steps:  # in order: a view's source is a table or an earlier view
+            for rel in step.views:
+                con.execute(f"CREATE TEMP VIEW {table_name(cp, rel)} AS {step.sql[rel]}")
         for step in self.sql.static_steps:
             for rel in step.relations:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
@@ -736,6 +786,10 @@ class DuckDBBackend:
         live = {rel: sql for rel in step.relations if (sql := step.live_sql(rel, nonempty)) is not None}
         if not step.recursive:
             for rel, sql in live.items():
+                if rel in step.views:  # nothing to fill; it has rows when its source has
+                    if nonempty is not None and step.views[rel] in nonempty:
+                        nonempty.add(rel)
+                    continue
                 (n,) = con.execute(f"INSERT INTO {table_name(cp, rel)} {sql}").fetchone()  # type: ignore[misc]
                 if n and nonempty is not None:
                     nonempty.add(rel)
@@ -760,7 +814,7 @@ class DuckDBBackend:
         fill each reason's message (`relations`: these relations instead, e.g. all of them;
         `messages`: only what the messages show of the solutions, see MessageRequest)."""
         cp, con = self.cp, self.con
-        for rel in sorted(self._filled):
+        for rel in sorted(self._filled - self._views):
             con.execute(f"DELETE FROM {table_name(cp, rel)}")
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}  # until this chunk ends
         con.execute(f"DELETE FROM {_q('_claims')}")
