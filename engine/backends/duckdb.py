@@ -839,29 +839,51 @@ class DuckDBBackend:
 
     def _fetch_messages(self, models: list[BatchModel], request: MessageRequest) -> None:
         """What each outcome row's message shows of its solutions (see MessageRequest), merged
-        head by head: the rows come ordered by claim, head and the prover's order."""
-        limit, join = request.limit, request.join
+        head by head: the rows come ordered by claim, head and the prover's order. A head with at
+        most `limit` rows needs no de-duplication: a repeated solution adds no value that did not
+        appear before it, so each name's distinct values, in order, are the same with or without
+        it. A name's values are merged once per distinct sequence of values (`merged`): most heads
+        of a rule repeat a few of them (the same three table labels, say)."""
+        limit = request.limit
+        join: Callable[[list[str]], str] = request.join
         for index, sql in self._solved_rules(models, request.names):
             layout = self.sql.solution_layout[index]
             places = [layout.names.get(name) for name in request.names[index]]  # None: not bound
-            whole = None not in places
-            one = operator.itemgetter(*places) if whole and places else None
             cols = [col for col, _ in layout.head if col is not None]
             head_key = operator.itemgetter(0, *cols)
+            # a name bound to a head column has one value per head: it is read off the first row
+            fixed = [(k, p) for k, p in enumerate(places) if p is None or p in cols]
+            varying = [(k, p) for k, p in enumerate(places) if p is not None and p not in cols]
+            first_values: list[str | None] = [None] * len(places)
+            merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
             # the usual outcome head, (a line variable, the rule id), built from the group key alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
             rule_id = layout.head[1][1] if line_rule else None
             for key, group in itertools.groupby(self.con.execute(sql).fetchall(), head_key):
-                sols = dict.fromkeys(group)  # the head's distinct solutions, in order
-                first = next(iter(sols))
-                if len(sols) == 1 and one is not None:
-                    values: tuple[str | None, ...] = (
-                        (str(one(first)),) if len(places) == 1 else tuple(map(str, one(first)))
-                    )
+                sols = list(group)
+                first = sols[0]
+                values = first_values[:]
+                for k, p in fixed:
+                    if p is not None:
+                        values[k] = str(first[p])
+                if len(sols) == 1:
+                    for k, p in varying:
+                        values[k] = str(first[p])
                 else:
-                    values = _merged(list(sols)[:limit], places, join)
+                    if len(sols) > limit:  # the first `limit` distinct solutions
+                        sols = list(dict.fromkeys(sols))[:limit]
+                    columns = list(zip(*sols, strict=True))
+                    for k, p in varying:
+                        column = columns[p]
+                        text = merged.get(column)
+                        if text is None:
+                            distinct = dict.fromkeys(column)  # in order of first appearance
+                            text = merged[column] = (
+                                str(column[0]) if len(distinct) == 1 else join(list(map(str, distinct)))
+                            )
+                        values[k] = text
                 head = (key[1], rule_id) if line_rule else layout.head_of(first)
-                models[key[0]].messages[(index, head)] = values
+                models[key[0]].messages[(index, head)] = tuple(values)
 
     def _load_claims(self, n: int) -> None:
         if n:
@@ -891,19 +913,6 @@ class DuckDBBackend:
         atexit.unregister(self.close)
         self.con.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _merged(sols: list[tuple], places: list[int | None], join: Callable[[list[str]], str]) -> tuple[str | None, ...]:
-    """adjudicate._merge, then str(), of the columns at `places` of one head's solutions."""
-    columns = list(zip(*sols, strict=True))
-    out: list[str | None] = []
-    for p in places:
-        if p is None:
-            out.append(None)
-            continue
-        values = dict.fromkeys(columns[p])  # distinct, in order of first appearance
-        out.append(str(next(iter(values))) if len(values) == 1 else join(list(map(str, values))))
-    return tuple(out)
 
 
 def prepare_tables(kb: LoadedKB) -> None:
