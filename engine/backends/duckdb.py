@@ -853,7 +853,7 @@ class DuckDBBackend:
             head_key = operator.itemgetter(0, *cols)
             # a name bound to a head column has one value per head: it is read off the first row
             fixed = [(k, p) for k, p in enumerate(places) if p is None or p in cols]
-            varying = [(k, p) for k, p in enumerate(places) if p is not None and p not in cols]
+            varying = [(k, p, operator.itemgetter(p)) for k, p in enumerate(places) if p is not None and p not in cols]
             first_values: list[str | None] = [None] * len(places)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
             # the usual outcome head, (a line variable, the rule id), built from the group key alone
@@ -867,14 +867,13 @@ class DuckDBBackend:
                     if p is not None:
                         values[k] = str(first[p])
                 if len(sols) == 1:
-                    for k, p in varying:
+                    for k, p, _get in varying:
                         values[k] = str(first[p])
                 else:
                     if len(sols) > limit:  # the first `limit` distinct solutions
                         sols = list(dict.fromkeys(sols))[:limit]
-                    columns = list(zip(*sols, strict=True))
-                    for k, p in varying:
-                        column = columns[p]
+                    for k, _p, get in varying:
+                        column = tuple(map(get, sols))
                         text = merged.get(column)
                         if text is None:
                             distinct = dict.fromkeys(column)  # in order of first appearance
