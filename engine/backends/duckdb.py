@@ -351,6 +351,8 @@ def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRu
             selects = [f"SELECT {', '.join(cols)} FROM {_q('_claims')} WHERE FALSE"]
         if _bag(cp, rel, recursive):
             step.bags.add(rel)
+            step.parts[rel] = _fused(step.parts[rel])
+            selects = [s for _, s in step.parts[rel]] or selects
         elif rel in OUTCOMES and len(step.parts[rel]) == 1:  # an answer is a set, whatever its body reads
             needs_one, select = step.parts[rel][0]
             step.parts[rel] = [(needs_one, f"SELECT DISTINCT * FROM ({select})")]
@@ -369,6 +371,40 @@ def _bag(cp: CompiledProgram, rel: str, recursive: bool) -> bool:
     components (their fixpoint test compares sets, EXCEPT) and the static relations
     (materialised once)."""
     return cp.kinds[rel] in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC) and rel not in OUTCOMES and not recursive
+
+
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def _fused(parts: list[tuple[frozenset[str], str]]) -> list[tuple[frozenset[str], str]]:
+    """A bag relation's rule SELECTs (see _bag), with rules that differ in one WHERE condition
+    only made one SELECT whose condition is the OR of theirs (kb/codes/periods.dl: a date before
+    a table's period, or after it): it holds the same rows, but the body is joined once, and
+    DuckDB joins the two conditions as one filter instead of planning an inequality join for
+    each. A row both conditions keep is then appended once, not twice, which no reader of a bag
+    can tell. Compared as text, line by line (`_rule_sql` writes one condition a line); a SELECT
+    with a line break inside a string constant is left as it is."""
+    out: list[tuple[frozenset[str], list[str]]] = []
+    for needs, sql in parts:
+        lines = sql.split("\n")
+        if not any("\n" in lit for lit in _LITERAL.findall(sql)):
+            for other_needs, other in out:
+                if other_needs != needs or len(other) != len(lines):
+                    continue
+                differ = [i for i, (a, b) in enumerate(zip(other, lines, strict=True)) if a != b]
+                if len(differ) != 1:
+                    continue
+                i = differ[0]
+                prefix = lines[i][:6]
+                if prefix not in ("WHERE ", "  AND ") or not other[i].startswith(prefix):
+                    continue
+                other[i] = f"{prefix}(({other[i][6:]}) OR ({lines[i][6:]}))"
+                break
+            else:
+                out.append((needs, lines))
+            continue
+        out.append((needs, [sql]))  # one piece: nothing is fused with it
+    return [(needs, "\n".join(lines)) for needs, lines in out]
 
 
 def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
