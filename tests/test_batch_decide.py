@@ -257,6 +257,19 @@ SEEN_RULES = """
  * @message Line {l}: {c} billed before on {d} with {u} unit(s).
  */
 warn(l, "t.seen") :- line(l, c, _, _, _, _), history(_, _, c, d, _, _, u).
+
+/**
+ * @id t.units_seen
+ * @title Units billed before
+ * @summary The units of each history line for the same code (the history claim is named, not shown).
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Line {l} was billed before with {u} unit(s).
+ */
+warn(l, "t.units_seen") :- line(l, c, _, _, _, _), history(h, _, c, _, _, _, u).
 """
 
 
@@ -306,3 +319,41 @@ def test_a_head_with_a_few_solutions_keeps_each_names_values_in_order_of_first_a
     # the same dates and units as line 1 (their text is reused), another code
     assert messages[(3, "t.seen")] == "Line 3: 99215 billed before on 2024-02-01 and 2024-01-15 with 3, 1 and 2 unit(s)."
     assert fast == seen_kb.adjudicate(claim, proofs=False).to_dict() == _reference(seen_kb, [claim])[0]
+
+
+def test_a_variable_the_message_does_not_show_still_decides_which_twelve_solutions_are_merged(
+    seen_kb: PolicyKB,
+) -> None:
+    from engine.backends.decide import BatchDecider
+
+    line = {"service_date": "2024-03-01", "units": 1, "pos": "11", "rendering_npi": "1234567893"}
+    # line 1: history lines H01..H14 for its code, 1 unit each but for H13 (2) and H14 (3); line 2:
+    # H15 and H16 for its code, 4 units each
+    units = [("99213", 1)] * 12 + [("99213", 2), ("99213", 3), ("99214", 4), ("99214", 4)]
+    history = [
+        {**line, "line": 1, "claim_id": f"H{i:02}", "code": c, "units": u} for i, (c, u) in enumerate(units, 1)
+    ]
+    claim = parse_claim(
+        {
+            "id": "SEEN-2",
+            "patient": {"id": "P1", "birth_date": "1960-01-01", "sex": "F"},
+            "lines": [{**line, "line": n, "code": c} for n, c in ((1, "99213"), (2, "99214"))],
+            "history": history,
+        }
+    )
+    (fast,) = decide_many(seen_kb, [claim])
+    messages = {(ln["line"], r["rule"]): r["message"] for ln in fast["lines"] for r in ln["reasons"]}  # type: ignore[index]
+    # 14 solutions, distinct by their history claim h: the first twelve (H01..H12) all have 1 unit,
+    # so 2 and 3 are not shown (merging the distinct shown values alone would give "1, 2 and 3")
+    assert messages[(1, "t.units_seen")] == "Line 1 was billed before with 1 unit(s)."
+    # two solutions (H15, H16) with the same units
+    assert messages[(2, "t.units_seen")] == "Line 2 was billed before with 4 unit(s)."
+    assert fast == seen_kb.adjudicate(claim, proofs=False).to_dict() == _reference(seen_kb, [claim])[0]
+    # the query behind it fetches the claim, the line and the units, not h
+    request = BatchDecider(seen_kb).request
+    backend = seen_kb.duckdb()
+    (index,) = [i for i in request.names if seen_kb.kb.compiled.rules[i].head.args[1].value == "t.units_seen"]  # type: ignore[union-attr]
+    layout = backend.sql.solution_layout[index]
+    places = [layout.names[n] for n in request.names[index]]
+    short, _ = backend._message_sql(index, backend.sql.solutions[index], places)  # type: ignore[arg-type]
+    assert short.splitlines()[0].count(" AS s") == 3 < len(layout.columns)

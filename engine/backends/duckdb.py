@@ -233,6 +233,7 @@ class SolutionLayout:
 
     head: tuple[tuple[int | None, Value | None], ...]  # per head argument: its column, or (None, the constant)
     names: dict[str, int]  # named variable -> its column (every name of SqlProgram.named_vars that is bound)
+    columns: tuple[str, ...] = ()  # each column's expression
 
     def head_of(self, rec: tuple) -> tuple:
         return tuple(v if col is None else rec[col] for col, v in self.head)
@@ -570,7 +571,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     if env[v][0] not in exprs:
                         exprs.append(env[v][0])
                     placed[v] = exprs.index(env[v][0])
-            sp.solution_layout[rule.index] = SolutionLayout(tuple(head), placed)
+            sp.solution_layout[rule.index] = SolutionLayout(tuple(head), placed, tuple(exprs))
             select = [f"{e} AS s{i}" for i, e in enumerate(exprs)]
             heads = {exprs[col] for col, _ in head if col is not None}  # sorted on already
             order[:] = ["1", *dict.fromkeys(keys), *(k for k in order if k not in heads)]
@@ -690,6 +691,7 @@ class DuckDBBackend:
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
         # the claim-dependent tables that may hold rows from the last chunk (emptied before the next)
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}
+        self._message_sqls: dict[tuple[int, tuple[int | None, ...]], tuple[str, list[int | None]]] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.con = duckdb.connect(":memory:")
         atexit.register(self.close)  # closed before interpreter teardown, which warns about live handles
@@ -875,50 +877,49 @@ class DuckDBBackend:
 
     def _fetch_messages(self, models: list[BatchModel], request: MessageRequest) -> None:
         """What each outcome row's message shows of its solutions (see MessageRequest), merged
-        head by head: the rows come ordered by claim, head and the prover's order. A head with at
-        most `limit` rows needs no de-duplication: a repeated solution adds no value that did not
-        appear before it, so each name's distinct values, in order, are the same with or without
-        it. A name's values are merged once per distinct sequence of values (`merged`): most heads
-        of a rule repeat a few of them (the same three table labels, say)."""
+        head by head (_merge_heads): the rows come ordered by claim, head and the prover's order.
+        The query fetches the claim key, the head and the columns the message shows only
+        (_message_sql); the other named variables matter only to which solutions are distinct, so
+        only to a head with more than `limit` rows, which is merged again from the full query."""
         limit = request.limit
         join: Callable[[list[str]], str] = request.join
         for index, sql in self._solved_rules(models, request.names):
             layout = self.sql.solution_layout[index]
-            places = [layout.names.get(name) for name in request.names[index]]  # None: not bound
+            full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
+            short_sql, places = self._message_sql(index, sql, full)
             cols = [col for col, _ in layout.head if col is not None]
             head_key = operator.itemgetter(0, *cols)
-            # a name bound to a head column has one value per head: it is read off the first row
-            fixed = [(k, p) for k, p in enumerate(places) if p is None or p in cols]
-            varying = [(k, p, operator.itemgetter(p)) for k, p in enumerate(places) if p is not None and p not in cols]
-            first_values: list[str | None] = [None] * len(places)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
+            heads, overflow = _merge_heads(self.con.execute(short_sql).fetchall(), head_key, cols, places, limit, join, merged)
+            if overflow:
+                rows = [rec for rec in self.con.execute(sql).fetchall() if head_key(rec) in overflow]
+                heads += _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
             # the usual outcome head, (a line variable, the rule id), built from the group key alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
             rule_id = layout.head[1][1] if line_rule else None
-            for key, group in itertools.groupby(self.con.execute(sql).fetchall(), head_key):
-                sols = list(group)
-                first = sols[0]
-                values = first_values[:]
-                for k, p in fixed:
-                    if p is not None:
-                        values[k] = str(first[p])
-                if len(sols) == 1:
-                    for k, p, _get in varying:
-                        values[k] = str(first[p])
-                else:
-                    if len(sols) > limit:  # the first `limit` distinct solutions
-                        sols = list(dict.fromkeys(sols))[:limit]
-                    for k, _p, get in varying:
-                        column = tuple(map(get, sols))
-                        text = merged.get(column)
-                        if text is None:
-                            distinct = dict.fromkeys(column)  # in order of first appearance
-                            text = merged[column] = (
-                                str(column[0]) if len(distinct) == 1 else join(list(map(str, distinct)))
-                            )
-                        values[k] = text
+            for key, first, values in heads:
                 head = (key[1], rule_id) if line_rule else layout.head_of(first)
-                models[key[0]].messages[(index, head)] = tuple(values)
+                models[key[0]].messages[(index, head)] = values
+
+    def _message_sql(self, index: int, sql: str, places: list[int | None]) -> tuple[str, list[int | None]]:
+        """The rule's solutions SELECT with only the claim key, the head and the columns at
+        `places`, and where each place is in it (the same SELECT when it has no other column)."""
+        found = self._message_sqls.get((index, tuple(places)))
+        if found is not None:
+            return found
+        layout = self.sql.solution_layout[index]
+        first, rest = sql.split("\n", 1) if "\n" in sql else (sql, "")
+        exprs = layout.columns
+        head = 1 + sum(col is not None for col, _ in layout.head)  # the head's columns come first
+        keep = [*range(head), *sorted({p for p in places if p is not None and p >= head})]
+        if len(keep) == len(exprs) or first != "SELECT " + ", ".join(f"{e} AS s{i}" for i, e in enumerate(exprs)):
+            found = (sql, places)
+        else:  # ORDER BY names a column by number among the head's only: those keep their place
+            moved = {old: new for new, old in enumerate(keep)}
+            select = ", ".join(f"{exprs[old]} AS s{new}" for new, old in enumerate(keep))
+            found = (f"SELECT {select}\n{rest}", [None if p is None else moved[p] for p in places])
+        self._message_sqls[(index, tuple(places))] = found
+        return found
 
     def _load_claims(self, n: int) -> None:
         if n:
@@ -948,6 +949,57 @@ class DuckDBBackend:
         atexit.unregister(self.close)
         self.con.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _merge_heads(
+    rows: list[tuple],
+    head_key: Callable[[tuple], tuple],
+    cols: list[int],
+    places: list[int | None],
+    limit: int,
+    join: Callable[[list[str]], str],
+    merged: dict[tuple, str],
+    *,
+    dedupe: bool = False,
+) -> tuple[list[tuple[tuple, tuple, tuple[str | None, ...]]], set[tuple]]:
+    """Each head's (key, first row, the text of the columns at `places`) from solution rows in
+    the prover's order, as adjudicate._merge then str() give them, and the keys of the heads left
+    out: those with more than `limit` rows, unless `dedupe` (the rows then hold every named
+    variable, and the first `limit` distinct ones are merged). A head of at most `limit` rows
+    needs no de-duplication: a repeated solution adds no value that did not appear before it, so
+    each name's distinct values, in order, are the same with or without it. A name's values are
+    merged once per distinct sequence of values (`merged`): most heads of a rule repeat a few of
+    them (the same three table labels, say)."""
+    # a name bound to a head column has one value per head: it is read off the first row
+    fixed = [(k, p) for k, p in enumerate(places) if p is not None and p in cols]
+    varying = [(k, p, operator.itemgetter(p)) for k, p in enumerate(places) if p is not None and p not in cols]
+    blank: list[str | None] = [None] * len(places)  # None: a name the rule does not bind
+    out: list[tuple[tuple, tuple, tuple[str | None, ...]]] = []
+    overflow: set[tuple] = set()
+    for key, group in itertools.groupby(rows, head_key):
+        sols = list(group)
+        if len(sols) > limit:
+            if not dedupe:
+                overflow.add(key)
+                continue
+            sols = list(dict.fromkeys(sols))[:limit]  # the first `limit` distinct solutions
+        first = sols[0]
+        values = blank[:]
+        for k, p in fixed:
+            values[k] = str(first[p])
+        if len(sols) == 1:
+            for k, p, _get in varying:
+                values[k] = str(first[p])
+        else:
+            for k, _p, get in varying:
+                column = tuple(map(get, sols))
+                text = merged.get(column)
+                if text is None:
+                    distinct = dict.fromkeys(column)  # in order of first appearance
+                    text = merged[column] = str(column[0]) if len(distinct) == 1 else join(list(map(str, distinct)))
+                values[k] = text
+        out.append((key, first, tuple(values)))
+    return out, overflow
 
 
 def prepare_tables(kb: LoadedKB) -> None:
