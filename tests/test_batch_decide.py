@@ -237,3 +237,123 @@ def test_only_the_rules_whose_message_names_a_variable_are_solved(message_kb: Po
     assert model.relations["warn"] == [(1, "t.plain"), (1, "t.units")]
     assert {head for _index, head in model.messages} == {(1, "t.many"), (2, "t.many"), (1, "t.units")}
     assert not model.solutions
+
+
+# A head with a few solutions (at most twelve rows) is merged without de-duplicating its rows, and
+# a name's text is made once per distinct sequence of values: the history lines below make the
+# values of `d` (a date, a symbol) and `u` (a number) appear in an order that is not sorted, with
+# a repeated solution, on two heads that show the same values
+
+SEEN_RULES = """
+/**
+ * @id t.seen
+ * @title Billed before
+ * @summary Each history line for the same code: its date of service and units.
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Line {l}: {c} billed before on {d} with {u} unit(s).
+ */
+warn(l, "t.seen") :- line(l, c, _, _, _, _), history(_, _, c, d, _, _, u).
+
+/**
+ * @id t.units_seen
+ * @title Units billed before
+ * @summary The units of each history line for the same code (the history claim is named, not shown).
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Line {l} was billed before with {u} unit(s).
+ */
+warn(l, "t.units_seen") :- line(l, c, _, _, _, _), history(h, _, c, _, _, _, u).
+"""
+
+
+@pytest.fixture(scope="module")
+def seen_kb(tmp_path_factory: pytest.TempPathFactory) -> PolicyKB:
+    root = tmp_path_factory.mktemp("seen_kb")
+    for name in ("claim.dl", "types.dl"):
+        (root / name).write_text((ROOT / "tests/fixtures/lint_kb" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (root / "seen.dl").write_text(SEEN_RULES, encoding="utf-8")
+    return PolicyKB.open(root)
+
+
+def test_a_head_with_a_few_solutions_keeps_each_names_values_in_order_of_first_appearance(seen_kb: PolicyKB) -> None:
+    line = {"service_date": "2024-03-01", "units": 1, "pos": "11", "rendering_npi": "1234567893"}
+    # history lines H01..H09 in claim-id order (the order the prover takes them in): the code,
+    # date of service and units of each
+    seen = [
+        ("99213", "2024-02-01", 3),
+        ("99213", "2024-01-15", 1),
+        ("99213", "2024-02-01", 3),  # the same solution as H01 (the claim id is `_`)
+        ("99213", "2024-01-15", 2),
+        ("99214", "2024-01-20", 7),
+        ("99215", "2024-02-01", 3),
+        ("99215", "2024-01-15", 1),
+        ("99215", "2024-02-01", 3),
+        ("99215", "2024-01-15", 2),
+    ]
+    history = [
+        {**line, "line": 1, "claim_id": f"H{i:02}", "code": c, "service_date": d, "units": u}
+        for i, (c, d, u) in enumerate(seen, 1)
+    ]
+    claim = parse_claim(
+        {
+            "id": "SEEN-1",
+            "patient": {"id": "P1", "birth_date": "1960-01-01", "sex": "F"},
+            "lines": [{**line, "line": n, "code": c} for n, c in ((1, "99213"), (2, "99214"), (3, "99215"))],
+            "history": history,
+        }
+    )
+    (fast,) = decide_many(seen_kb, [claim])
+    messages = {(ln["line"], r["rule"]): r["message"] for ln in fast["lines"] for r in ln["reasons"]}  # type: ignore[index]
+    # four rows, three distinct solutions: each name's distinct values as they first appear
+    # (2024-02-01 before 2024-01-15, 3 before 1 before 2); the line's code is one value
+    assert messages[(1, "t.seen")] == "Line 1: 99213 billed before on 2024-02-01 and 2024-01-15 with 3, 1 and 2 unit(s)."
+    # one row: its values as str() writes them
+    assert messages[(2, "t.seen")] == "Line 2: 99214 billed before on 2024-01-20 with 7 unit(s)."
+    # the same dates and units as line 1 (their text is reused), another code
+    assert messages[(3, "t.seen")] == "Line 3: 99215 billed before on 2024-02-01 and 2024-01-15 with 3, 1 and 2 unit(s)."
+    assert fast == seen_kb.adjudicate(claim, proofs=False).to_dict() == _reference(seen_kb, [claim])[0]
+
+
+def test_a_variable_the_message_does_not_show_still_decides_which_twelve_solutions_are_merged(
+    seen_kb: PolicyKB,
+) -> None:
+    from engine.backends.decide import BatchDecider
+
+    line = {"service_date": "2024-03-01", "units": 1, "pos": "11", "rendering_npi": "1234567893"}
+    # line 1: history lines H01..H14 for its code, 1 unit each but for H13 (2) and H14 (3); line 2:
+    # H15 and H16 for its code, 4 units each
+    units = [("99213", 1)] * 12 + [("99213", 2), ("99213", 3), ("99214", 4), ("99214", 4)]
+    history = [
+        {**line, "line": 1, "claim_id": f"H{i:02}", "code": c, "units": u} for i, (c, u) in enumerate(units, 1)
+    ]
+    claim = parse_claim(
+        {
+            "id": "SEEN-2",
+            "patient": {"id": "P1", "birth_date": "1960-01-01", "sex": "F"},
+            "lines": [{**line, "line": n, "code": c} for n, c in ((1, "99213"), (2, "99214"))],
+            "history": history,
+        }
+    )
+    (fast,) = decide_many(seen_kb, [claim])
+    messages = {(ln["line"], r["rule"]): r["message"] for ln in fast["lines"] for r in ln["reasons"]}  # type: ignore[index]
+    # 14 solutions, distinct by their history claim h: the first twelve (H01..H12) all have 1 unit,
+    # so 2 and 3 are not shown (merging the distinct shown values alone would give "1, 2 and 3")
+    assert messages[(1, "t.units_seen")] == "Line 1 was billed before with 1 unit(s)."
+    # two solutions (H15, H16) with the same units
+    assert messages[(2, "t.units_seen")] == "Line 2 was billed before with 4 unit(s)."
+    assert fast == seen_kb.adjudicate(claim, proofs=False).to_dict() == _reference(seen_kb, [claim])[0]
+    # the query behind it fetches the claim, the line and the units, not h
+    request = BatchDecider(seen_kb).request
+    backend = seen_kb.duckdb()
+    (index,) = [i for i in request.names if seen_kb.kb.compiled.rules[i].head.args[1].value == "t.units_seen"]  # type: ignore[union-attr]
+    layout = backend.sql.solution_layout[index]
+    places = [layout.names[n] for n in request.names[index]]
+    short, _ = backend._message_sql(index, backend.sql.solutions[index], places)  # type: ignore[arg-type]
+    assert short.splitlines()[0].count(" AS s") == 3 < len(layout.columns)

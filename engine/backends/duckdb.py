@@ -235,6 +235,7 @@ class SolutionLayout:
 
     head: tuple[tuple[int | None, Value | None], ...]  # per head argument: its column, or (None, the constant)
     names: dict[str, int]  # named variable -> its column (every name of SqlProgram.named_vars that is bound)
+    columns: tuple[str, ...] = ()  # each column's expression
 
     def head_of(self, rec: tuple) -> tuple:
         return tuple(v if col is None else rec[col] for col, v in self.head)
@@ -362,6 +363,8 @@ def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRu
             selects = [f"SELECT {', '.join(cols)} FROM {_q('_claims')} WHERE FALSE"]
         if _bag(cp, rel, recursive):
             step.bags.add(rel)
+            step.parts[rel] = _fused(step.parts[rel])
+            selects = [s for _, s in step.parts[rel]] or selects
             source = _projection(cp, by_head.get(rel, []))
             if source is not None:
                 step.views[rel] = source
@@ -383,6 +386,40 @@ def _bag(cp: CompiledProgram, rel: str, recursive: bool) -> bool:
     components (their fixpoint test compares sets, EXCEPT) and the static relations
     (materialised once)."""
     return cp.kinds[rel] in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC) and rel not in OUTCOMES and not recursive
+
+
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def _fused(parts: list[tuple[frozenset[str], str]]) -> list[tuple[frozenset[str], str]]:
+    """A bag relation's rule SELECTs (see _bag), with rules that differ in one WHERE condition
+    only made one SELECT whose condition is the OR of theirs (kb/codes/periods.dl: a date before
+    a table's period, or after it): it holds the same rows, but the body is joined once, and
+    DuckDB joins the two conditions as one filter instead of planning an inequality join for
+    each. A row both conditions keep is then appended once, not twice, which no reader of a bag
+    can tell. Compared as text, line by line (`_rule_sql` writes one condition a line); a SELECT
+    with a line break inside a string constant is left as it is."""
+    out: list[tuple[frozenset[str], list[str]]] = []
+    for needs, sql in parts:
+        lines = sql.split("\n")
+        if not any("\n" in lit for lit in _LITERAL.findall(sql)):
+            for other_needs, other in out:
+                if other_needs != needs or len(other) != len(lines):
+                    continue
+                differ = [i for i, (a, b) in enumerate(zip(other, lines, strict=True)) if a != b]
+                if len(differ) != 1:
+                    continue
+                i = differ[0]
+                prefix = lines[i][:6]
+                if prefix not in ("WHERE ", "  AND ") or not other[i].startswith(prefix):
+                    continue
+                other[i] = f"{prefix}(({other[i][6:]}) OR ({lines[i][6:]}))"
+                break
+            else:
+                out.append((needs, lines))
+            continue
+        out.append((needs, [sql]))  # one piece: nothing is fused with it
+    return [(needs, "\n".join(lines)) for needs, lines in out]
 
 
 def _projection(cp: CompiledProgram, rules: list[CompiledRule]) -> str | None:
@@ -580,7 +617,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     if env[v][0] not in exprs:
                         exprs.append(env[v][0])
                     placed[v] = exprs.index(env[v][0])
-            sp.solution_layout[rule.index] = SolutionLayout(tuple(head), placed)
+            sp.solution_layout[rule.index] = SolutionLayout(tuple(head), placed, tuple(exprs))
             select = [f"{e} AS s{i}" for i, e in enumerate(exprs)]
             heads = {exprs[col] for col, _ in head if col is not None}  # sorted on already
             order[:] = ["1", *dict.fromkeys(keys), *(k for k in order if k not in heads)]
@@ -700,6 +737,7 @@ class DuckDBBackend:
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
         # the claim-dependent tables that may hold rows from the last chunk (emptied before the next)
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}
+        self._message_sqls: dict[tuple[int, tuple[int | None, ...]], tuple[str, list[int | None]]] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.con = duckdb.connect(":memory:")
         atexit.register(self.close)  # closed before interpreter teardown, which warns about live handles
@@ -893,29 +931,49 @@ class DuckDBBackend:
 
     def _fetch_messages(self, models: list[BatchModel], request: MessageRequest) -> None:
         """What each outcome row's message shows of its solutions (see MessageRequest), merged
-        head by head: the rows come ordered by claim, head and the prover's order."""
-        limit, join = request.limit, request.join
+        head by head (_merge_heads): the rows come ordered by claim, head and the prover's order.
+        The query fetches the claim key, the head and the columns the message shows only
+        (_message_sql); the other named variables matter only to which solutions are distinct, so
+        only to a head with more than `limit` rows, which is merged again from the full query."""
+        limit = request.limit
+        join: Callable[[list[str]], str] = request.join
         for index, sql in self._solved_rules(models, request.names):
             layout = self.sql.solution_layout[index]
-            places = [layout.names.get(name) for name in request.names[index]]  # None: not bound
-            whole = None not in places
-            one = operator.itemgetter(*places) if whole and places else None
+            full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
+            short_sql, places = self._message_sql(index, sql, full)
             cols = [col for col, _ in layout.head if col is not None]
             head_key = operator.itemgetter(0, *cols)
+            merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
+            heads, overflow = _merge_heads(self.con.execute(short_sql).fetchall(), head_key, cols, places, limit, join, merged)
+            if overflow:
+                rows = [rec for rec in self.con.execute(sql).fetchall() if head_key(rec) in overflow]
+                heads += _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
             # the usual outcome head, (a line variable, the rule id), built from the group key alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
             rule_id = layout.head[1][1] if line_rule else None
-            for key, group in itertools.groupby(self.con.execute(sql).fetchall(), head_key):
-                sols = dict.fromkeys(group)  # the head's distinct solutions, in order
-                first = next(iter(sols))
-                if len(sols) == 1 and one is not None:
-                    values: tuple[str | None, ...] = (
-                        (str(one(first)),) if len(places) == 1 else tuple(map(str, one(first)))
-                    )
-                else:
-                    values = _merged(list(sols)[:limit], places, join)
+            for key, first, values in heads:
                 head = (key[1], rule_id) if line_rule else layout.head_of(first)
                 models[key[0]].messages[(index, head)] = values
+
+    def _message_sql(self, index: int, sql: str, places: list[int | None]) -> tuple[str, list[int | None]]:
+        """The rule's solutions SELECT with only the claim key, the head and the columns at
+        `places`, and where each place is in it (the same SELECT when it has no other column)."""
+        found = self._message_sqls.get((index, tuple(places)))
+        if found is not None:
+            return found
+        layout = self.sql.solution_layout[index]
+        first, rest = sql.split("\n", 1) if "\n" in sql else (sql, "")
+        exprs = layout.columns
+        head = 1 + sum(col is not None for col, _ in layout.head)  # the head's columns come first
+        keep = [*range(head), *sorted({p for p in places if p is not None and p >= head})]
+        if len(keep) == len(exprs) or first != "SELECT " + ", ".join(f"{e} AS s{i}" for i, e in enumerate(exprs)):
+            found = (sql, places)
+        else:  # ORDER BY names a column by number among the head's only: those keep their place
+            moved = {old: new for new, old in enumerate(keep)}
+            select = ", ".join(f"{exprs[old]} AS s{new}" for new, old in enumerate(keep))
+            found = (f"SELECT {select}\n{rest}", [None if p is None else moved[p] for p in places])
+        self._message_sqls[(index, tuple(places))] = found
+        return found
 
     def _load_claims(self, n: int) -> None:
         if n:
@@ -947,17 +1005,55 @@ class DuckDBBackend:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def _merged(sols: list[tuple], places: list[int | None], join: Callable[[list[str]], str]) -> tuple[str | None, ...]:
-    """adjudicate._merge, then str(), of the columns at `places` of one head's solutions."""
-    columns = list(zip(*sols, strict=True))
-    out: list[str | None] = []
-    for p in places:
-        if p is None:
-            out.append(None)
-            continue
-        values = dict.fromkeys(columns[p])  # distinct, in order of first appearance
-        out.append(str(next(iter(values))) if len(values) == 1 else join(list(map(str, values))))
-    return tuple(out)
+def _merge_heads(
+    rows: list[tuple],
+    head_key: Callable[[tuple], tuple],
+    cols: list[int],
+    places: list[int | None],
+    limit: int,
+    join: Callable[[list[str]], str],
+    merged: dict[tuple, str],
+    *,
+    dedupe: bool = False,
+) -> tuple[list[tuple[tuple, tuple, tuple[str | None, ...]]], set[tuple]]:
+    """Each head's (key, first row, the text of the columns at `places`) from solution rows in
+    the prover's order, as adjudicate._merge then str() give them, and the keys of the heads left
+    out: those with more than `limit` rows, unless `dedupe` (the rows then hold every named
+    variable, and the first `limit` distinct ones are merged). A head of at most `limit` rows
+    needs no de-duplication: a repeated solution adds no value that did not appear before it, so
+    each name's distinct values, in order, are the same with or without it. A name's values are
+    merged once per distinct sequence of values (`merged`): most heads of a rule repeat a few of
+    them (the same three table labels, say)."""
+    # a name bound to a head column has one value per head: it is read off the first row
+    fixed = [(k, p) for k, p in enumerate(places) if p is not None and p in cols]
+    varying = [(k, p, operator.itemgetter(p)) for k, p in enumerate(places) if p is not None and p not in cols]
+    blank: list[str | None] = [None] * len(places)  # None: a name the rule does not bind
+    out: list[tuple[tuple, tuple, tuple[str | None, ...]]] = []
+    overflow: set[tuple] = set()
+    for key, group in itertools.groupby(rows, head_key):
+        sols = list(group)
+        if len(sols) > limit:
+            if not dedupe:
+                overflow.add(key)
+                continue
+            sols = list(dict.fromkeys(sols))[:limit]  # the first `limit` distinct solutions
+        first = sols[0]
+        values = blank[:]
+        for k, p in fixed:
+            values[k] = str(first[p])
+        if len(sols) == 1:
+            for k, p, _get in varying:
+                values[k] = str(first[p])
+        else:
+            for k, _p, get in varying:
+                column = tuple(map(get, sols))
+                text = merged.get(column)
+                if text is None:
+                    distinct = dict.fromkeys(column)  # in order of first appearance
+                    text = merged[column] = str(column[0]) if len(distinct) == 1 else join(list(map(str, distinct)))
+                values[k] = text
+        out.append((key, first, tuple(values)))
+    return out, overflow
 
 
 def prepare_tables(kb: LoadedKB) -> None:
