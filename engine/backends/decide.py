@@ -166,7 +166,7 @@ class BatchDecider:
                     t = self._template(rid, severity)
                     entry = self._entries[(rid, severity)] = (t, _ReasonJson(t.base))
                 t = entry[0]
-                overrider = overrides.get((n, rid))
+                overrider = overrides.get((n, rid)) if overrides else None
                 group = _OVERRIDDEN if overrider else _DENIAL if t.denies else _WARNING
                 found = ((group, t.key), t, self._message(t, model, n, rid), overrider, entry[1])
                 by_line.setdefault(n, []).append(found)
