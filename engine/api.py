@@ -200,6 +200,15 @@ class BatchWorker:
             for r in self.kb.adjudicate_many(claims, engine=self.engine, proofs=self.proofs)
         ]
 
+    def many_written(self, claims: Sequence[Claim]) -> list[Any]:
+        """As many, each result as scrub writes it (engine.batch.Written) on scrub's default path,
+        where the results are only written; a dict otherwise."""
+        if self.engine == "duckdb" and not self.proofs and not self.remedies:
+            from engine.backends.decide import decide_many
+
+            return decide_many(self.kb, claims, written=True)
+        return self.many(claims)
+
     def _one_with_remedies(self, claim: Claim) -> dict | Exception:
         r = _attempt(lambda: self.kb.adjudicate(claim, proofs=self.proofs, remedies=True))
         return r.to_dict() if isinstance(r, ClaimResult) else r

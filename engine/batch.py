@@ -36,9 +36,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from engine.claims import Claim, ClaimError, Problem
+from engine.claims import Claim, ClaimError, Problem, read_fast
 from engine.formats import ClaimRecord, InputFormat, detect_format
-from engine.formats.reader import RawRecord, read_raw_records
+from engine.formats.reader import RawRecord, parse_declined, read_raw_records
 
 Worker = Callable[[Claim], dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]
 """Adjudicates one claim into a JSON-able result dict. The summary reads only
@@ -110,6 +110,18 @@ class PlainJson(dict[str, Any]):
     these the way json.dumps(sort_keys, compact, ensure_ascii=False) does, several times faster."""
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A result already written: exactly the JSONL line _dumps writes for it, and what
+    _line_counts counts in it. A worker's `many_written` answers with these (scrub's default path,
+    engine/backends/decide.py), so no result dict is built only to be written."""
+
+    line: bytes
+    lines: int
+    denied: int
+    deny_kinds: tuple[str, ...]
+
+
 _ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
@@ -143,13 +155,19 @@ def _line_counts(result: dict[str, Any]) -> tuple[int, int, tuple[str, ...]]:
     return len(lines), len(denied), kinds
 
 
-Answer = dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]
+Answer = dict[str, Any] | tuple[dict[str, Any], dict[str, Any]] | Written
 
 
 def _read(record: Record) -> Claim | _Outcome:
     """A record as read by engine.formats: its claim, or the error record naming line and field.
-    A JSONL line is parsed here, in the worker."""
-    if isinstance(record, RawRecord):
+    A JSONL line is parsed here, in the worker: read_fast first, as parse_line does, without
+    making a ClaimRecord of a claim that has nothing wrong."""
+    if type(record) is RawRecord:
+        claim = read_fast(record.data)
+        if claim is not None:
+            return claim
+        record = parse_declined(record.number, record.data)
+    elif isinstance(record, RawRecord):
         record = record.parse()
     if isinstance(record.item, ClaimError):
         return _error(record.number, record.item.claim_id, record.item.problems)
@@ -160,6 +178,8 @@ def _result(record: int, claim: Claim, result: Answer | Exception) -> _Outcome:
     if isinstance(result, Exception):  # any adjudicator failure becomes this claim's error record
         message = f"adjudication failed: {type(result).__name__}: {result}"
         return _error(record, claim.id, [Problem("$", message)])
+    if isinstance(result, Written):
+        return _Outcome(result.line, True, result.lines, result.denied, result.deny_kinds)
     output, summary = result if isinstance(result, tuple) else (result, result)
     lines, denied, kinds = _line_counts(summary)
     return _Outcome(_dumps(output), True, lines, denied, kinds)
@@ -180,8 +200,8 @@ def _handle(worker: Worker, record: Record) -> _Outcome:
 def _handle_chunk(worker: Worker, items: list[Record]) -> list[_Outcome]:
     """A chunk of records, in order (a RawRecord's JSONL line is parsed here, in the worker). A
     worker with `many(claims)` (a set-at-a-time backend) decides all valid claims of the chunk at
-    once; others claim by claim."""
-    many = getattr(worker, "many", None)
+    once; others claim by claim. `many_written` is preferred: results already written (Written)."""
+    many = getattr(worker, "many_written", None) or getattr(worker, "many", None)
     if many is None:
         return [_handle(worker, record) for record in items]
     with _no_cycle_collection():

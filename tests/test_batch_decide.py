@@ -66,6 +66,48 @@ def test_fast_decisions_equal_the_adjudicator_records(kb: PolicyKB, source: str)
     assert fast == _reference(kb, claims)
 
 
+def _as_written(results: list[Any]) -> list[tuple[bytes, int, int, tuple[str, ...]]]:
+    """Each result as engine.batch writes and counts it (a Written as it is, a dict by _dumps)."""
+    from engine.batch import Written, _dumps, _line_counts
+
+    return [
+        (r.line, r.lines, r.denied, r.deny_kinds) if isinstance(r, Written) else (_dumps(r), *_line_counts(r))
+        for r in results
+    ]
+
+
+@pytest.mark.parametrize("source", ["examples", "policy cases", "corpus"])
+def test_written_results_are_what_batch_writes_for_the_dicts(kb: PolicyKB, source: str) -> None:
+    """Scrub writes decide_written's text as it is: it must be the very line engine.batch writes
+    for decide's dict (orjson, sorted keys) and count the same lines, denials and kinds."""
+    from benchmarks.corpus import generate, strip_meta
+    from benchmarks.tables import shared_tables
+    from engine.batch import Written
+
+    if source == "corpus":
+        claims = [parse_claim(strip_meta(c)) for c in generate(shared_tables(), 300, seed=5)]
+    else:
+        claims = _example_claims() if source == "examples" else _case_claims()
+    written = decide_many(kb, claims, written=True)
+    assert all(type(r) is Written for r in written)
+    assert _as_written(written) == _as_written(decide_many(kb, claims))
+    assert any(r.denied for r in written) and any(r.denied < r.lines for r in written)
+
+
+def test_a_result_orjson_cannot_write_is_left_to_batch(kb: PolicyKB) -> None:
+    """Text that is not UTF-8 (a lone surrogate, which json.loads lets through): no Written, the
+    dict, which engine.batch writes as it always did."""
+    from engine.backends.decide import BatchDecider
+
+    decider = BatchDecider(kb)
+    claim = _case_claims()[0]
+    (model,) = kb.duckdb().evaluate_many([claim_to_facts(claim)], messages=decider.request)
+    odd = Claim(claim.id + "\ud800", claim.patient, claim.lines, claim.history)  # DuckDB would refuse it
+    result = decider.decide_written(odd, model)
+    assert isinstance(result, dict) and result == decider.decide(odd, model)
+    assert result["claim"] == odd.id and result["lines"]
+
+
 @pytest.mark.parametrize("size", [1, 3])
 def test_small_chunks_get_the_records_of_one_whole_chunk(kb: PolicyKB, size: int) -> None:
     """A small chunk runs only the rules its claims can fire and empties only the tables the last
@@ -109,6 +151,10 @@ def test_a_claim_the_backend_cannot_take_fails_only_its_own_record(kb: PolicyKB)
 def test_scrub_worker_uses_the_fast_path_only_without_proofs(kb: PolicyKB) -> None:
     claims = _case_claims()[:5]
     assert BatchWorker(kb, "duckdb", False, False).many(claims) == _reference(kb, claims)
+    assert _as_written(BatchWorker(kb, "duckdb", False, False).many_written(claims)) == _as_written(
+        _reference(kb, claims)
+    )
+    assert BatchWorker(kb, "duckdb", True, False).many_written(claims) == BatchWorker(kb, "duckdb", True, False).many(claims)
     with_proofs = BatchWorker(kb, "duckdb", True, False).many(claims)
     assert any(r["because"] for res in with_proofs for ln in res["lines"] for r in ln["reasons"])  # type: ignore[index]
 

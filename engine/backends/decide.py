@@ -22,9 +22,11 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from engine.adjudicate import MESSAGE_SOLUTIONS, _join, guidance_anchor
 from engine.backends import BatchModel, MessageRequest
-from engine.batch import PlainJson
+from engine.batch import PlainJson, Written
 from engine.claims import Claim, claim_to_facts
 from engine.evaluate import Model
 from engine.explain.because import BecauseBuilder
@@ -93,6 +95,7 @@ class BatchDecider:
         self.adjudicator = kb._batch_adjudicator
         self.version = kb.kb.version
         self._templates: dict[tuple[str, str], _RuleTemplate] = {}
+        self._entries: dict[tuple[str, str], tuple[_RuleTemplate, _ReasonJson]] = {}  # _template's, with its JSON
         from engine.api import _SolvedProver
 
         base = Prover(kb.kb.program, kb.adjudicator.cp, kb.evaluator, Model(), lambda _rel, _row: None)
@@ -147,25 +150,31 @@ class BatchDecider:
                 return t.fill(values)
         return t.message  # _fill without bindings leaves every placeholder as written
 
-    def decide(self, claim: Claim, model: Model) -> dict[str, Any]:
-        """What `Adjudicator.adjudicate(claim, proofs=False, model=model).to_dict()` returns."""
+    def _reasons(self, model: Model) -> dict[int, list[_Found]]:
+        """Line -> its reasons, each with where explain.result.assign_roles puts it (in-force
+        denials, then in-force warnings, then overridden findings, each group by precedence_key),
+        its rule's template, message, the rule overriding it and the reason's JSON text."""
         overrides: dict[tuple[int, str], str] = {}
         for ln, rule, by in model.rows("overridden"):
             overrides.setdefault((int(ln), str(rule)), str(by))
-        # line -> its reasons, each with where explain.result.assign_roles puts it: in-force
-        # denials, then in-force warnings, then overridden findings, each group by precedence_key
-        by_line: dict[int, list[tuple[tuple[int, _Key], dict[str, Any]]]] = {}
+        by_line: dict[int, list[_Found]] = {}
         for severity in ("deny", "warn"):
             for ln, rule_id in model.rows(severity):
                 n, rid = int(ln), str(rule_id)
-                t = self._template(rid, severity)
-                d = dict(t.base)
-                d["message"] = self._message(t, model, n, rid)
-                overrider = overrides.get((n, rid))
-                if overrider:
-                    d["overridden_by"] = overrider
+                entry = self._entries.get((rid, severity))
+                if entry is None:
+                    t = self._template(rid, severity)
+                    entry = self._entries[(rid, severity)] = (t, _ReasonJson(t.base))
+                t = entry[0]
+                overrider = overrides.get((n, rid)) if overrides else None
                 group = _OVERRIDDEN if overrider else _DENIAL if t.denies else _WARNING
-                by_line.setdefault(n, []).append(((group, t.key), d))
+                found = ((group, t.key), t, self._message(t, model, n, rid), overrider, entry[1])
+                by_line.setdefault(n, []).append(found)
+        return by_line
+
+    def decide(self, claim: Claim, model: Model) -> dict[str, Any]:
+        """What `Adjudicator.adjudicate(claim, proofs=False, model=model).to_dict()` returns."""
+        by_line = self._reasons(model)
         lines = []
         for line in sorted(claim.lines, key=_line_number):
             found = by_line.get(line.line)
@@ -174,7 +183,11 @@ class BatchDecider:
             if found:  # explain.result.assign_roles
                 if len(found) > 1:
                     found.sort(key=_place)  # stable, as assign_roles' sorts are
-                for (group, _key), d in found:
+                for (group, _key), t, message, overrider, _json in found:
+                    d = dict(t.base)
+                    d["message"] = message
+                    if overrider:
+                        d["overridden_by"] = overrider
                     if group == _DENIAL:
                         d["role"] = "supporting" if primary else "primary"
                         primary = primary or d["rule"]
@@ -192,13 +205,122 @@ class BatchDecider:
             )
         return PlainJson(claim=claim.id, kb=self.version, lines=lines)  # strings, ints, lists, null
 
+    def decide_written(self, claim: Claim, model: Model) -> Written | dict[str, Any]:
+        """decide's result as engine.batch writes it (its JSONL line and summary counts), written
+        straight from each rule's reason text (_ReasonJson) without building the dicts; decide's
+        dict when a value is one orjson cannot write (engine.batch._dumps then writes it)."""
+        by_line = self._reasons(model)
+        texts: list[bytes] = []
+        denied = 0
+        kinds: list[str] = []  # as engine.batch._line_counts counts them
+        lines = sorted(claim.lines, key=_line_number)
+        try:
+            for line in lines:
+                found = by_line.get(line.line)
+                if not found:  # no reason at all
+                    texts.append(_PAY_LINE % (_dumps(line.code), _dumps(line.line)))
+                    continue
+                if len(found) > 1:
+                    found.sort(key=_place)  # stable, as assign_roles' sorts are
+                primary = None
+                reasons = []
+                for (group, _key), t, message, overrider, json in found:  # explain.result.assign_roles
+                    if group == _DENIAL:
+                        role = _SUPPORTING if primary else _PRIMARY
+                        primary = primary or t.base["rule"]
+                    else:
+                        role = _ROLE_JSON[group]
+                    reasons.append(json.write(message, overrider, role))
+                if primary:
+                    denied += 1
+                    kinds += [f[4].deny_kind for f in found if f[4].deny_kind is not None]
+                texts.append(
+                    _LINE
+                    % (
+                        _dumps(line.code),
+                        b'"deny"' if primary else b'"pay"',
+                        _dumps(line.line),
+                        _dumps(primary),
+                        b",".join(reasons),
+                    )
+                )
+            text = _CLAIM % (_dumps(claim.id), _dumps(self.version), b",".join(texts))
+        except (orjson.JSONEncodeError, _Unwritable):
+            return self.decide(claim, model)
+        return Written(text, len(lines), denied, tuple(kinds))
+
+
+
+_Found = tuple[tuple[int, _Key], "_RuleTemplate", str, str | None, "_ReasonJson"]
+
+# A result's JSON text around its values, keys in sorted order as engine.batch._dumps writes them
+# (orjson, OPT_SORT_KEYS): each value written by orjson on its own is written as in the whole.
+_CLAIM = b'{"claim":%b,"kb":%b,"lines":[%b]}\n'
+_LINE = b'{"code":%b,"decision":%b,"line":%b,"primary":%b,"reasons":[%b]}'
+_PAY_LINE = b'{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":[]}'
+_PRIMARY, _SUPPORTING = b'"primary"', b'"supporting"'
+_ROLE_JSON = {group: orjson.dumps(role) for group, role in _ROLES.items()}
+
+
+_dumps = orjson.dumps  # the values written one by one are str and int (no dict: no keys to sort)
+
+
+class _Unwritable(Exception):
+    """A rule whose reason orjson cannot write (engine.batch._dumps then writes the result)."""
+
+
+class _ReasonJson:
+    """A rule's reason (one rule id and severity) as JSON text around the values decide sets per
+    line (message, overridden_by when overridden, role: in sorted key order, as they are): the
+    base's keys and values are written once, each in its place in sorted key order."""
+
+    __slots__ = ("deny_kind", "overridden", "plain")
+
+    def __init__(self, base: dict[str, Any]):
+        # what engine.batch._line_counts counts of a denied line's reason
+        self.deny_kind = (base.get("kind") or "unspecified") if base.get("severity", "deny") == "deny" else None
+        try:
+            self.plain: tuple[bytes, ...] | None = _pieces(base, ("message", "role"))
+            self.overridden: tuple[bytes, ...] | None = _pieces(base, ("message", "overridden_by", "role"))
+        except orjson.JSONEncodeError:  # write refuses: engine.batch._dumps writes this rule's results
+            self.plain = self.overridden = None
+
+    def write(self, message: str, overrider: str | None, role: bytes) -> bytes:
+        if not overrider:
+            if self.plain is None:
+                raise _Unwritable
+            a, b, c = self.plain
+            return b"".join((a, _dumps(message), b, role, c))
+        if self.overridden is None:
+            raise _Unwritable
+        a, b, c, d = self.overridden
+        return b"".join((a, _dumps(message), b, _dumps(overrider), c, role, d))
+
+
+def _pieces(base: dict[str, Any], dynamic: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The dict base with the keys `dynamic` set, as orjson writes it with sorted keys, cut where
+    each dynamic key's value goes (the values of base's keys of those names are replaced)."""
+    assert list(dynamic) == sorted(dynamic), dynamic
+    out: list[bytes] = []
+    text = b"{"
+    for i, key in enumerate(sorted(set(base) | set(dynamic))):
+        text += (b"," if i else b"") + _dumps(key) + b":"
+        if key in dynamic:
+            out.append(text)
+            text = b""
+        else:
+            text += orjson.dumps(base[key], option=orjson.OPT_SORT_KEYS)
+    out.append(text + b"}")
+    return tuple(out)
+
 
 _deciders: dict[int, BatchDecider] = {}
 
 
-def decide_many(kb: PolicyKB, claims: Sequence[Claim]) -> list[dict[str, Any] | Exception]:
+def decide_many(kb: PolicyKB, claims: Sequence[Claim], *, written: bool = False) -> list[Any]:
     """Scrub's default path: evaluate the chunk in DuckDB, then decide every claim; a claim that
-    fails (in evaluation or after) gets its exception in its place, as adjudicate_many does."""
+    fails (in evaluation or after) gets its exception in its place, as adjudicate_many does.
+    `written`: each result as engine.batch writes it (BatchDecider.decide_written), not a dict."""
     from engine.api import _isolating
 
     decider = _deciders.get(id(kb))
@@ -206,13 +328,14 @@ def decide_many(kb: PolicyKB, claims: Sequence[Claim]) -> list[dict[str, Any] | 
         decider = _deciders[id(kb)] = BatchDecider(kb)
     evaluate = functools.partial(kb.duckdb().evaluate_many, messages=decider.request)
     models = _isolating(evaluate, [claim_to_facts(c) for c in claims])
-    out: list[dict[str, Any] | Exception] = []
+    decide = decider.decide_written if written else decider.decide
+    out: list[Any] = []
     for claim, model in zip(claims, models, strict=True):
         if isinstance(model, Exception):
             out.append(model)
             continue
         try:
-            out.append(decider.decide(claim, model))
+            out.append(decide(claim, model))
         except Exception as e:  # one claim's failure is that claim's error record
             out.append(e)
     return out

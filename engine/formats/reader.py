@@ -107,6 +107,11 @@ def parse_line(number: int, raw: bytes) -> ClaimRecord:
     claim = read_fast(raw)  # the common case, a claim with nothing wrong, read directly
     if claim is not None:
         return ClaimRecord(number, claim)
+    return parse_declined(number, raw)
+
+
+def parse_declined(number: int, raw: bytes) -> ClaimRecord:
+    """parse_line for a line read_fast declined: json.loads and the model-driven reader."""
     try:
         text = raw.rstrip(b"\r\n").decode("utf-8-sig")
     except UnicodeDecodeError as e:
