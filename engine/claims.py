@@ -837,7 +837,9 @@ def _fast_claim(obj: Any) -> Claim | None:
         history = tuple([_fast_history(x) for x in raw_history]) if raw_history else ()
     except (_Reject, ValueError, KeyError):
         return None
-    if len({ln.line for ln in lines}) != len(lines) or (history and len({(h.claim_id, h.line) for h in history}) != len(history)):
+    if len({ln.line for ln in lines}) != len(lines) or (
+        history and len({(h.claim_id, h.line) for h in history}) != len(history)
+    ):
         return None
     return Claim(claim_id, person, lines, history)
 

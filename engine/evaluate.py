@@ -117,9 +117,15 @@ class Evaluator:
             if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.AGGREGATE, RelKind.DYNAMIC)
         )
         # the materialised relations some rule reads (the others' rows are not asserted at all)
-        self._read = frozenset(lit.engine_name for rule in compiled.rules for lit in rule.body if isinstance(lit, IAtom))
-        self._static_arity = {rel: compiled.arity[rel] for rel, kind in compiled.kinds.items() if kind is RelKind.STATIC}
-        self._fact_kinds = frozenset(rel for rel, kind in compiled.kinds.items() if kind in (RelKind.CLAIM, RelKind.FACTS))
+        self._read = frozenset(
+            lit.engine_name for rule in compiled.rules for lit in rule.body if isinstance(lit, IAtom)
+        )
+        self._static_arity = {
+            rel: compiled.arity[rel] for rel, kind in compiled.kinds.items() if kind is RelKind.STATIC
+        }
+        self._fact_kinds = frozenset(
+            rel for rel, kind in compiled.kinds.items() if kind in (RelKind.CLAIM, RelKind.FACTS)
+        )
 
     def _resolver(self, rel: str):
         store = self.store

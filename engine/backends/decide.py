@@ -250,7 +250,6 @@ class BatchDecider:
         return Written(text, len(lines), denied, tuple(kinds))
 
 
-
 _Found = tuple[tuple[int, _Key], "_RuleTemplate", str, str | None, "_ReasonJson"]
 
 # A result's JSON text around its values, keys in sorted order as engine.batch._dumps writes them

@@ -944,7 +944,9 @@ class DuckDBBackend:
             cols = [col for col, _ in layout.head if col is not None]
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
-            heads, overflow = _merge_heads(self.con.execute(short_sql).fetchall(), head_key, cols, places, limit, join, merged)
+            heads, overflow = _merge_heads(
+                self.con.execute(short_sql).fetchall(), head_key, cols, places, limit, join, merged
+            )
             if overflow:
                 rows = [rec for rec in self.con.execute(sql).fetchall() if head_key(rec) in overflow]
                 heads += _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
