@@ -859,15 +859,52 @@ def read_fast(data: bytes) -> Claim | None:
     return _fast_claim(obj)
 
 
+# a JSON escape of a UTF-16 surrogate: json.loads turns one without its pair into a lone surrogate
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogates(value: Any, path: str) -> Iterator[Problem]:
+    """A problem for each string (key or value) holding a lone surrogate: it is no Unicode text,
+    and neither the claim nor an error record naming it could be written as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            bad = value[e.start]
+            yield Problem(
+                path or "$", f"not Unicode text: \\u{ord(bad):04x} is half of a surrogate pair, without the other half"
+            )
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _lone_surrogates(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            # named as _Scope.at names it, but in ASCII: the key may be the bad text
+            where = f"{path}.{key}" if path else key
+            if not _PLAIN_KEY.fullmatch(key):
+                where = f"{path}[{json.dumps(key)}]"
+            found = list(_lone_surrogates(key, where))
+            yield from found or _lone_surrogates(item, where)
+
+
 def _decode(text: str, source: str | None, record: int | None) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         message = f"malformed JSON: {e.msg} at line {e.lineno}, column {e.colno}"
     except ValueError as e:  # e.g. an integer of more than 4300 digits
         message = f"malformed JSON: {e}"
     except RecursionError:
         message = "malformed JSON: nested too deeply"
+    else:
+        if not _SURROGATE_ESCAPE.search(text):
+            return value
+        problems = list(_lone_surrogates(value, ""))
+        if not problems:  # every surrogate escape had its pair
+            return value
+        claim_id = _claim_id(value)
+        bad_id = claim_id is not None and any(p.field == "id" for p in problems)
+        raise ClaimError(None if bad_id else claim_id, problems, source, record)
     raise ClaimError(None, [Problem("$", message)], source, record) from None
 
 

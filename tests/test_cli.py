@@ -137,3 +137,29 @@ def test_scrub_writes_one_record_per_input_line(tmp_path: Path) -> None:
     reasons = [r for ln in records[0]["lines"] for r in ln["reasons"]]
     assert reasons and all(r["remedies"] is None for r in reasons)
     assert [ln["primary"] for ln in records[0]["lines"]] == [None, "ncci.ptp", None]
+
+
+def test_a_lone_surrogate_is_an_error_record_naming_its_field(tmp_path: Path) -> None:
+    # JSON may escape half of a UTF-16 surrogate pair; such text cannot be written as UTF-8, so
+    # it must be refused where it is read, not crash the writer (it once ended scrub with exit 2
+    # and no record). A complete pair (an emoji) is ordinary text.
+    good = json.dumps(CLAIM)
+    bad_id = good.replace('"CLM-T1"', '"CLM-\\udc00"')
+    bad_code = good.replace('"99213"', '"992\\ud83d13"')
+    pair = good.replace('"CLM-T1"', '"CLM-\\ud83d\\ude00"')
+    src = _write(tmp_path, "\n".join([good, bad_id, bad_code, pair]) + "\n", "in.jsonl")
+    out = tmp_path / "out.jsonl"
+    for workers in ("1", "2"):
+        res = CliRunner().invoke(main, ["scrub", str(src), "-o", str(out), "--workers", workers])
+        assert res.exit_code == 1, res.output  # two records failed, the run went on
+        assert "Traceback" not in res.output
+        records = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+        assert len(records) == 4
+        assert records[0]["claim"] == "CLM-T1" and records[3]["claim"] == "CLM-\U0001f600"
+        assert records[1]["error"]["claim"] is None  # the id itself is the bad text
+        assert [p["field"] for p in records[1]["error"]["problems"]] == ["id"]
+        assert "\\udc00" in records[1]["error"]["problems"][0]["message"]
+        assert records[2]["error"]["claim"] == "CLM-T1"
+        assert [p["field"] for p in records[2]["error"]["problems"]] == ["lines[1].code"]
+    res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, bad_code))])
+    assert res.exit_code == 2 and "lines[1].code" in res.output and "Traceback" not in res.output
