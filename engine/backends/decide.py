@@ -180,19 +180,14 @@ class BatchDecider:
             found = by_line.get(line.line)
             primary = None
             reasons: list[dict[str, Any]] = []
-            if found:  # explain.result.assign_roles
-                if len(found) > 1:
-                    found.sort(key=_place)  # stable, as assign_roles' sorts are
-                for (group, _key), t, message, overrider, _json in found:
+            if found:
+                primary, roles = _assign_roles(found)
+                for (_place_key, t, message, overrider, _json), role in zip(found, roles, strict=True):
                     d = dict(t.base)
                     d["message"] = message
                     if overrider:
                         d["overridden_by"] = overrider
-                    if group == _DENIAL:
-                        d["role"] = "supporting" if primary else "primary"
-                        primary = primary or d["rule"]
-                    else:
-                        d["role"] = _ROLES[group]
+                    d["role"] = role
                     reasons.append(d)
             lines.append(
                 {
@@ -220,17 +215,11 @@ class BatchDecider:
                 if not found:  # no reason at all
                     texts.append(_PAY_LINE % (_dumps(line.code), _dumps(line.line)))
                     continue
-                if len(found) > 1:
-                    found.sort(key=_place)  # stable, as assign_roles' sorts are
-                primary = None
-                reasons = []
-                for (group, _key), t, message, overrider, json in found:  # explain.result.assign_roles
-                    if group == _DENIAL:
-                        role = _SUPPORTING if primary else _PRIMARY
-                        primary = primary or t.base["rule"]
-                    else:
-                        role = _ROLE_JSON[group]
-                    reasons.append(json.write(message, overrider, role))
+                primary, roles = _assign_roles(found)
+                reasons = [
+                    json.write(message, overrider, _ROLE_JSON[role])
+                    for (_place_key, _t, message, overrider, json), role in zip(found, roles, strict=True)
+                ]
                 if primary:
                     denied += 1
                     kinds += [f[4].deny_kind for f in found if f[4].deny_kind is not None]
@@ -257,8 +246,23 @@ _Found = tuple[tuple[int, _Key], "_RuleTemplate", str, str | None, "_ReasonJson"
 _CLAIM = b'{"claim":%b,"kb":%b,"lines":[%b]}\n'
 _LINE = b'{"code":%b,"decision":%b,"line":%b,"primary":%b,"reasons":[%b]}'
 _PAY_LINE = b'{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":[]}'
-_PRIMARY, _SUPPORTING = b'"primary"', b'"supporting"'
-_ROLE_JSON = {group: orjson.dumps(role) for group, role in _ROLES.items()}
+_ROLE_JSON = {role: orjson.dumps(role) for role in ("primary", "supporting", *_ROLES.values())}
+
+
+def _assign_roles(found: list[_Found]) -> tuple[str | None, list[str]]:
+    """explain.result.assign_roles over one line's reasons, sorted here in place (stably, as its
+    sorts are): the line's primary rule id, and each reason's role in the sorted order."""
+    if len(found) > 1:
+        found.sort(key=_place)
+    primary = None
+    roles = []
+    for (group, _key), t, *_rest in found:
+        if group == _DENIAL:
+            roles.append("supporting" if primary else "primary")
+            primary = primary or t.base["rule"]
+        else:
+            roles.append(_ROLES[group])
+    return primary, roles
 
 
 _dumps = orjson.dumps  # the values written one by one are str and int (no dict: no keys to sort)
