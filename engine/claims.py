@@ -30,6 +30,9 @@ Facts = dict[str, list[Row]]
 
 MAX_MODIFIERS = 4
 MAX_UNITS = 9999
+# FHIR's positiveInt, the largest line number any supported format can carry (X12's LX01 has six digits);
+# a larger one is a typing error, and the batch backend could not store it
+MAX_LINE_NUMBER = 2_147_483_647
 _DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PLAIN_KEY = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _MISSING = object()
@@ -112,7 +115,11 @@ DOCUMENTATION_FIELDS: Mapping[str, Field] = {
 }
 
 _LINE_NUMBER = Field(
-    "integer", "Line number, unique within the claim (or within its history claim).", required=True, low=1
+    "integer",
+    "Line number, unique within the claim (or within its history claim).",
+    required=True,
+    low=1,
+    high=MAX_LINE_NUMBER,
 )
 
 SERVICE_FIELDS: Mapping[str, Field] = {
@@ -743,7 +750,7 @@ def _fast_line(obj: Any) -> Line:
     if type(obj) is not dict or not _FAST_LINE.issuperset(obj):
         raise _Reject
     number, day, code, pos, npi = _REQUIRED(obj)  # KeyError when one is missing: declined
-    if type(number) is not int or number < 1 or type(code) is not str or type(pos) is not str:
+    if type(number) is not int or not 1 <= number <= MAX_LINE_NUMBER or type(code) is not str or type(pos) is not str:
         raise _Reject
     if type(npi) is not str or type(day) is not str or (day not in _REAL_DATES and not _real_date(day)):
         raise _Reject

@@ -201,7 +201,7 @@ def test_unknown_or_malformed_codes_are_left_to_the_kb() -> None:
         ({"lines__1__line": 1}, "lines[1].line",
          "line 1: duplicate line number (first at lines[0].line)"),
         ({"lines__0__line": "1"}, "lines[0].line", 'expected an integer, got string "1"'),
-        ({"lines__0__line": 0}, "lines[0].line", "must be at least 1"),
+        ({"lines__0__line": 0}, "lines[0].line", "must be between 1 and 2147483647, got 0"),
         ({"lines__0__modifiers": ["59", "25", "XS", "LT", "RT"]}, "lines[0].modifiers",
          "at most 4 modifiers per line, got 5"),
         ({"lines__0__modifiers": [59]}, "lines[0].modifiers[0]", "expected a string"),

@@ -139,6 +139,35 @@ def test_scrub_writes_one_record_per_input_line(tmp_path: Path) -> None:
     assert [ln["primary"] for ln in records[0]["lines"]] == [None, "ncci.ptp", None]
 
 
+def test_a_line_number_too_big_to_store_is_an_error_record_naming_its_field(tmp_path: Path) -> None:
+    # A line number had no upper bound: one past 64 bits passed validation, then the DuckDB
+    # backend failed to load the chunk and the record said "adjudication failed: Conversion
+    # Error ... CSV Error" naming a temporary file. The largest line number any supported format
+    # carries (FHIR's positiveInt) is still a claim.
+    import copy
+
+    top = copy.deepcopy(CLAIM)
+    top["lines"][2]["line"] = 2_147_483_647
+    over = copy.deepcopy(CLAIM)
+    over["lines"][1]["line"] = 2**70
+    history = copy.deepcopy(CLAIM)
+    history["history"] = [{"claim_id": "CLM-OLD", "line": 2_147_483_648, "service_date": "2024-07-01",
+                           "code": "96372", "pos": "11", "rendering_npi": "1234567893"}]
+    src = _write(tmp_path, "\n".join(json.dumps(c) for c in (top, over, history)) + "\n", "in.jsonl")
+    out = tmp_path / "out.jsonl"
+    for args in (["--workers", "1"], ["--workers", "2"], ["--engine", "pydatalog"]):
+        res = CliRunner().invoke(main, ["scrub", str(src), "-o", str(out), *args])
+        assert res.exit_code == 1, res.output
+        records = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+        assert len(records) == 3
+        assert [ln["line"] for ln in records[0]["lines"]] == [1, 2, 2_147_483_647]
+        for record, field in ((records[1], "lines[1].line"), (records[2], "history[0].line")):
+            assert record["error"]["claim"] == "CLM-T1"
+            (problem,) = record["error"]["problems"]
+            assert problem["field"] == field
+            assert problem["message"].startswith("must be between 1 and 2147483647, got ")
+
+
 def test_a_lone_surrogate_is_an_error_record_naming_its_field(tmp_path: Path) -> None:
     # JSON may escape half of a UTF-16 surrogate pair; such text cannot be written as UTF-8, so
     # it must be refused where it is read, not crash the writer (it once ended scrub with exit 2

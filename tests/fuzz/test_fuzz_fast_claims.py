@@ -108,26 +108,36 @@ def test_odd_values_are_declined_or_read_the_same_way(obj: dict[str, Any], ascii
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "bad_field"),
     [
-        '{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 18446744073709551616, "service_date": "2024-01-02",'
-        ' "code": "96372", "pos": "11", "rendering_npi": "1"}]}',  # beyond 64 bits: a float to orjson
-        '{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 1, "service_date": "2024-01-02",'
-        ' "code": "\\ud800", "pos": "11", "rendering_npi": "1"}]}',  # a lone surrogate: json.loads only
-        '\ufeff{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 1, "service_date": "2024-01-02",'
-        ' "code": "96372", "pos": "11", "rendering_npi": "1"}]}',  # a byte order mark
+        (
+            '{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 18446744073709551616, "service_date": "2024-01-02",'
+            ' "code": "96372", "pos": "11", "rendering_npi": "1"}]}',  # beyond 64 bits: a float to orjson
+            "lines[0].line",  # and past the largest line number
+        ),
+        (
+            '{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 1, "service_date": "2024-01-02",'
+            ' "code": "\\ud800", "pos": "11", "rendering_npi": "1"}]}',  # a lone surrogate: json.loads only
+            "lines[0].code",
+        ),
+        (
+            '\ufeff{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 1, "service_date": "2024-01-02",'
+            ' "code": "96372", "pos": "11", "rendering_npi": "1"}]}',  # a byte order mark
+            None,
+        ),
     ],
 )
-def test_what_orjson_refuses_or_reads_otherwise_is_read_by_json_loads(text: str) -> None:
+def test_what_orjson_refuses_or_reads_otherwise_is_read_by_json_loads(text: str, bad_field: str | None) -> None:
     raw = text.encode("utf-8")
     assert read_fast(raw) is None
     record = parse_line(7, raw)
     try:
         expected = parse_claim_text(text.removeprefix("\ufeff"), record=7)
-    except ClaimError as e:  # the lone surrogate: an error naming its field, the same either way
+    except ClaimError as e:  # an error naming its field, the same either way
         assert isinstance(record.item, ClaimError) and record.item.problems == e.problems
-        assert [p.field for p in e.problems] == ["lines[0].code"]
+        assert [p.field for p in e.problems] == [bad_field]
         return
+    assert bad_field is None
     assert record.item == expected
 
 
