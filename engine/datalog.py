@@ -142,6 +142,15 @@ class Session:
         if key not in pyEngine.Python_resolvers:
             pyEngine.Python_resolvers[key] = _dispatch(key)
 
+    def add_table(self, engine_name: str, arity: int) -> Table:
+        """Serve `engine_name` from rows held in Python (see Table) instead of asserted facts."""
+        table = Table()
+        key = f"{engine_name}/{arity}"
+        self._resolvers[key] = table.resolve
+        if key not in pyEngine.Python_resolvers:
+            pyEngine.Python_resolvers[key] = _dispatch(key)
+        return table
+
     def declare(self, engine_name: str, arity: int) -> None:
         """Make a fact relation known even while it holds no facts, so a negation over an
         empty relation is simply true instead of an 'undefined predicate' error."""
@@ -176,6 +185,38 @@ class Session:
 
     def close(self) -> None:
         self._resolvers.clear()
+
+
+class Table:
+    """A relation whose rows are complete before any rule reading it is asked (the claim's facts,
+    a finished stratum): served to the engine by a resolver over Python indexes instead of
+    asserted as facts. An asserted fact costs pyDatalog an assert and a retract (~10 us each) and,
+    every time a literal reads it, a renamed clause, a unification and a scheduled task; a
+    resolver's row goes straight to the subgoal's answers."""
+
+    __slots__ = ("_index", "_rows")
+
+    def __init__(self) -> None:
+        self._rows: list[tuple] = []  # rows of engine constants
+        self._index: dict[tuple[int, ...], dict[tuple, list[tuple]]] = {}  # bound positions -> values -> rows
+
+    def set(self, rows: Iterable[tuple]) -> None:
+        """Make the relation exactly `rows` (distinct rows of values)."""
+        const = pyEngine.Const
+        self._rows = [tuple(const(v) for v in row) for row in rows]
+        self._index = {}
+
+    def resolve(self, *terms) -> Sequence[tuple]:
+        const = pyEngine.Const
+        pattern = tuple(i for i, t in enumerate(terms) if isinstance(t, const))
+        if not pattern:
+            return self._rows
+        index = self._index.get(pattern)
+        if index is None:
+            index = self._index[pattern] = {}
+            for row in self._rows:
+                index.setdefault(tuple(row[i].id for i in pattern), []).append(row)
+        return index.get(tuple(terms[i].id for i in pattern), ())
 
 
 class _Clause:
