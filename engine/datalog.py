@@ -100,6 +100,7 @@ class Session:
         # pyDatalog keeps Python resolvers in one dict for the whole process; each session keeps
         # its own on its logic, and the process-wide entry dispatches to the current logic's.
         self._resolvers: dict[str, Callable] = {}
+        self._tables: dict[str, Table] = {}
         setattr(self._logic, _RESOLVERS, self._resolvers)
         if previous is not None:
             pyEngine.Logic.tl.logic = previous
@@ -111,13 +112,74 @@ class Session:
     # -- program ----------------------------------------------------------------------
 
     def add_rule(self, head: IAtom, body: Sequence[ILiteral]) -> object:
-        """Assert a rule; the handle returned can be withdrawn and restored (`withdraw`, `restore`)."""
+        """Assert a rule; the handle returned can be withdrawn and restored (`withdraw`, `restore`).
+
+        A test (comparison or `match`) placed right after a positive literal of a Table, with
+        every variable bound by then, is applied by that literal's resolver (see _fuse): pyDatalog
+        would otherwise open a subgoal for every distinct pair of values it compares (the pairs of
+        `l != l2` over a claim's partner lines)."""
         self._activate()
         clause = _Clause()
-        goals = [goal for lit in body for goal in clause.literal(lit)]
+        goals: list = []
+        bound: set[str] = set()
+        i = 0
+        while i < len(body):
+            lit = body[i]
+            if isinstance(lit, IAtom) and not lit.negated and lit.engine_name in self._tables:
+                after = bound | {t.name for t in lit.args if isinstance(t, IVar)}
+                j = i + 1
+                while j < len(body) and _fusable(body[j], after, self._tables):
+                    j += 1
+                if j > i + 1:
+                    goals.append(self._fuse(clause, lit, list(body[i + 1 : j]), goals, after))
+                    bound, i = after, j
+                    continue
+            goals.extend(clause.literal(lit))
+            bound |= _binds(lit)
+            i += 1
         rule = pyEngine.Clause(clause.atom(head, goals), goals)
         pyEngine.assert_(rule)
         return rule
+
+    def _fuse(self, clause: _Clause, atom: IAtom, tests: list[ILiteral], goals: list, bound: set[str]):
+        """One engine literal for `atom` followed by `tests`: a resolver over the atom's Table
+        that returns only the rows passing the tests (the engine.semantics built-ins the tests'
+        own primitives call). Its arguments are the atom's, then the tests' other variables
+        (bound earlier in the body)."""
+        table = self._tables[atom.engine_name]
+        terms = [clause.term(t, goals) for t in atom.args]
+        positions: dict[str, int] = {}
+        for i, t in enumerate(atom.args):
+            if isinstance(t, IVar):
+                positions.setdefault(t.name, i)
+        extra: list[str] = []
+        for lit in tests:
+            for t in _test_terms(lit):
+                if isinstance(t, IVar) and t.name not in positions and not _free_in_negation(lit, t.name, bound):
+                    positions[t.name] = len(atom.args) + len(extra)
+                    extra.append(t.name)
+        terms += [clause.term(IVar(name), goals) for name in extra]
+        checks = [_check(lit, positions, self._tables) for lit in tests]
+        width = len(atom.args)
+        name = f"f{len(self._resolvers)}__{atom.engine_name}"
+
+        def resolve(*args):
+            given = args[width:]
+            for t in given:
+                if not isinstance(t, pyEngine.Const):
+                    raise pyEngine.util.DatalogError(f"built-in test in {name} reached with an unbound argument", None, None)
+            out = []
+            for row in table.resolve(*args[:width]):
+                full = row + given
+                if all(check(full) for check in checks):
+                    out.append(full)
+            return out
+
+        key = f"{name}/{len(terms)}"
+        self._resolvers[key] = resolve
+        if key not in pyEngine.Python_resolvers:
+            pyEngine.Python_resolvers[key] = _dispatch(key)
+        return pyEngine.Literal(name, terms)
 
     def withdraw(self, rules: Iterable[object]) -> None:
         """Take rules out of the program until `restore` (an ask no longer tries them)."""
@@ -141,6 +203,15 @@ class Session:
         self._resolvers[key] = resolve
         if key not in pyEngine.Python_resolvers:
             pyEngine.Python_resolvers[key] = _dispatch(key)
+
+    def add_table(self, engine_name: str, arity: int) -> Table:
+        """Serve `engine_name` from rows held in Python (see Table) instead of asserted facts."""
+        table = self._tables[engine_name] = Table()
+        key = f"{engine_name}/{arity}"
+        self._resolvers[key] = table.resolve
+        if key not in pyEngine.Python_resolvers:
+            pyEngine.Python_resolvers[key] = _dispatch(key)
+        return table
 
     def declare(self, engine_name: str, arity: int) -> None:
         """Make a fact relation known even while it holds no facts, so a negation over an
@@ -176,6 +247,106 @@ class Session:
 
     def close(self) -> None:
         self._resolvers.clear()
+
+
+class Table:
+    """A relation whose rows are complete before any rule reading it is asked (the claim's facts,
+    a finished stratum): served to the engine by a resolver over Python indexes instead of
+    asserted as facts. An asserted fact costs pyDatalog an assert and a retract (~10 us each) and,
+    every time a literal reads it, a renamed clause, a unification and a scheduled task; a
+    resolver's row goes straight to the subgoal's answers."""
+
+    __slots__ = ("_index", "_rows")
+
+    def __init__(self) -> None:
+        self._rows: list[tuple] = []  # rows of engine constants
+        self._index: dict[tuple[int, ...], dict[tuple, list[tuple]]] = {}  # bound positions -> values -> rows
+
+    def set(self, rows: Iterable[tuple]) -> None:
+        """Make the relation exactly `rows` (distinct rows of values)."""
+        const = pyEngine.Const
+        self._rows = [tuple(const(v) for v in row) for row in rows]
+        self._index = {}
+
+    def _by(self, pattern: tuple[int, ...]) -> dict[tuple, list[tuple]]:
+        """The rows by their values at `pattern` (built on first use after each `set`)."""
+        index = self._index.get(pattern)
+        if index is None:
+            index = self._index[pattern] = {}
+            for row in self._rows:
+                index.setdefault(tuple(row[i].id for i in pattern), []).append(row)
+        return index
+
+    def has(self, pattern: tuple[int, ...], key: tuple) -> bool:
+        """Whether some row holds the values `key` at the positions `pattern`."""
+        return key in self._by(pattern) if pattern else bool(self._rows)
+
+    def resolve(self, *terms) -> Sequence[tuple]:
+        const = pyEngine.Const
+        pattern = tuple(i for i, t in enumerate(terms) if isinstance(t, const))
+        if not pattern:
+            return self._rows
+        return self._by(pattern).get(tuple(terms[i].id for i in pattern), ())
+
+
+def _test_terms(lit: ILiteral) -> tuple[ITerm, ...]:
+    if isinstance(lit, IAtom):
+        return lit.args
+    if isinstance(lit, IMatch):
+        return (lit.pattern, lit.value)
+    assert isinstance(lit, ICompare)
+    return (lit.left, lit.right)
+
+
+def _fusable(lit: ILiteral, bound: set[str], tables: dict[str, Table]) -> bool:
+    """A test of constants and variables bound by now (an assignment or arithmetic stays in the
+    engine), or a negated literal of a Table whose other variables occur once (no row may match
+    its constants and bound values)."""
+    if isinstance(lit, IAtom):
+        if not lit.negated or lit.engine_name not in tables:
+            return False
+        free = [t.name for t in lit.args if isinstance(t, IVar) and t.name not in bound]
+        return len(free) == len(set(free)) and all(isinstance(t, (IConst, IVar)) for t in lit.args)
+    if not isinstance(lit, (IMatch, ICompare)) or (isinstance(lit, ICompare) and lit.assigns):
+        return False
+    return all(isinstance(t, IConst) or (isinstance(t, IVar) and t.name in bound) for t in _test_terms(lit))
+
+
+def _binds(lit: ILiteral) -> set[str]:
+    if isinstance(lit, IAtom) and not lit.negated:
+        return {t.name for t in lit.args if isinstance(t, IVar)}
+    if isinstance(lit, ICompare) and lit.assigns and isinstance(lit.left, IVar):
+        return {lit.left.name}
+    return set()
+
+
+def _free_in_negation(lit: ILiteral, name: str, bound: set[str]) -> bool:
+    return isinstance(lit, IAtom) and name not in bound
+
+
+def _check(lit: ILiteral, positions: dict[str, int], tables: dict[str, Table]) -> Callable[[tuple], bool]:
+    """The test as a function of a fused row of engine constants (see Session._fuse)."""
+    if isinstance(lit, IAtom):  # a negated Table literal: no row matches the known positions
+        table = tables[lit.engine_name]
+        known = [(i, t) for i, t in enumerate(lit.args) if isinstance(t, IConst) or (isinstance(t, IVar) and t.name in positions)]
+        at = tuple(i for i, _t in known)
+        getters = [_operand(t, positions) for _i, t in known]
+        return lambda row: not table.has(at, tuple(g(row) for g in getters))
+    if isinstance(lit, IMatch):
+        pattern, value, negated = _operand(lit.pattern, positions), _operand(lit.value, positions), lit.negated
+        return lambda row: semantics.matches(pattern(row), value(row)) != negated
+    assert isinstance(lit, ICompare)
+    left, right, op = _operand(lit.left, positions), _operand(lit.right, positions), lit.op
+    return lambda row: semantics.compare(left(row), op, right(row))
+
+
+def _operand(t: ITerm, positions: dict[str, int]) -> Callable[[tuple], Value]:
+    if isinstance(t, IConst):
+        value = t.value
+        return lambda _row: value
+    assert isinstance(t, IVar)
+    p = positions[t.name]
+    return lambda row: row[p].id
 
 
 class _Clause:

@@ -1,11 +1,10 @@
 """Evaluate a compiled program for one batch of facts (a claim), stratum by stratum.
 
-Per evaluation: the claim's facts are asserted; each strongly connected component of
-claim-dependent relations is asked in dependency order and its answers are asserted as
-materialised facts that later components read (so a negation always looks at a finished
-relation); aggregates are folded in Python from materialised rows. Asserted facts stay
-until the next evaluation, which retracts and asserts only the difference (a remedy candidate
-differs from its claim by a few facts).
+Per evaluation: the claim's facts are handed to the engine; each strongly connected component
+of claim-dependent relations is asked in dependency order and its answers become materialised
+rows that later components read (so a negation always looks at a finished relation); aggregates
+are folded in Python from materialised rows. Claim facts and materialised rows are served to
+pyDatalog by resolvers over Python indexes (engine.datalog.Table), not asserted as facts.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 from engine import semantics
 from engine.compiler import CompiledProgram
-from engine.datalog import Session
+from engine.datalog import Session, Table
 from engine.ir import AggregateSpec, CompiledRule, IAtom, IConst, ILiteral, RelKind, Value
 from engine.store import RowSource, Store
 from engine.triggers import RuleCheck, Selector, rule_check
@@ -65,9 +64,12 @@ class Evaluator:
                 self.session.add_resolver(
                     compiled.engine_name(rel, materialised=True), compiled.arity[rel], self._resolver(rel)
                 )
+        # Claim facts and finished strata are served from Python rows (datalog.Table), not asserted.
+        self._tables: dict[str, Table] = {}
         for rel, kind in sorted(compiled.kinds.items()):
             if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE):
-                self.session.declare(compiled.engine_name(rel, materialised=True), compiled.arity[rel])
+                name = compiled.engine_name(rel, materialised=True)
+                self._tables[name] = self.session.add_table(name, compiled.arity[rel])
         # A static relation (derived from stored data alone) answers the same for the same bound
         # values in every claim: claim-dependent rules read it through a memoised resolver
         # instead of re-deriving it in every ask (each derivation costs pyDatalog a subgoal per
@@ -105,7 +107,6 @@ class Evaluator:
         self._rule_guards = _rule_guards(compiled)
         self._dependents_memo: dict[frozenset[str], frozenset[str]] = {}
         self._needed_memo: dict[tuple[str, ...], Needed] = {}
-        self._resident: dict[str, dict[Row, object]] = {}  # engine name -> row -> asserted clause
         self._names = {rel: compiled.engine_name(rel, materialised=True) for rel in compiled.kinds}
         self._asked = {rel: compiled.engine_name(rel, materialised=False) for rel in compiled.kinds}
         self._claim_names = sorted(
@@ -344,25 +345,15 @@ class Evaluator:
         )
 
     def _sync(self, name: str, rows: Iterable[Row]) -> None:
-        """Make `name`'s asserted facts exactly `rows`. Facts stay asserted between evaluations
-        and only the difference is retracted and asserted: a remedy candidate differs from the
-        claim before it by a few facts, and each assert or retract costs pyDatalog ~10 µs. (A
-        stratum is asked before its own facts are synced; its rules read only the earlier
-        strata's materialised facts, which are current by then.)"""
-        held = self._resident.setdefault(name, {})
-        want = rows if isinstance(rows, (set, frozenset)) else set(rows)
-        gone = [row for row in held if row not in want]
-        if gone:
-            self.session.retract([held.pop(row) for row in gone])
-        for row in want:
-            if row not in held:
-                held[row] = self.session.assert_fact(name, row)
+        """Make `name`'s rows, as the engine reads them, exactly `rows`. (A stratum is asked
+        before its own rows are set; its rules read only the earlier strata's rows, which are
+        current by then.)"""
+        self._tables[name].set(rows)
 
     def _clear(self) -> None:
-        """Retract every fact left from evaluations (after a failed one: start clean)."""
-        handles = [h for held in self._resident.values() for h in held.values()]
-        self._resident.clear()
-        self.session.retract(handles)
+        """Empty every relation left from evaluations (after a failed one: start clean)."""
+        for table in self._tables.values():
+            table.set(())
 
     def unaffected(self, before: Mapping[str, Iterable[Row]], after: Mapping[str, Iterable[Row]]) -> frozenset[str]:
         """The derived relations whose rows cannot differ between an evaluation of `before` and
