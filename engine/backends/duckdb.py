@@ -465,11 +465,15 @@ def _semi_joined(
 ) -> str:
     """A big stored table as it is joined: restricted, on the first column the rule joins to a
     variable bound from a claim-dependent relation, to the values that relation holds (a superset
-    of the rows the join keeps, small enough for DuckDB to push into the table scan)."""
+    of the rows the join keeps, small enough for DuckDB to push into the table scan). The values
+    are read DISTINCT: DuckDB sizes the filter it pushes into the scan (a Bloom filter, or an IN
+    list under 50 values) by the rows of the semi-join's build side, and a filter built from the
+    chunk's 2,600 distinct codes instead of partner's 173,000 rows stays in cache while every row
+    of the big table probes it (NCCI PTP, 2.55M rows: a third less time for the scan and join)."""
     for i, a in enumerate(args):
         if isinstance(a, IVar) and a.name in claim_side and env[a.name][1] == cols[i]:
             src, col = claim_side[a.name]
-            return f"(SELECT * FROM {table} WHERE c{i} IN (SELECT {col} FROM {src}))"
+            return f"(SELECT * FROM {table} WHERE c{i} IN (SELECT DISTINCT {col} FROM {src}))"
     return table
 
 
@@ -484,6 +488,28 @@ def _frequent_value_test(col: str, value: str) -> str:
     writes a constant (deny's rule ids), the distinct count is the number of rules: the estimate
     is right, and the equality stays."""
     return f"({col} IN ({value}, {value}))"
+
+
+def _not_in(table: str, alias: str, keys: list[tuple[str, str, str | None]], consts: list[str]) -> str:
+    """A negated atom, `NOT EXISTS (SELECT 1 FROM table alias WHERE column = value AND ...)`,
+    written as `(value, ...) NOT IN (SELECT column, ... FROM table alias WHERE constant tests)`.
+    `keys`: each column of the atom that must equal a value of the rule (its claim key, bound
+    variables) with the value and its type (None: a claim key); `consts`: the tests of its columns
+    against constants. DuckDB plans a correlated NOT EXISTS as a dependent join (a CTE of the
+    outer rows, a DISTINCT of their values, an anti join), which costs every negation of every
+    rule a millisecond or two of planning in every chunk; the NOT IN is one mark join (a
+    10-claim chunk: 6% fewer instructions; ptp_bypassed, four rules and five negations,
+    16.8 -> 12.7 ms). The rows are the same but for NULLs, where NOT IN is unknown and NOT EXISTS
+    finds no equal row: a symbol (read with force_not_null) and a claim key are never NULL, a
+    number is NULL only where a fact leaves it out, and that NULL is tested for on both sides."""
+    nullable = [(col, value) for col, value, t in keys if t == NUM]
+    where = consts + [f"{col} IS NOT NULL" for col, _ in nullable]
+    values = keys[0][1] if len(keys) == 1 else "(" + ", ".join(value for _, value, _ in keys) + ")"
+    test = f"{values} NOT IN (SELECT {', '.join(col for col, _, _ in keys)} FROM {table} {alias}"
+    test += (" WHERE " + " AND ".join(where) + ")") if where else ")"
+    if nullable:
+        return "(" + " OR ".join(f"{value} IS NULL" for _, value in nullable) + f" OR {test})"
+    return test
 
 
 class _NoRows(Exception):
@@ -528,16 +554,30 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                 cols = types[lit.relation]
                 if lit.negated:
                     sub: list[str] = []
+                    equal: list[tuple[str, str, str | None]] = []  # its columns bound to values, see _not_in
+                    consts: list[str] = []
+                    as_not_in = not solutions  # a solutions SELECT keeps its NOT EXISTS
                     if has_ck:
                         if ck is None:
                             froms.append(f"{_q('_claims')} k")
                             ck = "k.ck"
                         sub.append(f"{alias}.ck = {ck}")
+                        equal.append((f"{alias}.ck", ck, None))
                     for i, a in enumerate(lit.args):
                         if isinstance(a, IVar) and a.name not in env:
                             continue  # an unbound variable under negation matches anything
                         expr, t = term(a)
-                        sub.append(sql_compare("=", f"{alias}.c{i}", cols[i], expr, t))
+                        c = sql_compare("=", f"{alias}.c{i}", cols[i], expr, t)
+                        sub.append(c)
+                        if c == "FALSE" or isinstance(a, IOp):  # never equal; NULL where it has no result
+                            as_not_in = False
+                        elif isinstance(a, IConst):
+                            consts.append(c)
+                        else:
+                            equal.append((f"{alias}.c{i}", expr, t))
+                    if as_not_in and equal:
+                        conds.append(_not_in(table_name(cp, lit.relation), alias, equal, consts))
+                        continue
                     where = " AND ".join(sub) or "TRUE"
                     conds.append(f"NOT EXISTS (SELECT 1 FROM {table_name(cp, lit.relation)} {alias} WHERE {where})")
                     continue
