@@ -167,7 +167,9 @@ class Session:
             given = args[width:]
             for t in given:
                 if not isinstance(t, pyEngine.Const):
-                    raise pyEngine.util.DatalogError(f"built-in test in {name} reached with an unbound argument", None, None)
+                    raise pyEngine.util.DatalogError(
+                        f"built-in test in {name} reached with an unbound argument", None, None
+                    )
             out = []
             for row in table.resolve(*args[:width]):
                 full = row + given
@@ -328,7 +330,11 @@ def _check(lit: ILiteral, positions: dict[str, int], tables: dict[str, Table]) -
     """The test as a function of a fused row of engine constants (see Session._fuse)."""
     if isinstance(lit, IAtom):  # a negated Table literal: no row matches the known positions
         table = tables[lit.engine_name]
-        known = [(i, t) for i, t in enumerate(lit.args) if isinstance(t, IConst) or (isinstance(t, IVar) and t.name in positions)]
+        known = [
+            (i, t)
+            for i, t in enumerate(lit.args)
+            if isinstance(t, IConst) or (isinstance(t, IVar) and t.name in positions)
+        ]
         at = tuple(i for i, _t in known)
         getters = [_operand(t, positions) for _i, t in known]
         return lambda row: not table.has(at, tuple(g(row) for g in getters))
