@@ -265,9 +265,20 @@ class Table:
         self._index: dict[tuple[int, ...], dict[tuple, list[tuple]]] = {}  # bound positions -> values -> rows
 
     def set(self, rows: Iterable[tuple]) -> None:
-        """Make the relation exactly `rows` (distinct rows of values)."""
+        """Make the relation exactly `rows` (distinct rows of values). Equal values share one
+        engine constant: pyDatalog tests a variable that occurs twice in a literal, `m(L, L)`, by
+        comparing the constants themselves, so two Const(1) objects would never match."""
         const = pyEngine.Const
-        self._rows = [tuple(const(v) for v in row) for row in rows]
+        consts: dict[tuple[type, Value], object] = {}
+
+        def one(v: Value) -> object:
+            key = (v.__class__, v)
+            c = consts.get(key)
+            if c is None:
+                c = consts[key] = const(v)
+            return c
+
+        self._rows = [tuple(one(v) for v in row) for row in rows]
         self._index = {}
 
     def _by(self, pattern: tuple[int, ...]) -> dict[tuple, list[tuple]]:

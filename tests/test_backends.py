@@ -247,6 +247,33 @@ def test_a_claim_the_backend_cannot_take_fails_alone(kb: PolicyKB) -> None:
     assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]  # type: ignore[union-attr]
 
 
+def test_a_variable_twice_in_one_literal_joins_its_own_positions_on_both_engines() -> None:
+    """`m(L, L)` holds for the rows whose two columns are equal: 1 and 3 of a's rows (1,1),
+    (1,2), (3,3), (4,5); under negation, only 4 has no such row. pyDatalog compares the two
+    positions' engine constants themselves, so rows served from Python (datalog.Table) must
+    give equal values one constant: with a Const each, m(L, L) once had no rows at all."""
+    from types import SimpleNamespace
+
+    from engine.conformance import Evaluator
+
+    program = SimpleNamespace(
+        facts={"a": [(1, 1), (1, 2), (3, 3), (4, 5)]},
+        rules=[
+            "m(L, M) :- a(L, M).",
+            "fact_twice(L) :- a(L, L).",
+            "derived_twice(L) :- m(L, L).",
+            "tested_twice(L) :- m(L, L), L > 1.",
+            "never_twice(L) :- a(L, _), not m(L, L).",
+        ],
+    )
+    for backend in ("pydatalog", "duckdb"):
+        out = Evaluator(backend).evaluate(program)
+        assert out["fact_twice"] == {(1,), (3,)}, backend
+        assert out["derived_twice"] == {(1,), (3,)}, backend
+        assert out["tested_twice"] == {(3,)}, backend
+        assert out["never_twice"] == {(4,)}, backend
+
+
 def test_aggregates_fold_a_set_on_both_engines() -> None:
     """A relation derived by one rule can hold a row twice in DuckDB (only a UNION of rules is
     de-duplicated); an aggregate over it must still fold the set, as pyDatalog does: v is {5, 7}
