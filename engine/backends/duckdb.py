@@ -444,12 +444,12 @@ def _projection(cp: CompiledProgram, rules: list[CompiledRule]) -> str | None:
 
 def _inlined(sp: SqlProgram, by_head: dict[str, list[CompiledRule]]) -> None:
     """Marks the per-chunk relations that are views of their SELECT instead of tables
-    (Step.inline): a bag relation (see _bag) derived by rules that is read, positively, by one
-    statement at most, not counting the statements a view reading it is part of but the ones
+    (Step.inline): an aggregate, or a bag relation (see _bag) derived by rules, that is read,
+    positively, by one statement at most, not counting the statements a view reading it is part of but the ones
     that read that view. Writing a table costs more than computing its rows (some 80 ns a symbol:
     line_uses_table's 108,000 rows of a 5,000-claim chunk take 10 ms to store, 6 ms to compute),
     and its one reader then computes the rows as part of its own statement instead (line_uses_table
-    inside outside_table_period, service inside _agg5). Left as tables: a relation a negation
+    inside outside_table_period, service and _agg5 inside units_on_date). Left as tables: a relation a negation
     reads (a view under NOT EXISTS was measured slower), one a recursive step reads (computed
     again on every round), one an outcome rule reads (its solutions SELECT, which fills the
     message, would compute it again) and one read twice (computed twice)."""
@@ -486,10 +486,11 @@ def _inlined(sp: SqlProgram, by_head: dict[str, list[CompiledRule]]) -> None:
             if (
                 count <= 1
                 and rel not in negated
-                and rel in step.bags
                 and rel not in step.views
-                and cp.kinds[rel] is RelKind.DYNAMIC
-                and by_head.get(rel)
+                and (
+                    (cp.kinds[rel] is RelKind.DYNAMIC and rel in step.bags and by_head.get(rel))
+                    or cp.kinds[rel] is RelKind.AGGREGATE  # groups with rows only, whether stored or not
+                )
             ):
                 step.inline.add(rel)
 
@@ -505,6 +506,7 @@ def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
         assert spec.target_pos is not None
         target = f"c{spec.target_pos}"
         value = {"sum": f"CAST(SUM({target}) AS BIGINT)", "min": f"MIN({target})", "max": f"MAX({target})"}[spec.func]
+    value += f" AS c{spec.group_arity}"  # read by name where the aggregate is a view (_inlined)
     # DISTINCT: a relation derived by a single rule, or filled with UNION ALL (_bag), is not
     # de-duplicated when its step runs, and a repeated row must not be summed or counted twice
     body = f"(SELECT DISTINCT * FROM {table_name(sp.cp, spec.body_relation)})"
