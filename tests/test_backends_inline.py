@@ -5,13 +5,18 @@ the rows the pyDatalog engine derives."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
-from engine.backends.duckdb import DuckDBBackend, compile_sql, infer_types
+import pytest
+
+import engine.backends.duckdb as duckdb_backend
+from engine.backends.duckdb import DuckDBBackend, compile_sql, declared_types, infer_types
 from engine.compiler import compile_program
 from engine.conformance import Evaluator, _declare
 from engine.ir import RelKind
 from engine.program import program_from_text
+from engine.store import Store
 
 FACTS: dict[str, list[tuple[int | str, ...]]] = {
     "a": [(1, "x"), (2, "x"), (3, "y"), (4, "q")],
@@ -98,3 +103,47 @@ def test_an_inlined_relation_follows_its_sources_from_chunk_to_chunk() -> None:
     assert [m.rows("w") for m in second] == [[(6,)]]
     assert [m.rows("n") for m in second] == [[]]  # chain needs a line below 3: no group, no row
     assert [m.rows("ye") for m in second] == [[]]
+
+
+# A big stored table is joined through a semi-join on the values of the relation the rule binds
+# its column from (duckdb._semi_joined), which then reads that relation twice: r is a view when
+# edit is read whole, a table when edit is big. edit(c1, c2, mi): pairs of codes.
+BIG_PROGRAM = """
+.decl line(l: number, code: symbol)
+.decl edit(c1: symbol, c2: symbol, mi: number)
+.decl r(l: number, code: symbol)
+.decl hit(l: number, c2: symbol, mi: number)
+.decl deny(l: number, rule: symbol)
+edit("A", "B", 1).
+edit("Z", "A", 0).
+edit("C", "D", 1).
+r(l, c) :- line(l, c), c != "Z".
+hit(l, c2, mi) :- r(l, c), edit(c, c2, mi).
+deny(l, "hit") :- hit(l, _, _).
+"""
+# claim 0: line 1 (A) hits edit(A, B); line 2 bills Z, which r leaves out, so edit(Z, A) is not
+# reached. Claim 1: C, with edit(C, D). Claim 2 bills Z only: no r row, no hit.
+BIG_CHUNK: list[dict[str, list[tuple[int | str, ...]]]] = [
+    {"line": [(1, "A"), (2, "Z")]},
+    {"line": [(1, "C")]},
+    {"line": [(3, "Z")]},
+]
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_a_relation_a_semi_join_reads_again_is_a_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, big: bool
+) -> None:
+    monkeypatch.setattr(duckdb_backend, "BIG_STORED_ROWS", 0 if big else 10**9)
+    prog = program_from_text({"<big>": BIG_PROGRAM})
+    cp = compile_program(prog, dynamic_facts={"line"})
+    backend = DuckDBBackend(cp, Store(prog, cache_dir=tmp_path), declared_types(cp, prog))
+    try:
+        inline = {rel for step in backend.sql.steps for rel in step.inline}
+        models = backend.evaluate_many(BIG_CHUNK, ["r", "hit", "deny"])
+    finally:
+        backend.close()
+    assert ("r" in inline) is not big  # the semi-join on edit reads r's codes, and the join its rows
+    assert [m.rows("r") for m in models] == [[(1, "A")], [(1, "C")], []]
+    assert [m.rows("hit") for m in models] == [[(1, "B", 1)], [(1, "D", 1)], []]
+    assert [m.rows("deny") for m in models] == [[(1, "hit")], [(1, "hit")], []]

@@ -11,6 +11,9 @@ The compiler's IR is turned into SQL once per program:
   GROUP BY over the distinct rows of its body relation (today's semantics: groups that have
   rows only, count of distinct rows, sum over distinct rows); a recursive component is iterated
   to a fixpoint, inserting only rows not yet present;
+- a per-chunk relation that copies another, or that one statement at most reads (positively, and
+  not an outcome rule), is a view instead of a table: its reader computes its rows (_projection,
+  _inlined);
 - relations derived from stored data only (static) are materialised once per connection;
 - stored relations are the validated `.input` tables, copied once from the SQLite store into a
   DuckDB file in the cache (keyed like the SQLite file, plus this module's format version), and
@@ -861,11 +864,8 @@ class DuckDBBackend:
         cp, con = self.cp, self.con
         con.execute(f"CREATE TEMP TABLE {_q('_claims')} (ck BIGINT)")
         files = ensure_table_files(self.store, self.types) if self.store is not None else {}
-        self._views = views = {rel for step in self.sql.steps for rel in (*step.views, *step.inline)}  # not emptied
         for rel, kind in sorted(cp.kinds.items()):
-            if kind in _CK_KINDS and rel not in views:
-                con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
-            elif kind is RelKind.STORED:
+            if kind is RelKind.STORED:
                 self._create_stored(rel, files.get(rel))
         big = set()
         for rel, kind in cp.kinds.items():
@@ -875,6 +875,12 @@ class DuckDBBackend:
                     big.add(rel)
         if big:
             self.sql = compile_sql(cp, self.types, frozenset(big))
+        # which relations are views depends on the SQL of their readers (a semi-join on a big
+        # table reads its source twice, see _inlined): decided on the final SQL
+        self._views = views = {rel for step in self.sql.steps for rel in (*step.views, *step.inline)}  # not emptied
+        for rel, kind in sorted(cp.kinds.items()):
+            if kind in _CK_KINDS and rel not in views:
+                con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
         for step in self.sql.static_steps:
             for rel in step.relations:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
