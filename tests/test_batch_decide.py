@@ -401,5 +401,5 @@ def test_a_variable_the_message_does_not_show_still_decides_which_twelve_solutio
     (index,) = [i for i in request.names if seen_kb.kb.compiled.rules[i].head.args[1].value == "t.units_seen"]  # type: ignore[union-attr]
     layout = backend.sql.solution_layout[index]
     places = [layout.names[n] for n in request.names[index]]
-    short, _ = backend._message_sql(index, backend.sql.solutions[index], places)  # type: ignore[arg-type]
+    short = backend._message_sql(index, backend.sql.solutions[index], places)[0]  # type: ignore[arg-type]
     assert short.splitlines()[0].count(" AS s") == 3 < len(layout.columns)

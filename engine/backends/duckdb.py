@@ -36,6 +36,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -62,6 +63,10 @@ _CK_KINDS = (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE)
 # (see _semi_joined): scanning the whole of it costs tens of milliseconds a chunk, while the
 # restriction costs the planner a little on every statement that reads it
 BIG_STORED_ROWS = 500_000
+# A claim relation's key is checked in a chunk (see DuckDBBackend._keyed_atoms) only for a message
+# rule with at least this many outcome rows in it: the check is a scan of the relation, and a
+# shorter ORDER BY saves a fraction of a microsecond a row
+MESSAGE_KEYED_HEADS = 2_000
 
 
 @atexit.register
@@ -241,9 +246,24 @@ class SolutionLayout:
     head: tuple[tuple[int | None, Value | None], ...]  # per head argument: its column, or (None, the constant)
     names: dict[str, int]  # named variable -> its column (every name of SqlProgram.named_vars that is bound)
     columns: tuple[str, ...] = ()  # each column's expression
+    # how the body binds its variables, in the prover's order (see _sort_keys): each positive atom,
+    # and each variable an assignment binds with the variables it is computed from
+    atoms: tuple[SolutionAtom, ...] = ()
+    assigned: tuple[tuple[str, frozenset[str]], ...] = ()
+    head_vars: frozenset[str] = frozenset()  # the head's variables: the prover solves with them bound
 
     def head_of(self, rec: tuple) -> tuple:
         return tuple(v if col is None else rec[col] for col, v in self.head)
+
+
+@dataclass(frozen=True)
+class SolutionAtom:
+    """A positive atom of a rule's body as the solutions SELECT reads it."""
+
+    relation: str
+    key: tuple[int, ...]  # its columns bound when the prover reaches it (a constant, or variables bound before)
+    args: tuple[frozenset[str], ...]  # the variables each of its columns depends on
+    order: tuple[tuple[str, str], ...]  # the columns it adds to the ORDER BY, each with the variable it binds
 
 
 @dataclass
@@ -717,7 +737,12 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     if env[v][0] not in exprs:
                         exprs.append(env[v][0])
                     placed[v] = exprs.index(env[v][0])
-            sp.solution_layout[rule.index] = SolutionLayout(tuple(head), placed, tuple(exprs))
+            atoms, assigned = _solution_atoms(rule)
+            assert [c for atom in atoms for c, _ in atom.order] == order  # as the loop above bound them
+            head_vars = frozenset(a.name for a in rule.head.args if isinstance(a, IVar))
+            sp.solution_layout[rule.index] = SolutionLayout(
+                tuple(head), placed, tuple(exprs), atoms, assigned, head_vars
+            )
             select = [f"{e} AS s{i}" for i, e in enumerate(exprs)]
             heads = {exprs[col] for col, _ in head if col is not None}  # sorted on already
             order[:] = ["1", *dict.fromkeys(keys), *(k for k in order if k not in heads)]
@@ -731,6 +756,96 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
     if solutions:
         sql += "\nORDER BY " + ", ".join(order)
     return sql
+
+
+def _term_vars(t: ITerm) -> frozenset[str]:
+    if isinstance(t, IVar):
+        return frozenset((t.name,))
+    if isinstance(t, IOp):
+        return _term_vars(t.left) | _term_vars(t.right)
+    return frozenset()
+
+
+def _solution_atoms(rule: CompiledRule) -> tuple[tuple[SolutionAtom, ...], tuple[tuple[str, frozenset[str]], ...]]:
+    """The positive atoms of the rule's body and the variables its assignments bind, as
+    _rule_sql reads them (atom n is aliased `tn`; a variable's first column binds it and orders
+    the solutions)."""
+    atoms: list[SolutionAtom] = []
+    assigned: list[tuple[str, frozenset[str]]] = []
+    bound = {a.name for a in rule.head.args if isinstance(a, IVar)}  # the prover solves with the head bound
+    seen: set[str] = set()  # bound in the body so far (an ORDER BY column is a variable's first)
+    for n, lit in enumerate(rule.body):
+        if isinstance(lit, IAtom) and not lit.negated:
+            args = tuple(_term_vars(a) for a in lit.args)
+            key = tuple(i for i, vs in enumerate(args) if vs <= bound)
+            order: list[tuple[str, str]] = []
+            for i, a in enumerate(lit.args):
+                if isinstance(a, IVar) and a.name not in seen:
+                    seen.add(a.name)
+                    order.append((f"t{n}.c{i}", a.name))
+            bound |= seen
+            atoms.append(SolutionAtom(lit.relation, key, args, tuple(order)))
+        elif isinstance(lit, ICompare) and lit.assigns and isinstance(lit.left, IVar) and lit.left.name not in seen:
+            seen.add(lit.left.name)
+            bound.add(lit.left.name)
+            assigned.append((lit.left.name, _term_vars(lit.right)))
+    return tuple(atoms), tuple(assigned)
+
+
+def _determined(
+    known: set[str], layout: SolutionLayout, keyed: frozenset[int]
+) -> set[str]:
+    """The variables whose values `known` fixes (with them): an assignment's, once its inputs are,
+    and every variable of an atom `keyed` (its relation holds no two distinct rows that agree on
+    the atom's key columns, see DuckDBBackend._keyed_atoms) once its key columns' are."""
+    known = set(known)
+    changed = True
+    while changed:
+        changed = False
+        for k in keyed:
+            atom = layout.atoms[k]
+            if all(atom.args[i] <= known for i in atom.key):
+                every = frozenset().union(*atom.args)
+                if not every <= known:
+                    known |= every
+                    changed = True
+        for var, deps in layout.assigned:
+            if var not in known and deps <= known:
+                known.add(var)
+                changed = True
+    return known
+
+
+def _sort_keys(layout: SolutionLayout, keyed: frozenset[int]) -> tuple[list[str], set[str]]:
+    """The body's ORDER BY columns (after the claim key and the head's) that order a head's
+    distinct solutions as the full ORDER BY does, and the named variables with one value per
+    head. A column is left out when its variable is fixed by the columns before it (a keyed atom,
+    an assignment), and so is every column after the point where the named variables all are.
+
+    Why the order is the same: take two rows of one head that are different solutions (their
+    named variables differ), and the first column of the full ORDER BY where they differ. Every
+    column before it is equal, so every variable those columns fix is equal: the column cannot
+    be one left out as fixed by earlier columns, nor one after the point where the named
+    variables are all fixed (they would be equal). It is kept, and the shorter ORDER BY, whose
+    columns before it are a subset of the equal ones, compares the rows by it. Rows that differ
+    in no kept column are the same solution, whose order among themselves changes nothing: the
+    first row of each distinct solution comes in the same order, so each name's values appear
+    first in the same order, the first `limit` distinct solutions are the same, and each head
+    has the same rows."""
+    named = set(layout.names)
+    known = _determined(set(layout.head_vars), layout, keyed)
+    fixed = named & known
+    heads = {layout.columns[col] for col, _ in layout.head if col is not None}  # sorted on already
+    keys: list[str] = []
+    for atom in layout.atoms:
+        for col, var in atom.order:
+            if named <= known:
+                return keys, fixed
+            if col in heads or var in known:
+                continue
+            keys.append(col)
+            known = _determined(known | {var}, layout, keyed)
+    return keys, fixed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -837,7 +952,11 @@ class DuckDBBackend:
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
         # the claim-dependent tables that may hold rows from the last chunk (emptied before the next)
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}
-        self._message_sqls: dict[tuple[int, tuple[int | None, ...]], tuple[str, list[int | None]]] = {}
+        self._message_sqls: dict[
+            tuple[int, tuple[int | None, ...], frozenset[int]], tuple[str, list[int | None], list[int]]
+        ] = {}
+        # (stored or static relation, columns) -> whether no two distinct rows agree on them (_keyed_atoms)
+        self._unique: dict[tuple[str, tuple[int, ...]], bool] = {}
         self._parsed: dict[str, duckdb.Statement] = {}  # per-chunk statement text -> parsed once (_run)
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.con = duckdb.connect(":memory:")
@@ -1018,10 +1137,11 @@ class DuckDBBackend:
                 self._fetch_solutions(models)
         return models
 
-    def _solved_rules(self, models: list[BatchModel], indices: Iterable[int]) -> Iterable[tuple[int, str]]:
-        """The outcome rules (index, solutions SELECT) among `indices` whose head matches an
-        outcome row of the chunk: any other has no solutions, and is not queried."""
-        heads: dict[tuple[str, tuple[int, ...]], set[object]] = {}
+    def _solved_rules(self, models: list[BatchModel], indices: Iterable[int]) -> Iterable[tuple[int, str, int]]:
+        """The outcome rules (index, solutions SELECT, outcome rows it may have derived) among
+        `indices` whose head matches an outcome row of the chunk: any other has no solutions, and
+        is not queried."""
+        heads: dict[tuple[str, tuple[int, ...]], Counter[object]] = {}
         for index in indices:
             sql = self.sql.solutions.get(index)
             if sql is None:
@@ -1032,14 +1152,16 @@ class DuckDBBackend:
             found_heads = heads.get(key)
             if found_heads is None:
                 get = operator.itemgetter(*key[1]) if key[1] else lambda _row: ()
-                found_heads = heads[key] = {get(row) for m in models for row in m.relations.get(key[0], ())}
+                rows = chain.from_iterable(m.relations.get(key[0], ()) for m in models)
+                found_heads = heads[key] = Counter(map(get, rows))
             values = tuple(v for _, v in consts)
-            if (values[0] if len(values) == 1 else values) in found_heads:  # as itemgetter gives them
-                yield index, sql
+            n = found_heads[values[0] if len(values) == 1 else values]  # as itemgetter gives them
+            if n:
+                yield index, sql, n
 
     def _fetch_solutions(self, models: list[BatchModel]) -> None:
         """Each outcome row's solutions (distinct named bindings, in the prover's order)."""
-        for index, sql in self._solved_rules(models, self.sql.solutions):
+        for index, sql, _n in self._solved_rules(models, self.sql.solutions):
             layout = self.sql.solution_layout[index]
             names = list(layout.names.items())
             seen: set[tuple] = set()  # a repeated row is a repeated solution (same claim, head, bindings)
@@ -1053,20 +1175,23 @@ class DuckDBBackend:
     def _fetch_messages(self, models: list[BatchModel], request: MessageRequest) -> None:
         """What each outcome row's message shows of its solutions (see MessageRequest), merged
         head by head (_merge_heads): the rows come ordered by claim, head and the prover's order.
-        The query fetches the claim key, the head and the columns the message shows only
-        (_message_sql); the other named variables matter only to which solutions are distinct, so
-        only to a head with more than `limit` rows, which is merged again from the full query."""
+        The query fetches the claim key, the head and the columns the message shows only, sorted
+        on no more columns than that order needs (_message_sql); the other named variables matter
+        only to which solutions are distinct, so only to a head with more than `limit` rows, which
+        is merged again from the full query."""
         limit = request.limit
         join: Callable[[list[str]], str] = request.join
-        for index, sql in self._solved_rules(models, request.names):
+        solved = list(self._solved_rules(models, request.names))
+        keyed = self._keyed_atoms([(index, n) for index, _, n in solved])
+        for index, sql, _n in solved:
             layout = self.sql.solution_layout[index]
             full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
-            short_sql, places = self._message_sql(index, sql, full)
+            short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
             cols = [col for col, _ in layout.head if col is not None]
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
             heads, overflow = _merge_heads(
-                self.con.execute(short_sql).fetchall(), head_key, cols, places, limit, join, merged
+                self.con.execute(short_sql).fetchall(), head_key, fixed, places, limit, join, merged
             )
             if overflow:
                 rows = [rec for rec in self.con.execute(sql).fetchall() if head_key(rec) in overflow]
@@ -1078,24 +1203,94 @@ class DuckDBBackend:
                 head = (key[1], rule_id) if line_rule else layout.head_of(first)
                 models[key[0]].messages[(index, head)] = values
 
-    def _message_sql(self, index: int, sql: str, places: list[int | None]) -> tuple[str, list[int | None]]:
+    def _keyed_atoms(self, rules: list[tuple[int, int]]) -> dict[int, frozenset[int]]:
+        """For each rule (index, outcome rows), its positive atoms (by place in
+        SolutionLayout.atoms) whose relation holds no two distinct rows that agree on the atom's
+        key columns (and the claim key): a solution has one row of it per value of those columns,
+        which fixes the atom's other variables (see _sort_keys). Only atoms that bind a variable
+        are asked about, and a relation is keyed only where that is certain:
+        - on all its columns, or an aggregate on its group's columns (one row per group);
+        - a stored or static relation checked on its rows, once per connection (they do not
+          change), but for a big stored table (see BIG_STORED_ROWS), taken as not keyed;
+        - a claim relation (the claims' facts) checked in this chunk (as many distinct keys as
+          rows: a repeated row would make it not keyed, which costs speed only), for a rule with
+          at least MESSAGE_KEYED_HEADS outcome rows (the check costs a scan a chunk, and a shorter
+          ORDER BY saves next to nothing on a few rows). The checks of a chunk are one query;
+        - no other: a derived per-chunk relation is not checked (each check costs a scan in
+          every chunk), and taken as not keyed."""
+        cp = self.cp
+        asked: dict[tuple[str, tuple[int, ...]], list[tuple[int, int]]] = {}
+        for index, n in rules:
+            for k, atom in enumerate(self.sql.solution_layout[index].atoms):
+                kind = cp.kinds[atom.relation]
+                if atom.order and (kind is not RelKind.CLAIM or n >= MESSAGE_KEYED_HEADS):
+                    asked.setdefault((atom.relation, atom.key), []).append((index, k))
+        keyed: set[tuple[str, tuple[int, ...]]] = set()
+        tests: list[tuple[tuple[str, tuple[int, ...]], str]] = []
+        for rk in asked:
+            rel, key = rk
+            kind = cp.kinds[rel]
+            if len(key) == cp.arity[rel] or (
+                kind is RelKind.AGGREGATE and set(range(cp.aggregates[rel].group_arity)) <= set(key)
+            ):
+                keyed.add(rk)
+            elif kind is RelKind.CLAIM:
+                cols = ", ".join(["ck", *(f"c{i}" for i in key)])
+                tests.append((rk, f"(SELECT count(DISTINCT ({cols})) = count(*) FROM {table_name(cp, rel)})"))
+            elif kind in (RelKind.STORED, RelKind.STATIC):
+                if rk not in self._unique:
+                    self._unique[rk] = rel not in self.sql.big and self._unique_on(rel, key)
+                if self._unique[rk]:
+                    keyed.add(rk)
+        if tests:
+            found = self.con.execute("SELECT " + ", ".join(sql for _, sql in tests)).fetchone()
+            assert found is not None
+            keyed.update(rk for (rk, _), unique in zip(tests, found, strict=True) if unique)
+        out: dict[int, set[int]] = {index: set() for index, _ in rules}
+        for rk in keyed:
+            for index, k in asked[rk]:
+                out[index].add(k)
+        return {index: frozenset(ks) for index, ks in out.items()}
+
+    def _unique_on(self, rel: str, key: tuple[int, ...]) -> bool:
+        """Whether no two distinct rows of a stored or static relation agree on the columns `key`."""
+        t = table_name(self.cp, rel)
+        cols = ", ".join(f"c{i}" for i in key) or "1"
+        sql = f"SELECT (SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {t})) = (SELECT count(*) FROM (SELECT DISTINCT * FROM {t}))"
+        (unique,) = self.con.execute(sql).fetchone()  # type: ignore[misc]
+        return bool(unique)
+
+    def _message_sql(
+        self, index: int, sql: str, places: list[int | None], keyed: frozenset[int] = frozenset()
+    ) -> tuple[str, list[int | None], list[int]]:
         """The rule's solutions SELECT with only the claim key, the head and the columns at
-        `places`, and where each place is in it (the same SELECT when it has no other column)."""
-        found = self._message_sqls.get((index, tuple(places)))
+        `places`, ordered by the claim key, the head and the body columns _sort_keys keeps given
+        the `keyed` atoms; where each place is in it, and the columns that hold one value per
+        head (the head's, and a place whose variable the head fixes)."""
+        found = self._message_sqls.get((index, tuple(places), keyed))
         if found is not None:
             return found
         layout = self.sql.solution_layout[index]
         first, rest = sql.split("\n", 1) if "\n" in sql else (sql, "")
         exprs = layout.columns
-        head = 1 + sum(col is not None for col, _ in layout.head)  # the head's columns come first
+        cols = [col for col, _ in layout.head if col is not None]
+        head = 1 + len(cols)  # the head's columns come first
         keep = [*range(head), *sorted({p for p in places if p is not None and p >= head})]
-        if len(keep) == len(exprs) or first != "SELECT " + ", ".join(f"{e} AS s{i}" for i, e in enumerate(exprs)):
-            found = (sql, places)
+        if first != "SELECT " + ", ".join(f"{e} AS s{i}" for i, e in enumerate(exprs)) or "\nORDER BY " not in rest:
+            found = (sql, places, cols)
         else:  # ORDER BY names a column by number among the head's only: those keep their place
+            body, order = rest.rsplit("\nORDER BY ", 1)
+            heads = order.split(", ")[: 1 + len(dict.fromkeys(cols))]  # the claim key and the head's columns
+            keys, fixed = _sort_keys(layout, keyed)
             moved = {old: new for new, old in enumerate(keep)}
             select = ", ".join(f"{exprs[old]} AS s{new}" for new, old in enumerate(keep))
-            found = (f"SELECT {select}\n{rest}", [None if p is None else moved[p] for p in places])
-        self._message_sqls[(index, tuple(places))] = found
+            one = {*cols, *(layout.names[n] for n in fixed)}  # columns with one value per head
+            found = (
+                f"SELECT {select}\n{body}\nORDER BY {', '.join([*heads, *keys])}",
+                [None if p is None else moved[p] for p in places],
+                sorted(moved[p] for p in one if p in moved),
+            )
+        self._message_sqls[(index, tuple(places), keyed)] = found
         return found
 
     def _load_claims(self, n: int) -> None:
@@ -1146,8 +1341,8 @@ def _merge_heads(
     needs no de-duplication: a repeated solution adds no value that did not appear before it, so
     each name's distinct values, in order, are the same with or without it. A name's values are
     merged once per distinct sequence of values (`merged`): most heads of a rule repeat a few of
-    them (the same three table labels, say)."""
-    # a name bound to a head column has one value per head: it is read off the first row
+    them (the same three table labels, say). `cols`: the columns that hold one value per head
+    (the head's own, or a variable the head fixes, see _sort_keys): read off the first row."""
     fixed = [(k, p) for k, p in enumerate(places) if p is not None and p in cols]
     varying = [(k, p, operator.itemgetter(p)) for k, p in enumerate(places) if p is not None and p not in cols]
     blank: list[str | None] = [None] * len(places)  # None: a name the rule does not bind

@@ -1,0 +1,250 @@
+"""The batch backend's message queries sort on fewer columns, with the same messages.
+
+A message shows, per name, its distinct values in the order the prover first meets them (its
+solutions in depth-first order, each atom's candidate rows sorted). The DuckDB backend sorts a
+rule's solution rows on only the columns that order needs (engine/backends/duckdb.py
+_sort_keys): a column a keyed atom fixes (one row of its relation per value of its bound
+columns) is left out, and so is every column after the point where the named variables are all
+fixed. The rules below are chosen so that a wrong shortcut shows in the message text: the values
+a message lists appear in an order that is not their sorted order, an anonymous column decides
+the order of a shown one, a head has more solutions than a message shows, and a head has more
+rows than that but few solutions. Each message is decided from the facts first, then compared
+with the pyDatalog path (the Adjudicator) and with the backend's full solutions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine.backends.duckdb as duck
+from engine.adjudicate import MESSAGE_SOLUTIONS, _merge
+from engine.api import PolicyKB
+from engine.backends import BatchModel
+from engine.backends.decide import BatchDecider, decide_many
+from engine.claims import Claim, claim_to_facts, parse_claim
+from engine.ir import IConst
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# 14 tables for code 99215 (more solutions than a message shows), their names in the reverse of
+# the tables' order
+MANY = [(f"t{i:02}", f"name {15 - i:02}") for i in range(1, 15)]
+
+RULES = (
+    """
+/** @summary A table a code is judged against, with a release number. */
+.decl uses(code: symbol, table: symbol, release: number)
+uses("99213", "b", 2).
+uses("99213", "a", 2).
+uses("99213", "c", 1).
+uses("99213", "a", 1).
+uses("99212", "a", 1).
+uses("99212", "a", 2).
+uses("99212", "a", 3).
+uses("99212", "a", 4).
+uses("99212", "a", 5).
+uses("99212", "c", 1).
+uses("99212", "c", 2).
+uses("99212", "c", 3).
+uses("99212", "c", 4).
+uses("99212", "c", 5).
+uses("99212", "b", 1).
+uses("99212", "b", 2).
+uses("99212", "b", 3).
+uses("99212", "b", 4).
+uses("99212", "b", 5).
+"""
+    + "".join(f'uses("99215", "{t}", 1).\n' for t, _ in MANY)
+    + """
+/** @summary How a message names a table (one name each). */
+.decl table_name(table: symbol, name: symbol)
+table_name("a", "zeta").
+table_name("b", "alpha").
+table_name("c", "mid").
+"""
+    + "".join(f'table_name("{t}", "{n}").\n' for t, n in MANY)
+    + """
+/** @summary A word for a code at each step (the step orders the words, and is not shown). */
+.decl step_word(code: symbol, step: number, word: symbol)
+step_word("99214", 1, "late").
+step_word("99214", 2, "early").
+step_word("99214", 3, "late").
+
+/** @summary A nickname of a table (table "a" has two). */
+.decl nickname(table: symbol, nick: symbol)
+nickname("a", "the first").
+nickname("a", "alpha one").
+nickname("b", "the second").
+
+/** @summary A table a line is judged against. */
+.decl line_table(line: number, table: symbol, release: number)
+line_table(l, t, r) :- line(l, c, _, _, _, _), uses(c, t, r).
+
+/**
+ * @id t.tables
+ * @title Tables used
+ * @summary The tables a line is judged against, by name.
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Line {l} on {d}: {name}.
+ */
+warn(l, "t.tables") :- line_table(l, t, _), line(l, _, d, _, _, _), table_name(t, name).
+
+/**
+ * @id t.steps
+ * @title Words by step
+ * @summary The words of the line's code, in the order of their steps.
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Line {l}: {w}.
+ */
+warn(l, "t.steps") :- line(l, c, _, _, _, _), step_word(c, _, w).
+
+/**
+ * @id t.nicknames
+ * @title Nicknames
+ * @summary The nicknames of the tables a line is judged against.
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Line {l}: {nick}.
+ */
+warn(l, "t.nicknames") :- line_table(l, t, _), nickname(t, nick).
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def tables_kb(tmp_path_factory: pytest.TempPathFactory) -> PolicyKB:
+    root = tmp_path_factory.mktemp("tables_kb")
+    for name in ("claim.dl", "types.dl"):
+        (root / name).write_text((ROOT / "tests/fixtures/lint_kb" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (root / "tables.dl").write_text(RULES, encoding="utf-8")
+    return PolicyKB.open(root)
+
+
+@pytest.fixture
+def check_every_claim_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check claim relations' keys on rules of any size (a test chunk has a few outcome rows)."""
+    monkeypatch.setattr(duck, "MESSAGE_KEYED_HEADS", 0)
+
+
+def _claim(codes: list[str]) -> Claim:
+    line = {"service_date": "2024-03-01", "units": 1, "pos": "11", "rendering_npi": "1234567893"}
+    return parse_claim(
+        {
+            "id": "TABLES-1",
+            "patient": {"id": "P1", "birth_date": "1960-01-01", "sex": "F"},
+            "lines": [{**line, "line": n, "code": c} for n, c in enumerate(codes, 1)],
+        }
+    )
+
+
+def _messages(result: dict[str, Any]) -> dict[tuple[int, str], str]:
+    return {(ln["line"], r["rule"]): r["message"] for ln in result["lines"] for r in ln["reasons"]}
+
+
+def _index(kb: PolicyKB, rule_id: str) -> int:
+    assert kb.kb.compiled is not None
+    (index,) = [r.index for r in kb.kb.compiled.rules if r.head.args[-1] == IConst(rule_id)]
+    return index
+
+
+def _order_by(kb: PolicyKB, rule_id: str, model_facts: dict[str, list[tuple]]) -> str:
+    """The ORDER BY of the rule's message query after a chunk of these facts."""
+    backend = kb.duckdb()
+    request = BatchDecider(kb).request
+    backend.evaluate_many([model_facts], messages=request)
+    index = _index(kb, rule_id)
+    layout = backend.sql.solution_layout[index]
+    places = [layout.names.get(n) for n in request.names[index]]
+    (keyed,) = backend._keyed_atoms([(index, 1)]).values()
+    sql = backend._message_sql(index, backend.sql.solutions[index], places, keyed)[0]
+    return sql.rsplit("\nORDER BY ", 1)[1]
+
+
+def test_messages_list_values_in_the_provers_order_not_sorted(tables_kb: PolicyKB, check_every_claim_key: None) -> None:
+    claim = _claim(["99213", "99214", "99215", "99212"])
+    (fast,) = decide_many(tables_kb, [claim])
+    messages = _messages(fast)
+    # line 1: uses rows for 99213 sorted are (a,1) (a,2) (b,2) (c,1): tables a, b, c, named
+    # zeta, alpha, mid (the reverse of sorted for the first two); the line's date once
+    assert messages[(1, "t.tables")] == "Line 1 on 2024-03-01: zeta, alpha and mid."
+    # line 2: the steps 1, 2, 3 (not shown) give late, early, late: not the sorted early, late
+    assert messages[(2, "t.steps")] == "Line 2: late and early."
+    # line 3: 14 tables, one solution each: the first twelve (t01..t12) are shown, names 14..03
+    twelve = [n for _, n in MANY[:MESSAGE_SOLUTIONS]]
+    assert messages[(3, "t.tables")] == "Line 3 on 2024-03-01: " + ", ".join(twelve[:-1]) + " and " + twelve[-1] + "."
+    # line 4: 15 rows (three tables, five releases each) but three solutions: all of them, a, b, c
+    assert messages[(4, "t.tables")] == "Line 4 on 2024-03-01: zeta, alpha and mid."
+    # line 1, t.nicknames: table a's two nicknames, sorted (nickname is not keyed on its table),
+    # then b's
+    assert messages[(1, "t.nicknames")] == "Line 1: alpha one, the first and the second."
+    # the pyDatalog path agrees, record for record
+    assert fast == tables_kb.adjudicate(claim, proofs=False).to_dict()
+
+
+def test_the_message_query_sorts_only_on_what_orders_the_solutions(
+    tables_kb: PolicyKB, check_every_claim_key: None
+) -> None:
+    facts = claim_to_facts(_claim(["99213", "99214"]))
+    # t.tables: line is keyed on its line number (it fixes d) and table_name on its table (it
+    # fixes name), so the table t0.c1 is all that orders a line's solutions: the release (an
+    # anonymous column of line_table) comes after every named variable is fixed
+    assert _order_by(tables_kb, "t.tables", facts) == "1, 2, t0.c1"
+    # t.steps: the step (anonymous) orders the words, so it stays, before the word
+    assert _order_by(tables_kb, "t.steps", facts) == "1, 2, t1.c1, t1.c2"
+    # t.nicknames: nickname holds two rows for table a: not keyed, its column stays
+    assert _order_by(tables_kb, "t.nicknames", facts) == "1, 2, t0.c1, t0.c2, t1.c1"
+
+
+def test_a_claim_relation_is_keyed_only_where_the_chunk_says_so(
+    tables_kb: PolicyKB, check_every_claim_key: None
+) -> None:
+    """Facts not read from a claim may hold two lines with one number: `line` is then not keyed
+    on it, and each of the line's dates is a value of its own, in the prover's order."""
+    backend = tables_kb.duckdb()
+    request = BatchDecider(tables_kb).request
+    index = _index(tables_kb, "t.tables")
+    row = ("99213", "2024-03-01", "11", "1234567893", 1)
+    facts = {"line": [(1, *row), (1, "99213", "2024-02-01", *row[2:])]}
+    (model,) = backend.evaluate_many([facts], messages=request)
+    assert isinstance(model, BatchModel)
+    # the solutions sorted: per table a, b, c (as above), line 1's rows by date: 02-01, 03-01
+    assert model.messages[(index, (1, "t.tables"))] == ("1", "2024-02-01 and 2024-03-01", "zeta, alpha and mid")
+    assert model.messages[(index, (1, "t.tables"))] == _merged(tables_kb, facts, index, (1, "t.tables"))
+    # not keyed: the release orders the dates as well, and the line's columns up to the date count
+    assert _order_by(tables_kb, "t.tables", facts) == "1, 2, t0.c1, t0.c2, t1.c1, t1.c2"
+    # one line per number: keyed, and the date is read off each head's first row
+    facts = {"line": [(1, *row), (2, "99214", *row[1:])]}
+    (model,) = backend.evaluate_many([facts], messages=request)
+    assert model.messages[(index, (1, "t.tables"))] == ("1", "2024-03-01", "zeta, alpha and mid")
+    assert model.messages[(index, (1, "t.tables"))] == _merged(tables_kb, facts, index, (1, "t.tables"))
+
+
+def _merged(kb: PolicyKB, facts: dict[str, list[tuple]], index: int, head: tuple) -> tuple[str | None, ...]:
+    """The message values from the backend's full solutions (every named variable, the full
+    ORDER BY), merged as the Adjudicator merges the prover's."""
+    (model,) = kb.duckdb().evaluate_many([facts])
+    assert isinstance(model, BatchModel)
+    merged = _merge(model.solutions[(index, head)][:MESSAGE_SOLUTIONS])
+    names = BatchDecider(kb).request.names[index]
+    return tuple(str(merged[n]) for n in names)
+
+
+def test_a_stored_table_with_a_repeated_key_is_not_keyed(tables_kb: PolicyKB) -> None:
+    backend = tables_kb.duckdb()
+    assert backend._unique_on("table_name", (0,)) is True
+    assert backend._unique_on("nickname", (0,)) is False
+    assert backend._unique_on("nickname", (0, 1)) is True
