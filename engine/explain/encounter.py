@@ -53,17 +53,37 @@ class Locality:
         """The encounters a change from `before` to `after` touches (the changed lines'
         encounters before and after the change); None when the change reaches beyond lines
         (then the whole claim must be judged)."""
-        if before.id != after.id or before.patient != after.patient or before.history != after.history:
+        if not self.same_claim(before, after):
             return None
         fa, fb = claim_to_facts(before), claim_to_facts(after)
-        for facts in (fa, fb):
-            for rel, rows in facts.items():
-                skip = 1 if rel in self.line_relations else 0  # a line number is no constant
-                if any(v in self.marks for row in rows for v in row[skip:]):
-                    return None
+        if self.marked(fa) or self.marked(fb):
+            return None
+        return self.touched_facts(fa, fb)
+
+    @staticmethod
+    def same_claim(before: Claim, after: Claim) -> bool:
+        """Whether the change keeps what is not a line (claim id, patient, history)."""
+        return before.id == after.id and before.patient == after.patient and before.history == after.history
+
+    def marked(self, facts: Mapping[str, Iterable[tuple[Value, ...]]]) -> bool:
+        """Whether some row holds one of the constants the rules tell rows apart by."""
+        marks = self.marks
+        for rel, rows in facts.items():
+            skip = 1 if rel in self.line_relations else 0  # a line number is no constant
+            if any(v in marks for row in rows for v in row[skip:]):
+                return True
+        return False
+
+    def touched_facts(
+        self, fa: Mapping[str, list[tuple[Value, ...]]], fb: Mapping[str, list[tuple[Value, ...]]]
+    ) -> set[tuple[Value, ...]] | None:
+        """`touched` from the two claims' facts (the same claim otherwise, neither marked)."""
         changed: set[int] = set()
         for rel in set(fa) | set(fb):
-            diff = set(fa.get(rel, ())) ^ set(fb.get(rel, ()))
+            before, after = fa.get(rel, ()), fb.get(rel, ())
+            if before == after:
+                continue
+            diff = set(before) ^ set(after)
             if not diff:
                 continue
             if rel not in self.line_relations:
