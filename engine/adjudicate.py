@@ -79,6 +79,7 @@ class Adjudicator:
         self, claim: Claim, *, proofs: bool = True, remedies: bool = False, model: Model | None = None
     ) -> ClaimResult:
         """`model`: the claim already evaluated by a batch backend (engine/backends)."""
+        decision = model is None  # evaluated here: every relation of the claim, whole
         model = self.evaluate(claim) if model is None else model
         prover = self.prover(claim, model)
         overrides: dict[tuple[int, str], str] = {}
@@ -95,7 +96,7 @@ class Adjudicator:
         for line in sorted(claim.lines, key=lambda x: x.line):
             primary, reasons = assign_roles(by_line.get(line.line, []))
             if remedies and primary is not None:
-                judge = judge or self._rejudge(claim, model)
+                judge = judge or self._rejudge(claim, model, decision)
                 for r in reasons:
                     if r.severity == "deny" and r.in_force:
                         self._remedies(claim, line.line, r, judge)
@@ -142,9 +143,10 @@ class Adjudicator:
             remedy_condition=" ".join(condition.split()) if condition else None,
         )
 
-    def _rejudge(self, claim: Claim, model: Model) -> Rejudge:
+    def _rejudge(self, claim: Claim, model: Model, decision: bool) -> Rejudge:
         before = self._denials_of(model)
-        return Rejudge(self.evaluator, self.locality, self._for_denials, claim, before, self._denials_of)
+        whole = model if decision else None
+        return Rejudge(self.evaluator, self.locality, self._for_denials, claim, before, self._denials_of, whole)
 
     def _remedies(self, claim: Claim, ln: int, reason: Reason, judge: Rejudge) -> None:
         reason.remedies = []  # searched: an empty list now means nothing the policy allows pays the line
