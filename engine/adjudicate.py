@@ -11,11 +11,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from engine.claims import Claim, Facts, claim_to_facts, fact_origin
+from engine.claims import Claim, claim_to_facts, fact_origin
 from engine.evaluate import Evaluator, Model
 from engine.explain import because, encounter
 from engine.explain import remedies as remedy_search
 from engine.explain.proof import Prover, WhyNot
+from engine.explain.rejudge import Rejudge
 from engine.explain.result import ClaimResult, LineResult, Reason, assign_roles
 from engine.ir import CompiledRule, IConst
 from engine.kb import LoadedKB
@@ -62,7 +63,7 @@ class Adjudicator:
 
     def denials(self, claim: Claim) -> dict[int, set[str]]:
         """Line -> ids of the rules that deny it and are in force (a whole evaluation; the remedy
-        search itself re-evaluates only what a candidate touches, see _denials_after)."""
+        search itself re-evaluates only what a candidate touches, see engine/explain/rejudge.py)."""
         return self._denials_of(self.evaluate(claim))
 
     @staticmethod
@@ -78,6 +79,7 @@ class Adjudicator:
         self, claim: Claim, *, proofs: bool = True, remedies: bool = False, model: Model | None = None
     ) -> ClaimResult:
         """`model`: the claim already evaluated by a batch backend (engine/backends)."""
+        decision = model is None  # evaluated here: every relation of the claim, whole
         model = self.evaluate(claim) if model is None else model
         prover = self.prover(claim, model)
         overrides: dict[tuple[int, str], str] = {}
@@ -90,19 +92,14 @@ class Adjudicator:
                 reason.overridden_by = overrides.get((int(ln), str(rule_id)))
                 by_line.setdefault(int(ln), []).append(reason)
         lines = []
-        before: dict[int, set[str]] | None = None
-        # each changed claim is judged once per adjudication, though several lines and reasons
-        # try the same change (both lines of a mutual PTP pair try the same modifiers)
-        memo: dict[Claim, dict[int, set[str]]] = {}
-        # evaluations of the claim's lines before any change, per touched set of encounters
-        bases: dict[Claim, tuple[Facts, Model]] = {}
+        judge: Rejudge | None = None  # the remedy search's candidate claims, judged once each
         for line in sorted(claim.lines, key=lambda x: x.line):
             primary, reasons = assign_roles(by_line.get(line.line, []))
             if remedies and primary is not None:
-                before = before or self._denials_of(model)
+                judge = judge or self._rejudge(claim, model, decision)
                 for r in reasons:
                     if r.severity == "deny" and r.in_force:
-                        self._remedies(claim, line.line, r, before, memo, bases)
+                        self._remedies(claim, line.line, r, judge)
             builder = because.BecauseBuilder(prover, guidance_anchor)
             for r in reasons:
                 # table rows are cited from the proof; guidance statements from the rule alone
@@ -146,15 +143,12 @@ class Adjudicator:
             remedy_condition=" ".join(condition.split()) if condition else None,
         )
 
-    def _remedies(
-        self,
-        claim: Claim,
-        ln: int,
-        reason: Reason,
-        before: dict[int, set[str]],
-        memo: dict[Claim, dict[int, set[str]]],
-        bases: dict[Claim, tuple[Facts, Model]],
-    ) -> None:
+    def _rejudge(self, claim: Claim, model: Model, decision: bool) -> Rejudge:
+        before = self._denials_of(model)
+        whole = model if decision else None
+        return Rejudge(self.evaluator, self.locality, self._for_denials, claim, before, self._denials_of, whole)
+
+    def _remedies(self, claim: Claim, ln: int, reason: Reason, judge: Rejudge) -> None:
         reason.remedies = []  # searched: an empty list now means nothing the policy allows pays the line
         info = self.rules.get(reason.rule)
         if info is None:
@@ -170,55 +164,14 @@ class Adjudicator:
                 if isinstance(v, int) and v != ln and any(x.line == v for x in claim.lines) and k.startswith("l")
             }
         )
-
-        def denials(changed: Claim) -> dict[int, set[str]]:
-            if changed not in memo:
-                memo[changed] = self._denials_after(claim, changed, before, bases)
-            return memo[changed]
-
         found, blocked = remedy_search.find(
-            claim, line, reason.rule, specs, reason.bindings, partners, denials, before, self._is_em
+            claim, line, reason.rule, specs, reason.bindings, partners, judge.denials, judge.before, self._is_em
         )
         for m in found:
             if reason.remedy_condition:
                 m["condition"] = reason.remedy_condition
         reason.remedies = found
         reason.blocked_options = blocked
-
-    def _denials_after(
-        self, claim: Claim, changed: Claim, before: dict[int, set[str]], bases: dict[Claim, tuple[Facts, Model]]
-    ) -> dict[int, set[str]]:
-        """The denials of `changed`: only the encounters the change touches are evaluated again;
-        every other line keeps its denials from `before` (the rules cannot reach across, see
-        engine/explain/encounter.py); and of those, the relations and rules the change cannot
-        reach (e.g. the PTP pairs, when only a modifier changed) are taken from an evaluation of
-        the same lines before the change."""
-        touched = self.locality.touched(claim, changed) if self.locality is not None else None
-        if touched is None:
-            original, target, inside = claim, changed, None
-        else:
-            original = self.locality.restrict(claim, touched)  # type: ignore[union-attr]
-            target = self.locality.restrict(changed, touched)  # type: ignore[union-attr]
-            inside = self.locality.lines_of(changed, touched)  # type: ignore[union-attr]
-        if original not in bases:
-            facts = claim_to_facts(original)
-            bases[original] = (facts, self.evaluator.evaluate(facts, by_rule=True, only=self._for_denials))
-        base_facts, base = bases[original]
-        facts = claim_to_facts(target)
-        keep = self.evaluator.unaffected(base_facts, facts)
-        rules = self.evaluator.unaffected_rules(base_facts, facts)
-        model = self.evaluator.evaluate(
-            facts,
-            known={rel: base.rows(rel) for rel in keep},
-            known_rules={i: rows for i, rows in base.by_rule.items() if i in rules},
-            only=self._for_denials,
-        )
-        found = self._denials_of(model)
-        if inside is None:
-            return found
-        out = {n: rules for n, rules in before.items() if n not in inside}
-        out.update(found)
-        return out
 
     def _is_em(self, code: str) -> bool:
         """An evaluation-and-management code (the KB's "em" code range), for the remedy rule

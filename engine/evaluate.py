@@ -66,6 +66,7 @@ class Evaluator:
                 )
         # Claim facts and finished strata are served from Python rows (datalog.Table), not asserted.
         self._tables: dict[str, Table] = {}
+        self._held: dict[str, Iterable[Row]] = {}  # per table, the rows object last set (see _sync)
         for rel, kind in sorted(compiled.kinds.items()):
             if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.DYNAMIC, RelKind.AGGREGATE):
                 name = compiled.engine_name(rel, materialised=True)
@@ -348,10 +349,14 @@ class Evaluator:
         """Make `name`'s rows, as the engine reads them, exactly `rows`. (A stratum is asked
         before its own rows are set; its rules read only the earlier strata's rows, which are
         current by then.)"""
+        if self._held.get(name) is rows:
+            return  # the very rows it holds (a known relation of a remedy search): indexes kept
+        self._held[name] = rows
         self._tables[name].set(rows)
 
     def _clear(self) -> None:
         """Empty every relation left from evaluations (after a failed one: start clean)."""
+        self._held.clear()
         for table in self._tables.values():
             table.set(())
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 
 from engine.claims import Claim, claim_to_facts
@@ -45,6 +45,8 @@ class Locality:
     # constants the rules tell rows apart by (e.g. the source "this claim" versus a history
     # claim's id); a claim carrying one of them as a value is judged whole
     marks: frozenset[object] = frozenset()
+    # per line-dependent relation, how its rows name their encounter (see `within`)
+    carriers: Mapping[str, list[Variant]] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
     def encounter(self, row: tuple[Value, ...]) -> tuple[Value, ...]:
         return tuple(row[i] for i in self.key)
@@ -53,17 +55,37 @@ class Locality:
         """The encounters a change from `before` to `after` touches (the changed lines'
         encounters before and after the change); None when the change reaches beyond lines
         (then the whole claim must be judged)."""
-        if before.id != after.id or before.patient != after.patient or before.history != after.history:
+        if not self.same_claim(before, after):
             return None
         fa, fb = claim_to_facts(before), claim_to_facts(after)
-        for facts in (fa, fb):
-            for rel, rows in facts.items():
-                skip = 1 if rel in self.line_relations else 0  # a line number is no constant
-                if any(v in self.marks for row in rows for v in row[skip:]):
-                    return None
+        if self.marked(fa) or self.marked(fb):
+            return None
+        return self.touched_facts(fa, fb)
+
+    @staticmethod
+    def same_claim(before: Claim, after: Claim) -> bool:
+        """Whether the change keeps what is not a line (claim id, patient, history)."""
+        return before.id == after.id and before.patient == after.patient and before.history == after.history
+
+    def marked(self, facts: Mapping[str, Iterable[tuple[Value, ...]]]) -> bool:
+        """Whether some row holds one of the constants the rules tell rows apart by."""
+        marks = self.marks
+        for rel, rows in facts.items():
+            skip = 1 if rel in self.line_relations else 0  # a line number is no constant
+            if any(v in marks for row in rows for v in row[skip:]):
+                return True
+        return False
+
+    def touched_facts(
+        self, fa: Mapping[str, list[tuple[Value, ...]]], fb: Mapping[str, list[tuple[Value, ...]]]
+    ) -> set[tuple[Value, ...]] | None:
+        """`touched` from the two claims' facts (the same claim otherwise, neither marked)."""
         changed: set[int] = set()
         for rel in set(fa) | set(fb):
-            diff = set(fa.get(rel, ())) ^ set(fb.get(rel, ()))
+            before, after = fa.get(rel, ()), fb.get(rel, ())
+            if before == after:
+                continue
+            diff = set(before) ^ set(after)
             if not diff:
                 continue
             if rel not in self.line_relations:
@@ -79,6 +101,33 @@ class Locality:
 
     def lines_of(self, claim: Claim, encounters: set[tuple[Value, ...]]) -> set[int]:
         return {int(r[0]) for r in claim_to_facts(claim).get(LINE, ()) if self.encounter(r) in encounters}
+
+    def within(
+        self, relation: str, rows: list[tuple[Value, ...]], lines: Set[int], encounters: Set[tuple[Value, ...]]
+    ) -> list[tuple[Value, ...]] | None:
+        """Of `rows`, the rows of `relation` in an evaluation of the whole claim, the ones an
+        evaluation of just these encounters (whose lines are `lines`) derives as well, or more:
+        a relation that does not depend on the claim's lines keeps every row, and so does a
+        demand relation (its extra rows match no rule reading it within the encounters, see
+        `_carriers`). None when a row cannot be placed (it fits variants that disagree)."""
+        variants = self.carriers.get(relation)
+        if not variants or not rows:
+            return rows
+        marks = {c for v in variants for _k, c in v.consts if c is not _OTHER}
+        out = []
+        for row in rows:
+            inside: bool | None = None
+            for v in variants:
+                if not all((row[k] not in marks) if c is _OTHER else row[k] == c for k, c in v.consts):
+                    continue
+                kind, pos = min(v.descriptors)  # a line number ("line") before the key ("key")
+                here = row[pos[0]] in lines if kind == LINE else tuple(row[p] for p in pos) in encounters
+                if inside is not None and inside != here:
+                    return None
+                inside = here
+            if inside is None or inside:
+                out.append(row)  # a row of no variant (e.g. of a history claim) reads no line
+        return out
 
 
 def analyse(cp: CompiledProgram, program: Program) -> Locality | None:
@@ -110,7 +159,7 @@ def analyse(cp: CompiledProgram, program: Program) -> Locality | None:
         for k2, c in v.consts
         if k2 == k and c is not _OTHER
     )
-    return Locality(key, line_relations, marks)
+    return Locality(key, line_relations, marks, carriers)
 
 
 def _candidate_key(cp: CompiledProgram) -> tuple[int, ...] | None:

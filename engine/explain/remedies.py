@@ -2,9 +2,10 @@
 
 The KB says which changes a rule admits (`@remedy` on the rule: add-modifier, set-units,
 replace-code, replace-modifier); nothing here knows billing policy. Each candidate is applied to
-a copy of the claim and adjudicated again (by engine/adjudicate.py: only the encounter the change
-touches, and only what the change can reach, see engine/explain/encounter.py; the answer is the
-whole claim's). A change is offered as a remedy only when, after it,
+a copy of the claim and adjudicated again (by engine/explain/rejudge.py: only the encounter the
+change touches, and only what the change can reach, the rest read from the claim's decision, see
+engine/explain/encounter.py; the answer is the whole claim's). A change is offered as a remedy
+only when, after it,
 
 - the line pays (no rule of the KB denies it: a remedy never advises what the KB would deny),
 - no other line is denied by a rule that did not deny it before (fixing one line must not

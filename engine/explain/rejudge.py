@@ -1,0 +1,216 @@
+"""Judge remedy candidates: the denials of changed copies of one claim, evaluating again only
+what a change can reach.
+
+One `Rejudge` serves one adjudication. A candidate changes a line or two; by the encounter
+analysis (engine/explain/encounter.py) only the encounters of the changed lines can decide
+differently, so only their lines are evaluated, and every other line keeps its denials from
+the decision already made. Of that evaluation, the relations and rules the change cannot reach
+(e.g. the PTP pairs, when only a modifier changed) are taken from an evaluation of the same
+lines before the change (a *base*, one per set of touched encounters), and only the rules
+that read the outcomes are asked (`Evaluator.needed`).
+
+What candidates share is computed once: the claim's facts, the bases, the relations and rules
+a given set of changed claim relations leaves unaffected, and the judgement of a candidate
+claim reached from several lines or reasons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.claims import Claim, ClaimFacts, claim_to_facts
+from engine.evaluate import Evaluator, Model, Needed, Row
+from engine.explain.encounter import LINE, Locality
+from engine.ir import IAtom, IConst, Value
+
+Denials = dict[int, set[str]]  # line -> ids of the rules that deny it and are in force
+Encounters = frozenset[tuple[Value, ...]] | None  # None: the whole claim
+
+
+Reuse = tuple[dict[str, list[Row]], dict[int, list[Row]]]  # known rows: per relation, per rule
+
+
+@dataclass
+class _Base:
+    """The touched encounters' lines before any change: their facts, their evaluation (the
+    claim's own decision when `decided`, of which only rows of these lines count), and what
+    candidates that change the same claim relations reuse of it."""
+
+    facts: ClaimFacts
+    model: Model
+    decided: bool
+    lines: frozenset[int] = frozenset()
+    reuse: dict[frozenset[str], Reuse] = field(default_factory=dict)
+
+
+class Rejudge:
+    """Denials of changed copies of `claim`, whose own denials are `before`."""
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        locality: Locality | None,
+        needed: Needed | None,
+        claim: Claim,
+        before: Denials,
+        denials_of: Callable[[Model], Denials],
+        decision: Model | None = None,
+    ):
+        """`decision`: the claim's own evaluation (every relation, whole), when there is one:
+        the rows a candidate cannot change are then read from it instead of evaluating the
+        touched encounters again before the change."""
+        self.evaluator = evaluator
+        self.needed = needed
+        self.claim = claim
+        self.before = before
+        self.denials_of = denials_of
+        self.facts = claim_to_facts(claim)
+        self._rows = {rel: set(rows) for rel, rows in self.facts.items()}
+        # a claim carrying one of the rules' marks is judged whole (see Locality.marks)
+        self.locality = locality if locality is not None and not locality.marked(self.facts) else None
+        self.decision = decision
+        self._memo: dict[Claim, Denials] = {}
+        self._bases: dict[Encounters, _Base] = {}
+
+    def denials(self, changed: Claim) -> Denials:
+        """The denials of `changed`, a copy of the claim with some lines changed. Each changed
+        claim is judged once, though several lines and reasons try the same change (both lines
+        of a mutual PTP pair try the same modifiers)."""
+        found = self._memo.get(changed)
+        if found is None:
+            found = self._memo[changed] = self._judge(changed)
+        return found
+
+    def _judge(self, changed: Claim) -> Denials:
+        facts = claim_to_facts(changed)
+        touched = self._touched(changed, facts)
+        if touched is None:
+            original, target, inside = self.claim, changed, None
+        else:
+            original = _restrict(self.claim, self.facts, touched, self.locality)  # type: ignore[arg-type]
+            inside = _lines(facts, touched, self.locality)  # type: ignore[arg-type]
+            target = dataclasses.replace(changed, lines=tuple(ln for ln in changed.lines if ln.line in inside))
+            facts = claim_to_facts(target)
+        base = self._bases.get(touched)
+        if base is None:
+            base_facts = self.facts if touched is None else claim_to_facts(original)
+            if self.decision is not None:
+                lines = frozenset(int(r[0]) for r in base_facts.get(LINE, ()))
+                base = _Base(base_facts, self.decision, True, lines)
+            else:
+                base = self._evaluated(base_facts)
+            self._bases[touched] = base
+        changed_rels = frozenset(
+            rel for rel in set(base.facts) | set(facts) if base.facts.get(rel, []) != facts.get(rel, [])
+        )
+        reuse = base.reuse.get(changed_rels)
+        if reuse is None:
+            keep = self.evaluator.unaffected(base.facts, facts)
+            rules = self.evaluator.unaffected_rules(base.facts, facts)
+            reuse = self._from_decision(base, touched, keep, rules) if base.decided else None
+            if reuse is None and base.decided:  # rows the decision cannot tell apart: evaluate
+                base = self._bases[touched] = self._evaluated(base.facts)
+            if reuse is None:
+                reuse = (
+                    {rel: base.model.rows(rel) for rel in keep},
+                    {i: rows for i, rows in base.model.by_rule.items() if i in rules},
+                )
+            base.reuse[changed_rels] = reuse
+        known, known_rules = reuse
+        found = self.denials_of(self.evaluator.evaluate(facts, known=known, known_rules=known_rules, only=self.needed))
+        if inside is None:
+            return found
+        out = {n: rules for n, rules in self.before.items() if n not in inside}
+        out.update(found)
+        return out
+
+    def _evaluated(self, facts: ClaimFacts) -> _Base:
+        """A base evaluated on its own, rule by rule (for known rows per rule)."""
+        return _Base(facts, self.evaluator.evaluate(facts, by_rule=True, only=self.needed), False)
+
+    def _from_decision(
+        self, base: _Base, touched: Encounters, keep: frozenset[str], rules: frozenset[int]
+    ) -> Reuse | None:
+        """The known rows of a candidate, read from the claim's decision: of each relation the
+        change cannot reach, the rows of the touched encounters (`Locality.within`); of each
+        rule it cannot reach in a relation it does reach, the rows only that rule's head can
+        make (its constants differ from those of every rule the change reaches). None when
+        some rows cannot be told apart so."""
+        cp, decision = self.evaluator.cp, base.model
+        needed = self.needed.relations if self.needed is not None else None
+        rows_of: dict[str, list[Row] | None] = {}
+
+        def rows(rel: str) -> list[Row] | None:
+            if rel not in rows_of:
+                whole = decision.rows(rel)
+                loc = self.locality
+                rows_of[rel] = whole if touched is None or loc is None else loc.within(rel, whole, base.lines, touched)
+            return rows_of[rel]
+
+        known: dict[str, list[Row]] = {}
+        for rel in keep:
+            if needed is not None and rel not in needed:
+                continue
+            found = rows(rel)
+            if found is None:
+                return None
+            known[rel] = found
+        known_rules: dict[int, list[Row]] = {}
+        ask: list[int] = []  # rules whose rows the decision does not tell apart: asked alone
+        split = {cp.rules[i].head.relation for i in rules} - keep
+        for rel in split:
+            if needed is not None and rel not in needed:
+                continue
+            reached = [r.head for r in cp.rules_for(rel) if r.index not in rules]
+            for rule in cp.rules_for(rel):
+                if rule.index not in rules:
+                    continue
+                if any(_overlap(rule.head, head) for head in reached):
+                    ask.append(rule.index)
+                    continue
+                found = rows(rel)
+                if found is None:
+                    return None
+                known_rules[rule.index] = [row for row in found if _fits(rule.head, row)]
+        if ask:
+            # such a rule reads only relations the change cannot reach (known) and claim facts
+            only = Needed(frozenset(ask), frozenset(known) | {cp.rules[i].head.relation for i in ask})
+            model = self.evaluator.evaluate(base.facts, known=known, by_rule=True, only=only)
+            known_rules.update((i, model.by_rule.get(i, [])) for i in ask)
+        return known, known_rules
+
+    def _touched(self, changed: Claim, facts: ClaimFacts) -> Encounters:
+        """The encounters the change touches; None when it must be judged on the whole claim."""
+        loc = self.locality
+        if loc is None or not loc.same_claim(self.claim, changed):
+            return None
+        # the claim's own rows were checked for marks when the search began; a change's new ones now
+        new = {rel: [r for r in rows if r not in self._rows.get(rel, frozenset())] for rel, rows in facts.items()}
+        if loc.marked(new):
+            return None
+        touched = loc.touched_facts(self.facts, facts)
+        return None if touched is None else frozenset(touched)
+
+
+def _lines(facts: ClaimFacts, encounters: frozenset[tuple[Value, ...]], loc: Locality) -> set[int]:
+    return {int(r[0]) for r in facts.get(LINE, ()) if loc.encounter(r) in encounters}
+
+
+def _restrict(claim: Claim, facts: ClaimFacts, encounters: frozenset[tuple[Value, ...]], loc: Locality) -> Claim:
+    """The claim with only the lines of these encounters (history and patient kept)."""
+    keep = _lines(facts, encounters, loc)
+    return dataclasses.replace(claim, lines=tuple(ln for ln in claim.lines if ln.line in keep))
+
+
+def _overlap(a: IAtom, b: IAtom) -> bool:
+    """Whether two heads can make the same row (no position holds two different constants)."""
+    return not any(
+        isinstance(x, IConst) and isinstance(y, IConst) and x.value != y.value
+        for x, y in zip(a.args, b.args, strict=True)
+    )
+
+
+def _fits(head: IAtom, row: Row) -> bool:
+    return all(row[i] == t.value for i, t in enumerate(head.args) if isinstance(t, IConst))
