@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from engine import semantics
@@ -62,7 +62,10 @@ class Evaluator:
         for rel, kind in sorted(compiled.kinds.items()):
             if kind is RelKind.STORED:
                 self.session.add_resolver(
-                    compiled.engine_name(rel, materialised=True), compiled.arity[rel], self._resolver(rel)
+                    compiled.engine_name(rel, materialised=True),
+                    compiled.arity[rel],
+                    self._resolver(rel),
+                    self._stored_lookup(rel),
                 )
         # Claim facts and finished strata are served from Python rows (datalog.Table), not asserted.
         self._tables: dict[str, Table] = {}
@@ -77,7 +80,9 @@ class Evaluator:
         self._static: dict[tuple[str, tuple[Value | None, ...]], list[Row]] = {}
         for rel, kind in sorted(compiled.kinds.items()):
             if kind is RelKind.STATIC:
-                self.session.add_resolver(_memo_name(rel), compiled.arity[rel], self._static_resolver(rel))
+                self.session.add_resolver(
+                    _memo_name(rel), compiled.arity[rel], self._static_resolver(rel), self._static_lookup(rel)
+                )
         # A relation of several rules can also be asked rule by rule (each rule again under a
         # head of its own), so that a remedy candidate asks only the rules its change reaches.
         self._split: dict[str, list[CompiledRule]] = {}
@@ -139,6 +144,25 @@ class Evaluator:
             return store.lookup(source, pattern, tuple(bound[i] for i in pattern))
 
         return resolve
+
+    def _stored_lookup(self, rel: str):
+        store = self.store
+
+        def lookup(pattern: tuple[int, ...], key: tuple) -> Sequence[Row]:
+            return store.lookup(rel, pattern, key) if store is not None else ()
+
+        return lookup
+
+    def _static_lookup(self, rel: str):
+        arity = self.cp.arity[rel]
+
+        def lookup(pattern: tuple[int, ...], key: tuple) -> Sequence[Row]:
+            args: list[Value | None] = [None] * arity
+            for i, v in zip(pattern, key, strict=True):
+                args[i] = v
+            return self.static_rows(rel, tuple(args))
+
+        return lookup
 
     def _static_resolver(self, rel: str):
         arity = self.cp.arity[rel]
