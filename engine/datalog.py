@@ -3,7 +3,10 @@
 Builds engine clauses directly from compiled IR (no `load()`/`ask()` on text, which would
 execute code), serves stored relations through keyed Python resolvers, evaluates comparison,
 arithmetic and `match` with engine.semantics (as primitives of the session's own logic), and
-keeps each Session's logic separate from any other in the process.
+keeps each Session's logic separate from any other in the process. Runs of body literals over
+relations already complete are joined in Python (one engine literal instead of a subgoal per
+literal and binding), and a relation whose rules are each one such join is answered from the
+joins (see Session.add_rule and Session.query).
 """
 
 from __future__ import annotations
@@ -96,11 +99,12 @@ def _install_builtins() -> None:
 class Session:
     """One pyDatalog logic: the rules of a program plus the facts of the current evaluation."""
 
-    def __init__(self, *, direct: bool = True) -> None:
-        """`direct`: answer a query whose rules are each one join in Python (see `query`)
-        without the engine; off, the engine answers every query (the tests compare the two)."""
+    def __init__(self, *, joins: bool = True) -> None:
+        """`joins`: answer runs of body literals over complete relations by joins in Python, and
+        a query whose rules are each one such join without the engine (see `add_rule`, `query`);
+        off, the engine answers every literal (the tests compare the two)."""
         previous = getattr(pyEngine.Logic.tl, "logic", None)
-        self.direct = direct
+        self.joins = joins
         # per head predicate, its rules; the rules that are one join (see _Direct); the withdrawn
         self._rules: dict[str, list[object]] = {}
         self._direct: dict[int, _Direct] = {}
@@ -140,7 +144,7 @@ class Session:
         i = 0
         while i < len(body):
             j, after = i, set(bound)
-            while j < len(body) and _fusable(body[j], after, self._lookups, body, head):
+            while self.joins and j < len(body) and _fusable(body[j], after, self._lookups, body, head):
                 after |= _binds(body[j])
                 j += 1
             whole = i == 0 and j == len(body)
@@ -257,7 +261,7 @@ class Session:
         over relations already complete (claim facts, finished strata, stored and static
         lookups), is answered by those joins without the engine: the engine would only copy
         their rows into its answers, at ~10 us a row."""
-        if self.direct and engine_name not in self._facts and all(a is None for a in args):
+        if self.joins and engine_name not in self._facts and all(a is None for a in args):
             rules = self._rules.get(engine_name)
             if rules is not None and all(id(r) in self._direct for r in rules):
                 found: set[tuple] = set()

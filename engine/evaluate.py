@@ -52,13 +52,17 @@ class Needed:
 class Evaluator:
     """Holds one pyDatalog session with the program's rules, reused across evaluations."""
 
-    def __init__(self, compiled: CompiledProgram, store: Store | None = None, *, select: bool = True):
+    def __init__(
+        self, compiled: CompiledProgram, store: Store | None = None, *, select: bool = True, joins: bool = True
+    ):
         """`select`: leave out of each ask the rules that cannot fire for the claim (see
-        engine/triggers.py); off, every rule is asked (the tests compare the two)."""
+        engine/triggers.py); off, every rule is asked (the tests compare the two). `joins`: let
+        the engine adapter join complete relations in Python (see engine.datalog.Session); off,
+        pyDatalog answers every literal."""
         self.cp = compiled
         self.store = store
         self.select = select
-        self.session = Session()
+        self.session = Session(joins=joins)
         for rel, kind in sorted(compiled.kinds.items()):
             if kind is RelKind.STORED:
                 self.session.add_resolver(
