@@ -194,6 +194,10 @@ class Session:
             pyEngine.Python_resolvers[key] = _dispatch(key)
         return _JoinLiteral(join, pyEngine.Literal(name, [clause.term(IVar(n), goals) for n in names]))
 
+    def joined(self, rule: object) -> bool:
+        """Whether the rule's whole body is one join in Python (asking it costs the join alone)."""
+        return self.joins and id(rule) in self._direct
+
     def withdraw(self, rules: Iterable[object]) -> None:
         """Take rules out of the program until `restore` (an ask no longer tries them)."""
         self._activate()
@@ -268,7 +272,7 @@ class Session:
                 for rule in rules:
                     if id(rule) not in self._off:
                         found.update(self._direct[id(rule)].rows())
-                return semantics.sort_rows(found)
+                return semantics.sort_rows(found) if len(found) > 1 else list(found)
         self._activate()
         terms = [pyEngine.Var(f"Q{i}") if a is None else pyEngine.Const(a) for i, a in enumerate(args)]
         answers = pyEngine.Literal(engine_name, terms).ask()
@@ -623,6 +627,20 @@ class _Join:
                         nxt(env)
 
                 return step1
+
+            if plain and len(binds) == 2:
+                ((p0, s0), (p1, s1)) = binds
+
+                def step2(env: Env) -> None:
+                    key = key_of(env)
+                    if key is None:
+                        return
+                    for row in lookup(at, key):
+                        env[s0] = row[p0]
+                        env[s1] = row[p1]
+                        nxt(env)
+
+                return step2
 
             def step(env: Env) -> None:
                 key = key_of(env)

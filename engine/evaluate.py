@@ -96,6 +96,9 @@ class Evaluator:
         self._clauses: dict[int, object] = {}
         self._checks: dict[int, RuleCheck] = {}
         self._withdrawn: set[int] = set()
+        # rules whose body is one join in Python: asking one that cannot fire costs no more than
+        # checking that it cannot (its first lookups find nothing), so they are not checked
+        self._joined: set[int] = set()
         for rule in compiled.rules:
             body = rule.body
             if compiled.kinds.get(rule.head.relation) is not RelKind.STATIC:
@@ -104,6 +107,8 @@ class Evaluator:
             if compiled.kinds.get(rule.head.relation) is RelKind.DYNAMIC:
                 self._clauses[rule.index] = clause
                 self._checks[rule.index] = rule_check(rule, compiled)
+                if self.session.joined(clause):
+                    self._joined.add(rule.index)
             rel = rule.head.relation
             if compiled.kinds.get(rel) is RelKind.DYNAMIC and _splittable(compiled, rel):
                 self._split.setdefault(rel, []).append(rule)
@@ -280,6 +285,7 @@ class Evaluator:
                 for rule in rules
                 if (only is None or rule.index in only.rules)
                 and rule.index not in known_rules
+                and rule.index not in self._joined
                 and selector.cannot_fire(self._checks[rule.index])
             )
         back = [r.index for r in rules if r.index in self._withdrawn and r.index not in off]
@@ -319,7 +325,7 @@ class Evaluator:
                     found = self.session.query(_rule_name(rule), [None] * self.cp.arity[rel])
             model.by_rule[rule.index] = found
             rows.update(found)
-        return semantics.sort_rows(rows)
+        return semantics.sort_rows(rows) if len(rows) > 1 else list(rows)
 
     def needed(self, targets: tuple[str, ...]) -> Needed:
         """The rules that can derive a row of `targets` or a row some needed rule reads, with

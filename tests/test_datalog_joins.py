@@ -60,13 +60,18 @@ def test_joins_derive_the_engines_rows(kb: PolicyKB) -> None:
             for rel in derived:
                 assert got.rows(rel) == want.rows(rel), (name, rel)
                 rows += len(want.rows(rel))
-            # each rule of a split relation asked on its own (what a remedy candidate reuses)
+            # each rule of a split relation asked on its own (what a remedy candidate reuses); a
+            # rule left out as unable to fire has no entry, one asked and finding nothing an empty one
             want, got = engine.evaluate(facts, by_rule=True), joined.evaluate(facts, by_rule=True)
-            assert got.by_rule == want.by_rule, name
+            assert _fired(got.by_rule) == _fired(want.by_rule), name
     finally:
         engine.close()
         joined.close()
     assert rows > 10_000, rows  # the claims must derive something to compare
+
+
+def _fired(by_rule: dict[int, list[tuple]]) -> dict[int, list[tuple]]:
+    return {index: rows for index, rows in by_rule.items() if rows}
 
 
 PROGRAM = """
