@@ -211,10 +211,13 @@ class Session:
             pyEngine.assert_(rule)
             self._off.discard(id(rule))
 
-    def add_resolver(self, engine_name: str, arity: int, resolver: Resolver, lookup: Lookup | None = None) -> None:
+    def add_resolver(
+        self, engine_name: str, arity: int, resolver: Resolver, lookup: Lookup | None = None, *, exact: bool = False
+    ) -> None:
         """Serve `engine_name` from Python: called with the bound argument positions. `lookup`,
         the same rows by (bound positions, their values), lets a join in Python read it (see
-        add_rule); the join keeps only rows equal to the values asked, as the engine does."""
+        add_rule); the join keeps only rows equal to the values asked, as the engine does,
+        unless `exact` says the lookup already does (a Python index, not SQLite's equality)."""
 
         def resolve(*terms):
             bound = {i: t.id for i, t in enumerate(terms) if t.is_const()}
@@ -225,7 +228,7 @@ class Session:
         if key not in pyEngine.Python_resolvers:
             pyEngine.Python_resolvers[key] = _dispatch(key)
         if lookup is not None:
-            self._lookups[engine_name] = (lookup, False)
+            self._lookups[engine_name] = (lookup, exact)
 
     def add_table(self, engine_name: str, arity: int) -> Table:
         """Serve `engine_name` from rows held in Python (see Table) instead of asserted facts."""
@@ -431,6 +434,12 @@ class _Join:
         self.names = names
         self.lookups = lookups
         self._plans: dict[tuple[bool, ...], _Plan] = {}
+        # the variables some literal or argument reads: one occurring once is never bound
+        counts: dict[str, int] = {}
+        for lit in run:
+            for name in set(_literal_vars(lit)):
+                counts[name] = counts.get(name, 0) + 1
+        self._read = {name for name, n in counts.items() if n > 1} | set(names)
 
     def resolve(self, *args) -> list[tuple]:
         const = pyEngine.Const
@@ -570,7 +579,7 @@ class _Join:
                     same.append((p, first[t.name]))
                 else:
                     first[t.name] = p
-                    if not lit.negated:
+                    if not lit.negated and t.name in self._read:
                         binds.append((p, slot_of(t.name)))
                 continue
             arith = arith or isinstance(t, IOp)

@@ -70,6 +70,8 @@ class Evaluator:
                     compiled.arity[rel],
                     self._resolver(rel),
                     self._stored_lookup(rel),
+                    # rows from SQLite may differ from the key in type (its equality converts)
+                    exact=store is None or rel not in store.tables,
                 )
         # Claim facts and finished strata are served from Python rows (datalog.Table), not asserted.
         self._tables: dict[str, Table] = {}
@@ -85,7 +87,11 @@ class Evaluator:
         for rel, kind in sorted(compiled.kinds.items()):
             if kind is RelKind.STATIC:
                 self.session.add_resolver(
-                    _memo_name(rel), compiled.arity[rel], self._static_resolver(rel), self._static_lookup(rel)
+                    _memo_name(rel),
+                    compiled.arity[rel],
+                    self._static_resolver(rel),
+                    self._static_lookup(rel),
+                    exact=True,
                 )
         # A relation of several rules can also be asked rule by rule (each rule again under a
         # head of its own), so that a remedy candidate asks only the rules its change reaches.
