@@ -447,11 +447,12 @@ class _Join:
         plan = self._plans.get(mask)
         if plan is None:
             plan = self._plans[mask] = self._plan(mask)
-        first, out, given, slots, size = plan
+        first, given, slots, size = plan
         env: Env = [None] * size
         for i in given:
             env[slots[i]] = args[i].id
-        out.clear()
+        out: set[tuple] = set()
+        env[-1] = out
         first(env)
         return list(out)
 
@@ -461,9 +462,10 @@ class _Join:
         plan = self._plans.get(mask)
         if plan is None:
             plan = self._plans[mask] = self._plan(mask)
-        out = plan.out
-        out.clear()
-        plan.first([None] * plan.size)
+        env: Env = [None] * plan.size
+        out: set[tuple] = set()
+        env[-1] = out
+        plan.first(env)
         return list(out)
 
     def _plan(self, mask: tuple[bool, ...]) -> _Plan:
@@ -484,30 +486,30 @@ class _Join:
         for lit in self.run:
             makers.append(self._step(lit, bound, slot_of))
             bound |= _binds(lit)
-        out: set[tuple] = set()
+        # the rows found go to a set in the environment's last slot (a join asked again while
+        # it runs, through a static relation the engine derives, gets an environment of its own)
+        found = len(slot)
         width = len(self.names)
         out_slots = [slot[n] for n in self.names]
-        add = out.add
         if width == 0:
 
             def emit(env: Env) -> None:
-                add(())
+                env[found].add(())
         elif width == 1:
             (s0,) = out_slots
 
             def emit(env: Env) -> None:
-                add((env[s0],))
+                env[found].add((env[s0],))
         else:
 
             def emit(env: Env) -> None:
-                add(tuple([env[s] for s in out_slots]))
+                env[found].add(tuple([env[s] for s in out_slots]))
 
         step: Step = emit
         for make in reversed(makers):
             step = make(step)
-        nslots = len(slot)
         given = [i for i, g in enumerate(mask) if g]
-        return _Plan(step, out, given, [slot[n] for n in self.names], nslots)
+        return _Plan(step, given, [slot[n] for n in self.names], found + 1)
 
     def _step(self, lit: ILiteral, bound: set[str], slot_of: Callable[[str], int]) -> Callable[[Step], Step]:
         if isinstance(lit, IAtom):
@@ -703,10 +705,9 @@ class _Direct:
 
 class _Plan(NamedTuple):
     first: Step
-    out: set
     given: list[int]  # positions of the join's arguments given bound
     slots: list[int]  # each argument's slot
-    size: int
+    size: int  # slots of the environment (the variables, then the rows found)
 
 
 def _getter(t: ITerm, bound: set[str], slot_of: Callable[[str], int]) -> Callable[[Env], Value | None]:
