@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from engine import semantics
@@ -52,17 +52,26 @@ class Needed:
 class Evaluator:
     """Holds one pyDatalog session with the program's rules, reused across evaluations."""
 
-    def __init__(self, compiled: CompiledProgram, store: Store | None = None, *, select: bool = True):
+    def __init__(
+        self, compiled: CompiledProgram, store: Store | None = None, *, select: bool = True, joins: bool = True
+    ):
         """`select`: leave out of each ask the rules that cannot fire for the claim (see
-        engine/triggers.py); off, every rule is asked (the tests compare the two)."""
+        engine/triggers.py); off, every rule is asked (the tests compare the two). `joins`: let
+        the engine adapter join complete relations in Python (see engine.datalog.Session); off,
+        pyDatalog answers every literal."""
         self.cp = compiled
         self.store = store
         self.select = select
-        self.session = Session()
+        self.session = Session(joins=joins)
         for rel, kind in sorted(compiled.kinds.items()):
             if kind is RelKind.STORED:
                 self.session.add_resolver(
-                    compiled.engine_name(rel, materialised=True), compiled.arity[rel], self._resolver(rel)
+                    compiled.engine_name(rel, materialised=True),
+                    compiled.arity[rel],
+                    self._resolver(rel),
+                    self._stored_lookup(rel),
+                    # rows from SQLite may differ from the key in type (its equality converts)
+                    exact=store is None or rel not in store.tables,
                 )
         # Claim facts and finished strata are served from Python rows (datalog.Table), not asserted.
         self._tables: dict[str, Table] = {}
@@ -78,7 +87,13 @@ class Evaluator:
         self._static: dict[tuple[str, tuple[Value | None, ...]], list[Row]] = {}
         for rel, kind in sorted(compiled.kinds.items()):
             if kind is RelKind.STATIC:
-                self.session.add_resolver(_memo_name(rel), compiled.arity[rel], self._static_resolver(rel))
+                self.session.add_resolver(
+                    _memo_name(rel),
+                    compiled.arity[rel],
+                    self._static_resolver(rel),
+                    self._static_lookup(rel),
+                    exact=True,
+                )
         # A relation of several rules can also be asked rule by rule (each rule again under a
         # head of its own), so that a remedy candidate asks only the rules its change reaches.
         self._split: dict[str, list[CompiledRule]] = {}
@@ -88,6 +103,9 @@ class Evaluator:
         self._clauses: dict[int, object] = {}
         self._checks: dict[int, RuleCheck] = {}
         self._withdrawn: set[int] = set()
+        # rules whose body is one join in Python: asking one that cannot fire costs no more than
+        # checking that it cannot (its first lookups find nothing), so they are not checked
+        self._joined: set[int] = set()
         for rule in compiled.rules:
             body = rule.body
             if compiled.kinds.get(rule.head.relation) is not RelKind.STATIC:
@@ -96,6 +114,8 @@ class Evaluator:
             if compiled.kinds.get(rule.head.relation) is RelKind.DYNAMIC:
                 self._clauses[rule.index] = clause
                 self._checks[rule.index] = rule_check(rule, compiled)
+                if self.session.joined(clause):
+                    self._joined.add(rule.index)
             rel = rule.head.relation
             if compiled.kinds.get(rel) is RelKind.DYNAMIC and _splittable(compiled, rel):
                 self._split.setdefault(rel, []).append(rule)
@@ -140,6 +160,25 @@ class Evaluator:
             return store.lookup(source, pattern, tuple(bound[i] for i in pattern))
 
         return resolve
+
+    def _stored_lookup(self, rel: str):
+        store = self.store
+
+        def lookup(pattern: tuple[int, ...], key: tuple) -> Sequence[Row]:
+            return store.lookup(rel, pattern, key) if store is not None else ()
+
+        return lookup
+
+    def _static_lookup(self, rel: str):
+        arity = self.cp.arity[rel]
+
+        def lookup(pattern: tuple[int, ...], key: tuple) -> Sequence[Row]:
+            args: list[Value | None] = [None] * arity
+            for i, v in zip(pattern, key, strict=True):
+                args[i] = v
+            return self.static_rows(rel, tuple(args))
+
+        return lookup
 
     def _static_resolver(self, rel: str):
         arity = self.cp.arity[rel]
@@ -253,6 +292,7 @@ class Evaluator:
                 for rule in rules
                 if (only is None or rule.index in only.rules)
                 and rule.index not in known_rules
+                and rule.index not in self._joined
                 and selector.cannot_fire(self._checks[rule.index])
             )
         back = [r.index for r in rules if r.index in self._withdrawn and r.index not in off]
@@ -292,7 +332,7 @@ class Evaluator:
                     found = self.session.query(_rule_name(rule), [None] * self.cp.arity[rel])
             model.by_rule[rule.index] = found
             rows.update(found)
-        return semantics.sort_rows(rows)
+        return semantics.sort_rows(rows) if len(rows) > 1 else list(rows)
 
     def needed(self, targets: tuple[str, ...]) -> Needed:
         """The rules that can derive a row of `targets` or a row some needed rule reads, with

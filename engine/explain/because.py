@@ -130,21 +130,34 @@ def _add(items: list, item: object) -> None:
 
 
 class _Vocabulary:
-    """Sentences about facts of the KB's relations, from their declarations."""
+    """Sentences about facts of the KB's relations, from their declarations (what each
+    declaration says is read once: see `vocabulary`)."""
 
     def __init__(self, program: Program):
         self.program = program
+        self._attrs: dict[str, list[str]] = {}
+        self._docs: dict[tuple[str, str], str] = {}
+        self._what: dict[str, str] = {}
 
     def attrs(self, rel: str) -> list[str]:
-        decl = self.program.decls.get(rel)
-        return [a.name for a in decl.attrs] if decl else []
+        found = self._attrs.get(rel)
+        if found is None:
+            decl = self.program.decls.get(rel)
+            found = self._attrs[rel] = [a.name for a in decl.attrs] if decl else []
+        return found
 
     def doc(self, rel: str, key: str) -> str:
-        decl = self.program.decls.get(rel)
-        return " ".join((decl.doc.get(key) or "").split()) if decl else ""
+        found = self._docs.get((rel, key))
+        if found is None:
+            decl = self.program.decls.get(rel)
+            found = self._docs[(rel, key)] = " ".join((decl.doc.get(key) or "").split()) if decl else ""
+        return found
 
     def what(self, rel: str) -> str:
-        return subject(self.doc(rel, "summary")) or "a fact"
+        found = self._what.get(rel)
+        if found is None:
+            found = self._what[rel] = subject(self.doc(rel, "summary")) or "a fact"
+        return found
 
     def omitted(self, rel: str) -> bool:
         """`@because omit` on a declaration: its facts are plumbing (e.g. which rules rest on a
@@ -212,6 +225,20 @@ class _Vocabulary:
         return None
 
 
+_VOCABULARIES: dict[int, tuple[Program, _Vocabulary]] = {}
+
+
+def vocabulary(program: Program) -> _Vocabulary:
+    """The vocabulary of `program`, kept for the next claim against the same KB (a few KBs at
+    most live in one process)."""
+    found = _VOCABULARIES.get(id(program))
+    if found is None or found[0] is not program:
+        if len(_VOCABULARIES) >= 8:
+            _VOCABULARIES.clear()
+        found = _VOCABULARIES[id(program)] = (program, _Vocabulary(program))
+    return found[1]
+
+
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -221,14 +248,23 @@ class BecauseBuilder:
 
     def __init__(self, prover: Prover, guidance_link: Callable[[str], str] | None = None):
         self.prover = prover
-        self.vocab = _Vocabulary(prover.program)
+        self.vocab = vocabulary(prover.program)
         self.guidance_link = guidance_link
+        self._facts: dict[int, tuple[ProofNode, _Facts]] = {}  # id(proof) -> its leaves
+
+    def facts(self, proof: ProofNode) -> _Facts:
+        """The leaves of `proof` (collected once for its citations and its sentences)."""
+        found = self._facts.get(id(proof))
+        if found is None or found[0] is not proof:
+            facts = _Facts()
+            facts.collect(proof, self.vocab)
+            found = self._facts[id(proof)] = (proof, facts)
+        return found[1]
 
     def sentences(self, proof: ProofNode | None, remedies: list[dict[str, object]] | None = None) -> list[str]:
         if proof is None:
             return []
-        facts = _Facts()
-        facts.collect(proof, self.vocab)
+        facts = self.facts(proof)
         out: list[str] = []
         for rel, row in facts.claim:
             _add(out, self.vocab.claim_fact(rel, row))
@@ -318,9 +354,7 @@ class BecauseBuilder:
         statements the rule encodes, each with its page anchor on the reference site."""
         out: list[dict[str, object]] = []
         if proof is not None:
-            facts = _Facts()
-            facts.collect(proof, self.vocab)
-            for rel, row, src in facts.tables:
+            for rel, row, src in self.facts(proof).tables:
                 names = self.vocab.attrs(rel)
                 cite: dict[str, object] = {
                     "kind": "table",

@@ -9,6 +9,7 @@ The same matcher answers "why not": the first body condition that no binding get
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -114,13 +115,24 @@ class Prover:
         self.claim_origin = claim_origin
         # (relation, bound positions) -> values there -> the model's matching rows (see candidates)
         self._index: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[tuple, RowSource | None]]]] = {}
+        # stored and static lookups by their arguments (a proof asks the same ones again and again)
+        self._lookups: dict[tuple[str, tuple[Value | None, ...]], list[tuple[tuple, RowSource | None]]] = {}
+        # a derived fact's first derivation (rule, solution, steps), or None: what `prove` expands
+        self._derivations: dict[tuple[str, tuple], tuple[CompiledRule, Binding, list[Step]] | None] = {}
+        # the proof of a claim or stored fact (a leaf: the same wherever it occurs)
+        self._leaves: dict[tuple[str, tuple], ProofNode] = {}
+        # the first solution `solutions` found for a rule and head, for `prove_with`
+        self._first: dict[tuple[int, tuple], tuple[Binding, list[Step]] | None] = {}
 
     # -- candidates ------------------------------------------------------------------------
 
     def candidates(self, rel: str, args: tuple[Value | None, ...]) -> list[tuple[tuple, RowSource | None]]:
         kind = self.cp.kinds.get(rel)
         if kind in (RelKind.STORED, RelKind.STATIC):
-            return [(row, src) for src, row in self.evaluator.lookup(rel, args)]
+            found = self._lookups.get((rel, args))
+            if found is None:
+                found = self._lookups[(rel, args)] = [(row, src) for src, row in self.evaluator.lookup(rel, args)]
+            return found
         bound = tuple(i for i, a in enumerate(args) if a is not None)
         if not bound:
             return [(r, None) for r in self.model.rows(rel)]
@@ -187,28 +199,53 @@ class Prover:
     # -- proofs ---------------------------------------------------------------------------
 
     def prove(self, rel: str, row: tuple, depth: int = 0, seen: frozenset = frozenset()) -> ProofNode:
-        fact = render_atom(rel, row)
         kind = self.cp.kinds.get(rel)
-        if kind in (RelKind.CLAIM, RelKind.FACTS):
-            origin = self.claim_origin(rel, row)
-            return ProofNode("claim", fact, rel, source={"claim_field": origin} if origin else None, row=tuple(row))
-        if kind is RelKind.STORED:
-            found = self.evaluator.lookup(rel, tuple(row))
-            src = found[0][0] if found else None
-            node_kind = "table" if src is not None and src.table_row is not None else "kb_fact"
-            return ProofNode(node_kind, fact, rel, source=src.to_dict() if src else None, row=tuple(row))
+        if kind in (RelKind.CLAIM, RelKind.FACTS, RelKind.STORED):
+            leaf = self._leaves.get((rel, row))
+            if leaf is None:
+                leaf = self._leaves[(rel, row)] = self._leaf(rel, row, kind)
+            return leaf
+        fact = render_atom(rel, row)
         if kind is RelKind.AGGREGATE:
             return self._prove_aggregate(rel, row, depth, seen)
         if depth >= MAX_DEPTH or (rel, row) in seen:
             return ProofNode("rule", fact, rel, note="derived (shown above or too deep to expand)")
         seen = seen | {(rel, row)}
+        derivation = self._derivation(rel, row)
+        if derivation is not None:
+            crule, sol, steps = derivation
+            return self._rule_node(crule, rel, row, sol, steps, depth, seen)
+        return ProofNode("rule", fact, rel, holds=False, note="no derivation found")
+
+    def _leaf(self, rel: str, row: tuple, kind: RelKind) -> ProofNode:
+        """A claim fact with the field it comes from, or a stored fact with its file and row."""
+        fact = render_atom(rel, row)
+        if kind is not RelKind.STORED:
+            origin = self.claim_origin(rel, row)
+            return ProofNode("claim", fact, rel, source={"claim_field": origin} if origin else None, row=tuple(row))
+        found = self.evaluator.lookup(rel, tuple(row))
+        src = found[0][0] if found else None
+        node_kind = "table" if src is not None and src.table_row is not None else "kb_fact"
+        return ProofNode(node_kind, fact, rel, source=src.to_dict() if src else None, row=tuple(row))
+
+    def _derivation(self, rel: str, row: tuple) -> tuple[CompiledRule, Binding, list[Step]] | None:
+        """The first solution of the first rule that derives `row` (the same wherever the fact
+        recurs in proofs over this evaluation, so it is found once)."""
+        key = (rel, row)
+        if key in self._derivations:
+            return self._derivations[key]
+        found = None
         for crule in self.cp.rules_for(rel):
             binding = _unify(crule.head.args, row, {})
             if binding is None:
                 continue
             for sol, steps in self.solve(crule.body, binding):
-                return self._rule_node(crule, rel, row, sol, steps, depth, seen)
-        return ProofNode("rule", fact, rel, holds=False, note="no derivation found")
+                found = (crule, sol, steps)
+                break
+            if found is not None:
+                break
+        self._derivations[key] = found
+        return found
 
     def _rule_node(
         self, crule: CompiledRule, rel: str, row: tuple, sol: Binding, steps: list[Step], depth: int, seen: frozenset
@@ -287,7 +324,10 @@ class Prover:
         if binding is None:
             return []
         out: list[dict[str, Value]] = []
-        for sol, _steps in self.solve(crule.body, binding):
+        first = (crule.index, tuple(head))
+        for sol, steps in self.solve(crule.body, binding):
+            if first not in self._first:
+                self._first[first] = (sol, steps)
             named = {k: v for k, v in sorted(sol.items()) if not k.startswith("_")}
             if named not in out:
                 out.append(named)
@@ -297,11 +337,15 @@ class Prover:
 
     def prove_with(self, crule: CompiledRule, head: tuple) -> ProofNode | None:
         """The proof of `head` through this particular rule."""
+        rel = crule.head.relation
+        found = self._first.get((crule.index, tuple(head)))
+        if found is not None:
+            sol, steps = found
+            return self._rule_node(crule, rel, head, sol, steps, 0, frozenset({(rel, head)}))
         binding = _unify(crule.head.args, head, {})
         if binding is None:
             return None
         for sol, steps in self.solve(crule.body, binding):
-            rel = crule.head.relation
             return self._rule_node(crule, rel, head, sol, steps, 0, frozenset({(rel, head)}))
         return None
 
@@ -403,7 +447,13 @@ def _source_value(a: A.Term, b: Binding) -> Value | None:
 
 
 def _fmt(v: object) -> str:
-    return A.render_value(v) if isinstance(v, (str, int)) else str(v)
+    return _rendered(v) if isinstance(v, (str, int)) else str(v)
+
+
+@functools.lru_cache(maxsize=1 << 14, typed=True)
+def _rendered(v: Value) -> str:
+    """A value as Datalog text (values recur across the facts of a proof and across claims)."""
+    return A.render_value(v)
 
 
 def _value(t: ITerm, b: Binding) -> Value | None:
