@@ -386,7 +386,9 @@ def _literal_vars(lit: ILiteral) -> list[str]:
     return _term_vars((lit.left, lit.right))
 
 
-def _fusable(lit: ILiteral, bound: set[str], lookups: Mapping[str, object], body: Sequence[ILiteral], head: IAtom) -> bool:
+def _fusable(
+    lit: ILiteral, bound: set[str], lookups: Mapping[str, object], body: Sequence[ILiteral], head: IAtom
+) -> bool:
     """Whether a join in Python can take `lit` with the variables `bound` before it: a lookup of
     a relation served from Python whose arithmetic arguments are bound; a negated one whose
     other variables occur once, nowhere else in the rule (no row may match its bound values); a
@@ -541,7 +543,11 @@ class _Join:
 
             return make_assign
         if isinstance(lit, IMatch):
-            pattern, value, negated = _getter(lit.pattern, bound, slot_of), _getter(lit.value, bound, slot_of), lit.negated
+            pattern, value, negated = (
+                _getter(lit.pattern, bound, slot_of),
+                _getter(lit.value, bound, slot_of),
+                lit.negated,
+            )
             matches = semantics.matches
 
             def make_match(nxt: Step) -> Step:

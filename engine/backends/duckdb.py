@@ -792,9 +792,7 @@ def _solution_atoms(rule: CompiledRule) -> tuple[tuple[SolutionAtom, ...], tuple
     return tuple(atoms), tuple(assigned)
 
 
-def _determined(
-    known: set[str], layout: SolutionLayout, keyed: frozenset[int]
-) -> set[str]:
+def _determined(known: set[str], layout: SolutionLayout, keyed: frozenset[int]) -> set[str]:
     """The variables whose values `known` fixes (with them): an assignment's, once its inputs are,
     and every variable of an atom `keyed` (its relation holds no two distinct rows that agree on
     the atom's key columns, see DuckDBBackend._keyed_atoms) once its key columns' are."""
