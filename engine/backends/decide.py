@@ -388,7 +388,8 @@ class _Unwritable(Exception):
 class _ReasonJson:
     """A rule's reason (one rule id and severity) as JSON text around the values decide sets per
     line (message, overridden_by when overridden, role: in sorted key order, as they are): the
-    base's keys and values are written once, each in its place in sorted key order."""
+    base's keys and values are written once, each in its place in sorted key order (None: orjson
+    cannot write them). _WrittenEntry writes reasons from these pieces."""
 
     __slots__ = ("deny_kind", "overridden", "plain")
 
@@ -400,17 +401,6 @@ class _ReasonJson:
             self.overridden: tuple[bytes, ...] | None = _pieces(base, ("message", "overridden_by", "role"))
         except orjson.JSONEncodeError:  # write refuses: engine.batch._dumps writes this rule's results
             self.plain = self.overridden = None
-
-    def write(self, message: str, overrider: str | None, role: bytes) -> bytes:
-        if not overrider:
-            if self.plain is None:
-                raise _Unwritable
-            a, b, c = self.plain
-            return b"".join((a, _dumps(message), b, role, c))
-        if self.overridden is None:
-            raise _Unwritable
-        a, b, c, d = self.overridden
-        return b"".join((a, _dumps(message), b, _dumps(overrider), c, role, d))
 
 
 def _pieces(base: dict[str, Any], dynamic: tuple[str, ...]) -> tuple[bytes, ...]:
