@@ -346,7 +346,7 @@ class _WrittenEntry:
 
 
 _WrittenFound = tuple[tuple[int, _Key], _WrittenEntry, bytes, str | None]
-_FILLED_MAX = 1 << 12  # filled message texts kept per rule
+_FILLED_MAX = 1 << 10  # filled message texts kept per rule (a few hundred kB each at most)
 # the text of a claim and of its lines before their reasons (%b first: the comma between lines)
 _CLAIM_HEAD = b'{"claim":%b,"kb":%b,"lines":['
 _DENY_HEAD = b'%b{"code":%b,"decision":"deny","line":%b,"primary":%b,"reasons":['
