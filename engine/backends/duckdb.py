@@ -727,9 +727,6 @@ def _read_csv(path: Path, types: tuple[str, ...], *, ck: bool) -> str:
     return f"read_csv({literal}, header=false, columns={{{spec}}}, delim=',', quote='\"', escape='\"'{keep}, auto_detect=false)"
 
 
-_first = operator.itemgetter(0)
-
-
 def _keyed_csv(parts: list[tuple[int, list[Row]]], keys: Sequence[str]) -> bytes | None:
     """What csv.writer writes for the rows `(ck, *row)` of every part (`keys[ck]` is str(ck)),
     made with one %-format. None when that would differ: a value holding a comma, quote or line
@@ -913,17 +910,18 @@ class DuckDBBackend:
             con.execute(f"DELETE FROM {table_name(cp, rel)}")
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}  # until this chunk ends
         con.execute(f"DELETE FROM {_q('_claims')}")
-        all_made = all(type(facts) is ClaimFacts for facts in chunk)  # distinct and sorted already
-        # table relation -> (ck, rows) in chunk order
-        models, inputs = self._gather_made(chunk) if all_made else ([BatchModel() for _ in chunk], {})
+        models = [BatchModel() for _ in chunk]
+        inputs: dict[str, list[tuple[int, list[Row]]]] = {}  # table relation -> (ck, rows) in chunk order
         targets: dict[str, str] = {}  # relation -> the table its facts go to, checked once per chunk
-        for ck, facts in enumerate(() if all_made else chunk):
+        for ck, facts in enumerate(chunk):
             given = models[ck].relations
             made = type(facts) is ClaimFacts  # distinct and sorted already
             for rel, rows in facts.items():
                 target = targets.get(rel)
                 if target is None:
-                    target = targets[rel] = self._target(rel)
+                    target = targets[rel] = cp.fact_relations.get(rel, rel)
+                    if cp.kinds.get(target) not in (RelKind.CLAIM, RelKind.FACTS):
+                        raise BackendUnsupported(f"cannot assert facts for {rel}: it is not a claim relation")
                 if not rows:
                     given[rel] = []
                     continue
@@ -936,7 +934,7 @@ class DuckDBBackend:
                     sink = inputs[target] = []
                 sink.append((ck, clean))
         self._load_claims(len(chunk))
-        keys = [str(ck) for ck in range(len(chunk))] if all_made else None
+        keys = [str(ck) for ck in range(len(chunk))] if all(type(f) is ClaimFacts for f in chunk) else None
         for rel, parts in inputs.items():
             self._load_keyed(table_name(cp, rel), rel, parts, keys)
         nonempty = set(inputs)
@@ -952,30 +950,6 @@ class DuckDBBackend:
             else:
                 self._fetch_solutions(models)
         return models
-
-    def _target(self, rel: str) -> str:
-        """The table a claim relation's facts go to; BackendUnsupported for any other relation."""
-        target = self.cp.fact_relations.get(rel, rel)
-        if self.cp.kinds.get(target) not in (RelKind.CLAIM, RelKind.FACTS):
-            raise BackendUnsupported(f"cannot assert facts for {rel}: it is not a claim relation")
-        return target
-
-    def _gather_made(
-        self, chunk: Sequence[Facts]
-    ) -> tuple[list[BatchModel], dict[str, list[tuple[int, list[Row]]]]]:
-        """The models and table inputs of evaluate_many's loop for a chunk of ClaimFacts (rows
-        distinct and sorted, the same relations in every claim): a pass over the chunk per
-        relation instead of a step per claim and relation."""
-        models = [BatchModel(relations=dict(facts)) for facts in chunk]
-        inputs: dict[str, list[tuple[int, list[Row]]]] = {}
-        for rel in dict.fromkeys(chain.from_iterable(chunk)):
-            target = self._target(rel)
-            parts = [(ck, rows) for ck, facts in enumerate(chunk) if (rows := facts.get(rel))]
-            if target in inputs:  # two relations into one table: by claim, as the loop orders them
-                parts = sorted(inputs[target] + parts, key=_first)
-            if parts:
-                inputs[target] = parts
-        return models, inputs
 
     def _solved_rules(self, models: list[BatchModel], indices: Iterable[int]) -> Iterable[tuple[int, str]]:
         """The outcome rules (index, solutions SELECT) among `indices` whose head matches an
