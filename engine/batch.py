@@ -212,7 +212,11 @@ def _handle_chunk(worker: Worker, items: list[Record]) -> list[_Outcome]:
         except Exception as e:
             results = [e] * len(claims)
         answers = iter(results)
-        return [c if isinstance(c, _Outcome) else _result(n, c, next(answers)) for n, c in read]
+        outcomes = [c if isinstance(c, _Outcome) else _result(n, c, next(answers)) for n, c in read]
+        # freed while the collector is paused: once it runs again, its first collection would
+        # walk every object of the chunk still alive (a tenth of a 5,000-claim chunk's CPU)
+        del read, claims, results, answers
+    return outcomes
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal, TypeGuard, TypeVar
 
@@ -659,6 +660,10 @@ def _maker(cls: type[_T]) -> Callable[..., _T]:
 
 _new_line = _maker(Line)
 _new_history = _maker(HistoryLine)
+_new_claim = _maker(Claim)
+_new_patient = _maker(Patient)
+_new_drug = _maker(Drug)
+_new_documentation = _maker(Documentation)
 
 
 def _real_date(value: Any) -> bool:
@@ -720,25 +725,25 @@ def _fast_documentation(doc: Any) -> Documentation:
     texts = {key: _opt_text(doc, key) for key in _DOC_TEXTS}
     supervision = _opt_text(doc, "supervision")
     credential = _opt_text(by, "credential") if by is not None else None
-    return Documentation(
-        drug_name=texts["drug_name"],
-        dose=texts["dose"],
-        route=texts["route"],
-        site=texts["site"],
-        time=texts["time"],
-        administered_by_name=_opt_text(by, "name") if by is not None else None,
-        administered_by_credential=credential.upper() if credential is not None else None,
-        diagnosis_linked=flags[0],
-        consent=flags[1],
-        supervision=supervision.lower() if supervision is not None else None,
-        monitoring=texts["monitoring"],
+    return _new_documentation(  # Documentation's fields, in order
+        texts["drug_name"],
+        texts["dose"],
+        texts["route"],
+        texts["site"],
+        texts["time"],
+        _opt_text(by, "name") if by is not None else None,
+        credential.upper() if credential is not None else None,
+        flags[0],
+        flags[1],
+        supervision.lower() if supervision is not None else None,
+        texts["monitoring"],
     )
 
 
 def _fast_drug(drug: Any) -> Drug:
     if type(drug) is not dict or not _FAST_DRUG.issuperset(drug):
         raise _Reject
-    return Drug(_opt_text(drug, "ndc") or "", _opt_text(drug, "name") or "", _opt_text(drug, "dose") or "")
+    return _new_drug(_opt_text(drug, "ndc") or "", _opt_text(drug, "name") or "", _opt_text(drug, "dose") or "")
 
 
 _REQUIRED = operator.itemgetter("line", "service_date", "code", "pos", "rendering_npi")  # a line's required keys
@@ -808,7 +813,7 @@ def _fast_claim(obj: Any) -> Claim | None:
         if type(patient) is not dict or not _FAST_PATIENT.issuperset(patient):
             return None
         birth_date = patient.get("birth_date")
-        person = Patient(
+        person = _new_patient(
             _req_text(patient, "id"),
             None if birth_date is None else _fast_date(birth_date),
             _opt_text(patient, "sex"),
@@ -825,7 +830,7 @@ def _fast_claim(obj: Any) -> Claim | None:
         history and len({(h.claim_id, h.line) for h in history}) != len(history)
     ):
         return None
-    return Claim(claim_id, person, lines, history)
+    return _new_claim(claim_id, person, lines, history)
 
 
 def read_fast(data: bytes) -> Claim | None:
@@ -1004,6 +1009,64 @@ _HISTORY_ROW = operator.attrgetter("claim_id", "line", "code", "service_date", "
 
 def claim_to_facts(claim: Claim) -> ClaimFacts:
     """The claim as rows of every `.claim` relation in kb/claim.dl, deduplicated and sorted."""
+    lines = list(map(_LINE_ROW, claim.lines))
+    if len(lines) > 1 and not all(map(operator.lt, lines, lines[1:])):
+        return _sorted_facts(claim)
+    # Lines in ascending order of their (so distinct) numbers: each line's rows come after the
+    # rows of the lines before it, so rows made line by line, each line's own sorted and
+    # distinct, are sorted and distinct (the usual claim: nothing is sorted but a line's own few)
+    modifiers: list[Row] = []
+    diagnoses: list[Row] = []
+    credentials: list[Row] = []
+    drugs: list[Row] = []
+    documented: list[Row] = []
+    docs: list[Row] = []
+    for ln in claim.lines:
+        n = ln.line
+        codes = ln.modifiers
+        if codes:
+            modifiers += zip(repeat(n), codes if len(codes) == 1 else sorted(set(codes)))
+        codes = ln.diagnoses
+        if codes:
+            diagnoses += zip(repeat(n), codes if len(codes) == 1 else sorted(set(codes)))
+        if ln.rendering_credential is not None:
+            credentials.append((n, ln.rendering_credential))
+        if ln.drug is not None:
+            drugs.append((n, ln.drug.ndc, ln.drug.name, ln.drug.dose))
+        if ln.documentation is not None:
+            documented.append((n,))
+            docs += sorted(_doc_facts(n, ln.documentation))  # one row per element: distinct
+    if claim.history:
+        history, history_modifiers = _history_facts(claim)
+    else:
+        history, history_modifiers = [], []
+    return ClaimFacts(  # in CLAIM_RELATIONS order
+        claim=[(claim.id, claim.patient.id)],
+        line=lines,
+        line_modifier=modifiers,
+        line_diagnosis=diagnoses,
+        line_credential=credentials,
+        line_drug=drugs,
+        line_documented=documented,
+        line_doc=docs,
+        history=history,
+        history_modifier=history_modifiers,
+    )
+
+
+def _history_facts(claim: Claim) -> tuple[list[Row], list[Row]]:
+    """The rows of history and history_modifier, sorted and distinct."""
+    history = list(map(_HISTORY_ROW, claim.history))
+    history_modifiers: list[Row] = []
+    for h in claim.history:
+        if h.modifiers:
+            history_modifiers += [(h.claim_id, h.line, m) for m in h.modifiers]
+    return _distinct(history), _distinct(history_modifiers)
+
+
+def _sorted_facts(claim: Claim) -> ClaimFacts:
+    """claim_to_facts of a claim whose lines are not in ascending order: every relation's rows
+    sorted and made distinct."""
     modifiers: list[Row] = []
     diagnoses: list[Row] = []
     credentials: list[Row] = []
@@ -1023,13 +1086,6 @@ def claim_to_facts(claim: Claim) -> ClaimFacts:
         if ln.documentation is not None:
             documented.append((n,))
             docs += _doc_facts(n, ln.documentation)
-    history: list[Row] = []
-    history_modifiers: list[Row] = []
-    if claim.history:
-        history = list(map(_HISTORY_ROW, claim.history))
-        for h in claim.history:
-            if h.modifiers:
-                history_modifiers += [(h.claim_id, h.line, m) for m in h.modifiers]
     return ClaimFacts(  # in CLAIM_RELATIONS order
         claim=[(claim.id, claim.patient.id)],
         line=_distinct(list(map(_LINE_ROW, claim.lines))),
@@ -1039,8 +1095,7 @@ def claim_to_facts(claim: Claim) -> ClaimFacts:
         line_drug=_distinct(drugs),
         line_documented=_distinct(documented),
         line_doc=_distinct(docs),
-        history=_distinct(history),
-        history_modifier=_distinct(history_modifiers),
+        **dict(zip(("history", "history_modifier"), _history_facts(claim), strict=True)),
     )
 
 

@@ -145,6 +145,20 @@ def test_facts_are_deterministic_whatever_the_input_order() -> None:
     assert claim_to_facts(parse_claim(reordered)) == claim_to_facts(parse_claim(B12_CLAIM))
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_lines_repeated_and_unordered_codes_give_sorted_distinct_facts(reverse: bool) -> None:
+    """Lines in ascending order take a path that sorts only each line's own codes: a line that
+    repeats a modifier and a diagnosis, out of order, still gives each row once, in order."""
+    lines = [dict(line) for line in B12_CLAIM["lines"]]
+    lines[0]["modifiers"] = ["59", "25", "59"]
+    lines[0]["diagnoses"] = ["R53.83", "D51.0", "D51.0"]
+    facts = claim_to_facts(parse_claim(claim_with(lines=lines[::-1] if reverse else lines)))
+    assert facts["line_modifier"] == [(1, "25"), (1, "59"), (3, "25")]
+    assert facts["line_diagnosis"] == [(1, "D51.0"), (1, "R53.83"), (2, "D51.0"), (3, "D51.0"), (3, "R53.83")]
+    for rows in facts.values():
+        assert rows == sorted(set(rows))
+
+
 @pytest.mark.parametrize(
     ("relation", "row", "path"),
     [

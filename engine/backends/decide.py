@@ -20,7 +20,7 @@ import functools
 import operator
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -96,6 +96,7 @@ class BatchDecider:
         self.version = kb.kb.version
         self._templates: dict[tuple[str, str], _RuleTemplate] = {}
         self._entries: dict[tuple[str, str], tuple[_RuleTemplate, _ReasonJson]] = {}  # _template's, with its JSON
+        self._written: dict[str, dict[str, _WrittenEntry]] = {"deny": {}, "warn": {}}  # severity -> rule id -> entry
         from engine.api import _SolvedProver
 
         base = Prover(kb.kb.program, kb.adjudicator.cp, kb.evaluator, Model(), lambda _rel, _row: None)
@@ -200,53 +201,165 @@ class BatchDecider:
             )
         return PlainJson(claim=claim.id, kb=self.version, lines=lines)  # strings, ints, lists, null
 
+    def _written_entry(self, rule_id: str, severity: str) -> _WrittenEntry:
+        """The rule's _WrittenEntry (its template, reason text and sort keys), made once;
+        _Unwritable when orjson cannot write its reason (every time: it is not kept)."""
+        key = (rule_id, severity)
+        entry = self._entries.get(key)
+        if entry is None:
+            t = self._template(rule_id, severity)
+            entry = self._entries[key] = (t, _ReasonJson(t.base))
+        found = _WrittenEntry(*entry)
+        if not found.writable:
+            raise _Unwritable
+        self._written[severity][rule_id] = found
+        return found
+
     def decide_written(self, claim: Claim, model: Model) -> Written | dict[str, Any]:
         """decide's result as engine.batch writes it (its JSONL line and summary counts), written
-        straight from each rule's reason text (_ReasonJson) without building the dicts; decide's
-        dict when a value is one orjson cannot write (engine.batch._dumps then writes it)."""
-        by_line = self._reasons(model)
-        texts: list[bytes] = []
-        denied = 0
-        kinds: list[str] = []  # as engine.batch._line_counts counts them
-        lines = sorted(claim.lines, key=_line_number)
+        straight from each rule's reason text (_WrittenEntry) without building the dicts; decide's
+        dict when a value is one orjson cannot write (engine.batch._dumps then writes it).
+        The reasons are those of _reasons, in its order (deny rows, then warn rows), and a line's
+        are sorted and given roles as _assign_roles does. A BatchModel's rows come from typed
+        columns (line numbers int, rule ids str): no conversion."""
+        relations = model.relations
+        overrides: dict[tuple[int, str], str] = {}
+        for ln, rule, by in relations.get("overridden", ()):
+            overrides.setdefault((int(ln), str(rule)), str(by))
+        solved = model.messages if isinstance(model, BatchModel) else {}
+        by_line: dict[int, list[_WrittenFound]] = {}
         try:
+            for severity in ("deny", "warn"):
+                written = self._written[severity]
+                for n, rid in cast("list[tuple[int, str]]", relations.get(severity, ())):
+                    e = written.get(rid) or self._written_entry(rid, severity)
+                    message = e.message
+                    if e.indices:
+                        head = (n, rid)
+                        for index in e.indices:  # Adjudicator._reason: the first compiled rule with solutions
+                            values = solved.get((index, head))
+                            if values is not None:
+                                filled = e.filled.get(values)
+                                if filled is None:
+                                    filled = _dumps(e.template.fill(values))
+                                    if len(e.filled) < _FILLED_MAX:
+                                        e.filled[values] = filled
+                                message = filled
+                                break
+                    overrider = overrides.get((n, rid)) if overrides else None
+                    found = (e.overridden_key, e, message, overrider) if overrider else (e.key, e, message, None)
+                    at = by_line.get(n)
+                    if at is None:
+                        by_line[n] = [found]
+                    else:
+                        at.append(found)
+            # the claim's text as one list of pieces, joined once: a reason's constant parts
+            # (most of its text: title, sources, citations) are not copied until then
+            out = [_CLAIM_HEAD % (_dumps(claim.id), _dumps(self.version))]
+            denied = 0
+            kinds: list[str] = []  # as engine.batch._line_counts counts them
+            lines = sorted(claim.lines, key=_line_number)
+            comma = b""
             for line in lines:
-                found = by_line.get(line.line)
-                if not found:  # no reason at all
-                    texts.append(_PAY_LINE % (_dumps(line.code), _dumps(line.line)))
+                n = line.line
+                at = by_line.get(n)
+                if at is None:  # no reason at all
+                    out.append(_PAY_LINE % (comma, _dumps(line.code), _dumps(n)))
+                    comma = b","
                     continue
-                primary, roles = _assign_roles(found)
-                reasons = [
-                    json.write(message, overrider, _ROLE_JSON[role])
-                    for (_place_key, _t, message, overrider, json), role in zip(found, roles, strict=True)
-                ]
-                if primary:
+                if len(at) > 1:
+                    at.sort(key=_place)
+                key, e, message, overrider = at[0]
+                if key[0] == _DENIAL:  # sorted first: the primary reason
                     denied += 1
-                    kinds += [f[4].deny_kind for f in found if f[4].deny_kind is not None]
-                texts.append(
-                    _LINE
-                    % (
-                        _dumps(line.code),
-                        b'"deny"' if primary else b'"pay"',
-                        _dumps(line.line),
-                        _dumps(primary),
-                        b",".join(reasons),
-                    )
-                )
-            text = _CLAIM % (_dumps(claim.id), _dumps(self.version), b",".join(texts))
+                    kinds += [f[1].deny_kind for f in at if f[1].deny_kind is not None]
+                    out += (_DENY_HEAD % (comma, _dumps(line.code), _dumps(n), e.rule_json), e.head, message, e.primary)
+                elif overrider:
+                    out.append(_PAY_HEAD % (comma, _dumps(line.code), _dumps(n)))
+                    out += e.overridden_parts(message, _dumps(overrider))
+                else:
+                    out += (_PAY_HEAD % (comma, _dumps(line.code), _dumps(n)), e.head, message, e.warning)
+                comma = b","
+                for key, e, message, overrider in at[1:]:
+                    if overrider:
+                        out.append(comma)
+                        out += e.overridden_parts(message, _dumps(overrider))
+                    else:  # the primary is the first: a later denial in force supports it
+                        out += (comma, e.head, message, e.supporting if key[0] == _DENIAL else e.warning)
+                out.append(b"]}")
+            out.append(b"]}\n")
+            text = b"".join(out)
         except (orjson.JSONEncodeError, _Unwritable):
             return self.decide(claim, model)
         return Written(text, len(lines), denied, tuple(kinds))
+
+
+class _WrittenEntry:
+    """A rule's reason (one rule id and severity) as decide_written writes it: the JSON text
+    around its message (written by orjson) and role, each role's tail made once, its place in a
+    line's sorted reasons in force and overridden, and the message texts filled so far (a batch
+    fills the same message with the same values again and again; bounded by _FILLED_MAX)."""
+
+    __slots__ = (
+        "denies",
+        "deny_kind",
+        "filled",
+        "head",
+        "indices",
+        "json",
+        "key",
+        "message",
+        "overridden_key",
+        "primary",
+        "rule_json",
+        "supporting",
+        "template",
+        "warning",
+        "writable",
+    )
+
+    def __init__(self, template: _RuleTemplate, json: _ReasonJson):
+        self.template = template
+        self.json = json
+        self.denies = template.denies
+        self.deny_kind = json.deny_kind
+        self.indices = template.rule_indices if template.templated else ()
+        self.filled: dict[tuple[str | None, ...], bytes] = {}
+        self.key = (_DENIAL if template.denies else _WARNING, template.key)
+        self.overridden_key = (_OVERRIDDEN, template.key)
+        self.rule_json = _dumps(template.base["rule"])
+        try:
+            message: bytes | None = _dumps(template.message)
+        except orjson.JSONEncodeError:
+            message = None
+        self.message = message or b""
+        # otherwise _written_entry declines the rule (engine.batch._dumps writes its results)
+        self.writable = message is not None and json.plain is not None and json.overridden is not None
+        # the reason in force: head + message + the role's tail
+        a, b, c = json.plain or (b"", b"", b"")
+        self.head = a
+        self.primary, self.supporting, self.warning = (b + _ROLE_JSON[r] + c for r in ("primary", "supporting", "warning"))
+
+    def overridden_parts(self, message: bytes, overrider: bytes) -> tuple[bytes, ...]:
+        a, b, c, d = self.json.overridden or (b"", b"", b"", b"")
+        return (a, message, b, overrider, c, _ROLE_OVERRIDDEN, d)
+
+
+_WrittenFound = tuple[tuple[int, _Key], _WrittenEntry, bytes, str | None]
+_FILLED_MAX = 1 << 10  # filled message texts kept per rule (a few hundred kB each at most)
+# the text of a claim and of its lines before their reasons (%b first: the comma between lines)
+_CLAIM_HEAD = b'{"claim":%b,"kb":%b,"lines":['
+_DENY_HEAD = b'%b{"code":%b,"decision":"deny","line":%b,"primary":%b,"reasons":['
+_PAY_HEAD = b'%b{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":['
+_PAY_LINE = b'%b{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":[]}'
 
 
 _Found = tuple[tuple[int, _Key], "_RuleTemplate", str, str | None, "_ReasonJson"]
 
 # A result's JSON text around its values, keys in sorted order as engine.batch._dumps writes them
 # (orjson, OPT_SORT_KEYS): each value written by orjson on its own is written as in the whole.
-_CLAIM = b'{"claim":%b,"kb":%b,"lines":[%b]}\n'
-_LINE = b'{"code":%b,"decision":%b,"line":%b,"primary":%b,"reasons":[%b]}'
-_PAY_LINE = b'{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":[]}'
 _ROLE_JSON = {role: orjson.dumps(role) for role in ("primary", "supporting", *_ROLES.values())}
+_ROLE_OVERRIDDEN = _ROLE_JSON["overridden"]
 
 
 def _assign_roles(found: list[_Found]) -> tuple[str | None, list[str]]:
@@ -275,7 +388,8 @@ class _Unwritable(Exception):
 class _ReasonJson:
     """A rule's reason (one rule id and severity) as JSON text around the values decide sets per
     line (message, overridden_by when overridden, role: in sorted key order, as they are): the
-    base's keys and values are written once, each in its place in sorted key order."""
+    base's keys and values are written once, each in its place in sorted key order (None: orjson
+    cannot write them). _WrittenEntry writes reasons from these pieces."""
 
     __slots__ = ("deny_kind", "overridden", "plain")
 
@@ -287,17 +401,6 @@ class _ReasonJson:
             self.overridden: tuple[bytes, ...] | None = _pieces(base, ("message", "overridden_by", "role"))
         except orjson.JSONEncodeError:  # write refuses: engine.batch._dumps writes this rule's results
             self.plain = self.overridden = None
-
-    def write(self, message: str, overrider: str | None, role: bytes) -> bytes:
-        if not overrider:
-            if self.plain is None:
-                raise _Unwritable
-            a, b, c = self.plain
-            return b"".join((a, _dumps(message), b, role, c))
-        if self.overridden is None:
-            raise _Unwritable
-        a, b, c, d = self.overridden
-        return b"".join((a, _dumps(message), b, _dumps(overrider), c, role, d))
 
 
 def _pieces(base: dict[str, Any], dynamic: tuple[str, ...]) -> tuple[bytes, ...]:
