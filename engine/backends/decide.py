@@ -338,7 +338,9 @@ class _WrittenEntry:
         # the reason in force: head + message + the role's tail
         a, b, c = json.plain or (b"", b"", b"")
         self.head = a
-        self.primary, self.supporting, self.warning = (b + _ROLE_JSON[r] + c for r in ("primary", "supporting", "warning"))
+        self.primary, self.supporting, self.warning = (
+            b + _ROLE_JSON[r] + c for r in ("primary", "supporting", "warning")
+        )
 
     def overridden_parts(self, message: bytes, overrider: bytes) -> tuple[bytes, ...]:
         a, b, c, d = self.json.overridden or (b"", b"", b"", b"")
