@@ -248,3 +248,35 @@ def test_a_stored_table_with_a_repeated_key_is_not_keyed(tables_kb: PolicyKB) ->
     assert backend._unique_on("table_name", (0,)) is True
     assert backend._unique_on("nickname", (0,)) is False
     assert backend._unique_on("nickname", (0, 1)) is True
+
+
+def test_a_rule_whose_atoms_are_not_read_as_the_sql_binds_them_keeps_the_full_sort(
+    tables_kb: PolicyKB, check_every_claim_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the body's atoms ever be read in another order than the SQL compiler bound them,
+    the message query keeps every ORDER BY column (no shortcut is taken on a wrong reading) and
+    the messages stay those of the prover."""
+    facts = claim_to_facts(_claim(["99213", "99214"]))
+    full = _order_by(tables_kb, "t.tables", facts)
+    real = duck._solution_atoms
+
+    def reversed_atoms(rule: Any) -> Any:
+        atoms, assigned = real(rule)
+        return tuple(reversed(atoms)), assigned
+
+    monkeypatch.setattr(duck, "_solution_atoms", reversed_atoms)
+    assert tables_kb.kb.compiled is not None
+    cp = tables_kb.kb.compiled
+    backend = duck.DuckDBBackend(cp, tables_kb.kb.store, duck.declared_types(cp, tables_kb.kb.program))
+    index = _index(tables_kb, "t.tables")
+    assert backend.sql.solution_layout[index].atoms is None
+    request = BatchDecider(tables_kb).request
+    places = [backend.sql.solution_layout[index].names.get(n) for n in request.names[index]]
+    sql = backend._message_sql(index, backend.sql.solutions[index], places)[0]
+    order = sql.rsplit("\nORDER BY ", 1)[1]
+    assert order == backend.sql.solutions[index].rsplit("\nORDER BY ", 1)[1]  # the full sort
+    assert len(order.split(", ")) > len(full.split(", ")) == 3  # longer than the shortened "1, 2, t0.c1"
+    (model,) = backend.evaluate_many([facts], messages=request)
+    assert isinstance(model, BatchModel)
+    assert model.messages[(index, (1, "t.tables"))] == ("1", "2024-03-01", "zeta, alpha and mid")
+    backend.close()

@@ -248,7 +248,7 @@ class SolutionLayout:
     columns: tuple[str, ...] = ()  # each column's expression
     # how the body binds its variables, in the prover's order (see _sort_keys): each positive atom,
     # and each variable an assignment binds with the variables it is computed from
-    atoms: tuple[SolutionAtom, ...] = ()
+    atoms: tuple[SolutionAtom, ...] | None = ()  # None: not read as the SQL binds them; no shorter sort
     assigned: tuple[tuple[str, frozenset[str]], ...] = ()
     head_vars: frozenset[str] = frozenset()  # the head's variables: the prover solves with them bound
 
@@ -737,8 +737,10 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                     if env[v][0] not in exprs:
                         exprs.append(env[v][0])
                     placed[v] = exprs.index(env[v][0])
+            atoms: tuple[SolutionAtom, ...] | None
             atoms, assigned = _solution_atoms(rule)
-            assert [c for atom in atoms for c, _ in atom.order] == order  # as the loop above bound them
+            if [c for atom in atoms for c, _ in atom.order] != order:  # not as the loop above bound them:
+                atoms = None  # the message query keeps the full ORDER BY (see _message_sql)
             head_vars = frozenset(a.name for a in rule.head.args if isinstance(a, IVar))
             sp.solution_layout[rule.index] = SolutionLayout(
                 tuple(head), placed, tuple(exprs), atoms, assigned, head_vars
@@ -801,7 +803,7 @@ def _determined(known: set[str], layout: SolutionLayout, keyed: frozenset[int]) 
     while changed:
         changed = False
         for k in keyed:
-            atom = layout.atoms[k]
+            atom = (layout.atoms or ())[k]
             if all(atom.args[i] <= known for i in atom.key):
                 every = frozenset().union(*atom.args)
                 if not every <= known:
@@ -835,7 +837,7 @@ def _sort_keys(layout: SolutionLayout, keyed: frozenset[int]) -> tuple[list[str]
     fixed = named & known
     heads = {layout.columns[col] for col, _ in layout.head if col is not None}  # sorted on already
     keys: list[str] = []
-    for atom in layout.atoms:
+    for atom in layout.atoms or ():
         for col, var in atom.order:
             if named <= known:
                 return keys, fixed
@@ -1219,7 +1221,7 @@ class DuckDBBackend:
         cp = self.cp
         asked: dict[tuple[str, tuple[int, ...]], list[tuple[int, int]]] = {}
         for index, n in rules:
-            for k, atom in enumerate(self.sql.solution_layout[index].atoms):
+            for k, atom in enumerate(self.sql.solution_layout[index].atoms or ()):
                 kind = cp.kinds[atom.relation]
                 if atom.order and (kind is not RelKind.CLAIM or n >= MESSAGE_KEYED_HEADS):
                     asked.setdefault((atom.relation, atom.key), []).append((index, k))
@@ -1274,7 +1276,11 @@ class DuckDBBackend:
         cols = [col for col, _ in layout.head if col is not None]
         head = 1 + len(cols)  # the head's columns come first
         keep = [*range(head), *sorted({p for p in places if p is not None and p >= head})]
-        if first != "SELECT " + ", ".join(f"{e} AS s{i}" for i, e in enumerate(exprs)) or "\nORDER BY " not in rest:
+        if (
+            layout.atoms is None
+            or first != "SELECT " + ", ".join(f"{e} AS s{i}" for i, e in enumerate(exprs))
+            or "\nORDER BY " not in rest
+        ):
             found = (sql, places, cols)
         else:  # ORDER BY names a column by number among the head's only: those keep their place
             body, order = rest.rsplit("\nORDER BY ", 1)
