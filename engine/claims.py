@@ -1008,13 +1008,14 @@ _HISTORY_ROW = operator.attrgetter("claim_id", "line", "code", "service_date", "
 
 
 def claim_to_facts(claim: Claim) -> ClaimFacts:
-    """The claim as rows of every `.claim` relation in kb/claim.dl, deduplicated and sorted."""
+    """The claim as rows of every `.claim` relation in kb/claim.dl, deduplicated and sorted.
+
+    Lines in ascending order of their (so distinct) numbers, the usual claim: each line's rows
+    come after the rows of the lines before it, so rows made line by line, each line's own sorted
+    and distinct, are sorted and distinct, and nothing else is sorted. Any other order: every
+    relation's rows are sorted and made distinct at the end."""
     lines = list(map(_LINE_ROW, claim.lines))
-    if len(lines) > 1 and not all(map(operator.lt, lines, lines[1:])):
-        return _sorted_facts(claim)
-    # Lines in ascending order of their (so distinct) numbers: each line's rows come after the
-    # rows of the lines before it, so rows made line by line, each line's own sorted and
-    # distinct, are sorted and distinct (the usual claim: nothing is sorted but a line's own few)
+    in_order = len(lines) < 2 or all(map(operator.lt, lines, lines[1:]))
     modifiers: list[Row] = []
     diagnoses: list[Row] = []
     credentials: list[Row] = []
@@ -1036,10 +1037,11 @@ def claim_to_facts(claim: Claim) -> ClaimFacts:
         if ln.documentation is not None:
             documented.append((n,))
             docs += sorted(_doc_facts(n, ln.documentation))  # one row per element: distinct
-    if claim.history:
-        history, history_modifiers = _history_facts(claim)
-    else:
-        history, history_modifiers = [], []
+    if not in_order:
+        lines, modifiers, diagnoses, credentials, drugs, documented, docs = map(
+            _distinct, (lines, modifiers, diagnoses, credentials, drugs, documented, docs)
+        )
+    history, history_modifiers = _history_facts(claim) if claim.history else ([], [])
     return ClaimFacts(  # in CLAIM_RELATIONS order
         claim=[(claim.id, claim.patient.id)],
         line=lines,
@@ -1062,41 +1064,6 @@ def _history_facts(claim: Claim) -> tuple[list[Row], list[Row]]:
         if h.modifiers:
             history_modifiers += [(h.claim_id, h.line, m) for m in h.modifiers]
     return _distinct(history), _distinct(history_modifiers)
-
-
-def _sorted_facts(claim: Claim) -> ClaimFacts:
-    """claim_to_facts of a claim whose lines are not in ascending order: every relation's rows
-    sorted and made distinct."""
-    modifiers: list[Row] = []
-    diagnoses: list[Row] = []
-    credentials: list[Row] = []
-    drugs: list[Row] = []
-    documented: list[Row] = []
-    docs: list[Row] = []
-    for ln in claim.lines:
-        n = ln.line
-        if ln.modifiers:
-            modifiers += [(n, m) for m in ln.modifiers]
-        if ln.diagnoses:
-            diagnoses += [(n, dx) for dx in ln.diagnoses]
-        if ln.rendering_credential is not None:
-            credentials.append((n, ln.rendering_credential))
-        if ln.drug is not None:
-            drugs.append((n, ln.drug.ndc, ln.drug.name, ln.drug.dose))
-        if ln.documentation is not None:
-            documented.append((n,))
-            docs += _doc_facts(n, ln.documentation)
-    return ClaimFacts(  # in CLAIM_RELATIONS order
-        claim=[(claim.id, claim.patient.id)],
-        line=_distinct(list(map(_LINE_ROW, claim.lines))),
-        line_modifier=_distinct(modifiers),
-        line_diagnosis=_distinct(diagnoses),
-        line_credential=_distinct(credentials),
-        line_drug=_distinct(drugs),
-        line_documented=_distinct(documented),
-        line_doc=_distinct(docs),
-        **dict(zip(("history", "history_modifier"), _history_facts(claim), strict=True)),
-    )
 
 
 # ---------------------------------------------------------------------------------------------
