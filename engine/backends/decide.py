@@ -95,7 +95,6 @@ class BatchDecider:
         self.adjudicator = kb._batch_adjudicator
         self.version = kb.kb.version
         self._templates: dict[tuple[str, str], _RuleTemplate] = {}
-        self._entries: dict[tuple[str, str], tuple[_RuleTemplate, _ReasonJson]] = {}  # _template's, with its JSON
         self._written: dict[str, dict[str, _WrittenEntry]] = {"deny": {}, "warn": {}}  # severity -> rule id -> entry
         from engine.api import _SolvedProver
 
@@ -154,7 +153,7 @@ class BatchDecider:
     def _reasons(self, model: Model) -> dict[int, list[_Found]]:
         """Line -> its reasons, each with where explain.result.assign_roles puts it (in-force
         denials, then in-force warnings, then overridden findings, each group by precedence_key),
-        its rule's template, message, the rule overriding it and the reason's JSON text."""
+        its rule's template, message and the rule overriding it."""
         overrides: dict[tuple[int, str], str] = {}
         for ln, rule, by in model.rows("overridden"):
             overrides.setdefault((int(ln), str(rule)), str(by))
@@ -162,14 +161,10 @@ class BatchDecider:
         for severity in ("deny", "warn"):
             for ln, rule_id in model.rows(severity):
                 n, rid = int(ln), str(rule_id)
-                entry = self._entries.get((rid, severity))
-                if entry is None:
-                    t = self._template(rid, severity)
-                    entry = self._entries[(rid, severity)] = (t, _ReasonJson(t.base))
-                t = entry[0]
+                t = self._template(rid, severity)
                 overrider = overrides.get((n, rid)) if overrides else None
                 group = _OVERRIDDEN if overrider else _DENIAL if t.denies else _WARNING
-                found = ((group, t.key), t, self._message(t, model, n, rid), overrider, entry[1])
+                found = ((group, t.key), t, self._message(t, model, n, rid), overrider)
                 by_line.setdefault(n, []).append(found)
         return by_line
 
@@ -183,7 +178,7 @@ class BatchDecider:
             reasons: list[dict[str, Any]] = []
             if found:
                 primary, roles = _assign_roles(found)
-                for (_place_key, t, message, overrider, _json), role in zip(found, roles, strict=True):
+                for (_place_key, t, message, overrider), role in zip(found, roles, strict=True):
                     d = dict(t.base)
                     d["message"] = message
                     if overrider:
@@ -204,12 +199,8 @@ class BatchDecider:
     def _written_entry(self, rule_id: str, severity: str) -> _WrittenEntry:
         """The rule's _WrittenEntry (its template, reason text and sort keys), made once;
         _Unwritable when orjson cannot write its reason (every time: it is not kept)."""
-        key = (rule_id, severity)
-        entry = self._entries.get(key)
-        if entry is None:
-            t = self._template(rule_id, severity)
-            entry = self._entries[key] = (t, _ReasonJson(t.base))
-        found = _WrittenEntry(*entry)
+        t = self._template(rule_id, severity)
+        found = _WrittenEntry(t, _ReasonJson(t.base))
         if not found.writable:
             raise _Unwritable
         self._written[severity][rule_id] = found
@@ -356,7 +347,7 @@ _PAY_HEAD = b'%b{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":[
 _PAY_LINE = b'%b{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":[]}'
 
 
-_Found = tuple[tuple[int, _Key], "_RuleTemplate", str, str | None, "_ReasonJson"]
+_Found = tuple[tuple[int, _Key], "_RuleTemplate", str, str | None]
 
 # A result's JSON text around its values, keys in sorted order as engine.batch._dumps writes them
 # (orjson, OPT_SORT_KEYS): each value written by orjson on its own is written as in the whole.
