@@ -105,28 +105,32 @@ class Rejudge:
         return found
 
     def _shape(self, changed: Claim) -> tuple[_Shape, Value] | None:
-        """The changed claim's facts with its one new value (a value the claim's own facts do
-        not hold anywhere) left as a hole, and that value; None unless there is exactly one."""
+        """The rows of the changed claim's facts that differ from the claim's own, with its one new
+        value (a value the claim's own facts hold nowhere) left as a hole, and that value; None
+        unless there is exactly one. The claim's own rows hold neither value of a swap."""
+        own = self.facts
         if self._values is None:
-            self._values = {v for rows in self.facts.values() for row in rows for v in row}
+            self._values = {v for rows in own.values() for row in rows for v in row}
         known = self._values
         facts = claim_to_facts(changed)
-        new = {v for rows in facts.values() for row in rows for v in row if v not in known}
+        differ = [rel for rel in set(facts) | set(own) if facts.get(rel) != own.get(rel)]
+        new = {v for rel in differ for row in facts.get(rel, ()) for v in row if v not in known}
         if len(new) != 1:
             return None
         (value,) = new
         if not isinstance(value, str):
             return None
         holed = frozenset(
-            (rel, frozenset(tuple(_HOLE if x == value else x for x in row) for row in rows))
-            for rel, rows in facts.items()
+            (rel, frozenset(tuple(_HOLE if x == value else x for x in row) for row in facts.get(rel, ())))
+            for rel in differ
         )
         return holed, value
 
     def _alike(self, shape: _Shape, value: Value) -> Denials | None:
         """The denials of a judged claim of the same shape whose value is interchangeable with
         `value` where the hole is: swapping the two maps one claim's facts onto the other's (neither
-        value is anywhere else in either), so their decisions agree."""
+        value is anywhere else in either; the rows not in the shape are the claim's own), so their
+        decisions agree."""
         assert self.symmetry is not None
         seeds = frozenset((rel, i) for rel, rows in shape for row in rows for i, x in enumerate(row) if x is _HOLE)
         for other, found in self._shapes.get(shape, ()):
