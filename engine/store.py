@@ -284,20 +284,12 @@ class Store:
         return tuple(out)
 
     def holds(self, relation: str, column: int, values: tuple[A.Value, ...]) -> bool:
-        """Whether some row of `relation` has one of `values` at `column`. A table never holds a
-        value its column's type rejects: loading refuses every row with one (see _build_table,
-        and the type is part of the cache file's key), so such values are answered without
-        reading the table; any other value is looked for (an index on the column, or a scan)."""
+        """Whether some row of `relation` has one of `values` at `column` (a table is read with
+        an index on the column where there is one, else scanned)."""
         mem = self.memory.get(relation)
-        if mem is not None and any(row[column] in values for row in mem.rows if len(row) > column):
+        if mem is not None and any(len(row) > column and row[column] in values for row in mem.rows):
             return True
-        if relation not in self.tables:
-            return False
-        types = self.program.attr_types(relation) or []
-        if column < len(types):
-            t = types[column]
-            values = tuple(v for v in values if _storable(t, v))
-        if not values:
+        if relation not in self.tables or not values:
             return False
         marks = ", ".join("?" * len(values))
         found = self._connection(relation).execute(f"SELECT 1 FROM t WHERE c{column} IN ({marks}) LIMIT 1", values)
@@ -435,13 +427,6 @@ def _value_checker(t: TypeInfo):
         return res
 
     return check
-
-
-def _storable(t: TypeInfo, value: A.Value) -> bool:
-    """Whether a table column of type `t` can hold `value` (what `_value_checker` lets in)."""
-    if t.base == "number":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, str) and t.problem(value) is None
 
 
 def _convert(raw: list[str], checkers, names: list[str]) -> tuple[list[A.Value], str | None]:

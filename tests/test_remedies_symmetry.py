@@ -70,9 +70,27 @@ def test_x_modifiers_are_interchangeable(kb: PolicyKB, a: str, b: str) -> None:
 def test_59_is_a_rule_constant(kb: PolicyKB) -> None:
     verdict = _symmetry(kb).verdict("59", "XS", ON_LINE)
     assert not verdict.ok
-    assert any("names '59'" in r for r in verdict.reasons), verdict.reasons
-    # and the place-of-service table holds "59" as a code, which XS is not
-    assert any(r.startswith("stored pos has (0='59'") for r in verdict.reasons), verdict.reasons
+    assert verdict.reasons and all("names '59'" in r for r in verdict.reasons), verdict.reasons
+    # the place-of-service table lists a POS "59", but POS codes are of another sort
+    assert kb.kb.store.holds("pos", 0, ("59",))
+    assert not any("pos" in r for r in verdict.reasons), verdict.reasons
+
+
+def test_the_modifier_sort(kb: PolicyKB) -> None:
+    """The columns the rules relate to a line's modifier (kb/claim.dl, kb/ncci/encounter.dl,
+    kb/codes/modifiers.dl, the repeat modifiers of kb/policy/injection_96372.dl)."""
+    sort = _symmetry(kb).sort_of(("line_modifier", 1))
+    named = {r for r, _c in sort if not r.startswith("_")}
+    assert named == {
+        "line_modifier",
+        "history_modifier",
+        "service_modifier",
+        "modifier",
+        "modifier_role",
+        "repeat_modifier",
+    }
+    assert {("history_modifier", 2), ("service_modifier", 2), ("modifier_role", 0), ("modifier", 0)} <= sort
+    assert ("modifier_role", 1) not in sort and ("pos", 0) not in sort and ("line", 1) not in sort
 
 
 def test_25_has_other_roles_than_xe(kb: PolicyKB) -> None:
@@ -97,7 +115,7 @@ def test_store_holds_answers_from_the_rows(kb: PolicyKB) -> None:
     assert store.holds("modifier", 0, ("XS",))  # tables/modifiers.csv lists XS
     assert not store.holds("modifier", 0, ("ZZ",))  # a well-formed modifier it does not list
     assert store.holds("pos", 0, ("59",)) and not store.holds("pos", 0, ("XS",))
-    assert not store.holds("ptp", 0, ("XS",)) and not store.holds("ptp", 2, ("XS",))  # codes, dates
+    assert not store.holds("ptp", 0, ("XS",))  # column 1 codes (by the index on it)
     assert store.holds("ptp", 0, ("27380",)) or store.holds("ptp", 1, ("27380",))  # the knee example's pair
     assert store.holds("modifier_role", 0, ("XU",))  # inline facts
     assert not store.holds("modifier_role", 0, ("76",))
@@ -125,7 +143,10 @@ def _program(extra: str) -> tuple[Symmetry, Evaluator]:
 
 
 def _flagged(ev: Evaluator, mod: str) -> list[tuple]:
-    return ev.evaluate({"line_mod": [(1, mod), (2, "LT")]}).rows("flag")
+    facts: dict[str, list[tuple]] = {"line_mod": [(1, mod), (2, "LT")]}
+    if "tag" in ev.cp.kinds:
+        facts["tag"] = [(1, "XS")]  # of another sort than line_mod's modifier
+    return ev.evaluate(facts).rows("flag")
 
 
 CASES = [
@@ -137,6 +158,11 @@ CASES = [
     ("match that accepts one", 'flag(l, "s") :- line_mod(l, m), match("X[SP]", m).\n', "tells 'XS' from 'XU'"),
     ("ordering comparison on the value", 'flag(l, "low") :- line_mod(l, m), m < "XT".\n', "ordering comparison <"),
     ("a rule constant", 'flag(l, "xs") :- line_mod(l, "XS").\n', "names 'XS'"),
+    (
+        "a constant of another sort",
+        '.decl tag(l: number, t: symbol)\n.claim tag\nflag(l, "t") :- line_mod(l, _), tag(l, "XS").\n',
+        "",
+    ),
     ("a read stored column that differs", 'flag(l, "site") :- line_mod(l, m), role(m, _, "site").\n', "stored role"),
     ("an outcome that carries the value", "flag(l, m) :- line_mod(l, m).\n", "outcome relation flag"),
 ]
@@ -151,6 +177,24 @@ def test_conditions(extra: str, why: str) -> None:
         assert all(why in r for r in verdict.reasons), verdict.reasons
         # every program here that breaks the symmetry does tell XS from XU on a claim
         assert (_flagged(ev, "XS") == _flagged(ev, "XU")) == (why == "")
+    finally:
+        ev.close()
+
+
+def test_a_comparison_joins_sorts() -> None:
+    """`m != t` relates a modifier to a tag: the tag column is of the modifier's sort, so a claim
+    whose tags hold XS or XU is not one the swap covers (Rejudge then shares nothing); such a
+    claim does tell XS from XU here."""
+    sym, ev = _program(
+        '.decl tag(l: number, t: symbol)\n.claim tag\nflag(l, "t") :- line_mod(l, m), tag(l, t), m != t.\n'
+    )
+    try:
+        assert ("tag", 1) in sym.sort_of(("line_mod", 1))
+        assert ("role", 1) not in sym.sort_of(("line_mod", 1))
+        facts = {"tag": [(1, "XU")]}
+        xs = ev.evaluate({"line_mod": [(1, "XS")], **facts}).rows("flag")
+        xu = ev.evaluate({"line_mod": [(1, "XU")], **facts}).rows("flag")
+        assert xs == [(1, "distinct"), (1, "t")] and xu == [(1, "distinct")]
     finally:
         ev.close()
 

@@ -5,44 +5,43 @@ one line). Where the program treats two of them alike, both changed claims are d
 and one judgment serves both. `Symmetry` proves this for a pair of symbols a and b instead of
 assuming it from a list of modifiers.
 
-The argument: let σ swap a and b (and fix every other value). If σ maps the rules and every
-row they read onto themselves, evaluation commutes with σ: evaluating σ(facts) derives
-σ(model). The pair is *interchangeable* when
+The argument. Columns that a rule relates (the same variable in two places, `=`, `!=` or
+another built-in between two variables, an aggregate's groups) hold values of one *sort*; the
+sorts are inferred from the rules alone (declared types are not trusted). Let S be the sorts of
+the claim columns where the caller puts a or b (the *seeds*, e.g. line_modifier's modifier), and
+let σ swap a and b in the columns of S and change nothing else. Then σ maps every derivation
+to a derivation, so evaluating σ(facts) derives σ(model), when
 
-1. no rule names a or b as a constant (head, body, comparison, pattern, expression);
-2. every built-in that can meet a or b answers alike under σ. `=` and `!=` always do (σ is one
-   to one); `match` with a constant pattern is asked for both values (with engine.semantics,
-   as the evaluators do); an ordering comparison, arithmetic, a `match` pattern that can carry
-   them, or a `sum` / `min` / `max` over them is not trusted;
-3. every stored relation, projected onto the columns the rules read (a column every atom that
-   reads it leaves to a variable used nowhere else is projected away), is the same set of rows
-   after σ (e.g. modifier_role: XS has exactly the roles XU has; 25 has others);
-4. no column of the outcome relations (`outputs`) can carry a or b: the decision, read from
-   them, is then fixed by σ.
+1. no rule names a or b where a value of S is expected (an atom column of S, or a comparison
+   with a variable of S);
+2. every built-in on a variable of S answers alike under σ: `=` and `!=` do (both sides are of
+   one sort); `match` with a constant pattern is asked for both values (engine.semantics, as the
+   evaluators do); an ordering comparison, arithmetic, a pattern of S or a `sum` / `min` / `max`
+   over S is not trusted;
+3. every stored relation with columns of S, projected onto the columns the rules read (a column
+   every reading atom leaves to a variable used nowhere else is projected away), is the same set
+   of rows after σ (modifier_role: XS has exactly the roles XU has; 25 has others);
+4. no column of the outcome relations (`outputs`) is of S: the decision is fixed by σ.
 
-"Can carry" is a flow analysis over the compiled rules: from the *seeds* (the claim columns
-where the caller puts a or b, and every read stored column that holds either) through positive
-body atoms, assignments and `=` to heads and aggregate groups, to a fixpoint. A column not
-reached holds neither value in any evaluation, so what a built-in does there does not matter.
-Declared types are not trusted for that; only the store's own refusal of a table row whose value
-its type rejects is (see Store.holds).
-
-For a claim whose facts hold a only at the seeds and nowhere b, the decision of the claim with a
-replaced by b is then the decision of the claim itself (when the decision's relations carry
-neither): engine/explain/rejudge.py judges such candidates once.
+A value elsewhere (the place-of-service code "59" in the pos table) is of another sort and
+does not matter. For a claim whose facts hold a only at the seeds and b nowhere, the decision
+of the claim with a replaced by b is then the claim's own decision: engine/explain/rejudge.py
+judges such candidates once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 from engine import semantics
 from engine.compiler import CompiledProgram
-from engine.ir import CompiledRule, IAtom, ICompare, IConst, ILiteral, IMatch, IOp, ITerm, IVar, RelKind, Value
+from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm, IVar, RelKind, Value
 from engine.store import Store
 
 Position = tuple[str, int]  # (relation, column)
+_Node = tuple[object, ...]  # ("pos", relation, column) or ("var", rule index, name)
 
 ORDERING = frozenset({"<", "<=", ">", ">="})
 
@@ -56,24 +55,34 @@ class Verdict:
     reasons: tuple[str, ...] = ()
 
 
+@dataclass
+class _Sort:
+    """What the rules do with the values of one sort."""
+
+    positions: set[Position] = field(default_factory=set)
+    constants: dict[Value, str] = field(default_factory=dict)  # constant -> where a rule names it
+    patterns: dict[Value, str] = field(default_factory=dict)  # constant match pattern -> where
+    problems: list[str] = field(default_factory=list)  # built-ins not trusted under a swap
+
+
 class Symmetry:
     """Interchangeable symbols of one compiled program and store, memoised per pair and seeds."""
 
     def __init__(self, cp: CompiledProgram, store: Store | None, outputs: Iterable[str]):
         self.cp = cp
         self.store = store
-        self.outputs = tuple(outputs)
+        self.outputs = frozenset(outputs)
         self._memo: dict[tuple[str, str, frozenset[Position]], Verdict] = {}
-        self._held: dict[tuple[str, int, str], bool] = {}
-        self._constants: dict[Value, CompiledRule] | None = None
+        self._sorts: dict[_Node, _Sort] | None = None
+        self._parent: dict[_Node, _Node] = {}
         self._reads: dict[str, tuple[int, ...]] | None = None
 
     def interchangeable(self, a: Value, b: Value, seeds: frozenset[Position]) -> bool:
         return self.verdict(a, b, seeds).ok
 
     def verdict(self, a: Value, b: Value, seeds: frozenset[Position]) -> Verdict:
-        """Whether swapping a and b commutes with evaluation, for facts that hold them only at
-        `seeds` (claim relation columns)."""
+        """Whether swapping a and b (in the sorts of `seeds`, claim relation columns) commutes
+        with evaluation, for facts that hold them only at `seeds`."""
         if not isinstance(a, str) or not isinstance(b, str):
             return Verdict(False, ("only symbols are compared",))
         if a == b:
@@ -84,41 +93,69 @@ class Symmetry:
             found = self._memo[key] = self._verdict(key[0], key[1], seeds)
         return found
 
+    def sort_of(self, position: Position) -> frozenset[Position]:
+        """The columns whose values are of one sort with `position`'s."""
+        sorts = self.sorts()
+        found = sorts.get(self._find(("pos", *position)))
+        return frozenset(found.positions) if found is not None else frozenset({position})
+
     # -- the four conditions ----------------------------------------------------------------
 
     def _verdict(self, a: str, b: str, seeds: frozenset[Position]) -> Verdict:
         reasons: list[str] = []
-        for v in (a, b):
-            rule = self.constants().get(v)
-            if rule is not None:
-                reasons.append(f"rule {rule.index} ({rule.head.relation}) names {v!r}")
+        sorts = self.sorts()
+        roots = {self._find(("pos", *seed)) for seed in seeds}
         for rel, col in sorted(seeds):
             if self.cp.kinds.get(rel) not in (RelKind.CLAIM, RelKind.FACTS):
                 reasons.append(f"seed {rel}.{col} is not a claim relation")
-        carried = set(seeds)
-        for rel, cols in self.reads().items():
-            holding = [c for c in cols if self._holds(rel, c, a) or self._holds(rel, c, b)]
-            if holding:
-                reasons.extend(self._stored_problems(rel, cols, holding, a, b))
-                carried.update((rel, c) for c in holding)
-        reasons.extend(self._flow(carried, a, b))
+        members = [sorts[r] for r in roots if r in sorts]
+        for sort in members:
+            reasons.extend(sort.problems)
+            reasons.extend(f"{where} names {v!r}" for v, where in sort.constants.items() if v in (a, b))
+            for pattern, where in sort.patterns.items():
+                if semantics.matches(pattern, a) != semantics.matches(pattern, b):
+                    reasons.append(f"{where}: match({pattern!r}, ...) tells {a!r} from {b!r}")
+        positions = {p for sort in members for p in sort.positions} | set(seeds)
         reasons.extend(
-            f"outcome relation {rel} can carry them (column {col})"
-            for rel, col in sorted(carried)
+            f"outcome relation {rel} is of their sort (column {col})"
+            for rel, col in sorted(positions)
             if rel in self.outputs
         )
+        stored: dict[str, list[int]] = {}
+        for rel, col in sorted(positions):
+            if self.cp.kinds.get(rel) is RelKind.STORED:
+                stored.setdefault(rel, []).append(col)
+        for rel, cols in stored.items():
+            reasons.extend(self._stored_problems(rel, cols, a, b))
         return Verdict(not reasons, tuple(reasons))
 
-    def constants(self) -> dict[Value, CompiledRule]:
-        """Every constant of every rule, with the first rule that names it."""
-        if self._constants is None:
-            found: dict[Value, CompiledRule] = {}
-            for rule in self.cp.rules:
-                for term in _rule_terms(rule):
-                    for c in _consts(term):
-                        found.setdefault(c, rule)
-            self._constants = found
-        return self._constants
+    def _stored_problems(self, rel: str, swapped: list[int], a: str, b: str) -> list[str]:
+        """Condition 3: the rows of `rel` projected onto the columns the rules read that hold a
+        or b in a column of their sort, swapped there, are rows of `rel` too."""
+        cols = self.reads().get(rel, ())
+        swapped = [c for c in swapped if c in cols]
+        store = self.store
+        if store is None or not swapped or not any(store.holds(rel, c, (a, b)) for c in swapped):
+            return []
+        swap = {a: b, b: a}
+        seen: set[tuple[Value, ...]] = set()
+        problems: list[str] = []
+        for col in swapped:
+            for v in (a, b):
+                for row in store.lookup(rel, (col,), (v,)):
+                    proj = tuple(row[c] for c in cols)
+                    if proj in seen:
+                        continue
+                    seen.add(proj)
+                    image = tuple(
+                        swap.get(x, x) if c in swapped and isinstance(x, str) else x
+                        for c, x in zip(cols, proj, strict=True)
+                    )
+                    if image != proj and not store.lookup(rel, cols, image):
+                        problems.append(f"stored {rel} has {_show(cols, proj)} but not {_show(cols, image)}")
+        return problems
+
+    # -- sorts --------------------------------------------------------------------------------
 
     def reads(self) -> dict[str, tuple[int, ...]]:
         """Per stored relation some rule reads, the columns some reading atom needs: a constant,
@@ -140,111 +177,113 @@ class Symmetry:
             self._reads = {rel: tuple(sorted(c)) for rel, c in sorted(cols.items())}
         return self._reads
 
-    def _holds(self, rel: str, col: int, value: str) -> bool:
-        key = (rel, col, value)
-        found = self._held.get(key)
-        if found is None:
-            found = self._held[key] = self.store is not None and self.store.holds(rel, col, (value,))
-        return found
-
-    def _stored_problems(self, rel: str, cols: tuple[int, ...], holding: list[int], a: str, b: str) -> list[str]:
-        """Condition 3: the rows of `rel` (projected onto `cols`) that hold a or b, swapped, are
-        rows of `rel` too."""
-        assert self.store is not None
-        swap = {a: b, b: a}
-        seen: set[tuple[Value, ...]] = set()
-        problems: list[str] = []
-        for col in holding:
-            for v in (a, b):
-                for row in self.store.lookup(rel, (col,), (v,)):
-                    proj = tuple(row[c] for c in cols)
-                    if proj in seen:
-                        continue
-                    seen.add(proj)
-                    image = tuple(swap.get(x, x) if isinstance(x, str) else x for x in proj)
-                    if image != proj and not self.store.lookup(rel, cols, image):
-                        problems.append(f"stored {rel} has {_show(cols, proj)} but not {_show(cols, image)}")
-        return problems
-
-    def _flow(self, carried: set[Position], a: str, b: str) -> list[str]:
-        """Grow `carried` to a fixpoint, then check every built-in a carried variable meets."""
+    def sorts(self) -> dict[_Node, _Sort]:
+        """The sorts of the program (by union-find root), each with the constants, patterns and
+        untrusted built-ins its values meet."""
+        if self._sorts is not None:
+            return self._sorts
         cp = self.cp
-        grew = True
-        while grew:
-            grew = False
-            for rule in cp.rules:
-                names = _carried_vars(rule, carried)
-                for i, t in enumerate(rule.head.args):
-                    if _var_names(t) & names and (rule.head.relation, i) not in carried:
-                        carried.add((rule.head.relation, i))
-                        grew = True
-            for rel, spec in cp.aggregates.items():
-                for i in range(spec.group_arity):
-                    if (spec.body_relation, i) in carried and (rel, i) not in carried:
-                        carried.add((rel, i))
-                        grew = True
-        problems = [
-            f"{spec.func} aggregate {rel} folds a column that can carry them"
-            for rel, spec in cp.aggregates.items()
-            if spec.target_pos is not None and (spec.body_relation, spec.target_pos) in carried
-        ]
         for rule in cp.rules:
-            names = _carried_vars(rule, carried)
-            if not names:
-                continue
+            for atom in (rule.head, *(lit for lit in rule.body if isinstance(lit, IAtom))):
+                for i, t in enumerate(atom.args):
+                    for name in _var_names(t):
+                        self._union(_var(rule, name), ("pos", atom.relation, i))
             for lit in rule.body:
-                problem = _builtin_problem(lit, names, a, b)
-                if problem:
-                    problems.append(f"rule {rule.index} ({rule.head.relation}): {problem}")
-        return problems
+                if isinstance(lit, (ICompare, IMatch)):
+                    names = sorted(_literal_vars(lit))
+                    for x, y in itertools.pairwise(names):
+                        self._union(_var(rule, x), _var(rule, y))
+        for rel, spec in cp.aggregates.items():
+            for i in range(spec.group_arity):
+                self._union(("pos", spec.body_relation, i), ("pos", rel, i))
+            if spec.target_pos is not None:
+                self._union(("pos", spec.body_relation, spec.target_pos), ("pos", rel, spec.group_arity))
+        sorts: dict[_Node, _Sort] = {}
+
+        def sort(node: _Node) -> _Sort:
+            root = self._find(node)
+            found = sorts.get(root)
+            if found is None:
+                found = sorts[root] = _Sort()
+            return found
+
+        for rel, arity in cp.arity.items():
+            for i in range(arity):
+                sort(("pos", rel, i)).positions.add((rel, i))
+        for rel, spec in cp.aggregates.items():
+            if spec.func != "count" and spec.target_pos is not None:
+                sort(("pos", spec.body_relation, spec.target_pos)).problems.append(
+                    f"{spec.func} aggregate {rel} folds their sort"
+                )
+        for rule in cp.rules:
+            where = f"rule {rule.index} ({rule.head.relation})"
+            for atom in (rule.head, *(lit for lit in rule.body if isinstance(lit, IAtom))):
+                for i, t in enumerate(atom.args):
+                    if isinstance(t, IConst):
+                        sort(("pos", atom.relation, i)).constants.setdefault(t.value, where)
+                    elif isinstance(t, IOp):
+                        for name in _var_names(t):
+                            sort(_var(rule, name)).problems.append(f"{where}: arithmetic on their sort")
+            for lit in rule.body:
+                if isinstance(lit, ICompare):
+                    _compare_facts(lit, rule, where, sort)
+                elif isinstance(lit, IMatch):
+                    _match_facts(lit, rule, where, sort)
+        self._sorts = sorts
+        return sorts
+
+    def _find(self, node: _Node) -> _Node:
+        parent = self._parent
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    def _union(self, x: _Node, y: _Node) -> None:
+        rx, ry = self._find(x), self._find(y)
+        if rx != ry:
+            self._parent[rx] = ry
 
 
-def _carried_vars(rule: CompiledRule, carried: set[Position]) -> set[str]:
-    """The variables of `rule` that can be bound to a carried value: at a carried position of a
-    positive atom, or equal (`=`, an assignment) to such a variable."""
-    names = {
-        t.name
-        for lit in rule.body
-        if isinstance(lit, IAtom) and not lit.negated
-        for i, t in enumerate(lit.args)
-        if isinstance(t, IVar) and (lit.relation, i) in carried
-    }
-    grew = bool(names)
-    while grew:
-        grew = False
-        for lit in rule.body:
-            if isinstance(lit, ICompare) and lit.op == "=":
-                for x, y in ((lit.left, lit.right), (lit.right, lit.left)):
-                    if isinstance(x, IVar) and isinstance(y, IVar) and y.name in names and x.name not in names:
-                        names.add(x.name)
-                        grew = True
-    return names
+def _var(rule: CompiledRule, name: str) -> _Node:
+    return ("var", rule.index, name)
 
 
-def _builtin_problem(lit: ILiteral, names: set[str], a: str, b: str) -> str:
-    """Condition 2 for one literal, given the variables that can carry a or b."""
-    if isinstance(lit, IAtom):
-        if any(isinstance(t, IOp) and _var_names(t) & names for t in lit.args):
-            return f"arithmetic on a value that can carry them in {lit.relation}"
-        return ""
+def _compare_facts(lit: ICompare, rule: CompiledRule, where: str, sort: Callable[[_Node], _Sort]) -> None:
+    """What a comparison tells the sorts of its variables: arithmetic and ordering are not
+    trusted; a constant compared with a variable is named in the variable's sort."""
+    for side in (lit.left, lit.right):
+        if isinstance(side, IOp):
+            for name in _var_names(side):
+                sort(_var(rule, name)).problems.append(f"{where}: arithmetic on their sort")
+    names = _var_names(lit.left) | _var_names(lit.right)
+    if lit.op in ORDERING:
+        for name in names:
+            sort(_var(rule, name)).problems.append(f"{where}: ordering comparison {lit.op} on their sort")
+    for const, other in ((lit.left, lit.right), (lit.right, lit.left)):
+        if isinstance(const, IConst):
+            for name in _var_names(other):
+                sort(_var(rule, name)).constants.setdefault(const.value, where)
+
+
+def _match_facts(lit: IMatch, rule: CompiledRule, where: str, sort: Callable[[_Node], _Sort]) -> None:
+    """`match` is trusted only for a constant pattern, asked for both values of a pair."""
+    for name in _var_names(lit.pattern):
+        sort(_var(rule, name)).problems.append(f"{where}: a match pattern of their sort")
+    for name in _var_names(lit.value):
+        if isinstance(lit.pattern, IConst) and isinstance(lit.value, IVar):
+            sort(_var(rule, name)).patterns.setdefault(lit.pattern.value, where)
+        else:
+            sort(_var(rule, name)).problems.append(
+                f"{where}: match of their sort against a pattern that is not a constant"
+            )
+
+
+def _literal_vars(lit: ICompare | IMatch) -> set[str]:
     if isinstance(lit, ICompare):
-        for side in (lit.left, lit.right):
-            if isinstance(side, IOp) and _var_names(side) & names:
-                return f"arithmetic on a value that can carry them ({lit.op})"
-        if lit.op in ORDERING and (_var_names(lit.left) | _var_names(lit.right)) & names:
-            return f"ordering comparison {lit.op} on a value that can carry them"
-        return ""
-    assert isinstance(lit, IMatch)
-    if _var_names(lit.pattern) & names:
-        return "a match pattern that can carry them"
-    if not _var_names(lit.value) & names:
-        return ""
-    if not isinstance(lit.pattern, IConst) or not isinstance(lit.value, IVar):
-        return "match of a value that can carry them against a pattern that is not a constant"
-    pattern = lit.pattern.value
-    if semantics.matches(pattern, a) != semantics.matches(pattern, b):
-        return f"match({pattern!r}, ...) tells {a!r} from {b!r}"
-    return ""
+        return _var_names(lit.left) | _var_names(lit.right)
+    return _var_names(lit.pattern) | _var_names(lit.value)
 
 
 def _rule_terms(rule: CompiledRule) -> Iterator[ITerm]:
@@ -258,14 +297,6 @@ def _rule_terms(rule: CompiledRule) -> Iterator[ITerm]:
         else:
             yield lit.pattern
             yield lit.value
-
-
-def _consts(term: ITerm) -> Iterator[Value]:
-    if isinstance(term, IConst):
-        yield term.value
-    elif isinstance(term, IOp):
-        yield from _consts(term.left)
-        yield from _consts(term.right)
 
 
 def _var_names(term: ITerm) -> set[str]:
