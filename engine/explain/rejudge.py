@@ -11,7 +11,8 @@ that read the outcomes are asked (`Evaluator.needed`).
 
 What candidates share is computed once: the claim's facts, the bases, the relations and rules
 a given set of changed claim relations leaves unaffected, and the judgement of a candidate
-claim reached from several lines or reasons.
+claim reached from several lines or reasons, or differing from a judged one only by a value
+the program cannot tell apart from it (engine/explain/symmetry.py).
 """
 
 from __future__ import annotations
