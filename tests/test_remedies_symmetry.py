@@ -5,8 +5,9 @@ symbols commutes with evaluation; engine/explain/rejudge.py then answers a chang
 judged one that differs only by such a value. Expectations below are read from the KB text and
 tables: kb/codes/modifiers.dl gives XE, XS, XP and XU exactly the same NCCI roles
 (ncci_associated, distinct_service) and no rule names any of them; 59 is named by the rule
-mod.59_with_x (and is also a place-of-service code in tables/pos.csv); 25 has the role
-significant_em and no distinct_service role, and mod.25_not_em names it; 76 is a repeat_modifier.
+mod.59_with_x (it is also a place-of-service code in tables/pos.csv, which does not matter:
+POS codes are of another sort than modifiers); 25 has the role significant_em and no
+distinct_service role, and mod.25_not_em names it; 76 is a repeat_modifier.
 Small programs pin each condition that breaks the symmetry, and every example, policy case and
 120 generated claims get the same remedies with the symmetry on and off.
 """
@@ -115,7 +116,7 @@ def test_store_holds_answers_from_the_rows(kb: PolicyKB) -> None:
     assert store.holds("modifier", 0, ("XS",))  # tables/modifiers.csv lists XS
     assert not store.holds("modifier", 0, ("ZZ",))  # a well-formed modifier it does not list
     assert store.holds("pos", 0, ("59",)) and not store.holds("pos", 0, ("XS",))
-    assert not store.holds("ptp", 0, ("XS",))  # column 1 codes (by the index on it)
+    assert not store.holds("ptp", 0, ("XS",))  # column_1 codes (read by the index on it)
     assert store.holds("ptp", 0, ("27380",)) or store.holds("ptp", 1, ("27380",))  # the knee example's pair
     assert store.holds("modifier_role", 0, ("XU",))  # inline facts
     assert not store.holds("modifier_role", 0, ("76",))
