@@ -4,10 +4,12 @@ engine/explain/symmetry.py proves from the compiled rules and the stored rows th
 symbols commutes with evaluation; engine/explain/rejudge.py then answers a changed claim from a
 judged one that differs only by such a value. Expectations below are read from the KB text and
 tables: kb/codes/modifiers.dl gives XE, XS, XP and XU exactly the same NCCI roles
-(ncci_associated, distinct_service) and no rule names any of them; 59 is named by the rule
-mod.59_with_x (it is also a place-of-service code in tables/pos.csv, which does not matter:
-POS codes are of another sort than modifiers); 25 has the role significant_em and no
-distinct_service role, and mod.25_not_em names it; 76 is a repeat_modifier.
+(ncci_associated, distinct_service) and no rule names any of them; 59 has them too and is
+named only by the warning mod.59_with_x, which overrides no denial (so for the denials a remedy
+search reads, 59 is one of them; for the whole outcome it is not); it is also a place-of-service
+code in tables/pos.csv, which does not matter: POS codes are of another sort than modifiers.
+25 has the role significant_em and no distinct_service role, and mod.25_not_em names it; 76 is
+a repeat_modifier.
 Small programs pin each condition that breaks the symmetry, and every example, policy case and
 120 generated claims get the same remedies with the symmetry on and off.
 """
@@ -68,13 +70,31 @@ def test_x_modifiers_are_interchangeable(kb: PolicyKB, a: str, b: str) -> None:
     assert sym.interchangeable(a, b, frozenset({("history_modifier", 2)}))
 
 
+def _every_outcome(kb: PolicyKB) -> Symmetry:
+    """The symmetry of the whole outcome (warnings too), not only of the denials."""
+    cp = kb.kb.compiled
+    assert cp is not None
+    return Symmetry(cp, kb.kb.store, [(rel, (None,) * cp.arity[rel]) for rel in ("deny", "warn", "overridden")])
+
+
 def test_59_is_a_rule_constant(kb: PolicyKB) -> None:
-    verdict = _symmetry(kb).verdict("59", "XS", ON_LINE)
+    verdict = _every_outcome(kb).verdict("59", "XS", ON_LINE)
     assert not verdict.ok
     assert verdict.reasons and all("names '59'" in r for r in verdict.reasons), verdict.reasons
     # the place-of-service table lists a POS "59", but POS codes are of another sort
     assert kb.kb.store.holds("pos", 0, ("59",))
     assert not any("pos" in r for r in verdict.reasons), verdict.reasons
+
+
+def test_59_denies_as_the_x_modifiers_do(kb: PolicyKB) -> None:
+    """Only the warning mod.59_with_x names 59, and the one rule reading that warning
+    (prec.modifier_once) overrides the warning itself, never a denial: for the denials a remedy
+    search reads, 59 has the roles XS has (ncci_associated, distinct_service)."""
+    sym = _symmetry(kb)
+    assert ("overridden", (None, "mod.59_with_x", None)) not in sym.targets
+    assert ("overridden", (None, "ncci.ptp", None)) in sym.targets
+    assert sym.verdict("59", "XS", ON_LINE).reasons == ()
+    assert not sym.interchangeable("59", "25", ON_LINE)
 
 
 def test_the_modifier_sort(kb: PolicyKB) -> None:
@@ -140,7 +160,7 @@ def _program(extra: str) -> tuple[Symmetry, Evaluator]:
     cp = compile_program(prog)
     store = Store(prog)
     store.add_rows("role", list(ROLES), "test")
-    return Symmetry(cp, store, ("flag",)), Evaluator(cp, store)
+    return Symmetry(cp, store, [("flag", (None, None))]), Evaluator(cp, store)
 
 
 def _flagged(ev: Evaluator, mod: str) -> list[tuple]:
@@ -159,6 +179,7 @@ CASES = [
     ("match that accepts one", 'flag(l, "s") :- line_mod(l, m), match("X[SP]", m).\n', "tells 'XS' from 'XU'"),
     ("ordering comparison on the value", 'flag(l, "low") :- line_mod(l, m), m < "XT".\n', "ordering comparison <"),
     ("a rule constant", 'flag(l, "xs") :- line_mod(l, "XS").\n', "names 'XS'"),
+    ("a rule the outcome does not read", '.decl note(l: number)\nnote(l) :- line_mod(l, "XS").\n', ""),
     (
         "a constant of another sort",
         '.decl tag(l: number, t: symbol)\n.claim tag\nflag(l, "t") :- line_mod(l, _), tag(l, "XS").\n',
@@ -206,6 +227,8 @@ def test_max_over_a_carried_column_is_not_trusted_count_is() -> None:
 seen(l, n) :- line_mod(l, _), n = count : { line_mod(l, m), role(m, _, _) }.
 .decl top(l: number, m: symbol)
 top(l, x) :- line_mod(l, _), x = max m : { line_mod(l, m) }.
+flag(l, "many") :- seen(l, n), n > 1.
+flag(l, "top") :- top(l, _).
 """
     sym, ev = _program(extra)
     ev.close()
@@ -246,17 +269,17 @@ def _modifiers(claim: Claim, line: int) -> tuple[str, ...]:
     return next(ln.modifiers for ln in claim.lines if ln.line == line)
 
 
-def test_duplicate_injection_shares_xs_and_xu(kb: PolicyKB, off: Adjudicator) -> None:
-    """Line 3 repeats the 96372 of line 1: 76, 59, XS and XU are tried on lines 3 and 1. XU is
-    decided as XS is on each line: 2 of the 8 candidate claims are not judged."""
+def test_duplicate_injection_shares_59_xs_and_xu(kb: PolicyKB, off: Adjudicator) -> None:
+    """Line 3 repeats the 96372 of line 1: 76, 59, XS and XU are tried on lines 3 and 1. XS and
+    XU are decided as 59 is on each line: 4 of the 8 candidate claims are not judged."""
     (claim,) = load_claims(DUPLICATE)
     got, made, judged = _searches(kb.adjudicator, claim)
     want, _made, judged_off = _searches(off, claim)
     assert got == want
-    assert len(judged_off) == 8 and len(judged) == 6
-    assert sum(j.judged for j in made) == 6
+    assert len(judged_off) == 8 and len(judged) == 4
+    assert sum(j.judged for j in made) == 4
     added = sorted(_modifiers(c, n)[-1] for c in judged for n in (1, 3) if _modifiers(c, n))
-    assert added == ["59", "59", "76", "76", "XS", "XS"]
+    assert added == ["59", "59", "76", "76"]
     line3 = next(line for line in got["lines"] if line["line"] == 3)
     fixes = {m["change"] for r in line3["reasons"] for m in r.get("remedies") or []}
     assert {"add modifier XS to line 3", "add modifier XU to line 3"} <= fixes
@@ -264,7 +287,7 @@ def test_duplicate_injection_shares_xs_and_xu(kb: PolicyKB, off: Adjudicator) ->
 
 def test_a_claim_already_carrying_xs_shares_nothing_for_xs(kb: PolicyKB, off: Adjudicator) -> None:
     """With XS already on line 2 (the drug line), adding XS elsewhere brings no new value: such a
-    candidate is judged itself, and XU has no judged sibling to share with."""
+    candidate is judged itself. XU is still new, and decided as 59 is."""
     raw = json.loads(DUPLICATE.read_text(encoding="utf-8"))
     raw = copy.deepcopy(raw)
     raw["lines"][1]["modifiers"] = ["XS"]
@@ -272,8 +295,9 @@ def test_a_claim_already_carrying_xs_shares_nothing_for_xs(kb: PolicyKB, off: Ad
     got, _made, judged = _searches(kb.adjudicator, claim)
     want, _made, judged_off = _searches(off, claim)
     assert got == want
-    assert len(judged) == len(judged_off) == 8
-    assert any(_modifiers(c, 3)[-1:] == ("XS",) for c in judged)
+    assert len(judged_off) == 8 and len(judged) == 6
+    added = sorted(_modifiers(c, n)[-1] for c in judged for n in (1, 3) if _modifiers(c, n))
+    assert added == ["59", "59", "76", "76", "XS", "XS"]
 
 
 def _claims() -> Iterator[tuple[str, Claim]]:

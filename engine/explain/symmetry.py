@@ -21,7 +21,12 @@ to a derivation, so evaluating σ(facts) derives σ(model), when
 3. every stored relation with columns of S, projected onto the columns the rules read (a column
    every reading atom leaves to a variable used nowhere else is projected away), is the same set
    of rows after σ (modifier_role: XS has exactly the roles XU has; 25 has others);
-4. no column of the outcome relations (`outputs`) is of S: the decision is fixed by σ.
+4. no column of the outcome relations is of S: the decision is fixed by σ.
+
+Only the rules that can derive a row the decision reads count (`targets`: relations with the
+constants a row must have, e.g. the `overridden` rows of a rule id some `deny` rule names; then,
+as Evaluator.needed does, every rule a counted rule reads by its constants): a warning that
+overrides no denial does not make its modifier different.
 
 A value elsewhere (the place-of-service code "59" in the pos table) is of another sort and
 does not matter. For a claim whose facts hold a only at the seeds and b nowhere, the decision
@@ -41,6 +46,7 @@ from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm,
 from engine.store import Store
 
 Position = tuple[str, int]  # (relation, column)
+Target = tuple[str, tuple[Value | None, ...]]  # a relation and the constants its rows must have (None: any)
 _Node = tuple[object, ...]  # ("pos", relation, column) or ("var", rule index, name)
 
 ORDERING = frozenset({"<", "<=", ">", ">="})
@@ -68,10 +74,14 @@ class _Sort:
 class Symmetry:
     """Interchangeable symbols of one compiled program and store, memoised per pair and seeds."""
 
-    def __init__(self, cp: CompiledProgram, store: Store | None, outputs: Iterable[str]):
+    def __init__(self, cp: CompiledProgram, store: Store | None, targets: Iterable[Target]):
+        """`targets`: the rows the decision is read from (the outcome relations)."""
         self.cp = cp
         self.store = store
-        self.outputs = frozenset(outputs)
+        self.targets = tuple(targets)
+        self.outputs = frozenset(rel for rel, _pattern in self.targets)
+        self._rules: list[CompiledRule] | None = None
+        self._aggregates: list[str] = []
         self._memo: dict[tuple[str, str, frozenset[Position]], Verdict] = {}
         self._sorts: dict[_Node, _Sort] | None = None
         self._parent: dict[_Node, _Node] = {}
@@ -157,13 +167,48 @@ class Symmetry:
 
     # -- sorts --------------------------------------------------------------------------------
 
+    def rules(self) -> list[CompiledRule]:
+        """The rules that can derive a target row or a row some such rule reads by its constants
+        (the closure Evaluator.needed computes, from patterned targets); the aggregates they read
+        are kept in `_aggregates`."""
+        if self._rules is None:
+            cp = self.cp
+            chosen: set[int] = set()
+            aggregates: set[str] = set()
+            seen: set[Target] = set()
+            todo = [(rel, pattern) for rel, pattern in self.targets if rel in cp.arity]
+            while todo:
+                rel, pattern = todo.pop()
+                if (rel, pattern) in seen:
+                    continue
+                seen.add((rel, pattern))
+                spec = cp.aggregates.get(rel)
+                if spec is not None:
+                    aggregates.add(rel)
+                    todo.append((spec.body_relation, (None,) * cp.arity[spec.body_relation]))
+                for rule in cp.rules_for(rel):
+                    if any(
+                        isinstance(t, IConst) and p is not None and t.value != p
+                        for t, p in zip(rule.head.args, pattern, strict=True)
+                    ):
+                        continue
+                    chosen.add(rule.index)
+                    for lit in rule.body:
+                        if isinstance(lit, IAtom):
+                            todo.append(
+                                (lit.relation, tuple(t.value if isinstance(t, IConst) else None for t in lit.args))
+                            )
+            self._aggregates = sorted(aggregates)
+            self._rules = [cp.rules[i] for i in sorted(chosen)]
+        return self._rules
+
     def reads(self) -> dict[str, tuple[int, ...]]:
         """Per stored relation some rule reads, the columns some reading atom needs: a constant,
         or a variable that occurs anywhere else in the rule (a lone variable, `_` included, reads
         nothing of its column)."""
         if self._reads is None:
             cols: dict[str, set[int]] = {}
-            for rule in self.cp.rules:
+            for rule in self.rules():
                 counts: dict[str, int] = {}
                 for term in _rule_terms(rule):
                     for name in _var_names(term):
@@ -183,7 +228,9 @@ class Symmetry:
         if self._sorts is not None:
             return self._sorts
         cp = self.cp
-        for rule in cp.rules:
+        rules = self.rules()
+        aggregates = {rel: cp.aggregates[rel] for rel in self._aggregates}
+        for rule in rules:
             for atom in (rule.head, *(lit for lit in rule.body if isinstance(lit, IAtom))):
                 for i, t in enumerate(atom.args):
                     for name in _var_names(t):
@@ -193,7 +240,7 @@ class Symmetry:
                     names = sorted(_literal_vars(lit))
                     for x, y in itertools.pairwise(names):
                         self._union(_var(rule, x), _var(rule, y))
-        for rel, spec in cp.aggregates.items():
+        for rel, spec in aggregates.items():
             for i in range(spec.group_arity):
                 self._union(("pos", spec.body_relation, i), ("pos", rel, i))
             if spec.target_pos is not None:
@@ -210,12 +257,12 @@ class Symmetry:
         for rel, arity in cp.arity.items():
             for i in range(arity):
                 sort(("pos", rel, i)).positions.add((rel, i))
-        for rel, spec in cp.aggregates.items():
+        for rel, spec in aggregates.items():
             if spec.func != "count" and spec.target_pos is not None:
                 sort(("pos", spec.body_relation, spec.target_pos)).problems.append(
                     f"{spec.func} aggregate {rel} folds their sort"
                 )
-        for rule in cp.rules:
+        for rule in rules:
             where = f"rule {rule.index} ({rule.head.relation})"
             for atom in (rule.head, *(lit for lit in rule.body if isinstance(lit, IAtom))):
                 for i, t in enumerate(atom.args):
