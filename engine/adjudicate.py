@@ -18,6 +18,7 @@ from engine.explain import remedies as remedy_search
 from engine.explain.proof import Prover, WhyNot
 from engine.explain.rejudge import Rejudge
 from engine.explain.result import ClaimResult, LineResult, Reason, assign_roles
+from engine.explain.symmetry import Symmetry, Target
 from engine.ir import CompiledRule, IConst
 from engine.kb import LoadedKB
 from engine.syntax import nodes as A
@@ -32,7 +33,9 @@ class _RuleInfo:
 class Adjudicator:
     """Decisions and explanations for claims against one loaded KB."""
 
-    def __init__(self, kb: LoadedKB, evaluator: Evaluator):
+    def __init__(self, kb: LoadedKB, evaluator: Evaluator, *, symmetry: bool = True):
+        """`symmetry`: judge remedy candidates that differ only by values the program cannot
+        tell apart once (engine/explain/symmetry.py); off, every candidate claim is judged."""
         assert kb.compiled is not None
         self.kb = kb
         self.cp = kb.compiled
@@ -47,6 +50,7 @@ class Adjudicator:
         # the encounter key the rules respect (None: a remedy candidate is judged on the whole claim)
         self.locality = encounter.analyse(self.cp, kb.program)
         self._for_denials = evaluator.needed(("deny", "overridden"))  # what a remedy check reads
+        self.symmetry = Symmetry(self.cp, evaluator.store, self._decision_rows()) if symmetry else None
 
     def evaluate(self, claim: Claim) -> Model:
         return self.evaluator.evaluate(claim_to_facts(claim))
@@ -65,6 +69,21 @@ class Adjudicator:
         """Line -> ids of the rules that deny it and are in force (a whole evaluation; the remedy
         search itself re-evaluates only what a candidate touches, see engine/explain/rejudge.py)."""
         return self._denials_of(self.evaluate(claim))
+
+    def _decision_rows(self) -> list[Target]:
+        """The rows `_denials_of` reads: every `deny` row, and the `overridden` rows of a rule id
+        some `deny` rule can name (an overridden warning changes no denial)."""
+        cp, rows = self.cp, list[Target]()
+        if "deny" in cp.arity:
+            rows.append(("deny", (None,) * cp.arity["deny"]))
+        if "overridden" in cp.arity:
+            heads = [r.head.args[1] for r in cp.rules_for("deny") if len(r.head.args) > 1]
+            if all(isinstance(t, IConst) for t in heads) and cp.arity["overridden"] == 3:
+                ids = sorted({t.value for t in heads if isinstance(t, IConst)}, key=str)
+                rows.extend(("overridden", (None, i, None)) for i in ids)
+            else:
+                rows.append(("overridden", (None,) * cp.arity["overridden"]))
+        return rows
 
     @staticmethod
     def _denials_of(model: Model) -> dict[int, set[str]]:
@@ -146,7 +165,9 @@ class Adjudicator:
     def _rejudge(self, claim: Claim, model: Model, decision: bool) -> Rejudge:
         before = self._denials_of(model)
         whole = model if decision else None
-        return Rejudge(self.evaluator, self.locality, self._for_denials, claim, before, self._denials_of, whole)
+        return Rejudge(
+            self.evaluator, self.locality, self._for_denials, claim, before, self._denials_of, whole, self.symmetry
+        )
 
     def _remedies(self, claim: Claim, ln: int, reason: Reason, judge: Rejudge) -> None:
         reason.remedies = []  # searched: an empty list now means nothing the policy allows pays the line

@@ -283,6 +283,18 @@ class Store:
         out.sort(key=lambda sr: semantics.row_key(sr[1]))
         return tuple(out)
 
+    def holds(self, relation: str, column: int, values: tuple[A.Value, ...]) -> bool:
+        """Whether some row of `relation` has one of `values` at `column` (a table is read with
+        an index on the column where there is one, else scanned)."""
+        mem = self.memory.get(relation)
+        if mem is not None and any(len(row) > column and row[column] in values for row in mem.rows):
+            return True
+        if relation not in self.tables or not values:
+            return False
+        marks = ", ".join("?" * len(values))
+        found = self._connection(relation).execute(f"SELECT 1 FROM t WHERE c{column} IN ({marks}) LIMIT 1", values)
+        return found.fetchone() is not None
+
     def count(self, relation: str) -> int:
         n = len(self.memory[relation].rows) if relation in self.memory else 0
         if relation in self.tables:

@@ -11,7 +11,8 @@ that read the outcomes are asked (`Evaluator.needed`).
 
 What candidates share is computed once: the claim's facts, the bases, the relations and rules
 a given set of changed claim relations leaves unaffected, and the judgement of a candidate
-claim reached from several lines or reasons.
+claim reached from several lines or reasons, or differing from a judged one only by a value
+the program cannot tell apart from it (engine/explain/symmetry.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from engine.claims import Claim, ClaimFacts, claim_to_facts
 from engine.evaluate import Evaluator, Model, Needed, Row
 from engine.explain.encounter import LINE, Locality
+from engine.explain.symmetry import Symmetry
 from engine.ir import IAtom, IConst, Value
 
 Denials = dict[int, set[str]]  # line -> ids of the rules that deny it and are in force
@@ -30,6 +32,9 @@ Encounters = frozenset[tuple[Value, ...]] | None  # None: the whole claim
 
 
 Reuse = tuple[dict[str, list[Row]], dict[int, list[Row]]]  # known rows: per relation, per rule
+
+_HOLE = object()  # where a changed claim's one new value stands in its shape (see Rejudge.denials)
+_Shape = frozenset[tuple[str, frozenset[tuple[object, ...]]]]  # per relation, rows with the hole
 
 
 @dataclass
@@ -57,10 +62,13 @@ class Rejudge:
         before: Denials,
         denials_of: Callable[[Model], Denials],
         decision: Model | None = None,
+        symmetry: Symmetry | None = None,
     ):
         """`decision`: the claim's own evaluation (every relation, whole), when there is one:
         the rows a candidate cannot change are then read from it instead of evaluating the
-        touched encounters again before the change."""
+        touched encounters again before the change. `symmetry`: the program's interchangeable
+        values, so that candidates that differ only by such a value are judged once (see
+        `denials`); None judges each candidate claim."""
         self.evaluator = evaluator
         self.needed = needed
         self.claim = claim
@@ -73,15 +81,63 @@ class Rejudge:
         self.decision = decision
         self._memo: dict[Claim, Denials] = {}
         self._bases: dict[Encounters, _Base] = {}
+        self.symmetry = symmetry
+        self.judged = 0  # candidate claims judged (not answered from a memo)
+        self._values: set[Value] | None = None  # every value of the claim's facts
+        self._shapes: dict[_Shape, list[tuple[Value, Denials]]] = {}
 
     def denials(self, changed: Claim) -> Denials:
         """The denials of `changed`, a copy of the claim with some lines changed. Each changed
         claim is judged once, though several lines and reasons try the same change (both lines
-        of a mutual PTP pair try the same modifiers)."""
+        of a mutual PTP pair try the same modifiers), and so is a changed claim that differs from
+        one judged already only by a value the program cannot tell apart from the one there
+        (engine/explain/symmetry.py: adding XS to a line is decided as adding XU is)."""
         found = self._memo.get(changed)
         if found is None:
-            found = self._memo[changed] = self._judge(changed)
+            shape = self._shape(changed) if self.symmetry is not None else None
+            if shape is not None:
+                found = self._alike(*shape)
+            if found is None:
+                found = self._judge(changed)
+                self.judged += 1
+                if shape is not None:
+                    self._shapes.setdefault(shape[0], []).append((shape[1], found))
+            self._memo[changed] = found
         return found
+
+    def _shape(self, changed: Claim) -> tuple[_Shape, Value] | None:
+        """The rows of the changed claim's facts that differ from the claim's own, with its one new
+        value (a value the claim's own facts hold nowhere) left as a hole, and that value; None
+        unless there is exactly one. The claim's own rows hold neither value of a swap."""
+        own = self.facts
+        if self._values is None:
+            self._values = {v for rows in own.values() for row in rows for v in row}
+        known = self._values
+        facts = claim_to_facts(changed)
+        differ = [rel for rel in set(facts) | set(own) if facts.get(rel) != own.get(rel)]
+        new = {v for rel in differ for row in facts.get(rel, ()) for v in row if v not in known}
+        if len(new) != 1:
+            return None
+        (value,) = new
+        if not isinstance(value, str):
+            return None
+        holed = frozenset(
+            (rel, frozenset(tuple(_HOLE if x == value else x for x in row) for row in facts.get(rel, ())))
+            for rel in differ
+        )
+        return holed, value
+
+    def _alike(self, shape: _Shape, value: Value) -> Denials | None:
+        """The denials of a judged claim of the same shape whose value is interchangeable with
+        `value` where the hole is: swapping the two maps one claim's facts onto the other's (neither
+        value is anywhere else in either; the rows not in the shape are the claim's own), so their
+        decisions agree."""
+        assert self.symmetry is not None
+        seeds = frozenset((rel, i) for rel, rows in shape for row in rows for i, x in enumerate(row) if x is _HOLE)
+        for other, found in self._shapes.get(shape, ()):
+            if self.symmetry.interchangeable(value, other, seeds):
+                return found
+        return None
 
     def _judge(self, changed: Claim) -> Denials:
         facts = claim_to_facts(changed)
