@@ -8,6 +8,7 @@ the GIL) that each build their adjudicator once.
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import json
@@ -259,10 +260,79 @@ def _init_pool_worker(make_worker: WorkerFactory) -> None:
         _pool_worker["error"] = e
 
 
-def _handle_in_pool(items: list[Record]) -> list[_Outcome]:
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """A chunk of JSONL records on its way to a worker: their lines as one bytes object, and
+    their file line numbers (a range unless blank lines fell between them). One object to pickle
+    per chunk instead of one per record."""
+
+    numbers: range | tuple[int, ...]
+    data: bytes
+
+    def records(self) -> list[Record]:
+        lines = self.data.splitlines(keepends=True) if b"\r" not in self.data else _split_lf(self.data)
+        if len(lines) != len(self.numbers):
+            raise AssertionError(f"a chunk of {len(self.numbers)} records came as {len(lines)} lines")
+        return [*map(RawRecord, self.numbers, lines)]
+
+
+def _split_lf(data: bytes) -> list[bytes]:
+    """Lines ended by b"\\n" only, each keeping its end, as a binary file iterates them (splitlines
+    would also end a line at a lone b"\\r", a form feed or a vertical tab)."""
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1]:
+        lines.pop()
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A chunk's outcomes on their way back to the parent: their output lines as one bytes object
+    and their tally, so the parent writes once and adds once per chunk."""
+
+    data: bytes
+    records: int
+    ok: int
+    lines: int
+    denied: int
+    kinds: dict[str, int]
+
+
+def _pack(outcomes: list[_Outcome]) -> _Chunk:
+    kinds: Counter[str] = Counter()
+    ok = lines = denied = 0
+    for o in outcomes:
+        if o.ok:
+            ok += 1
+            lines += o.lines
+            denied += o.denied
+            if o.deny_kinds:
+                kinds.update(o.deny_kinds)
+    return _Chunk(b"".join([o.line for o in outcomes]), len(outcomes), ok, lines, denied, dict(kinds))
+
+
+def _task(items: list[Record]) -> _Lines | list[Record]:
+    """A chunk as it travels to a worker: JSONL lines packed into one _Lines; X12 and FHIR claims
+    (already read, and few) as they are."""
+    raw = [r for r in items if type(r) is RawRecord]
+    if len(raw) < len(items):
+        return items
+    first, last = items[0].number, items[-1].number
+    consecutive = last - first == len(items) - 1  # no blank line between them
+    numbers = range(first, last + 1) if consecutive else tuple(r.number for r in items)
+    return _Lines(numbers, b"".join([r.data for r in raw]))
+
+
+def _handle_task(worker: Worker, task: _Lines | list[Record]) -> _Chunk:
+    items = task.records() if isinstance(task, _Lines) else task
+    return _pack(_handle_chunk(worker, items))
+
+
+def _handle_in_pool(task: _Lines | list[Record]) -> _Chunk:
     if "error" in _pool_worker:
         raise _pool_worker["error"]
-    return _handle_chunk(_pool_worker["worker"], items)
+    return _handle_task(_pool_worker["worker"], task)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,15 +354,15 @@ class _ReadAhead:
         self._slots = threading.Semaphore(size)
         self._closed = False
 
-    def feed(self, chunks: Iterable[list[Record]]) -> Iterator[list[Record]]:
+    def feed(self, chunks: Iterable[_Lines | list[Record]]) -> Iterator[_Lines | list[Record]]:
         for item in chunks:
             self._slots.acquire()
             if self._closed:
                 return
             yield item
 
-    def drain(self, outcomes: Iterable[list[_Outcome]]) -> Iterator[list[_Outcome]]:
-        for chunk in outcomes:
+    def drain(self, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]:
+        for chunk in chunks:
             self._slots.release()
             yield chunk
 
@@ -313,24 +383,20 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _flatten(chunks: Iterable[list[_Outcome]]) -> Iterator[_Outcome]:
-    for outcomes in chunks:
-        yield from outcomes
-
-
 @contextmanager
 def _outcomes(
     records: Iterator[Record], workers: int, make_worker: WorkerFactory, chunk: int
-) -> Iterator[Iterator[_Outcome]]:
+) -> Iterator[Iterator[_Chunk]]:
+    """Each chunk's outcomes, packed, in input order."""
+    tasks = map(_task, _chunks(records, chunk))
     if workers == 1:
         worker = _start(make_worker)
-        yield _flatten(_handle_chunk(worker, items) for items in _chunks(records, chunk))
+        yield (_handle_task(worker, task) for task in tasks)
         return
     read_ahead = _ReadAhead(workers * READ_AHEAD_CHUNKS)  # chunks in flight
     with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker,)) as pool:
         try:
-            tasks = read_ahead.feed(_chunks(records, chunk))
-            yield _flatten(read_ahead.drain(pool.imap(_handle_in_pool, tasks, chunksize=1)))
+            yield read_ahead.drain(pool.imap(_handle_in_pool, read_ahead.feed(tasks), chunksize=1))
         finally:
             read_ahead.close()
         pool.close()
@@ -376,17 +442,22 @@ def _count_records(path: Path, input_format: InputFormat | None) -> int | None:
 @contextmanager
 def _progress(
     in_path: Path, wanted: bool, done: int = 0, input_format: InputFormat | None = None
-) -> Iterator[Callable[[], None]]:
-    """Yield a tick function; a live bar only for a person watching a terminal."""
+) -> Iterator[Callable[[int], None]]:
+    """Yield a tick function (`tick(n)`: n more records written); a live bar only for a person
+    watching a terminal."""
     console = Console(stderr=True)
     if not (wanted and console.is_interactive):
-        yield lambda: None
+        yield _no_tick
         return
     columns = (TextColumn("scrub"), BarColumn(), MofNCompleteColumn(), _RateColumn(), _RemainingColumn())
     # stdout may be the output stream: the bar must not capture it.
     with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as bar:
         task = bar.add_task("claims", total=_count_records(in_path, input_format), completed=done, resumed=done)
-        yield lambda: bar.advance(task)
+        yield functools.partial(bar.advance, task)
+
+
+def _no_tick(advance: float = 1) -> None:
+    pass
 
 
 @dataclass(slots=True)
@@ -403,6 +474,13 @@ class _Tally:
         self.lines += outcome.lines
         self.denied_lines += outcome.denied
         self.kinds.update(outcome.deny_kinds)
+
+    def add_chunk(self, chunk: _Chunk) -> None:
+        self.claims_read += chunk.records
+        self.claims_ok += chunk.ok
+        self.lines += chunk.lines
+        self.denied_lines += chunk.denied
+        self.kinds.update(chunk.kinds)
 
     def summary(self, elapsed_s: float) -> BatchSummary:
         return BatchSummary(
@@ -491,13 +569,13 @@ def run_batch(
     with (
         _input(in_path, out_path, resume, input_format, tally) as (records, done),
         _output(out_path, append=done is not None) as out,
-        _outcomes(records, workers, make_worker, chunk) as outcomes,
+        _outcomes(records, workers, make_worker, chunk) as chunks,
         _progress(in_path, progress, done or 0, input_format) as tick,
     ):
-        for outcome in outcomes:
-            out.write(outcome.line)
-            tally.add(outcome)
-            tick()
+        for packed in chunks:
+            out.write(packed.data)
+            tally.add_chunk(packed)
+            tick(packed.records)
         out.flush()
     return tally.summary(time.perf_counter() - started)
 
