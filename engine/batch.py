@@ -40,6 +40,7 @@ from rich.text import Text
 from engine.claims import Claim, ClaimError, Problem, read_fast
 from engine.formats import ClaimRecord, InputFormat, detect_format
 from engine.formats.reader import RawRecord, parse_declined, read_raw_records
+from engine.transport import Slots
 
 Worker = Callable[[Claim], dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]
 """Adjudicates one claim into a JSON-able result dict. The summary reads only
@@ -249,11 +250,12 @@ def _start(make_worker: WorkerFactory) -> Worker:
 _pool_worker: dict[str, Any] = {}
 
 
-def _init_pool_worker(make_worker: WorkerFactory) -> None:
+def _init_pool_worker(make_worker: WorkerFactory, slots: Slots | None = None) -> None:
     """Keep a start failure for the first task to raise: an initializer that raises makes
     multiprocessing.Pool restart the worker forever instead of failing the run. Ctrl-C is left
     to the parent, which then stops the pool cleanly."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _pool_worker["slots"] = slots
     try:
         _pool_worker["worker"] = _start(make_worker)
     except WorkerStartError as e:
@@ -287,19 +289,35 @@ def _split_lf(data: bytes) -> list[bytes]:
 
 
 @dataclass(frozen=True, slots=True)
+class _SharedLines:
+    """A chunk of JSONL records whose lines wait in shared-memory slot `slot` (`size` bytes),
+    where its worker leaves its output lines too (engine.transport)."""
+
+    numbers: range | tuple[int, ...]
+    slot: int
+    size: int
+
+
+_PoolTask = _Lines | _SharedLines | list[Record]
+
+
+@dataclass(frozen=True, slots=True)
 class _Chunk:
     """A chunk's outcomes on their way back to the parent: their output lines as one bytes object
-    and their tally, so the parent writes once and adds once per chunk."""
+    (or, `slot` >= 0, as the first `size` bytes of that shared-memory slot) and their tally, so
+    the parent writes once and adds once per chunk."""
 
-    data: bytes
+    data: bytes | memoryview
     records: int
     ok: int
     lines: int
     denied: int
     kinds: dict[str, int]
+    slot: int = -1
+    size: int = 0
 
 
-def _pack(outcomes: list[_Outcome]) -> _Chunk:
+def _pack(outcomes: list[_Outcome], slots: Slots | None = None, slot: int = -1) -> _Chunk:
     kinds: Counter[str] = Counter()
     ok = lines = denied = 0
     for o in outcomes:
@@ -309,7 +327,11 @@ def _pack(outcomes: list[_Outcome]) -> _Chunk:
             denied += o.denied
             if o.deny_kinds:
                 kinds.update(o.deny_kinds)
-    return _Chunk(b"".join([o.line for o in outcomes]), len(outcomes), ok, lines, denied, dict(kinds))
+    data = [o.line for o in outcomes]
+    size = slots.put_all(slot, data) if slots is not None else None
+    if size is not None:
+        return _Chunk(b"", len(outcomes), ok, lines, denied, dict(kinds), slot, size)
+    return _Chunk(b"".join(data), len(outcomes), ok, lines, denied, dict(kinds))
 
 
 def _task(items: list[Record]) -> _Lines | list[Record]:
@@ -329,10 +351,33 @@ def _handle_task(worker: Worker, task: _Lines | list[Record]) -> _Chunk:
     return _pack(_handle_chunk(worker, items))
 
 
-def _handle_in_pool(task: _Lines | list[Record]) -> _Chunk:
+def _handle_in_pool(task: _PoolTask) -> _Chunk:
     if "error" in _pool_worker:
         raise _pool_worker["error"]
+    if isinstance(task, _SharedLines):
+        slots: Slots = _pool_worker["slots"]
+        lines = _Lines(task.numbers, slots.take(task.slot, task.size))
+        return _pack(_handle_chunk(_pool_worker["worker"], lines.records()), slots, task.slot)
     return _handle_task(_pool_worker["worker"], task)
+
+
+def _share(slots: Slots | None, tasks: Iterable[_Lines | list[Record]]) -> Iterator[_PoolTask]:
+    """Chunk k's lines into slot k (modulo the slot count) when they fit."""
+    for k, task in enumerate(tasks):
+        if slots is not None and isinstance(task, _Lines) and slots.put(k, task.data):
+            yield _SharedLines(task.numbers, k % slots.count, len(task.data))
+        else:
+            yield task
+
+
+def _received(slots: Slots | None, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]:
+    """Each chunk with its output lines in hand: a view of its slot, valid until the next."""
+    for chunk in chunks:
+        if chunk.slot < 0 or slots is None:
+            yield chunk
+            continue
+        with slots.view(chunk.slot, chunk.size) as view:
+            yield _Chunk(view, chunk.records, chunk.ok, chunk.lines, chunk.denied, chunk.kinds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,9 +407,11 @@ class _ReadAhead:
             yield item
 
     def drain(self, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]:
+        """Frees a chunk's place once the writer is done with it (asks for the next): a chunk's
+        shared-memory slot is not reused before then."""
         for chunk in chunks:
-            self._slots.release()
             yield chunk
+            self._slots.release()
 
     def close(self) -> None:
         """Wake a blocked feeder so the pool's task thread can end (terminate joins it)."""
@@ -393,10 +440,13 @@ def _outcomes(
         worker = _start(make_worker)
         yield (_handle_task(worker, task) for task in tasks)
         return
-    read_ahead = _ReadAhead(workers * READ_AHEAD_CHUNKS)  # chunks in flight
-    with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker,)) as pool:
+    in_flight = workers * READ_AHEAD_CHUNKS
+    read_ahead = _ReadAhead(in_flight)
+    slots = Slots.for_pool(in_flight, chunk)
+    with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker, slots)) as pool:
         try:
-            yield read_ahead.drain(pool.imap(_handle_in_pool, read_ahead.feed(tasks), chunksize=1))
+            fed = _share(slots, read_ahead.feed(tasks))
+            yield _received(slots, read_ahead.drain(pool.imap(_handle_in_pool, fed, chunksize=1)))
         finally:
             read_ahead.close()
         pool.close()
