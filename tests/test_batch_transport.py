@@ -12,6 +12,7 @@ import pytest
 
 from engine import transport
 from engine.batch import _Lines, _split_lf, run_batch
+from engine.formats.reader import RawRecord
 from test_batch import claim_obj, comparable, make_records, make_test_worker, read_output, write_input
 
 
@@ -90,7 +91,10 @@ def test_packed_lines_split_as_a_binary_file_iterates(data: bytes) -> None:
     lines = list(io.BytesIO(data))
     assert _split_lf(data) == lines
     packed = _Lines(range(1, len(lines) + 1), data)
-    assert [r.data for r in packed.records()] == lines
+    records = packed.records()
+    assert all(isinstance(r, RawRecord) for r in records)
+    assert [r.data for r in records if isinstance(r, RawRecord)] == lines
+    assert [r.number for r in records] == list(range(1, len(lines) + 1))
 
 
 def test_a_chunk_that_fits_travels_by_its_slot_and_comes_back_from_it() -> None:
