@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import io
 import itertools
 import json
 import signal
@@ -486,7 +487,7 @@ def _count_records(path: Path, input_format: InputFormat | None) -> int | None:
     with path.open("rb") as src:
         if (input_format or detect_format(src.peek(65536))) != "json":
             return None
-        return sum(1 for raw in src if raw.strip())
+        return sum(1 for raw in src if not raw.isspace())  # as raw.strip(), without the copy
 
 
 @contextmanager
@@ -551,23 +552,47 @@ def _resume(out_path: Path, tally: _Tally) -> int:
     holds and return how many there are (each stands for one input record, in order)."""
     if not out_path.exists():
         return 0
-    data = out_path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep < len(data):
-        with out_path.open("r+b") as fh:
+    with out_path.open("r+b") as fh:
+        keep = _complete_length(fh)
+        if keep < fh.seek(0, io.SEEK_END):
             fh.truncate(keep)
-    lines = data[:keep].splitlines()
-    for line in lines:
-        try:
-            result = json.loads(line)
-        except ValueError as e:
-            raise ValueError(f"{out_path} is not the output of an earlier run: {e}") from None
-        if "error" in result:
-            tally.add(_Outcome(b"", ok=False))
-        else:
-            n, denied, kinds = _line_counts(result)
-            tally.add(_Outcome(b"", True, n, denied, kinds))
-    return len(lines)
+        fh.seek(0)
+        count = 0
+        for line in fh:  # read line by line: the output may be far bigger than memory allows
+            count += 1
+            result = _loads(line, out_path)
+            if "error" in result:
+                tally.add(_Outcome(b"", ok=False))
+            else:
+                n, denied, kinds = _line_counts(result)
+                tally.add(_Outcome(b"", True, n, denied, kinds))
+    return count
+
+
+def _complete_length(fh: IO[bytes], block: int = 1 << 16) -> int:
+    """Bytes up to and including the last b"\\n" of a file (0 when it has none)."""
+    end = fh.seek(0, io.SEEK_END)
+    while end > 0:
+        start = max(0, end - block)
+        fh.seek(start)
+        at = fh.read(end - start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
+
+
+def _loads(line: bytes, out_path: Path) -> Any:
+    """One output record read back; orjson first (several times faster), json for what it refuses
+    (it decides what is not ours, with its message)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(line.rstrip(b"\n"))
+    except ValueError as e:
+        raise ValueError(f"{out_path} is not the output of an earlier run: {e}") from None
 
 
 @contextmanager

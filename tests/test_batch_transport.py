@@ -117,3 +117,11 @@ def test_a_chunk_that_fits_travels_by_its_slot_and_comes_back_from_it() -> None:
     assert next(chunks, None) is None
     with pytest.raises(ValueError, match="released"):
         bytes(received.data)  # the view ends when the writer asks for the next chunk
+
+
+@pytest.mark.parametrize("block", [1, 3, 4, 1 << 16])
+def test_resume_finds_the_last_complete_line_whatever_the_block(block: int) -> None:
+    from engine.batch import _complete_length
+
+    for data, keep in [(b"ab\ncd\nef", 6), (b"ab\ncd\n", 6), (b"abcdef", 0), (b"", 0), (b"\n", 1)]:
+        assert _complete_length(io.BytesIO(data), block) == keep, data
