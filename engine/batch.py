@@ -8,7 +8,9 @@ the GIL) that each build their adjudicator once.
 
 from __future__ import annotations
 
+import functools
 import gc
+import io
 import itertools
 import json
 import signal
@@ -39,6 +41,7 @@ from rich.text import Text
 from engine.claims import Claim, ClaimError, Problem, read_fast
 from engine.formats import ClaimRecord, InputFormat, detect_format
 from engine.formats.reader import RawRecord, parse_declined, read_raw_records
+from engine.transport import Slots
 
 Worker = Callable[[Claim], dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]
 """Adjudicates one claim into a JSON-able result dict. The summary reads only
@@ -248,21 +251,134 @@ def _start(make_worker: WorkerFactory) -> Worker:
 _pool_worker: dict[str, Any] = {}
 
 
-def _init_pool_worker(make_worker: WorkerFactory) -> None:
+def _init_pool_worker(make_worker: WorkerFactory, slots: Slots | None = None) -> None:
     """Keep a start failure for the first task to raise: an initializer that raises makes
     multiprocessing.Pool restart the worker forever instead of failing the run. Ctrl-C is left
     to the parent, which then stops the pool cleanly."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _pool_worker["slots"] = slots
     try:
         _pool_worker["worker"] = _start(make_worker)
     except WorkerStartError as e:
         _pool_worker["error"] = e
 
 
-def _handle_in_pool(items: list[Record]) -> list[_Outcome]:
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """A chunk of JSONL records on its way to a worker: their lines as one bytes object, and
+    their file line numbers (a range unless blank lines fell between them). One object to pickle
+    per chunk instead of one per record."""
+
+    numbers: range | tuple[int, ...]
+    data: bytes
+
+    def records(self) -> list[Record]:
+        lines = self.data.splitlines(keepends=True) if b"\r" not in self.data else _split_lf(self.data)
+        if len(lines) != len(self.numbers):
+            raise AssertionError(f"a chunk of {len(self.numbers)} records came as {len(lines)} lines")
+        return [*map(RawRecord, self.numbers, lines)]
+
+
+def _split_lf(data: bytes) -> list[bytes]:
+    """Lines ended by b"\\n" only, each keeping its end, as a binary file iterates them (splitlines
+    would also end a line at a lone b"\\r", a form feed or a vertical tab)."""
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1]:
+        lines.pop()
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class _SharedLines:
+    """A chunk of JSONL records whose lines wait in shared-memory slot `slot` (`size` bytes),
+    where its worker leaves its output lines too (engine.transport)."""
+
+    numbers: range | tuple[int, ...]
+    slot: int
+    size: int
+
+
+_PoolTask = _Lines | _SharedLines | list[Record]
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A chunk's outcomes on their way back to the parent: their output lines as one bytes object
+    (or, `slot` >= 0, as the first `size` bytes of that shared-memory slot) and their tally, so
+    the parent writes once and adds once per chunk."""
+
+    data: bytes | memoryview
+    records: int
+    ok: int
+    lines: int
+    denied: int
+    kinds: dict[str, int]
+    slot: int = -1
+    size: int = 0
+
+
+def _pack(outcomes: list[_Outcome], slots: Slots | None = None, slot: int = -1) -> _Chunk:
+    kinds: Counter[str] = Counter()
+    ok = lines = denied = 0
+    for o in outcomes:
+        if o.ok:
+            ok += 1
+            lines += o.lines
+            denied += o.denied
+            if o.deny_kinds:
+                kinds.update(o.deny_kinds)
+    data = [o.line for o in outcomes]
+    size = slots.put_all(slot, data) if slots is not None else None
+    if size is not None:
+        return _Chunk(b"", len(outcomes), ok, lines, denied, dict(kinds), slot, size)
+    return _Chunk(b"".join(data), len(outcomes), ok, lines, denied, dict(kinds))
+
+
+def _task(items: list[Record]) -> _Lines | list[Record]:
+    """A chunk as it travels to a worker: JSONL lines packed into one _Lines; X12 and FHIR claims
+    (already read, and few) as they are."""
+    raw = [r for r in items if type(r) is RawRecord]
+    if len(raw) < len(items):
+        return items
+    first, last = items[0].number, items[-1].number
+    consecutive = last - first == len(items) - 1  # no blank line between them
+    numbers = range(first, last + 1) if consecutive else tuple(r.number for r in items)
+    return _Lines(numbers, b"".join([r.data for r in raw]))
+
+
+def _handle_task(worker: Worker, task: _Lines | list[Record]) -> _Chunk:
+    items = task.records() if isinstance(task, _Lines) else task
+    return _pack(_handle_chunk(worker, items))
+
+
+def _handle_in_pool(task: _PoolTask) -> _Chunk:
     if "error" in _pool_worker:
         raise _pool_worker["error"]
-    return _handle_chunk(_pool_worker["worker"], items)
+    if isinstance(task, _SharedLines):
+        slots: Slots = _pool_worker["slots"]
+        lines = _Lines(task.numbers, slots.take(task.slot, task.size))
+        return _pack(_handle_chunk(_pool_worker["worker"], lines.records()), slots, task.slot)
+    return _handle_task(_pool_worker["worker"], task)
+
+
+def _share(slots: Slots | None, tasks: Iterable[_Lines | list[Record]]) -> Iterator[_PoolTask]:
+    """Chunk k's lines into slot k (modulo the slot count) when they fit."""
+    for k, task in enumerate(tasks):
+        if slots is not None and isinstance(task, _Lines) and slots.put(k, task.data):
+            yield _SharedLines(task.numbers, k % slots.count, len(task.data))
+        else:
+            yield task
+
+
+def _received(slots: Slots | None, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]:
+    """Each chunk with its output lines in hand: a view of its slot, valid until the next."""
+    for chunk in chunks:
+        if chunk.slot < 0 or slots is None:
+            yield chunk
+            continue
+        with slots.view(chunk.slot, chunk.size) as view:
+            yield _Chunk(view, chunk.records, chunk.ok, chunk.lines, chunk.denied, chunk.kinds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,17 +400,19 @@ class _ReadAhead:
         self._slots = threading.Semaphore(size)
         self._closed = False
 
-    def feed(self, chunks: Iterable[list[Record]]) -> Iterator[list[Record]]:
+    def feed(self, chunks: Iterable[_Lines | list[Record]]) -> Iterator[_Lines | list[Record]]:
         for item in chunks:
             self._slots.acquire()
             if self._closed:
                 return
             yield item
 
-    def drain(self, outcomes: Iterable[list[_Outcome]]) -> Iterator[list[_Outcome]]:
-        for chunk in outcomes:
-            self._slots.release()
+    def drain(self, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]:
+        """Frees a chunk's place once the writer is done with it (asks for the next): a chunk's
+        shared-memory slot is not reused before then."""
+        for chunk in chunks:
             yield chunk
+            self._slots.release()
 
     def close(self) -> None:
         """Wake a blocked feeder so the pool's task thread can end (terminate joins it)."""
@@ -313,24 +431,23 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _flatten(chunks: Iterable[list[_Outcome]]) -> Iterator[_Outcome]:
-    for outcomes in chunks:
-        yield from outcomes
-
-
 @contextmanager
 def _outcomes(
     records: Iterator[Record], workers: int, make_worker: WorkerFactory, chunk: int
-) -> Iterator[Iterator[_Outcome]]:
+) -> Iterator[Iterator[_Chunk]]:
+    """Each chunk's outcomes, packed, in input order."""
+    tasks = map(_task, _chunks(records, chunk))
     if workers == 1:
         worker = _start(make_worker)
-        yield _flatten(_handle_chunk(worker, items) for items in _chunks(records, chunk))
+        yield (_handle_task(worker, task) for task in tasks)
         return
-    read_ahead = _ReadAhead(workers * READ_AHEAD_CHUNKS)  # chunks in flight
-    with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker,)) as pool:
+    in_flight = workers * READ_AHEAD_CHUNKS
+    read_ahead = _ReadAhead(in_flight)
+    slots = Slots.for_pool(in_flight, chunk)
+    with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker, slots)) as pool:
         try:
-            tasks = read_ahead.feed(_chunks(records, chunk))
-            yield _flatten(read_ahead.drain(pool.imap(_handle_in_pool, tasks, chunksize=1)))
+            fed = _share(slots, read_ahead.feed(tasks))
+            yield _received(slots, read_ahead.drain(pool.imap(_handle_in_pool, fed, chunksize=1)))
         finally:
             read_ahead.close()
         pool.close()
@@ -370,23 +487,28 @@ def _count_records(path: Path, input_format: InputFormat | None) -> int | None:
     with path.open("rb") as src:
         if (input_format or detect_format(src.peek(65536))) != "json":
             return None
-        return sum(1 for raw in src if raw.strip())
+        return sum(1 for raw in src if not raw.isspace())  # as raw.strip(), without the copy
 
 
 @contextmanager
 def _progress(
     in_path: Path, wanted: bool, done: int = 0, input_format: InputFormat | None = None
-) -> Iterator[Callable[[], None]]:
-    """Yield a tick function; a live bar only for a person watching a terminal."""
+) -> Iterator[Callable[[int], None]]:
+    """Yield a tick function (`tick(n)`: n more records written); a live bar only for a person
+    watching a terminal."""
     console = Console(stderr=True)
     if not (wanted and console.is_interactive):
-        yield lambda: None
+        yield _no_tick
         return
     columns = (TextColumn("scrub"), BarColumn(), MofNCompleteColumn(), _RateColumn(), _RemainingColumn())
     # stdout may be the output stream: the bar must not capture it.
     with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as bar:
         task = bar.add_task("claims", total=_count_records(in_path, input_format), completed=done, resumed=done)
-        yield lambda: bar.advance(task)
+        yield functools.partial(bar.advance, task)
+
+
+def _no_tick(advance: float = 1) -> None:
+    pass
 
 
 @dataclass(slots=True)
@@ -403,6 +525,13 @@ class _Tally:
         self.lines += outcome.lines
         self.denied_lines += outcome.denied
         self.kinds.update(outcome.deny_kinds)
+
+    def add_chunk(self, chunk: _Chunk) -> None:
+        self.claims_read += chunk.records
+        self.claims_ok += chunk.ok
+        self.lines += chunk.lines
+        self.denied_lines += chunk.denied
+        self.kinds.update(chunk.kinds)
 
     def summary(self, elapsed_s: float) -> BatchSummary:
         return BatchSummary(
@@ -423,23 +552,47 @@ def _resume(out_path: Path, tally: _Tally) -> int:
     holds and return how many there are (each stands for one input record, in order)."""
     if not out_path.exists():
         return 0
-    data = out_path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep < len(data):
-        with out_path.open("r+b") as fh:
+    with out_path.open("r+b") as fh:
+        keep = _complete_length(fh)
+        if keep < fh.seek(0, io.SEEK_END):
             fh.truncate(keep)
-    lines = data[:keep].splitlines()
-    for line in lines:
-        try:
-            result = json.loads(line)
-        except ValueError as e:
-            raise ValueError(f"{out_path} is not the output of an earlier run: {e}") from None
-        if "error" in result:
-            tally.add(_Outcome(b"", ok=False))
-        else:
-            n, denied, kinds = _line_counts(result)
-            tally.add(_Outcome(b"", True, n, denied, kinds))
-    return len(lines)
+        fh.seek(0)
+        count = 0
+        for line in fh:  # read line by line: the output may be far bigger than memory allows
+            count += 1
+            result = _loads(line, out_path)
+            if "error" in result:
+                tally.add(_Outcome(b"", ok=False))
+            else:
+                n, denied, kinds = _line_counts(result)
+                tally.add(_Outcome(b"", True, n, denied, kinds))
+    return count
+
+
+def _complete_length(fh: IO[bytes], block: int = 1 << 16) -> int:
+    """Bytes up to and including the last b"\\n" of a file (0 when it has none)."""
+    end = fh.seek(0, io.SEEK_END)
+    while end > 0:
+        start = max(0, end - block)
+        fh.seek(start)
+        at = fh.read(end - start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
+
+
+def _loads(line: bytes, out_path: Path) -> Any:
+    """One output record read back; orjson first (several times faster), json for what it refuses
+    (it decides what is not ours, with its message)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(line.rstrip(b"\n"))
+    except ValueError as e:
+        raise ValueError(f"{out_path} is not the output of an earlier run: {e}") from None
 
 
 @contextmanager
@@ -491,13 +644,13 @@ def run_batch(
     with (
         _input(in_path, out_path, resume, input_format, tally) as (records, done),
         _output(out_path, append=done is not None) as out,
-        _outcomes(records, workers, make_worker, chunk) as outcomes,
+        _outcomes(records, workers, make_worker, chunk) as chunks,
         _progress(in_path, progress, done or 0, input_format) as tick,
     ):
-        for outcome in outcomes:
-            out.write(outcome.line)
-            tally.add(outcome)
-            tick()
+        for packed in chunks:
+            out.write(packed.data)
+            tally.add_chunk(packed)
+            tick(packed.records)
         out.flush()
     return tally.summary(time.perf_counter() - started)
 

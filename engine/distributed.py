@@ -399,12 +399,8 @@ def run_distributed(
                 _progress(in_path, progress, done or 0, input_format) as tick,
             ):
 
-                def decided(n: int) -> None:
-                    for _ in range(n):
-                        tick()
-
                 for outcome in _outcomes(
-                    client, records, make_worker, partition, threads, window or WINDOW_PER_THREAD * threads, decided
+                    client, records, make_worker, partition, threads, window or WINDOW_PER_THREAD * threads, tick
                 ):
                     out.write(outcome.line)
                     tally.add(outcome)
