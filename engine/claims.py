@@ -1172,6 +1172,7 @@ def _distinct(rows: list[Row]) -> list[Row]:
 
 # A line's and a history line's row, read in one C call (the relation's column order)
 _LINE_ROW = operator.attrgetter("line", "code", "service_date", "pos", "rendering_npi", "units")
+_LINE_PARTS = operator.attrgetter("line", "modifiers", "diagnoses", "rendering_credential", "drug", "documentation")
 _HISTORY_ROW = operator.attrgetter("claim_id", "line", "code", "service_date", "pos", "rendering_npi", "units")
 
 
@@ -1190,21 +1191,30 @@ def claim_to_facts(claim: Claim) -> ClaimFacts:
     drugs: list[Row] = []
     documented: list[Row] = []
     docs: list[Row] = []
-    for ln in claim.lines:
-        n = ln.line
-        codes = ln.modifiers
-        if codes:
-            modifiers += zip(repeat(n), codes if len(codes) == 1 else sorted(set(codes)))
-        codes = ln.diagnoses
-        if codes:
-            diagnoses += zip(repeat(n), codes if len(codes) == 1 else sorted(set(codes)))
-        if ln.rendering_credential is not None:
-            credentials.append((n, ln.rendering_credential))
-        if ln.drug is not None:
-            drugs.append((n, ln.drug.ndc, ln.drug.name, ln.drug.dose))
-        if ln.documentation is not None:
+    for n, codes, more, credential, drug, doc in map(_LINE_PARTS, claim.lines):
+        if codes:  # one code, the usual case, without a zip
+            if len(codes) == 1:
+                modifiers.append((n, codes[0]))
+            else:
+                modifiers += zip(repeat(n), sorted(set(codes)))
+        if more:
+            if len(more) == 1:
+                diagnoses.append((n, more[0]))
+            elif len(more) == 2:  # two, the other usual case: in order, each once
+                a, b = more
+                if a == b:
+                    diagnoses.append((n, a))
+                else:
+                    diagnoses += ((n, a), (n, b)) if a < b else ((n, b), (n, a))
+            else:
+                diagnoses += zip(repeat(n), sorted(set(more)))
+        if credential is not None:
+            credentials.append((n, credential))
+        if drug is not None:
+            drugs.append((n, drug.ndc, drug.name, drug.dose))
+        if doc is not None:
             documented.append((n,))
-            docs += sorted(_doc_facts(n, ln.documentation))  # one row per element: distinct
+            docs += sorted(_doc_facts(n, doc))  # one row per element: distinct
     if not in_order:
         lines, modifiers, diagnoses, credentials, drugs, documented, docs = map(
             _distinct, (lines, modifiers, diagnoses, credentials, drugs, documented, docs)

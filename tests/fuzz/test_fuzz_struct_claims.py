@@ -315,3 +315,71 @@ def test_the_structs_follow_the_claim_model() -> None:
                 check(struct_in(fields[key].type), spec.fields)
 
     check(struct_in(msgspec.inspect.type_info(_STRUCT_DECODER.type)), CLAIM_FIELDS)
+
+
+# -- claim_to_facts, by its definition -----------------------------------------------------------
+
+
+def _defined_facts(claim: Claim) -> dict[str, list[tuple[Any, ...]]]:
+    """Every relation of kb/claim.dl as the set of rows the claim gives, sorted: what
+    claim_to_facts must give, whatever shortcuts it takes for the usual claim."""
+    from engine.claims import CLAIM_RELATIONS, _doc_facts
+
+    rows: dict[str, set[tuple[Any, ...]]] = {rel: set() for rel in CLAIM_RELATIONS}
+    rows["claim"].add((claim.id, claim.patient.id))
+    for ln in claim.lines:
+        n = ln.line
+        rows["line"].add((n, ln.code, ln.service_date, ln.pos, ln.rendering_npi, ln.units))
+        rows["line_modifier"] |= {(n, m) for m in ln.modifiers}
+        rows["line_diagnosis"] |= {(n, d) for d in ln.diagnoses}
+        if ln.rendering_credential is not None:
+            rows["line_credential"].add((n, ln.rendering_credential))
+        if ln.drug is not None:
+            rows["line_drug"].add((n, ln.drug.ndc, ln.drug.name, ln.drug.dose))
+        if ln.documentation is not None:
+            rows["line_documented"].add((n,))
+            rows["line_doc"] |= set(_doc_facts(n, ln.documentation))
+    for h in claim.history:
+        rows["history"].add((h.claim_id, h.line, h.code, h.service_date, h.pos, h.rendering_npi, h.units))
+        rows["history_modifier"] |= {(h.claim_id, h.line, m) for m in h.modifiers}
+    return {rel: sorted(found) for rel, found in rows.items()}
+
+
+FEW_CODES = st.lists(st.sampled_from(["Z23", "D51.0", "59"]), min_size=1, max_size=3)
+
+
+def _recoded(obj: dict[str, Any], codes: list[list[str]], reverse: bool) -> dict[str, Any]:
+    """obj with its lines' diagnoses and modifiers drawn from a few codes (repeats and reversed
+    pairs included), its lines in reverse order or not."""
+    for i, line in enumerate(obj["lines"]):
+        line["diagnoses"] = codes[i % len(codes)] if codes else []
+        line["modifiers"] = codes[(i + 1) % len(codes)][:4] if codes else []
+    if reverse:
+        obj["lines"].reverse()
+    return obj
+
+
+@BUDGET
+@given(st.builds(_recoded, claims(broken=False), st.lists(FEW_CODES, min_size=1, max_size=4), st.booleans()))
+def test_claim_to_facts_gives_each_relations_rows_once_in_order(obj: dict[str, Any]) -> None:
+    from engine.claims import parse_claim
+
+    claim = parse_claim(obj)
+    facts = claim_to_facts(claim)
+    assert facts == _defined_facts(claim)
+    assert list(facts) == list(_defined_facts(claim))  # CLAIM_RELATIONS order
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_two_codes_of_a_line_give_their_rows_in_order(reverse: bool) -> None:
+    claim = json.loads((ROOT / "examples" / "batch.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    claim["lines"] = [
+        {**claim["lines"][0], "line": n, "diagnoses": d}
+        for n, d in enumerate([["Z23", "D51.0"], ["D51.0", "Z23"], ["Z23", "Z23"]], 1)
+    ]
+    if reverse:
+        claim["lines"].reverse()
+    from engine.claims import parse_claim
+
+    facts = claim_to_facts(parse_claim(claim))
+    assert facts["line_diagnosis"] == [(1, "D51.0"), (1, "Z23"), (2, "D51.0"), (2, "Z23"), (3, "Z23")]
