@@ -879,12 +879,19 @@ def _model_struct(name: str, model: Mapping[str, Field]) -> type[msgspec.Struct]
 _STRUCT_DECODER = msgspec.json.Decoder(_model_struct("_ClaimJson", CLAIM_FIELDS))
 
 
+# Arrays of codes (`modifiers`, `diagnoses`) as given -> as read: a batch repeats a few thousand
+# of them, and a look-up costs a third of reading one again. Bounded as _REAL_DATES is.
+_UPPER_TEXTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def _upper_texts(values: tuple[str, ...]) -> tuple[str, ...]:
     """An array of strings as read_claim reads `modifiers` and `diagnoses`: each trimmed, in upper
-    case and not blank."""
+    case and not blank (_Reject if one is blank)."""
     out = tuple(map(_upper, map(_strip, values)))
     if "" in out:
         raise _Reject
+    if len(_UPPER_TEXTS) < _REAL_DATES_MAX:
+        _UPPER_TEXTS[values] = out
     return out
 
 
@@ -922,11 +929,12 @@ def _struct_documentation(doc: Any) -> Documentation:
 
 def _struct_history(h: Any) -> HistoryLine:
     """A history line: its claim id, and the service fields read as _struct_claim reads a line's."""
-    claim_id, code, pos, npi, day = h.claim_id.strip(), h.code.strip().upper(), h.pos.strip(), h.rendering_npi.strip(), h.service_date
+    claim_id, code, day = h.claim_id.strip(), h.code.strip().upper(), h.service_date
+    pos, npi = h.pos.strip(), h.rendering_npi.strip()
     if not (claim_id and code and pos and npi) or (day not in _REAL_DATES and not _real_date(day)):
         raise _Reject
-    modifiers = h.modifiers
-    return _new_history(claim_id, h.line, day, code, () if modifiers is None else _upper_texts(modifiers), h.units or 1, pos, npi)
+    modifiers = () if h.modifiers is None else _upper_texts(h.modifiers)
+    return _new_history(claim_id, h.line, day, code, modifiers, h.units or 1, pos, npi)
 
 
 def _struct_claim(c: Any) -> Claim:
@@ -940,6 +948,7 @@ def _struct_claim(c: Any) -> Claim:
     birth_date = patient.birth_date
     person = _new_patient(patient_id, None if birth_date is None else _fast_date(birth_date), _struct_text(patient.sex))
     lines = []
+    known = _UPPER_TEXTS
     for ln in c.lines:
         code, pos, npi, day = ln.code.strip().upper(), ln.pos.strip(), ln.rendering_npi.strip(), ln.service_date
         if not (code and pos and npi) or (day not in _REAL_DATES and not _real_date(day)):
@@ -954,17 +963,13 @@ def _struct_claim(c: Any) -> Claim:
         if modifiers is None:
             modifiers = ()
         elif modifiers:
-            modifiers = tuple(map(_upper, map(_strip, modifiers)))
-            if "" in modifiers:
-                raise _Reject
+            modifiers = known.get(modifiers) or _upper_texts(modifiers)
         if credential is not None:
             credential = credential.strip().upper() or None
         if diagnoses is None:
             diagnoses = ()
         elif diagnoses:
-            diagnoses = tuple(map(_upper, map(_strip, diagnoses)))
-            if "" in diagnoses:
-                raise _Reject
+            diagnoses = known.get(diagnoses) or _upper_texts(diagnoses)
         lines.append(
             _new_line(
                 ln.line,
