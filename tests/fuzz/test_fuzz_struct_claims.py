@@ -214,6 +214,20 @@ def test_what_msgspec_refuses_goes_to_the_next_reader(raw: bytes) -> None:
     _agree(raw)
 
 
+@pytest.mark.parametrize("key", ["x", "history", "$schema"])
+def test_deep_nesting_is_refused_without_a_recursion_error(key: str) -> None:
+    """json.loads words it (nested too deeply); msgspec refuses it at the first wrong value."""
+    deep = "[" * 100_000 + "]" * 100_000
+    raw = (
+        '{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 1, "service_date": "2024-01-02",'
+        f' "code": "96372", "pos": "11", "rendering_npi": "1"}}], {json.dumps(key)}: {deep}}}'
+    ).encode()
+    assert _struct_read(raw) is REFUSED
+    assert read_fast(raw) is None
+    with pytest.raises(ClaimError):
+        parse_claim_text(raw.decode())
+
+
 @pytest.mark.parametrize(
     "change",
     [
