@@ -880,7 +880,8 @@ _STRUCT_DECODER = msgspec.json.Decoder(_model_struct("_ClaimJson", CLAIM_FIELDS)
 
 
 # Arrays of codes (`modifiers`, `diagnoses`) as given -> as read: a batch repeats a few thousand
-# of them, and a look-up costs a third of reading one again. Bounded as _REAL_DATES is.
+# of them, and one look-up costs less than trimming and casing each code again (measured: the
+# arrays were a fifth of _struct_claim). Only arrays read without a problem; bounded as _REAL_DATES.
 _UPPER_TEXTS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
