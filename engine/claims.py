@@ -603,8 +603,8 @@ def read_claim(obj: Any, *, source: str | None = None, record: int | None = None
 # checks below do not expect, a value they would reject) returns None and read_claim, the
 # model-driven reader, reads the claim and words its problems. It must never accept what
 # read_claim rejects, nor read a value differently (tests/fuzz/test_fuzz_fast_claims.py).
-# Scrub reads every claim through it, so the common case (every line a dict of well-typed
-# values) is written out with few calls.
+# parse_claim reads every claim through it (and read_fast the lines msgspec refuses), so the
+# common case (every line a dict of well-typed values) is written out with few calls.
 
 _FAST_TOP = frozenset(CLAIM_FIELDS)
 _FAST_PATIENT = frozenset(PATIENT_FIELDS)
@@ -752,7 +752,7 @@ _REQUIRED = operator.itemgetter("line", "service_date", "code", "pos", "renderin
 
 def _fast_line(obj: Any) -> Line:
     """One claim line (and the service fields of a history line, _fast_history), checked with few
-    calls: scrub reads every line through this function."""
+    calls: parse_claim reads every line through this function."""
     if type(obj) is not dict or not _FAST_LINE.issuperset(obj):
         raise _Reject
     number, day, code, pos, npi = _REQUIRED(obj)  # KeyError when one is missing: declined
