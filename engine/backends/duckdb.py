@@ -1022,7 +1022,7 @@ class DuckDBBackend:
         mem = _q(f"m:{rel}")
         con.execute(f"CREATE TEMP TABLE {mem} ({', '.join(cols)})")
         rows = self.store.memory[rel].rows if self.store is not None and rel in self.store.memory else []
-        self._load(mem, rel, [tuple(r) for r in rows], ck=False)
+        self._load(mem, rel, [tuple(r) for r in rows])
         parts = [f"SELECT * FROM {mem}"]
         if file is not None:
             alias = _q(f"f:{rel}")
@@ -1030,7 +1030,7 @@ class DuckDBBackend:
             parts.append(f"SELECT * FROM {alias}.t")
         con.execute(f"CREATE TEMP VIEW {table_name(self.cp, rel)} AS {' UNION ALL '.join(parts)}")
 
-    def _load(self, table: str, rel: str, rows: Sequence[Row], *, ck: bool) -> None:
+    def _load(self, table: str, rel: str, rows: Sequence[Row]) -> None:
         if not rows:
             return
         path = self._tmp / "rows.csv"
@@ -1043,7 +1043,7 @@ class DuckDBBackend:
         ck) when every part is a ClaimFacts relation (rows of one length): _keyed_csv may write them."""
         data = _keyed_csv(parts, keys) if keys is not None else None
         if data is None:
-            self._load(table, rel, [(ck, *r) for ck, rows in parts for r in rows], ck=True)
+            self._load(table, rel, [(ck, *r) for ck, rows in parts for r in rows])
             return
         path = self._tmp / "rows.csv"
         path.write_bytes(data)
