@@ -21,8 +21,9 @@ from dataclasses import dataclass, fields
 from datetime import date
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Literal, TypeGuard, TypeVar
+from typing import Annotated, Any, Literal, TypeGuard, TypeVar
 
+import msgspec
 import orjson
 
 Row = tuple[str | int, ...]
@@ -602,8 +603,8 @@ def read_claim(obj: Any, *, source: str | None = None, record: int | None = None
 # checks below do not expect, a value they would reject) returns None and read_claim, the
 # model-driven reader, reads the claim and words its problems. It must never accept what
 # read_claim rejects, nor read a value differently (tests/fuzz/test_fuzz_fast_claims.py).
-# Scrub reads every claim through it, so the common case (every line a dict of well-typed
-# values) is written out with few calls.
+# parse_claim reads every claim through it (and read_fast the lines msgspec refuses), so the
+# common case (every line a dict of well-typed values) is written out with few calls.
 
 _FAST_TOP = frozenset(CLAIM_FIELDS)
 _FAST_PATIENT = frozenset(PATIENT_FIELDS)
@@ -751,7 +752,7 @@ _REQUIRED = operator.itemgetter("line", "service_date", "code", "pos", "renderin
 
 def _fast_line(obj: Any) -> Line:
     """One claim line (and the service fields of a history line, _fast_history), checked with few
-    calls: scrub reads every line through this function."""
+    calls: parse_claim reads every line through this function."""
     if type(obj) is not dict or not _FAST_LINE.issuperset(obj):
         raise _Reject
     number, day, code, pos, npi = _REQUIRED(obj)  # KeyError when one is missing: declined
@@ -833,14 +834,187 @@ def _fast_claim(obj: Any) -> Claim | None:
     return _new_claim(claim_id, person, lines, history)
 
 
+# ---------------------------------------------------------------------------------------------
+# The fastest path, for a JSONL line: msgspec decodes the text into Structs made from the claim
+# model (_model_struct), and so checks in C what _fast_claim checks in Python: every key known,
+# every value of its kind (null for an optional key), integers within their bounds, arrays within
+# their limits, `lines` not empty. What is left to Python (_struct_claim) is what only Python
+# does the same way as read_claim: trimming, case, the calendar and unique line numbers. A text
+# msgspec refuses goes to orjson and _fast_claim as before, and a claim _struct_claim declines is
+# declined: read_fast must never accept what read_claim rejects, nor read a value differently
+# (tests/fuzz/test_fuzz_struct_claims.py).
+
+
+def _model_type(name: str, spec: Field) -> Any:
+    """The type msgspec decodes one field of the claim model as (an optional one: or None)."""
+    if spec.kind in ("text", "date"):  # trimmed, cased and checked as dates by _struct_claim
+        return str
+    if spec.kind == "integer":
+        return Annotated[int, msgspec.Meta(ge=spec.low or 0, le=spec.high)]
+    if spec.kind == "flag":
+        return bool
+    if spec.kind == "texts":
+        return Annotated[tuple[str, ...], msgspec.Meta(max_length=spec.limit)]
+    assert spec.fields is not None, name
+    struct = _model_struct(name, spec.fields)
+    if spec.kind == "object":
+        return struct
+    return Annotated[list[struct], msgspec.Meta(min_length=1 if spec.required else 0)]  # type: ignore[valid-type]
+
+
+def _model_struct(name: str, model: Mapping[str, Field]) -> type[msgspec.Struct]:
+    """A Struct with one attribute per key of `model` (a key that is no Python name, `$schema`,
+    as `schema_`), refusing any other key; not tracked by the cycle collector (it holds none)."""
+    attrs: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    rename: dict[str, str] = {}
+    for key, spec in model.items():
+        attr = key if key.isidentifier() else key.strip("$") + "_"
+        if attr != key:
+            rename[attr] = key
+        kind = _model_type(f"{name}_{attr}", spec)
+        attrs.append((attr, kind) if spec.required else (attr, kind | None, None))
+    return msgspec.defstruct(name, attrs, kw_only=True, forbid_unknown_fields=True, rename=rename or None, gc=False)
+
+
+_STRUCT_DECODER = msgspec.json.Decoder(_model_struct("_ClaimJson", CLAIM_FIELDS))
+
+
+# Arrays of codes (`modifiers`, `diagnoses`) as given -> as read: a batch repeats a few thousand
+# of them, and one look-up costs less than trimming and casing each code again (measured: the
+# arrays were a fifth of _struct_claim). Only arrays read without a problem; bounded as _REAL_DATES.
+_UPPER_TEXTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _upper_texts(values: tuple[str, ...]) -> tuple[str, ...]:
+    """An array of strings as read_claim reads `modifiers` and `diagnoses`: each trimmed, in upper
+    case and not blank (_Reject if one is blank)."""
+    out = tuple(map(_upper, map(_strip, values)))
+    if "" in out:
+        raise _Reject
+    if len(_UPPER_TEXTS) < _REAL_DATES_MAX:
+        _UPPER_TEXTS[values] = out
+    return out
+
+
+def _struct_text(value: str | None) -> str | None:
+    """An optional text: trimmed, None when blank."""
+    return None if value is None else (value.strip() or None)
+
+
+def _struct_drug(drug: Any) -> Drug:
+    return _new_drug(
+        "" if drug.ndc is None else drug.ndc.strip(),
+        "" if drug.name is None else drug.name.strip(),
+        "" if drug.dose is None else drug.dose.strip(),
+    )
+
+
+def _struct_documentation(doc: Any) -> Documentation:
+    by = doc.administered_by
+    credential = None if by is None else _struct_text(by.credential)
+    supervision = _struct_text(doc.supervision)
+    return _new_documentation(  # Documentation's fields, in order
+        _struct_text(doc.drug_name),
+        _struct_text(doc.dose),
+        _struct_text(doc.route),
+        _struct_text(doc.site),
+        _struct_text(doc.time),
+        None if by is None else _struct_text(by.name),
+        None if credential is None else credential.upper(),
+        doc.diagnosis_linked,
+        doc.consent,
+        None if supervision is None else supervision.lower(),
+        _struct_text(doc.monitoring),
+    )
+
+
+def _struct_history(h: Any) -> HistoryLine:
+    """A history line: its claim id, and the service fields read as _struct_claim reads a line's."""
+    claim_id, code, day = h.claim_id.strip(), h.code.strip().upper(), h.service_date
+    pos, npi = h.pos.strip(), h.rendering_npi.strip()
+    if not (claim_id and code and pos and npi) or (day not in _REAL_DATES and not _real_date(day)):
+        raise _Reject
+    modifiers = () if h.modifiers is None else _upper_texts(h.modifiers)
+    return _new_history(claim_id, h.line, day, code, modifiers, h.units or 1, pos, npi)
+
+
+def _struct_claim(c: Any) -> Claim:
+    """The Claim read_claim gives for a decoded _ClaimJson, when nothing in it is wrong; else
+    _Reject (or ValueError from the calendar). Scrub reads every line through the loop below, so
+    the common case is written out with few calls."""
+    claim_id, patient = c.id.strip(), c.patient
+    patient_id = patient.id.strip()
+    if not (claim_id and patient_id):
+        raise _Reject
+    birth_date = patient.birth_date
+    person = _new_patient(patient_id, None if birth_date is None else _fast_date(birth_date), _struct_text(patient.sex))
+    lines = []
+    known = _UPPER_TEXTS
+    for ln in c.lines:
+        code, pos, npi, day = ln.code.strip().upper(), ln.pos.strip(), ln.rendering_npi.strip(), ln.service_date
+        if not (code and pos and npi) or (day not in _REAL_DATES and not _real_date(day)):
+            raise _Reject
+        modifiers, credential, diagnoses, drug, doc = (
+            ln.modifiers,
+            ln.rendering_credential,
+            ln.diagnoses,
+            ln.drug,
+            ln.documentation,
+        )
+        if modifiers is None:
+            modifiers = ()
+        elif modifiers:
+            modifiers = known.get(modifiers) or _upper_texts(modifiers)
+        if credential is not None:
+            credential = credential.strip().upper() or None
+        if diagnoses is None:
+            diagnoses = ()
+        elif diagnoses:
+            diagnoses = known.get(diagnoses) or _upper_texts(diagnoses)
+        lines.append(
+            _new_line(
+                ln.line,
+                day,
+                code,
+                modifiers,
+                ln.units or 1,
+                pos,
+                npi,
+                credential,
+                diagnoses,
+                None if drug is None else _struct_drug(drug),
+                None if doc is None else _struct_documentation(doc),
+            )
+        )
+    if len({ln.line for ln in lines}) != len(lines):
+        raise _Reject
+    history: tuple[HistoryLine, ...] = ()
+    if c.history:
+        history = tuple([_struct_history(h) for h in c.history])
+        if len({(h.claim_id, h.line) for h in history}) != len(history):
+            raise _Reject
+    return _new_claim(claim_id, person, tuple(lines), history)
+
+
 def read_fast(data: bytes) -> Claim | None:
     """The claim in one JSON text (UTF-8 bytes, e.g. a JSONL line) when it has nothing wrong;
     None otherwise, and then parse_claim_text reads it and words its problems.
 
-    orjson parses the text: what it accepts, json.loads reads to the same value, except an
-    integer beyond 64 bits (a float to orjson), which the fast path declines as it declines every
-    float. What json.loads reads and orjson refuses (a byte order mark, NaN, a lone surrogate,
-    deep nesting) is left to parse_claim_text, so the errors stay json's words."""
+    msgspec decodes the text into the claim model's Structs (_struct_claim reads them); a text it
+    refuses (a float for an integer, an unknown key: most claims with a problem, and some without,
+    e.g. a duplicated key whose first value is wrong) is parsed by orjson for _fast_claim. What
+    either accepts, json.loads reads to the same value: a text they refuse and json.loads reads
+    (a byte order mark, NaN, a lone surrogate, an integer beyond 64 bits, deep nesting) is left
+    to parse_claim_text, so the errors stay json's words."""
+    try:
+        decoded = _STRUCT_DECODER.decode(data)
+    except msgspec.DecodeError:  # ValidationError too
+        pass
+    else:
+        try:
+            return _struct_claim(decoded)
+        except (_Reject, ValueError):
+            return None
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -1004,6 +1178,7 @@ def _distinct(rows: list[Row]) -> list[Row]:
 
 # A line's and a history line's row, read in one C call (the relation's column order)
 _LINE_ROW = operator.attrgetter("line", "code", "service_date", "pos", "rendering_npi", "units")
+_LINE_PARTS = operator.attrgetter("line", "modifiers", "diagnoses", "rendering_credential", "drug", "documentation")
 _HISTORY_ROW = operator.attrgetter("claim_id", "line", "code", "service_date", "pos", "rendering_npi", "units")
 
 
@@ -1022,21 +1197,30 @@ def claim_to_facts(claim: Claim) -> ClaimFacts:
     drugs: list[Row] = []
     documented: list[Row] = []
     docs: list[Row] = []
-    for ln in claim.lines:
-        n = ln.line
-        codes = ln.modifiers
-        if codes:
-            modifiers += zip(repeat(n), codes if len(codes) == 1 else sorted(set(codes)))
-        codes = ln.diagnoses
-        if codes:
-            diagnoses += zip(repeat(n), codes if len(codes) == 1 else sorted(set(codes)))
-        if ln.rendering_credential is not None:
-            credentials.append((n, ln.rendering_credential))
-        if ln.drug is not None:
-            drugs.append((n, ln.drug.ndc, ln.drug.name, ln.drug.dose))
-        if ln.documentation is not None:
+    for n, codes, more, credential, drug, doc in map(_LINE_PARTS, claim.lines):
+        if codes:  # one code, the usual case, without a zip
+            if len(codes) == 1:
+                modifiers.append((n, codes[0]))
+            else:
+                modifiers += zip(repeat(n), sorted(set(codes)))
+        if more:
+            if len(more) == 1:
+                diagnoses.append((n, more[0]))
+            elif len(more) == 2:  # two, the other usual case: in order, each once
+                a, b = more
+                if a == b:
+                    diagnoses.append((n, a))
+                else:
+                    diagnoses += ((n, a), (n, b)) if a < b else ((n, b), (n, a))
+            else:
+                diagnoses += zip(repeat(n), sorted(set(more)))
+        if credential is not None:
+            credentials.append((n, credential))
+        if drug is not None:
+            drugs.append((n, drug.ndc, drug.name, drug.dose))
+        if doc is not None:
             documented.append((n,))
-            docs += sorted(_doc_facts(n, ln.documentation))  # one row per element: distinct
+            docs += sorted(_doc_facts(n, doc))  # one row per element: distinct
     if not in_order:
         lines, modifiers, diagnoses, credentials, drugs, documented, docs = map(
             _distinct, (lines, modifiers, diagnoses, credentials, drugs, documented, docs)

@@ -902,6 +902,15 @@ def _read_csv(path: Path, types: tuple[str, ...], *, ck: bool) -> str:
     return f"read_csv({literal}, header=false, columns={{{spec}}}, delim=',', quote='\"', escape='\"'{keep}, auto_detect=false)"
 
 
+def _copy_csv(table: str, path: Path, types: tuple[str, ...]) -> str:
+    """COPY of a CSV file into `table`, whose columns (ck when it has one, then c0 ...) give the
+    types: the rows INSERT ... SELECT * FROM _read_csv gives, in a seventh less time."""
+    literal = "'" + str(path).replace("'", "''") + "'"
+    symbols = ", ".join(f"c{i}" for i, t in enumerate(types) if _SQL_TYPE[t] == "VARCHAR")
+    keep = f", FORCE_NOT_NULL ({symbols})" if symbols else ""  # symbols are never NULL, as in _read_csv
+    return f"COPY {table} FROM {literal} (HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', AUTO_DETECT false{keep})"
+
+
 def _keyed_csv(parts: list[tuple[int, list[Row]]], keys: Sequence[str]) -> bytes | None:
     """What csv.writer writes for the rows `(ck, *row)` of every part (`keys[ck]` is str(ck)),
     made with one %-format. None when that would differ: a value holding a comma, quote or line
@@ -1013,7 +1022,7 @@ class DuckDBBackend:
         mem = _q(f"m:{rel}")
         con.execute(f"CREATE TEMP TABLE {mem} ({', '.join(cols)})")
         rows = self.store.memory[rel].rows if self.store is not None and rel in self.store.memory else []
-        self._load(mem, rel, [tuple(r) for r in rows], ck=False)
+        self._load(mem, rel, [tuple(r) for r in rows])
         parts = [f"SELECT * FROM {mem}"]
         if file is not None:
             alias = _q(f"f:{rel}")
@@ -1021,24 +1030,24 @@ class DuckDBBackend:
             parts.append(f"SELECT * FROM {alias}.t")
         con.execute(f"CREATE TEMP VIEW {table_name(self.cp, rel)} AS {' UNION ALL '.join(parts)}")
 
-    def _load(self, table: str, rel: str, rows: Sequence[Row], *, ck: bool) -> None:
+    def _load(self, table: str, rel: str, rows: Sequence[Row]) -> None:
         if not rows:
             return
         path = self._tmp / "rows.csv"
         with path.open("w", encoding="utf-8", newline="") as fh:
             csv.writer(fh, lineterminator="\n").writerows(rows)
-        self.con.execute(f"INSERT INTO {table} SELECT * FROM {_read_csv(path, self.types[rel], ck=ck)}")
+        self.con.execute(_copy_csv(table, path, self.types[rel]))
 
     def _load_keyed(self, table: str, rel: str, parts: list[tuple[int, list[Row]]], keys: Sequence[str] | None) -> None:
         """A claim-dependent relation's rows, as each claim's `(ck, rows)`. `keys` (str(ck) for each
         ck) when every part is a ClaimFacts relation (rows of one length): _keyed_csv may write them."""
         data = _keyed_csv(parts, keys) if keys is not None else None
         if data is None:
-            self._load(table, rel, [(ck, *r) for ck, rows in parts for r in rows], ck=True)
+            self._load(table, rel, [(ck, *r) for ck, rows in parts for r in rows])
             return
         path = self._tmp / "rows.csv"
         path.write_bytes(data)
-        self.con.execute(f"INSERT INTO {table} SELECT * FROM {_read_csv(path, self.types[rel], ck=True)}")
+        self.con.execute(_copy_csv(table, path, self.types[rel]))
 
     def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
         """Run a statement that every chunk runs again, parsed once. DuckDB binds and plans a

@@ -5,8 +5,9 @@ falls back to `read_claim` (field by field, every problem worded) when the fast 
 So for any JSON value the two must agree: the same Claim, or the fast path declines and the
 reference's ClaimError stands. Never may the fast path accept what the reference rejects.
 
-Scrub reads a JSONL line with `read_fast` first (orjson, then `_fast_claim`); `parse_claim_text`
-(json.loads, then `parse_claim`) stays the reference for the line's bytes, and words every error.
+Scrub reads a JSONL line with `read_fast` first (msgspec, see test_fuzz_struct_claims.py; a line
+msgspec refuses: orjson, then `_fast_claim`); `parse_claim_text` (json.loads, then `parse_claim`)
+stays the reference for the line's bytes, and words every error.
 """
 
 from __future__ import annotations

@@ -71,3 +71,48 @@ def test_plain_claim_rows_take_the_one_format_path() -> None:
 def test_values_csv_writer_writes_otherwise_are_left_to_it() -> None:
     for value in ("a,b", 'say "hi"', "two\nlines", "cr\r", None, "None", "\ud800"):
         assert _keyed_csv([(0, [(1, value)])], KEYS) is None, value
+
+
+# Claim rows of a symbol and a number as csv.writer writes them: odd text included (quotes,
+# separators, line breaks, carriage returns, blanks, words DuckDB might read as NULL).
+TYPED_ROWS = st.lists(
+    st.tuples(
+        st.one_of(st.text(max_size=6), st.sampled_from(["", ",", '"', "\n", "\r", "a\r\nb", "NULL", "\\N", " "])),
+        st.integers(-(2**63), 2**63 - 1),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@BUDGET
+@given(TYPED_ROWS)
+def test_copy_loads_what_insert_from_read_csv_loads_or_fails_the_same_way(rows: list[tuple[str, int]]) -> None:
+    """The backend COPYs a CSV file into a claim table (_copy_csv) instead of INSERT ... SELECT *
+    FROM read_csv(...) (_read_csv): the same rows, or the same error and message."""
+    import tempfile
+    from pathlib import Path
+
+    import duckdb
+
+    from engine.backends.duckdb import NUM, SYM, _copy_csv, _read_csv
+
+    types = (SYM, NUM)
+    con = duckdb.connect(":memory:")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rows.csv"
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            csv.writer(fh, lineterminator="\n").writerows([(ck, *r) for ck, r in enumerate(rows)])
+        found = []
+        for table, statement in (
+            ("a", f"INSERT INTO a SELECT * FROM {_read_csv(path, types, ck=True)}"),
+            ("b", _copy_csv("b", path, types)),
+        ):
+            con.execute(f"CREATE TABLE {table} (ck BIGINT, c0 VARCHAR, c1 BIGINT)")
+            try:
+                con.execute(statement)
+            except duckdb.Error as e:
+                found.append((type(e), str(e)))
+            else:
+                found.append(con.execute(f"SELECT * FROM {table} ORDER BY ck").fetchall())
+    assert found[0] == found[1]
