@@ -398,7 +398,6 @@ def run_distributed(
                 _output(out_path, append=done is not None) as out,
                 _progress(in_path, progress, done or 0, input_format) as tick,
             ):
-
                 for outcome in _outcomes(
                     client, records, make_worker, partition, threads, window or WINDOW_PER_THREAD * threads, tick
                 ):

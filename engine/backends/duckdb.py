@@ -908,7 +908,9 @@ def _copy_csv(table: str, path: Path, types: tuple[str, ...]) -> str:
     literal = "'" + str(path).replace("'", "''") + "'"
     symbols = ", ".join(f"c{i}" for i, t in enumerate(types) if _SQL_TYPE[t] == "VARCHAR")
     keep = f", FORCE_NOT_NULL ({symbols})" if symbols else ""  # symbols are never NULL, as in _read_csv
-    return f"COPY {table} FROM {literal} (HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', AUTO_DETECT false{keep})"
+    return (
+        f"COPY {table} FROM {literal} (HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', AUTO_DETECT false{keep})"
+    )
 
 
 def _keyed_csv(parts: list[tuple[int, list[Row]]], keys: Sequence[str]) -> bytes | None:
