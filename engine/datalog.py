@@ -262,8 +262,9 @@ class Session:
 
     # -- queries ------------------------------------------------------------------------
 
-    def query(self, engine_name: str, args: Sequence[Value | None]) -> list[tuple]:
-        """Answers to `engine_name(args)`, None meaning a free position; sorted. A query with
+    def query(self, engine_name: str, args: Sequence[Value | None], *, ordered: bool = True) -> list[tuple]:
+        """Answers to `engine_name(args)`, None meaning a free position; sorted (unless not
+        `ordered`: distinct, in no particular order). A query with
         every position free, of a predicate whose rules in force are each one join in Python
         over relations already complete (claim facts, finished strata, stored and static
         lookups), is answered by those joins without the engine: the engine would only copy
@@ -275,7 +276,7 @@ class Session:
                 for rule in rules:
                     if id(rule) not in self._off:
                         found.update(self._direct[id(rule)].rows())
-                return semantics.sort_rows(found) if len(found) > 1 else list(found)
+                return semantics.sort_rows(found) if ordered and len(found) > 1 else list(found)
         self._activate()
         terms = [pyEngine.Var(f"Q{i}") if a is None else pyEngine.Const(a) for i, a in enumerate(args)]
         answers = pyEngine.Literal(engine_name, terms).ask()
@@ -283,7 +284,8 @@ class Session:
             return []
         if not args:
             return [()]
-        return semantics.sort_rows({tuple(ans) for ans in answers})
+        rows = {tuple(ans) for ans in answers}
+        return semantics.sort_rows(rows) if ordered else list(rows)
 
     def close(self) -> None:
         self._resolvers.clear()

@@ -13,6 +13,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine import semantics
 from engine.compiler import CompiledProgram
@@ -148,6 +149,11 @@ class Evaluator:
         self._fact_kinds = frozenset(
             rel for rel, kind in compiled.kinds.items() if kind in (RelKind.CLAIM, RelKind.FACTS)
         )
+        # the claim and facts relations some rule reads: (engine name, relation), see _unordered
+        self._read_facts = sorted(
+            (self._names[rel], rel) for rel in self._fact_kinds if self._names[rel] in self._read
+        )
+        self._plans: dict[tuple[frozenset[str], frozenset[int], Needed | None], _Plan] = {}
 
     def _resolver(self, rel: str):
         store = self.store
@@ -205,15 +211,19 @@ class Evaluator:
         known_rules: Mapping[int, list[Row]] | None = None,
         by_rule: bool = False,
         only: Needed | None = None,
+        ordered: bool = True,
     ) -> Model:
         """`known`: rows of derived relations already computed for the same inputs (see
         `unaffected`), taken as they are instead of asked again; `known_rules` likewise per rule.
         `by_rule`: ask relations of several rules rule by rule, recording each rule's rows in
         `Model.by_rule` (for later `known_rules`). `only`: ask just these rules (see `needed`);
-        the other relations' rows are left incomplete or empty."""
+        the other relations' rows are left incomplete or empty. `ordered=False`: a model read
+        only as sets of rows (a remedy candidate's), see `_unordered`."""
         cp, session = self.cp, self.session
         known = known or {}
         known_rules = known_rules or {}
+        if not ordered and not by_rule and not cp.fact_relations:
+            return self._unordered(facts, known, known_rules, only)
         model = Model()
         try:
             claim_rows: dict[str, set[Row]] = {name: set() for name in self._claim_names}
@@ -256,6 +266,103 @@ class Evaluator:
             self._clear()
             raise
         return model
+
+    def _unordered(
+        self,
+        facts: Mapping[str, Iterable[Row]],
+        known: Mapping[str, list[Row]],
+        known_rules: Mapping[int, list[Row]],
+        only: Needed | None,
+    ) -> Model:
+        """`evaluate` for a model read only as sets: the same rules asked on the same rows, but
+        what each stratum does is decided once per (known relations, known rules, `only`) (see
+        `_Plan`), the rows are not sorted (nor recorded per rule), and `facts` are taken as
+        distinct rows of claim relations (claim_to_facts' rows). A remedy search evaluates
+        dozens of candidates that differ in a line or two; for them this bookkeeping was half
+        the cost of an evaluation."""
+        cp = self.cp
+        key = (frozenset(known), frozenset(known_rules), only)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(*key)
+        model = Model()
+        rels = model.relations
+        try:
+            for rel, rows in facts.items():
+                if cp.kinds.get(rel) not in (RelKind.CLAIM, RelKind.FACTS):
+                    raise EvaluationError(f"cannot assert facts for {rel}: it is not a claim relation")
+                rels[rel] = rows if isinstance(rows, list) else list(rows)
+            for name, rel in self._read_facts:
+                self._sync(name, rels.get(rel, _NO_ROWS))
+            selector = self.selector(model, rels) if plan.select else None
+            query = self.session.query
+            for scc, select, steps, syncs in plan.strata:
+                off = self._select(scc, selector, known, known_rules, only) if select else _NO_OFF  # type: ignore[arg-type]
+                for rel, how, arg, ids in steps:
+                    if how == _EMPTY:
+                        rows = []
+                    elif how == _KNOWN:
+                        rows = known[rel]
+                    elif how == _FOLD:
+                        rows = _fold(arg, rels.get(arg.body_relation, []))
+                    elif self._cannot_fire(rel, model) or all(i in off for i in ids):
+                        rows = []
+                    elif how == _RULES:
+                        found: set[Row] = set()
+                        for index, name, args, needs in arg:
+                            got = known_rules.get(index)
+                            if got is None:
+                                if index in off or any(not rels.get(g) for g in needs):
+                                    continue
+                                got = query(name, args, ordered=False)
+                            found.update(got)
+                        rows = list(found)
+                    else:
+                        rows = query(arg, [None] * cp.arity[rel], ordered=False)
+                    rels[rel] = rows
+                for name, rel in syncs:
+                    self._sync(name, rels[rel])
+        except BaseException:
+            self._clear()
+            raise
+        return model
+
+    def _plan(self, known: frozenset[str], known_rules: frozenset[int], only: Needed | None) -> _Plan:
+        """What `evaluate` does in each stratum, for these known relations and rules and `only`."""
+        cp = self.cp
+        strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...]]], list[tuple[str, str]]]] = []
+        any_select = False
+        for scc in cp.order:
+            asked = not all(rel in known or (only is not None and rel not in only.relations) for rel in scc)
+            # `_select` changes nothing where every rule of the stratum is a join in Python (never withdrawn)
+            select = asked and any(
+                r.index not in self._joined
+                for rel in scc
+                if cp.kinds[rel] is RelKind.DYNAMIC
+                for r in cp.rules_for(rel)
+            )
+            any_select = any_select or select
+            steps: list[tuple[str, int, Any, tuple[int, ...]]] = []
+            for rel in scc:
+                ids = tuple(r.index for r in cp.rules_for(rel))
+                if only is not None and rel not in only.relations:
+                    steps.append((rel, _EMPTY, None, ids))
+                elif rel in known:
+                    steps.append((rel, _KNOWN, None, ids))
+                elif cp.kinds[rel] is RelKind.AGGREGATE:
+                    steps.append((rel, _FOLD, cp.aggregates[rel], ids))
+                elif rel in self._split and (only is not None or any(r.index in known_rules for r in self._split[rel])):
+                    rules = [
+                        (r.index, _rule_name(r), [None] * cp.arity[rel], tuple(self._rule_guards.get(r.index, ())))
+                        for r in self._split[rel]
+                        if only is None or r.index in only.rules
+                    ]
+                    steps.append((rel, _RULES, rules, ids))
+                else:
+                    steps.append((rel, _WHOLE, self._asked[rel], ids))
+            syncs = [(self._names[rel], rel) for rel in scc if self._names[rel] in self._read]
+            strata.append((scc, select, steps, syncs))
+        return _Plan(strata, any_select)
 
     def selector(self, model: Model, asserted: Mapping[str, Iterable[Row]]) -> Selector:
         """Which rules cannot fire, given `model`'s rows so far and the claim and facts rows
@@ -456,6 +563,21 @@ class Evaluator:
         self.session.close()
 
 
+_EMPTY, _KNOWN, _FOLD, _RULES, _WHOLE = range(5)  # what a stratum's step does (see Evaluator._plan)
+_NO_ROWS: tuple[Row, ...] = ()  # one object, so that a table already empty is not set again
+_NO_OFF: frozenset[int] = frozenset()
+
+
+@dataclass
+class _Plan:
+    """Per stratum of `CompiledProgram.order`: its relations, whether `_select` must run, a step
+    per relation (how its rows are had: none, known, folded, asked rule by rule, asked whole)
+    and the tables to set afterwards; `select`: whether any stratum needs a selector."""
+
+    strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...]]], list[tuple[str, str]]]]
+    select: bool
+
+
 def _splittable(cp: CompiledProgram, rel: str) -> bool:
     """Several rules, none reading its own relation's SCC (a recursive relation is asked whole)."""
     rules = cp.rules_for(rel)
@@ -525,7 +647,7 @@ def _check_rows(rel: str, rows: Iterable[Row], arity: int) -> Iterable[Row]:
         yield row
 
 
-def _fold(spec: AggregateSpec, rows: list[Row]) -> list[Row]:
+def _fold(spec: AggregateSpec, rows: Iterable[Row]) -> list[Row]:
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
         groups[row[: spec.group_arity]].append(row)

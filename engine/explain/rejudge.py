@@ -119,7 +119,9 @@ class Rejudge:
                 )
             base.reuse[changed_rels] = reuse
         known, known_rules = reuse
-        found = self.denials_of(self.evaluator.evaluate(facts, known=known, known_rules=known_rules, only=self.needed))
+        found = self.denials_of(
+            self.evaluator.evaluate(facts, known=known, known_rules=known_rules, only=self.needed, ordered=False)
+        )
         if inside is None:
             return found
         out = {n: rules for n, rules in self.before.items() if n not in inside}
