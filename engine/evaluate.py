@@ -121,13 +121,9 @@ class Evaluator:
             if compiled.kinds.get(rel) is RelKind.DYNAMIC and _splittable(compiled, rel):
                 self._split.setdefault(rel, []).append(rule)
                 self.session.add_rule(dataclasses.replace(rule.head, engine_name=_rule_name(rule)), body)
-        self._rule_reads = {
-            rule.index: frozenset(lit.relation for lit in rule.body if isinstance(lit, IAtom))
-            for rule in compiled.rules
-        }
         self._guards = _guards(compiled)
         self._rule_guards = _rule_guards(compiled)
-        self._dependents_memo: dict[frozenset[str], frozenset[str]] = {}
+        self._stale_memo: dict[frozenset[str], tuple[frozenset[int], frozenset[str]]] = {}
         self._needed_memo: dict[tuple[str, ...], Needed] = {}
         self._names = {rel: compiled.engine_name(rel, materialised=True) for rel in compiled.kinds}
         self._asked = {rel: compiled.engine_name(rel, materialised=False) for rel in compiled.kinds}
@@ -153,7 +149,7 @@ class Evaluator:
         self._read_facts = sorted(
             (self._names[rel], rel) for rel in self._fact_kinds if self._names[rel] in self._read
         )
-        self._plans: dict[tuple[frozenset[str], frozenset[int], Needed | None], _Plan] = {}
+        self._plans: dict[tuple[frozenset[str], frozenset[int], Needed | None, bool], _Plan] = {}
 
     def _resolver(self, rel: str):
         store = self.store
@@ -222,8 +218,8 @@ class Evaluator:
         cp, session = self.cp, self.session
         known = known or {}
         known_rules = known_rules or {}
-        if not ordered and not by_rule and not cp.fact_relations:
-            return self._unordered(facts, known, known_rules, only)
+        if not ordered and not cp.fact_relations:
+            return self._unordered(facts, known, known_rules, only, by_rule)
         model = Model()
         try:
             claim_rows: dict[str, set[Row]] = {name: set() for name in self._claim_names}
@@ -273,15 +269,16 @@ class Evaluator:
         known: Mapping[str, list[Row]],
         known_rules: Mapping[int, list[Row]],
         only: Needed | None,
+        by_rule: bool,
     ) -> Model:
         """`evaluate` for a model read only as sets: the same rules asked on the same rows, but
-        what each stratum does is decided once per (known relations, known rules, `only`) (see
-        `_Plan`), the rows are not sorted (nor recorded per rule), and `facts` are taken as
-        distinct rows of claim relations (claim_to_facts' rows). A remedy search evaluates
-        dozens of candidates that differ in a line or two; for them this bookkeeping was half
-        the cost of an evaluation."""
+        what each stratum does is decided once per (known relations, known rules, `only`,
+        `by_rule`) (see `_Plan`), the rows are not sorted, and `facts` are taken as distinct
+        rows of claim relations (claim_to_facts' rows). A remedy search evaluates dozens of
+        candidates that differ in a line or two; for them this bookkeeping was half the cost
+        of an evaluation."""
         cp = self.cp
-        key = (frozenset(known), frozenset(known_rules), only)
+        key = (frozenset(known), frozenset(known_rules), only, by_rule)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(*key)
@@ -313,8 +310,11 @@ class Evaluator:
                             got = known_rules.get(index)
                             if got is None:
                                 if index in off or any(not rels.get(g) for g in needs):
-                                    continue
-                                got = query(name, args, ordered=False)
+                                    got = []
+                                else:
+                                    got = query(name, args, ordered=False)
+                            if by_rule:
+                                model.by_rule[index] = got
                             found.update(got)
                         rows = list(found)
                     else:
@@ -327,8 +327,9 @@ class Evaluator:
             raise
         return model
 
-    def _plan(self, known: frozenset[str], known_rules: frozenset[int], only: Needed | None) -> _Plan:
-        """What `evaluate` does in each stratum, for these known relations and rules and `only`."""
+    def _plan(self, known: frozenset[str], known_rules: frozenset[int], only: Needed | None, by_rule: bool) -> _Plan:
+        """What `evaluate` does in each stratum, for these known relations and rules, `only` and
+        `by_rule`."""
         cp = self.cp
         strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...]]], list[tuple[str, str]]]] = []
         any_select = False
@@ -351,7 +352,9 @@ class Evaluator:
                     steps.append((rel, _KNOWN, None, ids))
                 elif cp.kinds[rel] is RelKind.AGGREGATE:
                     steps.append((rel, _FOLD, cp.aggregates[rel], ids))
-                elif rel in self._split and (only is not None or any(r.index in known_rules for r in self._split[rel])):
+                elif rel in self._split and (
+                    by_rule or only is not None or any(r.index in known_rules for r in self._split[rel])
+                ):
                     rules = [
                         (r.index, _rule_name(r), [None] * cp.arity[rel], tuple(self._rule_guards.get(r.index, ())))
                         for r in self._split[rel]
@@ -487,10 +490,8 @@ class Evaluator:
         changed = frozenset(
             rel for rel in set(before) | set(after) if set(before.get(rel, ())) != set(after.get(rel, ()))
         )
-        stale = self._dependents(changed)
-        return frozenset(
-            rule.index for rules in self._split.values() for rule in rules if not (self._rule_reads[rule.index] & stale)
-        )
+        stale = self._stale(changed)[0]
+        return frozenset(rule.index for rules in self._split.values() for rule in rules if rule.index not in stale)
 
     def _sync(self, name: str, rows: Iterable[Row]) -> None:
         """Make `name`'s rows, as the engine reads them, exactly `rows`. (A stratum is asked
@@ -514,28 +515,49 @@ class Evaluator:
         changed = frozenset(
             rel for rel in set(before) | set(after) if set(before.get(rel, ())) != set(after.get(rel, ()))
         )
-        stale = self._dependents(changed)
+        stale = self._stale(changed)[1]
         return frozenset(rel for scc in self.cp.order for rel in scc if rel not in stale)
 
-    def _dependents(self, changed: frozenset[str]) -> frozenset[str]:
-        found = self._dependents_memo.get(changed)
-        if found is None:
-            cp = self.cp
-            out = set(changed) | {cp.fact_relations.get(rel, rel) for rel in changed}
-            grew = True
-            while grew:
-                grew = False
-                for rule in cp.rules:
-                    if rule.head.relation not in out and any(
-                        isinstance(lit, IAtom) and lit.relation in out for lit in rule.body
-                    ):
-                        out.add(rule.head.relation)
-                        grew = True
-                for rel, spec in cp.aggregates.items():
-                    if rel not in out and spec.body_relation in out:
-                        out.add(rel)
-                        grew = True
-            found = self._dependents_memo[changed] = frozenset(out)
+    def _stale(self, changed: frozenset[str]) -> tuple[frozenset[int], frozenset[str]]:
+        """The rules, and the relations, whose rows can differ when the rows of the claim
+        relations `changed` do. A rule is stale when a body atom (positive or negated) can read
+        a row that differs: one of a changed relation, of a stale aggregate, or one a stale
+        rule's head can make, i.e. whose constants the atom's do not contradict (e.g. an
+        override reading `deny(L, "inj.facility_pos")` is not reached by a change that only
+        stales the rule denying "validity.unknown_modifier"). A relation is stale when a rule
+        of it is, it folds a stale relation, or it is changed."""
+        found = self._stale_memo.get(changed)
+        if found is not None:
+            return found
+        cp = self.cp
+        rels = set(changed) | {cp.fact_relations.get(rel, rel) for rel in changed}
+        wholly = set(rels)  # relations every row of which may differ (changed facts, aggregates)
+        heads: dict[str, list[IAtom]] = {}  # per relation, the heads of its stale rules
+        rules: set[int] = set()
+        grew = True
+        while grew:
+            grew = False
+            for rule in cp.rules:
+                if rule.index in rules:
+                    continue
+                if any(
+                    isinstance(lit, IAtom)
+                    and (
+                        lit.relation in wholly
+                        or any(_may_match(head, lit) for head in heads.get(lit.relation, ()))
+                    )
+                    for lit in rule.body
+                ):
+                    rules.add(rule.index)
+                    heads.setdefault(rule.head.relation, []).append(rule.head)
+                    rels.add(rule.head.relation)
+                    grew = True
+            for rel, spec in cp.aggregates.items():
+                if rel not in wholly and spec.body_relation in rels:
+                    wholly.add(rel)
+                    rels.add(rel)
+                    grew = True
+        found = self._stale_memo[changed] = (frozenset(rules), frozenset(rels))
         return found
 
     def _cannot_fire(self, rel: str, model: Model) -> bool:
@@ -576,6 +598,14 @@ class _Plan:
 
     strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...]]], list[tuple[str, str]]]]
     select: bool
+
+
+def _may_match(head: IAtom, atom: IAtom) -> bool:
+    """Whether a row `head` makes can be one `atom` reads: no position holds two different constants."""
+    return not any(
+        isinstance(h, IConst) and isinstance(a, IConst) and h.value != a.value
+        for h, a in zip(head.args, atom.args, strict=True)
+    )
 
 
 def _splittable(cp: CompiledProgram, rel: str) -> bool:

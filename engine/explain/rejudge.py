@@ -29,6 +29,7 @@ Denials = dict[int, set[str]]  # line -> ids of the rules that deny it and are i
 Encounters = frozenset[tuple[Value, ...]] | None  # None: the whole claim
 
 
+Facts = dict[str, list[Row]]  # a candidate's claim facts: distinct rows, not necessarily sorted
 Reuse = tuple[dict[str, list[Row]], dict[int, list[Row]]]  # known rows: per relation, per rule
 
 
@@ -73,6 +74,15 @@ class Rejudge:
         self.decision = decision
         self._memo: dict[Claim, Denials] = {}
         self._bases: dict[Encounters, _Base] = {}
+        # per line number, its rows of each line relation (for `_patch`); None: lines not told
+        # apart by their numbers, or no encounter key, and every candidate takes `_facts`
+        self._by_line: dict[int, dict[str, list[Row]]] | None = None
+        if self.locality is not None and len({ln.line for ln in claim.lines}) == len(claim.lines):
+            by_line: dict[int, dict[str, list[Row]]] = {ln.line: {} for ln in claim.lines}
+            for rel in self.locality.line_relations:
+                for row in self.facts.get(rel, ()):
+                    by_line[int(row[0])].setdefault(rel, []).append(row)
+            self._by_line = by_line
 
     def denials(self, changed: Claim) -> Denials:
         """The denials of `changed`, a copy of the claim with some lines changed. Each changed
@@ -84,18 +94,15 @@ class Rejudge:
         return found
 
     def _judge(self, changed: Claim) -> Denials:
-        facts = claim_to_facts(changed)
-        touched = self._touched(changed, facts)
-        if touched is None:
-            original, target, inside = self.claim, changed, None
-        else:
-            original = _restrict(self.claim, self.facts, touched, self.locality)  # type: ignore[arg-type]
-            inside = _lines(facts, touched, self.locality)  # type: ignore[arg-type]
-            target = dataclasses.replace(changed, lines=tuple(ln for ln in changed.lines if ln.line in inside))
-            facts = claim_to_facts(target)
+        patched = self._patch(changed)
+        touched, facts, inside = patched if patched is not None else self._facts(changed)
         base = self._bases.get(touched)
         if base is None:
-            base_facts = self.facts if touched is None else claim_to_facts(original)
+            if touched is None:
+                base_facts = self.facts
+            else:
+                original = _restrict(self.claim, self.facts, touched, self.locality)  # type: ignore[arg-type]
+                base_facts = claim_to_facts(original)
             if self.decision is not None:
                 lines = frozenset(int(r[0]) for r in base_facts.get(LINE, ()))
                 base = _Base(base_facts, self.decision, True, lines)
@@ -127,6 +134,64 @@ class Rejudge:
         out = {n: rules for n, rules in self.before.items() if n not in inside}
         out.update(found)
         return out
+
+    def _facts(self, changed: Claim) -> tuple[Encounters, Facts, set[int] | None]:
+        """The encounters a change touches (None: the whole claim), the facts of the changed
+        claim's lines in them, and those lines' numbers (None: every line)."""
+        facts = claim_to_facts(changed)
+        touched = self._touched(changed, facts)
+        if touched is None:
+            return None, facts, None
+        inside = _lines(facts, touched, self.locality)  # type: ignore[arg-type]
+        target = dataclasses.replace(changed, lines=tuple(ln for ln in changed.lines if ln.line in inside))
+        return touched, claim_to_facts(target), inside
+
+    def _patch(self, changed: Claim) -> tuple[Encounters, Facts, set[int]] | None:
+        """`_facts` for a change of some lines in place (the same line numbers in the same
+        places, the rest of the claim as it was), from the facts already made: the changed
+        lines' rows alone are made again, and the touched encounters' rows are the base's
+        with those lines' rows swapped. None when the change is not of that kind."""
+        by_line, loc, claim = self._by_line, self.locality, self.claim
+        if by_line is None or loc is None or len(changed.lines) != len(claim.lines):
+            return None
+        if not loc.same_claim(claim, changed):
+            return None
+        new: dict[int, dict[str, list[Row]]] = {}  # changed line -> its rows of each line relation
+        for before, after in zip(claim.lines, changed.lines, strict=True):
+            if after is before:
+                continue
+            if after.line != before.line:
+                return None
+            if after != before:
+                alone = claim_to_facts(dataclasses.replace(changed, lines=(after,), history=()))
+                rows = {rel: alone[rel] for rel in loc.line_relations if alone.get(rel)}
+                if loc.marked(rows):  # the claim's own rows had none (see __init__): a new row has
+                    return None
+                new[after.line] = rows
+        touched: set[tuple[Value, ...]] = set()
+        for n, rows in new.items():
+            old = by_line[n]
+            if any(set(old.get(rel, ())) != set(rows.get(rel, ())) for rel in old.keys() | rows.keys()):
+                touched.add(loc.encounter(old[LINE][0]))
+                touched.add(loc.encounter(rows[LINE][0]))
+        inside = {
+            n
+            for n, rows in by_line.items()
+            if loc.encounter(new[n][LINE][0] if n in new else rows[LINE][0]) in touched
+        }
+        encounters = frozenset(touched)
+        base = self._bases.get(encounters)
+        # the touched encounters' lines before the change, as `_judge` makes them
+        base_facts = claim_to_facts(_restrict(claim, self.facts, encounters, loc)) if base is None else base.facts
+        swapped = new.keys() & inside
+        facts = dict(base_facts)  # a relation no changed line's rows differ in keeps the base's list
+        for rel in loc.line_relations:
+            if any(set(by_line[n].get(rel, ())) != set(new[n].get(rel, ())) for n in swapped):
+                kept = [r for r in base_facts.get(rel, ()) if r[0] not in swapped]
+                for n in sorted(swapped):
+                    kept += new[n].get(rel, ())
+                facts[rel] = kept  # distinct, though not in claim_to_facts' order
+        return encounters, facts, inside
 
     def _evaluated(self, facts: ClaimFacts) -> _Base:
         """A base evaluated on its own, rule by rule (for known rows per rule)."""
@@ -179,7 +244,7 @@ class Rejudge:
         if ask:
             # such a rule reads only relations the change cannot reach (known) and claim facts
             only = Needed(frozenset(ask), frozenset(known) | {cp.rules[i].head.relation for i in ask})
-            model = self.evaluator.evaluate(base.facts, known=known, by_rule=True, only=only)
+            model = self.evaluator.evaluate(base.facts, known=known, by_rule=True, only=only, ordered=False)
             known_rules.update((i, model.by_rule.get(i, [])) for i in ask)
         return known, known_rules
 
