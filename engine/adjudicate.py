@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.claims import Claim, claim_to_facts, fact_origin
+from engine.compiler import CompiledProgram
 from engine.evaluate import Evaluator, Model
 from engine.explain import because, encounter
 from engine.explain import remedies as remedy_search
 from engine.explain.proof import Prover, WhyNot
 from engine.explain.rejudge import Rejudge
 from engine.explain.result import ClaimResult, LineResult, Reason, assign_roles
-from engine.ir import CompiledRule, IConst
+from engine.ir import CompiledRule, IConst, Value
 from engine.kb import LoadedKB
 from engine.syntax import nodes as A
 
@@ -46,7 +47,7 @@ class Adjudicator:
                 self.rules.setdefault(rule.rule_id, _RuleInfo(rule, [])).compiled.append(crule)
         # the encounter key the rules respect (None: a remedy candidate is judged on the whole claim)
         self.locality = encounter.analyse(self.cp, kb.program)
-        self._for_denials = evaluator.needed(("deny", "overridden"))  # what a remedy check reads
+        self._for_denials = evaluator.needed(_denials_read(self.cp))  # what a remedy check reads
 
     def evaluate(self, claim: Claim) -> Model:
         return self.evaluator.evaluate(claim_to_facts(claim))
@@ -181,6 +182,22 @@ class Adjudicator:
     def why_not(self, claim: Claim, line: int, rule_id: str) -> WhyNot:
         model = self.evaluate(claim)
         return self.prover(claim, model).why_not(rule_id, {0: line})
+
+
+def _denials_read(cp: CompiledProgram) -> tuple[str | tuple[str, tuple[Value | None, ...]], ...]:
+    """What `Adjudicator._denials_of` reads: every `deny` row, and the `overridden` rows that
+    name a rule some `deny` row can name (an override of a warning cancels no denial). When a
+    `deny` rule's head names its rule by a variable, every `overridden` row."""
+    if "overridden" not in cp.arity or "deny" not in cp.arity:
+        return ("deny", "overridden")
+    ids: set[Value] = set()
+    for rule in cp.rules_for("deny"):
+        named = rule.head.args[1] if len(rule.head.args) > 1 else None
+        if not isinstance(named, IConst):
+            return ("deny", "overridden")
+        ids.add(named.value)
+    rest = (None,) * (cp.arity["overridden"] - 2)
+    return ("deny", *(("overridden", (None, rule_id, *rest)) for rule_id in sorted(ids, key=str)))
 
 
 def guidance_anchor(statement_id: str) -> str:

@@ -124,7 +124,7 @@ class Evaluator:
         self._guards = _guards(compiled)
         self._rule_guards = _rule_guards(compiled)
         self._stale_memo: dict[frozenset[str], tuple[frozenset[int], frozenset[str]]] = {}
-        self._needed_memo: dict[tuple[str, ...], Needed] = {}
+        self._needed_memo: dict[tuple[str | tuple[str, tuple[Value | None, ...]], ...], Needed] = {}
         self._names = {rel: compiled.engine_name(rel, materialised=True) for rel in compiled.kinds}
         self._asked = {rel: compiled.engine_name(rel, materialised=False) for rel in compiled.kinds}
         self._claim_names = sorted(
@@ -289,7 +289,7 @@ class Evaluator:
                 if cp.kinds.get(rel) not in (RelKind.CLAIM, RelKind.FACTS):
                     raise EvaluationError(f"cannot assert facts for {rel}: it is not a claim relation")
                 rels[rel] = rows if isinstance(rows, list) else list(rows)
-            for name, rel in self._read_facts:
+            for name, rel in plan.facts:
                 self._sync(name, rels.get(rel, _NO_ROWS))
             selector = self.selector(model, rels) if plan.select else None
             query = self.session.query
@@ -302,7 +302,7 @@ class Evaluator:
                         rows = known[rel]
                     elif how == _FOLD:
                         rows = _fold(arg, rels.get(arg.body_relation, []))
-                    elif self._cannot_fire(rel, model) or all(i in off for i in ids):
+                    elif self._cannot_fire(rel, model) or (off and all(i in off for i in ids)):
                         rows = []
                     elif how == _RULES:
                         found: set[Row] = set()
@@ -333,6 +333,21 @@ class Evaluator:
         cp = self.cp
         strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...]]], list[tuple[str, str]]]] = []
         any_select = False
+        # the tables the rules that may be asked read (None: every table), the only ones set
+        reads: set[str] | None = set()
+        for rel in (rel for scc in cp.order for rel in scc):
+            if rel in known or (only is not None and rel not in only.relations):
+                continue
+            for rule in cp.rules_for(rel):
+                if only is not None and rule.index not in only.rules:
+                    continue
+                for lit in rule.body:
+                    if not isinstance(lit, IAtom) or cp.kinds.get(lit.relation) in (RelKind.STORED, RelKind.STATIC):
+                        continue
+                    if lit.engine_name in self._tables and reads is not None:
+                        reads.add(lit.engine_name)
+                    else:
+                        reads = None  # read through the engine's own rules: set every table
         for scc in cp.order:
             asked = not all(rel in known or (only is not None and rel not in only.relations) for rel in scc)
             # `_select` changes nothing where every rule of the stratum is a join in Python (never withdrawn)
@@ -352,6 +367,8 @@ class Evaluator:
                     steps.append((rel, _KNOWN, None, ids))
                 elif cp.kinds[rel] is RelKind.AGGREGATE:
                     steps.append((rel, _FOLD, cp.aggregates[rel], ids))
+                elif not ids:  # no rule: evaluate finds every one of its (none) off
+                    steps.append((rel, _EMPTY, None, ids))
                 elif rel in self._split and (
                     by_rule or only is not None or any(r.index in known_rules for r in self._split[rel])
                 ):
@@ -363,9 +380,14 @@ class Evaluator:
                     steps.append((rel, _RULES, rules, ids))
                 else:
                     steps.append((rel, _WHOLE, self._asked[rel], ids))
-            syncs = [(self._names[rel], rel) for rel in scc if self._names[rel] in self._read]
+            syncs = [
+                (self._names[rel], rel)
+                for rel in scc
+                if self._names[rel] in self._read and (reads is None or self._names[rel] in reads)
+            ]
             strata.append((scc, select, steps, syncs))
-        return _Plan(strata, any_select)
+        facts = [(name, rel) for name, rel in self._read_facts if reads is None or name in reads]
+        return _Plan(strata, any_select, facts)
 
     def selector(self, model: Model, asserted: Mapping[str, Iterable[Row]]) -> Selector:
         """Which rules cannot fire, given `model`'s rows so far and the claim and facts rows
@@ -444,10 +466,12 @@ class Evaluator:
             rows.update(found)
         return semantics.sort_rows(rows) if len(rows) > 1 else list(rows)
 
-    def needed(self, targets: tuple[str, ...]) -> Needed:
+    def needed(self, targets: tuple[str | tuple[str, tuple[Value | None, ...]], ...]) -> Needed:
         """The rules that can derive a row of `targets` or a row some needed rule reads, with
         the constants it reads it by: a rule whose head constant differs from every needed
-        pattern (e.g. a warning of another rule id than the one an override reads) is not needed."""
+        pattern (e.g. a warning of another rule id than the one an override reads) is not needed.
+        A target is a relation (every row) or (relation, pattern): the rows holding the pattern's
+        values where it has one (None: any value)."""
         found = self._needed_memo.get(targets)
         if found is not None:
             return found
@@ -456,9 +480,9 @@ class Evaluator:
         relations: set[str] = set()
         seen: set[tuple[str, tuple[Value | None, ...]]] = set()
         todo: list[tuple[str, tuple[Value | None, ...]]] = [
-            (rel, (None,) * cp.arity[rel])
+            (rel, (None,) * cp.arity[rel]) if isinstance(rel, str) else rel
             for rel in targets
-            if rel in cp.arity  # a KB may lack one
+            if (rel if isinstance(rel, str) else rel[0]) in cp.arity  # a KB may lack one
         ]
         while todo:
             rel, pattern = todo.pop()
@@ -594,10 +618,13 @@ _NO_OFF: frozenset[int] = frozenset()
 class _Plan:
     """Per stratum of `CompiledProgram.order`: its relations, whether `_select` must run, a step
     per relation (how its rows are had: none, known, folded, asked rule by rule, asked whole)
-    and the tables to set afterwards; `select`: whether any stratum needs a selector."""
+    and the tables to set afterwards; `select`: whether any stratum needs a selector. A table
+    no rule asked in the evaluation reads is not set: it keeps an earlier evaluation's rows,
+    and whichever evaluation reads it next sets it first."""
 
     strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...]]], list[tuple[str, str]]]]
     select: bool
+    facts: list[tuple[str, str]]  # the claim and facts tables to set: (engine name, relation)
 
 
 def _may_match(head: IAtom, atom: IAtom) -> bool:

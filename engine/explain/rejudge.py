@@ -77,12 +77,16 @@ class Rejudge:
         # per line number, its rows of each line relation (for `_patch`); None: lines not told
         # apart by their numbers, or no encounter key, and every candidate takes `_facts`
         self._by_line: dict[int, dict[str, list[Row]]] | None = None
-        if self.locality is not None and len({ln.line for ln in claim.lines}) == len(claim.lines):
+        self._encounter: dict[int, tuple[Value, ...]] = {}  # each line's, before any change
+        self._all_lines = frozenset(int(r[0]) for r in self.facts.get(LINE, ()))
+        if self.locality is not None and len(self._all_lines) == len(claim.lines):
             by_line: dict[int, dict[str, list[Row]]] = {ln.line: {} for ln in claim.lines}
             for rel in self.locality.line_relations:
                 for row in self.facts.get(rel, ()):
                     by_line[int(row[0])].setdefault(rel, []).append(row)
             self._by_line = by_line
+            self._encounter = {n: self.locality.encounter(rows[LINE][0]) for n, rows in by_line.items()}
+        self._base_facts: dict[Encounters, ClaimFacts] = {}  # see `_original`
 
     def denials(self, changed: Claim) -> Denials:
         """The denials of `changed`, a copy of the claim with some lines changed. Each changed
@@ -98,11 +102,7 @@ class Rejudge:
         touched, facts, inside = patched if patched is not None else self._facts(changed)
         base = self._bases.get(touched)
         if base is None:
-            if touched is None:
-                base_facts = self.facts
-            else:
-                original = _restrict(self.claim, self.facts, touched, self.locality)  # type: ignore[arg-type]
-                base_facts = claim_to_facts(original)
+            base_facts = self._original(touched)
             if self.decision is not None:
                 lines = frozenset(int(r[0]) for r in base_facts.get(LINE, ()))
                 base = _Base(base_facts, self.decision, True, lines)
@@ -135,6 +135,16 @@ class Rejudge:
         out.update(found)
         return out
 
+    def _original(self, touched: Encounters) -> ClaimFacts:
+        """The facts of the claim's lines in the touched encounters (all of it for None)."""
+        if touched is None:
+            return self.facts
+        found = self._base_facts.get(touched)
+        if found is None:
+            original = _restrict(self.claim, self.facts, touched, self.locality)  # type: ignore[arg-type]
+            found = self._base_facts[touched] = claim_to_facts(original)
+        return found
+
     def _facts(self, changed: Claim) -> tuple[Encounters, Facts, set[int] | None]:
         """The encounters a change touches (None: the whole claim), the facts of the changed
         claim's lines in them, and those lines' numbers (None: every line)."""
@@ -154,8 +164,12 @@ class Rejudge:
         by_line, loc, claim = self._by_line, self.locality, self.claim
         if by_line is None or loc is None or len(changed.lines) != len(claim.lines):
             return None
-        if not loc.same_claim(claim, changed):
-            return None
+        if not (
+            changed.id == claim.id
+            and (changed.patient is claim.patient or changed.patient == claim.patient)
+            and (changed.history is claim.history or changed.history == claim.history)
+        ):
+            return None  # not Locality.same_claim
         new: dict[int, dict[str, list[Row]]] = {}  # changed line -> its rows of each line relation
         for before, after in zip(claim.lines, changed.lines, strict=True):
             if after is before:
@@ -174,15 +188,12 @@ class Rejudge:
             if any(set(old.get(rel, ())) != set(rows.get(rel, ())) for rel in old.keys() | rows.keys()):
                 touched.add(loc.encounter(old[LINE][0]))
                 touched.add(loc.encounter(rows[LINE][0]))
-        inside = {
-            n
-            for n, rows in by_line.items()
-            if loc.encounter(new[n][LINE][0] if n in new else rows[LINE][0]) in touched
-        }
+        where = dict(self._encounter)  # each line's encounter after the change
+        for n, rows in new.items():
+            where[n] = loc.encounter(rows[LINE][0])
+        inside = {n for n, e in where.items() if e in touched}
         encounters = frozenset(touched)
-        base = self._bases.get(encounters)
-        # the touched encounters' lines before the change, as `_judge` makes them
-        base_facts = claim_to_facts(_restrict(claim, self.facts, encounters, loc)) if base is None else base.facts
+        base_facts = self._original(encounters)
         swapped = new.keys() & inside
         facts = dict(base_facts)  # a relation no changed line's rows differ in keeps the base's list
         for rel in loc.line_relations:
@@ -213,7 +224,10 @@ class Rejudge:
             if rel not in rows_of:
                 whole = decision.rows(rel)
                 loc = self.locality
-                rows_of[rel] = whole if touched is None or loc is None else loc.within(rel, whole, base.lines, touched)
+                if touched is None or loc is None or base.lines == self._all_lines:
+                    rows_of[rel] = whole  # the touched encounters are the whole claim
+                else:
+                    rows_of[rel] = loc.within(rel, whole, base.lines, touched)
             return rows_of[rel]
 
         known: dict[str, list[Row]] = {}
