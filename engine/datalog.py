@@ -287,6 +287,34 @@ class Session:
         rows = {tuple(ans) for ans in answers}
         return semantics.sort_rows(rows) if ordered else list(rows)
 
+    def answerer(self, engine_name: str, arity: int) -> Callable[[], list[tuple]]:
+        """`query(engine_name, [None] * arity, ordered=False)` as a function made once: for a
+        predicate whose rules are each one join in Python it calls the joins of the rules in
+        force directly (no checks per call); any other predicate is queried."""
+
+        def ask() -> list[tuple]:
+            return self.query(engine_name, [None] * arity, ordered=False)
+
+        rules = self._rules.get(engine_name)
+        if not self.joins or not rules or not all(id(r) in self._direct for r in rules):
+            return ask
+        directs = [(id(r), self._direct[id(r)]) for r in rules]
+        off, facts, count = self._off, self._facts, len(rules)
+
+        def answer() -> list[tuple]:
+            if engine_name in facts or len(rules) != count:
+                return ask()  # facts asserted, or rules added, since: as `query` does
+            if count == 1:
+                key, direct = directs[0]
+                return [] if key in off else list(set(direct.rows()))
+            found: set[tuple] = set()
+            for key, direct in directs:
+                if key not in off:
+                    found.update(direct.rows())
+            return list(found)
+
+        return answer
+
     def close(self) -> None:
         self._resolvers.clear()
 

@@ -277,51 +277,55 @@ class Evaluator:
         rows of claim relations (claim_to_facts' rows). A remedy search evaluates dozens of
         candidates that differ in a line or two; for them this bookkeeping was half the cost
         of an evaluation."""
-        cp = self.cp
         key = (frozenset(known), frozenset(known_rules), only, by_rule)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(*key)
         model = Model()
         rels = model.relations
+        held, tables, fact_kinds = self._held, self._tables, self._fact_kinds
         try:
             for rel, rows in facts.items():
-                if cp.kinds.get(rel) not in (RelKind.CLAIM, RelKind.FACTS):
+                if rel not in fact_kinds:
                     raise EvaluationError(f"cannot assert facts for {rel}: it is not a claim relation")
                 rels[rel] = rows if isinstance(rows, list) else list(rows)
+            for rel in plan.empty:
+                rels[rel] = []
             for name, rel in plan.facts:
-                self._sync(name, rels.get(rel, _NO_ROWS))
+                rows = rels.get(rel, _NO_ROWS)
+                if held.get(name) is not rows:
+                    held[name] = rows
+                    tables[name].set(rows)
             selector = self.selector(model, rels) if plan.select else None
-            query = self.session.query
             for scc, select, steps, syncs in plan.strata:
                 off = self._select(scc, selector, known, known_rules, only) if select else _NO_OFF  # type: ignore[arg-type]
-                for rel, how, arg, ids in steps:
-                    if how == _EMPTY:
-                        rows = []
-                    elif how == _KNOWN:
+                for rel, how, arg, ids, guards in steps:
+                    if how == _KNOWN:
                         rows = known[rel]
                     elif how == _FOLD:
                         rows = _fold(arg, rels.get(arg.body_relation, []))
-                    elif self._cannot_fire(rel, model) or (off and all(i in off for i in ids)):
-                        rows = []
+                    elif (guards is not None and all(any(not rels.get(g) for g in rule) for rule in guards)) or (
+                        off and all(i in off for i in ids)
+                    ):
+                        rows = []  # see _cannot_fire
                     elif how == _RULES:
                         found: set[Row] = set()
-                        for index, name, args, needs in arg:
+                        for index, answer, needs in arg:
                             got = known_rules.get(index)
                             if got is None:
-                                if index in off or any(not rels.get(g) for g in needs):
-                                    got = []
-                                else:
-                                    got = query(name, args, ordered=False)
+                                got = [] if index in off or any(not rels.get(g) for g in needs) else answer()
                             if by_rule:
                                 model.by_rule[index] = got
                             found.update(got)
                         rows = list(found)
                     else:
-                        rows = query(arg, [None] * cp.arity[rel], ordered=False)
+                        rows = arg()
                     rels[rel] = rows
                 for name, rel in syncs:
-                    self._sync(name, rels[rel])
+                    rows = rels[rel]
+                    if held.get(name) is not rows:  # see _sync
+                        held[name] = rows
+                        tables[name].set(rows)
         except BaseException:
             self._clear()
             raise
@@ -331,7 +335,8 @@ class Evaluator:
         """What `evaluate` does in each stratum, for these known relations and rules, `only` and
         `by_rule`."""
         cp = self.cp
-        strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...]]], list[tuple[str, str]]]] = []
+        strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...], Any]], list[tuple[str, str]]]] = []
+        empty: list[str] = []
         any_select = False
         # the tables the rules that may be asked read (None: every table), the only ones set
         reads: set[str] | None = set()
@@ -358,28 +363,33 @@ class Evaluator:
                 for r in cp.rules_for(rel)
             )
             any_select = any_select or select
-            steps: list[tuple[str, int, Any, tuple[int, ...]]] = []
+            steps: list[tuple[str, int, Any, tuple[int, ...], Any]] = []
             for rel in scc:
                 ids = tuple(r.index for r in cp.rules_for(rel))
-                if only is not None and rel not in only.relations:
-                    steps.append((rel, _EMPTY, None, ids))
+                guards = self._guards.get(rel)
+                if (only is not None and rel not in only.relations) or (
+                    rel not in known and cp.kinds[rel] is not RelKind.AGGREGATE and not ids
+                ):  # not needed, or no rule (evaluate finds every one of its none off)
+                    empty.append(rel)
                 elif rel in known:
-                    steps.append((rel, _KNOWN, None, ids))
+                    steps.append((rel, _KNOWN, None, ids, None))
                 elif cp.kinds[rel] is RelKind.AGGREGATE:
-                    steps.append((rel, _FOLD, cp.aggregates[rel], ids))
-                elif not ids:  # no rule: evaluate finds every one of its (none) off
-                    steps.append((rel, _EMPTY, None, ids))
+                    steps.append((rel, _FOLD, cp.aggregates[rel], ids, None))
                 elif rel in self._split and (
                     by_rule or only is not None or any(r.index in known_rules for r in self._split[rel])
                 ):
                     rules = [
-                        (r.index, _rule_name(r), [None] * cp.arity[rel], tuple(self._rule_guards.get(r.index, ())))
+                        (
+                            r.index,
+                            self.session.answerer(_rule_name(r), cp.arity[rel]),
+                            tuple(self._rule_guards.get(r.index, ())),
+                        )
                         for r in self._split[rel]
                         if only is None or r.index in only.rules
                     ]
-                    steps.append((rel, _RULES, rules, ids))
+                    steps.append((rel, _RULES, rules, ids, guards))
                 else:
-                    steps.append((rel, _WHOLE, self._asked[rel], ids))
+                    steps.append((rel, _WHOLE, self.session.answerer(self._asked[rel], cp.arity[rel]), ids, guards))
             syncs = [
                 (self._names[rel], rel)
                 for rel in scc
@@ -387,7 +397,7 @@ class Evaluator:
             ]
             strata.append((scc, select, steps, syncs))
         facts = [(name, rel) for name, rel in self._read_facts if reads is None or name in reads]
-        return _Plan(strata, any_select, facts)
+        return _Plan(strata, any_select, facts, empty)
 
     def selector(self, model: Model, asserted: Mapping[str, Iterable[Row]]) -> Selector:
         """Which rules cannot fire, given `model`'s rows so far and the claim and facts rows
@@ -609,7 +619,7 @@ class Evaluator:
         self.session.close()
 
 
-_EMPTY, _KNOWN, _FOLD, _RULES, _WHOLE = range(5)  # what a stratum's step does (see Evaluator._plan)
+_KNOWN, _FOLD, _RULES, _WHOLE = range(4)  # how a stratum's step has its rows (see Evaluator._plan)
 _NO_ROWS: tuple[Row, ...] = ()  # one object, so that a table already empty is not set again
 _NO_OFF: frozenset[int] = frozenset()
 
@@ -622,9 +632,10 @@ class _Plan:
     no rule asked in the evaluation reads is not set: it keeps an earlier evaluation's rows,
     and whichever evaluation reads it next sets it first."""
 
-    strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...]]], list[tuple[str, str]]]]
+    strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...], Any]], list[tuple[str, str]]]]
     select: bool
     facts: list[tuple[str, str]]  # the claim and facts tables to set: (engine name, relation)
+    empty: list[str]  # the relations with no rows: not needed, or without rules
 
 
 def _may_match(head: IAtom, atom: IAtom) -> bool:
