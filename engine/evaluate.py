@@ -124,6 +124,10 @@ class Evaluator:
         self._guards = _guards(compiled)
         self._rule_guards = _rule_guards(compiled)
         self._stale_memo: dict[frozenset[str], tuple[frozenset[int], frozenset[str]]] = {}
+        self._apart_memo: dict[
+            tuple[frozenset[str], frozenset[int], frozenset[str] | None],
+            tuple[tuple[tuple[int, str, tuple[int, ...], tuple[Value, ...]], ...], tuple[int, ...]],
+        ] = {}
         self._needed_memo: dict[tuple[str | tuple[str, tuple[Value | None, ...]], ...], Needed] = {}
         self._names = {rel: compiled.engine_name(rel, materialised=True) for rel in compiled.kinds}
         self._asked = {rel: compiled.engine_name(rel, materialised=False) for rel in compiled.kinds}
@@ -551,6 +555,37 @@ class Evaluator:
         )
         stale = self._stale(changed)[1]
         return frozenset(rel for scc in self.cp.order for rel in scc if rel not in stale)
+
+    def apart(
+        self, keep: frozenset[str], rules: frozenset[int], relations: frozenset[str] | None
+    ) -> tuple[tuple[tuple[int, str, tuple[int, ...], tuple[Value, ...]], ...], tuple[int, ...]]:
+        """For known rows per rule, given the relations (`keep`, see `unaffected`) and the rules
+        of split relations (`rules`, see `unaffected_rules`) a change cannot reach: of each
+        split relation it does reach (among `relations`, None: any), the rules it cannot reach
+        whose rows are told apart from those of every rule it reaches by the head's constants
+        (rule, relation, the constants' positions and values: its rows are the relation's rows
+        holding those), and the rules told apart by none (to be asked alone)."""
+        key = (keep, rules, relations)
+        found = self._apart_memo.get(key)
+        if found is not None:
+            return found
+        cp = self.cp
+        told: list[tuple[int, str, tuple[int, ...], tuple[Value, ...]]] = []
+        ask: list[int] = []
+        for rel in sorted({cp.rules[i].head.relation for i in rules} - keep):
+            if relations is not None and rel not in relations:
+                continue
+            reached = [r.head for r in cp.rules_for(rel) if r.index not in rules]
+            for rule in cp.rules_for(rel):
+                if rule.index not in rules:
+                    continue
+                if any(_may_match(rule.head, head) for head in reached):
+                    ask.append(rule.index)
+                    continue
+                consts = [(i, t.value) for i, t in enumerate(rule.head.args) if isinstance(t, IConst)]
+                told.append((rule.index, rel, tuple(i for i, _v in consts), tuple(v for _i, v in consts)))
+        found = self._apart_memo[key] = (tuple(told), tuple(ask))
+        return found
 
     def _stale(self, changed: frozenset[str]) -> tuple[frozenset[int], frozenset[str]]:
         """The rules, and the relations, whose rows can differ when the rows of the claim

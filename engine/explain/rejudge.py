@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from engine.claims import Claim, ClaimFacts, claim_to_facts
 from engine.evaluate import Evaluator, Model, Needed, Row
 from engine.explain.encounter import LINE, Locality
-from engine.ir import IAtom, IConst, Value
+from engine.ir import Value
 
 Denials = dict[int, set[str]]  # line -> ids of the rules that deny it and are in force
 Encounters = frozenset[tuple[Value, ...]] | None  # None: the whole claim
@@ -183,25 +183,26 @@ class Rejudge:
                     return None
                 new[after.line] = rows
         touched: set[tuple[Value, ...]] = set()
-        for n, rows in new.items():
-            old = by_line[n]
-            if any(set(old.get(rel, ())) != set(rows.get(rel, ())) for rel in old.keys() | rows.keys()):
-                touched.add(loc.encounter(old[LINE][0]))
-                touched.add(loc.encounter(rows[LINE][0]))
+        differ: set[str] = set()  # the line relations some changed line's rows differ in
         where = dict(self._encounter)  # each line's encounter after the change
         for n, rows in new.items():
-            where[n] = loc.encounter(rows[LINE][0])
+            old = by_line[n]
+            here = {rel for rel in old.keys() | rows.keys() if set(old.get(rel, ())) != set(rows.get(rel, ()))}
+            where[n] = now = loc.encounter(rows[LINE][0])
+            if here:
+                differ |= here
+                touched.add(loc.encounter(old[LINE][0]))
+                touched.add(now)
         inside = {n for n, e in where.items() if e in touched}
         encounters = frozenset(touched)
         base_facts = self._original(encounters)
-        swapped = new.keys() & inside
+        swapped = sorted(new.keys() & inside)
         facts = dict(base_facts)  # a relation no changed line's rows differ in keeps the base's list
-        for rel in loc.line_relations:
-            if any(set(by_line[n].get(rel, ())) != set(new[n].get(rel, ())) for n in swapped):
-                kept = [r for r in base_facts.get(rel, ()) if r[0] not in swapped]
-                for n in sorted(swapped):
-                    kept += new[n].get(rel, ())
-                facts[rel] = kept  # distinct, though not in claim_to_facts' order
+        for rel in differ:  # (a changed line outside the touched encounters differs in none)
+            kept = [r for r in base_facts.get(rel, ()) if r[0] not in new]
+            for n in swapped:
+                kept += new[n].get(rel, ())
+            facts[rel] = kept  # distinct, though not in claim_to_facts' order
         return encounters, facts, inside
 
     def _evaluated(self, facts: ClaimFacts) -> _Base:
@@ -239,22 +240,18 @@ class Rejudge:
                 return None
             known[rel] = found
         known_rules: dict[int, list[Row]] = {}
-        ask: list[int] = []  # rules whose rows the decision does not tell apart: asked alone
-        split = {cp.rules[i].head.relation for i in rules} - keep
-        for rel in split:
-            if needed is not None and rel not in needed:
-                continue
-            reached = [r.head for r in cp.rules_for(rel) if r.index not in rules]
-            for rule in cp.rules_for(rel):
-                if rule.index not in rules:
-                    continue
-                if any(_overlap(rule.head, head) for head in reached):
-                    ask.append(rule.index)
-                    continue
+        told, ask = self.evaluator.apart(keep, rules, needed)
+        groups: dict[tuple[str, tuple[int, ...]], dict[tuple[Value, ...], list[Row]]] = {}
+        for index, rel, positions, values in told:
+            by = groups.get((rel, positions))
+            if by is None:  # the relation's rows by their values at these positions
                 found = rows(rel)
                 if found is None:
                     return None
-                known_rules[rule.index] = [row for row in found if _fits(rule.head, row)]
+                by = groups[(rel, positions)] = {}
+                for row in found:
+                    by.setdefault(tuple(row[i] for i in positions), []).append(row)
+            known_rules[index] = by.get(values, [])
         if ask:
             # such a rule reads only relations the change cannot reach (known) and claim facts
             only = Needed(frozenset(ask), frozenset(known) | {cp.rules[i].head.relation for i in ask})
@@ -283,15 +280,3 @@ def _restrict(claim: Claim, facts: ClaimFacts, encounters: frozenset[tuple[Value
     """The claim with only the lines of these encounters (history and patient kept)."""
     keep = _lines(facts, encounters, loc)
     return dataclasses.replace(claim, lines=tuple(ln for ln in claim.lines if ln.line in keep))
-
-
-def _overlap(a: IAtom, b: IAtom) -> bool:
-    """Whether two heads can make the same row (no position holds two different constants)."""
-    return not any(
-        isinstance(x, IConst) and isinstance(y, IConst) and x.value != y.value
-        for x, y in zip(a.args, b.args, strict=True)
-    )
-
-
-def _fits(head: IAtom, row: Row) -> bool:
-    return all(row[i] == t.value for i, t in enumerate(head.args) if isinstance(t, IConst))
