@@ -25,6 +25,10 @@ from engine.triggers import RuleCheck, Selector, rule_check
 Row = tuple[Value, ...]
 
 
+Pattern = tuple[tuple[int, Value], ...]  # constants by position
+Change = frozenset[tuple[str, Pattern]]  # see Evaluator.change
+
+
 class EvaluationError(Exception):
     """Facts that do not fit the program (unknown relation, wrong arity)."""
 
@@ -123,7 +127,15 @@ class Evaluator:
                 self.session.add_rule(dataclasses.replace(rule.head, engine_name=_rule_name(rule)), body)
         self._guards = _guards(compiled)
         self._rule_guards = _rule_guards(compiled)
-        self._stale_memo: dict[frozenset[str], tuple[frozenset[int], frozenset[str]]] = {}
+        self._stale_memo: dict[Change, tuple[frozenset[int], frozenset[str]]] = {}
+        # per claim (or facts) relation, the patterns of constants rule bodies read it by (see `change`)
+        self._fact_patterns: dict[str, set[Pattern]] = {}
+        for rule in compiled.rules:
+            for lit in rule.body:
+                if isinstance(lit, IAtom) and compiled.kinds.get(lit.relation) in (RelKind.CLAIM, RelKind.FACTS):
+                    pattern = _pattern(lit)
+                    if pattern:
+                        self._fact_patterns.setdefault(lit.relation, set()).add(pattern)
         self._apart_memo: dict[
             tuple[frozenset[str], frozenset[int], frozenset[str] | None],
             tuple[tuple[tuple[int, str, tuple[int, ...], tuple[Value, ...]], ...], tuple[int, ...]],
@@ -525,11 +537,27 @@ class Evaluator:
     ) -> frozenset[int]:
         """The rules (CompiledRule.index) of split relations whose rows cannot differ between
         an evaluation of `before` and one of `after`: they read nothing the change reaches."""
-        changed = frozenset(
-            rel for rel in set(before) | set(after) if set(before.get(rel, ())) != set(after.get(rel, ()))
-        )
-        stale = self._stale(changed)[0]
+        stale = self._stale(self.change(before, after))[0]
         return frozenset(rule.index for rules in self._split.values() for rule in rules if rule.index not in stale)
+
+    def change(self, before: Mapping[str, Iterable[Row]], after: Mapping[str, Iterable[Row]]) -> Change:
+        """What differs between two sets of claim facts, as far as the rules can tell: for each
+        claim relation whose rows differ, (relation, ()), and (relation, pattern) for each
+        pattern of constants a rule body reads the relation by (e.g. `line_modifier(L, "25")`)
+        that some added or removed row holds. Two changes alike so reach the same rules."""
+        out: set[tuple[str, Pattern]] = set()
+        for rel in before.keys() | after.keys():
+            old, new = before.get(rel, ()), after.get(rel, ())
+            if old is new:
+                continue
+            diff = set(old) ^ set(new)
+            if not diff:
+                continue
+            out.add((rel, ()))
+            for pattern in self._fact_patterns.get(self.cp.fact_relations.get(rel, rel), ()):
+                if any(all(row[i] == v for i, v in pattern) for row in diff):
+                    out.add((rel, pattern))
+        return frozenset(out)
 
     def _sync(self, name: str, rows: Iterable[Row]) -> None:
         """Make `name`'s rows, as the engine reads them, exactly `rows`. (A stratum is asked
@@ -549,11 +577,8 @@ class Evaluator:
     def unaffected(self, before: Mapping[str, Iterable[Row]], after: Mapping[str, Iterable[Row]]) -> frozenset[str]:
         """The derived relations whose rows cannot differ between an evaluation of `before` and
         one of `after` (claim facts): none of the claim relations they read, directly or through
-        other rules and aggregates, changed."""
-        changed = frozenset(
-            rel for rel in set(before) | set(after) if set(before.get(rel, ())) != set(after.get(rel, ()))
-        )
-        stale = self._stale(changed)[1]
+        other rules and aggregates, changed (see `_stale`)."""
+        stale = self._stale(self.change(before, after))[1]
         return frozenset(rel for scc in self.cp.order for rel in scc if rel not in stale)
 
     def apart(
@@ -587,36 +612,36 @@ class Evaluator:
         found = self._apart_memo[key] = (tuple(told), tuple(ask))
         return found
 
-    def _stale(self, changed: frozenset[str]) -> tuple[frozenset[int], frozenset[str]]:
-        """The rules, and the relations, whose rows can differ when the rows of the claim
-        relations `changed` do. A rule is stale when a body atom (positive or negated) can read
-        a row that differs: one of a changed relation, of a stale aggregate, or one a stale
-        rule's head can make, i.e. whose constants the atom's do not contradict (e.g. an
-        override reading `deny(L, "inj.facility_pos")` is not reached by a change that only
-        stales the rule denying "validity.unknown_modifier"). A relation is stale when a rule
-        of it is, it folds a stale relation, or it is changed."""
-        found = self._stale_memo.get(changed)
+    def _stale(self, change: Change) -> tuple[frozenset[int], frozenset[str]]:
+        """The rules, and the relations, whose rows can differ on a `change` of claim facts. A
+        rule is stale when a body atom (positive or negated) can read a row that differs: over
+        a claim relation, one the change holds the atom's pattern of constants in; over a stale
+        aggregate, any; over another relation, one a stale rule's head can make, i.e. whose
+        constants the atom's do not contradict (e.g. an override reading `deny(L,
+        "inj.facility_pos")` is not reached by a change that only stales the rule denying
+        "validity.unknown_modifier"). A relation is stale when a rule of it is, it folds a stale
+        relation, or its claim facts changed."""
+        found = self._stale_memo.get(change)
         if found is not None:
             return found
         cp = self.cp
-        rels = set(changed) | {cp.fact_relations.get(rel, rel) for rel in changed}
-        wholly = set(rels)  # relations every row of which may differ (changed facts, aggregates)
+        patterns = {(cp.fact_relations.get(rel, rel), p) for rel, p in change} | set(change)
+        facts = {rel for rel, _p in patterns}
+        rels = set(facts)
+        wholly: set[str] = set()  # stale aggregates: every row may differ
         heads: dict[str, list[IAtom]] = {}  # per relation, the heads of its stale rules
+
+        def reached(lit: IAtom) -> bool:
+            if lit.relation in facts:
+                return (lit.relation, _pattern(lit)) in patterns
+            return lit.relation in wholly or any(_may_match(head, lit) for head in heads.get(lit.relation, ()))
+
         rules: set[int] = set()
         grew = True
         while grew:
             grew = False
             for rule in cp.rules:
-                if rule.index in rules:
-                    continue
-                if any(
-                    isinstance(lit, IAtom)
-                    and (
-                        lit.relation in wholly
-                        or any(_may_match(head, lit) for head in heads.get(lit.relation, ()))
-                    )
-                    for lit in rule.body
-                ):
+                if rule.index not in rules and any(isinstance(lit, IAtom) and reached(lit) for lit in rule.body):
                     rules.add(rule.index)
                     heads.setdefault(rule.head.relation, []).append(rule.head)
                     rels.add(rule.head.relation)
@@ -626,7 +651,7 @@ class Evaluator:
                     wholly.add(rel)
                     rels.add(rel)
                     grew = True
-        found = self._stale_memo[changed] = (frozenset(rules), frozenset(rels))
+        found = self._stale_memo[change] = (frozenset(rules), frozenset(rels))
         return found
 
     def _cannot_fire(self, rel: str, model: Model) -> bool:
@@ -671,6 +696,11 @@ class _Plan:
     select: bool
     facts: list[tuple[str, str]]  # the claim and facts tables to set: (engine name, relation)
     empty: list[str]  # the relations with no rows: not needed, or without rules
+
+
+def _pattern(atom: IAtom) -> Pattern:
+    """The atom's constants by position: it reads only rows holding them."""
+    return tuple((i, t.value) for i, t in enumerate(atom.args) if isinstance(t, IConst))
 
 
 def _may_match(head: IAtom, atom: IAtom) -> bool:

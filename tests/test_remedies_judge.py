@@ -149,7 +149,7 @@ def test_staleness_reads_head_constants(kb: PolicyKB) -> None:
     service and the code, never a modifier)."""
     cp = kb.kb.compiled
     assert cp is not None
-    stale_rules, stale_rels = kb.evaluator._stale(frozenset({"line_modifier"}))
+    stale_rules, stale_rels = kb.evaluator._stale(frozenset({("line_modifier", ())}))
 
     def reads(rule: Any, rel: str, const: str | None = None) -> bool:
         return any(
@@ -163,7 +163,44 @@ def test_staleness_reads_head_constants(kb: PolicyKB) -> None:
     assert facility and all(r.index not in stale_rules for r in facility)
     denies_it = [r for r in cp.rules_for("deny") if r.head.args[1] == IConst("inj.facility_pos")]
     assert denies_it and all(r.index not in stale_rules for r in denies_it)
-    modifier_readers = [r for r in cp.rules if reads(r, "line_modifier")]
+    modifier_readers = [r for r in cp.rules if _reads_modifiers_freely(r)]  # any modifier
     assert modifier_readers and all(r.index in stale_rules for r in modifier_readers)
     assert {"deny", "overridden", "service_modifier"} <= stale_rels
     assert "partner" not in stale_rels
+
+
+def test_a_change_names_the_constants_it_touches(kb: PolicyKB) -> None:
+    """Adding modifier XS to a line touches `line_modifier` but none of the rules that read
+    it only for modifier 25 (E/M modifier on a non-E/M code) or 59; adding 25 touches those."""
+    cp = kb.kb.compiled
+    assert cp is not None
+    claim = GENERATED[0]
+    first = claim.lines[0]
+    assert "25" not in first.modifiers and "XS" not in first.modifiers
+
+    def added(mod: str) -> Any:
+        line = dataclasses.replace(first, modifiers=(*first.modifiers, mod))
+        return kb.evaluator.change(
+            claim_to_facts(claim), claim_to_facts(dataclasses.replace(claim, lines=(line, *claim.lines[1:])))
+        )
+
+    xs, twentyfive = added("XS"), added("25")
+    assert ("line_modifier", ()) in xs and all(p == () for _r, p in xs)
+    assert ("line_modifier", ((1, "25"),)) in twentyfive
+    reads_25 = [
+        r
+        for r in cp.rules
+        if any(
+            isinstance(lit, IAtom) and lit.relation == "line_modifier" and lit.args[1] == IConst("25") for lit in r.body
+        )
+    ]
+    assert reads_25
+    assert all(r.index not in kb.evaluator._stale(xs)[0] for r in reads_25 if not _reads_modifiers_freely(r))
+    assert all(r.index in kb.evaluator._stale(twentyfive)[0] for r in reads_25)
+
+
+def _reads_modifiers_freely(rule: Any) -> bool:
+    return any(
+        isinstance(lit, IAtom) and lit.relation == "line_modifier" and not any(isinstance(t, IConst) for t in lit.args)
+        for lit in rule.body
+    )

@@ -10,8 +10,11 @@ lines before the change (a *base*, one per set of touched encounters), and only 
 that read the outcomes are asked (`Evaluator.needed`).
 
 What candidates share is computed once: the claim's facts, the bases, the relations and rules
-a given set of changed claim relations leaves unaffected, and the judgement of a candidate
-claim reached from several lines or reasons.
+a given change (the claim relations it touches and the rules' constants its rows hold, see
+`Evaluator.change`) leaves unaffected, and the judgement of a candidate claim reached from
+several lines or reasons. A candidate's facts are the base's with the changed lines' rows
+swapped in (`Rejudge._patch`), and its evaluation leaves rows unsorted (only its denials are
+read).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.claims import Claim, ClaimFacts, claim_to_facts
-from engine.evaluate import Evaluator, Model, Needed, Row
+from engine.evaluate import Change, Evaluator, Model, Needed, Row
 from engine.explain.encounter import LINE, Locality
 from engine.ir import Value
 
@@ -37,13 +40,13 @@ Reuse = tuple[dict[str, list[Row]], dict[int, list[Row]]]  # known rows: per rel
 class _Base:
     """The touched encounters' lines before any change: their facts, their evaluation (the
     claim's own decision when `decided`, of which only rows of these lines count), and what
-    candidates that change the same claim relations reuse of it."""
+    candidates alike (the same `Evaluator.change`) reuse of it."""
 
     facts: ClaimFacts
     model: Model
     decided: bool
     lines: frozenset[int] = frozenset()
-    reuse: dict[frozenset[str], Reuse] = field(default_factory=dict)
+    reuse: dict[Change, Reuse] = field(default_factory=dict)
 
 
 class Rejudge:
@@ -109,10 +112,8 @@ class Rejudge:
             else:
                 base = self._evaluated(base_facts)
             self._bases[touched] = base
-        changed_rels = frozenset(
-            rel for rel in set(base.facts) | set(facts) if base.facts.get(rel, []) != facts.get(rel, [])
-        )
-        reuse = base.reuse.get(changed_rels)
+        change = self.evaluator.change(base.facts, facts)  # candidates alike reach the same rules
+        reuse = base.reuse.get(change)
         if reuse is None:
             keep = self.evaluator.unaffected(base.facts, facts)
             rules = self.evaluator.unaffected_rules(base.facts, facts)
@@ -124,7 +125,7 @@ class Rejudge:
                     {rel: base.model.rows(rel) for rel in keep},
                     {i: rows for i, rows in base.model.by_rule.items() if i in rules},
                 )
-            base.reuse[changed_rels] = reuse
+            base.reuse[change] = reuse
         known, known_rules = reuse
         found = self.denials_of(
             self.evaluator.evaluate(facts, known=known, known_rules=known_rules, only=self.needed, ordered=False)
