@@ -307,6 +307,8 @@ class Evaluator:
                 rels[rel] = rows if isinstance(rows, list) else list(rows)
             for rel in plan.empty:
                 rels[rel] = []
+            for rel in plan.known:  # no rule reads a relation before its stratum: set them first
+                rels[rel] = known[rel]
             for name, rel in plan.facts:
                 rows = rels.get(rel, _NO_ROWS)
                 if held.get(name) is not rows:
@@ -316,9 +318,7 @@ class Evaluator:
             for scc, select, steps, syncs in plan.strata:
                 off = self._select(scc, selector, known, known_rules, only) if select else _NO_OFF  # type: ignore[arg-type]
                 for rel, how, arg, ids, guards in steps:
-                    if how == _KNOWN:
-                        rows = known[rel]
-                    elif how == _FOLD:
+                    if how == _FOLD:
                         rows = _fold(arg, rels.get(arg.body_relation, []))
                     elif (guards is not None and all(any(not rels.get(g) for g in rule) for rule in guards)) or (
                         off and all(i in off for i in ids)
@@ -353,6 +353,8 @@ class Evaluator:
         cp = self.cp
         strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...], Any]], list[tuple[str, str]]]] = []
         empty: list[str] = []
+        known_rels: list[str] = []
+        first: list[tuple[str, str]] = []  # the tables set before any rule is asked
         any_select = False
         # the tables the rules that may be asked read (None: every table), the only ones set
         reads: set[str] | None = set()
@@ -388,7 +390,7 @@ class Evaluator:
                 ):  # not needed, or no rule (evaluate finds every one of its none off)
                     empty.append(rel)
                 elif rel in known:
-                    steps.append((rel, _KNOWN, None, ids, None))
+                    known_rels.append(rel)
                 elif cp.kinds[rel] is RelKind.AGGREGATE:
                     steps.append((rel, _FOLD, cp.aggregates[rel], ids, None))
                 elif rel in self._split and (
@@ -411,9 +413,12 @@ class Evaluator:
                 for rel in scc
                 if self._names[rel] in self._read and (reads is None or self._names[rel] in reads)
             ]
-            strata.append((scc, select, steps, syncs))
-        facts = [(name, rel) for name, rel in self._read_facts if reads is None or name in reads]
-        return _Plan(strata, any_select, facts, empty)
+            first += [(name, rel) for name, rel in syncs if rel in known]
+            syncs = [(name, rel) for name, rel in syncs if rel not in known]
+            if select or steps or syncs:  # (a stratum wholly known or empty has nothing to do)
+                strata.append((scc, select, steps, syncs))
+        first = [(name, rel) for name, rel in self._read_facts if reads is None or name in reads] + first
+        return _Plan(strata, any_select, first, empty, known_rels)
 
     def selector(self, model: Model, asserted: Mapping[str, Iterable[Row]]) -> Selector:
         """Which rules cannot fire, given `model`'s rows so far and the claim and facts rows
@@ -679,7 +684,7 @@ class Evaluator:
         self.session.close()
 
 
-_KNOWN, _FOLD, _RULES, _WHOLE = range(4)  # how a stratum's step has its rows (see Evaluator._plan)
+_FOLD, _RULES, _WHOLE = range(3)  # how a stratum's step has its rows (see Evaluator._plan)
 _NO_ROWS: tuple[Row, ...] = ()  # one object, so that a table already empty is not set again
 _NO_OFF: frozenset[int] = frozenset()
 
@@ -694,8 +699,9 @@ class _Plan:
 
     strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...], Any]], list[tuple[str, str]]]]
     select: bool
-    facts: list[tuple[str, str]]  # the claim and facts tables to set: (engine name, relation)
+    facts: list[tuple[str, str]]  # the claim, facts and known tables to set first: (engine name, relation)
     empty: list[str]  # the relations with no rows: not needed, or without rules
+    known: list[str]  # the relations whose rows are known
 
 
 def _pattern(atom: IAtom) -> Pattern:

@@ -47,6 +47,8 @@ class _Base:
     decided: bool
     lines: frozenset[int] = frozenset()
     reuse: dict[Change, Reuse] = field(default_factory=dict)
+    # per relation, the decision's rows of the touched encounters (None: not told apart)
+    within: dict[str, list[Row] | None] = field(default_factory=dict)
 
 
 class Rejudge:
@@ -220,7 +222,7 @@ class Rejudge:
         some rows cannot be told apart so."""
         cp, decision = self.evaluator.cp, base.model
         needed = self.needed.relations if self.needed is not None else None
-        rows_of: dict[str, list[Row] | None] = {}
+        rows_of = base.within
 
         def rows(rel: str) -> list[Row] | None:
             if rel not in rows_of:
