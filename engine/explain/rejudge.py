@@ -180,7 +180,7 @@ class Rejudge:
             if after.line != before.line:
                 return None
             if after != before:
-                alone = claim_to_facts(dataclasses.replace(changed, lines=(after,), history=()))
+                alone = claim_to_facts(Claim(changed.id, changed.patient, (after,), ()))  # its rows alone
                 rows = {rel: alone[rel] for rel in loc.line_relations if alone.get(rel)}
                 if loc.marked(rows):  # the claim's own rows had none (see __init__): a new row has
                     return None
