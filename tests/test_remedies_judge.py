@@ -105,27 +105,27 @@ def test_single_line_changes_are_judged_as_full_adjudications(kb: PolicyKB) -> N
 
 def test_the_fast_path_is_taken(kb: PolicyKB, monkeypatch: pytest.MonkeyPatch) -> None:
     """Candidates of the benchmark's kind (one line changed in place) take the patched facts
-    and the unordered evaluation; the whole claim's facts are never made again for them."""
+    (`_patch`, never the whole claim's facts in `_facts`) and the unordered evaluation."""
     slow: list[Claim] = []
     real_facts = Rejudge._facts
     monkeypatch.setattr(Rejudge, "_facts", lambda self, changed: slow.append(changed) or real_facts(self, changed))
+    patched: list[bool] = []
+    real_patch = Rejudge._patch
+
+    def patch(self: Rejudge, changed: Claim) -> Any:
+        found = real_patch(self, changed)
+        patched.append(found is not None)
+        return found
+
+    monkeypatch.setattr(Rejudge, "_patch", patch)
     lean: list[object] = []
     real_unordered = kb.evaluator._unordered
     monkeypatch.setattr(kb.evaluator, "_unordered", lambda *a: lean.append(a) or real_unordered(*a))
-    made: list[Claim] = []
-    real_ctf = claim_to_facts
-
-    def counting(claim: Claim) -> Any:
-        made.append(claim)
-        return real_ctf(claim)
-
-    monkeypatch.setattr("engine.explain.rejudge.claim_to_facts", counting)
     judged = _searched(kb, GENERATED[:60], monkeypatch)
     assert len(judged) >= 20
     assert not slow
+    assert len(patched) == len(judged) and all(patched)
     assert len(lean) >= len(judged)  # each candidate, and rules asked alone for known rows
-    assert not any(c is j for c in made for j, _f in judged)  # no candidate's facts made whole
-    assert sum(len(c.lines) == 1 for c in made) >= len(judged)  # but its changed line's alone
 
 
 def test_unordered_evaluation_gives_the_same_rows(kb: PolicyKB) -> None:
