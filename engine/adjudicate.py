@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.claims import Claim, claim_to_facts, fact_origin
+from engine.compiler import CompiledProgram
 from engine.evaluate import Evaluator, Model
 from engine.explain import because, encounter
 from engine.explain import remedies as remedy_search
@@ -19,7 +20,7 @@ from engine.explain.proof import Prover, WhyNot
 from engine.explain.rejudge import Rejudge
 from engine.explain.result import ClaimResult, LineResult, Reason, assign_roles
 from engine.explain.symmetry import Symmetry, Target
-from engine.ir import CompiledRule, IConst
+from engine.ir import CompiledRule, IConst, Value
 from engine.kb import LoadedKB
 from engine.syntax import nodes as A
 
@@ -49,8 +50,9 @@ class Adjudicator:
                 self.rules.setdefault(rule.rule_id, _RuleInfo(rule, [])).compiled.append(crule)
         # the encounter key the rules respect (None: a remedy candidate is judged on the whole claim)
         self.locality = encounter.analyse(self.cp, kb.program)
-        self._for_denials = evaluator.needed(("deny", "overridden"))  # what a remedy check reads
-        self.symmetry = Symmetry(self.cp, evaluator.store, self._decision_rows()) if symmetry else None
+        read = _denials_read(self.cp)  # the rows a remedy check reads
+        self._for_denials = evaluator.needed(read)
+        self.symmetry = Symmetry(self.cp, evaluator.store, read) if symmetry else None
 
     def evaluate(self, claim: Claim) -> Model:
         return self.evaluator.evaluate(claim_to_facts(claim))
@@ -69,21 +71,6 @@ class Adjudicator:
         """Line -> ids of the rules that deny it and are in force (a whole evaluation; the remedy
         search itself re-evaluates only what a candidate touches, see engine/explain/rejudge.py)."""
         return self._denials_of(self.evaluate(claim))
-
-    def _decision_rows(self) -> list[Target]:
-        """The rows `_denials_of` reads: every `deny` row, and the `overridden` rows of a rule id
-        some `deny` rule can name (an overridden warning changes no denial)."""
-        cp, rows = self.cp, list[Target]()
-        if "deny" in cp.arity:
-            rows.append(("deny", (None,) * cp.arity["deny"]))
-        if "overridden" in cp.arity:
-            heads = [r.head.args[1] for r in cp.rules_for("deny") if len(r.head.args) > 1]
-            if all(isinstance(t, IConst) for t in heads) and cp.arity["overridden"] == 3:
-                ids = sorted({t.value for t in heads if isinstance(t, IConst)}, key=str)
-                rows.extend(("overridden", (None, i, None)) for i in ids)
-            else:
-                rows.append(("overridden", (None,) * cp.arity["overridden"]))
-        return rows
 
     @staticmethod
     def _denials_of(model: Model) -> dict[int, set[str]]:
@@ -202,6 +189,23 @@ class Adjudicator:
     def why_not(self, claim: Claim, line: int, rule_id: str) -> WhyNot:
         model = self.evaluate(claim)
         return self.prover(claim, model).why_not(rule_id, {0: line})
+
+
+def _denials_read(cp: CompiledProgram) -> tuple[Target, ...]:
+    """What `Adjudicator._denials_of` reads: every `deny` row, and the `overridden` rows that
+    name a rule some `deny` row can name (an override of a warning cancels no denial). When a
+    `deny` rule's head names its rule by a variable, every `overridden` row."""
+    every = tuple((rel, (None,) * cp.arity[rel]) for rel in ("deny", "overridden") if rel in cp.arity)
+    if "overridden" not in cp.arity or "deny" not in cp.arity:
+        return every
+    ids: set[Value] = set()
+    for rule in cp.rules_for("deny"):
+        named = rule.head.args[1] if len(rule.head.args) > 1 else None
+        if not isinstance(named, IConst):
+            return every
+        ids.add(named.value)
+    rest = (None,) * (cp.arity["overridden"] - 2)
+    return (every[0], *(("overridden", (None, rule_id, *rest)) for rule_id in sorted(ids, key=str)))
 
 
 def guidance_anchor(statement_id: str) -> str:

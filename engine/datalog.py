@@ -262,8 +262,9 @@ class Session:
 
     # -- queries ------------------------------------------------------------------------
 
-    def query(self, engine_name: str, args: Sequence[Value | None]) -> list[tuple]:
-        """Answers to `engine_name(args)`, None meaning a free position; sorted. A query with
+    def query(self, engine_name: str, args: Sequence[Value | None], *, ordered: bool = True) -> list[tuple]:
+        """Answers to `engine_name(args)`, None meaning a free position; sorted (unless not
+        `ordered`: distinct, in no particular order). A query with
         every position free, of a predicate whose rules in force are each one join in Python
         over relations already complete (claim facts, finished strata, stored and static
         lookups), is answered by those joins without the engine: the engine would only copy
@@ -275,7 +276,7 @@ class Session:
                 for rule in rules:
                     if id(rule) not in self._off:
                         found.update(self._direct[id(rule)].rows())
-                return semantics.sort_rows(found) if len(found) > 1 else list(found)
+                return semantics.sort_rows(found) if ordered and len(found) > 1 else list(found)
         self._activate()
         terms = [pyEngine.Var(f"Q{i}") if a is None else pyEngine.Const(a) for i, a in enumerate(args)]
         answers = pyEngine.Literal(engine_name, terms).ask()
@@ -283,7 +284,36 @@ class Session:
             return []
         if not args:
             return [()]
-        return semantics.sort_rows({tuple(ans) for ans in answers})
+        rows = {tuple(ans) for ans in answers}
+        return semantics.sort_rows(rows) if ordered else list(rows)
+
+    def answerer(self, engine_name: str, arity: int) -> Callable[[], list[tuple]]:
+        """`query(engine_name, [None] * arity, ordered=False)` as a function made once: for a
+        predicate whose rules are each one join in Python it calls the joins of the rules in
+        force directly (no checks per call); any other predicate is queried."""
+
+        def ask() -> list[tuple]:
+            return self.query(engine_name, [None] * arity, ordered=False)
+
+        rules = self._rules.get(engine_name)
+        if not self.joins or not rules or not all(id(r) in self._direct for r in rules):
+            return ask
+        directs = [(id(r), self._direct[id(r)]) for r in rules]
+        off, facts, count = self._off, self._facts, len(rules)
+
+        def answer() -> list[tuple]:
+            if engine_name in facts or len(rules) != count:
+                return ask()  # facts asserted, or rules added, since: as `query` does
+            if count == 1:
+                key, direct = directs[0]
+                return [] if key in off else list(set(direct.rows()))
+            found: set[tuple] = set()
+            for key, direct in directs:
+                if key not in off:
+                    found.update(direct.rows())
+            return list(found)
+
+        return answer
 
     def close(self) -> None:
         self._resolvers.clear()

@@ -13,6 +13,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine import semantics
 from engine.compiler import CompiledProgram
@@ -22,6 +23,10 @@ from engine.store import RowSource, Store
 from engine.triggers import RuleCheck, Selector, rule_check
 
 Row = tuple[Value, ...]
+
+
+Pattern = tuple[tuple[int, Value], ...]  # constants by position
+Change = frozenset[tuple[str, Pattern]]  # see Evaluator.change
 
 
 class EvaluationError(Exception):
@@ -120,14 +125,22 @@ class Evaluator:
             if compiled.kinds.get(rel) is RelKind.DYNAMIC and _splittable(compiled, rel):
                 self._split.setdefault(rel, []).append(rule)
                 self.session.add_rule(dataclasses.replace(rule.head, engine_name=_rule_name(rule)), body)
-        self._rule_reads = {
-            rule.index: frozenset(lit.relation for lit in rule.body if isinstance(lit, IAtom))
-            for rule in compiled.rules
-        }
         self._guards = _guards(compiled)
         self._rule_guards = _rule_guards(compiled)
-        self._dependents_memo: dict[frozenset[str], frozenset[str]] = {}
-        self._needed_memo: dict[tuple[str, ...], Needed] = {}
+        self._stale_memo: dict[Change, tuple[frozenset[int], frozenset[str]]] = {}
+        # per claim (or facts) relation, the patterns of constants rule bodies read it by (see `change`)
+        self._fact_patterns: dict[str, set[Pattern]] = {}
+        for rule in compiled.rules:
+            for lit in rule.body:
+                if isinstance(lit, IAtom) and compiled.kinds.get(lit.relation) in (RelKind.CLAIM, RelKind.FACTS):
+                    pattern = _pattern(lit)
+                    if pattern:
+                        self._fact_patterns.setdefault(lit.relation, set()).add(pattern)
+        self._apart_memo: dict[
+            tuple[frozenset[str], frozenset[int], frozenset[str] | None],
+            tuple[tuple[tuple[int, str, tuple[int, ...], tuple[Value, ...]], ...], tuple[int, ...]],
+        ] = {}
+        self._needed_memo: dict[tuple[str | tuple[str, tuple[Value | None, ...]], ...], Needed] = {}
         self._names = {rel: compiled.engine_name(rel, materialised=True) for rel in compiled.kinds}
         self._asked = {rel: compiled.engine_name(rel, materialised=False) for rel in compiled.kinds}
         self._claim_names = sorted(
@@ -148,6 +161,9 @@ class Evaluator:
         self._fact_kinds = frozenset(
             rel for rel, kind in compiled.kinds.items() if kind in (RelKind.CLAIM, RelKind.FACTS)
         )
+        # the claim and facts relations some rule reads: (engine name, relation), see _unordered
+        self._read_facts = sorted((self._names[rel], rel) for rel in self._fact_kinds if self._names[rel] in self._read)
+        self._plans: dict[tuple[frozenset[str], frozenset[int], Needed | None, bool], _Plan] = {}
 
     def _resolver(self, rel: str):
         store = self.store
@@ -205,15 +221,19 @@ class Evaluator:
         known_rules: Mapping[int, list[Row]] | None = None,
         by_rule: bool = False,
         only: Needed | None = None,
+        ordered: bool = True,
     ) -> Model:
         """`known`: rows of derived relations already computed for the same inputs (see
         `unaffected`), taken as they are instead of asked again; `known_rules` likewise per rule.
         `by_rule`: ask relations of several rules rule by rule, recording each rule's rows in
         `Model.by_rule` (for later `known_rules`). `only`: ask just these rules (see `needed`);
-        the other relations' rows are left incomplete or empty."""
+        the other relations' rows are left incomplete or empty. `ordered=False`: a model read
+        only as sets of rows (a remedy candidate's), see `_unordered`."""
         cp, session = self.cp, self.session
         known = known or {}
         known_rules = known_rules or {}
+        if not ordered and not cp.fact_relations:
+            return self._unordered(facts, known, known_rules, only, by_rule)
         model = Model()
         try:
             claim_rows: dict[str, set[Row]] = {name: set() for name in self._claim_names}
@@ -256,6 +276,149 @@ class Evaluator:
             self._clear()
             raise
         return model
+
+    def _unordered(
+        self,
+        facts: Mapping[str, Iterable[Row]],
+        known: Mapping[str, list[Row]],
+        known_rules: Mapping[int, list[Row]],
+        only: Needed | None,
+        by_rule: bool,
+    ) -> Model:
+        """`evaluate` for a model read only as sets: the same rules asked on the same rows, but
+        what each stratum does is decided once per (known relations, known rules, `only`,
+        `by_rule`) (see `_Plan`), the rows are not sorted, and `facts` are taken as distinct
+        rows of claim relations (claim_to_facts' rows). A remedy search evaluates dozens of
+        candidates that differ in a line or two; for them this bookkeeping was half the cost
+        of an evaluation."""
+        key = (frozenset(known), frozenset(known_rules), only, by_rule)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(*key)
+        model = Model()
+        rels = model.relations
+        held, tables, fact_kinds = self._held, self._tables, self._fact_kinds
+        try:
+            for rel, rows in facts.items():
+                if rel not in fact_kinds:
+                    raise EvaluationError(f"cannot assert facts for {rel}: it is not a claim relation")
+                rels[rel] = rows if isinstance(rows, list) else list(rows)
+            for rel in plan.empty:
+                rels[rel] = []
+            for rel in plan.known:  # no rule reads a relation before its stratum: set them first
+                rels[rel] = known[rel]
+            for name, rel in plan.facts:
+                rows = rels.get(rel, _NO_ROWS)
+                if held.get(name) is not rows:
+                    held[name] = rows
+                    tables[name].set(rows)
+            selector = self.selector(model, rels) if plan.select else None
+            for scc, select, steps, syncs in plan.strata:
+                off = self._select(scc, selector, known, known_rules, only) if select else _NO_OFF  # type: ignore[arg-type]
+                for rel, how, arg, ids, guards in steps:
+                    if how == _FOLD:
+                        rows = _fold(arg, rels.get(arg.body_relation, []))
+                    elif (guards is not None and all(any(not rels.get(g) for g in rule) for rule in guards)) or (
+                        off and all(i in off for i in ids)
+                    ):
+                        rows = []  # see _cannot_fire
+                    elif how == _RULES:
+                        found: set[Row] = set()
+                        for index, answer, needs in arg:
+                            got = known_rules.get(index)
+                            if got is None:
+                                got = [] if index in off or any(not rels.get(g) for g in needs) else answer()
+                            if by_rule:
+                                model.by_rule[index] = got
+                            found.update(got)
+                        rows = list(found)
+                    else:
+                        rows = arg()
+                    rels[rel] = rows
+                for name, rel in syncs:
+                    rows = rels[rel]
+                    if held.get(name) is not rows:  # see _sync
+                        held[name] = rows
+                        tables[name].set(rows)
+        except BaseException:
+            self._clear()
+            raise
+        return model
+
+    def _plan(self, known: frozenset[str], known_rules: frozenset[int], only: Needed | None, by_rule: bool) -> _Plan:
+        """What `evaluate` does in each stratum, for these known relations and rules, `only` and
+        `by_rule`."""
+        cp = self.cp
+        strata: list[
+            tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...], Any]], list[tuple[str, str]]]
+        ] = []
+        empty: list[str] = []
+        known_rels: list[str] = []
+        first: list[tuple[str, str]] = []  # the tables set before any rule is asked
+        any_select = False
+        # the tables the rules that may be asked read (None: every table), the only ones set
+        reads: set[str] | None = set()
+        for rel in (rel for scc in cp.order for rel in scc):
+            if rel in known or (only is not None and rel not in only.relations):
+                continue
+            for rule in cp.rules_for(rel):
+                if only is not None and rule.index not in only.rules:
+                    continue
+                for lit in rule.body:
+                    if not isinstance(lit, IAtom) or cp.kinds.get(lit.relation) in (RelKind.STORED, RelKind.STATIC):
+                        continue
+                    if lit.engine_name in self._tables and reads is not None:
+                        reads.add(lit.engine_name)
+                    else:
+                        reads = None  # read through the engine's own rules: set every table
+        for scc in cp.order:
+            asked = not all(rel in known or (only is not None and rel not in only.relations) for rel in scc)
+            # `_select` changes nothing where every rule of the stratum is a join in Python (never withdrawn)
+            select = asked and any(
+                r.index not in self._joined
+                for rel in scc
+                if cp.kinds[rel] is RelKind.DYNAMIC
+                for r in cp.rules_for(rel)
+            )
+            any_select = any_select or select
+            steps: list[tuple[str, int, Any, tuple[int, ...], Any]] = []
+            for rel in scc:
+                ids = tuple(r.index for r in cp.rules_for(rel))
+                guards = self._guards.get(rel)
+                if (only is not None and rel not in only.relations) or (
+                    rel not in known and cp.kinds[rel] is not RelKind.AGGREGATE and not ids
+                ):  # not needed, or no rule (evaluate finds every one of its none off)
+                    empty.append(rel)
+                elif rel in known:
+                    known_rels.append(rel)
+                elif cp.kinds[rel] is RelKind.AGGREGATE:
+                    steps.append((rel, _FOLD, cp.aggregates[rel], ids, None))
+                elif rel in self._split and (
+                    by_rule or only is not None or any(r.index in known_rules for r in self._split[rel])
+                ):
+                    rules = [
+                        (
+                            r.index,
+                            self.session.answerer(_rule_name(r), cp.arity[rel]),
+                            tuple(self._rule_guards.get(r.index, ())),
+                        )
+                        for r in self._split[rel]
+                        if only is None or r.index in only.rules
+                    ]
+                    steps.append((rel, _RULES, rules, ids, guards))
+                else:
+                    steps.append((rel, _WHOLE, self.session.answerer(self._asked[rel], cp.arity[rel]), ids, guards))
+            syncs = [
+                (self._names[rel], rel)
+                for rel in scc
+                if self._names[rel] in self._read and (reads is None or self._names[rel] in reads)
+            ]
+            first += [(name, rel) for name, rel in syncs if rel in known]
+            syncs = [(name, rel) for name, rel in syncs if rel not in known]
+            if select or steps or syncs:  # (a stratum wholly known or empty has nothing to do)
+                strata.append((scc, select, steps, syncs))
+        first = [(name, rel) for name, rel in self._read_facts if reads is None or name in reads] + first
+        return _Plan(strata, any_select, first, empty, known_rels)
 
     def selector(self, model: Model, asserted: Mapping[str, Iterable[Row]]) -> Selector:
         """Which rules cannot fire, given `model`'s rows so far and the claim and facts rows
@@ -334,10 +497,12 @@ class Evaluator:
             rows.update(found)
         return semantics.sort_rows(rows) if len(rows) > 1 else list(rows)
 
-    def needed(self, targets: tuple[str, ...]) -> Needed:
+    def needed(self, targets: tuple[str | tuple[str, tuple[Value | None, ...]], ...]) -> Needed:
         """The rules that can derive a row of `targets` or a row some needed rule reads, with
         the constants it reads it by: a rule whose head constant differs from every needed
-        pattern (e.g. a warning of another rule id than the one an override reads) is not needed."""
+        pattern (e.g. a warning of another rule id than the one an override reads) is not needed.
+        A target is a relation (every row) or (relation, pattern): the rows holding the pattern's
+        values where it has one (None: any value)."""
         found = self._needed_memo.get(targets)
         if found is not None:
             return found
@@ -346,9 +511,9 @@ class Evaluator:
         relations: set[str] = set()
         seen: set[tuple[str, tuple[Value | None, ...]]] = set()
         todo: list[tuple[str, tuple[Value | None, ...]]] = [
-            (rel, (None,) * cp.arity[rel])
+            (rel, (None,) * cp.arity[rel]) if isinstance(rel, str) else rel
             for rel in targets
-            if rel in cp.arity  # a KB may lack one
+            if (rel if isinstance(rel, str) else rel[0]) in cp.arity  # a KB may lack one
         ]
         while todo:
             rel, pattern = todo.pop()
@@ -377,13 +542,27 @@ class Evaluator:
     ) -> frozenset[int]:
         """The rules (CompiledRule.index) of split relations whose rows cannot differ between
         an evaluation of `before` and one of `after`: they read nothing the change reaches."""
-        changed = frozenset(
-            rel for rel in set(before) | set(after) if set(before.get(rel, ())) != set(after.get(rel, ()))
-        )
-        stale = self._dependents(changed)
-        return frozenset(
-            rule.index for rules in self._split.values() for rule in rules if not (self._rule_reads[rule.index] & stale)
-        )
+        stale = self._stale(self.change(before, after))[0]
+        return frozenset(rule.index for rules in self._split.values() for rule in rules if rule.index not in stale)
+
+    def change(self, before: Mapping[str, Iterable[Row]], after: Mapping[str, Iterable[Row]]) -> Change:
+        """What differs between two sets of claim facts, as far as the rules can tell: for each
+        claim relation whose rows differ, (relation, ()), and (relation, pattern) for each
+        pattern of constants a rule body reads the relation by (e.g. `line_modifier(L, "25")`)
+        that some added or removed row holds. Two changes alike so reach the same rules."""
+        out: set[tuple[str, Pattern]] = set()
+        for rel in before.keys() | after.keys():
+            old, new = before.get(rel, ()), after.get(rel, ())
+            if old is new:
+                continue
+            diff = set(old) ^ set(new)
+            if not diff:
+                continue
+            out.add((rel, ()))
+            for pattern in self._fact_patterns.get(self.cp.fact_relations.get(rel, rel), ()):
+                if any(all(row[i] == v for i, v in pattern) for row in diff):
+                    out.add((rel, pattern))
+        return frozenset(out)
 
     def _sync(self, name: str, rows: Iterable[Row]) -> None:
         """Make `name`'s rows, as the engine reads them, exactly `rows`. (A stratum is asked
@@ -403,32 +582,81 @@ class Evaluator:
     def unaffected(self, before: Mapping[str, Iterable[Row]], after: Mapping[str, Iterable[Row]]) -> frozenset[str]:
         """The derived relations whose rows cannot differ between an evaluation of `before` and
         one of `after` (claim facts): none of the claim relations they read, directly or through
-        other rules and aggregates, changed."""
-        changed = frozenset(
-            rel for rel in set(before) | set(after) if set(before.get(rel, ())) != set(after.get(rel, ()))
-        )
-        stale = self._dependents(changed)
+        other rules and aggregates, changed (see `_stale`)."""
+        stale = self._stale(self.change(before, after))[1]
         return frozenset(rel for scc in self.cp.order for rel in scc if rel not in stale)
 
-    def _dependents(self, changed: frozenset[str]) -> frozenset[str]:
-        found = self._dependents_memo.get(changed)
-        if found is None:
-            cp = self.cp
-            out = set(changed) | {cp.fact_relations.get(rel, rel) for rel in changed}
-            grew = True
-            while grew:
-                grew = False
-                for rule in cp.rules:
-                    if rule.head.relation not in out and any(
-                        isinstance(lit, IAtom) and lit.relation in out for lit in rule.body
-                    ):
-                        out.add(rule.head.relation)
-                        grew = True
-                for rel, spec in cp.aggregates.items():
-                    if rel not in out and spec.body_relation in out:
-                        out.add(rel)
-                        grew = True
-            found = self._dependents_memo[changed] = frozenset(out)
+    def apart(
+        self, keep: frozenset[str], rules: frozenset[int], relations: frozenset[str] | None
+    ) -> tuple[tuple[tuple[int, str, tuple[int, ...], tuple[Value, ...]], ...], tuple[int, ...]]:
+        """For known rows per rule, given the relations (`keep`, see `unaffected`) and the rules
+        of split relations (`rules`, see `unaffected_rules`) a change cannot reach: of each
+        split relation it does reach (among `relations`, None: any), the rules it cannot reach
+        whose rows are told apart from those of every rule it reaches by the head's constants
+        (rule, relation, the constants' positions and values: its rows are the relation's rows
+        holding those), and the rules told apart by none (to be asked alone)."""
+        key = (keep, rules, relations)
+        found = self._apart_memo.get(key)
+        if found is not None:
+            return found
+        cp = self.cp
+        told: list[tuple[int, str, tuple[int, ...], tuple[Value, ...]]] = []
+        ask: list[int] = []
+        for rel in sorted({cp.rules[i].head.relation for i in rules} - keep):
+            if relations is not None and rel not in relations:
+                continue
+            reached = [r.head for r in cp.rules_for(rel) if r.index not in rules]
+            for rule in cp.rules_for(rel):
+                if rule.index not in rules:
+                    continue
+                if any(_may_match(rule.head, head) for head in reached):
+                    ask.append(rule.index)
+                    continue
+                consts = [(i, t.value) for i, t in enumerate(rule.head.args) if isinstance(t, IConst)]
+                told.append((rule.index, rel, tuple(i for i, _v in consts), tuple(v for _i, v in consts)))
+        found = self._apart_memo[key] = (tuple(told), tuple(ask))
+        return found
+
+    def _stale(self, change: Change) -> tuple[frozenset[int], frozenset[str]]:
+        """The rules, and the relations, whose rows can differ on a `change` of claim facts. A
+        rule is stale when a body atom (positive or negated) can read a row that differs: over
+        a claim relation, one the change holds the atom's pattern of constants in; over a stale
+        aggregate, any; over another relation, one a stale rule's head can make, i.e. whose
+        constants the atom's do not contradict (e.g. an override reading `deny(L,
+        "inj.facility_pos")` is not reached by a change that only stales the rule denying
+        "validity.unknown_modifier"). A relation is stale when a rule of it is, it folds a stale
+        relation, or its claim facts changed."""
+        found = self._stale_memo.get(change)
+        if found is not None:
+            return found
+        cp = self.cp
+        patterns = {(cp.fact_relations.get(rel, rel), p) for rel, p in change} | set(change)
+        facts = {rel for rel, _p in patterns}
+        rels = set(facts)
+        wholly: set[str] = set()  # stale aggregates: every row may differ
+        heads: dict[str, list[IAtom]] = {}  # per relation, the heads of its stale rules
+
+        def reached(lit: IAtom) -> bool:
+            if lit.relation in facts:
+                return (lit.relation, _pattern(lit)) in patterns
+            return lit.relation in wholly or any(_may_match(head, lit) for head in heads.get(lit.relation, ()))
+
+        rules: set[int] = set()
+        grew = True
+        while grew:
+            grew = False
+            for rule in cp.rules:
+                if rule.index not in rules and any(isinstance(lit, IAtom) and reached(lit) for lit in rule.body):
+                    rules.add(rule.index)
+                    heads.setdefault(rule.head.relation, []).append(rule.head)
+                    rels.add(rule.head.relation)
+                    grew = True
+            for rel, spec in cp.aggregates.items():
+                if rel not in wholly and spec.body_relation in rels:
+                    wholly.add(rel)
+                    rels.add(rel)
+                    grew = True
+        found = self._stale_memo[change] = (frozenset(rules), frozenset(rels))
         return found
 
     def _cannot_fire(self, rel: str, model: Model) -> bool:
@@ -454,6 +682,39 @@ class Evaluator:
     def close(self) -> None:
         self._clear()
         self.session.close()
+
+
+_FOLD, _RULES, _WHOLE = range(3)  # how a stratum's step has its rows (see Evaluator._plan)
+_NO_ROWS: tuple[Row, ...] = ()  # one object, so that a table already empty is not set again
+_NO_OFF: frozenset[int] = frozenset()
+
+
+@dataclass
+class _Plan:
+    """Per stratum of `CompiledProgram.order`: its relations, whether `_select` must run, a step
+    per relation (how its rows are had: none, known, folded, asked rule by rule, asked whole)
+    and the tables to set afterwards; `select`: whether any stratum needs a selector. A table
+    no rule asked in the evaluation reads is not set: it keeps an earlier evaluation's rows,
+    and whichever evaluation reads it next sets it first."""
+
+    strata: list[tuple[list[str], bool, list[tuple[str, int, Any, tuple[int, ...], Any]], list[tuple[str, str]]]]
+    select: bool
+    facts: list[tuple[str, str]]  # the claim, facts and known tables to set first: (engine name, relation)
+    empty: list[str]  # the relations with no rows: not needed, or without rules
+    known: list[str]  # the relations whose rows are known
+
+
+def _pattern(atom: IAtom) -> Pattern:
+    """The atom's constants by position: it reads only rows holding them."""
+    return tuple((i, t.value) for i, t in enumerate(atom.args) if isinstance(t, IConst))
+
+
+def _may_match(head: IAtom, atom: IAtom) -> bool:
+    """Whether a row `head` makes can be one `atom` reads: no position holds two different constants."""
+    return not any(
+        isinstance(h, IConst) and isinstance(a, IConst) and h.value != a.value
+        for h, a in zip(head.args, atom.args, strict=True)
+    )
 
 
 def _splittable(cp: CompiledProgram, rel: str) -> bool:
@@ -525,7 +786,7 @@ def _check_rows(rel: str, rows: Iterable[Row], arity: int) -> Iterable[Row]:
         yield row
 
 
-def _fold(spec: AggregateSpec, rows: list[Row]) -> list[Row]:
+def _fold(spec: AggregateSpec, rows: Iterable[Row]) -> list[Row]:
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
         groups[row[: spec.group_arity]].append(row)

@@ -114,13 +114,15 @@ class Locality:
         if not variants or not rows:
             return rows
         marks = {c for v in variants for _k, c in v.consts if c is not _OTHER}
+        # per variant: its constants, and how its rows name their encounter: a line number
+        # ("line") before the key ("key")
+        plans = [(v.consts, *min(v.descriptors)) for v in variants]
         out = []
         for row in rows:
             inside: bool | None = None
-            for v in variants:
-                if not all((row[k] not in marks) if c is _OTHER else row[k] == c for k, c in v.consts):
+            for consts, kind, pos in plans:
+                if not all((row[k] not in marks) if c is _OTHER else row[k] == c for k, c in consts):
                     continue
-                kind, pos = min(v.descriptors)  # a line number ("line") before the key ("key")
                 here = row[pos[0]] in lines if kind == LINE else tuple(row[p] for p in pos) in encounters
                 if inside is not None and inside != here:
                     return None

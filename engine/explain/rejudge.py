@@ -10,9 +10,12 @@ lines before the change (a *base*, one per set of touched encounters), and only 
 that read the outcomes are asked (`Evaluator.needed`).
 
 What candidates share is computed once: the claim's facts, the bases, the relations and rules
-a given set of changed claim relations leaves unaffected, and the judgement of a candidate
-claim reached from several lines or reasons, or differing from a judged one only by a value
-the program cannot tell apart from it (engine/explain/symmetry.py).
+a given change (the claim relations it touches and the rules' constants its rows hold, see
+`Evaluator.change`) leaves unaffected, and the judgement of a candidate claim reached from
+several lines or reasons, or differing from a judged one only by a value the program cannot
+tell apart from it (engine/explain/symmetry.py). A candidate's facts are the base's with the
+changed lines' rows swapped in (`Rejudge._patch`), and its evaluation leaves rows unsorted
+(only its denials are read).
 """
 
 from __future__ import annotations
@@ -22,15 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.claims import Claim, ClaimFacts, claim_to_facts
-from engine.evaluate import Evaluator, Model, Needed, Row
+from engine.evaluate import Change, Evaluator, Model, Needed, Row
 from engine.explain.encounter import LINE, Locality
 from engine.explain.symmetry import Symmetry
-from engine.ir import IAtom, IConst, Value
+from engine.ir import Value
 
 Denials = dict[int, set[str]]  # line -> ids of the rules that deny it and are in force
 Encounters = frozenset[tuple[Value, ...]] | None  # None: the whole claim
 
 
+Facts = dict[str, list[Row]]  # a candidate's claim facts: distinct rows, not necessarily sorted
 Reuse = tuple[dict[str, list[Row]], dict[int, list[Row]]]  # known rows: per relation, per rule
 
 _HOLE = object()  # where a changed claim's one new value stands in its shape (see Rejudge.denials)
@@ -41,13 +45,15 @@ _Shape = frozenset[tuple[str, frozenset[tuple[object, ...]]]]  # per relation, r
 class _Base:
     """The touched encounters' lines before any change: their facts, their evaluation (the
     claim's own decision when `decided`, of which only rows of these lines count), and what
-    candidates that change the same claim relations reuse of it."""
+    candidates alike (the same `Evaluator.change`) reuse of it."""
 
     facts: ClaimFacts
     model: Model
     decided: bool
     lines: frozenset[int] = frozenset()
-    reuse: dict[frozenset[str], Reuse] = field(default_factory=dict)
+    reuse: dict[Change, Reuse] = field(default_factory=dict)
+    # per relation, the decision's rows of the touched encounters (None: not told apart)
+    within: dict[str, list[Row] | None] = field(default_factory=dict)
 
 
 class Rejudge:
@@ -85,6 +91,19 @@ class Rejudge:
         self.judged = 0  # candidate claims judged (not answered from a memo)
         self._values: set[Value] | None = None  # every value of the claim's facts
         self._shapes: dict[_Shape, list[tuple[Value, Denials]]] = {}
+        # per line number, its rows of each line relation (for `_patch`); None: lines not told
+        # apart by their numbers, or no encounter key, and every candidate takes `_facts`
+        self._by_line: dict[int, dict[str, list[Row]]] | None = None
+        self._encounter: dict[int, tuple[Value, ...]] = {}  # each line's, before any change
+        self._all_lines = frozenset(int(r[0]) for r in self.facts.get(LINE, ()))
+        if self.locality is not None and len(self._all_lines) == len(claim.lines):
+            by_line: dict[int, dict[str, list[Row]]] = {ln.line: {} for ln in claim.lines}
+            for rel in self.locality.line_relations:
+                for row in self.facts.get(rel, ()):
+                    by_line[int(row[0])].setdefault(rel, []).append(row)
+            self._by_line = by_line
+            self._encounter = {n: self.locality.encounter(rows[LINE][0]) for n, rows in by_line.items()}
+        self._base_facts: dict[Encounters, ClaimFacts] = {}  # see `_original`
 
     def denials(self, changed: Claim) -> Denials:
         """The denials of `changed`, a copy of the claim with some lines changed. Each changed
@@ -140,28 +159,19 @@ class Rejudge:
         return None
 
     def _judge(self, changed: Claim) -> Denials:
-        facts = claim_to_facts(changed)
-        touched = self._touched(changed, facts)
-        if touched is None:
-            original, target, inside = self.claim, changed, None
-        else:
-            original = _restrict(self.claim, self.facts, touched, self.locality)  # type: ignore[arg-type]
-            inside = _lines(facts, touched, self.locality)  # type: ignore[arg-type]
-            target = dataclasses.replace(changed, lines=tuple(ln for ln in changed.lines if ln.line in inside))
-            facts = claim_to_facts(target)
+        patched = self._patch(changed)
+        touched, facts, inside = patched if patched is not None else self._facts(changed)
         base = self._bases.get(touched)
         if base is None:
-            base_facts = self.facts if touched is None else claim_to_facts(original)
+            base_facts = self._original(touched)
             if self.decision is not None:
                 lines = frozenset(int(r[0]) for r in base_facts.get(LINE, ()))
                 base = _Base(base_facts, self.decision, True, lines)
             else:
                 base = self._evaluated(base_facts)
             self._bases[touched] = base
-        changed_rels = frozenset(
-            rel for rel in set(base.facts) | set(facts) if base.facts.get(rel, []) != facts.get(rel, [])
-        )
-        reuse = base.reuse.get(changed_rels)
+        change = self.evaluator.change(base.facts, facts)  # candidates alike reach the same rules
+        reuse = base.reuse.get(change)
         if reuse is None:
             keep = self.evaluator.unaffected(base.facts, facts)
             rules = self.evaluator.unaffected_rules(base.facts, facts)
@@ -173,14 +183,86 @@ class Rejudge:
                     {rel: base.model.rows(rel) for rel in keep},
                     {i: rows for i, rows in base.model.by_rule.items() if i in rules},
                 )
-            base.reuse[changed_rels] = reuse
+            base.reuse[change] = reuse
         known, known_rules = reuse
-        found = self.denials_of(self.evaluator.evaluate(facts, known=known, known_rules=known_rules, only=self.needed))
+        found = self.denials_of(
+            self.evaluator.evaluate(facts, known=known, known_rules=known_rules, only=self.needed, ordered=False)
+        )
         if inside is None:
             return found
         out = {n: rules for n, rules in self.before.items() if n not in inside}
         out.update(found)
         return out
+
+    def _original(self, touched: Encounters) -> ClaimFacts:
+        """The facts of the claim's lines in the touched encounters (all of it for None)."""
+        if touched is None:
+            return self.facts
+        found = self._base_facts.get(touched)
+        if found is None:
+            original = _restrict(self.claim, self.facts, touched, self.locality)  # type: ignore[arg-type]
+            found = self._base_facts[touched] = claim_to_facts(original)
+        return found
+
+    def _facts(self, changed: Claim) -> tuple[Encounters, Facts, set[int] | None]:
+        """The encounters a change touches (None: the whole claim), the facts of the changed
+        claim's lines in them, and those lines' numbers (None: every line)."""
+        facts = claim_to_facts(changed)
+        touched = self._touched(changed, facts)
+        if touched is None:
+            return None, facts, None
+        inside = _lines(facts, touched, self.locality)  # type: ignore[arg-type]
+        target = dataclasses.replace(changed, lines=tuple(ln for ln in changed.lines if ln.line in inside))
+        return touched, claim_to_facts(target), inside
+
+    def _patch(self, changed: Claim) -> tuple[Encounters, Facts, set[int]] | None:
+        """`_facts` for a change of some lines in place (the same line numbers in the same
+        places, the rest of the claim as it was), from the facts already made: the changed
+        lines' rows alone are made again, and the touched encounters' rows are the base's
+        with those lines' rows swapped. None when the change is not of that kind."""
+        by_line, loc, claim = self._by_line, self.locality, self.claim
+        if by_line is None or loc is None or len(changed.lines) != len(claim.lines):
+            return None
+        if not (
+            changed.id == claim.id
+            and (changed.patient is claim.patient or changed.patient == claim.patient)
+            and (changed.history is claim.history or changed.history == claim.history)
+        ):
+            return None  # not Locality.same_claim
+        new: dict[int, dict[str, list[Row]]] = {}  # changed line -> its rows of each line relation
+        for before, after in zip(claim.lines, changed.lines, strict=True):
+            if after is before:
+                continue
+            if after.line != before.line:
+                return None
+            if after != before:
+                alone = claim_to_facts(Claim(changed.id, changed.patient, (after,), ()))  # its rows alone
+                rows = {rel: alone[rel] for rel in loc.line_relations if alone.get(rel)}
+                if loc.marked(rows):  # the claim's own rows had none (see __init__): a new row has
+                    return None
+                new[after.line] = rows
+        touched: set[tuple[Value, ...]] = set()
+        differ: set[str] = set()  # the line relations some changed line's rows differ in
+        where = dict(self._encounter)  # each line's encounter after the change
+        for n, rows in new.items():
+            old = by_line[n]
+            here = {rel for rel in old.keys() | rows.keys() if set(old.get(rel, ())) != set(rows.get(rel, ()))}
+            where[n] = now = loc.encounter(rows[LINE][0])
+            if here:
+                differ |= here
+                touched.add(loc.encounter(old[LINE][0]))
+                touched.add(now)
+        inside = {n for n, e in where.items() if e in touched}
+        encounters = frozenset(touched)
+        base_facts = self._original(encounters)
+        swapped = sorted(new.keys() & inside)
+        facts = dict(base_facts)  # a relation no changed line's rows differ in keeps the base's list
+        for rel in differ:  # (a changed line outside the touched encounters differs in none)
+            kept = [r for r in base_facts.get(rel, ()) if r[0] not in new]
+            for n in swapped:
+                kept += new[n].get(rel, ())
+            facts[rel] = kept  # distinct, though not in claim_to_facts' order
+        return encounters, facts, inside
 
     def _evaluated(self, facts: ClaimFacts) -> _Base:
         """A base evaluated on its own, rule by rule (for known rows per rule)."""
@@ -196,13 +278,16 @@ class Rejudge:
         some rows cannot be told apart so."""
         cp, decision = self.evaluator.cp, base.model
         needed = self.needed.relations if self.needed is not None else None
-        rows_of: dict[str, list[Row] | None] = {}
+        rows_of = base.within
 
         def rows(rel: str) -> list[Row] | None:
             if rel not in rows_of:
                 whole = decision.rows(rel)
                 loc = self.locality
-                rows_of[rel] = whole if touched is None or loc is None else loc.within(rel, whole, base.lines, touched)
+                if touched is None or loc is None or base.lines == self._all_lines:
+                    rows_of[rel] = whole  # the touched encounters are the whole claim
+                else:
+                    rows_of[rel] = loc.within(rel, whole, base.lines, touched)
             return rows_of[rel]
 
         known: dict[str, list[Row]] = {}
@@ -214,26 +299,22 @@ class Rejudge:
                 return None
             known[rel] = found
         known_rules: dict[int, list[Row]] = {}
-        ask: list[int] = []  # rules whose rows the decision does not tell apart: asked alone
-        split = {cp.rules[i].head.relation for i in rules} - keep
-        for rel in split:
-            if needed is not None and rel not in needed:
-                continue
-            reached = [r.head for r in cp.rules_for(rel) if r.index not in rules]
-            for rule in cp.rules_for(rel):
-                if rule.index not in rules:
-                    continue
-                if any(_overlap(rule.head, head) for head in reached):
-                    ask.append(rule.index)
-                    continue
+        told, ask = self.evaluator.apart(keep, rules, needed)
+        groups: dict[tuple[str, tuple[int, ...]], dict[tuple[Value, ...], list[Row]]] = {}
+        for index, rel, positions, values in told:
+            by = groups.get((rel, positions))
+            if by is None:  # the relation's rows by their values at these positions
                 found = rows(rel)
                 if found is None:
                     return None
-                known_rules[rule.index] = [row for row in found if _fits(rule.head, row)]
+                by = groups[(rel, positions)] = {}
+                for row in found:
+                    by.setdefault(tuple(row[i] for i in positions), []).append(row)
+            known_rules[index] = by.get(values, [])
         if ask:
             # such a rule reads only relations the change cannot reach (known) and claim facts
             only = Needed(frozenset(ask), frozenset(known) | {cp.rules[i].head.relation for i in ask})
-            model = self.evaluator.evaluate(base.facts, known=known, by_rule=True, only=only)
+            model = self.evaluator.evaluate(base.facts, known=known, by_rule=True, only=only, ordered=False)
             known_rules.update((i, model.by_rule.get(i, [])) for i in ask)
         return known, known_rules
 
@@ -258,15 +339,3 @@ def _restrict(claim: Claim, facts: ClaimFacts, encounters: frozenset[tuple[Value
     """The claim with only the lines of these encounters (history and patient kept)."""
     keep = _lines(facts, encounters, loc)
     return dataclasses.replace(claim, lines=tuple(ln for ln in claim.lines if ln.line in keep))
-
-
-def _overlap(a: IAtom, b: IAtom) -> bool:
-    """Whether two heads can make the same row (no position holds two different constants)."""
-    return not any(
-        isinstance(x, IConst) and isinstance(y, IConst) and x.value != y.value
-        for x, y in zip(a.args, b.args, strict=True)
-    )
-
-
-def _fits(head: IAtom, row: Row) -> bool:
-    return all(row[i] == t.value for i, t in enumerate(head.args) if isinstance(t, IConst))
