@@ -31,7 +31,8 @@ def kb() -> PolicyKB:
 
 def _claims() -> list[Claim]:
     """Every bundled example claim, and one with text csv.writer must quote (commas, quotes, line
-    breaks), the word None, and a line repeated modifier and diagnosis (rows to deduplicate)."""
+    breaks, a carriage return alone and before a line feed), the word None, and a line repeated
+    modifier and diagnosis (rows to deduplicate)."""
     claims = [c for path in sorted(EXAMPLES.glob("*.json")) for c in load_claims(path)]
     raw: dict[str, Any] = json.loads((EXAMPLES / "injection-record-incomplete.json").read_text(encoding="utf-8"))
     raw = copy.deepcopy(raw[0] if isinstance(raw, list) else raw)
@@ -39,7 +40,7 @@ def _claims() -> list[Claim]:
         ln["diagnoses"] = [*ln.get("diagnoses", []), "D51.0", "D51.0"]
         ln["modifiers"] = ["59", "59"]
         if "documentation" in ln:
-            ln["documentation"].update(drug_name='say "hi",\nthen leave', site="None", route="a,b")
+            ln["documentation"].update(drug_name='say "hi",\nthen leave\r\n', site="None", route="a,b", time="10\r15")
     return [*claims, parse_claim(raw)]
 
 

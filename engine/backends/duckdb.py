@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
+from typing import IO, Any
 
 import duckdb
 import networkx as nx
@@ -870,12 +871,25 @@ def ensure_table_files(store: Store, types: dict[str, tuple[str, ...]]) -> dict[
     return out
 
 
+def _csv_writer(fh: IO[str]) -> Any:
+    """csv.writer for DuckDB: rows end in "\n" alone, and a field holding a carriage return is
+    quoted as one holding a line feed is (DuckDB ends a line at an unquoted "\r" whatever NEW_LINE
+    says; csv.writer quotes only the characters of its line terminator). The writer is given
+    "\r\n" to quote both, and each row it writes (one write call a row) loses the "\r"."""
+
+    class _LineFeed:
+        def write(self, line: str) -> int:
+            return fh.write(line[:-2] + "\n")
+
+    return csv.writer(_LineFeed(), lineterminator="\r\n")
+
+
 def _build_table_file(store: Store, rel: str, types: tuple[str, ...], path: Path) -> None:
     tmpdir = Path(tempfile.mkdtemp(prefix="pkb-duck-", dir=path.parent))
     try:
         csv_path = tmpdir / "rows.csv"
         with csv_path.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
+            writer = _csv_writer(fh)
             src = sqlite3.connect(f"file:{store.tables[rel]}?mode=ro", uri=True)
             try:  # the store's layout: table t, columns c0.., rows in file order
                 writer.writerows(src.execute("SELECT * FROM t ORDER BY rowid"))
@@ -899,7 +913,11 @@ def _read_csv(path: Path, types: tuple[str, ...], *, ck: bool) -> str:
     # symbols are never NULL: an empty field is the empty string
     symbols = ", ".join(f"'{n}'" for n, t in cols if t == "VARCHAR")
     keep = f", force_not_null=[{symbols}]" if symbols else ""
-    return f"read_csv({literal}, header=false, columns={{{spec}}}, delim=',', quote='\"', escape='\"'{keep}, auto_detect=false)"
+    # every writer ends rows with "\n" alone; a "\r" is data (csv.writer does not quote it)
+    return (
+        f"read_csv({literal}, header=false, columns={{{spec}}}, delim=',', quote='\"', escape='\"'{keep}, "
+        "new_line='\\n', auto_detect=false)"
+    )
 
 
 def _copy_csv(table: str, path: Path, types: tuple[str, ...]) -> str:
@@ -909,7 +927,8 @@ def _copy_csv(table: str, path: Path, types: tuple[str, ...]) -> str:
     symbols = ", ".join(f"c{i}" for i, t in enumerate(types) if _SQL_TYPE[t] == "VARCHAR")
     keep = f", FORCE_NOT_NULL ({symbols})" if symbols else ""  # symbols are never NULL, as in _read_csv
     return (
-        f"COPY {table} FROM {literal} (HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', AUTO_DETECT false{keep})"
+        f"COPY {table} FROM {literal} (HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', "
+        f"NEW_LINE '\\n', AUTO_DETECT false{keep})"
     )
 
 
@@ -1037,7 +1056,7 @@ class DuckDBBackend:
             return
         path = self._tmp / "rows.csv"
         with path.open("w", encoding="utf-8", newline="") as fh:
-            csv.writer(fh, lineterminator="\n").writerows(rows)
+            _csv_writer(fh).writerows(rows)
         self.con.execute(_copy_csv(table, path, self.types[rel]))
 
     def _load_keyed(self, table: str, rel: str, parts: list[tuple[int, list[Row]]], keys: Sequence[str] | None) -> None:
