@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from engine.claims import Claim, claim_to_facts, fact_origin
 from engine.compiler import CompiledProgram
-from engine.evaluate import Evaluator, Model
+from engine.evaluate import Evaluator, Model, Target
 from engine.explain import because, encounter
 from engine.explain import remedies as remedy_search
 from engine.explain.proof import Prover, WhyNot
 from engine.explain.rejudge import Rejudge
 from engine.explain.result import ClaimResult, LineResult, Reason, assign_roles
-from engine.explain.symmetry import Symmetry, Target
+from engine.explain.symmetry import Symmetry
 from engine.ir import CompiledRule, IConst, Value
 from engine.kb import LoadedKB
 from engine.syntax import nodes as A

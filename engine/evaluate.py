@@ -54,6 +54,46 @@ class Needed:
     relations: frozenset[str]
 
 
+Target = tuple[str, tuple[Value | None, ...]]  # a relation and the constants its rows must have (None: any)
+
+
+def needed(cp: CompiledProgram, targets: Iterable[str | Target]) -> Needed:
+    """The rules that can derive a row of `targets` or a row some needed rule reads, with the
+    constants it reads it by: a rule whose head constant differs from every needed pattern (e.g.
+    a warning of another rule id than the one an override reads) is not needed. A target is a
+    relation (every row) or (relation, pattern): the rows holding the pattern's values where it
+    has one (None: any value). The relations are those of the needed rules' heads and bodies,
+    with the aggregates they read and what those fold."""
+    rules: set[int] = set()
+    relations: set[str] = set()
+    seen: set[Target] = set()
+    todo: list[Target] = [
+        (rel, (None,) * cp.arity[rel]) if isinstance(rel, str) else rel
+        for rel in targets
+        if (rel if isinstance(rel, str) else rel[0]) in cp.arity  # a KB may lack one
+    ]
+    while todo:
+        rel, pattern = todo.pop()
+        if (rel, pattern) in seen:
+            continue
+        seen.add((rel, pattern))
+        relations.add(rel)
+        if rel in cp.aggregates:
+            spec = cp.aggregates[rel]
+            todo.append((spec.body_relation, (None,) * cp.arity[spec.body_relation]))
+        for rule in cp.rules_for(rel):
+            if any(
+                isinstance(t, IConst) and p is not None and t.value != p
+                for t, p in zip(rule.head.args, pattern, strict=True)
+            ):
+                continue
+            rules.add(rule.index)
+            for lit in rule.body:
+                if isinstance(lit, IAtom):
+                    todo.append((lit.relation, tuple(t.value if isinstance(t, IConst) else None for t in lit.args)))
+    return Needed(frozenset(rules), frozenset(relations))
+
+
 class Evaluator:
     """Holds one pyDatalog session with the program's rules, reused across evaluations."""
 
@@ -140,7 +180,7 @@ class Evaluator:
             tuple[frozenset[str], frozenset[int], frozenset[str] | None],
             tuple[tuple[tuple[int, str, tuple[int, ...], tuple[Value, ...]], ...], tuple[int, ...]],
         ] = {}
-        self._needed_memo: dict[tuple[str | tuple[str, tuple[Value | None, ...]], ...], Needed] = {}
+        self._needed_memo: dict[tuple[str | Target, ...], Needed] = {}
         self._names = {rel: compiled.engine_name(rel, materialised=True) for rel in compiled.kinds}
         self._asked = {rel: compiled.engine_name(rel, materialised=False) for rel in compiled.kinds}
         self._claim_names = sorted(
@@ -497,44 +537,11 @@ class Evaluator:
             rows.update(found)
         return semantics.sort_rows(rows) if len(rows) > 1 else list(rows)
 
-    def needed(self, targets: tuple[str | tuple[str, tuple[Value | None, ...]], ...]) -> Needed:
-        """The rules that can derive a row of `targets` or a row some needed rule reads, with
-        the constants it reads it by: a rule whose head constant differs from every needed
-        pattern (e.g. a warning of another rule id than the one an override reads) is not needed.
-        A target is a relation (every row) or (relation, pattern): the rows holding the pattern's
-        values where it has one (None: any value)."""
+    def needed(self, targets: tuple[str | Target, ...]) -> Needed:
+        """`needed` (the module function) for this program, memoised."""
         found = self._needed_memo.get(targets)
-        if found is not None:
-            return found
-        cp = self.cp
-        rules: set[int] = set()
-        relations: set[str] = set()
-        seen: set[tuple[str, tuple[Value | None, ...]]] = set()
-        todo: list[tuple[str, tuple[Value | None, ...]]] = [
-            (rel, (None,) * cp.arity[rel]) if isinstance(rel, str) else rel
-            for rel in targets
-            if (rel if isinstance(rel, str) else rel[0]) in cp.arity  # a KB may lack one
-        ]
-        while todo:
-            rel, pattern = todo.pop()
-            if (rel, pattern) in seen:
-                continue
-            seen.add((rel, pattern))
-            relations.add(rel)
-            if rel in cp.aggregates:
-                spec = cp.aggregates[rel]
-                todo.append((spec.body_relation, (None,) * cp.arity[spec.body_relation]))
-            for rule in cp.rules_for(rel):
-                if any(
-                    isinstance(t, IConst) and p is not None and t.value != p
-                    for t, p in zip(rule.head.args, pattern, strict=True)
-                ):
-                    continue
-                rules.add(rule.index)
-                for lit in rule.body:
-                    if isinstance(lit, IAtom):
-                        todo.append((lit.relation, tuple(t.value if isinstance(t, IConst) else None for t in lit.args)))
-        found = self._needed_memo[targets] = Needed(frozenset(rules), frozenset(relations))
+        if found is None:
+            found = self._needed_memo[targets] = needed(self.cp, targets)
         return found
 
     def unaffected_rules(

@@ -42,11 +42,11 @@ from dataclasses import dataclass, field
 
 from engine import semantics
 from engine.compiler import CompiledProgram
+from engine.evaluate import Target, needed
 from engine.ir import CompiledRule, IAtom, ICompare, IConst, IMatch, IOp, ITerm, IVar, RelKind, Value
 from engine.store import Store
 
 Position = tuple[str, int]  # (relation, column)
-Target = tuple[str, tuple[Value | None, ...]]  # a relation and the constants its rows must have (None: any)
 _Node = tuple[object, ...]  # ("pos", relation, column) or ("var", rule index, name)
 
 ORDERING = frozenset({"<", "<=", ">", ">="})
@@ -169,37 +169,11 @@ class Symmetry:
 
     def rules(self) -> list[CompiledRule]:
         """The rules that can derive a target row or a row some such rule reads by its constants
-        (the closure Evaluator.needed computes, from patterned targets); the aggregates they read
-        are kept in `_aggregates`."""
+        (engine.evaluate.needed); the aggregates they read are kept in `_aggregates`."""
         if self._rules is None:
-            cp = self.cp
-            chosen: set[int] = set()
-            aggregates: set[str] = set()
-            seen: set[Target] = set()
-            todo = [(rel, pattern) for rel, pattern in self.targets if rel in cp.arity]
-            while todo:
-                rel, pattern = todo.pop()
-                if (rel, pattern) in seen:
-                    continue
-                seen.add((rel, pattern))
-                spec = cp.aggregates.get(rel)
-                if spec is not None:
-                    aggregates.add(rel)
-                    todo.append((spec.body_relation, (None,) * cp.arity[spec.body_relation]))
-                for rule in cp.rules_for(rel):
-                    if any(
-                        isinstance(t, IConst) and p is not None and t.value != p
-                        for t, p in zip(rule.head.args, pattern, strict=True)
-                    ):
-                        continue
-                    chosen.add(rule.index)
-                    for lit in rule.body:
-                        if isinstance(lit, IAtom):
-                            todo.append(
-                                (lit.relation, tuple(t.value if isinstance(t, IConst) else None for t in lit.args))
-                            )
-            self._aggregates = sorted(aggregates)
-            self._rules = [cp.rules[i] for i in sorted(chosen)]
+            found = needed(self.cp, self.targets)
+            self._aggregates = sorted(rel for rel in found.relations if rel in self.cp.aggregates)
+            self._rules = [self.cp.rules[i] for i in sorted(found.rules)]
         return self._rules
 
     def reads(self) -> dict[str, tuple[int, ...]]:
