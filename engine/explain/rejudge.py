@@ -38,7 +38,7 @@ Facts = dict[str, list[Row]]  # a candidate's claim facts: distinct rows, not ne
 Reuse = tuple[dict[str, list[Row]], dict[int, list[Row]]]  # known rows: per relation, per rule
 
 _HOLE = object()  # where a changed claim's one new value stands in its shape (see Rejudge.denials)
-_Shape = frozenset[tuple[str, frozenset[tuple[object, ...]]]]  # per relation, rows with the hole
+_Shape = frozenset[tuple[str, int | None, frozenset[tuple[object, ...]]]]  # per relation (and line), rows with the hole
 
 
 @dataclass
@@ -104,6 +104,7 @@ class Rejudge:
             self._by_line = by_line
             self._encounter = {n: self.locality.encounter(rows[LINE][0]) for n, rows in by_line.items()}
         self._base_facts: dict[Encounters, ClaimFacts] = {}  # see `_original`
+        self._last_in_place: tuple[Claim, dict[int, dict[str, list[Row]]] | None] | None = None
 
     def denials(self, changed: Claim) -> Denials:
         """The denials of `changed`, a copy of the claim with some lines changed. Each changed
@@ -125,24 +126,36 @@ class Rejudge:
         return found
 
     def _shape(self, changed: Claim) -> tuple[_Shape, Value] | None:
-        """The rows of the changed claim's facts that differ from the claim's own, with its one new
-        value (a value the claim's own facts hold nowhere) left as a hole, and that value; None
-        unless there is exactly one. The claim's own rows hold neither value of a swap."""
+        """The rows of the changed claim's facts that differ from the claim's own (for a change of
+        lines in place, by changed line: no other row can differ), with its one new value (a value
+        the claim's own facts hold nowhere) left as a hole, and that value; None unless there is
+        exactly one. The claim's own rows hold neither value of a swap."""
         own = self.facts
         if self._values is None:
             self._values = {v for rows in own.values() for row in rows for v in row}
         known = self._values
-        facts = claim_to_facts(changed)
-        differ = [rel for rel in set(facts) | set(own) if facts.get(rel) != own.get(rel)]
-        new = {v for rel in differ for row in facts.get(rel, ()) for v in row if v not in known}
+        lines = self._in_place(changed)
+        parts: list[tuple[str, int | None, list[Row]]]  # relation, line (None: all), its rows
+        if lines is not None and self._by_line is not None:  # only the changed lines' rows can differ
+            by_line = self._by_line
+            parts = [
+                (rel, n, rows.get(rel, []))
+                for n, rows in lines.items()
+                for rel in by_line[n].keys() | rows.keys()
+                if set(by_line[n].get(rel, ())) != set(rows.get(rel, ()))
+            ]
+        else:
+            facts = claim_to_facts(changed)
+            parts = [(rel, None, facts.get(rel, [])) for rel in set(facts) | set(own) if facts.get(rel) != own.get(rel)]
+        new = {v for _rel, _n, rows in parts for row in rows for v in row if v not in known}
         if len(new) != 1:
             return None
         (value,) = new
         if not isinstance(value, str):
             return None
         holed = frozenset(
-            (rel, frozenset(tuple(_HOLE if x == value else x for x in row) for row in facts.get(rel, ())))
-            for rel in differ
+            (rel, n, frozenset(tuple(_HOLE if x == value else x for x in row) for row in rows))
+            for rel, n, rows in parts
         )
         return holed, value
 
@@ -152,7 +165,7 @@ class Rejudge:
         value is anywhere else in either; the rows not in the shape are the claim's own), so their
         decisions agree."""
         assert self.symmetry is not None
-        seeds = frozenset((rel, i) for rel, rows in shape for row in rows for i, x in enumerate(row) if x is _HOLE)
+        seeds = frozenset((rel, i) for rel, _n, rows in shape for row in rows for i, x in enumerate(row) if x is _HOLE)
         for other, found in self._shapes.get(shape, ()):
             if self.symmetry.interchangeable(value, other, seeds):
                 return found
@@ -215,13 +228,22 @@ class Rejudge:
         target = dataclasses.replace(changed, lines=tuple(ln for ln in changed.lines if ln.line in inside))
         return touched, claim_to_facts(target), inside
 
-    def _patch(self, changed: Claim) -> tuple[Encounters, Facts, set[int]] | None:
-        """`_facts` for a change of some lines in place (the same line numbers in the same
-        places, the rest of the claim as it was), from the facts already made: the changed
-        lines' rows alone are made again, and the touched encounters' rows are the base's
-        with those lines' rows swapped. None when the change is not of that kind."""
-        by_line, loc, claim = self._by_line, self.locality, self.claim
-        if by_line is None or loc is None or len(changed.lines) != len(claim.lines):
+    def _in_place(self, changed: Claim) -> dict[int, dict[str, list[Row]]] | None:
+        """For a change of some lines in place (the same line numbers in the same places, the
+        rest of the claim as it was), each changed line's rows of every line relation, made
+        from that line alone; None when the change is not of that kind (or lines are not told
+        apart by number). The last answer is kept: `denials` asks it for a candidate's shape,
+        then `_judge` for its facts."""
+        last = self._last_in_place
+        if last is not None and last[0] is changed:
+            return last[1]
+        found = self._lines_in_place(changed)
+        self._last_in_place = (changed, found)
+        return found
+
+    def _lines_in_place(self, changed: Claim) -> dict[int, dict[str, list[Row]]] | None:
+        loc, claim = self.locality, self.claim
+        if self._by_line is None or loc is None or len(changed.lines) != len(claim.lines):
             return None
         if not (
             changed.id == claim.id
@@ -237,10 +259,20 @@ class Rejudge:
                 return None
             if after != before:
                 alone = claim_to_facts(Claim(changed.id, changed.patient, (after,), ()))  # its rows alone
-                rows = {rel: alone[rel] for rel in loc.line_relations if alone.get(rel)}
-                if loc.marked(rows):  # the claim's own rows had none (see __init__): a new row has
-                    return None
-                new[after.line] = rows
+                new[after.line] = {rel: alone[rel] for rel in loc.line_relations if alone.get(rel)}
+        return new
+
+    def _patch(self, changed: Claim) -> tuple[Encounters, Facts, set[int]] | None:
+        """`_facts` for a change of some lines in place (the same line numbers in the same
+        places, the rest of the claim as it was), from the facts already made: the changed
+        lines' rows alone are made again, and the touched encounters' rows are the base's
+        with those lines' rows swapped. None when the change is not of that kind."""
+        by_line, loc = self._by_line, self.locality
+        new = self._in_place(changed)
+        if new is None or by_line is None or loc is None:
+            return None
+        if any(loc.marked(rows) for rows in new.values()):  # the claim's own rows had none (see __init__)
+            return None
         touched: set[tuple[Value, ...]] = set()
         differ: set[str] = set()  # the line relations some changed line's rows differ in
         where = dict(self._encounter)  # each line's encounter after the change
