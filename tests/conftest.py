@@ -5,12 +5,48 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REGEN = os.environ.get("POLICYKB_REGEN") == "1"
+
+
+def small_program(text: str, tables: Mapping[str, Iterable[tuple]] | None = None) -> tuple[Any, Any]:
+    """A one-file test program (t.dl), checked free of errors and compiled, and a Store holding
+    `tables`' rows: (CompiledProgram, Store), what the small-program tests evaluate."""
+    from engine import checks
+    from engine.compiler import compile_program
+    from engine.program import program_from_text
+    from engine.store import Store
+
+    prog = program_from_text({"t.dl": text})
+    assert [d for d in checks.run_passes(prog) if d.is_error] == []
+    store = Store(prog)
+    for rel, rows in (tables or {}).items():
+        store.add_rows(rel, list(rows), "test")
+    return compile_program(prog), store
+
+
+def named_claims(generated: int, seed: int) -> Iterator[tuple[str, Any]]:
+    """The claims the two-path comparisons walk, each with a name: every bundled example claim
+    (its file name), every policy case (file:case) and `generated` claims of the benchmark
+    corpus drawn with `seed` ("corpus i")."""
+    from benchmarks.corpus import generate, strip_meta
+    from benchmarks.tables import shared_tables
+    from engine.claims import load_claims, parse_claim
+    from engine.testing import load_cases
+
+    for path in sorted((ROOT / "examples").glob("*.json")):
+        for claim in load_claims(path):
+            yield path.name, claim
+    for case in load_cases(ROOT / "kb"):
+        yield f"{case.file.name}:{case.name}", parse_claim(case.claim)
+    for i, raw in enumerate(generate(shared_tables(), generated, seed)):
+        yield f"corpus {i}", parse_claim(strip_meta(raw))
 
 
 @pytest.fixture(autouse=True)

@@ -16,17 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.corpus import generate, strip_meta
-from benchmarks.tables import shared_tables
-from engine import checks
+from conftest import named_claims, small_program
 from engine.api import PolicyKB
-from engine.claims import Claim, claim_to_facts, load_claims, parse_claim
-from engine.compiler import compile_program
+from engine.claims import Claim, claim_to_facts
 from engine.evaluate import Evaluator
 from engine.ir import RelKind
-from engine.program import program_from_text
-from engine.store import Store
-from engine.testing import load_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,13 +31,7 @@ def kb() -> PolicyKB:
 
 
 def _claims() -> Iterator[tuple[str, Claim]]:
-    for path in sorted((ROOT / "examples").glob("*.json")):
-        for claim in load_claims(path):
-            yield path.name, claim
-    for case in load_cases(ROOT / "kb"):
-        yield f"{case.file.name}:{case.name}", parse_claim(case.claim)
-    for i, raw in enumerate(generate(shared_tables(), 120, 11)):
-        yield f"corpus {i}", parse_claim(strip_meta(raw))
+    return named_claims(120, 11)
 
 
 def test_joins_derive_the_engines_rows(kb: PolicyKB) -> None:
@@ -98,12 +86,7 @@ TABLES = {
 
 
 def _evaluate(lines: list[tuple], joins: bool) -> dict[str, list[tuple]]:
-    prog = program_from_text({"t.dl": PROGRAM})
-    assert [d for d in checks.run_passes(prog) if d.is_error] == []
-    cp = compile_program(prog)
-    store = Store(prog)
-    for rel, rows in TABLES.items():
-        store.add_rows(rel, rows, "test")
+    cp, store = small_program(PROGRAM, TABLES)
     ev = Evaluator(cp, store, joins=joins)
     try:
         model = ev.evaluate({"line": lines})

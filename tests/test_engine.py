@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import checks
+from conftest import small_program
 from engine.compiler import compile_program
 from engine.datalog import compiled_extension_loaded
 from engine.evaluate import Evaluator
@@ -19,13 +19,7 @@ from engine.store import Store
 
 
 def _run(text: str, facts: dict[str, list[tuple]], stored: dict[str, list[tuple]] | None = None):
-    prog = program_from_text({"t.dl": text})
-    errors = [d for d in checks.run_passes(prog) if d.is_error]
-    assert errors == []
-    cp = compile_program(prog)
-    store = Store(prog)
-    for rel, rows in (stored or {}).items():
-        store.add_rows(rel, rows, "test")
+    cp, store = small_program(text, stored)
     ev = Evaluator(cp, store)
     try:
         return ev.evaluate(facts), cp

@@ -24,19 +24,13 @@ from typing import Any
 
 import pytest
 
-from benchmarks.corpus import generate, strip_meta
-from benchmarks.tables import shared_tables
-from engine import checks
+from conftest import named_claims, small_program
 from engine.adjudicate import Adjudicator
 from engine.api import PolicyKB
 from engine.claims import Claim, load_claims, parse_claim
-from engine.compiler import compile_program
 from engine.evaluate import Evaluator
 from engine.explain.rejudge import Rejudge
 from engine.explain.symmetry import Symmetry
-from engine.program import program_from_text
-from engine.store import Store
-from engine.testing import load_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 DUPLICATE = ROOT / "examples" / "duplicate-96372-lines.json"
@@ -155,11 +149,7 @@ ROLES = [("XS", "distinct", "site"), ("XU", "distinct", "unusual"), ("25", "em",
 
 
 def _program(extra: str) -> tuple[Symmetry, Evaluator]:
-    prog = program_from_text({"t.dl": BASE + extra})
-    assert [d for d in checks.run_passes(prog) if d.is_error] == []
-    cp = compile_program(prog)
-    store = Store(prog)
-    store.add_rows("role", list(ROLES), "test")
+    cp, store = small_program(BASE + extra, {"role": ROLES})
     return Symmetry(cp, store, [("flag", (None, None))]), Evaluator(cp, store)
 
 
@@ -301,13 +291,7 @@ def test_a_claim_already_carrying_xs_shares_nothing_for_xs(kb: PolicyKB, off: Ad
 
 
 def _claims() -> Iterator[tuple[str, Claim]]:
-    for path in sorted((ROOT / "examples").glob("*.json")):
-        for claim in load_claims(path):
-            yield path.name, claim
-    for case in load_cases(ROOT / "kb"):
-        yield f"{case.file.name}:{case.name}", parse_claim(case.claim)
-    for i, raw in enumerate(generate(shared_tables(), 120, 5)):
-        yield f"corpus {i}", parse_claim(strip_meta(raw))
+    return named_claims(120, 5)
 
 
 def test_symmetry_on_equals_off(kb: PolicyKB, off: Adjudicator) -> None:

@@ -13,17 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.corpus import generate, strip_meta
-from benchmarks.tables import shared_tables
-from engine import checks
+from conftest import named_claims, small_program
 from engine.api import PolicyKB
-from engine.claims import Claim, claim_to_facts, load_claims, parse_claim
-from engine.compiler import compile_program
+from engine.claims import Claim, claim_to_facts
 from engine.evaluate import Evaluator, Model
 from engine.ir import RelKind
-from engine.program import program_from_text
-from engine.store import Store
-from engine.testing import load_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,14 +28,7 @@ def kb() -> PolicyKB:
 
 
 def _claims(kb: PolicyKB) -> Iterator[tuple[str, Claim]]:
-    for path in sorted((ROOT / "examples").glob("*.json")):
-        for claim in load_claims(path):
-            yield path.name, claim
-    for case in load_cases(ROOT / "kb"):
-        yield f"{case.file.name}:{case.name}", parse_claim(case.claim)
-    tables = shared_tables()
-    for i, raw in enumerate(generate(tables, 150, 7)):
-        yield f"corpus {i}", parse_claim(strip_meta(raw))
+    return named_claims(150, 7)
 
 
 def _rule_rows(ev: Evaluator, model: Model, index: int) -> list[tuple] | None:
@@ -131,12 +118,7 @@ TABLES = {"addon": [("A1",)], "primary": [("A1", "P1")], "known": [("A1",), ("P1
     ],
 )
 def test_each_condition(lines: list[tuple], denied: list[tuple], left_out: set[str]) -> None:
-    prog = program_from_text({"t.dl": PROGRAM})
-    assert [d for d in checks.run_passes(prog) if d.is_error] == []
-    cp = compile_program(prog)
-    store = Store(prog)
-    for rel, rows in TABLES.items():
-        store.add_rows(rel, rows, "test")
+    cp, store = small_program(PROGRAM, TABLES)
     ev = Evaluator(cp, store)
     try:
         model = ev.evaluate({"line": lines})
