@@ -503,7 +503,9 @@ def _progress(
     columns = (TextColumn("scrub"), BarColumn(), MofNCompleteColumn(), _RateColumn(), _RemainingColumn())
     # stdout may be the output stream: the bar must not capture it.
     with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as bar:
-        task = bar.add_task("claims", total=_count_records(in_path, input_format), completed=done, resumed=done)
+        # a stream cannot be read twice: its bar shows the count and the rate, with no total
+        total = None if is_stream(in_path) else _count_records(in_path, input_format)
+        task = bar.add_task("claims", total=total, completed=done, resumed=done)
         yield functools.partial(bar.advance, task)
 
 
@@ -595,6 +597,25 @@ def _loads(line: bytes, out_path: Path) -> Any:
         raise ValueError(f"{out_path} is not the output of an earlier run: {e}") from None
 
 
+STDIN = Path("-")  # the input path that names standard input
+
+
+def is_stream(in_path: Path) -> bool:
+    """Whether the input is read once, front to back: standard input (`-`) or a pipe (e.g. a
+    shell's `<(zcat claims.jsonl.gz)`), not a file that can be read again."""
+    return in_path == STDIN or not in_path.is_file()
+
+
+@contextmanager
+def _open_input(in_path: Path) -> Iterator[IO[bytes]]:
+    """The input's bytes: standard input for `-` (left open), else the file or pipe at the path."""
+    if in_path == STDIN:
+        yield sys.stdin.buffer
+        return
+    with in_path.open("rb") as src:
+        yield src
+
+
 @contextmanager
 def _input(
     in_path: Path, out_path: Path | None, resume: bool, input_format: InputFormat | None, tally: _Tally
@@ -603,8 +624,8 @@ def _input(
     outcomes counted into `tally`), and how many that was (None without `resume`)."""
     if resume and out_path is None:
         raise ValueError("--resume needs an output file")
-    with in_path.open("rb") as src:
-        if out_path is not None and out_path.exists() and out_path.samefile(in_path):
+    with _open_input(in_path) as src:
+        if out_path is not None and out_path.exists() and not is_stream(in_path) and out_path.samefile(in_path):
             raise ValueError(f"output {out_path} is the input file")
         records = _records(src, input_format)
         done = _resume(out_path, tally) if resume and out_path is not None else None

@@ -425,6 +425,8 @@ def scrub(
 ) -> None:
     """Adjudicate a JSONL file of claims: one result line per input line, in order.
 
+    IN_FILE may be `-` for standard input, or a pipe.
+
     A claim that cannot be read yields an error record naming its input line and field; the
     run goes on. Exit code 1 when any record failed.
 
@@ -432,6 +434,7 @@ def scrub(
     Example:
       policykb scrub examples/batch.jsonl -o results.jsonl --workers 2
       policykb scrub claims.jsonl -o results.jsonl --engine both   # check the engines agree
+      zcat claims.jsonl.gz | policykb scrub - -o results.jsonl       # claims on standard input
       policykb scrub claims.jsonl -o results.jsonl --resume        # after an interruption
       policykb scrub claims.jsonl -o results.jsonl --dask local:2  # a Dask cluster of 2 workers
       policykb scrub claims.jsonl -o results.jsonl --dask tcp://10.0.0.5:8786
@@ -443,8 +446,11 @@ def scrub(
     from engine.batch import WorkerFactory, WorkerStartError, render_summary, run_batch
     from engine.kb import default_kb_dir
 
-    if not in_file.is_file():
+    if str(in_file) != "-" and not in_file.exists():
         err.print(f"[bold red]{in_file}: no such file[/]")
+        sys.exit(EXIT_INPUT)
+    if in_file.is_dir():
+        err.print(f"[bold red]{in_file}: a directory, not a file of claims[/]")
         sys.exit(EXIT_INPUT)
     if as_x12 and fmt != "835":
         err.print("[bold red]--x12 goes with --format 835[/]")
