@@ -13,6 +13,7 @@ import gc
 import io
 import itertools
 import json
+import multiprocessing
 import signal
 import sys
 import threading
@@ -444,6 +445,7 @@ def _outcomes(
     in_flight = workers * READ_AHEAD_CHUNKS
     read_ahead = _ReadAhead(in_flight)
     slots = Slots.for_pool(in_flight, chunk)
+    _before_fork(make_worker)
     with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker, slots)) as pool:
         try:
             fed = _share(slots, read_ahead.feed(tasks))
@@ -452,6 +454,23 @@ def _outcomes(
             read_ahead.close()
         pool.close()
         pool.join()
+
+
+def _before_fork(make_worker: WorkerFactory) -> None:
+    """Let the factory load in the parent, before the pool forks, what every worker needs (the KB):
+    the workers then share it copy-on-write instead of each loading its own. A factory (or the
+    function a functools.partial of it wraps) offers this as its `before_fork` attribute, called
+    with the factory's arguments; workers that are not forked get nothing from it."""
+    if multiprocessing.get_start_method() != "fork":
+        return
+    func: Any = make_worker
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    if isinstance(make_worker, functools.partial):
+        func, args, kwargs = make_worker.func, make_worker.args, make_worker.keywords
+    hook = getattr(func, "before_fork", None)
+    if hook is not None:
+        hook(*args, **kwargs)
 
 
 class _RateColumn(ProgressColumn):
