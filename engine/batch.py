@@ -460,7 +460,8 @@ def _before_fork(make_worker: WorkerFactory) -> None:
     """Let the factory load in the parent, before the pool forks, what every worker needs (the KB):
     the workers then share it copy-on-write instead of each loading its own. A factory (or the
     function a functools.partial of it wraps) offers this as its `before_fork` attribute, called
-    with the factory's arguments; workers that are not forked get nothing from it."""
+    with the factory's arguments; workers that are not forked get nothing from it. A hook that
+    fails is passed over: each worker then makes all it needs itself, as without one."""
     if multiprocessing.get_start_method() != "fork":
         return
     func: Any = make_worker
@@ -470,7 +471,10 @@ def _before_fork(make_worker: WorkerFactory) -> None:
         func, args, kwargs = make_worker.func, make_worker.args, make_worker.keywords
     hook = getattr(func, "before_fork", None)
     if hook is not None:
-        hook(*args, **kwargs)
+        try:
+            hook(*args, **kwargs)
+        except Exception:
+            return
 
 
 class _RateColumn(ProgressColumn):
