@@ -250,17 +250,27 @@ def _worker_kb(kb_dir: str | None, cache_dir: str | None) -> PolicyKB:
     return PolicyKB.open(kb_dir, cache_dir)
 
 
-def _before_fork(kb_dir: str | None = None, cache_dir: str | None = None, *_args: Any, **_kwargs: Any) -> None:
+def _before_fork(
+    kb_dir: str | None = None, cache_dir: str | None = None, *_args: Any, **_kwargs: Any
+) -> Callable[[], None] | None:
     """make_worker's `before_fork` (see engine.batch): open the KB in the parent, so the workers it
     forks share it copy-on-write instead of each loading it (a third of a second of CPU apiece).
-    A KB that does not load is left to the workers, which report it as they always did."""
-    found = _opened.get((kb_dir, cache_dir))
+    Returns what lets go of it once they are forked (a later run opens the KB afresh, as it may
+    have changed), or None when the caller shared its own (share_with_workers). A KB that does
+    not load is left to the workers, which report it as they always did."""
+    key = (kb_dir, cache_dir)
+    found = _opened.get(key)
     if found is not None and found[0] == threading.get_ident():
-        return
+        return None
     try:
         share_with_workers(PolicyKB.open(kb_dir, cache_dir), kb_dir, cache_dir)
     except Exception:
-        return
+        return None
+
+    def let_go() -> None:
+        _opened.pop(key, None)
+
+    return let_go
 
 
 make_worker.before_fork = _before_fork  # type: ignore[attr-defined]

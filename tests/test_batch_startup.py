@@ -34,8 +34,9 @@ def _factory(label: str) -> Callable[[Claim], dict[str, Any]]:
     return adjudicate
 
 
-def _prepare(label: str) -> None:
+def _prepare(label: str) -> Callable[[], None]:
     _PREPARED.update(label=label, pid=os.getpid())
+    return functools.partial(_PREPARED.update, released=True)  # once the workers are forked
 
 
 _factory.before_fork = _prepare  # type: ignore[attr-defined]
@@ -70,7 +71,7 @@ def test_before_fork_runs_in_the_parent_and_the_forked_workers_inherit_it(
         assert _PREPARED == {}
         assert all(r["prepared"] == {} for r in records)
     else:
-        assert {"label": "x", "pid": os.getpid()} == _PREPARED
+        assert {"label": "x", "pid": os.getpid(), "released": True} == _PREPARED
         assert all(r["prepared"] == {"label": "x", "pid": os.getpid()} for r in records)
         assert {r["pid"] for r in records} - {os.getpid()}  # decided in the forked workers
     _PREPARED.clear()
@@ -116,15 +117,26 @@ def test_another_thread_opens_its_own_kb(opened: list[_Opened]) -> None:
     assert got == opened and got[0] is not shared
 
 
-def test_make_workers_before_fork_opens_the_kb_once(opened: list[_Opened]) -> None:
+def test_make_workers_before_fork_opens_the_kb_once_for_one_run(opened: list[_Opened]) -> None:
     before_fork = api.make_worker.before_fork  # type: ignore[attr-defined]
-    before_fork("kb", None, False, False, "duckdb", 2)
-    before_fork("kb", None, False, False, "duckdb", 2)
+    let_go = before_fork("kb", None, False, False, "duckdb", 2)
+    assert before_fork("kb", None, False, False, "duckdb", 2) is None  # open already
     assert [o.where for o in opened] == [("kb", None)]
     assert api.make_worker("kb", None, engine="pydatalog").kb is opened[0]
+    let_go()  # the workers are forked: the next run opens the KB afresh (it may have changed)
+    assert api.make_worker("kb", None, engine="pydatalog").kb is opened[1]
+    assert len(opened) == 2
+
+
+def test_a_kb_the_caller_shared_is_kept_after_the_fork(opened: list[_Opened]) -> None:
+    shared = _Opened("kb", None)
+    api.share_with_workers(shared, "kb")  # type: ignore[arg-type]
+    assert api.make_worker.before_fork("kb", None) is None  # type: ignore[attr-defined]
+    assert opened == []
+    assert api.make_worker("kb", None, engine="pydatalog").kb is shared
 
 
 def test_a_kb_that_does_not_load_is_left_to_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(api, "_opened", {})
-    api.make_worker.before_fork(str(ROOT / "no-such-kb"), None)  # type: ignore[attr-defined]
+    assert api.make_worker.before_fork(str(ROOT / "no-such-kb"), None) is None  # type: ignore[attr-defined]
     assert api._opened == {}
