@@ -380,6 +380,7 @@ def _received(slots: Slots | None, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]
             continue
         with slots.view(chunk.slot, chunk.size) as view:
             yield _Chunk(view, chunk.records, chunk.ok, chunk.lines, chunk.denied, chunk.kinds)
+        slots.release(chunk.slot)  # written out: its pages go (the next chunk in it is not fed yet)
 
 
 # ---------------------------------------------------------------------------------------------
