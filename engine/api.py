@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,7 +224,53 @@ def make_worker(
     workers: int = 1,
 ) -> BatchWorker:
     """A per-process adjudicator for engine.batch.run_batch (pass it via functools.partial)."""
-    kb = PolicyKB.open(kb_dir, cache_dir)
+    kb = _worker_kb(kb_dir, cache_dir)
     if engine != "pydatalog":  # open DuckDB now, sharing the cores between the worker processes
         kb.duckdb(threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
     return BatchWorker(kb, engine, proofs, remedies)
+
+
+# KBs opened in this process for batch workers, by (kb_dir, cache_dir), with the thread that opened
+# each: a worker made in this process, or in a process this thread forks later, uses it instead of
+# loading the KB again (pyDatalog's state is per thread: a process forked by another thread, such
+# as a pool replacing a dead worker from its own thread, opens its own).
+_opened: dict[tuple[str | None, str | None], tuple[int, PolicyKB]] = {}
+
+
+def share_with_workers(kb: PolicyKB, kb_dir: str | None, cache_dir: str | None = None) -> None:
+    """Let make_worker(kb_dir, cache_dir, ...) use `kb`, already open, in this process and in the
+    workers it forks from this thread. `kb` must be what PolicyKB.open(kb_dir, cache_dir) opens."""
+    _opened[(kb_dir, cache_dir)] = (threading.get_ident(), kb)
+
+
+def _worker_kb(kb_dir: str | None, cache_dir: str | None) -> PolicyKB:
+    found = _opened.get((kb_dir, cache_dir))
+    if found is not None and found[0] == threading.get_ident():
+        return found[1]
+    return PolicyKB.open(kb_dir, cache_dir)
+
+
+def _before_fork(
+    kb_dir: str | None = None, cache_dir: str | None = None, *_args: Any, **_kwargs: Any
+) -> Callable[[], None] | None:
+    """make_worker's `before_fork` (see engine.batch): open the KB in the parent, so the workers it
+    forks share it copy-on-write instead of each loading it (a third of a second of CPU apiece).
+    Returns what lets go of it once they are forked (a later run opens the KB afresh, as it may
+    have changed), or None when the caller shared its own (share_with_workers). A KB that does
+    not load is left to the workers, which report it as they always did."""
+    key = (kb_dir, cache_dir)
+    found = _opened.get(key)
+    if found is not None and found[0] == threading.get_ident():
+        return None
+    try:
+        share_with_workers(PolicyKB.open(kb_dir, cache_dir), kb_dir, cache_dir)
+    except Exception:
+        return None
+
+    def let_go() -> None:
+        _opened.pop(key, None)
+
+    return let_go
+
+
+make_worker.before_fork = _before_fork  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ import gc
 import io
 import itertools
 import json
+import multiprocessing
 import signal
 import sys
 import threading
@@ -379,6 +380,7 @@ def _received(slots: Slots | None, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]
             continue
         with slots.view(chunk.slot, chunk.size) as view:
             yield _Chunk(view, chunk.records, chunk.ok, chunk.lines, chunk.denied, chunk.kinds)
+        slots.release(chunk.slot)  # written out: its pages go (the next chunk in it is not fed yet)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +446,9 @@ def _outcomes(
     in_flight = workers * READ_AHEAD_CHUNKS
     read_ahead = _ReadAhead(in_flight)
     slots = Slots.for_pool(in_flight, chunk)
+    forked = _before_fork(make_worker)
     with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker, slots)) as pool:
+        forked()  # the workers are forked: what the parent loaded for them may go
         try:
             fed = _share(slots, read_ahead.feed(tasks))
             yield _received(slots, read_ahead.drain(pool.imap(_handle_in_pool, fed, chunksize=1)))
@@ -452,6 +456,34 @@ def _outcomes(
             read_ahead.close()
         pool.close()
         pool.join()
+
+
+def _before_fork(make_worker: WorkerFactory) -> Callable[[], None]:
+    """Let the factory load in the parent, before the pool forks, what every worker needs (the KB):
+    the workers then share it copy-on-write instead of each loading its own. A factory (or the
+    function a functools.partial of it wraps) offers this as its `before_fork` attribute, called
+    with the factory's arguments; it may return what to call once the workers are forked (to let
+    go of what it loaded for them). Workers that are not forked get nothing from it. A hook that
+    fails is passed over: each worker then makes all it needs itself, as without one."""
+    if multiprocessing.get_start_method() != "fork":
+        return _nothing
+    func: Any = make_worker
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    if isinstance(make_worker, functools.partial):
+        func, args, kwargs = make_worker.func, make_worker.args, make_worker.keywords
+    hook = getattr(func, "before_fork", None)
+    if hook is None:
+        return _nothing
+    try:
+        after = hook(*args, **kwargs)
+    except Exception:
+        return _nothing
+    return after if callable(after) else _nothing
+
+
+def _nothing() -> None:
+    pass
 
 
 class _RateColumn(ProgressColumn):

@@ -441,7 +441,7 @@ def scrub(
       policykb scrub claims.x12 --format fhir -o responses.ndjson   # a multi-claim 837P
       policykb scrub bundle.json --format 835 --x12 -o answer.835   # a FHIR Bundle of Claims
     """
-    from engine.api import make_worker
+    from engine.api import make_worker, share_with_workers
     from engine.backends import CHUNK_CLAIMS
     from engine.batch import WorkerFactory, WorkerStartError, render_summary, run_batch
     from engine.kb import default_kb_dir
@@ -470,6 +470,7 @@ def scrub(
             sys.exit(EXIT_INPUT)
     kb = _open_kb(kb_dir)  # fail fast, and warm the cache before workers start
     root = str(kb_dir or default_kb_dir())
+    share_with_workers(kb, root)  # the workers use it (forked) instead of loading the KB again
     factory: WorkerFactory = functools.partial(make_worker, root, None, proofs, False, engine, workers)
     if fmt != "json":
         from engine.formats.output import make_worker as format_worker

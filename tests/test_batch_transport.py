@@ -125,3 +125,12 @@ def test_resume_finds_the_last_complete_line_whatever_the_block(block: int) -> N
 
     for data, keep in [(b"ab\ncd\nef", 6), (b"ab\ncd\n", 6), (b"abcdef", 0), (b"", 0), (b"\n", 1)]:
         assert _complete_length(io.BytesIO(data), block) == keep, data
+
+
+def test_a_released_slot_gives_its_pages_back_and_serves_again() -> None:
+    slots = transport.Slots(2, 1 << 20)
+    assert slots.put(1, b"x" * 5000)
+    slots.release(1)
+    assert slots.take(1, 5000) == bytes(5000)  # its pages are gone: they read as zeros
+    assert slots.put(3, b"abc")  # slot 1 again
+    assert slots.take(1, 3) == b"abc"

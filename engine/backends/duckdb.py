@@ -29,6 +29,7 @@ from __future__ import annotations
 import atexit
 import csv
 import gc
+import hashlib
 import itertools
 import operator
 import os
@@ -55,6 +56,7 @@ from engine.semantics import CROSS_KIND, OPERATORS
 from engine.store import Store
 
 DUCKDB_FORMAT = 1  # bump when the cached table files change layout
+STATIC_FORMAT = 1  # bump when the static relations' saved files, or how they are computed, change
 
 NUM, SYM = "n", "s"
 MESSAGE_OUTCOMES = ("deny", "warn")  # the reasons whose message is filled from the rule's bindings
@@ -1030,13 +1032,82 @@ class DuckDBBackend:
         for rel, kind in sorted(cp.kinds.items()):
             if kind in _CK_KINDS and rel not in views:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
-        for step in self.sql.static_steps:
-            for rel in step.relations:
-                con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
-            self._run_step(step)
+        self._create_static(files)
         for step in self.sql.steps:  # in order: a view reads tables (static ones too) and earlier views
             for rel in (*step.views, *step.inline):
                 con.execute(f"CREATE TEMP VIEW {table_name(cp, rel)} AS {step.sql[rel]}")
+
+    def _create_static(self, files: dict[str, Path]) -> None:
+        """The static relations (derived from stored data only), materialised once per connection:
+        copied from a DuckDB file in the cache when a connection before this one computed them from
+        the same SQL and the same stored rows (_static_key), else computed and saved there.
+        Computing them is most of a new connection's cost (measured: 0.55 of 0.8 s CPU)."""
+        cp, con = self.cp, self.con
+        rels = [rel for step in self.sql.static_steps for rel in step.relations]
+        for rel in rels:
+            con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
+        path = None
+        if rels and self.store is not None:
+            path = self.store.cache_dir / f"static-{self._static_key(files)}-d{DUCKDB_FORMAT}.duckdb"
+            if path.exists() and self._copy_static(rels, path):
+                return
+        for step in self.sql.static_steps:
+            self._run_step(step)
+        if path is not None:
+            self._save_static(rels, path)
+
+    def _static_key(self, files: dict[str, Path]) -> str:
+        """What the static relations are computed from: their steps' SQL and columns, and every
+        stored relation's rows (a table file is named by its content; inline facts by value)."""
+        key = hashlib.sha256(f"static {STATIC_FORMAT}\n".encode())
+        for step in self.sql.static_steps:
+            key.update(repr((step.recursive, [(rel, self.sql.columns(rel), step.sql[rel]) for rel in step.relations])).encode())
+        memory = self.store.memory if self.store is not None else {}
+        for rel, kind in sorted(self.cp.kinds.items()):
+            if kind is RelKind.STORED:
+                file = files.get(rel)
+                rows = memory[rel].rows if rel in memory else []
+                key.update(repr((rel, self.types[rel], file.name if file else None, rows)).encode())
+        return key.hexdigest()[:20]
+
+    def _copy_static(self, rels: list[str], path: Path) -> bool:
+        """Fill the static tables from a saved file; False (tables left empty) when it cannot be
+        read as one (e.g. torn by a crash): they are then computed again."""
+        alias = _q("static:saved")
+        con = self.con
+        try:
+            con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS {alias} (READ_ONLY)")
+        except duckdb.Error:
+            return False
+        try:
+            for n, rel in enumerate(rels):
+                con.execute(f"INSERT INTO {table_name(self.cp, rel)} SELECT * FROM {alias}.{_q(f't{n}')}")
+            return True
+        except duckdb.Error:
+            for rel in rels:
+                con.execute(f"DELETE FROM {table_name(self.cp, rel)}")
+            return False
+        finally:
+            con.execute(f"DETACH {alias}")
+
+    def _save_static(self, rels: list[str], path: Path) -> None:
+        """Save the static tables for the next connection (written aside, then renamed into place:
+        a worker starting meanwhile computes them itself). A cache that cannot be written is
+        skipped: it only saves time."""
+        alias = _q("static:new")
+        con = self.con
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        try:
+            tmp.unlink(missing_ok=True)
+            con.execute(f"ATTACH '{str(tmp).replace(chr(39), chr(39) * 2)}' AS {alias}")
+            try:
+                for n, rel in enumerate(rels):
+                    con.execute(f"CREATE TABLE {alias}.{_q(f't{n}')} AS SELECT * FROM {table_name(self.cp, rel)}")
+            finally:
+                con.execute(f"DETACH {alias}")
+            os.replace(tmp, path)
+        except (OSError, duckdb.Error):
+            tmp.unlink(missing_ok=True)
 
     def _create_stored(self, rel: str, file: Path | None) -> None:
         con, cols = self.con, self.sql.columns(rel)
