@@ -27,7 +27,7 @@ import orjson
 from engine.adjudicate import MESSAGE_SOLUTIONS, _join, guidance_anchor
 from engine.backends import BatchModel, MessageRequest
 from engine.batch import PlainJson, Written
-from engine.claims import Claim, claim_to_facts
+from engine.claims import Claim, _maker, claim_to_facts
 from engine.evaluate import Model
 from engine.explain.because import BecauseBuilder
 from engine.explain.proof import Prover
@@ -296,7 +296,7 @@ class BatchDecider:
             text = b"".join(out)
         except (orjson.JSONEncodeError, _Unwritable):
             return self.decide(claim, model)
-        return Written(text, len(lines), denied, tuple(kinds))
+        return _new_written(text, len(lines), denied, tuple(kinds))
 
 
 class _WrittenEntry:
@@ -354,6 +354,7 @@ class _WrittenEntry:
         return (a, message, b, overrider, c, _ROLE_OVERRIDDEN, d)
 
 
+_new_written = _maker(Written)  # Written(line, lines, denied, deny_kinds) without the frozen __init__
 _WrittenFound = tuple[tuple[int, _Key], _WrittenEntry, bytes, str | None]
 _FILLED_MAX = 1 << 10  # filled message texts kept per rule (a few hundred kB each at most)
 # the text of a line before its reasons, after the comma between lines (_line_text)
