@@ -108,6 +108,27 @@ def test_a_result_orjson_cannot_write_is_left_to_batch(kb: PolicyKB) -> None:
     assert result["claim"] == odd.id and result["lines"]
 
 
+def test_a_line_code_orjson_cannot_write_is_left_to_batch_and_not_kept(kb: PolicyKB) -> None:
+    """decide_written keeps each line's text before its reasons per (code, line number): a code
+    that is not UTF-8 gives the dict (as for the claim id), keeps nothing, and the next claim's
+    lines are written as a new decider writes them."""
+    import dataclasses
+
+    from engine.backends.decide import BatchDecider
+
+    decider = BatchDecider(kb)
+    claim = _case_claims()[0]
+    (model,) = kb.duckdb().evaluate_many([claim_to_facts(claim)], messages=decider.request)
+    first = claim.lines[0]
+    odd_line = dataclasses.replace(first, code=first.code + "\udc80")
+    odd = Claim(claim.id, claim.patient, (odd_line, *claim.lines[1:]), claim.history)
+    result = decider.decide_written(odd, model)
+    assert isinstance(result, dict) and result == decider.decide(odd, model)
+    assert (odd_line.code, first.line) not in decider._line_texts
+    again = decider.decide_written(claim, model)  # the lines' texts kept from before, or made now
+    assert again == BatchDecider(kb).decide_written(claim, model) == decider.decide_written(claim, model)
+
+
 @pytest.mark.parametrize("size", [1, 3])
 def test_small_chunks_get_the_records_of_one_whole_chunk(kb: PolicyKB, size: int) -> None:
     """A small chunk runs only the rules its claims can fire and empties only the tables the last

@@ -328,3 +328,25 @@ def test_load_claims_reports_malformed_json_in_the_file(tmp_path: Path) -> None:
     with pytest.raises(ClaimFileError) as info:
         load_claims(path)
     assert str(info.value).startswith(f"{path}: $: malformed JSON")
+
+
+def test_the_fast_readers_objects_are_the_dataclasses_themselves() -> None:
+    """read_fast makes its Lines, Claims ... through claims._maker (a twin class's object given
+    the dataclass's class): each must be what the dataclass's own constructor makes, equal,
+    hashed alike, frozen, pickled and copied as one."""
+    import dataclasses
+    import pickle
+
+    from engine.claims import Claim, Drug, Line, read_fast
+
+    text = json.dumps(B12_CLAIM | {"lines": [B12_CLAIM["lines"][0] | {"drug": {"ndc": "0", "name": "b12"}}]})
+    fast = read_fast(text.encode())
+    slow = parse_claim(json.loads(text))
+    assert fast is not None and type(fast) is Claim and fast == slow and hash(fast) == hash(slow)
+    line = fast.lines[0]
+    assert type(line) is Line and type(line.drug) is Drug
+    assert Line(*(getattr(line, f.name) for f in dataclasses.fields(Line))) == line
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        line.units = 3  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(fast)) == fast and copy.deepcopy(fast) == fast
+    assert dataclasses.replace(line, units=2) == dataclasses.replace(slow.lines[0], units=2)

@@ -27,7 +27,7 @@ import orjson
 from engine.adjudicate import MESSAGE_SOLUTIONS, _join, guidance_anchor
 from engine.backends import BatchModel, MessageRequest
 from engine.batch import PlainJson, Written
-from engine.claims import Claim, claim_to_facts
+from engine.claims import Claim, _maker, claim_to_facts
 from engine.evaluate import Model
 from engine.explain.because import BecauseBuilder
 from engine.explain.proof import Prover
@@ -96,6 +96,8 @@ class BatchDecider:
         self.version = kb.kb.version
         self._templates: dict[tuple[str, str], _RuleTemplate] = {}
         self._written: dict[str, dict[str, _WrittenEntry]] = {"deny": {}, "warn": {}}  # severity -> rule id -> entry
+        self._kb_lines = b',"kb":' + _dumps(self.version) + b',"lines":['  # decide_written's claim head
+        self._line_texts: dict[tuple[str, int], tuple[bytes, bytes, bytes]] = {}  # (code, line) -> _line_text
         from engine.api import _SolvedProver
 
         base = Prover(kb.kb.program, kb.adjudicator.cp, kb.evaluator, Model(), lambda _rel, _row: None)
@@ -206,6 +208,16 @@ class BatchDecider:
         self._written[severity][rule_id] = found
         return found
 
+    def _line_text(self, code: str, n: int) -> tuple[bytes, bytes, bytes]:
+        """A line's text before its reasons, each after a comma: without reasons (the whole line),
+        paid with reasons, and denied up to its primary rule id; kept for the next line with the
+        same code and number (a batch has a few thousand; bounded by _FILLED_MAX * 16)."""
+        code_json, n_json = _dumps(code), _dumps(n)
+        found = (_PAY_LINE % (code_json, n_json), _PAY_HEAD % (code_json, n_json), _DENY_HEAD % (code_json, n_json))
+        if len(self._line_texts) < _FILLED_MAX * 16:
+            self._line_texts[(code, n)] = found
+        return found
+
     def decide_written(self, claim: Claim, model: Model) -> Written | dict[str, Any]:
         """decide's result as engine.batch writes it (its JSONL line and summary counts), written
         straight from each rule's reason text (_WrittenEntry) without building the dicts; decide's
@@ -245,18 +257,19 @@ class BatchDecider:
                     else:
                         at.append(found)
             # the claim's text as one list of pieces, joined once: a reason's constant parts
-            # (most of its text: title, sources, citations) are not copied until then
-            out = [_CLAIM_HEAD % (_dumps(claim.id), _dumps(self.version))]
+            # (most of its text: title, sources, citations) are not copied until then. Every
+            # line's first piece starts with the comma before it, cut from the first at the end.
+            out = [b'{"claim":', _dumps(claim.id), self._kb_lines]
             denied = 0
             kinds: list[str] = []  # as engine.batch._line_counts counts them
             lines = sorted(claim.lines, key=_line_number)
-            comma = b""
+            texts = self._line_texts
             for line in lines:
                 n = line.line
+                lt = texts.get((line.code, n)) or self._line_text(line.code, n)
                 at = by_line.get(n)
                 if at is None:  # no reason at all
-                    out.append(_PAY_LINE % (comma, _dumps(line.code), _dumps(n)))
-                    comma = b","
+                    out.append(lt[0])
                     continue
                 if len(at) > 1:
                     at.sort(key=_place)
@@ -264,25 +277,26 @@ class BatchDecider:
                 if key[0] == _DENIAL:  # sorted first: the primary reason
                     denied += 1
                     kinds += [f[1].deny_kind for f in at if f[1].deny_kind is not None]
-                    out += (_DENY_HEAD % (comma, _dumps(line.code), _dumps(n), e.rule_json), e.head, message, e.primary)
+                    out += (lt[2], e.primary_head, message, e.primary)
                 elif overrider:
-                    out.append(_PAY_HEAD % (comma, _dumps(line.code), _dumps(n)))
+                    out.append(lt[1])
                     out += e.overridden_parts(message, _dumps(overrider))
                 else:
-                    out += (_PAY_HEAD % (comma, _dumps(line.code), _dumps(n)), e.head, message, e.warning)
-                comma = b","
+                    out += (lt[1], e.head, message, e.warning)
                 for key, e, message, overrider in at[1:]:
                     if overrider:
-                        out.append(comma)
+                        out.append(b",")
                         out += e.overridden_parts(message, _dumps(overrider))
                     else:  # the primary is the first: a later denial in force supports it
-                        out += (comma, e.head, message, e.supporting if key[0] == _DENIAL else e.warning)
+                        out += (b",", e.head, message, e.supporting if key[0] == _DENIAL else e.warning)
                 out.append(b"]}")
+            if lines:  # the first line's first piece: no comma before it
+                out[3] = out[3][1:]
             out.append(b"]}\n")
             text = b"".join(out)
         except (orjson.JSONEncodeError, _Unwritable):
             return self.decide(claim, model)
-        return Written(text, len(lines), denied, tuple(kinds))
+        return _new_written(text, len(lines), denied, tuple(kinds))
 
 
 class _WrittenEntry:
@@ -302,6 +316,7 @@ class _WrittenEntry:
         "message",
         "overridden_key",
         "primary",
+        "primary_head",
         "rule_json",
         "supporting",
         "template",
@@ -329,6 +344,7 @@ class _WrittenEntry:
         # the reason in force: head + message + the role's tail
         a, b, c = json.plain or (b"", b"", b"")
         self.head = a
+        self.primary_head = self.rule_json + b',"reasons":[' + a  # a denied line's primary rule id on
         self.primary, self.supporting, self.warning = (
             b + _ROLE_JSON[r] + c for r in ("primary", "supporting", "warning")
         )
@@ -338,13 +354,13 @@ class _WrittenEntry:
         return (a, message, b, overrider, c, _ROLE_OVERRIDDEN, d)
 
 
+_new_written = _maker(Written)  # Written(line, lines, denied, deny_kinds) without the frozen __init__
 _WrittenFound = tuple[tuple[int, _Key], _WrittenEntry, bytes, str | None]
 _FILLED_MAX = 1 << 10  # filled message texts kept per rule (a few hundred kB each at most)
-# the text of a claim and of its lines before their reasons (%b first: the comma between lines)
-_CLAIM_HEAD = b'{"claim":%b,"kb":%b,"lines":['
-_DENY_HEAD = b'%b{"code":%b,"decision":"deny","line":%b,"primary":%b,"reasons":['
-_PAY_HEAD = b'%b{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":['
-_PAY_LINE = b'%b{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":[]}'
+# the text of a line before its reasons, after the comma between lines (_line_text)
+_DENY_HEAD = b',{"code":%b,"decision":"deny","line":%b,"primary":'  # then _WrittenEntry.primary_head
+_PAY_HEAD = b',{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":['
+_PAY_LINE = b',{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":[]}'
 
 
 _Found = tuple[tuple[int, _Key], "_RuleTemplate", str, str | None]
