@@ -306,7 +306,7 @@ def grouped_backend(tables_kb: PolicyKB, monkeypatch: pytest.MonkeyPatch) -> Any
             grouped.append(index)
         return found
 
-    backend._grouped_sql = recording  # type: ignore[method-assign]
+    monkeypatch.setattr(backend, "_grouped_sql", recording)
     backend.grouped = grouped  # type: ignore[attr-defined]
     yield backend
     backend.close()
