@@ -1522,35 +1522,41 @@ def _merge_groups(
     few."""
     count, nkeys, width = plan.count, plan.keys, plan.width
     numeric = [i for i, num in enumerate(plan.numeric) if num]
-    merged: dict[str, tuple[str, ...] | None] = {}
+    # a head's values: the fixed columns' str() then its merged texts then None, put in place order
+    fixed = [at for how, at in plan.places if how == "fixed"]
+    get_fixed: Callable[[tuple], tuple] = operator.itemgetter(*fixed) if len(fixed) > 1 else lambda rec: ()
+    if len(fixed) == 1:
+        get_fixed = operator.itemgetter(slice(fixed[0], fixed[0] + 1))
+    first_text = len(fixed)
+    nothing = first_text + width - nkeys  # the None after the texts
+    order = [
+        fixed.index(at) if how == "fixed" else first_text + at if how == "varying" else nothing
+        for how, at in plan.places
+    ]
+    arrange: Callable[[tuple], tuple] = operator.itemgetter(*order) if len(order) > 1 else lambda t: (t[order[0]],)
+    merged: dict[str, tuple[str | None, ...] | None] = {}
     out: list[tuple[tuple, tuple, tuple[str | None, ...]]] = []
     overflow: set[tuple] = set()
     total = 0
     for rec in rows:
         n = rec[count]
         total += n
-        if n > limit:
-            overflow.add(head_key(rec))
-            continue
-        agg: str = rec[count + 1]
-        texts = merged.get(agg, ())
+        texts = merged.get(rec[count + 1], ()) if n <= limit else None
         if texts == ():
+            agg: str = rec[count + 1]
             texts = merged[agg] = _merge_texts(agg, n, nkeys, width, numeric, join)
         if texts is None:
             overflow.add(head_key(rec))
             continue
-        values = tuple(
-            str(rec[at]) if how == "fixed" else texts[at] if how == "varying" else None for how, at in plan.places
-        )
-        out.append((head_key(rec), rec, values))
+        out.append((head_key(rec), rec, arrange((*map(str, get_fixed(rec)), *texts))))
     return out, overflow, total
 
 
 def _merge_texts(
     agg: str, n: int, nkeys: int, width: int, numeric: list[int], join: Callable[[list[str]], str]
-) -> tuple[str, ...] | None:
-    """One head's joined texts (see _merge_groups) as the merged text of each varying value, or
-    None where they do not split into `n` rows of `width` fields."""
+) -> tuple[str | None, ...] | None:
+    """One head's joined texts (see _merge_groups) as the merged text of each varying value, then
+    None, or None where they do not split into `n` rows of `width` fields."""
     fields = [record.split(_FIELD) for record in agg.split(_RECORD)]
     if len(fields) != n or any(len(f) != width for f in fields):
         return None
@@ -1561,10 +1567,11 @@ def _merge_texts(
             return None
     else:
         fields.sort(key=lambda f: f[:nkeys])
-    out: list[str] = []
+    out: list[str | None] = []
     for k in range(nkeys, width):
         distinct = list(dict.fromkeys(f[k] for f in fields))  # in order of first appearance
         out.append(distinct[0] if len(distinct) == 1 else join(distinct))
+    out.append(None)  # for a name the rule does not bind (see _merge_groups)
     return tuple(out)
 
 
