@@ -1232,17 +1232,17 @@ class DuckDBBackend:
             if grouped is not None:
                 group_sql, plan = grouped
                 heads, overflow, n_rows = _merge_groups(
-                    self.con.execute(group_sql).fetchall(), head_key, plan, limit, join
+                    self._run(group_sql).fetchall(), head_key, plan, limit, join
                 )
             else:
                 short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
-                rows = self.con.execute(short_sql).fetchall()
+                rows = self._run(short_sql).fetchall()
                 heads, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
                 n_rows = len(rows)
             # the next chunk's form: grouped where this one's heads had several rows each
             self._grouped[index] = n_rows >= MESSAGE_GROUPED_ROWS * (len(heads) + len(overflow))
             if overflow:
-                rows = [rec for rec in self.con.execute(sql).fetchall() if head_key(rec) in overflow]
+                rows = [rec for rec in self._run(sql).fetchall() if head_key(rec) in overflow]
                 heads += _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
             # the usual outcome head, (a line variable, the rule id), built from the group key alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
