@@ -14,7 +14,9 @@ with the pyDatalog path (the Adjudicator) and with the backend's full solutions.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,7 +27,7 @@ from engine.api import PolicyKB
 from engine.backends import BatchModel
 from engine.backends.decide import BatchDecider, decide_many
 from engine.claims import Claim, claim_to_facts, parse_claim
-from engine.ir import IConst
+from engine.ir import IConst, IVar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,6 +126,19 @@ warn(l, "t.steps") :- line(l, c, _, _, _, _), step_word(c, _, w).
  * @message Line {l}: {nick}.
  */
 warn(l, "t.nicknames") :- line_table(l, t, _), nickname(t, nick).
+
+/**
+ * @id t.line
+ * @title A line's own number
+ * @summary A message that shows its head only.
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Line {l} uses table a.
+ */
+warn(l, "t.line") :- line_table(l, "a", 1).
 """
 )
 
@@ -367,3 +382,59 @@ def test_a_grouped_value_holding_a_separator_is_merged_from_the_full_query(
         )
     assert index in grouped_backend.grouped
     assert model.messages[(index, (1, "t.tables"))] == _merged(tables_kb, facts, index, (1, "t.tables"))
+
+
+def test_a_message_showing_only_its_head_needs_no_query(tables_kb: PolicyKB, monkeypatch: pytest.MonkeyPatch) -> None:
+    """t.line's message shows l, its head's: every warn row of t.line fills it, with no message
+    query (no other rule derives warn rows for t.line)."""
+    claim = _claim(["99213", "99214", "99211", "99212"])
+    request = BatchDecider(tables_kb).request
+    line = _index(tables_kb, "t.line")
+    cp = tables_kb.kb.compiled
+    assert cp is not None
+    backend = duck.DuckDBBackend(cp, tables_kb.kb.store, duck.declared_types(cp, tables_kb.kb.program))
+    asked: list[int] = []
+    real = backend._message_sql
+
+    def recording(index: int, *args: Any, **kw: Any) -> Any:
+        asked.append(index)
+        return real(index, *args, **kw)
+
+    monkeypatch.setattr(backend, "_message_sql", recording)
+    (model,) = backend.evaluate_many([claim_to_facts(claim)], messages=request)
+    backend.close()
+    assert isinstance(model, BatchModel)
+    # uses holds (a, 1) for 99213 (line 1), 99211 (line 3) and 99212 (line 4), not for 99214
+    assert {k: v for k, v in model.messages.items() if k[0] == line} == {
+        (line, (1, "t.line")): ("1",),
+        (line, (3, "t.line")): ("3",),
+        (line, (4, "t.line")): ("4",),
+    }
+    assert line not in asked and _index(tables_kb, "t.tables") in asked
+    # the pyDatalog path writes the same messages
+    expected = _messages(tables_kb.adjudicate(claim, proofs=False).to_dict())
+    assert expected[(3, "t.line")] == "Line 3 uses table a."
+    assert _messages(decide_many(tables_kb, [claim])[0]) == expected
+
+
+def test_a_head_only_message_is_queried_where_another_rule_may_derive_its_rows(tables_kb: PolicyKB) -> None:
+    """Should another rule derive rows of the same head (here one whose rule id is a variable),
+    a row no longer tells which rule derived it: the message is queried."""
+    cp = tables_kb.kb.compiled
+    assert cp is not None
+    backend = tables_kb.duckdb()
+    request = BatchDecider(tables_kb).request
+    line = _index(tables_kb, "t.line")
+    layout = backend.sql.solution_layout[line]
+    places = [layout.names.get(n) for n in request.names[line]]
+    assert duck._head_places(cp, line, layout, places) == [0]
+    rule = cp.rules[line]
+    other = dataclasses.replace(rule, index=len(cp.rules), head=dataclasses.replace(rule.head, args=(IVar("l"), IVar("r"))))
+    assert duck._head_places(SimpleNamespace(rules=[*cp.rules, other]), line, layout, places) is None  # type: ignore[arg-type]
+    # a rule of another id (a different constant) derives no such row
+    named = dataclasses.replace(rule, index=len(cp.rules), head=dataclasses.replace(rule.head, args=(IVar("l"), IConst("t.x"))))
+    assert duck._head_places(SimpleNamespace(rules=[*cp.rules, named]), line, layout, places) == [0]  # type: ignore[arg-type]
+    # a message showing a body variable is queried
+    tables = _index(tables_kb, "t.tables")
+    layout = backend.sql.solution_layout[tables]
+    assert duck._head_places(cp, tables, layout, [layout.names.get(n) for n in request.names[tables]]) is None

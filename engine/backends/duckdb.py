@@ -1226,6 +1226,14 @@ class DuckDBBackend:
             layout = self.sql.solution_layout[index]
             full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
             cols = [col for col, _ in layout.head if col is not None]
+            at = _head_places(self.cp, index, layout, full)
+            if at is not None:  # the message shows the head only: no query (see _head_places)
+                rel, consts = self.cp.rules[index].head.relation, self.sql.head_consts[index]
+                for m in models:
+                    for row in m.relations.get(rel, ()):
+                        if all(row[j] == v for j, v in consts):
+                            m.messages[(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
+                continue
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
             grouped = self._grouped_sql(index, sql, full, keyed[index]) if self._grouped.get(index) else None
@@ -1485,6 +1493,29 @@ def _merge_heads(
                 values[k] = text
         out.append((key, first, tuple(values)))
     return out, overflow
+
+
+def _head_places(cp: CompiledProgram, index: int, layout: SolutionLayout, places: list[int | None]) -> list[int | None] | None:
+    """For a rule whose message shows only head arguments (the solutions SELECT's columns at
+    `places`), each place's head argument (None: a name the rule does not bind), so that every
+    outcome row matching the rule's head fills the message without a query; None otherwise. Only
+    where no other rule can derive such a row (its head has a different constant at some
+    argument): each such row is then a head this rule has solutions for, as the query finds."""
+    args = {col: j for j, (col, _) in enumerate(layout.head) if col is not None}
+    if not all(p is None or p in args for p in places):
+        return None
+    head = cp.rules[index].head
+    for rule in cp.rules:
+        if (
+            rule.index != index
+            and rule.head.relation == head.relation
+            and not any(
+                isinstance(a, IConst) and isinstance(b, IConst) and a.value != b.value
+                for a, b in zip(rule.head.args, head.args, strict=True)
+            )
+        ):
+            return None  # it may derive rows of this rule's head
+    return [None if p is None else args[p] for p in places]
 
 
 _ATOM_COLUMN = re.compile(r"t(\d+)\.c(\d+)")  # a body atom's column, as _rule_sql names it
