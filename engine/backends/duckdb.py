@@ -1222,6 +1222,7 @@ class DuckDBBackend:
         join: Callable[[list[str]], str] = request.join
         solved = list(self._solved_rules(models, request.names))
         keyed = self._keyed_atoms([(index, n) for index, _, n in solved])
+        messages = [m.messages for m in models]
         for index, sql, _n in solved:
             layout = self.sql.solution_layout[index]
             full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
@@ -1229,9 +1230,12 @@ class DuckDBBackend:
             at = _head_places(self.cp, index, layout, full)
             if at is not None:  # the message shows the head only: no query (see _head_places)
                 rel, consts = self.cp.rules[index].head.relation, self.sql.head_consts[index]
+                get = operator.itemgetter(*(j for j, _ in consts)) if consts else lambda _row: ()
+                want = tuple(v for _, v in consts)
+                wanted = want[0] if len(want) == 1 else want  # as itemgetter gives them
                 for m in models:
                     for row in m.relations.get(rel, ()):
-                        if all(row[j] == v for j, v in consts):
+                        if get(row) == wanted:
                             m.messages[(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
                 continue
             head_key = operator.itemgetter(0, *cols)
@@ -1255,9 +1259,12 @@ class DuckDBBackend:
             # the usual outcome head, (a line variable, the rule id), built from the group key alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
             rule_id = layout.head[1][1] if line_rule else None
-            for key, first, values in heads:
-                head = (key[1], rule_id) if line_rule else layout.head_of(first)
-                models[key[0]].messages[(index, head)] = values
+            if line_rule:
+                for (ck, line), _first, values in heads:
+                    messages[ck][(index, (line, rule_id))] = values
+            else:
+                for key, first, values in heads:
+                    messages[key[0]][(index, layout.head_of(first))] = values
 
     def _keyed_atoms(self, rules: list[tuple[int, int]]) -> dict[int, frozenset[int]]:
         """For each rule (index, outcome rows), its positive atoms (by place in
