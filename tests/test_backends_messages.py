@@ -14,7 +14,9 @@ with the pyDatalog path (the Adjudicator) and with the backend's full solutions.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,7 +27,7 @@ from engine.api import PolicyKB
 from engine.backends import BatchModel
 from engine.backends.decide import BatchDecider, decide_many
 from engine.claims import Claim, claim_to_facts, parse_claim
-from engine.ir import IConst
+from engine.ir import IConst, IVar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +58,7 @@ uses("99212", "b", 2).
 uses("99212", "b", 3).
 uses("99212", "b", 4).
 uses("99212", "b", 5).
+uses("99211", "a", 1).
 """
     + "".join(f'uses("99215", "{t}", 1).\n' for t, _ in MANY)
     + """
@@ -72,6 +75,8 @@ table_name("c", "mid").
 step_word("99214", 1, "late").
 step_word("99214", 2, "early").
 step_word("99214", 3, "late").
+step_word("99211", 10, "ten").
+step_word("99211", 9, "nine").
 
 /** @summary A nickname of a table (table "a" has two). */
 .decl nickname(table: symbol, nick: symbol)
@@ -121,6 +126,19 @@ warn(l, "t.steps") :- line(l, c, _, _, _, _), step_word(c, _, w).
  * @message Line {l}: {nick}.
  */
 warn(l, "t.nicknames") :- line_table(l, t, _), nickname(t, nick).
+
+/**
+ * @id t.line
+ * @title A line's own number
+ * @summary A message that shows its head only.
+ * @source test
+ * @kind policy
+ * @severity warn
+ * @group CO
+ * @carc 18
+ * @message Line {l} uses table a.
+ */
+warn(l, "t.line") :- line_table(l, "a", 1).
 """
 )
 
@@ -280,3 +298,143 @@ def test_a_rule_whose_atoms_are_not_read_as_the_sql_binds_them_keeps_the_full_so
     assert isinstance(model, BatchModel)
     assert model.messages[(index, (1, "t.tables"))] == ("1", "2024-03-01", "zeta, alpha and mid")
     backend.close()
+
+
+# -- one row per head (DuckDBBackend._grouped_sql) ---------------------------------------------
+
+
+@pytest.fixture
+def grouped_backend(tables_kb: PolicyKB, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A new backend whose message queries return one row per head from the second chunk on
+    (a rule's form is chosen from its last chunk: any number of rows a head qualifies)."""
+    monkeypatch.setattr(duck, "MESSAGE_GROUPED_ROWS", 0.0)
+    monkeypatch.setattr(duck, "MESSAGE_KEYED_HEADS", 0)
+    cp = tables_kb.kb.compiled
+    assert cp is not None
+    backend = duck.DuckDBBackend(cp, tables_kb.kb.store, duck.declared_types(cp, tables_kb.kb.program))
+    grouped: list[int] = []
+    real = backend._grouped_sql
+
+    def recording(index: int, *args: Any) -> Any:
+        found = real(index, *args)
+        if found is not None:
+            grouped.append(index)
+        return found
+
+    monkeypatch.setattr(backend, "_grouped_sql", recording)
+    backend.grouped = grouped  # type: ignore[attr-defined]
+    yield backend
+    backend.close()
+
+
+def test_grouped_message_queries_give_the_same_messages(tables_kb: PolicyKB, grouped_backend: Any) -> None:
+    claim = _claim(["99213", "99214", "99215", "99212", "99211"])
+    facts = claim_to_facts(claim)
+    request = BatchDecider(tables_kb).request
+    tables, steps, nicknames = (_index(tables_kb, r) for r in ("t.tables", "t.steps", "t.nicknames"))
+    (rows,) = grouped_backend.evaluate_many([facts], messages=request)
+    assert grouped_backend.grouped == []  # the first chunk's queries return solution rows
+    (one,) = grouped_backend.evaluate_many([facts], messages=request)
+    assert {tables, steps, nicknames} <= set(grouped_backend.grouped)
+    assert one.messages == rows.messages
+    # the date has one value per line (line is keyed on its number): read off the head's row;
+    # the names' order is the tables' (a, b, c), not theirs
+    assert one.messages[(tables, (1, "t.tables"))] == ("1", "2024-03-01", "zeta, alpha and mid")
+    # 14 tables, more than a message shows: the first twelve, merged from the full query
+    twelve = [n for _, n in MANY[:MESSAGE_SOLUTIONS]]
+    assert one.messages[(tables, (3, "t.tables"))] == ("3", "2024-03-01", ", ".join(twelve[:-1]) + " and " + twelve[-1])
+    # the step (not shown) orders the words: 1, 2, 3 give late, early; 9 before 10 as numbers
+    assert one.messages[(steps, (2, "t.steps"))] == ("2", "late and early")
+    assert one.messages[(steps, (5, "t.steps"))] == ("5", "nine and ten")
+    # table a's nicknames sorted (nickname is not keyed on its table), then b's
+    assert one.messages[(nicknames, (1, "t.nicknames"))] == ("1", "alpha one, the first and the second")
+    # and the pyDatalog path writes these messages
+    expected = _messages(tables_kb.adjudicate(claim, proofs=False).to_dict())
+    assert expected[(5, "t.steps")] == "Line 5: nine and ten."
+    assert expected[(3, "t.tables")].endswith(f"{twelve[-1]}.")
+    for (index, (ln, rule_id)), values in one.messages.items():
+        assert expected[(ln, rule_id)] == BatchDecider(tables_kb)._template(rule_id, "warn").fill(values), index
+    # a chunk in which a rule has no solutions, then one in which it has again
+    (none,) = grouped_backend.evaluate_many([claim_to_facts(_claim(["99213"]))], messages=request)
+    assert not [key for key in none.messages if key[0] == steps]
+    assert none.messages[(tables, (1, "t.tables"))] == ("1", "2024-03-01", "zeta, alpha and mid")
+    (again,) = grouped_backend.evaluate_many([facts], messages=request)
+    assert again.messages == rows.messages
+
+
+@pytest.mark.parametrize("separator", [duck._FIELD, duck._RECORD])
+def test_a_grouped_value_holding_a_separator_is_merged_from_the_full_query(
+    tables_kb: PolicyKB, grouped_backend: Any, separator: str
+) -> None:
+    """The grouped query joins a head's values with control characters: a value holding one
+    does not split back into its rows, and its head is merged from the full query instead."""
+    request = BatchDecider(tables_kb).request
+    index = _index(tables_kb, "t.tables")
+    row = ("99211", "2024-03-01", "11", "1234567893", 1)
+    # two lines numbered 1 (line is not keyed on its number): each date is a value of its own
+    facts = {"line": [(1, *row), (1, "99211", f"2024-02-01{separator}", *row[2:])]}
+    for _ in range(2):
+        (model,) = grouped_backend.evaluate_many([facts], messages=request)
+        assert model.messages[(index, (1, "t.tables"))] == (
+            "1",
+            f"2024-02-01{separator} and 2024-03-01",
+            "zeta",
+        )
+    assert index in grouped_backend.grouped
+    assert model.messages[(index, (1, "t.tables"))] == _merged(tables_kb, facts, index, (1, "t.tables"))
+
+
+def test_a_message_showing_only_its_head_needs_no_query(tables_kb: PolicyKB, monkeypatch: pytest.MonkeyPatch) -> None:
+    """t.line's message shows l, its head's: every warn row of t.line fills it, with no message
+    query (no other rule derives warn rows for t.line)."""
+    claim = _claim(["99213", "99214", "99211", "99212"])
+    request = BatchDecider(tables_kb).request
+    line = _index(tables_kb, "t.line")
+    cp = tables_kb.kb.compiled
+    assert cp is not None
+    backend = duck.DuckDBBackend(cp, tables_kb.kb.store, duck.declared_types(cp, tables_kb.kb.program))
+    asked: list[int] = []
+    real = backend._message_sql
+
+    def recording(index: int, *args: Any, **kw: Any) -> Any:
+        asked.append(index)
+        return real(index, *args, **kw)
+
+    monkeypatch.setattr(backend, "_message_sql", recording)
+    (model,) = backend.evaluate_many([claim_to_facts(claim)], messages=request)
+    backend.close()
+    assert isinstance(model, BatchModel)
+    # uses holds (a, 1) for 99213 (line 1), 99211 (line 3) and 99212 (line 4), not for 99214
+    assert {k: v for k, v in model.messages.items() if k[0] == line} == {
+        (line, (1, "t.line")): ("1",),
+        (line, (3, "t.line")): ("3",),
+        (line, (4, "t.line")): ("4",),
+    }
+    assert line not in asked and _index(tables_kb, "t.tables") in asked
+    # the pyDatalog path writes the same messages
+    expected = _messages(tables_kb.adjudicate(claim, proofs=False).to_dict())
+    assert expected[(3, "t.line")] == "Line 3 uses table a."
+    assert _messages(decide_many(tables_kb, [claim])[0]) == expected
+
+
+def test_a_head_only_message_is_queried_where_another_rule_may_derive_its_rows(tables_kb: PolicyKB) -> None:
+    """Should another rule derive rows of the same head (here one whose rule id is a variable),
+    a row no longer tells which rule derived it: the message is queried."""
+    cp = tables_kb.kb.compiled
+    assert cp is not None
+    backend = tables_kb.duckdb()
+    request = BatchDecider(tables_kb).request
+    line = _index(tables_kb, "t.line")
+    layout = backend.sql.solution_layout[line]
+    places = [layout.names.get(n) for n in request.names[line]]
+    assert duck._head_places(cp, line, layout, places) == [0]
+    rule = cp.rules[line]
+    other = dataclasses.replace(rule, index=len(cp.rules), head=dataclasses.replace(rule.head, args=(IVar("l"), IVar("r"))))
+    assert duck._head_places(SimpleNamespace(rules=[*cp.rules, other]), line, layout, places) is None  # type: ignore[arg-type]
+    # a rule of another id (a different constant) derives no such row
+    named = dataclasses.replace(rule, index=len(cp.rules), head=dataclasses.replace(rule.head, args=(IVar("l"), IConst("t.x"))))
+    assert duck._head_places(SimpleNamespace(rules=[*cp.rules, named]), line, layout, places) == [0]  # type: ignore[arg-type]
+    # a message showing a body variable is queried
+    tables = _index(tables_kb, "t.tables")
+    layout = backend.sql.solution_layout[tables]
+    assert duck._head_places(cp, tables, layout, [layout.names.get(n) for n in request.names[tables]]) is None

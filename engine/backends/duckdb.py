@@ -70,6 +70,12 @@ BIG_STORED_ROWS = 500_000
 # rule with at least this many outcome rows in it: the check is a scan of the relation, and a
 # shorter ORDER BY saves a fraction of a microsecond a row
 MESSAGE_KEYED_HEADS = 2_000
+# A rule's message query returns one row per head, its solutions' sort keys and shown values as
+# one text (see DuckDBBackend._grouped_sql), once its last chunk's heads had this many solution
+# rows each on average: fewer, larger rows cost less to fetch and merge; with about one row per
+# head the grouping costs more than it saves
+MESSAGE_GROUPED_ROWS = 2.0
+_FIELD, _RECORD = "\x1f", "\x1e"  # how the grouped query joins a solution's values and the solutions
 
 
 @atexit.register
@@ -989,6 +995,8 @@ class DuckDBBackend:
         ] = {}
         # (stored or static relation, columns) -> whether no two distinct rows agree on them (_keyed_atoms)
         self._unique: dict[tuple[str, tuple[int, ...]], bool] = {}
+        self._grouped: dict[int, bool] = {}  # outcome rule index -> whether its message query groups (_fetch_messages)
+        self._grouped_sqls: dict[tuple[int, tuple[int | None, ...], frozenset[int]], tuple[str, GroupPlan] | None] = {}
         self._parsed: dict[str, duckdb.Statement] = {}  # per-chunk statement text -> parsed once (_run)
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.con = duckdb.connect(":memory:")
@@ -1279,30 +1287,55 @@ class DuckDBBackend:
         The query fetches the claim key, the head and the columns the message shows only, sorted
         on no more columns than that order needs (_message_sql); the other named variables matter
         only to which solutions are distinct, so only to a head with more than `limit` rows, which
-        is merged again from the full query."""
+        is merged again from the full query. A rule whose heads had several rows each in the last
+        chunk is asked for one row per head instead (_grouped_sql, merged by _merge_groups)."""
         limit = request.limit
         join: Callable[[list[str]], str] = request.join
         solved = list(self._solved_rules(models, request.names))
         keyed = self._keyed_atoms([(index, n) for index, _, n in solved])
+        messages = [m.messages for m in models]
         for index, sql, _n in solved:
             layout = self.sql.solution_layout[index]
             full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
-            short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
             cols = [col for col, _ in layout.head if col is not None]
+            at = _head_places(self.cp, index, layout, full)
+            if at is not None:  # the message shows the head only: no query (see _head_places)
+                rel, consts = self.cp.rules[index].head.relation, self.sql.head_consts[index]
+                get = operator.itemgetter(*(j for j, _ in consts)) if consts else lambda _row: ()
+                want = tuple(v for _, v in consts)
+                wanted = want[0] if len(want) == 1 else want  # as itemgetter gives them
+                for m in models:
+                    for row in m.relations.get(rel, ()):
+                        if get(row) == wanted:
+                            m.messages[(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
+                continue
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
-            heads, overflow = _merge_heads(
-                self.con.execute(short_sql).fetchall(), head_key, fixed, places, limit, join, merged
-            )
+            grouped = self._grouped_sql(index, sql, full, keyed[index]) if self._grouped.get(index) else None
+            if grouped is not None:
+                group_sql, plan = grouped
+                heads, overflow, n_rows = _merge_groups(
+                    self._run(group_sql).fetchall(), head_key, plan, limit, join
+                )
+            else:
+                short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
+                rows = self._run(short_sql).fetchall()
+                heads, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
+                n_rows = len(rows)
+            # the next chunk's form: grouped where this one's heads had several rows each
+            self._grouped[index] = n_rows >= MESSAGE_GROUPED_ROWS * (len(heads) + len(overflow))
             if overflow:
-                rows = [rec for rec in self.con.execute(sql).fetchall() if head_key(rec) in overflow]
+                rows = [rec for rec in self._run(sql).fetchall() if head_key(rec) in overflow]
                 heads += _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
             # the usual outcome head, (a line variable, the rule id), built from the group key alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
             rule_id = layout.head[1][1] if line_rule else None
-            for key, first, values in heads:
-                head = (key[1], rule_id) if line_rule else layout.head_of(first)
-                models[key[0]].messages[(index, head)] = values
+            if line_rule:
+                for (ck, line), _first, values in heads:
+                    messages[ck][(index, (line, rule_id))] = values
+            else:
+                for key, first, values in heads:
+                    messages[key[0]][(index, layout.head_of(first))] = values
 
     def _keyed_atoms(self, rules: list[tuple[int, int]]) -> dict[int, frozenset[int]]:
         """For each rule (index, outcome rows), its positive atoms (by place in
@@ -1398,6 +1431,67 @@ class DuckDBBackend:
         self._message_sqls[(index, tuple(places), keyed)] = found
         return found
 
+    def _grouped_sql(
+        self, index: int, sql: str, places: list[int | None], keyed: frozenset[int] = frozenset()
+    ) -> tuple[str, GroupPlan] | None:
+        """The message query of _message_sql as one row per head: the claim key, the head's
+        columns, the columns with one value per head, the number of solution rows, and each row's
+        sort keys and shown values that vary within a head, cast to text, joined with _FIELD and
+        the rows with _RECORD in no particular order (_merge_groups sorts them as the ORDER BY
+        does). None where that cannot be: a sort key or shown value that is not a column of a
+        body atom, a sort on the full ORDER BY, or no shown value that varies."""
+        cache_key = (index, tuple(places), keyed)
+        if cache_key not in self._grouped_sqls:
+            self._grouped_sqls[cache_key] = self._make_grouped_sql(index, sql, places, keyed)
+        return self._grouped_sqls[cache_key]
+
+    def _make_grouped_sql(
+        self, index: int, sql: str, places: list[int | None], keyed: frozenset[int]
+    ) -> tuple[str, GroupPlan] | None:
+        layout = self.sql.solution_layout[index]
+        first, rest = sql.split("\n", 1) if "\n" in sql else (sql, "")
+        exprs = layout.columns
+        if (
+            layout.atoms is None
+            or first != "SELECT " + ", ".join(f"{e} AS s{i}" for i, e in enumerate(exprs))
+            or "\nORDER BY " not in rest
+        ):
+            return None
+        body = rest.rsplit("\nORDER BY ", 1)[0]
+        cols = [col for col, _ in layout.head if col is not None]
+        head = 1 + len(cols)
+        keys, fixed = _sort_keys(layout, keyed)
+        one = {*range(head), *(layout.names[n] for n in fixed)}
+        shown = [p for p in places if p is not None]
+        varying = sorted({p for p in shown if p not in one})
+        if not varying:
+            return None
+        types: list[str] = []  # each sort key's type
+        for key in [*keys, *(exprs[p] for p in varying)]:
+            m = _ATOM_COLUMN.fullmatch(key)
+            if m is None:
+                return None
+            atom = self.cp.rules[index].body[int(m[1])]
+            assert isinstance(atom, IAtom)
+            types.append(self.types[atom.relation][int(m[2])])
+        once = sorted(p for p in {p for p in shown if p in one} if p >= head)  # one value per head, not the head
+        select = [f"{exprs[i]} AS s{i}" for i in range(head)]
+        select += [f"{exprs[p]} AS s{head + n}" for n, p in enumerate(once)]
+        texts = [f"CAST({e} AS VARCHAR)" for e in [*keys, *(exprs[p] for p in varying)]]
+        record = f" || '{_FIELD}' || ".join(texts)
+        select += ["count(*)", f"string_agg({record}, '{_RECORD}')"]
+        at = {p: n for n, p in enumerate(range(head))}
+        at.update({p: head + n for n, p in enumerate(once)})
+        where = tuple(("fixed", at[p]) if p in at else ("varying", varying.index(p)) if p is not None else ("none", 0) for p in places)
+        plan = GroupPlan(
+            count=head + len(once),
+            keys=len(keys),
+            numeric=tuple(t == NUM for t in types[: len(keys)]),
+            width=len(texts),
+            places=where,
+        )
+        return f"SELECT {', '.join(select)}\n{body}\nGROUP BY ALL", plan
+
     def _load_claims(self, n: int) -> None:
         if n:
             self.con.execute(f"INSERT INTO {_q('_claims')} SELECT range FROM range({n})")
@@ -1477,6 +1571,117 @@ def _merge_heads(
                 values[k] = text
         out.append((key, first, tuple(values)))
     return out, overflow
+
+
+def _head_places(cp: CompiledProgram, index: int, layout: SolutionLayout, places: list[int | None]) -> list[int | None] | None:
+    """For a rule whose message shows only head arguments (the solutions SELECT's columns at
+    `places`), each place's head argument (None: a name the rule does not bind), so that every
+    outcome row matching the rule's head fills the message without a query; None otherwise. Only
+    where no other rule can derive such a row (its head has a different constant at some
+    argument): each such row is then a head this rule has solutions for, as the query finds."""
+    args = {col: j for j, (col, _) in enumerate(layout.head) if col is not None}
+    if not all(p is None or p in args for p in places):
+        return None
+    head = cp.rules[index].head
+    for rule in cp.rules:
+        if (
+            rule.index != index
+            and rule.head.relation == head.relation
+            and not any(
+                isinstance(a, IConst) and isinstance(b, IConst) and a.value != b.value
+                for a, b in zip(rule.head.args, head.args, strict=True)
+            )
+        ):
+            return None  # it may derive rows of this rule's head
+    return [None if p is None else args[p] for p in places]
+
+
+_ATOM_COLUMN = re.compile(r"t(\d+)\.c(\d+)")  # a body atom's column, as _rule_sql names it
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """Where _merge_groups finds things in a row of DuckDBBackend._grouped_sql: the number of
+    solution rows at `count`, their joined texts after it; each text holds `keys` sort keys
+    (`numeric`: compared as numbers) then the varying shown values, `width` fields in all; per
+    message place, where its value is: ("fixed", column), ("varying", field after the keys) or
+    ("none", 0) for a name the rule does not bind."""
+
+    count: int
+    keys: int
+    numeric: tuple[bool, ...]
+    width: int
+    places: tuple[tuple[str, int], ...]
+
+
+def _merge_groups(
+    rows: list[tuple],
+    head_key: Callable[[tuple], tuple],
+    plan: GroupPlan,
+    limit: int,
+    join: Callable[[list[str]], str],
+) -> tuple[list[tuple[tuple, tuple, tuple[str | None, ...]]], set[tuple], int]:
+    """_merge_heads over the rows of a grouped message query (one per head), and the number of
+    solution rows. A head's texts are split, sorted on their sort keys as the ORDER BY sorts
+    (a text sorts as DuckDB's VARCHAR does, by code point; a number as a number; rows equal on
+    every key are one solution, so their order changes nothing) and merged as _merge_heads
+    merges them. A head with more than `limit` rows, or whose texts do not split into its rows
+    and fields (a value holding a separator), is left out as an overflow (merged from the full
+    query). The merge of a head's texts is kept per distinct joined text: most heads repeat a
+    few."""
+    count, nkeys, width = plan.count, plan.keys, plan.width
+    numeric = [i for i, num in enumerate(plan.numeric) if num]
+    # a head's values: the fixed columns' str() then its merged texts then None, put in place order
+    fixed = [at for how, at in plan.places if how == "fixed"]
+    get_fixed: Callable[[tuple], tuple] = operator.itemgetter(*fixed) if len(fixed) > 1 else lambda rec: ()
+    if len(fixed) == 1:
+        get_fixed = operator.itemgetter(slice(fixed[0], fixed[0] + 1))
+    first_text = len(fixed)
+    nothing = first_text + width - nkeys  # the None after the texts
+    order = [
+        fixed.index(at) if how == "fixed" else first_text + at if how == "varying" else nothing
+        for how, at in plan.places
+    ]
+    arrange: Callable[[tuple], tuple] = operator.itemgetter(*order) if len(order) > 1 else lambda t: (t[order[0]],)
+    merged: dict[str, tuple[str | None, ...] | None] = {}
+    out: list[tuple[tuple, tuple, tuple[str | None, ...]]] = []
+    overflow: set[tuple] = set()
+    total = 0
+    for rec in rows:
+        n = rec[count]
+        total += n
+        texts = merged.get(rec[count + 1], ()) if n <= limit else None
+        if texts == ():
+            agg: str = rec[count + 1]
+            texts = merged[agg] = _merge_texts(agg, n, nkeys, width, numeric, join)
+        if texts is None:
+            overflow.add(head_key(rec))
+            continue
+        out.append((head_key(rec), rec, arrange((*map(str, get_fixed(rec)), *texts))))
+    return out, overflow, total
+
+
+def _merge_texts(
+    agg: str, n: int, nkeys: int, width: int, numeric: list[int], join: Callable[[list[str]], str]
+) -> tuple[str | None, ...] | None:
+    """One head's joined texts (see _merge_groups) as the merged text of each varying value, then
+    None, or None where they do not split into `n` rows of `width` fields."""
+    fields = [record.split(_FIELD) for record in agg.split(_RECORD)]
+    if len(fields) != n or any(len(f) != width for f in fields):
+        return None
+    if numeric:
+        try:
+            fields.sort(key=lambda f: [int(v) if i in numeric else v for i, v in enumerate(f[:nkeys])])
+        except ValueError:
+            return None
+    else:
+        fields.sort(key=lambda f: f[:nkeys])
+    out: list[str | None] = []
+    for k in range(nkeys, width):
+        distinct = list(dict.fromkeys(f[k] for f in fields))  # in order of first appearance
+        out.append(distinct[0] if len(distinct) == 1 else join(distinct))
+    out.append(None)  # for a name the rule does not bind (see _merge_groups)
+    return tuple(out)
 
 
 def prepare_tables(kb: LoadedKB) -> None:
