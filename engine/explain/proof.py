@@ -239,13 +239,64 @@ class Prover:
             binding = _unify(crule.head.args, row, {})
             if binding is None:
                 continue
-            for sol, steps in self.solve(crule.body, binding):
-                found = (crule, sol, steps)
-                break
-            if found is not None:
+            first = self._first_solution(crule.body, binding, 0, [])
+            if first is not None:
+                found = (crule, *first)
                 break
         self._derivations[key] = found
         return found
+
+    def _first_solution(
+        self, body: tuple[ILiteral, ...], binding: Binding, i: int, trace: list[Step]
+    ) -> tuple[Binding, list[Step]] | None:
+        """`solve`'s first solution of body[i:] (None: there is none), found without a chain of
+        generators: the same candidates in the same order, the steps kept on one list (`trace`,
+        left as it was given) and copied once, at the solution."""
+        if i == len(body):
+            return binding, list(trace)
+        lit = body[i]
+        if isinstance(lit, IAtom):
+            args = tuple(_value(t, binding) for t in lit.args)
+            found = self.candidates(lit.relation, args)
+            if lit.negated:
+                if found:
+                    return None
+                trace.append(Step(lit))
+                out = self._first_solution(body, binding, i + 1, trace)
+                trace.pop()
+                return out
+            for row, src in found:
+                b2 = _unify(lit.args, row, binding)
+                if b2 is not None:
+                    trace.append(Step(lit, row, src))
+                    out = self._first_solution(body, b2, i + 1, trace)
+                    trace.pop()
+                    if out is not None:
+                        return out
+            return None
+        if isinstance(lit, ICompare):
+            if lit.assigns:
+                assert isinstance(lit.left, IVar)
+                val = _eval(lit.right, binding)
+                if val is None:
+                    return None
+                b2 = dict(binding)
+                b2[lit.left.name] = val
+                binding = b2
+            else:
+                left, right = _eval(lit.left, binding), _eval(lit.right, binding)
+                if left is None or right is None or not semantics.compare(left, lit.op, right):
+                    return None
+        else:
+            assert isinstance(lit, IMatch)
+            pat, val = _eval(lit.pattern, binding), _eval(lit.value, binding)
+            ok = pat is not None and val is not None and semantics.matches(pat, val)
+            if ok == lit.negated:
+                return None
+        trace.append(Step(lit))
+        out = self._first_solution(body, binding, i + 1, trace)
+        trace.pop()
+        return out
 
     def _rule_node(
         self, crule: CompiledRule, rel: str, row: tuple, sol: Binding, steps: list[Step], depth: int, seen: frozenset
