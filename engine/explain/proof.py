@@ -133,7 +133,7 @@ class Prover:
             if found is None:
                 found = self._lookups[(rel, args)] = [(row, src) for src, row in self.evaluator.lookup(rel, args)]
             return found
-        bound = tuple(i for i, a in enumerate(args) if a is not None)
+        bound = tuple([i for i, a in enumerate(args) if a is not None])
         if not bound:
             return [(r, None) for r in self.model.rows(rel)]
         index = self._index.get((rel, bound))
@@ -141,7 +141,7 @@ class Prover:
             index = self._index[(rel, bound)] = {}
             for r in self.model.rows(rel):
                 index.setdefault(tuple(r[i] for i in bound), []).append((r, None))
-        return index.get(tuple(args[i] for i in bound), [])
+        return index.get(tuple([args[i] for i in bound]), [])
 
     # -- solving --------------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ class Prover:
             return
         lit = body[i]
         if isinstance(lit, IAtom):
-            args = tuple(_value(t, binding) for t in lit.args)
+            args = _values(lit.args, binding)
             found = self.candidates(lit.relation, args)
             if lit.negated:
                 if not found:
@@ -256,7 +256,7 @@ class Prover:
             return binding, list(trace)
         lit = body[i]
         if isinstance(lit, IAtom):
-            args = tuple(_value(t, binding) for t in lit.args)
+            args = _values(lit.args, binding)
             found = self.candidates(lit.relation, args)
             if lit.negated:
                 if found:
@@ -309,7 +309,7 @@ class Prover:
         if crule.aux:
             return ProofNode("rule", render_atom(rel, row), rel, children=children, note=f"auxiliary ({crule.aux})")
         source = {"file": src_rule.loc.path, "line": src_rule.loc.line} if src_rule else None
-        bindings = {k: v for k, v in sorted(sol.items()) if not k.startswith("__") and not k.startswith("_")}
+        bindings = {k: v for k, v in sorted(sol.items()) if k[:1] != "_"}  # (nor "__": hidden variables)
         return ProofNode(
             "rule",
             render_atom(rel, row),
@@ -478,7 +478,7 @@ class Prover:
 
 
 def render_atom(rel: str, row: tuple) -> str:
-    return f"{rel}({', '.join(_fmt(v) for v in row)})"
+    return f"{rel}({', '.join([_fmt(v) for v in row])})"
 
 
 def render_source_literal(atom: A.Atom, b: Binding) -> str:
@@ -513,6 +513,19 @@ def _value(t: ITerm, b: Binding) -> Value | None:
     if isinstance(t, IVar):
         return b.get(t.name)
     return _eval(t, b)
+
+
+def _values(args: tuple[ITerm, ...], b: Binding) -> tuple[Value | None, ...]:
+    """`_value` of each argument (one call for the literal, not one per argument)."""
+    out: list[Value | None] = []
+    for t in args:
+        if isinstance(t, IVar):
+            out.append(b.get(t.name))
+        elif isinstance(t, IConst):
+            out.append(t.value)
+        else:
+            out.append(_eval(t, b))
+    return tuple(out)
 
 
 def _eval(t: ITerm, b: Binding) -> Value | None:

@@ -54,6 +54,9 @@ class _Base:
     reuse: dict[Change, Reuse] = field(default_factory=dict)
     # per relation, the decision's rows of the touched encounters (None: not told apart)
     within: dict[str, list[Row] | None] = field(default_factory=dict)
+    # per rule asked on these facts alone (see `Rejudge._from_decision`), its rows: they are
+    # the rule's rows for these facts whatever change asked for them
+    asked: dict[int, list[Row]] = field(default_factory=dict)
 
 
 class Rejudge:
@@ -343,11 +346,13 @@ class Rejudge:
                 for row in found:
                     by.setdefault(tuple(row[i] for i in positions), []).append(row)
             known_rules[index] = by.get(values, [])
-        if ask:
+        missing = [i for i in ask if i not in base.asked]
+        if missing:
             # such a rule reads only relations the change cannot reach (known) and claim facts
-            only = Needed(frozenset(ask), frozenset(known) | {cp.rules[i].head.relation for i in ask})
+            only = Needed(frozenset(missing), frozenset(known) | {cp.rules[i].head.relation for i in missing})
             model = self.evaluator.evaluate(base.facts, known=known, by_rule=True, only=only, ordered=False)
-            known_rules.update((i, model.by_rule.get(i, [])) for i in ask)
+            base.asked.update((i, model.by_rule.get(i, [])) for i in missing)
+        known_rules.update((i, base.asked[i]) for i in ask)
         return known, known_rules
 
     def _touched(self, changed: Claim, facts: ClaimFacts) -> Encounters:
