@@ -139,8 +139,13 @@ class Prover:
         index = self._index.get((rel, bound))
         if index is None:  # the model's rows by the values at these positions, in row order
             index = self._index[(rel, bound)] = {}
-            for r in self.model.rows(rel):
-                index.setdefault(tuple(r[i] for i in bound), []).append((r, None))
+            if len(bound) == 1:
+                (p,) = bound
+                for r in self.model.rows(rel):
+                    index.setdefault((r[p],), []).append((r, None))
+            else:
+                for r in self.model.rows(rel):
+                    index.setdefault(tuple([r[i] for i in bound]), []).append((r, None))
         return index.get(tuple([args[i] for i in bound]), [])
 
     # -- solving --------------------------------------------------------------------------
@@ -205,17 +210,16 @@ class Prover:
             if leaf is None:
                 leaf = self._leaves[(rel, row)] = self._leaf(rel, row, kind)
             return leaf
-        fact = render_atom(rel, row)
         if kind is RelKind.AGGREGATE:
             return self._prove_aggregate(rel, row, depth, seen)
         if depth >= MAX_DEPTH or (rel, row) in seen:
-            return ProofNode("rule", fact, rel, note="derived (shown above or too deep to expand)")
+            return ProofNode("rule", render_atom(rel, row), rel, note="derived (shown above or too deep to expand)")
         seen = seen | {(rel, row)}
         derivation = self._derivation(rel, row)
         if derivation is not None:
             crule, sol, steps = derivation
             return self._rule_node(crule, rel, row, sol, steps, depth, seen)
-        return ProofNode("rule", fact, rel, holds=False, note="no derivation found")
+        return ProofNode("rule", render_atom(rel, row), rel, holds=False, note="no derivation found")
 
     def _leaf(self, rel: str, row: tuple, kind: RelKind) -> ProofNode:
         """A claim fact with the field it comes from, or a stored fact with its file and row."""
