@@ -306,7 +306,10 @@ class Session:
                 return ask()  # facts asserted, or rules added, since: as `query` does
             if count == 1:
                 key, direct = directs[0]
-                return [] if key in off else list(set(direct.rows()))
+                if key in off:
+                    return []
+                rows = direct.rows()  # distinct already where the head is the join's row (see _Direct)
+                return rows if direct.same else list(set(rows))
             found: set[tuple] = set()
             for key, direct in directs:
                 if key not in off:
@@ -731,7 +734,7 @@ class _Direct:
                 return None
         return cls(join, parts)
 
-    def rows(self) -> Iterable[tuple]:
+    def rows(self) -> list[tuple]:
         found = self.join.rows()
         if self.same:
             return found

@@ -9,10 +9,12 @@ each shortcut with the plain way on the example claims, the policy cases and gen
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine.api import PolicyKB
+from engine.evaluate import _rule_name
 from engine.explain.because import vocabulary
 from engine.explain.proof import _unify
 from engine.ir import RelKind
@@ -73,3 +75,77 @@ def test_pairs_memo_tells_bool_from_int(kb: PolicyKB) -> None:
     yes = vocab.pairs("line_modifier", (1, True))
     assert one.endswith(" 1") and yes.endswith(" yes")
     assert vocab.pairs("line_modifier", (1, 1)) == one
+
+
+def test_a_claim_is_rejudged_only_when_some_denial_has_remedies_to_try(
+    kb: PolicyKB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The remedy search's judge (engine/explain/rejudge.py) is made on first need: a claim whose
+    in-force denials name no rule with an `@remedy` gets none, and its denials are still searched
+    (an empty list of remedies, not None)."""
+    adj = kb.adjudicator
+    made: list[str] = []
+    real = type(adj)._rejudge
+
+    def spy(self: Any, claim: Any, model: Any, decision: bool) -> Any:
+        made.append(claim.id)
+        return real(self, claim, model, decision)
+
+    monkeypatch.setattr(type(adj), "_rejudge", spy)
+    with_specs = {rid for rid, info in adj.rules.items() if any(e.key == "remedy" for e in info.rule.doc.entries)}
+    seen = {True: 0, False: 0}
+    for name, claim in NAMED:
+        made.clear()
+        result = kb.adjudicate(claim, proofs=False, remedies=True)
+        searched = [
+            r
+            for ln in result.lines
+            if ln.primary is not None
+            for r in ln.reasons
+            if r.severity == "deny" and r.in_force
+        ]
+        wanted = any(r.rule in with_specs for r in searched)
+        assert len(made) == (1 if wanted else 0), name
+        assert all(r.remedies is not None for r in searched), name
+        seen[wanted] += 1
+    assert seen[True] > 10 and seen[False] > 10  # both kinds of claim were walked
+
+
+def test_a_rule_asked_alone_is_asked_once_per_base(kb: PolicyKB, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Rejudge._from_decision` asks a rule the change cannot reach, and that its head constants do
+    not tell apart, on the base's facts alone: once per base, whatever change asks for it."""
+    evaluator = kb.evaluator
+    asked: dict[int, list[int]] = {}
+    real = type(evaluator).evaluate
+
+    def spy(self: Any, facts: Any, *args: Any, **kw: Any) -> Any:
+        only = kw.get("only")
+        if kw.get("by_rule") and kw.get("known") and only is not None:
+            for i in only.rules:
+                asked.setdefault(id(facts), []).append(i)
+        return real(self, facts, *args, **kw)
+
+    monkeypatch.setattr(type(evaluator), "evaluate", spy)
+    for _name, claim in NAMED:
+        asked.clear()
+        kb.adjudicate(claim, proofs=False, remedies=True)
+        for rules in asked.values():
+            assert len(rules) == len(set(rules)), claim.id
+
+
+def test_answerer_gives_the_rows_query_gives(kb: PolicyKB) -> None:
+    """`Session.answerer` (the remedy candidates' evaluation) returns a rule's rows as `query`
+    does, distinct, without making them distinct again where the join's rows are the head's."""
+    evaluator = kb.evaluator
+    compared = 0
+    for _name, claim in NAMED[:60]:
+        kb.adjudicator.evaluate(claim)  # the tables now hold this claim's rows
+        for rel, rules in evaluator._split.items():
+            arity = evaluator.cp.arity[rel]
+            for rule in rules:
+                name = _rule_name(rule)
+                rows = evaluator.session.answerer(name, arity)()
+                assert len(rows) == len(set(rows))
+                assert set(rows) == set(evaluator.session.query(name, [None] * arity)), (name, claim.id)
+                compared += 1
+    assert compared > 1000
