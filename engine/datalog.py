@@ -469,6 +469,7 @@ class _Join:
         self.names = names
         self.lookups = lookups
         self._plans: dict[tuple[bool, ...], _Plan] = {}
+        self._free: _Plan | None = None  # the plan with no argument given (see `rows`)
         # the variables some literal or argument reads: one occurring once is never bound
         counts: dict[str, int] = {}
         for lit in run:
@@ -493,10 +494,13 @@ class _Join:
 
     def rows(self) -> list[tuple]:
         """The join's rows (of values) with no argument given."""
-        mask = (False,) * len(self.names)
-        plan = self._plans.get(mask)
+        plan = self._free
         if plan is None:
-            plan = self._plans[mask] = self._plan(mask)
+            mask = (False,) * len(self.names)
+            plan = self._plans.get(mask)
+            if plan is None:
+                plan = self._plans[mask] = self._plan(mask)
+            self._free = plan
         env: Env = [None] * plan.size
         out: set[tuple] = set()
         env[-1] = out
