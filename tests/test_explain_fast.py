@@ -2,12 +2,16 @@
 
 engine/explain/proof.py finds a derived fact's first derivation with `Prover._first_solution`
 (no chain of generators) instead of the first answer of `Prover.solve`; engine/explain/because.py
-keeps each row's labelled values (`pairs`) for the next reason and claim. These tests compare
-each shortcut with the plain way on the example claims, the policy cases and generated claims.
+keeps each row's labelled values (`pairs`) for the next reason and claim; the remedy search makes
+its judge on first need, asks a rule that no change reaches once per base, answers a candidate's
+rules without making distinct rows distinct again, copies claims with `remedies._replace` and
+memoises judgments by the changed lines (`Rejudge._key`). These tests compare each shortcut with
+the plain way on the example claims, the policy cases and generated claims.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,8 @@ from engine.api import PolicyKB
 from engine.evaluate import _rule_name
 from engine.explain.because import vocabulary
 from engine.explain.proof import _unify
+from engine.explain.rejudge import Rejudge
+from engine.explain.remedies import _replace
 from engine.ir import RelKind
 from tests.conftest import named_claims
 
@@ -149,3 +155,35 @@ def test_answerer_gives_the_rows_query_gives(kb: PolicyKB) -> None:
                 assert set(rows) == set(evaluator.session.query(name, [None] * arity)), (name, claim.id)
                 compared += 1
     assert compared > 1000
+
+
+def test_replace_is_dataclasses_replace() -> None:
+    for _name, claim in NAMED[:80]:
+        for ln in claim.lines:
+            for changes in ({"units": ln.units + 1}, {"modifiers": (*ln.modifiers, "59")}, {"code": "99213"}):
+                ours, theirs = _replace(ln, **changes), dataclasses.replace(ln, **changes)  # type: ignore[arg-type]
+                assert ours == theirs and type(ours) is type(theirs)
+        lines = claim.lines[::-1]
+        assert _replace(claim, lines=lines) == dataclasses.replace(claim, lines=lines)
+
+
+def test_memo_keys_tell_changed_claims_apart(kb: PolicyKB, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Rejudge._key`: two candidate claims of one search share a key only when they are equal."""
+    seen: list[tuple[Rejudge, object, Any]] = []
+    real = Rejudge.denials
+
+    def spy(self: Rejudge, changed: Any) -> Any:
+        seen.append((self, self._key(changed), changed))
+        return real(self, changed)
+
+    monkeypatch.setattr(Rejudge, "denials", spy)
+    for _name, claim in NAMED:
+        kb.adjudicate(claim, proofs=False, remedies=True)
+    assert len(seen) > 300
+    by_key: dict[tuple[int, object], Any] = {}
+    in_place = 0
+    for judge, key, changed in seen:
+        other = by_key.setdefault((id(judge), key), changed)
+        assert other == changed
+        in_place += isinstance(key, tuple)
+    assert in_place == len(seen)  # every candidate the search makes changes lines in place

@@ -88,7 +88,7 @@ class Rejudge:
         # a claim carrying one of the rules' marks is judged whole (see Locality.marks)
         self.locality = locality if locality is not None and not locality.marked(self.facts) else None
         self.decision = decision
-        self._memo: dict[Claim, Denials] = {}
+        self._memo: dict[object, Denials] = {}  # by `_key`
         self._bases: dict[Encounters, _Base] = {}
         self.symmetry = symmetry
         self.judged = 0  # candidate claims judged (not answered from a memo)
@@ -115,7 +115,8 @@ class Rejudge:
         of a mutual PTP pair try the same modifiers), and so is a changed claim that differs from
         one judged already only by a value the program cannot tell apart from the one there
         (engine/explain/symmetry.py: adding XS to a line is decided as adding XU is)."""
-        found = self._memo.get(changed)
+        key = self._key(changed)
+        found = self._memo.get(key)
         if found is None:
             shape = self._shape(changed) if self.symmetry is not None else None
             if shape is not None:
@@ -125,8 +126,23 @@ class Rejudge:
                 self.judged += 1
                 if shape is not None:
                     self._shapes.setdefault(shape[0], []).append((shape[1], found))
-            self._memo[changed] = found
+            self._memo[key] = found
         return found
+
+    def _key(self, changed: Claim) -> object:
+        """`changed` as a memo key: for a change of lines in place (the claim's own id, patient and
+        history, the same number of lines), the changed lines by position, which tell the
+        changed claim apart as well as the whole claim does and hash far cheaper; else the claim."""
+        claim = self.claim
+        if (
+            changed.patient is claim.patient
+            and changed.history is claim.history
+            and changed.id == claim.id
+            and len(changed.lines) == len(claim.lines)
+        ):
+            pairs = enumerate(zip(claim.lines, changed.lines, strict=True))
+            return tuple([(i, ln) for i, (was, ln) in pairs if ln is not was])
+        return changed
 
     def _shape(self, changed: Claim) -> tuple[_Shape, Value] | None:
         """The rows of the changed claim's facts that differ from the claim's own (for a change of
