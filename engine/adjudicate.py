@@ -8,7 +8,7 @@ Rendering is elsewhere.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.claims import Claim, claim_to_facts, fact_origin
@@ -98,11 +98,16 @@ class Adjudicator:
                 reason.overridden_by = overrides.get((int(ln), str(rule_id)))
                 by_line.setdefault(int(ln), []).append(reason)
         lines = []
-        judge: Rejudge | None = None  # the remedy search's candidate claims, judged once each
+        judges: list[Rejudge] = []  # the remedy search's candidate claims, judged once each
+
+        def judge() -> Rejudge:  # made when a reason first has remedies to try
+            if not judges:
+                judges.append(self._rejudge(claim, model, decision))
+            return judges[0]
+
         for line in sorted(claim.lines, key=lambda x: x.line):
             primary, reasons = assign_roles(by_line.get(line.line, []))
             if remedies and primary is not None:
-                judge = judge or self._rejudge(claim, model, decision)
                 for r in reasons:
                     if r.severity == "deny" and r.in_force:
                         self._remedies(claim, line.line, r, judge)
@@ -156,7 +161,7 @@ class Adjudicator:
             self.evaluator, self.locality, self._for_denials, claim, before, self._denials_of, whole, self.symmetry
         )
 
-    def _remedies(self, claim: Claim, ln: int, reason: Reason, judge: Rejudge) -> None:
+    def _remedies(self, claim: Claim, ln: int, reason: Reason, judge: Callable[[], Rejudge]) -> None:
         reason.remedies = []  # searched: an empty list now means nothing the policy allows pays the line
         info = self.rules.get(reason.rule)
         if info is None:
@@ -172,8 +177,9 @@ class Adjudicator:
                 if isinstance(v, int) and v != ln and any(x.line == v for x in claim.lines) and k.startswith("l")
             }
         )
+        judged = judge()
         found, blocked = remedy_search.find(
-            claim, line, reason.rule, specs, reason.bindings, partners, judge.denials, judge.before, self._is_em
+            claim, line, reason.rule, specs, reason.bindings, partners, judged.denials, judged.before, self._is_em
         )
         for m in found:
             if reason.remedy_condition:

@@ -306,7 +306,10 @@ class Session:
                 return ask()  # facts asserted, or rules added, since: as `query` does
             if count == 1:
                 key, direct = directs[0]
-                return [] if key in off else list(set(direct.rows()))
+                if key in off:
+                    return []
+                rows = direct.rows()  # distinct already where the head is the join's row (see _Direct)
+                return rows if direct.same else list(set(rows))
             found: set[tuple] = set()
             for key, direct in directs:
                 if key not in off:
@@ -466,6 +469,7 @@ class _Join:
         self.names = names
         self.lookups = lookups
         self._plans: dict[tuple[bool, ...], _Plan] = {}
+        self._free: _Plan | None = None  # the plan with no argument given (see `rows`)
         # the variables some literal or argument reads: one occurring once is never bound
         counts: dict[str, int] = {}
         for lit in run:
@@ -490,10 +494,13 @@ class _Join:
 
     def rows(self) -> list[tuple]:
         """The join's rows (of values) with no argument given."""
-        mask = (False,) * len(self.names)
-        plan = self._plans.get(mask)
+        plan = self._free
         if plan is None:
-            plan = self._plans[mask] = self._plan(mask)
+            mask = (False,) * len(self.names)
+            plan = self._plans.get(mask)
+            if plan is None:
+                plan = self._plans[mask] = self._plan(mask)
+            self._free = plan
         env: Env = [None] * plan.size
         out: set[tuple] = set()
         env[-1] = out
@@ -731,7 +738,7 @@ class _Direct:
                 return None
         return cls(join, parts)
 
-    def rows(self) -> Iterable[tuple]:
+    def rows(self) -> list[tuple]:
         found = self.join.rows()
         if self.same:
             return found

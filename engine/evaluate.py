@@ -367,7 +367,15 @@ class Evaluator:
                         for index, answer, needs in arg:
                             got = known_rules.get(index)
                             if got is None:
-                                got = [] if index in off or any(not rels.get(g) for g in needs) else answer()
+                                if index in off:
+                                    got = []
+                                else:
+                                    for g in needs:
+                                        if not rels.get(g):
+                                            got = []  # a relation its body needs a row of is empty
+                                            break
+                                    else:
+                                        got = answer()
                             if by_rule:
                                 model.by_rule[index] = got
                             found.update(got)

@@ -25,6 +25,7 @@ from engine.program import Program
 
 MAX_SENTENCES = 14
 MAX_VALUE_CHARS = 60
+MAX_MEMO = 1 << 14  # rows whose `pairs` a vocabulary keeps (emptied when full)
 
 # How an attribute name reads in a sentence, where its plain spelling is not enough.
 _LABELS = {
@@ -138,6 +139,9 @@ class _Vocabulary:
         self._attrs: dict[str, list[str]] = {}
         self._docs: dict[tuple[str, str], str] = {}
         self._what: dict[str, str] = {}
+        # `pairs` by (relation, row, skip): the same claim lines, table rows and KB facts are told
+        # in the reasons of one claim and of the next (see `pairs`)
+        self._pairs: dict[tuple[str, tuple, int], str] = {}
 
     def attrs(self, rel: str) -> list[str]:
         found = self._attrs.get(rel)
@@ -170,6 +174,22 @@ class _Vocabulary:
         return set(words[1:]) if words[:1] == ["hide"] else set()
 
     def pairs(self, rel: str, row: tuple, skip: int = 0) -> str:
+        # a row of str, int and None only is its own key: no two such rows are equal unless their
+        # values are of the same types (True == 1 would be; a bool reads "yes", not "1")
+        plain = all(v is None or v.__class__ is str or v.__class__ is int for v in row)
+        key = (rel, row, skip)
+        if plain:
+            found = self._pairs.get(key)
+            if found is not None:
+                return found
+        text = self._pairs_of(rel, row, skip)
+        if plain:
+            if len(self._pairs) >= MAX_MEMO:
+                self._pairs.clear()
+            self._pairs[key] = text
+        return text
+
+    def _pairs_of(self, rel: str, row: tuple, skip: int) -> str:
         names = self.attrs(rel) or [f"value {i + 1}" for i in range(len(row))]
         hidden = self.hidden(rel)
         # long free text (a POS description, an edit's rationale) is left to the proof

@@ -133,15 +133,20 @@ class Prover:
             if found is None:
                 found = self._lookups[(rel, args)] = [(row, src) for src, row in self.evaluator.lookup(rel, args)]
             return found
-        bound = tuple(i for i, a in enumerate(args) if a is not None)
+        bound = tuple([i for i, a in enumerate(args) if a is not None])
         if not bound:
             return [(r, None) for r in self.model.rows(rel)]
         index = self._index.get((rel, bound))
         if index is None:  # the model's rows by the values at these positions, in row order
             index = self._index[(rel, bound)] = {}
-            for r in self.model.rows(rel):
-                index.setdefault(tuple(r[i] for i in bound), []).append((r, None))
-        return index.get(tuple(args[i] for i in bound), [])
+            if len(bound) == 1:
+                (p,) = bound
+                for r in self.model.rows(rel):
+                    index.setdefault((r[p],), []).append((r, None))
+            else:
+                for r in self.model.rows(rel):
+                    index.setdefault(tuple([r[i] for i in bound]), []).append((r, None))
+        return index.get(tuple([args[i] for i in bound]), [])
 
     # -- solving --------------------------------------------------------------------------
 
@@ -163,7 +168,7 @@ class Prover:
             return
         lit = body[i]
         if isinstance(lit, IAtom):
-            args = tuple(_value(t, binding) for t in lit.args)
+            args = _values(lit.args, binding)
             found = self.candidates(lit.relation, args)
             if lit.negated:
                 if not found:
@@ -205,17 +210,16 @@ class Prover:
             if leaf is None:
                 leaf = self._leaves[(rel, row)] = self._leaf(rel, row, kind)
             return leaf
-        fact = render_atom(rel, row)
         if kind is RelKind.AGGREGATE:
             return self._prove_aggregate(rel, row, depth, seen)
         if depth >= MAX_DEPTH or (rel, row) in seen:
-            return ProofNode("rule", fact, rel, note="derived (shown above or too deep to expand)")
+            return ProofNode("rule", render_atom(rel, row), rel, note="derived (shown above or too deep to expand)")
         seen = seen | {(rel, row)}
         derivation = self._derivation(rel, row)
         if derivation is not None:
             crule, sol, steps = derivation
             return self._rule_node(crule, rel, row, sol, steps, depth, seen)
-        return ProofNode("rule", fact, rel, holds=False, note="no derivation found")
+        return ProofNode("rule", render_atom(rel, row), rel, holds=False, note="no derivation found")
 
     def _leaf(self, rel: str, row: tuple, kind: RelKind) -> ProofNode:
         """A claim fact with the field it comes from, or a stored fact with its file and row."""
@@ -239,13 +243,64 @@ class Prover:
             binding = _unify(crule.head.args, row, {})
             if binding is None:
                 continue
-            for sol, steps in self.solve(crule.body, binding):
-                found = (crule, sol, steps)
-                break
-            if found is not None:
+            first = self._first_solution(crule.body, binding, 0, [])
+            if first is not None:
+                found = (crule, *first)
                 break
         self._derivations[key] = found
         return found
+
+    def _first_solution(
+        self, body: tuple[ILiteral, ...], binding: Binding, i: int, trace: list[Step]
+    ) -> tuple[Binding, list[Step]] | None:
+        """`solve`'s first solution of body[i:] (None: there is none), found without a chain of
+        generators: the same candidates in the same order, the steps kept on one list (`trace`,
+        left as it was given) and copied once, at the solution."""
+        if i == len(body):
+            return binding, list(trace)
+        lit = body[i]
+        if isinstance(lit, IAtom):
+            args = _values(lit.args, binding)
+            found = self.candidates(lit.relation, args)
+            if lit.negated:
+                if found:
+                    return None
+                trace.append(Step(lit))
+                out = self._first_solution(body, binding, i + 1, trace)
+                trace.pop()
+                return out
+            for row, src in found:
+                b2 = _unify(lit.args, row, binding)
+                if b2 is not None:
+                    trace.append(Step(lit, row, src))
+                    out = self._first_solution(body, b2, i + 1, trace)
+                    trace.pop()
+                    if out is not None:
+                        return out
+            return None
+        if isinstance(lit, ICompare):
+            if lit.assigns:
+                assert isinstance(lit.left, IVar)
+                val = _eval(lit.right, binding)
+                if val is None:
+                    return None
+                b2 = dict(binding)
+                b2[lit.left.name] = val
+                binding = b2
+            else:
+                left, right = _eval(lit.left, binding), _eval(lit.right, binding)
+                if left is None or right is None or not semantics.compare(left, lit.op, right):
+                    return None
+        else:
+            assert isinstance(lit, IMatch)
+            pat, val = _eval(lit.pattern, binding), _eval(lit.value, binding)
+            ok = pat is not None and val is not None and semantics.matches(pat, val)
+            if ok == lit.negated:
+                return None
+        trace.append(Step(lit))
+        out = self._first_solution(body, binding, i + 1, trace)
+        trace.pop()
+        return out
 
     def _rule_node(
         self, crule: CompiledRule, rel: str, row: tuple, sol: Binding, steps: list[Step], depth: int, seen: frozenset
@@ -258,7 +313,7 @@ class Prover:
         if crule.aux:
             return ProofNode("rule", render_atom(rel, row), rel, children=children, note=f"auxiliary ({crule.aux})")
         source = {"file": src_rule.loc.path, "line": src_rule.loc.line} if src_rule else None
-        bindings = {k: v for k, v in sorted(sol.items()) if not k.startswith("__") and not k.startswith("_")}
+        bindings = {k: v for k, v in sorted(sol.items()) if k[:1] != "_"}  # (nor "__": hidden variables)
         return ProofNode(
             "rule",
             render_atom(rel, row),
@@ -427,7 +482,7 @@ class Prover:
 
 
 def render_atom(rel: str, row: tuple) -> str:
-    return f"{rel}({', '.join(_fmt(v) for v in row)})"
+    return f"{rel}({', '.join([_fmt(v) for v in row])})"
 
 
 def render_source_literal(atom: A.Atom, b: Binding) -> str:
@@ -462,6 +517,19 @@ def _value(t: ITerm, b: Binding) -> Value | None:
     if isinstance(t, IVar):
         return b.get(t.name)
     return _eval(t, b)
+
+
+def _values(args: tuple[ITerm, ...], b: Binding) -> tuple[Value | None, ...]:
+    """`_value` of each argument (one call for the literal, not one per argument)."""
+    out: list[Value | None] = []
+    for t in args:
+        if isinstance(t, IVar):
+            out.append(b.get(t.name))
+        elif isinstance(t, IConst):
+            out.append(t.value)
+        else:
+            out.append(_eval(t, b))
+    return tuple(out)
 
 
 def _eval(t: ITerm, b: Binding) -> Value | None:

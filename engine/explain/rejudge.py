@@ -54,6 +54,9 @@ class _Base:
     reuse: dict[Change, Reuse] = field(default_factory=dict)
     # per relation, the decision's rows of the touched encounters (None: not told apart)
     within: dict[str, list[Row] | None] = field(default_factory=dict)
+    # per rule asked on these facts alone (see `Rejudge._from_decision`), its rows: they are
+    # the rule's rows for these facts whatever change asked for them
+    asked: dict[int, list[Row]] = field(default_factory=dict)
 
 
 class Rejudge:
@@ -85,7 +88,7 @@ class Rejudge:
         # a claim carrying one of the rules' marks is judged whole (see Locality.marks)
         self.locality = locality if locality is not None and not locality.marked(self.facts) else None
         self.decision = decision
-        self._memo: dict[Claim, Denials] = {}
+        self._memo: dict[object, Denials] = {}  # by `_key`
         self._bases: dict[Encounters, _Base] = {}
         self.symmetry = symmetry
         self.judged = 0  # candidate claims judged (not answered from a memo)
@@ -112,7 +115,8 @@ class Rejudge:
         of a mutual PTP pair try the same modifiers), and so is a changed claim that differs from
         one judged already only by a value the program cannot tell apart from the one there
         (engine/explain/symmetry.py: adding XS to a line is decided as adding XU is)."""
-        found = self._memo.get(changed)
+        key = self._key(changed)
+        found = self._memo.get(key)
         if found is None:
             shape = self._shape(changed) if self.symmetry is not None else None
             if shape is not None:
@@ -122,8 +126,23 @@ class Rejudge:
                 self.judged += 1
                 if shape is not None:
                     self._shapes.setdefault(shape[0], []).append((shape[1], found))
-            self._memo[changed] = found
+            self._memo[key] = found
         return found
+
+    def _key(self, changed: Claim) -> object:
+        """`changed` as a memo key: for a change of lines in place (the claim's own id, patient and
+        history, the same number of lines), the changed lines by position, which tell the
+        changed claim apart as well as the whole claim does and hash far cheaper; else the claim."""
+        claim = self.claim
+        if (
+            changed.patient is claim.patient
+            and changed.history is claim.history
+            and changed.id == claim.id
+            and len(changed.lines) == len(claim.lines)
+        ):
+            pairs = enumerate(zip(claim.lines, changed.lines, strict=True))
+            return tuple([(i, ln) for i, (was, ln) in pairs if ln is not was])
+        return changed
 
     def _shape(self, changed: Claim) -> tuple[_Shape, Value] | None:
         """The rows of the changed claim's facts that differ from the claim's own (for a change of
@@ -343,11 +362,13 @@ class Rejudge:
                 for row in found:
                     by.setdefault(tuple(row[i] for i in positions), []).append(row)
             known_rules[index] = by.get(values, [])
-        if ask:
+        missing = [i for i in ask if i not in base.asked]
+        if missing:
             # such a rule reads only relations the change cannot reach (known) and claim facts
-            only = Needed(frozenset(ask), frozenset(known) | {cp.rules[i].head.relation for i in ask})
+            only = Needed(frozenset(missing), frozenset(known) | {cp.rules[i].head.relation for i in missing})
             model = self.evaluator.evaluate(base.facts, known=known, by_rule=True, only=only, ordered=False)
-            known_rules.update((i, model.by_rule.get(i, [])) for i in ask)
+            base.asked.update((i, model.by_rule.get(i, [])) for i in missing)
+        known_rules.update((i, base.asked[i]) for i in ask)
         return known, known_rules
 
     def _touched(self, changed: Claim, facts: ClaimFacts) -> Encounters:

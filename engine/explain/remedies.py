@@ -22,11 +22,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 from engine.claims import Claim, Line
 
 Adjudicate = Callable[[Claim], dict[int, set[str]]]  # claim -> line -> rule ids denying it (in force)
 IsEM = Callable[[str], bool]
+_T = TypeVar("_T")
 
 MAX_CANDIDATES = 40
 
@@ -116,8 +118,21 @@ def candidates(
     return out
 
 
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _replace(obj: _T, **changes: object) -> _T:
+    """`dataclasses.replace` for the claim's own dataclasses, with each class's fields looked up
+    once (a remedy search copies a claim and a line for every candidate)."""
+    cls = obj.__class__
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = _INIT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(obj) if f.init)  # type: ignore[arg-type]
+    return cls(**{name: changes[name] if name in changes else getattr(obj, name) for name in names})
+
+
 def _map_line(claim: Claim, number: int, fn: Callable[[Line], Line]) -> Claim:
-    return dataclasses.replace(claim, lines=tuple(fn(ln) if ln.line == number else ln for ln in claim.lines))
+    return _replace(claim, lines=tuple([fn(ln) if ln.line == number else ln for ln in claim.lines]))
 
 
 def _add_modifier(number: int, mod: str) -> Callable[[Claim], Claim]:
@@ -126,9 +141,7 @@ def _add_modifier(number: int, mod: str) -> Callable[[Claim], Claim]:
             claim,
             number,
             lambda ln: (
-                ln
-                if mod in ln.modifiers or len(ln.modifiers) >= 4
-                else dataclasses.replace(ln, modifiers=ln.modifiers + (mod,))
+                ln if mod in ln.modifiers or len(ln.modifiers) >= 4 else _replace(ln, modifiers=ln.modifiers + (mod,))
             ),
         )
 
@@ -136,17 +149,17 @@ def _add_modifier(number: int, mod: str) -> Callable[[Claim], Claim]:
 
 
 def _set_units(number: int, units: int) -> Callable[[Claim], Claim]:
-    return lambda claim: _map_line(claim, number, lambda ln: dataclasses.replace(ln, units=units))
+    return lambda claim: _map_line(claim, number, lambda ln: _replace(ln, units=units))
 
 
 def _replace_code(number: int, code: str) -> Callable[[Claim], Claim]:
-    return lambda claim: _map_line(claim, number, lambda ln: dataclasses.replace(ln, code=code))
+    return lambda claim: _map_line(claim, number, lambda ln: _replace(ln, code=code))
 
 
 def _replace_modifier(number: int, old: str, new: str) -> Callable[[Claim], Claim]:
     def fix(ln: Line) -> Line:
         mods = tuple(new if m == old else m for m in ln.modifiers)
-        return dataclasses.replace(ln, modifiers=tuple(dict.fromkeys(mods)))
+        return _replace(ln, modifiers=tuple(dict.fromkeys(mods)))
 
     return lambda claim: _map_line(claim, number, fix)
 
