@@ -400,6 +400,8 @@ def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRu
             for rule in by_head.get(rel, [])
             if (s := _rule_sql(sp, rule)) is not None
         ]
+        if not recursive:
+            step.parts[rel] = _fused_heads(step.parts[rel])
         selects = [s for _, s in step.parts[rel]]
         if not selects:  # no rule can fire (e.g. every one joins a number with a symbol): no rows
             cols = ["ck"] if cp.kinds[rel] in _CK_KINDS else []
@@ -464,6 +466,62 @@ def _fused(parts: list[tuple[frozenset[str], str]]) -> list[tuple[frozenset[str]
             continue
         out.append((needs, [sql]))  # one piece: nothing is fused with it
     return [(needs, "\n".join(lines)) for needs, lines in out]
+
+
+_CONST_TEST = re.compile(r"\((t\d+\.c\d+) = ('(?:[^']|'')*'|-?\d+)\)")
+
+
+def _fused_heads(parts: list[tuple[frozenset[str], str]]) -> list[tuple[frozenset[str], str]]:
+    """Rules that differ only in a constant of their head and in the constant one column of their
+    body equals, made one SELECT: the column is tested against both constants (an IN list) and
+    the head's constant is chosen by the column's value (a CASE). No row meets both tests, so
+    every row comes once, with the head of the rule whose test it meets: the rows are the two
+    rules'. The body is then joined once (kb/ncci/mue.dl: a date's units against the MUE of
+    policy 2, or of policy 3). Compared as text, line by line, as in _fused; the first line is
+    the SELECT of the head."""
+    out: list[tuple[frozenset[str], list[str]]] = []
+    for needs, sql in parts:
+        lines = sql.split("\n")
+        if not any("\n" in lit for lit in _LITERAL.findall(sql)):
+            for n, (other_needs, other) in enumerate(out):
+                fused = _fused_pair(other, lines) if other_needs == needs else None
+                if fused is not None:
+                    out[n] = (needs, fused)
+                    break
+            else:
+                out.append((needs, lines))
+            continue
+        out.append((needs, [sql]))
+    return [(needs, "\n".join(lines)) for needs, lines in out]
+
+
+def _fused_pair(one: list[str], two: list[str]) -> list[str] | None:
+    """The SELECT of _fused_heads for two rules' lines, or None when they are not alike so."""
+    if len(one) != len(two) or one[0] == two[0]:
+        return None
+    differ = [i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b]
+    if len(differ) != 2 or differ[0] != 0:
+        return None
+    i = differ[1]
+    prefix = one[i][:6]
+    if prefix not in ("WHERE ", "  AND ") or not two[i].startswith(prefix):
+        return None
+    test_one, test_two = _CONST_TEST.fullmatch(one[i][6:]), _CONST_TEST.fullmatch(two[i][6:])
+    if test_one is None or test_two is None or test_one[1] != test_two[1] or test_one[2] == test_two[2]:
+        return None
+    heads_one, heads_two = _LITERAL.findall(one[0]), _LITERAL.findall(two[0])
+    if _LITERAL.sub("''", one[0]) != _LITERAL.sub("''", two[0]) or len(heads_one) != len(heads_two):
+        return None
+    apart = [k for k, (a, b) in enumerate(zip(heads_one, heads_two, strict=True)) if a != b]
+    if len(apart) != 1:
+        return None
+    col, value_one, value_two = test_one[1], test_one[2], test_two[2]
+    case = f"CASE {col} WHEN {value_one} THEN {heads_one[apart[0]]} WHEN {value_two} THEN {heads_two[apart[0]]} END"
+    pieces = _LITERAL.split(one[0])  # the text around each literal
+    head = pieces[0] + "".join(
+        (case if k == apart[0] else lit) + pieces[k + 1] for k, lit in enumerate(heads_one)
+    )
+    return [head, *one[1:i], f"{prefix}({col} IN ({value_one}, {value_two}))", *one[i + 1 :]]
 
 
 def _projection(cp: CompiledProgram, rules: list[CompiledRule]) -> str | None:
