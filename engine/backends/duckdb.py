@@ -660,6 +660,10 @@ def _narrowings(sp: SqlProgram, by_head: dict[str, list[CompiledRule]]) -> dict[
         if len({r.index for r, _, _ in places}) < NARROWED_RULES:
             continue
         tests = [sql_compare("=", f"c{j}", types[a_rel][j], *sql_value(v)) for j, v in shared]
+        tests = [  # as _rule_sql tests such a column (partner's "this claim": 24 ms -> 14 ms a 5,000-claim chunk)
+            _frequent_value_test(f"c{j}", sql_value(v)[0]) if test != "FALSE" and (a_rel, j) in sp.const_columns else test
+            for (j, v), test in zip(shared, tests, strict=True)
+        ]
         inner = [
             sql_compare("=", f"c{i}", types[b_rel][i], *sql_value(v))
             for i, j, v in joined
