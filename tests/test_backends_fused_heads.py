@@ -1,0 +1,52 @@
+"""Rules that differ only in a constant of their head and in the constant one body column equals
+are one SELECT in the DuckDB backend (engine/backends/duckdb.py `_fused_heads`): kb/ncci/mue.dl's
+date rules (the MUE of policy 2, or of policy 3) join a line's units once. The rows are the
+rules', a row that meets both rules' tests included."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from engine.backends.duckdb import compile_sql, infer_types
+from engine.compiler import compile_program
+from engine.conformance import Evaluator, _declare
+from engine.program import program_from_text
+
+# line(line, code, units); limit(code, most units, kind): code D has the same limit of both kinds
+FACTS: dict[str, list[tuple[int | str, ...]]] = {
+    "line": [(1, "A", 5), (2, "A", 15), (3, "B", 25), (4, "C", 1), (5, "D", 50)],
+    "limit": [("A", 10, 2), ("B", 20, 3), ("B", 30, 2), ("C", 0, 4), ("D", 10, 2), ("D", 10, 3)],
+}
+RULES = [
+    # a head constant and a body constant apart: one SELECT
+    'over(L, "policy") :- line(L, C, U), limit(C, M, 2), U > M.',
+    'over(L, "clinical") :- line(L, C, U), limit(C, M, 3), U > M.',
+    # a head constant and a comparison apart (both can hold): left as two SELECTs
+    'big(L, "a") :- line(L, C, U), U > 20.',
+    'big(L, "b") :- line(L, C, U), U > 40.',
+]
+TYPES: dict[str, list[str | None]] = {"line": ["n", "s", "n"], "limit": ["s", "n", "n"]}
+
+
+def _step_sql() -> dict[str, str]:
+    prog = program_from_text({"<rules>": "\n".join(RULES)})
+    _declare(prog, FACTS)
+    cp = compile_program(prog, facts_are_dynamic=True, dynamic_facts=set(FACTS))
+    sp = compile_sql(cp, infer_types(cp, {cp.fact_relations.get(r, r): t for r, t in TYPES.items()}))
+    return {rel: step.sql[rel] for step in sp.steps for rel in step.relations}
+
+
+def test_rules_a_head_constant_apart_are_one_select() -> None:
+    sql = _step_sql()
+    assert "UNION" not in sql["over"] and "CASE" in sql["over"] and " IN (2, 3)" in sql["over"]
+    assert "UNION" in sql["big"] and "CASE" not in sql["big"]
+
+
+def test_fused_heads_give_the_rules_rows_on_both_engines() -> None:
+    program = SimpleNamespace(facts=FACTS, rules=RULES)
+    for backend in ("pydatalog", "duckdb"):
+        out = Evaluator(backend).evaluate(program)
+        # line 2: 15 units over A's 10 (kind 2); line 3: 25 over B's 20 (kind 3), not B's 30
+        # (kind 2); line 4's limit is of kind 4; line 5: 50 over D's 10 of both kinds
+        assert out["over"] == {(2, "policy"), (3, "clinical"), (5, "policy"), (5, "clinical")}, backend
+        assert out["big"] == {(3, "a"), (5, "a"), (5, "b")}, backend
