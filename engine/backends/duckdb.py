@@ -452,32 +452,8 @@ def _fused(parts: list[tuple[frozenset[str], str]]) -> list[tuple[frozenset[str]
     a table's period, or after it): it holds the same rows, but the body is joined once, and
     DuckDB joins the two conditions as one filter instead of planning an inequality join for
     each. A row both conditions keep is then appended once, not twice, which no reader of a bag
-    can tell. Compared as text, line by line (`_rule_sql` writes one condition a line); a SELECT
-    with a line break inside a string constant is left as it is."""
-    out: list[tuple[frozenset[str], list[str]]] = []
-    for needs, sql in parts:
-        lines = sql.split("\n")
-        if not any("\n" in lit for lit in _LITERAL.findall(sql)):
-            for other_needs, other in out:
-                if other_needs != needs or len(other) != len(lines):
-                    continue
-                differ = [i for i, (a, b) in enumerate(zip(other, lines, strict=True)) if a != b]
-                if len(differ) != 1:
-                    continue
-                i = differ[0]
-                prefix = lines[i][:6]
-                if prefix not in ("WHERE ", "  AND ") or not other[i].startswith(prefix):
-                    continue
-                other[i] = f"{prefix}(({other[i][6:]}) OR ({lines[i][6:]}))"
-                break
-            else:
-                out.append((needs, lines))
-            continue
-        out.append((needs, [sql]))  # one piece: nothing is fused with it
-    return [(needs, "\n".join(lines)) for needs, lines in out]
-
-
-_CONST_TEST = re.compile(r"\((t\d+\.c\d+) = ('(?:[^']|'')*'|-?\d+)\)")
+    can tell."""
+    return _merged(parts, _or_pair)
 
 
 def _fused_heads(parts: list[tuple[frozenset[str], str]]) -> list[tuple[frozenset[str], str]]:
@@ -486,27 +462,53 @@ def _fused_heads(parts: list[tuple[frozenset[str], str]]) -> list[tuple[frozense
     the head's constant is chosen by the column's value (a CASE). No row meets both tests, so
     every row comes once, with the head of the rule whose test it meets: the rows are the two
     rules'. The body is then joined once (kb/ncci/mue.dl: a date's units against the MUE of
-    policy 2, or of policy 3). Compared as text, line by line, as in _fused; the first line is
-    the SELECT of the head."""
+    policy 2, or of policy 3)."""
+    return _merged(parts, _head_pair)
+
+
+def _merged(
+    parts: list[tuple[frozenset[str], str]], pair: Callable[[list[str], list[str]], list[str] | None]
+) -> list[tuple[frozenset[str], str]]:
+    """Rule SELECTs with each one that `pair` can make one with an earlier one (reading the same
+    relations) merged into it. Compared as text, line by line (`_rule_sql` writes one condition a
+    line, the head's SELECT first); a SELECT with a line break inside a string constant is left
+    as it is."""
     out: list[tuple[frozenset[str], list[str]]] = []
     for needs, sql in parts:
         lines = sql.split("\n")
         if not any("\n" in lit for lit in _LITERAL.findall(sql)):
             for n, (other_needs, other) in enumerate(out):
-                fused = _fused_pair(other, lines) if other_needs == needs else None
-                if fused is not None:
-                    out[n] = (needs, fused)
+                merged = pair(other, lines) if other_needs == needs and len(other) == len(lines) else None
+                if merged is not None:
+                    out[n] = (needs, merged)
                     break
             else:
                 out.append((needs, lines))
             continue
-        out.append((needs, [sql]))
+        out.append((needs, [sql]))  # one piece: nothing is merged with it
     return [(needs, "\n".join(lines)) for needs, lines in out]
 
 
-def _fused_pair(one: list[str], two: list[str]) -> list[str] | None:
-    """The SELECT of _fused_heads for two rules' lines, or None when they are not alike so."""
-    if len(one) != len(two) or one[0] == two[0]:
+def _or_pair(one: list[str], two: list[str]) -> list[str] | None:
+    """_fused's SELECT for two rules' lines of the same length, or None when they are not alike so."""
+    differ = [i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b]
+    if len(differ) != 1:
+        return None
+    i = differ[0]
+    prefix = two[i][:6]
+    if prefix not in ("WHERE ", "  AND ") or not one[i].startswith(prefix):
+        return None
+    return [*one[:i], f"{prefix}(({one[i][6:]}) OR ({two[i][6:]}))", *one[i + 1 :]]
+
+
+_CONST_TEST = re.compile(r"\((t\d+\.c\d+) = ('(?:[^']|'')*'|-?\d+)\)")
+
+
+def _head_pair(one: list[str], two: list[str]) -> list[str] | None:
+    """_fused_heads's SELECT for two rules' lines of the same length, or None when they are not
+    alike so (the two constants tested must be of one type: a column never equals both a number
+    and a symbol, and an IN list of both would not be type-safe)."""
+    if one[0] == two[0]:
         return None
     differ = [i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b]
     if len(differ) != 2 or differ[0] != 0:
@@ -517,6 +519,8 @@ def _fused_pair(one: list[str], two: list[str]) -> list[str] | None:
         return None
     test_one, test_two = _CONST_TEST.fullmatch(one[i][6:]), _CONST_TEST.fullmatch(two[i][6:])
     if test_one is None or test_two is None or test_one[1] != test_two[1] or test_one[2] == test_two[2]:
+        return None
+    if test_one[2].startswith("'") != test_two[2].startswith("'"):
         return None
     heads_one, heads_two = _LITERAL.findall(one[0]), _LITERAL.findall(two[0])
     if _LITERAL.sub("''", one[0]) != _LITERAL.sub("''", two[0]) or len(heads_one) != len(heads_two):
