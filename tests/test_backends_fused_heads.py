@@ -50,3 +50,18 @@ def test_fused_heads_give_the_rules_rows_on_both_engines() -> None:
         # (kind 2); line 4's limit is of kind 4; line 5: 50 over D's 10 of both kinds
         assert out["over"] == {(2, "policy"), (3, "clinical"), (5, "policy"), (5, "clinical")}, backend
         assert out["big"] == {(3, "a"), (5, "a"), (5, "b")}, backend
+
+
+def test_constants_of_two_types_are_not_fused() -> None:
+    # the pair test on SELECT lines as _rule_sql writes them: a column tested against the number
+    # 2 in one rule and the symbol '2' in the other is left as two SELECTs (one column never
+    # equals both, and an IN list of both is not type-safe); two numbers are fused
+    from engine.backends.duckdb import _head_pair
+
+    def select(head: str, test: str) -> list[str]:
+        return [f"SELECT t0.ck AS ck, t0.c0 AS c0, '{head}' AS c1", 'FROM "d:line" t0', f"WHERE (t0.c2 = {test})"]
+
+    assert _head_pair(select("policy", "2"), select("clinical", "'2'")) is None
+    fused = _head_pair(select("policy", "2"), select("clinical", "3"))
+    assert fused is not None and fused[-1] == "WHERE (t0.c2 IN (2, 3))"
+    assert "CASE t0.c2 WHEN 2 THEN 'policy' WHEN 3 THEN 'clinical' END" in fused[0]
