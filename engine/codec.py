@@ -1,4 +1,4 @@
-"""The compiled KB as plain JSON data, for the on-disk cache.
+"""The compiled KB and the parsed modules as plain JSON data, for the on-disk caches.
 
 Decoding builds only the engine's own frozen data classes (named in `_CLASSES`) from lists,
 strings and numbers: nothing in a cache file can name a type, call a function or import a
@@ -38,6 +38,18 @@ _CLASSES: dict[str, type] = {
         A.Comparison,
         A.Match,
         A.Aggregate,
+        # the parsed modules (engine.syntax.cache)
+        A.Annotation,
+        A.Doc,
+        A.Attr,
+        A.TypeDecl,
+        A.RelDecl,
+        A.InputDecl,
+        A.ClaimDecl,
+        A.OutputDecl,
+        A.Fact,
+        A.Rule,
+        A.Module,
     )
 }
 _ENUMS: dict[str, type[enum.Enum]] = {cls.__name__: cls for cls in (ir.RelKind, Severity)}
