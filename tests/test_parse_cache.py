@@ -208,3 +208,13 @@ def test_a_file_that_is_not_utf8_is_reported_the_same_from_the_cache(kb_dir: Pat
     monkeypatch.setattr(parser, "parse_bytes", None)  # not even the decoding runs
     warm = check_kb(kb_dir, cache)
     assert warm.program == cold.program and warm.diagnostics == cold.diagnostics
+
+
+def test_fields_that_are_not_a_mapping_are_ignored(kb_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    cache = tmp_path / "cache"
+    check_kb(kb_dir, cache)
+    path = _cache_files(cache)["kb/rules.dl"]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["module"]["fields"]["items"] = {"tuple": [{"class": "Rule", "fields": ["head", "body"]}]}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    _ignored(kb_dir, cache, monkeypatch, capsys, "malformed")
