@@ -1,4 +1,4 @@
-"""The compiled KB as plain JSON data, for the on-disk cache.
+"""The compiled KB and the parsed modules as plain JSON data, for the on-disk caches.
 
 Decoding builds only the engine's own frozen data classes (named in `_CLASSES`) from lists,
 strings and numbers: nothing in a cache file can name a type, call a function or import a
@@ -38,6 +38,18 @@ _CLASSES: dict[str, type] = {
         A.Comparison,
         A.Match,
         A.Aggregate,
+        # the parsed modules (engine.syntax.cache)
+        A.Annotation,
+        A.Doc,
+        A.Attr,
+        A.TypeDecl,
+        A.RelDecl,
+        A.InputDecl,
+        A.ClaimDecl,
+        A.OutputDecl,
+        A.Fact,
+        A.Rule,
+        A.Module,
     )
 }
 _ENUMS: dict[str, type[enum.Enum]] = {cls.__name__: cls for cls in (ir.RelKind, Severity)}
@@ -73,25 +85,29 @@ def encode(obj: Any) -> Any:
 
 
 def decode(data: Any) -> Any:
-    """The inverse of `encode`; DecodeError for anything `encode` would not have written."""
-    if data is None or isinstance(data, (bool, int, str)):
+    """The inverse of `encode`; DecodeError for anything `encode` would not have written.
+    (Data comes from json.loads: exact types, classes first as they are the most common.)"""
+    t = type(data)
+    if t is str or t is int or t is bool or data is None:
         return data
-    if isinstance(data, list):
+    if t is list:
         return [decode(x) for x in data]
-    if not isinstance(data, dict) or len(data) not in (1, 2):
-        raise DecodeError(f"unexpected {type(data).__name__} in the compiled program")
+    if t is not dict or len(data) not in (1, 2):
+        raise DecodeError(f"unexpected {t.__name__} in the cached data")
     try:
+        if "class" in data:
+            cls = _CLASSES[data["class"]]
+            return cls(**{str(k): decode(v) for k, v in data["fields"].items()})
         if "tuple" in data:
-            return tuple(decode(x) for x in data["tuple"])
+            return tuple([decode(x) for x in data["tuple"]])
         if "set" in data:
             return {decode(x) for x in data["set"]}
         if "dict" in data:
             return {decode(k): decode(v) for k, v in data["dict"]}
         if "enum" in data:
             return _ENUMS[data["enum"]](data["value"])
-        if "class" in data:
-            cls = _CLASSES[data["class"]]
-            return cls(**{str(k): decode(v) for k, v in data["fields"].items()})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DecodeError(f"malformed compiled program: {exc!r}") from None
+    except DecodeError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DecodeError(f"malformed cached data: {exc!r}") from None
     raise DecodeError(f"unexpected object with keys {sorted(data)}")

@@ -1,5 +1,8 @@
 """Load a KB directory: parse, check, compile, open the table store. Cached on disk.
 
+Each `.dl` file's parsed module is cached by engine.syntax.cache (keyed by the file's bytes and
+the parser's code), so an unchanged KB opens without running the parser.
+
 The checked and compiled program is kept under the cache directory as JSON data (engine.codec),
 keyed by the digest of every `.dl` file and of the compiler's own code, so a second start skips
 checking and compiling; the tables are cached separately by engine.store (keyed by their bytes).
@@ -21,6 +24,7 @@ from engine.compiler import CompiledProgram, CompileError, compile_program
 from engine.diagnostics import Diagnostic, DiagnosticError, Location
 from engine.program import Program, load_program
 from engine.store import Store, TableBuild, default_cache_dir
+from engine.syntax.cache import ParsedModules
 
 ENGINE_VERSION = "0.1.0-5"
 CACHE_FORMAT = 1  # bump when the layout of the compiled-program cache file changes
@@ -68,7 +72,7 @@ def check_kb(root: Path, cache_dir: Path | None = None, progress=None) -> Loaded
     if not root.is_dir():
         raise DiagnosticError([Diagnostic("kb-missing", f"KB directory {root} does not exist", Location(str(root)))])
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    program = load_program(root)
+    program = load_program(root, ParsedModules(cache, _notice))
     if not program.modules:
         raise DiagnosticError([Diagnostic("kb-empty", f"no .dl files under {root}", Location(str(root)))])
     cached = _read_compiled(cache, program.digest)

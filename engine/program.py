@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.diagnostics import Diagnostic, Location
 from engine.syntax import nodes as A
-from engine.syntax.parser import parse_file, parse_text
 
 OUTCOME_RELATIONS = ("deny", "warn")
 
@@ -98,15 +98,24 @@ def kb_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.dl") if p.is_file())
 
 
-def load_program(root: Path) -> Program:
-    """Parse every `.dl` file under `root` and index the declarations."""
+Parse = Callable[[bytes, str], tuple[A.Module, list[Diagnostic]]]
+
+
+def load_program(root: Path, parse: Parse | None = None) -> Program:
+    """Parse every `.dl` file under `root` and index the declarations. `parse(raw, shown)`
+    stands in for the parser (engine.syntax.cache.ParsedModules: the same result, from a cache)."""
+    if parse is None:
+        from engine.syntax.parser import parse_bytes  # imports lark: only when parsing
+
+        parse = parse_bytes
     root = Path(root)
     prog = Program(root=root)
     h = hashlib.sha256()
     for path in kb_files(root):
         rel = path.relative_to(root).as_posix()
-        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-        module, diags = parse_file(path, display_path=_display(root, path))
+        raw = path.read_bytes()
+        h.update(rel.encode() + b"\0" + raw + b"\0")
+        module, diags = parse(raw, _display(root, path))
         prog.modules.append(module)
         prog.syntax_diagnostics.extend(diags)
     prog.digest = h.hexdigest()[:16]
@@ -116,6 +125,8 @@ def load_program(root: Path) -> Program:
 
 def program_from_text(texts: dict[str, str], root: Path | None = None) -> Program:
     """Build a program from in-memory sources (tests, conformance)."""
+    from engine.syntax.parser import parse_text
+
     prog = Program(root=root)
     h = hashlib.sha256()
     for name, text in texts.items():

@@ -7,6 +7,7 @@ expected, blanked out, and parsing resumes, so one run shows every syntax error 
 
 from __future__ import annotations
 
+import io
 import itertools
 import re
 from functools import lru_cache
@@ -421,9 +422,14 @@ def _finish(raw: object, docs: list[tuple[int, A.Doc]], text: str, path: str) ->
 
 
 def parse_file(path: Path, display_path: str | None = None) -> tuple[A.Module, list[Diagnostic]]:
-    shown = display_path or str(path)
+    return parse_bytes(path.read_bytes(), display_path or str(path))
+
+
+def parse_bytes(raw: bytes, shown: str) -> tuple[A.Module, list[Diagnostic]]:
+    """Parse a file's bytes, decoded as `Path.read_text(encoding="utf-8")` decodes them (UTF-8,
+    universal newlines), so a caller that hashed the bytes parses exactly what it hashed."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8").read()
     except UnicodeDecodeError as exc:
         return A.Module(shown, ()), [
             Diagnostic("encoding", f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", Location(shown))
