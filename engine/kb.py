@@ -13,14 +13,15 @@ that is corrupt, foreign or of another format is a miss, rebuilt with a one-line
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine import checks, codec
 from engine.compiler import CompiledProgram, CompileError, compile_program
+from engine.datacache import read_data, write_data
 from engine.diagnostics import Diagnostic, DiagnosticError, Location
 from engine.program import Program, load_program
 from engine.store import Store, TableBuild, default_cache_dir
@@ -138,19 +139,8 @@ def _notice(message: str) -> None:
 
 def _read_compiled(cache: Path, digest: str) -> tuple[list[Diagnostic], CompiledProgram | None] | None:
     """The cached (diagnostics, compiled program), or None (a miss) for anything else."""
-    path = _cache_file(cache, digest)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        _notice(f"cannot read the compiled-KB cache {path} ({exc.strerror or exc}); rebuilding it")
-        return None
-    try:
-        data = json.loads(raw)
-        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
-            got = data.get("format") if isinstance(data, dict) else None
-            raise ValueError(f"format {got!r}, expected {CACHE_FORMAT}")
+
+    def check(data: dict[str, Any]) -> tuple[list[Diagnostic], CompiledProgram | None]:
         if data.get("kb") != digest or data.get("engine") != _engine_digest():
             raise ValueError("written for another KB or engine")
         diags = codec.decode(data["diagnostics"])
@@ -161,11 +151,9 @@ def _read_compiled(cache: Path, digest: str) -> tuple[list[Diagnostic], Compiled
             and (compiled is None or isinstance(compiled, CompiledProgram))
         ):
             raise ValueError("unexpected contents")
-    except (ValueError, KeyError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _notice(f"ignoring the compiled-KB cache {path} ({reason[:120]}); rebuilding it")
-        return None
-    return diags, compiled
+        return diags, compiled
+
+    return read_data(_cache_file(cache, digest), CACHE_FORMAT, "compiled-KB cache", "rebuilding it", _notice, check)
 
 
 def _write_compiled(cache: Path, digest: str, diags: list[Diagnostic], compiled: CompiledProgram) -> None:
@@ -177,11 +165,7 @@ def _write_compiled(cache: Path, digest: str, diags: list[Diagnostic], compiled:
         "diagnostics": codec.encode(list(diags)),
         "compiled": codec.encode(compiled),
     }
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-        os.replace(tmp, path)
+        write_data(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         _notice(f"cannot write the compiled-KB cache {path} ({exc.strerror or exc}); continuing without it")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine import codec
+from engine.datacache import read_data, write_data
 from engine.diagnostics import Diagnostic
 from engine.syntax import nodes as A
 
@@ -80,18 +80,7 @@ class ParsedModules:
         return module, diags
 
     def _read(self, path: Path, key: str, shown: str) -> tuple[A.Module, list[Diagnostic]] | None:
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            self.notice(f"cannot read the parsed-module cache {path} ({exc.strerror or exc}); parsing again")
-            return None
-        try:
-            data = json.loads(raw)
-            if not isinstance(data, dict) or data.get("format") != FORMAT:
-                got = data.get("format") if isinstance(data, dict) else None
-                raise ValueError(f"format {got!r}, expected {FORMAT}")
+        def check(data: dict[str, Any]) -> tuple[A.Module, list[Diagnostic]]:
             if data.get("key") != key:
                 raise ValueError("written for another file or parser")
             module = codec.decode(data["module"])
@@ -105,21 +94,15 @@ class ParsedModules:
                 and all(isinstance(d, Diagnostic) for d in diags)
             ):
                 raise ValueError("unexpected contents")
-        except (ValueError, KeyError, RecursionError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.notice(f"ignoring the parsed-module cache {path} ({reason[:120]}); parsing again")
-            return None
-        return module, diags
+            return module, diags
+
+        return read_data(path, FORMAT, "parsed-module cache", "parsing again", self.notice, check)
 
     def _write(self, path: Path, key: str, module: A.Module, diags: list[Diagnostic]) -> None:
         data = {"format": FORMAT, "key": key, "module": codec.encode(module), "diagnostics": codec.encode(diags)}
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-            os.replace(tmp, path)
+            write_data(path, data)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             if not self._write_failed:
                 self._write_failed = True
                 self.notice(
