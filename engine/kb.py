@@ -12,6 +12,7 @@ that is corrupt, foreign or of another format is a miss, rebuilt with a one-line
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -110,8 +111,10 @@ def load_kb(root: Path | None = None, cache_dir: Path | None = None, progress=No
     return kb
 
 
+@functools.cache
 def _engine_digest() -> str:
-    """The compiled form depends on the compiler's own code: key the cache on it too."""
+    """The compiled form depends on the compiler's own code: key the cache on it too (read once
+    a process: an open asked for it three times, reading nine files each time)."""
     h = hashlib.sha256(ENGINE_VERSION.encode())
     here = Path(__file__).resolve().parent
     for name in (
