@@ -223,14 +223,15 @@ class _SlotsPeak(threading.Thread):
 
     def run(self) -> None:
         while not self._done.wait(self.every):
-            held = 0
+            held: dict[tuple[int, int], int] = {}  # by file: the mapping holds a second descriptor of it
             for fd in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
                 try:
                     if "policykb-slots" in os.readlink(f"/proc/self/fd/{fd}"):
-                        held += os.fstat(int(fd)).st_blocks * 512
+                        st = os.fstat(int(fd))
+                        held[(st.st_dev, st.st_ino)] = st.st_blocks * 512
                 except OSError:
                     continue
-            self.peak_mb = max(self.peak_mb, held / 2**20)
+            self.peak_mb = max(self.peak_mb, sum(held.values()) / 2**20)
 
     def stop(self) -> float:
         self._done.set()
