@@ -32,7 +32,17 @@ from typing import IO
 SLOT_BYTES_PER_CLAIM = 16 * 1024
 _MADV_REMOVE = getattr(mmap, "MADV_REMOVE", -1)  # Linux: free a shared file's pages
 MIN_SLOT_BYTES = 1 << 20
-_IOV_MAX = 1024  # buffers one pwritev takes (POSIX guarantees at least 16; Linux takes 1024)
+
+
+def _iov_max() -> int:
+    """Buffers one pwritev takes: the system's IOV_MAX (1024 on Linux and macOS), at most 1024."""
+    try:
+        return max(16, min(1024, os.sysconf("SC_IOV_MAX")))
+    except (AttributeError, ValueError, OSError):
+        return 16  # the least POSIX allows
+
+
+_IOV_MAX = _iov_max()
 _PIECE = 4 << 20  # bytes read at a time where sendfile cannot write
 
 
