@@ -11,15 +11,19 @@ latency: build the system once, then adjudicate each claim alone (timed from Cla
 result dict out; parsing the JSON is not timed), after `warmup` untimed claims.
 batch: engine.batch.run_batch over the corpus file, the runner `policykb scrub` uses; the
 elapsed time includes starting the workers. Peak memory: of this process (VmHWM, see
-_own_peak_mb) for latency and 1-worker batch, ru_maxrss of the largest pool worker for 2+.
+_own_peak_mb) for latency and 1-worker batch, ru_maxrss of the largest pool worker for 2+,
+and the most bytes the shared-memory slots held at once (engine.transport: pages no process maps,
+so no RSS shows them; sampled, see _SlotsPeak).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -207,6 +211,34 @@ def _policykb_variants(spec: dict[str, Any], ten: list[Claim]) -> dict[str, Any]
     return out
 
 
+class _SlotsPeak(threading.Thread):
+    """Samples, every `every` s, the bytes held by the shared-memory slots of engine.transport
+    (its memfd, found among this process's open files) and keeps the largest."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.every = every
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            held: dict[tuple[int, int], int] = {}  # by file: the mapping holds a second descriptor of it
+            for fd in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
+                try:
+                    if "policykb-slots" in os.readlink(f"/proc/self/fd/{fd}"):
+                        st = os.fstat(int(fd))
+                        held[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+                except OSError:
+                    continue
+            self.peak_mb = max(self.peak_mb, sum(held.values()) / 2**20)
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        return self.peak_mb
+
+
 def run_batch_mode(spec: dict[str, Any]) -> dict[str, Any]:
     from engine.batch import run_batch
 
@@ -221,9 +253,12 @@ def run_batch_mode(spec: dict[str, Any]) -> dict[str, Any]:
         from engine.backends import CHUNK_CLAIMS
 
         chunk = CHUNK_CLAIMS
+    slots = _SlotsPeak()
+    slots.start()
     summary = run_batch(
         Path(spec["corpus"]), Path(spec["results"]), workers=workers, make_worker=factory, progress=False, chunk=chunk
     )
+    slots_peak_mb = slots.stop()
     out = {
         "workers": workers,
         "claims": summary.claims_read,
@@ -238,6 +273,7 @@ def run_batch_mode(spec: dict[str, Any]) -> dict[str, Any]:
         "cpu_s": _cpu_s() - cpu_before,
         "parent_maxrss_before_mb": rss_before,
         "parent_maxrss_mb": _own_peak_mb(),
+        "slots_peak_mb": slots_peak_mb,
     }
     if workers == 1:
         out["worker_maxrss_mb"] = out["parent_maxrss_mb"]

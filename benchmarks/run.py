@@ -601,7 +601,7 @@ def _figures(system: str, res: dict[str, Any]) -> dict[str, Any]:
         "worker_rss_mb": res.get("worker_rss_mb"),
         "total_rss_mb": max(
             (
-                b.get("parent_maxrss_mb", 0) + b.get("worker_maxrss_mb", 0) * int(w)
+                b.get("parent_maxrss_mb", 0) + b.get("worker_maxrss_mb", 0) * int(w) + b.get("slots_peak_mb", 0)
                 if w != "1"
                 else b.get("parent_maxrss_mb", 0)
             )
@@ -718,7 +718,8 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
         "(make_worker defaults: no proofs); elapsed includes worker start; baselines' pool "
         "workers inherit the preloaded tables by fork",
         "memory: peak RSS of the measuring process (VmHWM: Linux carries ru_maxrss across "
-        "exec from the launcher) / ru_maxrss of the largest pool worker",
+        "exec from the launcher) / ru_maxrss of the largest pool worker; parent + workers adds the "
+        "most the shared-memory slots held at once (sampled: no process maps their pages)",
         "* a baseline has no cache: its only cold start (read the CSV tables, answer one claim)",
     ]
     if "policykb" in systems:

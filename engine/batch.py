@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
@@ -307,12 +307,24 @@ _PoolTask = _Lines | _SharedLines | list[Record]
 
 
 @dataclass(frozen=True, slots=True)
+class _InSlot:
+    """A chunk's output lines as they wait in shared-memory slot `slot` (`size` bytes)."""
+
+    slots: Slots
+    slot: int
+    size: int
+
+    def write_to(self, out: IO[bytes]) -> None:
+        self.slots.send(self.slot, self.size, out)
+
+
+@dataclass(frozen=True, slots=True)
 class _Chunk:
     """A chunk's outcomes on their way back to the parent: their output lines as one bytes object
     (or, `slot` >= 0, as the first `size` bytes of that shared-memory slot) and their tally, so
     the parent writes once and adds once per chunk."""
 
-    data: bytes | memoryview
+    data: bytes | memoryview | _InSlot
     records: int
     ok: int
     lines: int
@@ -361,8 +373,8 @@ def _handle_in_pool(task: _PoolTask) -> _Chunk:
         raise _pool_worker["error"]
     if isinstance(task, _SharedLines):
         slots: Slots = _pool_worker["slots"]
-        lines = _Lines(task.numbers, slots.take(task.slot, task.size))
-        return _pack(_handle_chunk(_pool_worker["worker"], lines.records()), slots, task.slot)
+        records = _Lines(task.numbers, slots.take(task.slot, task.size)).records()  # not the joined copy too
+        return _pack(_handle_chunk(_pool_worker["worker"], records), slots, task.slot)
     return _handle_task(_pool_worker["worker"], task)
 
 
@@ -370,19 +382,22 @@ def _share(slots: Slots | None, tasks: Iterable[_Lines | list[Record]]) -> Itera
     """Chunk k's lines into slot k (modulo the slot count) when they fit."""
     for k, task in enumerate(tasks):
         if slots is not None and isinstance(task, _Lines) and slots.put(k, task.data):
-            yield _SharedLines(task.numbers, k % slots.count, len(task.data))
+            shared = _SharedLines(task.numbers, k % slots.count, len(task.data))
+            del task  # its lines are in the slot: not kept while the feeder waits for a place
+            yield shared
         else:
             yield task
 
 
 def _received(slots: Slots | None, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]:
-    """Each chunk with its output lines in hand: a view of its slot, valid until the next."""
+    """Each chunk with its output lines in hand: bytes, or where they wait in a slot (_InSlot), to
+    be written before the next chunk is asked for."""
     for chunk in chunks:
         if chunk.slot < 0 or slots is None:
             yield chunk
             continue
-        with slots.view(chunk.slot, chunk.size) as view:
-            yield _Chunk(view, chunk.records, chunk.ok, chunk.lines, chunk.denied, chunk.kinds)
+        data = _InSlot(slots, chunk.slot, chunk.size)
+        yield _Chunk(data, chunk.records, chunk.ok, chunk.lines, chunk.denied, chunk.kinds)
         slots.release(chunk.slot)  # written out: its pages go (the next chunk in it is not fed yet)
 
 
@@ -406,11 +421,17 @@ class _ReadAhead:
         self._closed = False
 
     def feed(self, chunks: Iterable[_Lines | list[Record]]) -> Iterator[_Lines | list[Record]]:
-        for item in chunks:
+        """A place first, then the chunk is read: no chunk waits read in memory for its place."""
+        items = iter(chunks)
+        while True:
             self._slots.acquire()
             if self._closed:
                 return
+            item = next(items, None)
+            if item is None:
+                return
             yield item
+            del item
 
     def drain(self, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]:
         """Frees a chunk's place once the writer is done with it (asks for the next): a chunk's
@@ -426,14 +447,12 @@ class _ReadAhead:
 
 
 def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    chunk: list[Record] = []
-    for item in records:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    items = iter(records)
+    while True:
+        chunk = [list(itertools.islice(items, size))]
+        if not chunk[0]:
+            return
+        yield chunk.pop()  # not kept here while the chunk is packed, nor while the feeder waits
 
 
 @contextmanager
@@ -450,7 +469,8 @@ def _outcomes(
     read_ahead = _ReadAhead(in_flight)
     slots = Slots.for_pool(in_flight, chunk)
     forked = _before_fork(make_worker)
-    with Pool(workers, initializer=_init_pool_worker, initargs=(make_worker, slots)) as pool:
+    pool_slots = closing(slots) if slots is not None else nullcontext()
+    with pool_slots, Pool(workers, initializer=_init_pool_worker, initargs=(make_worker, slots)) as pool:
         forked()  # the workers are forked: what the parent loaded for them may go
         try:
             fed = _share(slots, read_ahead.feed(tasks))
@@ -704,7 +724,11 @@ def run_batch(
         _progress(in_path, progress, done or 0, input_format) as tick,
     ):
         for packed in chunks:
-            out.write(packed.data)
+            data = packed.data
+            if isinstance(data, _InSlot):
+                data.write_to(out)
+            else:
+                out.write(data)
             tally.add_chunk(packed)
             tick(packed.records)
         out.flush()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine import transport
-from engine.batch import _Lines, _split_lf, run_batch
+from engine.batch import Record, _Lines, _split_lf, run_batch
 from engine.formats.reader import RawRecord
 from test_batch import claim_obj, comparable, make_records, make_test_worker, read_output, write_input
 
@@ -79,8 +80,87 @@ def test_slots_refuse_what_does_not_fit_and_wrap_around() -> None:
     assert slots.put_all(3, [b"abc", b"de"]) == 5  # slot 3 is slot 1
     assert slots.put_all(1, [b"abcde", b"fghi"]) is None
     assert slots.take(1, 5) == b"abcde" and slots.take(2, 8) == b"12345678"
-    with slots.view(0, 3) as view:
-        assert bytes(view) == b"123"
+
+
+def test_many_parts_go_into_a_slot_in_order() -> None:
+    """More parts than one pwritev takes, of uneven sizes (an output line per claim)."""
+    parts = [str(n).encode() * (n % 7) + b"\n" for n in range(3000)]
+    slots = transport.Slots(2, 1 << 16)
+    assert slots.put_all(1, parts) == len(b"".join(parts))
+    assert slots.take(1, len(b"".join(parts))) == b"".join(parts)
+
+
+@pytest.mark.parametrize("how", ["file", "append", "buffer"])
+def test_a_slot_is_sent_to_the_output_whatever_it_is(tmp_path: Path, how: str) -> None:
+    """sendfile to a file; to a file opened to append (where Linux refuses sendfile) and to an
+    in-memory buffer (no file descriptor) the bytes are read and written instead. What was
+    written before stays before (the output's buffer is flushed first)."""
+    slots = transport.Slots(2, 1 << 20)
+    data = bytes(range(256)) * 3000  # 768,000 bytes, more than one piece of the fallback is not
+    assert slots.put(1, data)
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old\n")
+    buffer = io.BytesIO()
+    with path.open("ab" if how == "append" else "wb") as fh:
+        out = buffer if how == "buffer" else fh
+        out.write(b"head\n")
+        slots.send(1, len(data), out)
+        out.write(b"tail\n")
+    written = buffer.getvalue() if how == "buffer" else path.read_bytes()
+    before = b"old\n" if how == "append" else b""
+    assert written == before + b"head\n" + data + b"tail\n"
+
+
+def _resident_shared_kb() -> int | None:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("RssShmem:"):
+            return int(line.split()[1])
+    return None
+
+
+def test_the_parent_never_maps_a_slot_page(tmp_path: Path) -> None:
+    """Chunks in, answers out and sent on: no page of the slots becomes resident in this process
+    (a mapped page would count in its memory, and again in each worker's)."""
+    if _resident_shared_kb() is None:
+        pytest.skip("needs Linux's /proc/self/status")
+    before = _resident_shared_kb()
+    slots = transport.Slots(2, 8 << 20)
+    with (tmp_path / "out.bin").open("wb") as out:
+        for k in range(4):
+            assert slots.put(k, b"x" * (6 << 20))
+            assert slots.take(k, 6 << 20)[:2] == b"xx"
+            assert slots.put_all(k, [b"y" * (1 << 20)] * 7) == 7 << 20
+            slots.send(k, 7 << 20, out)
+            slots.release(k)
+    after = _resident_shared_kb()
+    assert before is not None and after is not None
+    assert after - before < 1024  # kB: the 50 MB that went through are not resident here
+    assert (tmp_path / "out.bin").stat().st_size == 4 * (7 << 20)
+    slots.close()
+
+
+def test_the_feeder_reads_a_chunk_only_once_it_has_a_place() -> None:
+    """A chunk is read from the input only when a place is free, so no chunk waits in the
+    parent's memory for one; closed while waiting, the feeder ends without reading another."""
+    from engine.batch import _ReadAhead
+
+    pulled: list[int] = []
+
+    def chunks() -> Iterator[list[Record]]:
+        for n in range(5):
+            pulled.append(n)
+            yield [RawRecord(n + 1, b"{}\n")]
+
+    read_ahead = _ReadAhead(1)
+    fed = read_ahead.feed(chunks())
+    assert next(fed)[0].number == 1
+    read_ahead.close()  # as when the run stops with one chunk in flight
+    assert list(fed) == []
+    assert pulled == [0]
 
 
 @pytest.mark.parametrize(
@@ -97,10 +177,11 @@ def test_packed_lines_split_as_a_binary_file_iterates(data: bytes) -> None:
     assert [r.number for r in records] == list(range(1, len(lines) + 1))
 
 
-def test_a_chunk_that_fits_travels_by_its_slot_and_comes_back_from_it() -> None:
+def test_a_chunk_that_fits_travels_by_its_slot_and_comes_back_from_it(tmp_path: Path) -> None:
     """The parent's side of the shared-memory path: chunk k goes to slot k modulo the count, and
-    a worker's answer in that slot is handed back as a view of the slot, not a copy."""
-    from engine.batch import _Chunk, _received, _share, _SharedLines
+    a worker's answer in that slot is handed back as where it waits (not a copy), written from
+    there."""
+    from engine.batch import _Chunk, _InSlot, _received, _share, _SharedLines
 
     slots = transport.Slots(2, 64)
     tasks = [_Lines(range(1, 3), b"a\nb\n"), _Lines(range(3, 4), b"c" * 65), _Lines(range(4, 5), b"d\n")]
@@ -112,11 +193,12 @@ def test_a_chunk_that_fits_travels_by_its_slot_and_comes_back_from_it() -> None:
     answer = _Chunk(b"", 2, 2, 3, 1, {"ncci": 1}, slot=1, size=12)
     chunks = _received(slots, [answer])
     received = next(chunks)
-    assert isinstance(received.data, memoryview) and bytes(received.data) == b"out-1\nout-2\n"
+    assert isinstance(received.data, _InSlot)
     assert (received.records, received.ok, received.lines, received.denied) == (2, 2, 3, 1)
+    with (tmp_path / "out").open("wb") as out:
+        received.data.write_to(out)
+    assert (tmp_path / "out").read_bytes() == b"out-1\nout-2\n"
     assert next(chunks, None) is None
-    with pytest.raises(ValueError, match="released"):
-        bytes(received.data)  # the view ends when the writer asks for the next chunk
 
 
 @pytest.mark.parametrize("block", [1, 3, 4, 1 << 16])
