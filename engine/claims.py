@@ -1134,20 +1134,26 @@ def _normal(text: str) -> str:
     return " ".join(text.upper().split())
 
 
+# Every line_doc element in the order of its name (so a line's rows come sorted), with how its
+# value becomes the fact's: 0 a text as given, 1 a text normalised (_normal), 2 a flag.
+_DOC_ORDER = sorted(
+    [(e, 1 if e in _NORMALISED_ELEMENTS else 0) for e in _DOC_TEXT_ELEMENTS] + [(f, 2) for f in _DOC_FLAG_ELEMENTS]
+)
+_DOC_VALUES = operator.attrgetter(*[e for e, _how in _DOC_ORDER])
+
+
 def _doc_facts(number: int, doc: Documentation) -> list[Row]:
-    """What the record shows: empty and absent elements give no fact; a flag gives "true" or
+    """What the record shows, sorted: empty and absent elements give no fact; a flag gives "true" or
     "false" (a record that says the diagnosis is not linked is not a silent record)."""
     rows: list[Row] = []
-    for element in _DOC_TEXT_ELEMENTS:
-        value = getattr(doc, element)
-        if value and element in _NORMALISED_ELEMENTS:
-            value = _normal(value)
-        if value:
+    for (element, how), value in zip(_DOC_ORDER, _DOC_VALUES(doc), strict=True):
+        if how == 2:
+            if value is not None:
+                rows.append((number, element, "true" if value else "false"))
+        elif value:
+            if how and not (value := _normal(value)):
+                continue
             rows.append((number, element, value))
-    for flag in _DOC_FLAG_ELEMENTS:
-        state = getattr(doc, flag)
-        if state is not None:
-            rows.append((number, flag, "true" if state else "false"))
     return rows
 
 
@@ -1225,7 +1231,7 @@ def claim_to_facts(claim: Claim) -> ClaimFacts:
             drugs.append((n, drug.ndc, drug.name, drug.dose))
         if doc is not None:
             documented.append((n,))
-            docs += sorted(_doc_facts(n, doc))  # one row per element: distinct
+            docs += _doc_facts(n, doc)  # one row per element: distinct, sorted
     if not in_order:
         lines, modifiers, diagnoses, credentials, drugs, documented, docs = map(
             _distinct, (lines, modifiers, diagnoses, credentials, drugs, documented, docs)
