@@ -617,7 +617,7 @@ _DOC_TEXTS = ("drug_name", "dose", "route", "site", "time", "monitoring")
 # Dates the fast path has found real: a batch repeats a few hundred service dates, and a set
 # look-up costs a tenth of the pattern match and the calendar check. Bounded, so a file of
 # all-different dates does not grow it without end.
-_REAL_DATES: set[str] = set()
+_REAL_DATES: dict[str, str] = {}  # each date as the one object _struct_claim gives for it
 _REAL_DATES_MAX = 1 << 14
 
 
@@ -681,7 +681,7 @@ def _real_date(value: Any) -> bool:
             return False
         date.fromisoformat(value)  # ValueError: not a real date
         if len(_REAL_DATES) < _REAL_DATES_MAX:
-            _REAL_DATES.add(value)
+            _REAL_DATES[value] = value
     return True
 
 
@@ -933,12 +933,46 @@ def _struct_documentation(doc: Any) -> Documentation:
     )
 
 
+# Texts as given -> as read, for the values a batch repeats most (codes, credentials, places of
+# service, NPIs): one look-up instead of trimming and casing again, and every line holding the
+# same text holds the same object (with the dates of _REAL_DATES), so a chunk's facts, CSV and
+# results touch a few thousand strings, not one per value. Only texts that are not blank once
+# trimmed; bounded as _REAL_DATES.
+_UPPER_TEXT: dict[str, str] = {}  # trimmed, upper case: codes, credentials
+_TRIMMED_TEXT: dict[str, str] = {}  # trimmed: places of service, NPIs
+
+
+def _upper_text(value: str) -> str:
+    """value trimmed, in upper case ("" when blank), as _UPPER_TEXT keeps it."""
+    out = value.strip().upper()
+    if out and len(_UPPER_TEXT) < _REAL_DATES_MAX:
+        _UPPER_TEXT[value] = out
+    return out
+
+
+def _trimmed_text(value: str) -> str:
+    """value trimmed ("" when blank), as _TRIMMED_TEXT keeps it."""
+    out = value.strip()
+    if out and len(_TRIMMED_TEXT) < _REAL_DATES_MAX:
+        _TRIMMED_TEXT[value] = out
+    return out
+
+
+def _struct_day(value: str) -> str:
+    """A real date (the object _REAL_DATES keeps, once it has it), else _Reject or ValueError."""
+    if not _real_date(value):
+        raise _Reject
+    return _REAL_DATES.get(value, value)
+
+
 def _struct_history(h: Any) -> HistoryLine:
     """A history line: its claim id, and the service fields read as _struct_claim reads a line's."""
-    claim_id, code, day = h.claim_id.strip(), h.code.strip().upper(), h.service_date
-    pos, npi = h.pos.strip(), h.rendering_npi.strip()
-    if not (claim_id and code and pos and npi) or (day not in _REAL_DATES and not _real_date(day)):
+    claim_id, code = h.claim_id.strip(), _UPPER_TEXT.get(h.code) or _upper_text(h.code)
+    pos = _TRIMMED_TEXT.get(h.pos) or _trimmed_text(h.pos)
+    npi = _TRIMMED_TEXT.get(h.rendering_npi) or _trimmed_text(h.rendering_npi)
+    if not (claim_id and code and pos and npi):
         raise _Reject
+    day = _REAL_DATES.get(h.service_date) or _struct_day(h.service_date)
     modifiers = () if h.modifiers is None else _upper_texts(h.modifiers)
     return _new_history(claim_id, h.line, day, code, modifiers, h.units or 1, pos, npi)
 
@@ -954,11 +988,14 @@ def _struct_claim(c: Any) -> Claim:
     birth_date = patient.birth_date
     person = _new_patient(patient_id, None if birth_date is None else _fast_date(birth_date), _struct_text(patient.sex))
     lines = []
-    known = _UPPER_TEXTS
+    known, upper, trimmed, days = _UPPER_TEXTS, _UPPER_TEXT, _TRIMMED_TEXT, _REAL_DATES
     for ln in c.lines:
-        code, pos, npi, day = ln.code.strip().upper(), ln.pos.strip(), ln.rendering_npi.strip(), ln.service_date
-        if not (code and pos and npi) or (day not in _REAL_DATES and not _real_date(day)):
+        code = upper.get(ln.code) or _upper_text(ln.code)
+        pos = trimmed.get(ln.pos) or _trimmed_text(ln.pos)
+        npi = trimmed.get(ln.rendering_npi) or _trimmed_text(ln.rendering_npi)
+        if not (code and pos and npi):
             raise _Reject
+        day = days.get(ln.service_date) or _struct_day(ln.service_date)
         modifiers, credential, diagnoses, drug, doc = (
             ln.modifiers,
             ln.rendering_credential,
@@ -971,7 +1008,7 @@ def _struct_claim(c: Any) -> Claim:
         elif modifiers:
             modifiers = known.get(modifiers) or _upper_texts(modifiers)
         if credential is not None:
-            credential = credential.strip().upper() or None
+            credential = upper.get(credential) or _upper_text(credential) or None
         if diagnoses is None:
             diagnoses = ()
         elif diagnoses:
@@ -1134,20 +1171,26 @@ def _normal(text: str) -> str:
     return " ".join(text.upper().split())
 
 
+# Every line_doc element in the order of its name (so a line's rows come sorted), with how its
+# value becomes the fact's: 0 a text as given, 1 a text normalised (_normal), 2 a flag.
+_DOC_ORDER = sorted(
+    [(e, 1 if e in _NORMALISED_ELEMENTS else 0) for e in _DOC_TEXT_ELEMENTS] + [(f, 2) for f in _DOC_FLAG_ELEMENTS]
+)
+_DOC_VALUES = operator.attrgetter(*[e for e, _how in _DOC_ORDER])
+
+
 def _doc_facts(number: int, doc: Documentation) -> list[Row]:
-    """What the record shows: empty and absent elements give no fact; a flag gives "true" or
+    """What the record shows, sorted: empty and absent elements give no fact; a flag gives "true" or
     "false" (a record that says the diagnosis is not linked is not a silent record)."""
     rows: list[Row] = []
-    for element in _DOC_TEXT_ELEMENTS:
-        value = getattr(doc, element)
-        if value and element in _NORMALISED_ELEMENTS:
-            value = _normal(value)
-        if value:
+    for (element, how), value in zip(_DOC_ORDER, _DOC_VALUES(doc), strict=True):
+        if how == 2:
+            if value is not None:
+                rows.append((number, element, "true" if value else "false"))
+        elif value:
+            if how and not (value := _normal(value)):
+                continue
             rows.append((number, element, value))
-    for flag in _DOC_FLAG_ELEMENTS:
-        state = getattr(doc, flag)
-        if state is not None:
-            rows.append((number, flag, "true" if state else "false"))
     return rows
 
 
@@ -1225,7 +1268,7 @@ def claim_to_facts(claim: Claim) -> ClaimFacts:
             drugs.append((n, drug.ndc, drug.name, drug.dose))
         if doc is not None:
             documented.append((n,))
-            docs += sorted(_doc_facts(n, doc))  # one row per element: distinct
+            docs += _doc_facts(n, doc)  # one row per element: distinct, sorted
     if not in_order:
         lines, modifiers, diagnoses, credentials, drugs, documented, docs = map(
             _distinct, (lines, modifiers, diagnoses, credentials, drugs, documented, docs)

@@ -350,3 +350,27 @@ def test_the_fast_readers_objects_are_the_dataclasses_themselves() -> None:
         line.units = 3  # type: ignore[misc]
     assert pickle.loads(pickle.dumps(fast)) == fast and copy.deepcopy(fast) == fast
     assert dataclasses.replace(line, units=2) == dataclasses.replace(slow.lines[0], units=2)
+
+
+def test_the_fast_reader_gives_one_object_for_a_repeated_text() -> None:
+    """read_fast keeps the codes, credentials, places of service, NPIs and dates it has read: a
+    line of another claim (or another line) with the same text holds the same object, read as
+    read_claim reads it (trimmed, in upper case for codes and credentials). A text that is blank
+    once trimmed is never kept: such a line is still declined (and read_claim names the field)."""
+    from engine.claims import read_fast
+
+    def claim(n: int, code: str, credential: str, pos: str) -> bytes:
+        line = B12_CLAIM["lines"][1] | {"code": code, "rendering_credential": credential, "pos": pos}
+        return json.dumps(B12_CLAIM | {"id": f"CLM-{n}", "lines": [line]}).encode()
+
+    first, second = read_fast(claim(1, " j3420 ", "md ", " 11")), read_fast(claim(2, " j3420 ", "md ", " 11"))
+    assert first is not None and second is not None
+    one, two = first.lines[0], second.lines[0]
+    assert (one.code, one.rendering_credential, one.pos) == ("J3420", "MD", "11")
+    for field in ("code", "rendering_credential", "pos", "rendering_npi", "service_date"):
+        assert getattr(one, field) is getattr(two, field), field
+    for blank in ("code", "pos"):
+        text = claim(3, "   " if blank == "code" else "J3420", "MD", "   " if blank == "pos" else "11")
+        assert read_fast(text) is None and read_fast(text) is None
+        with pytest.raises(ClaimError, match=blank):
+            parse_claim(json.loads(text))

@@ -40,7 +40,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path
 from typing import IO, Any, TypeGuard
 
@@ -1155,29 +1155,32 @@ def _copy_csv(table: str, path: Path, types: tuple[str, ...]) -> str:
     )
 
 
-def _keyed_csv(parts: list[tuple[int, list[Row]]], keys: Sequence[str]) -> bytes | None:
-    """What csv.writer writes for the rows `(ck, *row)` of every part (`keys[ck]` is str(ck)),
-    made with one %-format. None when that would differ: a value holding a comma, quote or line
-    break (csv.writer quotes it), a None (csv.writer writes nothing) or text that is not UTF-8
-    (csv.writer raises what it always raised); csv.writer then writes the rows itself. Every row
-    must have the length of the first."""
-    form = ",%s" * len(parts[0][1][0]) + "\n"
-    values: list[Row] = []
-    for _ck, rows in parts:
-        values += rows
-    text = "".join([(keys[ck] + form) * len(rows) for ck, rows in parts]) % tuple(chain.from_iterable(values))
-    if (
-        text.count("\n") != len(values)
-        or text.count(",") != len(values) * len(values[0])
-        or '"' in text
-        or "\r" in text
-        or "None" in text
-    ):
+def _keyed_csv(per_claim: Sequence[list[Row]], keys: Sequence[str]) -> bytes | None:
+    """What csv.writer writes for the rows `(ck, *row)` of one relation, `per_claim[ck]` being claim
+    ck's rows (`keys[ck]` is str(ck)), made with one %-format: its pattern is made in C (each
+    claim's head repeated once a row), its values flattened in C. None when that would differ: a
+    value holding a comma, quote or line break (csv.writer quotes it), a None (csv.writer writes
+    nothing) or text that is not UTF-8 (csv.writer raises what it always raised); csv.writer then
+    writes the rows itself. Every row must have the length of the first."""
+    width = next(len(rows[0]) for rows in per_claim if rows)
+    counts = list(map(len, per_claim))
+    n = sum(counts)
+    heads = map(operator.add, keys, repeat(",%s" * width + "\n"))
+    text = "".join(map(operator.mul, heads, counts)) % tuple(chain.from_iterable(chain.from_iterable(per_claim)))
+    if text.count("\n") != n or text.count(",") != n * width or '"' in text or "\r" in text or "None" in text:
         return None
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return None
+
+
+def _claim_target(cp: CompiledProgram, rel: str) -> str:
+    """The table relation a claim relation's facts go to; BackendUnsupported for any other."""
+    target = cp.fact_relations.get(rel, rel)
+    if cp.kinds.get(target) not in (RelKind.CLAIM, RelKind.FACTS):
+        raise BackendUnsupported(f"cannot assert facts for {rel}: it is not a claim relation")
+    return target
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1355,12 +1358,13 @@ class DuckDBBackend:
             _csv_writer(fh).writerows(rows)
         self.con.execute(_copy_csv(table, path, self.types[rel]))
 
-    def _load_keyed(self, table: str, rel: str, parts: list[tuple[int, list[Row]]], keys: Sequence[str] | None) -> None:
-        """A claim-dependent relation's rows, as each claim's `(ck, rows)`. `keys` (str(ck) for each
-        ck) when every part is a ClaimFacts relation (rows of one length): _keyed_csv may write them."""
-        data = _keyed_csv(parts, keys) if keys is not None else None
+    def _load_keyed(self, table: str, rel: str, per_claim: Sequence[list[Row]], keys: Sequence[str] | None) -> None:
+        """A claim-dependent relation's rows, `per_claim[ck]` those of claim ck (maybe none). `keys`
+        (str(ck) for each ck) when every part is a ClaimFacts relation (rows of one length):
+        _keyed_csv may write them."""
+        data = _keyed_csv(per_claim, keys) if keys is not None else None
         if data is None:
-            self._load(table, rel, [(ck, *r) for ck, rows in parts for r in rows])
+            self._load(table, rel, [(ck, *r) for ck, rows in enumerate(per_claim) for r in rows])
             return
         path = self._tmp / "rows.csv"
         path.write_bytes(data)
@@ -1425,33 +1429,39 @@ class DuckDBBackend:
             con.execute(f"DELETE FROM {table_name(cp, rel)}")
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}  # until this chunk ends
         con.execute(f"DELETE FROM {_q('_claims')}")
-        models = [BatchModel() for _ in chunk]
-        inputs: dict[str, list[tuple[int, list[Row]]]] = {}  # table relation -> (ck, rows) in chunk order
-        targets: dict[str, str] = {}  # relation -> the table its facts go to, checked once per chunk
-        for ck, facts in enumerate(chunk):
-            given = models[ck].relations
-            made = type(facts) is ClaimFacts  # distinct and sorted already
-            for rel, rows in facts.items():
-                target = targets.get(rel)
-                if target is None:
-                    target = targets[rel] = cp.fact_relations.get(rel, rel)
-                    if cp.kinds.get(target) not in (RelKind.CLAIM, RelKind.FACTS):
-                        raise BackendUnsupported(f"cannot assert facts for {rel}: it is not a claim relation")
-                if not rows:
-                    given[rel] = []
-                    continue
-                clean = (
-                    rows if made else sorted(set(map(tuple, rows)))
-                )  # one type per column: natural order is _key order
-                given[rel] = clean
-                sink = inputs.get(target)
-                if sink is None:
-                    sink = inputs[target] = []
-                sink.append((ck, clean))
+        inputs: dict[str, Sequence[list[Row]]] = {}  # table relation -> each claim's rows, in chunk order
+        if chunk and all(type(facts) is ClaimFacts for facts in chunk):
+            # claim_to_facts' facts: every relation in each, distinct and sorted already. Taken a
+            # relation at a time, in C: each model's claim relations are its facts (a copy of the
+            # dict, the same lists), each relation's rows those of every claim in turn
+            models = [*map(BatchModel, map(dict, chunk))]
+            for rel in chunk[0]:
+                per_claim = [*map(operator.itemgetter(rel), chunk)]
+                if any(per_claim):
+                    inputs[_claim_target(cp, rel)] = per_claim
+            keys: list[str] | None = [*map(str, range(len(chunk)))]
+        else:
+            models = [BatchModel() for _ in chunk]
+            parts: dict[str, list[list[Row]]] = {}
+            targets: dict[str, str] = {}  # relation -> the table its facts go to, checked once per chunk
+            for ck, facts in enumerate(chunk):
+                given = models[ck].relations
+                for rel, rows in facts.items():
+                    target = targets.get(rel)
+                    if target is None:
+                        target = targets[rel] = _claim_target(cp, rel)
+                    clean = sorted(set(map(tuple, rows)))  # one type per column: natural order is _key order
+                    given[rel] = clean
+                    if clean:
+                        sink = parts.get(target)
+                        if sink is None:
+                            sink = parts[target] = [[] for _ in chunk]
+                        sink[ck] = sink[ck] + clean if sink[ck] else clean  # two relations' facts, one table
+            inputs.update(parts)
+            keys = None
         self._load_claims(len(chunk))
-        keys = [str(ck) for ck in range(len(chunk))] if all(type(f) is ClaimFacts for f in chunk) else None
-        for rel, parts in inputs.items():
-            self._load_keyed(table_name(cp, rel), rel, parts, keys)
+        for rel, rows_by_claim in inputs.items():
+            self._load_keyed(table_name(cp, rel), rel, rows_by_claim, keys)
         nonempty = set(inputs)
         for step in self.sql.steps:
             self._run_step(step, nonempty)
