@@ -306,6 +306,42 @@ def test_only_the_rules_whose_message_names_a_variable_are_solved(message_kb: Po
     assert not model.solutions
 
 
+def test_a_written_message_is_its_templates_text_and_each_values_text_made_once(
+    message_kb: PolicyKB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """decide_written writes a filled message from the JSON text of the template's literal pieces
+    and of each value, each value's text made once and kept (forgotten all at once past the bound):
+    the line is still what engine.batch writes for decide's dict, whose message _fill makes as one
+    string, for values orjson escapes (quote, backslash, newline, a control character), values it
+    does not (non-ASCII), and a name the rule does not bind (written as {name})."""
+    import engine.backends.decide as decide
+    from engine.backends import BatchModel
+    from engine.batch import Written, _dumps
+
+    decider = decide.BatchDecider(message_kb)
+    claim = _message_claim()
+    (index,) = decider._message_of("t.many")[1]
+    odd = 'A"1\\\n\x07é'
+    model = BatchModel(relations={"deny": [(1, "t.many"), (2, "t.many")], "warn": [], "overridden": []})
+    model.messages[(index, (1, "t.many"))] = ("1", None, odd, "25")
+    model.messages[(index, (2, "t.many"))] = ("2", "99214", odd, "25")
+    monkeypatch.setattr(decide, "_VALUE_TEXTS_MAX", 4)
+    written = decider.decide_written(claim, model)
+    assert isinstance(written, Written)
+    expected = decider.decide(claim, model)
+    assert [r["message"] for ln in expected["lines"] for r in ln["reasons"]] == [
+        f"Line 1 ({{c}}): {odd} with 25.",
+        f"Line 2 (99214): {odd} with 25.",
+    ]
+    assert written.line == _dumps(expected)
+    # each value's text made once, in the order the lines show them: "1", odd, "25" and "2" fill
+    # the bound, so "99214" starts it again, and odd and "25" are made again after it
+    assert decider._value_texts == {"99214": b"99214", odd: _dumps(odd)[1:-2], "25": b"25"}
+    again = decider.decide_written(claim, model)  # "1" kept (odd and "25" found), then "2" clears
+    assert again == written
+    assert list(decider._value_texts) == ["2", "99214", odd, "25"]
+
+
 # A head with a few solutions (at most twelve rows) is merged without de-duplicating its rows, and
 # a name's text is made once per distinct sequence of values: the history lines below make the
 # values of `d` (a date, a symbol) and `u` (a number) appear in an order that is not sorted, with
