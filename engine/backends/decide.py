@@ -98,7 +98,6 @@ class BatchDecider:
         self._written: dict[str, dict[str, _WrittenEntry]] = {"deny": {}, "warn": {}}  # severity -> rule id -> entry
         self._kb_lines = b',"kb":' + _dumps(self.version) + b',"lines":['  # decide_written's claim head
         self._line_texts: dict[tuple[str, int], tuple[bytes, bytes, bytes]] = {}  # (code, line) -> _line_text
-        self._value_texts: dict[str, bytes] = {}  # a message value -> _value_text
         from engine.api import _SolvedProver
 
         base = Prover(kb.kb.program, kb.adjudicator.cp, kb.evaluator, Model(), lambda _rel, _row: None)
@@ -219,17 +218,6 @@ class BatchDecider:
             self._line_texts[(code, n)] = found
         return found
 
-    def _value_text(self, value: str) -> bytes:
-        """A message value as it reads inside the message's JSON string (orjson escapes a string
-        character by character: the filled message's text is its pieces' texts joined), kept for
-        the next message showing it (a batch repeats the same dates, codes and table labels;
-        forgotten all at once past _VALUE_TEXTS_MAX)."""
-        text = _dumps(value)[1:-1]
-        if len(self._value_texts) >= _VALUE_TEXTS_MAX:
-            self._value_texts.clear()
-        self._value_texts[value] = text
-        return text
-
     def decide_written(self, claim: Claim, model: Model) -> Written | dict[str, Any]:
         """decide's result as engine.batch writes it (its JSONL line and summary counts), written
         straight from each rule's reason text (_WrittenEntry) without building the dicts; decide's
@@ -243,7 +231,6 @@ class BatchDecider:
             overrides.setdefault((int(ln), str(rule)), str(by))
         solved = model.messages if isinstance(model, BatchModel) else {}
         by_line: dict[int, list[_WrittenFound]] = {}
-        value_texts = self._value_texts
         try:
             for severity in ("deny", "warn"):
                 written = self._written[severity]
@@ -255,17 +242,15 @@ class BatchDecider:
                         for index in e.indices:  # Adjudicator._reason: the first compiled rule with solutions
                             values = solved.get((index, head))
                             if values is not None:
-                                # the filled message's JSON text from its pieces: the template's
-                                # literal text written once, each value's text once per value
-                                parts = e.parts[:]
-                                for i, k, unbound in e.slots:
-                                    v = values[k]
-                                    if v is None:
-                                        parts[i] = unbound
-                                    else:
-                                        text = value_texts.get(v)
-                                        parts[i] = text if text is not None else self._value_text(v)
-                                message = b"".join(parts)
+                                # filled anew each time: most values tuples differ (they show
+                                # the line, its date, its codes), and finding the text of one
+                                # already filled hashes and compares its strings, which costs
+                                # about what %-formatting them does
+                                form = e.format
+                                if form is not None and None not in values:
+                                    message = _dumps(form % values)
+                                else:
+                                    message = _dumps(e.template.fill(values))
                                 break
                     overrider = overrides.get((n, rid)) if overrides else None
                     found = (e.overridden_key, e, message, overrider) if overrider else (e.key, e, message, None)
@@ -320,23 +305,21 @@ class BatchDecider:
 class _WrittenEntry:
     """A rule's reason (one rule id and severity) as decide_written writes it: the JSON text
     around its message (written by orjson) and role, each role's tail made once, its place in a
-    line's sorted reasons in force and overridden, and its message's JSON text around the values
-    it shows."""
+    line's sorted reasons in force and overridden, and its message as a %-template."""
 
     __slots__ = (
         "denies",
         "deny_kind",
+        "format",
         "head",
         "indices",
         "json",
         "key",
         "message",
         "overridden_key",
-        "parts",
         "primary",
         "primary_head",
         "rule_json",
-        "slots",
         "supporting",
         "template",
         "warning",
@@ -349,6 +332,12 @@ class _WrittenEntry:
         self.denies = template.denies
         self.deny_kind = json.deny_kind
         self.indices = template.rule_indices if template.templated else ()
+        # the message as a %-template over its values (str), when it shows each of its names
+        # once, in order (most do); otherwise _RuleTemplate.fill fills it
+        names = [k for _i, k in template.slots]
+        pieces = template.pieces
+        in_order = bool(names) and names == list(range(len(names)))
+        self.format = "%s".join(p.replace("%", "%%") for p in pieces[::2]) if in_order else None
         self.key = (_DENIAL if template.denies else _WARNING, template.key)
         self.overridden_key = (_OVERRIDDEN, template.key)
         self.rule_json = _dumps(template.base["rule"])
@@ -357,19 +346,6 @@ class _WrittenEntry:
         except orjson.JSONEncodeError:
             message = None
         self.message = message or b""
-        # the filled message's JSON text as pieces: the template's literal text (the quotes
-        # around the string in the first and the last), and in between the places of the values,
-        # each with its value's place and the text of an unbound name (as _fill leaves it, {name})
-        pieces = template.pieces
-        try:
-            parts = [_dumps(p)[1:-1] if j % 2 == 0 else b"" for j, p in enumerate(pieces)]
-            self.slots = tuple((i, k, _dumps("{" + pieces[i] + "}")[1:-1]) for i, k in template.slots)
-        except orjson.JSONEncodeError:
-            message = None
-            parts, self.slots = [b"", b""], ()
-        parts[0] = b'"' + parts[0]
-        parts[-1] += b'"'
-        self.parts = parts
         # otherwise _written_entry declines the rule (engine.batch._dumps writes its results)
         self.writable = message is not None and json.plain is not None and json.overridden is not None
         # the reason in force: head + message + the role's tail
@@ -387,8 +363,7 @@ class _WrittenEntry:
 
 _new_written = _maker(Written)  # Written(line, lines, denied, deny_kinds) without the frozen __init__
 _WrittenFound = tuple[tuple[int, _Key], _WrittenEntry, bytes, str | None]
-_FILLED_MAX = 1 << 10  # line texts kept (times 16)
-_VALUE_TEXTS_MAX = 1 << 14  # message value texts kept (a few MB at most)
+_FILLED_MAX = 1 << 10  # a sixteenth of the line texts kept (_line_text)
 # the text of a line before its reasons, after the comma between lines (_line_text)
 _DENY_HEAD = b',{"code":%b,"decision":"deny","line":%b,"primary":'  # then _WrittenEntry.primary_head
 _PAY_HEAD = b',{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":['
