@@ -450,9 +450,13 @@ def decide_many(kb: PolicyKB, claims: Sequence[Claim], *, written: bool = False)
         decider = _deciders[id(kb)] = BatchDecider(kb)
     evaluate = functools.partial(kb.duckdb().evaluate_many, messages=decider.request)
     models = _isolating(evaluate, [claim_to_facts(c) for c in claims])
+    held = cast("list[object]", models)  # a list of its own (_isolating's)
     decide = decider.decide_written if written else decider.decide
     out: list[Any] = []
-    for claim, model in zip(claims, models, strict=True):
+    for i, (claim, model) in enumerate(zip(claims, models, strict=True)):
+        # each model is freed once its claim is decided (when `model` moves on), while its
+        # objects are still in the CPU's caches, not all at the end (measured: a few us a claim)
+        held[i] = None
         if isinstance(model, Exception):
             out.append(model)
             continue
