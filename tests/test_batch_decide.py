@@ -306,6 +306,53 @@ def test_only_the_rules_whose_message_names_a_variable_are_solved(message_kb: Po
     assert not model.solutions
 
 
+def test_a_written_message_is_filled_from_a_percent_template_as_fill_fills_it(message_kb: PolicyKB) -> None:
+    """decide_written fills a message that shows each of its names once with one %-format (a
+    literal % in the template doubled); a message showing a name twice, and a name the rule does
+    not bind, are left to _RuleTemplate.fill. Either way the
+    line is what engine.batch writes for decide's dict (messages made by fill), for values with
+    text orjson escapes, non-ASCII text, and text that reads like a format."""
+    from engine.backends import BatchModel
+    from engine.backends.decide import BatchDecider, _names, _RuleTemplate
+    from engine.batch import Written, _dumps
+
+    claim = _message_claim()
+    odd = 'A"1\\\n\x07é %s %% {dx}'
+    cases = {
+        "Line {l} ({c}): {dx} with {m}, 100% sure.": "Line %s (%s): %s with %s, 100%% sure.",
+        "{m} then {l}, {c} and {dx}": "%s then %s, %s and %s",
+        "Line {l}: {dx}, {c}, {m} and {dx} again": None,  # dx twice
+    }
+    for template, form in cases.items():
+        decider = BatchDecider(message_kb)
+        (index,) = decider._message_of("t.many")[1]
+        base = decider._template("t.many", "deny").base
+        decider._templates[("t.many", "deny")] = _RuleTemplate(base, template, (index,))
+        assert decider._written_entry("t.many", "deny").format == form
+        model = BatchModel(relations={"deny": [(1, "t.many"), (2, "t.many")], "warn": [], "overridden": []})
+        names = _names(template)  # the values come in the order the message first names them
+        l1 = tuple({"l": "1", "c": None, "dx": odd, "m": "25"}[n] for n in names)
+        l2 = tuple({"l": "2", "c": "99214", "dx": odd, "m": "25"}[n] for n in names)
+        model.messages[(index, (1, "t.many"))] = l1
+        model.messages[(index, (2, "t.many"))] = l2
+        written = decider.decide_written(claim, model)
+        expected = decider.decide(claim, model)
+        messages = [r["message"] for ln in expected["lines"] for r in ln["reasons"]]
+        assert messages[1] == decider._templates[("t.many", "deny")].fill(l2)
+        assert "{c}" in messages[0] and odd in messages[1]
+        assert isinstance(written, Written) and written.line == _dumps(expected), template
+    first = "Line 2 (99214): " + odd + " with 25, 100% sure."
+    decider = BatchDecider(message_kb)
+    model = BatchModel(relations={"deny": [(2, "t.many")], "warn": [], "overridden": []})
+    (index,) = decider._message_of("t.many")[1]
+    model.messages[(index, (2, "t.many"))] = ("2", "99214", odd, "25")
+    decider._templates[("t.many", "deny")] = _RuleTemplate(
+        decider._template("t.many", "deny").base, "Line {l} ({c}): {dx} with {m}, 100% sure.", (index,)
+    )
+    written = decider.decide_written(claim, model)
+    assert isinstance(written, Written) and _dumps(first)[:-1] in written.line
+
+
 # A head with a few solutions (at most twelve rows) is merged without de-duplicating its rows, and
 # a name's text is made once per distinct sequence of values: the history lines below make the
 # values of `d` (a date, a symbol) and `u` (a number) appear in an order that is not sorted, with

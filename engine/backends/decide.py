@@ -242,12 +242,15 @@ class BatchDecider:
                         for index in e.indices:  # Adjudicator._reason: the first compiled rule with solutions
                             values = solved.get((index, head))
                             if values is not None:
-                                filled = e.filled.get(values)
-                                if filled is None:
-                                    filled = _dumps(e.template.fill(values))
-                                    if len(e.filled) < _FILLED_MAX:
-                                        e.filled[values] = filled
-                                message = filled
+                                # filled anew each time: most values tuples differ (they show
+                                # the line, its date, its codes), and finding the text of one
+                                # already filled hashes and compares its strings, which costs
+                                # about what %-formatting them does
+                                form = e.format
+                                if form is not None and None not in values:
+                                    message = _dumps(form % values)
+                                else:
+                                    message = _dumps(e.template.fill(values))
                                 break
                     overrider = overrides.get((n, rid)) if overrides else None
                     found = (e.overridden_key, e, message, overrider) if overrider else (e.key, e, message, None)
@@ -302,13 +305,12 @@ class BatchDecider:
 class _WrittenEntry:
     """A rule's reason (one rule id and severity) as decide_written writes it: the JSON text
     around its message (written by orjson) and role, each role's tail made once, its place in a
-    line's sorted reasons in force and overridden, and the message texts filled so far (a batch
-    fills the same message with the same values again and again; bounded by _FILLED_MAX)."""
+    line's sorted reasons in force and overridden, and its message as a %-template."""
 
     __slots__ = (
         "denies",
         "deny_kind",
-        "filled",
+        "format",
         "head",
         "indices",
         "json",
@@ -330,7 +332,12 @@ class _WrittenEntry:
         self.denies = template.denies
         self.deny_kind = json.deny_kind
         self.indices = template.rule_indices if template.templated else ()
-        self.filled: dict[tuple[str | None, ...], bytes] = {}
+        # the message as a %-template over its values (str), when it shows each of its names
+        # once, in order (most do); otherwise _RuleTemplate.fill fills it
+        names = [k for _i, k in template.slots]
+        pieces = template.pieces
+        in_order = bool(names) and names == list(range(len(names)))
+        self.format = "%s".join(p.replace("%", "%%") for p in pieces[::2]) if in_order else None
         self.key = (_DENIAL if template.denies else _WARNING, template.key)
         self.overridden_key = (_OVERRIDDEN, template.key)
         self.rule_json = _dumps(template.base["rule"])
@@ -356,7 +363,7 @@ class _WrittenEntry:
 
 _new_written = _maker(Written)  # Written(line, lines, denied, deny_kinds) without the frozen __init__
 _WrittenFound = tuple[tuple[int, _Key], _WrittenEntry, bytes, str | None]
-_FILLED_MAX = 1 << 10  # filled message texts kept per rule (a few hundred kB each at most)
+_FILLED_MAX = 1 << 10  # a sixteenth of the line texts kept (_line_text)
 # the text of a line before its reasons, after the comma between lines (_line_text)
 _DENY_HEAD = b',{"code":%b,"decision":"deny","line":%b,"primary":'  # then _WrittenEntry.primary_head
 _PAY_HEAD = b',{"code":%b,"decision":"pay","line":%b,"primary":null,"reasons":['
@@ -443,9 +450,13 @@ def decide_many(kb: PolicyKB, claims: Sequence[Claim], *, written: bool = False)
         decider = _deciders[id(kb)] = BatchDecider(kb)
     evaluate = functools.partial(kb.duckdb().evaluate_many, messages=decider.request)
     models = _isolating(evaluate, [claim_to_facts(c) for c in claims])
+    held = cast("list[object]", models)  # a list of its own (_isolating's)
     decide = decider.decide_written if written else decider.decide
     out: list[Any] = []
-    for claim, model in zip(claims, models, strict=True):
+    for i, (claim, model) in enumerate(zip(claims, models, strict=True)):
+        # each model is freed once its claim is decided (when `model` moves on), while its
+        # objects are still in the CPU's caches, not all at the end (measured: a few us a claim)
+        held[i] = None
         if isinstance(model, Exception):
             out.append(model)
             continue
