@@ -76,6 +76,10 @@ MESSAGE_KEYED_HEADS = 2_000
 # head the grouping costs more than it saves
 MESSAGE_GROUPED_ROWS = 2.0
 _FIELD, _RECORD = "\x1f", "\x1e"  # how the grouped query joins a solution's values and the solutions
+# A grouped message query leaves out a shown value that a stored or static relation of at most
+# this many rows gives for the solution's sort keys (see DuckDBBackend._lookup): it is read from
+# the relation's rows, kept in memory once per connection, instead of joined into every text
+MESSAGE_LOOKUP_ROWS = 50_000
 # A join of two claim-dependent relations is made once per chunk for the rules that make it alike
 # (see _narrowings) when at least this many do: each saves a scan and a join, the table made
 # costs a statement and its rows (measured on kb/, best per statement: with 2 instead of 5, the
@@ -1246,6 +1250,7 @@ class DuckDBBackend:
         self._unique: dict[tuple[str, tuple[int, ...]], bool] = {}
         self._grouped: dict[int, bool] = {}  # outcome rule index -> whether its message query groups (_fetch_messages)
         self._grouped_sqls: dict[tuple[int, tuple[int | None, ...], frozenset[int]], tuple[str, GroupPlan] | None] = {}
+        self._lookups: dict[tuple[str, str, tuple[int, ...], int], dict[tuple[str, ...], str] | None] = {}  # _lookup
         self._parsed: dict[str, duckdb.Statement] = {}  # per-chunk statement text -> parsed once (_run)
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.con = duckdb.connect(":memory:")
@@ -1719,8 +1724,12 @@ class DuckDBBackend:
         varying = sorted({p for p in shown if p not in one})
         if not varying:
             return None
+        key_vars = {col: var for atom in layout.atoms for col, var in atom.order}
+        field_of = {key_vars[key]: n for n, key in enumerate(keys)}  # a sort key's variable -> its field
+        looked = {p: found for p in varying if (found := self._lookup(index, exprs[p], field_of)) is not None}
+        fetched = [p for p in varying if p not in looked]
         types: list[str] = []  # each sort key's type
-        for key in [*keys, *(exprs[p] for p in varying)]:
+        for key in [*keys, *(exprs[p] for p in fetched)]:
             m = _ATOM_COLUMN.fullmatch(key)
             if m is None:
                 return None
@@ -1730,7 +1739,7 @@ class DuckDBBackend:
         once = sorted(p for p in {p for p in shown if p in one} if p >= head)  # one value per head, not the head
         select = [f"{exprs[i]} AS s{i}" for i in range(head)]
         select += [f"{exprs[p]} AS s{head + n}" for n, p in enumerate(once)]
-        texts = [f"CAST({e} AS VARCHAR)" for e in [*keys, *(exprs[p] for p in varying)]]
+        texts = [f"CAST({e} AS VARCHAR)" for e in [*keys, *(exprs[p] for p in fetched)]]
         record = f" || '{_FIELD}' || ".join(texts)
         select += ["count(*)", f"string_agg({record}, '{_RECORD}')"]
         at = {p: n for n, p in enumerate(range(head))}
@@ -1745,8 +1754,48 @@ class DuckDBBackend:
             numeric=tuple(t == NUM for t in types[: len(keys)]),
             width=len(texts),
             places=where,
+            values=tuple(looked[p] if p in looked else (len(keys) + fetched.index(p), None) for p in varying),
         )
         return f"SELECT {', '.join(select)}\n{body}\nGROUP BY ALL", plan
+
+    def _lookup(
+        self, index: int, expr: str, field_of: dict[str, int]
+    ) -> tuple[tuple[int, ...], dict[tuple[str, ...], str]] | None:
+        """For a shown value `expr` of a grouped message query: where it is a column of a positive
+        atom of a stored or static relation (of at most MESSAGE_LOOKUP_ROWS rows) that holds no two
+        distinct rows agreeing on the atom's columns bound to sort keys (`field_of`: a sort key's
+        variable -> its field in a solution's text), those fields and the relation's text of the
+        value for each key, as the grouped query would CAST them; None otherwise. A solution's row
+        of the atom is then the one row of its key: its value is looked up, not joined into the
+        text (dates.outside_table_period: the table's label, ~100 characters, for its name)."""
+        m = _ATOM_COLUMN.fullmatch(expr)
+        if m is None:
+            return None
+        atom, col = self.cp.rules[index].body[int(m[1])], int(m[2])
+        if (
+            not isinstance(atom, IAtom)
+            or atom.negated
+            or self.cp.kinds[atom.relation] not in (RelKind.STORED, RelKind.STATIC)
+            or atom.relation in self.sql.big
+        ):
+            return None
+        key = tuple(j for j, a in enumerate(atom.args) if isinstance(a, IVar) and a.name in field_of and j != col)
+        if not key:
+            return None
+        cache_key = ("lookup", atom.relation, key, col)
+        if cache_key not in self._lookups:
+            self._lookups[cache_key] = None
+            t = table_name(self.cp, atom.relation)
+            (n,) = self.con.execute(f"SELECT count(*) FROM {t}").fetchone()  # type: ignore[misc]
+            if n <= MESSAGE_LOOKUP_ROWS and self._unique_on(atom.relation, key):
+                cols = ", ".join(f"CAST(c{j} AS VARCHAR)" for j in (*key, col))
+                rows = self.con.execute(f"SELECT DISTINCT {cols} FROM {t}").fetchall()
+                self._lookups[cache_key] = {tuple(row[:-1]): row[-1] for row in rows}
+        table = self._lookups[cache_key]
+        if table is None:
+            return None
+        fields = tuple(field_of[a.name] for j, a in enumerate(atom.args) if j in key and isinstance(a, IVar))
+        return fields, table
 
     def _load_claims(self, n: int) -> None:
         if n:
@@ -1861,15 +1910,18 @@ _ATOM_COLUMN = re.compile(r"t(\d+)\.c(\d+)")  # a body atom's column, as _rule_s
 class GroupPlan:
     """Where _merge_groups finds things in a row of DuckDBBackend._grouped_sql: the number of
     solution rows at `count`, their joined texts after it; each text holds `keys` sort keys
-    (`numeric`: compared as numbers) then the varying shown values, `width` fields in all; per
-    message place, where its value is: ("fixed", column), ("varying", field after the keys) or
-    ("none", 0) for a name the rule does not bind."""
+    (`numeric`: compared as numbers) then the varying shown values it fetches, `width` fields in
+    all; per message place, where its value is: ("fixed", column), ("varying", its place in
+    `values`) or ("none", 0) for a name the rule does not bind; per varying value, its field
+    (field, None), or (the key fields, the relation's value for each key) for one looked up
+    (see DuckDBBackend._lookup)."""
 
     count: int
     keys: int
     numeric: tuple[bool, ...]
     width: int
     places: tuple[tuple[str, int], ...]
+    values: tuple[tuple[Any, dict[tuple[str, ...], str] | None], ...] = ()
 
 
 def _merge_groups(
@@ -1895,7 +1947,7 @@ def _merge_groups(
     if len(fixed) == 1:
         get_fixed = operator.itemgetter(slice(fixed[0], fixed[0] + 1))
     first_text = len(fixed)
-    nothing = first_text + width - nkeys  # the None after the texts
+    nothing = first_text + len(plan.values)  # the None after the texts
     order = [
         fixed.index(at) if how == "fixed" else first_text + at if how == "varying" else nothing
         for how, at in plan.places
@@ -1911,7 +1963,7 @@ def _merge_groups(
         texts = merged.get(rec[count + 1], ()) if n <= limit else None
         if texts == ():
             agg: str = rec[count + 1]
-            texts = merged[agg] = _merge_texts(agg, n, nkeys, width, numeric, join)
+            texts = merged[agg] = _merge_texts(agg, n, nkeys, width, numeric, join, plan.values)
         if texts is None:
             overflow.add(head_key(rec))
             continue
@@ -1920,10 +1972,18 @@ def _merge_groups(
 
 
 def _merge_texts(
-    agg: str, n: int, nkeys: int, width: int, numeric: list[int], join: Callable[[list[str]], str]
+    agg: str,
+    n: int,
+    nkeys: int,
+    width: int,
+    numeric: list[int],
+    join: Callable[[list[str]], str],
+    values: tuple[tuple[Any, dict[tuple[str, ...], str] | None], ...] = (),
 ) -> tuple[str | None, ...] | None:
     """One head's joined texts (see _merge_groups) as the merged text of each varying value, then
-    None, or None where they do not split into `n` rows of `width` fields."""
+    None, or None where they do not split into `n` rows of `width` fields (or a key to look up a
+    value by is not in its relation). `values`: where each varying value is (GroupPlan.values);
+    empty: the fields after the keys, in order."""
     fields = [record.split(_FIELD) for record in agg.split(_RECORD)]
     if len(fields) != n or any(len(f) != width for f in fields):
         return None
@@ -1935,8 +1995,14 @@ def _merge_texts(
     else:
         fields.sort(key=lambda f: f[:nkeys])
     out: list[str | None] = []
-    for k in range(nkeys, width):
-        distinct = list(dict.fromkeys(f[k] for f in fields))  # in order of first appearance
+    for at, table in values or tuple((k, None) for k in range(nkeys, width)):
+        if table is None:
+            column = [f[at] for f in fields]
+        else:
+            column = [table.get(tuple(f[k] for k in at)) for f in fields]
+            if None in column:
+                return None
+        distinct = list(dict.fromkeys(column))  # in order of first appearance
         out.append(distinct[0] if len(distinct) == 1 else join(distinct))
     out.append(None)  # for a name the rule does not bind (see _merge_groups)
     return tuple(out)
