@@ -80,6 +80,11 @@ _FIELD, _RECORD = "\x1f", "\x1e"  # how the grouped query joins a solution's val
 # this many rows gives for the solution's sort keys (see DuckDBBackend._lookup): it is read from
 # the relation's rows, kept in memory once per connection, instead of joined into every text
 MESSAGE_LOOKUP_ROWS = 50_000
+# A rule's message values are read from the claims' facts without a query (see
+# DuckDBBackend._from_facts) for at most this many outcome rows of it in a chunk: each costs some
+# 5 us of Python, the query a few ms a chunk and a little a row (fee.facility_na's 2,300 heads in
+# a 5,000-claim chunk: 17 ms in Python, 14 ms queried; validity.deleted_code's 300: 3 ms, 8 ms)
+MESSAGE_FACT_HEADS = 1_000
 # A join of two claim-dependent relations is made once per chunk for the rules that make it alike
 # (see _narrowings) when at least this many do: each saves a scan and a join, the table made
 # costs a statement and its rows (measured on kb/, best per statement: with 2 instead of 5, the
@@ -1250,6 +1255,8 @@ class DuckDBBackend:
         self._unique: dict[tuple[str, tuple[int, ...]], bool] = {}
         self._grouped: dict[int, bool] = {}  # outcome rule index -> whether its message query groups (_fetch_messages)
         self._grouped_sqls: dict[tuple[int, tuple[int | None, ...], frozenset[int]], tuple[str, GroupPlan] | None] = {}
+        self._fact_plans: dict[int, list[FactStep] | None] = {}  # outcome rule index -> _fact_steps
+        self._kept_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, set[tuple]] | None] = {}  # _kept
         self._lookups: dict[tuple[str, str, tuple[int, ...], int], dict[tuple[str, ...], str] | None] = {}  # _lookup
         self._parsed: dict[str, duckdb.Statement] = {}  # per-chunk statement text -> parsed once (_run)
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
@@ -1554,6 +1561,7 @@ class DuckDBBackend:
         solved = list(self._solved_rules(models, request.names))
         keyed = self._keyed_atoms([(index, n) for index, _, n in solved])
         messages = [m.messages for m in models]
+        outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]] = {}  # _from_facts
         for index, sql, _n in solved:
             layout = self.sql.solution_layout[index]
             full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
@@ -1568,6 +1576,11 @@ class DuckDBBackend:
                     for row in m.relations.get(rel, ()):
                         if get(row) == wanted:
                             m.messages[(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
+                continue
+            found = self._from_facts(models, index, request.names[index], outcome_rows) if _n <= MESSAGE_FACT_HEADS else None
+            if found is not None:  # each shown value is the one row's of its key: no query (_from_facts)
+                for ck, row, values in found:
+                    messages[ck][(index, row)] = values
                 continue
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
@@ -1651,6 +1664,126 @@ class DuckDBBackend:
         sql = f"SELECT (SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {t})) = (SELECT count(*) FROM (SELECT DISTINCT * FROM {t}))"
         (unique,) = self.con.execute(sql).fetchone()  # type: ignore[misc]
         return bool(unique)
+
+    def _fact_steps(self, index: int, names: tuple[str, ...]) -> list[FactStep] | None:
+        """How _from_facts finds the values of the names a rule's message shows from its head: the
+        positive atoms, in the body's order, that bind a shown variable or one a later such atom
+        is looked up by, each a claim relation (its rows are the model's facts) or a stored or
+        static one (kept in memory, see _kept); None where a shown variable is bound otherwise (an
+        assignment, an atom of a derived relation) or where another rule may derive rows of the
+        rule's head (see _head_places: a row then may not be a head this rule has a solution
+        for)."""
+        if index in self._fact_plans:
+            return self._fact_plans[index]
+        self._fact_plans[index] = None
+        cp, rule = self.cp, self.cp.rules[index]
+        layout = self.sql.solution_layout[index]
+        if _head_places(cp, index, layout, [None]) is None:  # [None]: only whether the rule alone derives its rows
+            return None
+        known = {a.name for a in rule.head.args if isinstance(a, IVar)}
+        steps: list[FactStep] = []
+        for lit in rule.body:
+            if not isinstance(lit, IAtom) or lit.negated:
+                continue
+            kind = cp.kinds[lit.relation]
+            fresh = [a.name for a in lit.args if isinstance(a, IVar) and a.name not in known]
+            if (
+                not fresh
+                or len(set(fresh)) != len(fresh)
+                or any(isinstance(a, IOp) for a in lit.args)
+                or not (
+                    (kind is RelKind.CLAIM and lit.relation not in cp.fact_relations)
+                    or (kind in (RelKind.STORED, RelKind.STATIC) and lit.relation not in self.sql.big)
+                )
+            ):
+                continue  # its variables stay unknown: a later atom reading one is looked up without it
+            key = tuple(j for j, a in enumerate(lit.args) if isinstance(a, IConst) or (isinstance(a, IVar) and a.name in known))
+            if not key and kind is not RelKind.CLAIM:
+                continue  # the whole relation: one row at most in a rule's useful case, not looked for
+            by = tuple(a if isinstance(a, IConst) else a.name for j, a in enumerate(lit.args) if j in key)  # type: ignore[union-attr]
+            binds = tuple((j, a.name) for j, a in enumerate(lit.args) if isinstance(a, IVar) and a.name in fresh)
+            steps.append(FactStep(lit.relation, kind is RelKind.CLAIM, key, by, binds))
+            known.update(fresh)
+        shown = {n for n in names if n in layout.names}
+        if not shown <= known:
+            return None
+        needed, kept = set(shown), []
+        for step in reversed(steps):  # only the atoms a shown value needs
+            if needed & {name for _, name in step.binds}:
+                kept.append(step)
+                needed |= {b for b in step.by if isinstance(b, str)}
+        self._fact_plans[index] = kept[::-1]
+        return self._fact_plans[index]
+
+    def _kept(self, rel: str, key: tuple[int, ...]) -> dict[tuple, set[tuple]] | None:
+        """A stored or static relation's rows by their values at `key`, kept once per connection;
+        None for one of more than MESSAGE_LOOKUP_ROWS rows."""
+        if (rel, key) not in self._kept_rows:
+            self._kept_rows[(rel, key)] = None
+            t = table_name(self.cp, rel)
+            (n,) = self.con.execute(f"SELECT count(*) FROM {t}").fetchone()  # type: ignore[misc]
+            if n <= MESSAGE_LOOKUP_ROWS:
+                rows: dict[tuple, set[tuple]] = {}
+                for row in self.con.execute(f"SELECT DISTINCT * FROM {t}").fetchall():
+                    rows.setdefault(tuple(row[j] for j in key), set()).add(row)
+                self._kept_rows[(rel, key)] = rows
+        return self._kept_rows[(rel, key)]
+
+    def _from_facts(
+        self,
+        models: list[BatchModel],
+        index: int,
+        names: tuple[str, ...],
+        outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]],
+    ) -> list[tuple[int, tuple, tuple[str | None, ...]]] | None:
+        """Each head's message values without a query, where the rule alone derives its rows and
+        each shown value is read from the one row of a relation that holds its key (_fact_steps):
+        every head has a solution, which holds that row, so all its solutions show the same
+        values (the first of them: merged, one value each). A claim relation's rows are the
+        claim's facts; a value whose type is not the column's (an int or str) is not trusted.
+        None where a head's key has no row or several: the rule is queried, in this chunk and
+        the next ones. inj.unknown_code, fee.*, ncci.aoc, mod.25_not_em: the code of the head's line.
+        `outcome_rows`: the chunk's outcome rows by relation and the values at some columns."""
+        steps = self._fact_steps(index, names)
+        if steps is None:
+            return None
+        rule, consts = self.cp.rules[index], self.sql.head_consts[index]
+        head = [(j, a.name) for j, a in enumerate(rule.head.args) if isinstance(a, IVar)]
+        layout = self.sql.solution_layout[index]
+        shown = [n if n in layout.names else None for n in names]
+        out: list[tuple[int, tuple, tuple[str | None, ...]]] = []
+        where = (rule.head.relation, tuple(j for j, _ in consts))
+        if where not in outcome_rows:
+            rows: dict[tuple, list[tuple[int, tuple]]] = {}
+            for ck, m in enumerate(models):
+                for row in m.relations.get(rule.head.relation, ()):
+                    rows.setdefault(tuple(row[j] for j in where[1]), []).append((ck, row))
+            outcome_rows[where] = rows
+        kept = [None if step.claim else self._kept(step.relation, step.key) for step in steps]
+        if any(rows is None and not step.claim for rows, step in zip(kept, steps, strict=True)):
+            return None
+        keys = [operator.itemgetter(*step.key) if step.key else lambda _row: () for step in steps]
+        for ck, row in outcome_rows[where].get(tuple(v for _, v in consts), ()):
+            m = models[ck]
+            env: dict[str, Value] = {name: row[j] for j, name in head}
+            for step, by_key, key in zip(steps, kept, keys, strict=True):
+                look = tuple(env[b] if isinstance(b, str) else b.value for b in step.by)
+                if by_key is None:  # a claim relation: the claim's few rows, read through
+                    want = look[0] if len(look) == 1 else look  # as itemgetter gives them
+                    found = {tuple(fact) for fact in m.relations.get(step.relation, ()) if key(fact) == want}
+                else:
+                    found = by_key.get(look, set())
+                if len(found) != 1:
+                    self._fact_plans[index] = None  # not a rule whose values its heads fix: queried from now on
+                    return None
+                (fact,) = found
+                for j, name in step.binds:
+                    env[name] = fact[j]
+            values = tuple(None if n is None else env[n] for n in shown)
+            if any(type(v) is not int and type(v) is not str for v in values if v is not None):
+                return None
+            out.append((ck, row, tuple(None if v is None else str(v) for v in values)))
+        return out
 
     def _message_sql(
         self, index: int, sql: str, places: list[int | None], keyed: frozenset[int] = frozenset()
@@ -1901,6 +2034,19 @@ def _head_places(
         ):
             return None  # it may derive rows of this rule's head
     return [None if p is None else args[p] for p in places]
+
+
+@dataclass(frozen=True)
+class FactStep:
+    """An atom DuckDBBackend._from_facts reads: its relation's rows (a claim relation's from the
+    model's facts) whose columns `key` hold `by` (a constant, or a variable's name), and the
+    variables it binds at its other columns."""
+
+    relation: str
+    claim: bool
+    key: tuple[int, ...]
+    by: tuple[IConst | str, ...]
+    binds: tuple[tuple[int, str], ...]
 
 
 _ATOM_COLUMN = re.compile(r"t(\d+)\.c(\d+)")  # a body atom's column, as _rule_sql names it
