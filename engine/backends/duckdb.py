@@ -1555,7 +1555,9 @@ class DuckDBBackend:
         on no more columns than that order needs (_message_sql); the other named variables matter
         only to which solutions are distinct, so only to a head with more than `limit` rows, which
         is merged again from the full query. A rule whose heads had several rows each in the last
-        chunk is asked for one row per head instead (_grouped_sql, merged by _merge_groups)."""
+        chunk is asked for one row per head instead (_grouped_sql, merged by _merge_groups). A
+        message that shows its head only (_head_places), or values its head fixes (_from_facts),
+        needs no query."""
         limit = request.limit
         join: Callable[[list[str]], str] = request.join
         solved = list(self._solved_rules(models, request.names))
