@@ -1683,6 +1683,8 @@ class DuckDBBackend:
         if _head_places(cp, index, layout, [None]) is None:  # [None]: only whether the rule alone derives its rows
             return None
         known = {a.name for a in rule.head.args if isinstance(a, IVar)}
+        # a claim relation whose rows are the model's facts alone
+        derived = {r.head.relation for r in cp.rules} | set(cp.fact_relations) | set(cp.fact_relations.values())
         steps: list[FactStep] = []
         for lit in rule.body:
             if not isinstance(lit, IAtom) or lit.negated:
@@ -1694,7 +1696,7 @@ class DuckDBBackend:
                 or len(set(fresh)) != len(fresh)
                 or any(isinstance(a, IOp) for a in lit.args)
                 or not (
-                    (kind is RelKind.CLAIM and lit.relation not in cp.fact_relations)
+                    (kind is RelKind.CLAIM and lit.relation not in derived)
                     or (kind in (RelKind.STORED, RelKind.STATIC) and lit.relation not in self.sql.big)
                 )
             ):
