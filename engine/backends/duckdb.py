@@ -1570,14 +1570,8 @@ class DuckDBBackend:
             cols = [col for col, _ in layout.head if col is not None]
             at = _head_places(self.cp, index, layout, full)
             if at is not None:  # the message shows the head only: no query (see _head_places)
-                rel, consts = self.cp.rules[index].head.relation, self.sql.head_consts[index]
-                get = operator.itemgetter(*(j for j, _ in consts)) if consts else lambda _row: ()
-                want = tuple(v for _, v in consts)
-                wanted = want[0] if len(want) == 1 else want  # as itemgetter gives them
-                for m in models:
-                    for row in m.relations.get(rel, ()):
-                        if get(row) == wanted:
-                            m.messages[(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
+                for ck, row in _rule_heads(models, self.cp.rules[index].head.relation, self.sql.head_consts[index], outcome_rows):
+                    messages[ck][(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
                 continue
             found = self._from_facts(models, index, request.names[index], outcome_rows) if _n <= MESSAGE_FACT_HEADS else None
             if found is not None:  # each shown value is the one row's of its key: no query (_from_facts)
@@ -1756,18 +1750,11 @@ class DuckDBBackend:
         layout = self.sql.solution_layout[index]
         shown = [n if n in layout.names else None for n in names]
         out: list[tuple[int, tuple, tuple[str | None, ...]]] = []
-        where = (rule.head.relation, tuple(j for j, _ in consts))
-        if where not in outcome_rows:
-            rows: dict[tuple, list[tuple[int, tuple]]] = {}
-            for ck, m in enumerate(models):
-                for row in m.relations.get(rule.head.relation, ()):
-                    rows.setdefault(tuple(row[j] for j in where[1]), []).append((ck, row))
-            outcome_rows[where] = rows
         kept = [None if step.claim else self._kept(step.relation, step.key) for step in steps]
         if any(rows is None and not step.claim for rows, step in zip(kept, steps, strict=True)):
             return None
         keys = [operator.itemgetter(*step.key) if step.key else lambda _row: () for step in steps]
-        for ck, row in outcome_rows[where].get(tuple(v for _, v in consts), ()):
+        for ck, row in _rule_heads(models, rule.head.relation, consts, outcome_rows):
             m = models[ck]
             env: dict[str, Value] = {name: row[j] for j, name in head}
             for step, by_key, key in zip(steps, kept, keys, strict=True):
@@ -2013,6 +2000,32 @@ def _merge_heads(
                 values[k] = text
         out.append((key, first, tuple(values)))
     return out, overflow
+
+
+def _rule_heads(
+    models: list[BatchModel],
+    rel: str,
+    consts: tuple[tuple[int, Value], ...],
+    outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]],
+) -> list[tuple[int, tuple]]:
+    """The chunk's rows of outcome relation `rel` that hold the values `consts` (position,
+    value), each with its claim key, in claim order; `outcome_rows` keeps the chunk's rows by
+    relation and the values at the positions, read once for all the rules that ask."""
+    where = (rel, tuple(j for j, _ in consts))
+    rows = outcome_rows.get(where)
+    if rows is None:
+        rows = outcome_rows[where] = {}
+        get = operator.itemgetter(*where[1]) if where[1] else lambda _row: ()
+        for ck, m in enumerate(models):
+            for row in m.relations.get(rel, ()):
+                found = get(row)
+                key = found if len(where[1]) != 1 else (found,)
+                sink = rows.get(key)
+                if sink is None:
+                    rows[key] = [(ck, row)]
+                else:
+                    sink.append((ck, row))
+    return rows.get(tuple(v for _, v in consts), [])
 
 
 def _head_places(
