@@ -438,3 +438,64 @@ def test_a_head_only_message_is_queried_where_another_rule_may_derive_its_rows(t
     tables = _index(tables_kb, "t.tables")
     layout = backend.sql.solution_layout[tables]
     assert duck._head_places(cp, tables, layout, [layout.names.get(n) for n in request.names[tables]]) is None
+
+
+# -- a shown value looked up by its sort keys (DuckDBBackend._lookup) ---------------------------
+
+
+def _grouped_plan(backend: Any, kb: PolicyKB, rule_id: str) -> tuple[str, duck.GroupPlan]:
+    index = _index(kb, rule_id)
+    request = BatchDecider(kb).request
+    layout = backend.sql.solution_layout[index]
+    places = [layout.names.get(n) for n in request.names[index]]
+    (keyed,) = backend._keyed_atoms([(index, 1)]).values()
+    found = backend._grouped_sql(index, backend.sql.solutions[index], places, keyed)
+    assert found is not None
+    return found
+
+
+def test_a_grouped_query_looks_up_a_value_its_sort_keys_fix(tables_kb: PolicyKB, grouped_backend: Any) -> None:
+    """t.tables shows each table's name: table_name holds one row per table, and the table is a
+    sort key, so the grouped query fetches the tables only and the names are read from
+    table_name's rows. nickname holds two rows for table a: t.nicknames fetches its nicknames."""
+    claim = _claim(["99213", "99214", "99215", "99212", "99211"])
+    facts = claim_to_facts(claim)
+    request = BatchDecider(tables_kb).request
+    for _ in range(2):
+        (model,) = grouped_backend.evaluate_many([facts], messages=request)
+    tables, nicknames = _index(tables_kb, "t.tables"), _index(tables_kb, "t.nicknames")
+    assert {tables, nicknames} <= set(grouped_backend.grouped)
+    sql, plan = _grouped_plan(grouped_backend, tables_kb, "t.tables")
+    assert "string_agg(CAST(t0.c1 AS VARCHAR), " in sql  # the table only, not its name
+    (name,) = [value for value in plan.values if value[1] is not None]
+    assert name[0] == (0,) and name[1][("a",)] == "zeta" and name[1][("t01",)] == "name 14"
+    sql, plan = _grouped_plan(grouped_backend, tables_kb, "t.nicknames")
+    assert all(table is None for _, table in plan.values) and "t1.c1 AS VARCHAR" in sql
+    # the names in the tables' order (a, b, c: zeta, alpha, mid), as the pyDatalog path gives them
+    assert model.messages[(tables, (1, "t.tables"))] == ("1", "2024-03-01", "zeta, alpha and mid")
+    assert model.messages[(nicknames, (1, "t.nicknames"))] == ("1", "alpha one, the first and the second")
+    expected = _messages(tables_kb.adjudicate(claim, proofs=False).to_dict())
+    for (index, (ln, rule_id)), values in model.messages.items():
+        assert expected[(ln, rule_id)] == BatchDecider(tables_kb)._template(rule_id, "warn").fill(values), index
+
+
+def test_a_relation_too_big_to_keep_is_joined(tables_kb: PolicyKB, grouped_backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duck, "MESSAGE_LOOKUP_ROWS", 3)  # table_name has 17 rows
+    facts = claim_to_facts(_claim(["99213", "99212"]))
+    request = BatchDecider(tables_kb).request
+    for _ in range(2):
+        (model,) = grouped_backend.evaluate_many([facts], messages=request)
+    sql, plan = _grouped_plan(grouped_backend, tables_kb, "t.tables")
+    assert all(table is None for _, table in plan.values) and "t2.c1 AS VARCHAR" in sql
+    index = _index(tables_kb, "t.tables")
+    assert model.messages[(index, (1, "t.tables"))] == ("1", "2024-03-01", "zeta, alpha and mid")
+    # 99212: fifteen rows, tables a, b, c five releases each: three solutions, in the tables' order
+    assert model.messages[(index, (2, "t.tables"))] == ("2", "2024-03-01", "zeta, alpha and mid")
+
+
+def test_a_text_whose_key_is_not_looked_up_is_merged_from_the_full_query() -> None:
+    """_merge_texts gives up (the head is merged from the full query) on a key its table lacks."""
+    values = ((1, None), ((0,), {("a",): "zeta"}))
+    agg = "a\x1f2\x1eb\x1f1"
+    assert duck._merge_texts(agg, 2, 1, 2, [], " and ".join, values) is None
+    assert duck._merge_texts("a\x1f2\x1ea\x1f1", 2, 1, 2, [], " and ".join, values) == ("2 and 1", "zeta", None)

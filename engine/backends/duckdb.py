@@ -76,6 +76,15 @@ MESSAGE_KEYED_HEADS = 2_000
 # head the grouping costs more than it saves
 MESSAGE_GROUPED_ROWS = 2.0
 _FIELD, _RECORD = "\x1f", "\x1e"  # how the grouped query joins a solution's values and the solutions
+# A grouped message query leaves out a shown value that a stored or static relation of at most
+# this many rows gives for the solution's sort keys (see DuckDBBackend._lookup): it is read from
+# the relation's rows, kept in memory once per connection, instead of joined into every text
+MESSAGE_LOOKUP_ROWS = 50_000
+# A rule's message values are read from the claims' facts without a query (see
+# DuckDBBackend._from_facts) for at most this many outcome rows of it in a chunk: each costs some
+# 5 us of Python, the query a few ms a chunk and a little a row (fee.facility_na's 2,300 heads in
+# a 5,000-claim chunk: 17 ms in Python, 14 ms queried; validity.deleted_code's 300: 3 ms, 8 ms)
+MESSAGE_FACT_HEADS = 1_000
 # A join of two claim-dependent relations is made once per chunk for the rules that make it alike
 # (see _narrowings) when at least this many do: each saves a scan and a join, the table made
 # costs a statement and its rows (measured on kb/, best per statement: with 2 instead of 5, the
@@ -268,6 +277,9 @@ class SolutionLayout:
     atoms: tuple[SolutionAtom, ...] | None = ()  # None: not read as the SQL binds them; no shorter sort
     assigned: tuple[tuple[str, frozenset[str]], ...] = ()
     head_vars: frozenset[str] = frozenset()  # the head's variables: the prover solves with them bound
+    # the relations of the narrowed table the SELECT reads (see _solution_narrowing): the table is
+    # made in a chunk only where both have rows, so the rule has solutions only there
+    narrowed: frozenset[str] = frozenset()
 
     def head_of(self, rec: tuple) -> tuple:
         return tuple(v if col is None else rec[col] for col, v in self.head)
@@ -845,7 +857,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
             raise _NoRows
         return expr, NUM
 
-    narrowing = None if solutions else sp.narrowing.get(rule.index)
+    narrowing = _solution_narrowing(sp, rule) if solutions else sp.narrowing.get(rule.index)
     try:
         for n, lit in enumerate(rule.body):
             if narrowing is not None and n == narrowing[2]:
@@ -962,12 +974,13 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                         exprs.append(env[v][0])
                     placed[v] = exprs.index(env[v][0])
             atoms: tuple[SolutionAtom, ...] | None
-            atoms, assigned = _solution_atoms(rule)
+            atoms, assigned = _solution_atoms(rule) if narrowing is None else _solution_atoms(rule, narrowing[2])
             if [c for atom in atoms for c, _ in atom.order] != order:  # not as the loop above bound them:
                 atoms = None  # the message query keeps the full ORDER BY (see _message_sql)
             head_vars = frozenset(a.name for a in rule.head.args if isinstance(a, IVar))
+            narrowed = [reads for step in sp.steps for t, (_, reads) in step.narrowed.items() if narrowing and t == narrowing[0]]
             sp.solution_layout[rule.index] = SolutionLayout(
-                tuple(head), placed, tuple(exprs), atoms, assigned, head_vars
+                tuple(head), placed, tuple(exprs), atoms, assigned, head_vars, *narrowed
             )
             select = [f"{e} AS s{i}" for i, e in enumerate(exprs)]
             heads = {exprs[col] for col, _ in head if col is not None}  # sorted on already
@@ -992,15 +1005,45 @@ def _term_vars(t: ITerm) -> frozenset[str]:
     return frozenset()
 
 
-def _solution_atoms(rule: CompiledRule) -> tuple[tuple[SolutionAtom, ...], tuple[tuple[str, frozenset[str]], ...]]:
+def _solution_narrowing(sp: SqlProgram, rule: CompiledRule) -> tuple[str, int, int] | None:
+    """The narrowed table (see _narrowings) the rule's solutions SELECT reads too, as its strata
+    SELECT does: where the atom B it leaves out binds no named variable (each of B's arguments is
+    a constant, a variable of A or an anonymous one). A message query then reads the narrowed
+    rows (partner's for 'this claim' with an injection line: a 5,000-claim chunk's 172,000 rows
+    scanned and joined, 30 ms for inj.chemo, become 9,000) instead of joining A and B again.
+
+    The solutions are the same, in the same order: B's rows for a row of A depend on that row
+    alone (B tests A's variables and constants; its other variables are used nowhere else), so
+    each solution of the full SELECT is a solution with A's row, the atoms between A and B, one
+    of B's rows and the atoms after B, and each of B's rows gives the same continuations. Ordered
+    by B's anonymous columns or not, each distinct solution of a head first appears in the same
+    order (in the first of B's rows); only repeated rows are fewer, which no reader counts on (a
+    head of more than `limit` rows is merged again from the full query, de-duplicated)."""
+    found = sp.narrowing.get(rule.index)
+    if found is None:
+        return None
+    a, b = rule.body[found[1]], rule.body[found[2]]
+    assert isinstance(a, IAtom) and isinstance(b, IAtom)
+    of_a = {arg.name for arg in a.args if isinstance(arg, IVar)}
+    named = set(sp.named_vars(rule))
+    if any(isinstance(arg, IVar) and arg.name not in of_a and arg.name in named for arg in b.args):
+        return None  # a binding the message may show, or that tells solutions apart
+    return found
+
+
+def _solution_atoms(
+    rule: CompiledRule, skip: int | None = None
+) -> tuple[tuple[SolutionAtom, ...], tuple[tuple[str, frozenset[str]], ...]]:
     """The positive atoms of the rule's body and the variables its assignments bind, as
     _rule_sql reads them (atom n is aliased `tn`; a variable's first column binds it and orders
-    the solutions)."""
+    the solutions); `skip`: the position of an atom a narrowed table leaves out."""
     atoms: list[SolutionAtom] = []
     assigned: list[tuple[str, frozenset[str]]] = []
     bound = {a.name for a in rule.head.args if isinstance(a, IVar)}  # the prover solves with the head bound
     seen: set[str] = set()  # bound in the body so far (an ORDER BY column is a variable's first)
     for n, lit in enumerate(rule.body):
+        if n == skip:
+            continue
         if isinstance(lit, IAtom) and not lit.negated:
             args = tuple(_term_vars(a) for a in lit.args)
             key = tuple(i for i, vs in enumerate(args) if vs <= bound)
@@ -1215,6 +1258,9 @@ class DuckDBBackend:
         self._unique: dict[tuple[str, tuple[int, ...]], bool] = {}
         self._grouped: dict[int, bool] = {}  # outcome rule index -> whether its message query groups (_fetch_messages)
         self._grouped_sqls: dict[tuple[int, tuple[int | None, ...], frozenset[int]], tuple[str, GroupPlan] | None] = {}
+        self._fact_plans: dict[int, list[FactStep] | None] = {}  # outcome rule index -> _fact_steps
+        self._kept_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, set[tuple]] | None] = {}  # _kept
+        self._lookups: dict[tuple[str, str, tuple[int, ...], int], dict[tuple[str, ...], str] | None] = {}  # _lookup
         self._parsed: dict[str, duckdb.Statement] = {}  # per-chunk statement text -> parsed once (_run)
         self._tmp = Path(tempfile.mkdtemp(prefix="pkb-chunk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.con = duckdb.connect(":memory:")
@@ -1479,11 +1525,12 @@ class DuckDBBackend:
     def _solved_rules(self, models: list[BatchModel], indices: Iterable[int]) -> Iterable[tuple[int, str, int]]:
         """The outcome rules (index, solutions SELECT, outcome rows it may have derived) among
         `indices` whose head matches an outcome row of the chunk: any other has no solutions, and
-        is not queried."""
+        is not queried. Nor is a rule whose SELECT reads a narrowed table not made in this chunk
+        (one of its relations has no rows: the rule has no solutions, and the table is stale)."""
         heads: dict[tuple[str, tuple[int, ...]], Counter[object]] = {}
         for index in indices:
             sql = self.sql.solutions.get(index)
-            if sql is None:
+            if sql is None or not self.sql.solution_layout[index].narrowed <= self._filled:
                 continue
             rule = self.cp.rules[index]
             consts = self.sql.head_consts[index]
@@ -1518,26 +1565,28 @@ class DuckDBBackend:
         on no more columns than that order needs (_message_sql); the other named variables matter
         only to which solutions are distinct, so only to a head with more than `limit` rows, which
         is merged again from the full query. A rule whose heads had several rows each in the last
-        chunk is asked for one row per head instead (_grouped_sql, merged by _merge_groups)."""
+        chunk is asked for one row per head instead (_grouped_sql, merged by _merge_groups). A
+        message that shows its head only (_head_places), or values its head fixes (_from_facts),
+        needs no query."""
         limit = request.limit
         join: Callable[[list[str]], str] = request.join
         solved = list(self._solved_rules(models, request.names))
         keyed = self._keyed_atoms([(index, n) for index, _, n in solved])
         messages = [m.messages for m in models]
+        outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]] = {}  # _from_facts
         for index, sql, _n in solved:
             layout = self.sql.solution_layout[index]
             full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
             cols = [col for col, _ in layout.head if col is not None]
             at = _head_places(self.cp, index, layout, full)
             if at is not None:  # the message shows the head only: no query (see _head_places)
-                rel, consts = self.cp.rules[index].head.relation, self.sql.head_consts[index]
-                get = operator.itemgetter(*(j for j, _ in consts)) if consts else lambda _row: ()
-                want = tuple(v for _, v in consts)
-                wanted = want[0] if len(want) == 1 else want  # as itemgetter gives them
-                for m in models:
-                    for row in m.relations.get(rel, ()):
-                        if get(row) == wanted:
-                            m.messages[(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
+                for ck, row in _rule_heads(models, self.cp.rules[index].head.relation, self.sql.head_consts[index], outcome_rows):
+                    messages[ck][(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
+                continue
+            found = self._from_facts(models, index, request.names[index], outcome_rows) if _n <= MESSAGE_FACT_HEADS else None
+            if found is not None:  # each shown value is the one row's of its key: no query (_from_facts)
+                for ck, row, values in found:
+                    messages[ck][(index, row)] = values
                 continue
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
@@ -1622,6 +1671,121 @@ class DuckDBBackend:
         (unique,) = self.con.execute(sql).fetchone()  # type: ignore[misc]
         return bool(unique)
 
+    def _fact_steps(self, index: int, names: tuple[str, ...]) -> list[FactStep] | None:
+        """How _from_facts finds the values of the names a rule's message shows from its head: the
+        positive atoms, in the body's order, that bind a shown variable or one a later such atom
+        is looked up by, each a claim relation (its rows are the model's facts) or a stored or
+        static one (kept in memory, see _kept); None where a shown variable is bound otherwise (an
+        assignment, an atom of a derived relation) or where another rule may derive rows of the
+        rule's head (see _head_places: a row then may not be a head this rule has a solution
+        for)."""
+        if index in self._fact_plans:
+            return self._fact_plans[index]
+        self._fact_plans[index] = None
+        cp, rule = self.cp, self.cp.rules[index]
+        layout = self.sql.solution_layout[index]
+        if _head_places(cp, index, layout, [None]) is None:  # [None]: only whether the rule alone derives its rows
+            return None
+        known = {a.name for a in rule.head.args if isinstance(a, IVar)}
+        # a claim relation whose rows are the model's facts alone
+        derived = {r.head.relation for r in cp.rules} | set(cp.fact_relations) | set(cp.fact_relations.values())
+        steps: list[FactStep] = []
+        for lit in rule.body:
+            if not isinstance(lit, IAtom) or lit.negated:
+                continue
+            kind = cp.kinds[lit.relation]
+            fresh = [a.name for a in lit.args if isinstance(a, IVar) and a.name not in known]
+            if (
+                not fresh
+                or len(set(fresh)) != len(fresh)
+                or any(isinstance(a, IOp) for a in lit.args)
+                or not (
+                    (kind is RelKind.CLAIM and lit.relation not in derived)
+                    or (kind in (RelKind.STORED, RelKind.STATIC) and lit.relation not in self.sql.big)
+                )
+            ):
+                continue  # its variables stay unknown: a later atom reading one is looked up without it
+            key = tuple(j for j, a in enumerate(lit.args) if isinstance(a, IConst) or (isinstance(a, IVar) and a.name in known))
+            if not key and kind is not RelKind.CLAIM:
+                continue  # the whole relation: one row at most in a rule's useful case, not looked for
+            by = tuple(a if isinstance(a, IConst) else a.name for j, a in enumerate(lit.args) if j in key)  # type: ignore[union-attr]
+            binds = tuple((j, a.name) for j, a in enumerate(lit.args) if isinstance(a, IVar) and a.name in fresh)
+            steps.append(FactStep(lit.relation, kind is RelKind.CLAIM, key, by, binds))
+            known.update(fresh)
+        shown = {n for n in names if n in layout.names}
+        if not shown <= known:
+            return None
+        needed, kept = set(shown), []
+        for step in reversed(steps):  # only the atoms a shown value needs
+            if needed & {name for _, name in step.binds}:
+                kept.append(step)
+                needed |= {b for b in step.by if isinstance(b, str)}
+        self._fact_plans[index] = kept[::-1]
+        return self._fact_plans[index]
+
+    def _kept(self, rel: str, key: tuple[int, ...]) -> dict[tuple, set[tuple]] | None:
+        """A stored or static relation's rows by their values at `key`, kept once per connection;
+        None for one of more than MESSAGE_LOOKUP_ROWS rows."""
+        if (rel, key) not in self._kept_rows:
+            self._kept_rows[(rel, key)] = None
+            t = table_name(self.cp, rel)
+            (n,) = self.con.execute(f"SELECT count(*) FROM {t}").fetchone()  # type: ignore[misc]
+            if n <= MESSAGE_LOOKUP_ROWS:
+                rows: dict[tuple, set[tuple]] = {}
+                for row in self.con.execute(f"SELECT DISTINCT * FROM {t}").fetchall():
+                    rows.setdefault(tuple(row[j] for j in key), set()).add(row)
+                self._kept_rows[(rel, key)] = rows
+        return self._kept_rows[(rel, key)]
+
+    def _from_facts(
+        self,
+        models: list[BatchModel],
+        index: int,
+        names: tuple[str, ...],
+        outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]],
+    ) -> list[tuple[int, tuple, tuple[str | None, ...]]] | None:
+        """Each head's message values without a query, where the rule alone derives its rows and
+        each shown value is read from the one row of a relation that holds its key (_fact_steps):
+        every head has a solution, which holds that row, so all its solutions show the same
+        values (the first of them: merged, one value each). A claim relation's rows are the
+        claim's facts; a value whose type is not the column's (an int or str) is not trusted.
+        None where a head's key has no row or several: the rule is queried, in this chunk and
+        the next ones. inj.unknown_code, fee.*, ncci.aoc, mod.25_not_em: the code of the head's line.
+        `outcome_rows`: the chunk's outcome rows by relation and the values at some columns."""
+        steps = self._fact_steps(index, names)
+        if steps is None:
+            return None
+        rule, consts = self.cp.rules[index], self.sql.head_consts[index]
+        head = [(j, a.name) for j, a in enumerate(rule.head.args) if isinstance(a, IVar)]
+        layout = self.sql.solution_layout[index]
+        shown = [n if n in layout.names else None for n in names]
+        out: list[tuple[int, tuple, tuple[str | None, ...]]] = []
+        kept = [None if step.claim else self._kept(step.relation, step.key) for step in steps]
+        if any(rows is None and not step.claim for rows, step in zip(kept, steps, strict=True)):
+            return None
+        keys = [operator.itemgetter(*step.key) if step.key else lambda _row: () for step in steps]
+        for ck, row in _rule_heads(models, rule.head.relation, consts, outcome_rows):
+            m = models[ck]
+            env: dict[str, Value] = {name: row[j] for j, name in head}
+            for step, by_key, key in zip(steps, kept, keys, strict=True):
+                look = tuple(env[b] if isinstance(b, str) else b.value for b in step.by)
+                if by_key is None:  # a claim relation: the claim's few rows, read through
+                    want = look[0] if len(look) == 1 else look  # as itemgetter gives them
+                    found = {tuple(fact) for fact in m.relations.get(step.relation, ()) if key(fact) == want}
+                else:
+                    found = by_key.get(look, set())
+                if len(found) != 1:
+                    self._fact_plans[index] = None  # not a rule whose values its heads fix: queried from now on
+                    return None
+                (fact,) = found
+                for j, name in step.binds:
+                    env[name] = fact[j]
+            values = tuple(None if n is None else env[n] for n in shown)
+            if any(type(v) is not int and type(v) is not str for v in values if v is not None):
+                return None
+            out.append((ck, row, tuple(None if v is None else str(v) for v in values)))
+        return out
+
     def _message_sql(
         self, index: int, sql: str, places: list[int | None], keyed: frozenset[int] = frozenset()
     ) -> tuple[str, list[int | None], list[int]]:
@@ -1694,8 +1858,12 @@ class DuckDBBackend:
         varying = sorted({p for p in shown if p not in one})
         if not varying:
             return None
+        key_vars = {col: var for atom in layout.atoms for col, var in atom.order}
+        field_of = {key_vars[key]: n for n, key in enumerate(keys)}  # a sort key's variable -> its field
+        looked = {p: found for p in varying if (found := self._lookup(index, exprs[p], field_of)) is not None}
+        fetched = [p for p in varying if p not in looked]
         types: list[str] = []  # each sort key's type
-        for key in [*keys, *(exprs[p] for p in varying)]:
+        for key in [*keys, *(exprs[p] for p in fetched)]:
             m = _ATOM_COLUMN.fullmatch(key)
             if m is None:
                 return None
@@ -1705,7 +1873,7 @@ class DuckDBBackend:
         once = sorted(p for p in {p for p in shown if p in one} if p >= head)  # one value per head, not the head
         select = [f"{exprs[i]} AS s{i}" for i in range(head)]
         select += [f"{exprs[p]} AS s{head + n}" for n, p in enumerate(once)]
-        texts = [f"CAST({e} AS VARCHAR)" for e in [*keys, *(exprs[p] for p in varying)]]
+        texts = [f"CAST({e} AS VARCHAR)" for e in [*keys, *(exprs[p] for p in fetched)]]
         record = f" || '{_FIELD}' || ".join(texts)
         select += ["count(*)", f"string_agg({record}, '{_RECORD}')"]
         at = {p: n for n, p in enumerate(range(head))}
@@ -1720,8 +1888,48 @@ class DuckDBBackend:
             numeric=tuple(t == NUM for t in types[: len(keys)]),
             width=len(texts),
             places=where,
+            values=tuple(looked[p] if p in looked else (len(keys) + fetched.index(p), None) for p in varying),
         )
         return f"SELECT {', '.join(select)}\n{body}\nGROUP BY ALL", plan
+
+    def _lookup(
+        self, index: int, expr: str, field_of: dict[str, int]
+    ) -> tuple[tuple[int, ...], dict[tuple[str, ...], str]] | None:
+        """For a shown value `expr` of a grouped message query: where it is a column of a positive
+        atom of a stored or static relation (of at most MESSAGE_LOOKUP_ROWS rows) that holds no two
+        distinct rows agreeing on the atom's columns bound to sort keys (`field_of`: a sort key's
+        variable -> its field in a solution's text), those fields and the relation's text of the
+        value for each key, as the grouped query would CAST them; None otherwise. A solution's row
+        of the atom is then the one row of its key: its value is looked up, not joined into the
+        text (dates.outside_table_period: the table's label, ~100 characters, for its name)."""
+        m = _ATOM_COLUMN.fullmatch(expr)
+        if m is None:
+            return None
+        atom, col = self.cp.rules[index].body[int(m[1])], int(m[2])
+        if (
+            not isinstance(atom, IAtom)
+            or atom.negated
+            or self.cp.kinds[atom.relation] not in (RelKind.STORED, RelKind.STATIC)
+            or atom.relation in self.sql.big
+        ):
+            return None
+        key = tuple(j for j, a in enumerate(atom.args) if isinstance(a, IVar) and a.name in field_of and j != col)
+        if not key:
+            return None
+        cache_key = ("lookup", atom.relation, key, col)
+        if cache_key not in self._lookups:
+            self._lookups[cache_key] = None
+            t = table_name(self.cp, atom.relation)
+            (n,) = self.con.execute(f"SELECT count(*) FROM {t}").fetchone()  # type: ignore[misc]
+            if n <= MESSAGE_LOOKUP_ROWS and self._unique_on(atom.relation, key):
+                cols = ", ".join(f"CAST(c{j} AS VARCHAR)" for j in (*key, col))
+                rows = self.con.execute(f"SELECT DISTINCT {cols} FROM {t}").fetchall()
+                self._lookups[cache_key] = {tuple(row[:-1]): row[-1] for row in rows}
+        table = self._lookups[cache_key]
+        if table is None:
+            return None
+        fields = tuple(field_of[a.name] for j, a in enumerate(atom.args) if j in key and isinstance(a, IVar))
+        return fields, table
 
     def _load_claims(self, n: int) -> None:
         if n:
@@ -1804,6 +2012,32 @@ def _merge_heads(
     return out, overflow
 
 
+def _rule_heads(
+    models: list[BatchModel],
+    rel: str,
+    consts: tuple[tuple[int, Value], ...],
+    outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]],
+) -> list[tuple[int, tuple]]:
+    """The chunk's rows of outcome relation `rel` that hold the values `consts` (position,
+    value), each with its claim key, in claim order; `outcome_rows` keeps the chunk's rows by
+    relation and the values at the positions, read once for all the rules that ask."""
+    where = (rel, tuple(j for j, _ in consts))
+    rows = outcome_rows.get(where)
+    if rows is None:
+        rows = outcome_rows[where] = {}
+        get = operator.itemgetter(*where[1]) if where[1] else lambda _row: ()
+        for ck, m in enumerate(models):
+            for row in m.relations.get(rel, ()):
+                found = get(row)
+                key = found if len(where[1]) != 1 else (found,)
+                sink = rows.get(key)
+                if sink is None:
+                    rows[key] = [(ck, row)]
+                else:
+                    sink.append((ck, row))
+    return rows.get(tuple(v for _, v in consts), [])
+
+
 def _head_places(
     cp: CompiledProgram, index: int, layout: SolutionLayout, places: list[int | None]
 ) -> list[int | None] | None:
@@ -1829,6 +2063,19 @@ def _head_places(
     return [None if p is None else args[p] for p in places]
 
 
+@dataclass(frozen=True)
+class FactStep:
+    """An atom DuckDBBackend._from_facts reads: its relation's rows (a claim relation's from the
+    model's facts) whose columns `key` hold `by` (a constant, or a variable's name), and the
+    variables it binds at its other columns."""
+
+    relation: str
+    claim: bool
+    key: tuple[int, ...]
+    by: tuple[IConst | str, ...]
+    binds: tuple[tuple[int, str], ...]
+
+
 _ATOM_COLUMN = re.compile(r"t(\d+)\.c(\d+)")  # a body atom's column, as _rule_sql names it
 
 
@@ -1836,15 +2083,18 @@ _ATOM_COLUMN = re.compile(r"t(\d+)\.c(\d+)")  # a body atom's column, as _rule_s
 class GroupPlan:
     """Where _merge_groups finds things in a row of DuckDBBackend._grouped_sql: the number of
     solution rows at `count`, their joined texts after it; each text holds `keys` sort keys
-    (`numeric`: compared as numbers) then the varying shown values, `width` fields in all; per
-    message place, where its value is: ("fixed", column), ("varying", field after the keys) or
-    ("none", 0) for a name the rule does not bind."""
+    (`numeric`: compared as numbers) then the varying shown values it fetches, `width` fields in
+    all; per message place, where its value is: ("fixed", column), ("varying", its place in
+    `values`) or ("none", 0) for a name the rule does not bind; per varying value, its field
+    (field, None), or (the key fields, the relation's value for each key) for one looked up
+    (see DuckDBBackend._lookup)."""
 
     count: int
     keys: int
     numeric: tuple[bool, ...]
     width: int
     places: tuple[tuple[str, int], ...]
+    values: tuple[tuple[Any, dict[tuple[str, ...], str] | None], ...] = ()
 
 
 def _merge_groups(
@@ -1870,7 +2120,7 @@ def _merge_groups(
     if len(fixed) == 1:
         get_fixed = operator.itemgetter(slice(fixed[0], fixed[0] + 1))
     first_text = len(fixed)
-    nothing = first_text + width - nkeys  # the None after the texts
+    nothing = first_text + len(plan.values)  # the None after the texts
     order = [
         fixed.index(at) if how == "fixed" else first_text + at if how == "varying" else nothing
         for how, at in plan.places
@@ -1886,7 +2136,7 @@ def _merge_groups(
         texts = merged.get(rec[count + 1], ()) if n <= limit else None
         if texts == ():
             agg: str = rec[count + 1]
-            texts = merged[agg] = _merge_texts(agg, n, nkeys, width, numeric, join)
+            texts = merged[agg] = _merge_texts(agg, n, nkeys, width, numeric, join, plan.values)
         if texts is None:
             overflow.add(head_key(rec))
             continue
@@ -1895,10 +2145,18 @@ def _merge_groups(
 
 
 def _merge_texts(
-    agg: str, n: int, nkeys: int, width: int, numeric: list[int], join: Callable[[list[str]], str]
+    agg: str,
+    n: int,
+    nkeys: int,
+    width: int,
+    numeric: list[int],
+    join: Callable[[list[str]], str],
+    values: tuple[tuple[Any, dict[tuple[str, ...], str] | None], ...] = (),
 ) -> tuple[str | None, ...] | None:
     """One head's joined texts (see _merge_groups) as the merged text of each varying value, then
-    None, or None where they do not split into `n` rows of `width` fields."""
+    None, or None where they do not split into `n` rows of `width` fields (or a key to look up a
+    value by is not in its relation). `values`: where each varying value is (GroupPlan.values);
+    empty: the fields after the keys, in order."""
     fields = [record.split(_FIELD) for record in agg.split(_RECORD)]
     if len(fields) != n or any(len(f) != width for f in fields):
         return None
@@ -1910,8 +2168,14 @@ def _merge_texts(
     else:
         fields.sort(key=lambda f: f[:nkeys])
     out: list[str | None] = []
-    for k in range(nkeys, width):
-        distinct = list(dict.fromkeys(f[k] for f in fields))  # in order of first appearance
+    for at, table in values or tuple((k, None) for k in range(nkeys, width)):
+        if table is None:
+            column = [f[at] for f in fields]
+        else:
+            column = [table.get(tuple(f[k] for k in at)) for f in fields]
+            if None in column:
+                return None
+        distinct = list(dict.fromkeys(column))  # in order of first appearance
         out.append(distinct[0] if len(distinct) == 1 else join(distinct))
     out.append(None)  # for a name the rule does not bind (see _merge_groups)
     return tuple(out)
