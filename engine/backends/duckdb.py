@@ -978,7 +978,9 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
             if [c for atom in atoms for c, _ in atom.order] != order:  # not as the loop above bound them:
                 atoms = None  # the message query keeps the full ORDER BY (see _message_sql)
             head_vars = frozenset(a.name for a in rule.head.args if isinstance(a, IVar))
-            narrowed = [reads for step in sp.steps for t, (_, reads) in step.narrowed.items() if narrowing and t == narrowing[0]]
+            narrowed = [
+                reads for step in sp.steps for t, (_, reads) in step.narrowed.items() if narrowing and t == narrowing[0]
+            ]
             sp.solution_layout[rule.index] = SolutionLayout(
                 tuple(head), placed, tuple(exprs), atoms, assigned, head_vars, *narrowed
             )
@@ -1586,10 +1588,16 @@ class DuckDBBackend:
             cols = [col for col, _ in layout.head if col is not None]
             at = _head_places(self.cp, index, layout, full)
             if at is not None:  # the message shows the head only: no query (see _head_places)
-                for ck, row in _rule_heads(models, self.cp.rules[index].head.relation, self.sql.head_consts[index], outcome_rows):
+                for ck, row in _rule_heads(
+                    models, self.cp.rules[index].head.relation, self.sql.head_consts[index], outcome_rows
+                ):
                     messages[ck][(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
                 continue
-            found = self._from_facts(models, index, request.names[index], outcome_rows) if _n <= MESSAGE_FACT_HEADS else None
+            found = (
+                self._from_facts(models, index, request.names[index], outcome_rows)
+                if _n <= MESSAGE_FACT_HEADS
+                else None
+            )
             if found is not None:  # each shown value is the one row's of its key: no query (_from_facts)
                 for ck, row, values in found:
                     messages[ck][(index, row)] = values
@@ -1711,7 +1719,9 @@ class DuckDBBackend:
                 )
             ):
                 continue  # its variables stay unknown: a later atom reading one is looked up without it
-            key = tuple(j for j, a in enumerate(lit.args) if isinstance(a, IConst) or (isinstance(a, IVar) and a.name in known))
+            key = tuple(
+                j for j, a in enumerate(lit.args) if isinstance(a, IConst) or (isinstance(a, IVar) and a.name in known)
+            )
             if not key and kind is not RelKind.CLAIM:
                 continue  # the whole relation: one row at most in a rule's useful case, not looked for
             by = tuple(a if isinstance(a, IConst) else a.name for j, a in enumerate(lit.args) if j in key)  # type: ignore[union-attr]
