@@ -31,6 +31,18 @@ def small_program(text: str, tables: Mapping[str, Iterable[tuple]] | None = None
     return compile_program(prog), store
 
 
+def lint_fixture_kb(root: Path, files: Mapping[str, str]) -> Any:
+    """A KB in `root`: the lint fixture's claim model and types (tests/fixtures/lint_kb) plus the
+    `.dl` files given as name -> text, opened (a PolicyKB)."""
+    from engine.api import PolicyKB
+
+    for name in ("claim.dl", "types.dl"):
+        (root / name).write_text((ROOT / "tests/fixtures/lint_kb" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    for name, text in files.items():
+        (root / name).write_text(text, encoding="utf-8")
+    return PolicyKB.open(root)
+
+
 def named_claims(generated: int, seed: int) -> Iterator[tuple[str, Any]]:
     """The claims the two-path comparisons walk, each with a name: every bundled example claim
     (its file name), every policy case (file:case) and `generated` claims of the benchmark

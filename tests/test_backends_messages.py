@@ -15,21 +15,19 @@ with the pyDatalog path (the Adjudicator) and with the backend's full solutions.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 import engine.backends.duckdb as duck
+from conftest import lint_fixture_kb
 from engine.adjudicate import MESSAGE_SOLUTIONS, _merge
 from engine.api import PolicyKB
 from engine.backends import BatchModel
 from engine.backends.decide import BatchDecider, decide_many
 from engine.claims import Claim, claim_to_facts, parse_claim
 from engine.ir import IConst, IVar
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # 14 tables for code 99215 (more solutions than a message shows), their names in the reverse of
 # the tables' order
@@ -145,11 +143,7 @@ warn(l, "t.line") :- line_table(l, "a", 1).
 
 @pytest.fixture(scope="module")
 def tables_kb(tmp_path_factory: pytest.TempPathFactory) -> PolicyKB:
-    root = tmp_path_factory.mktemp("tables_kb")
-    for name in ("claim.dl", "types.dl"):
-        (root / name).write_text((ROOT / "tests/fixtures/lint_kb" / name).read_text(encoding="utf-8"), encoding="utf-8")
-    (root / "tables.dl").write_text(RULES, encoding="utf-8")
-    return PolicyKB.open(root)
+    return lint_fixture_kb(tmp_path_factory.mktemp("tables_kb"), {"tables.dl": RULES})
 
 
 @pytest.fixture

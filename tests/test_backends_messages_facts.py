@@ -8,19 +8,17 @@ the pyDatalog path."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import engine.backends.duckdb as duck
+from conftest import lint_fixture_kb
 from engine.api import PolicyKB
 from engine.backends import BatchModel
 from engine.backends.decide import BatchDecider
 from engine.claims import Claim, claim_to_facts, parse_claim
 from engine.ir import IConst
-
-ROOT = Path(__file__).resolve().parent.parent
 
 RULES = """
 /** @summary The group of a visit code (99212 in two groups). */
@@ -54,11 +52,7 @@ warn(l, "t.visit") :- line(l, c, d, _, _, _), code_group(c, g), group_label(g, l
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory: pytest.TempPathFactory) -> PolicyKB:
-    root = tmp_path_factory.mktemp("facts_kb")
-    for name in ("claim.dl", "types.dl"):
-        (root / name).write_text((ROOT / "tests/fixtures/lint_kb" / name).read_text(encoding="utf-8"), encoding="utf-8")
-    (root / "rules.dl").write_text(RULES, encoding="utf-8")
-    return PolicyKB.open(root)
+    return lint_fixture_kb(tmp_path_factory.mktemp("facts_kb"), {"rules.dl": RULES})
 
 
 @pytest.fixture

@@ -8,20 +8,18 @@ Each message is decided from the facts first, then compared with the pyDatalog p
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import engine.backends.duckdb as duck
+from conftest import lint_fixture_kb
 from engine.adjudicate import MESSAGE_SOLUTIONS, _merge
 from engine.api import PolicyKB
 from engine.backends import BatchModel
 from engine.backends.decide import BatchDecider, decide_many
 from engine.claims import Claim, claim_to_facts, parse_claim
 from engine.ir import IConst
-
-ROOT = Path(__file__).resolve().parent.parent
 
 RULES = """
 /** @summary A short name of our own for a code. */
@@ -64,11 +62,7 @@ warn(l, "t.modified") :- same_day(l, m, c), line_modifier(l, mod), code_name(c, 
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory: pytest.TempPathFactory) -> PolicyKB:
-    root = tmp_path_factory.mktemp("narrowed_kb")
-    for name in ("claim.dl", "types.dl"):
-        (root / name).write_text((ROOT / "tests/fixtures/lint_kb" / name).read_text(encoding="utf-8"), encoding="utf-8")
-    (root / "rules.dl").write_text(RULES, encoding="utf-8")
-    return PolicyKB.open(root)
+    return lint_fixture_kb(tmp_path_factory.mktemp("narrowed_kb"), {"rules.dl": RULES})
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from conftest import lint_fixture_kb
 from engine.api import BatchWorker, PolicyKB
 from engine.backends.decide import decide_many
 from engine.claims import Claim, Line, claim_to_facts, load_claims, parse_claim, parse_claim_text
@@ -246,11 +247,7 @@ UNITS = [3, 3, 1, 2, 5, 1, 4, 6, 7, 8, 9, 10, 11, 12, 13]
 
 @pytest.fixture(scope="module")
 def message_kb(tmp_path_factory: pytest.TempPathFactory) -> PolicyKB:
-    root = tmp_path_factory.mktemp("message_kb")
-    for name in ("claim.dl", "types.dl"):
-        (root / name).write_text((ROOT / "tests/fixtures/lint_kb" / name).read_text(encoding="utf-8"), encoding="utf-8")
-    (root / "messages.dl").write_text(MESSAGE_RULES, encoding="utf-8")
-    return PolicyKB.open(root)
+    return lint_fixture_kb(tmp_path_factory.mktemp("message_kb"), {"messages.dl": MESSAGE_RULES})
 
 
 def _message_claim() -> Claim:
@@ -389,11 +386,7 @@ warn(l, "t.units_seen") :- line(l, c, _, _, _, _), history(h, _, c, _, _, _, u).
 
 @pytest.fixture(scope="module")
 def seen_kb(tmp_path_factory: pytest.TempPathFactory) -> PolicyKB:
-    root = tmp_path_factory.mktemp("seen_kb")
-    for name in ("claim.dl", "types.dl"):
-        (root / name).write_text((ROOT / "tests/fixtures/lint_kb" / name).read_text(encoding="utf-8"), encoding="utf-8")
-    (root / "seen.dl").write_text(SEEN_RULES, encoding="utf-8")
-    return PolicyKB.open(root)
+    return lint_fixture_kb(tmp_path_factory.mktemp("seen_kb"), {"seen.dl": SEEN_RULES})
 
 
 def test_a_head_with_a_few_solutions_keeps_each_names_values_in_order_of_first_appearance(seen_kb: PolicyKB) -> None:
