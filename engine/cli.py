@@ -503,7 +503,7 @@ def scrub(
     except BrokenPipeError:
         raise  # standard output closed by the reader: main ends quietly
     except (OSError, ValueError) as exc:
-        err.print(f"[bold red]{exc}[/]")
+        err.print(f"[bold red]{_scrub_error(exc, in_file, output)}[/]")
         sys.exit(EXIT_INPUT)
     finally:
         if as_x12 and "summary" not in locals() and records_to is not None:
@@ -525,6 +525,16 @@ def _run_on_dask(address: str, in_file: Path, records_to: Path | None, *, worker
     except DistributedError as exc:
         err.print(str(exc), style="bold red", markup=False, emoji=False)
         sys.exit(EXIT_FAIL if isinstance(exc, PartitionFailed) else EXIT_INPUT)
+
+
+def _scrub_error(exc: Exception, in_file: Path, output: Path | None) -> str:
+    """What stopped a scrub, for a person: an OSError raised while reading or writing (a full disk,
+    a failing device) names no file by itself, so the message names both of scrub's."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.strerror:
+        shown_in = "standard input" if str(in_file) == "-" else str(in_file)
+        shown_out = "standard output" if output is None else str(output)
+        return f"scrub stopped reading {shown_in} into {shown_out}: {exc.strerror} (errno {exc.errno})"
+    return str(exc)
 
 
 def _write_835(records: Path, output: Path | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
@@ -137,6 +138,17 @@ def test_scrub_writes_one_record_per_input_line(tmp_path: Path) -> None:
     reasons = [r for ln in records[0]["lines"] for r in ln["reasons"]]
     assert reasons and all(r["remedies"] is None for r in reasons)
     assert [ln["primary"] for ln in records[0]["lines"]] == [None, "ncci.ptp", None]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_stops_scrub_with_exit_2_naming_its_files(tmp_path: Path) -> None:
+    # A write error (here ENOSPC from /dev/full) carries no file name: the message once read only
+    # "[Errno 28] No space left on device", saying neither what was read nor where it went.
+    src = _write(tmp_path, json.dumps(CLAIM) + "\n", "in.jsonl")
+    for args in (["--workers", "1"], ["--workers", "2"]):
+        res = CliRunner().invoke(main, ["scrub", str(src), "-o", "/dev/full", *args])
+        assert res.exit_code == 2, res.output
+        assert f"scrub stopped reading {src} into /dev/full: No space left on device" in " ".join(res.output.split())
 
 
 def test_a_line_number_too_big_to_store_is_an_error_record_naming_its_field(tmp_path: Path) -> None:
