@@ -43,6 +43,20 @@ def lint_fixture_kb(root: Path, files: Mapping[str, str]) -> Any:
     return PolicyKB.open(root)
 
 
+def record_message_queries(backend: Any) -> list[int]:
+    """Record the message queries a DuckDB backend makes from now on: the list returned gets the
+    rule index of each `_message_sql` call (the backend is the test's own)."""
+    asked: list[int] = []
+    real = backend._message_sql
+
+    def recording(index: int, *args: Any, **kw: Any) -> Any:
+        asked.append(index)
+        return real(index, *args, **kw)
+
+    backend._message_sql = recording
+    return asked
+
+
 def named_claims(generated: int, seed: int) -> Iterator[tuple[str, Any]]:
     """The claims the two-path comparisons walk, each with a name: every bundled example claim
     (its file name), every policy case (file:case) and `generated` claims of the benchmark

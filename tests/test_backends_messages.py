@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import engine.backends.duckdb as duck
-from conftest import lint_fixture_kb
+from conftest import lint_fixture_kb, record_message_queries
 from engine.adjudicate import MESSAGE_SOLUTIONS, _merge
 from engine.api import PolicyKB
 from engine.backends import BatchModel
@@ -378,7 +378,7 @@ def test_a_grouped_value_holding_a_separator_is_merged_from_the_full_query(
     assert model.messages[(index, (1, "t.tables"))] == _merged(tables_kb, facts, index, (1, "t.tables"))
 
 
-def test_a_message_showing_only_its_head_needs_no_query(tables_kb: PolicyKB, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_message_showing_only_its_head_needs_no_query(tables_kb: PolicyKB) -> None:
     """t.line's message shows l, its head's: every warn row of t.line fills it, with no message
     query (no other rule derives warn rows for t.line)."""
     claim = _claim(["99213", "99214", "99211", "99212"])
@@ -387,14 +387,7 @@ def test_a_message_showing_only_its_head_needs_no_query(tables_kb: PolicyKB, mon
     cp = tables_kb.kb.compiled
     assert cp is not None
     backend = duck.DuckDBBackend(cp, tables_kb.kb.store, duck.declared_types(cp, tables_kb.kb.program))
-    asked: list[int] = []
-    real = backend._message_sql
-
-    def recording(index: int, *args: Any, **kw: Any) -> Any:
-        asked.append(index)
-        return real(index, *args, **kw)
-
-    monkeypatch.setattr(backend, "_message_sql", recording)
+    asked = record_message_queries(backend)
     (model,) = backend.evaluate_many([claim_to_facts(claim)], messages=request)
     backend.close()
     assert isinstance(model, BatchModel)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import engine.backends.duckdb as duck
-from conftest import lint_fixture_kb
+from conftest import lint_fixture_kb, record_message_queries
 from engine.api import PolicyKB
 from engine.backends import BatchModel
 from engine.backends.decide import BatchDecider
@@ -60,15 +60,7 @@ def backend(kb: PolicyKB) -> Any:
     cp = kb.kb.compiled
     assert cp is not None
     made = duck.DuckDBBackend(cp, kb.kb.store, duck.declared_types(cp, kb.kb.program))
-    queried: list[int] = []
-    real = made._message_sql
-
-    def recording(index: int, *args: Any, **kw: Any) -> Any:
-        queried.append(index)
-        return real(index, *args, **kw)
-
-    made._message_sql = recording  # type: ignore[method-assign]
-    made.queried = queried  # type: ignore[attr-defined]
+    made.queried = record_message_queries(made)
     yield made
     made.close()
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import engine.backends.duckdb as duck
-from conftest import lint_fixture_kb
+from conftest import lint_fixture_kb, record_message_queries
 from engine.adjudicate import MESSAGE_SOLUTIONS, _merge
 from engine.api import PolicyKB
 from engine.backends import BatchModel
@@ -150,14 +150,7 @@ def test_a_chunk_that_does_not_make_the_narrowed_table_queries_nothing(kb: Polic
     with_mods = claim_to_facts(_claim([("99213", ["25"]), ("99214", [])]))
     (first,) = backend.evaluate_many([with_mods], messages=request)
     assert first.messages[(partners, (1, "t.partners"))] == ("1", "zulu")
-    asked: list[int] = []
-    real = backend._message_sql
-
-    def recording(index: int, *args: Any, **kw: Any) -> Any:
-        asked.append(index)
-        return real(index, *args, **kw)
-
-    backend._message_sql = recording
+    asked = record_message_queries(backend)
     (second,) = backend.evaluate_many([claim_to_facts(_claim([("99213", []), ("99214", [])]))], messages=request)
     assert second.messages == {} and asked == []
     assert list(backend._solved_rules([second], [partners])) == []
