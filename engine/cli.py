@@ -741,7 +741,6 @@ def diff_cmd(old: str, new: str, claims_file: Path | None, fmt: str, candidates:
     """
     from engine.diff import DiffError, resolve_source, structural_diff
     from engine.kb import default_kb_dir
-    from engine.program import load_program
     from engine.render.impact import render_impact
     from engine.witness import default_corpus, impact, read_claims_jsonl
 
@@ -751,8 +750,6 @@ def diff_cmd(old: str, new: str, claims_file: Path | None, fmt: str, candidates:
         for spec in (old, new):  # one at a time, so a failure still cleans up the first
             sources.append(resolve_source(spec, base))
         a, b = sources
-        with err.status("comparing the two KBs…"):
-            structure = structural_diff(load_program(a.path), load_program(b.path))
         corpus = (
             read_claims_jsonl(claims_file)
             if claims_file
@@ -760,6 +757,8 @@ def diff_cmd(old: str, new: str, claims_file: Path | None, fmt: str, candidates:
         )
         with err.status("loading both KBs (a changed table is loaded into the cache once)…"):
             kb_old, kb_new = _open_kb(a.path), _open_kb(b.path)
+        with err.status("comparing the two KBs…"):  # the programs the KBs opened with (parsed once, or cached)
+            structure = structural_diff(kb_old.kb.program, kb_new.kb.program)
         with err.status(f"running {len(corpus)} claims under both KBs and searching for witnesses…"):
             result = impact(
                 kb_old,

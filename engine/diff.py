@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.program import Program, load_program
+from engine.program import Program
 from engine.syntax import nodes as A
 
 Row = tuple[str, ...]
@@ -516,10 +516,6 @@ def structural_diff(old: Program, new: Program) -> StructuralDiff:
         if td is not None:
             sd.tables.append(td)
     return sd
-
-
-def load_programs(old: Path, new: Path) -> tuple[Program, Program]:
-    return load_program(old), load_program(new)
 
 
 def claim_json_text(obj: dict[str, Any]) -> str:

@@ -205,6 +205,23 @@ def test_cli_json_and_text(copies: dict[str, Path], old_kb: PolicyKB, pos_kb: Po
     assert 'removed  facility_em_pos("61")' in text.output and "Witness claims" in text.output
 
 
+def test_cli_parses_nothing_the_cache_holds(
+    copies: dict[str, Path], old_kb: PolicyKB, pos_kb: PolicyKB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The structural diff reads the programs the two KBs opened with: with both already opened
+    once (the fixtures), the parsed-module cache holds every module, so no file is parsed again
+    (each parse of the bundled KB is most of a second)."""
+    import engine.syntax.parser as parser
+
+    parsed: list[str] = []
+    real = parser.parse_bytes
+    monkeypatch.setattr(parser, "parse_bytes", lambda raw, shown: parsed.append(shown) or real(raw, shown))
+    res = CliRunner().invoke(main, ["diff", str(KB), str(copies["pos"]), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["structure"]["counts"]["facts"] == {"added": 0, "removed": 2, "changed": 0}
+    assert parsed == []
+
+
 def test_cli_bad_input_exit_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["diff", "no-such-dir-or-rev", str(KB)])
     assert res.exit_code == 2
