@@ -5,17 +5,22 @@ The checker (stratification), the compiler (evaluation order and strata) and the
 columns) all read these; none builds its own graph. A graph here is a networkx MultiDiGraph of
 relations with an edge `body relation -> head relation` per use, whose data says whether the use
 is `negative` (under `!` or inside an aggregate) and where it is (`loc`).
+
+networkx is imported where a graph is built, not with the module: a KB opened from the
+compiled cache builds none, and the import is about a fifth of `policykb explain`'s start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from engine.diagnostics import Location
 from engine.syntax import nodes as A
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Node = Hashable
 
@@ -49,6 +54,8 @@ def body_uses(body: Iterable[A.Literal], negative: bool = False) -> Iterator[tup
 def dependency_graph(rules: Iterable[tuple[str, Sequence[A.Literal]]], nodes: Iterable[str] = ()) -> nx.MultiDiGraph:
     """The graph of `(head relation, body)` rules; `nodes` are added first (in their order), so
     relations no rule mentions are in the graph too."""
+    import networkx as nx  # here, not at import time (see the module docstring)
+
     g = nx.MultiDiGraph()
     g.add_nodes_from(nodes)
     for head, body in rules:
@@ -73,6 +80,8 @@ def _min_member(cond: nx.DiGraph, c: int) -> str:
 def ordered_components(g: nx.DiGraph | nx.MultiDiGraph) -> list[list]:
     """Strongly connected components in dependency order (each after everything it reads),
     members sorted; ties broken by the smallest member's name, so the order is repeatable."""
+    import networkx as nx  # here, not at import time (see the module docstring)
+
     cond = nx.condensation(g)
     return [
         sorted(cond.nodes[c]["members"], key=str)
@@ -85,6 +94,8 @@ def levels(g: nx.DiGraph | nx.MultiDiGraph, weight: Callable[[Node, Node], int] 
     from component P to component C costs the largest `weight(u, v)` of the edges u -> v from
     P to C. With the default weight this is the longest path (the diagram's columns); with
     weight 1 for negative edges and 0 otherwise it is the stratum."""
+    import networkx as nx  # here, not at import time (see the module docstring)
+
     cond = nx.condensation(g)
     members = {c: cond.nodes[c]["members"] for c in cond.nodes}
     level: dict[int, int] = {}
@@ -115,6 +126,8 @@ def strata(g: nx.MultiDiGraph) -> dict[str, int]:
 def negative_cycles(g: nx.MultiDiGraph) -> list[tuple[set, str, str, dict]]:
     """Components that depend on themselves through negation or aggregation (they cannot be
     stratified): each component with the first such edge found inside it (u, v, edge data)."""
+    import networkx as nx  # here, not at import time (see the module docstring)
+
     out = []
     for scc in nx.strongly_connected_components(g):
         for u, v, data in g.edges(data=True):

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from engine import analysis, docroles
 from engine.analysis import all_atoms
 from engine.diagnostics import Diagnostic, Severity
 from engine.program import OUTCOME_RELATIONS, Program, TypeInfo
 from engine.syntax import nodes as A
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Pass = Callable[[Program], list[Diagnostic]]
 
@@ -366,6 +368,8 @@ def check_stratification(prog: Program) -> list[Diagnostic]:
 
 
 def _cycle_through(g: nx.MultiDiGraph, u: str, v: str) -> list[str]:
+    import networkx as nx  # here, not at import time (see engine.analysis)
+
     if v == u:
         return [u, f"!{u}"]
     return [u, f"!{v}", *nx.shortest_path(g, v, u)[1:]]

@@ -17,8 +17,6 @@ import functools
 import itertools
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from engine import analysis
 from engine.ir import AggregateSpec, CompiledRule, IAtom, ICompare, IConst, ILiteral, IMatch, IOp, ITerm, IVar, RelKind
 from engine.program import Program
@@ -210,6 +208,8 @@ def compile_program(
 ) -> CompiledProgram:
     """`facts_are_dynamic`: the program's facts are asserted per evaluation (conformance mode);
     otherwise they are stored and served by lookups, like the tables."""
+    import networkx as nx  # here, not at import time: a KB opened from the cache compiles nothing
+
     kinds = _classify(prog, facts_are_dynamic, dynamic_facts or set())
     rw = _Rewriter()
     for i, r in enumerate(prog.rules):

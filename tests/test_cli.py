@@ -204,3 +204,26 @@ def test_a_lone_surrogate_is_an_error_record_naming_its_field(tmp_path: Path) ->
         assert [p["field"] for p in records[2]["error"]["problems"]] == ["lines[1].code"]
     res = CliRunner().invoke(main, ["explain", str(_write(tmp_path, bad_code))])
     assert res.exit_code == 2 and "lines[1].code" in res.output and "Traceback" not in res.output
+
+
+def test_explain_from_the_cache_imports_no_graph_library() -> None:
+    """A KB opened from the compiled cache needs no dependency graph, so `explain` does not import
+    networkx (about a fifth of its start). The first run makes sure the cache holds the KB (it
+    compiles, importing networkx, if it did not); the second, in a new interpreter, must not."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from engine.cli import main\n"
+        "try:\n"
+        "    main(['explain', sys.argv[1], '--format', 'json'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('networkx' in sys.modules, file=sys.stderr)\n"
+    )
+    claim = str(Path(__file__).resolve().parents[1] / "examples" / "office-96372-with-em.json")
+    runs = [subprocess.run([sys.executable, "-c", script, claim], capture_output=True, text=True) for _ in "12"]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr
+    assert runs[1].stderr.strip().splitlines()[-1] == "False"
+    assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout)
