@@ -790,7 +790,7 @@ def _shown(path: Path) -> str:
 
 from engine import cli_kbtools  # noqa: E402  (fmt, rules, code, import: they use the helpers above)
 
-for _name in ("fmt", "rules", "code", "import_release"):
+for _name in ("fmt", "rules", "code", "import_release", "cache"):
     main.add_command(getattr(cli_kbtools, _name))
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from engine.cachedir import Entry
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2  # as in engine/cli.py
 KB_OPTION = click.option(
@@ -333,3 +336,111 @@ def show_kb_diff(console: Console, report: Any) -> None:
     before the import (path -> bytes), enough to rebuild the old KB next to the new one. Until
     then the row counts printed by render_import are the summary."""
     return None
+
+
+# --- cache ----------------------------------------------------------------------------------
+
+
+@click.command("cache")
+@click.option(
+    "--prune", is_flag=True, help="Remove the files this KB does not use and that are older than --older-than."
+)
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    default=14,
+    show_default=True,
+    help="Days since a file was written: younger ones are kept (another KB, e.g. a branch, may use them).",
+)
+@click.option("--dry-run", is_flag=True, help="With --prune: list what would go, remove nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@KB_OPTION
+def cache(prune: bool, days: float, dry_run: bool, fmt: str, kb_dir: Path | None) -> None:
+    """What the cache directory ($POLICYKB_CACHE_DIR, else ~/.cache/policykb) holds, by kind,
+    and which of it the KB uses. Every edit of a table or rule leaves its old cache files behind
+    (the PTP table's are ~250 MB); --prune removes those this KB does not use.
+
+    \b
+    Examples:
+      policykb cache
+      policykb cache --prune --dry-run
+      policykb cache --prune --older-than 0     # keep only what this KB uses
+    """
+    import json
+    import time
+
+    from engine import cachedir
+
+    out = _cli().out
+    kb = _cli()._open_kb(kb_dir)
+    store = kb.kb.store
+    static_file = None
+    copies = [p for sqlite in store.tables.values() for p in store.cache_dir.glob(f"{sqlite.stem}-d*.duckdb")]
+    if kb.kb.compiled is not None and len(copies) >= len(store.tables):  # opening DuckDB builds nothing new
+        static_file = kb.duckdb().static_file
+    found = cachedir.entries(store.cache_dir)
+    used = cachedir.used_by(kb.kb, static_file)
+    doomed = cachedir.prunable(found, used, cachedir.cutoff(days)) if prune else []
+    removed = doomed if dry_run else cachedir.prune(store.cache_dir, doomed)
+    if removed and not dry_run:
+        found = cachedir.entries(store.cache_dir)  # shown as it is now
+    if fmt == "json":
+        report = {
+            "cache_dir": str(store.cache_dir),
+            "files": [{"name": e.path.name, "kind": e.kind, "bytes": e.size, "used": e.path in used} for e in found],
+            "removed" if not dry_run else "would_remove": [e.path.name for e in removed],
+        }
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    render_cache(out, store.cache_dir, found, used, removed, dry_run, days, time.time())
+
+
+def render_cache(
+    console: Console,
+    cache_dir: Path,
+    found: list[Entry],
+    used: set[Path],
+    removed: list[Entry],
+    dry_run: bool,
+    days: float,
+    now: float,
+) -> None:
+    from engine import cachedir
+
+    console.print(f"[bold]{escape(str(cache_dir))}[/]")
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("kind", "files", "size", "used by this KB", "not used", f"not used, older than {days:g} d"):
+        t.add_column(col, justify="left" if col == "kind" else "right")
+    old = cachedir.cutoff(days, now)
+    for kind in cachedir.KINDS:
+        of = [e for e in found if e.kind == kind]
+        if not of:
+            continue
+        idle = [e for e in of if e.path not in used]
+        t.add_row(
+            kind,
+            f"{len(of):,}",
+            _size(sum(e.size for e in of)),
+            _size(sum(e.size for e in of if e.path in used)),
+            _size(sum(e.size for e in idle)),
+            _size(sum(e.size for e in idle if e.mtime < old and kind != "lock")),
+        )
+    console.print(t)
+    if removed:
+        verb = "would remove" if dry_run else "removed"
+        console.print(f"{verb} {len(removed):,} file(s), {_size(sum(e.size for e in removed))}")
+        if dry_run:
+            for e in removed:
+                console.print(f"  {escape(e.path.name)}  [dim]{_size(e.size)}[/]")
+
+
+def _size(n: float) -> str:
+    """Bytes as a person reads them: 0 B, 24.6 kB, 229.7 MB (decimal units, as `ls -h --si`)."""
+    if n < 1000:
+        return f"{n:,.0f} B"
+    for unit in ("kB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            break
+    return f"{n:,.1f} {unit}"

@@ -1248,6 +1248,7 @@ class DuckDBBackend:
     ):
         self.cp = cp
         self.store = store
+        self.static_file: Path | None = None  # the static relations' cache file (see _create_static)
         self.types = infer_types(cp, given_types)
         self.sql = compile_sql(cp, self.types)
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
@@ -1328,7 +1329,7 @@ class DuckDBBackend:
             con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
         path = None
         if rels and self.store is not None:
-            path = self.store.cache_dir / f"static-{self._static_key(files)}-d{DUCKDB_FORMAT}.duckdb"
+            path = self.static_file = self.store.cache_dir / f"static-{self._static_key(files)}-d{DUCKDB_FORMAT}.duckdb"
             if path.exists() and self._copy_static(rels, path):
                 return
         for step in self.sql.static_steps:

@@ -63,11 +63,15 @@ class ParsedModules:
         self.misses = 0
         self._write_failed = False
 
-    def __call__(self, raw: bytes, shown: str) -> tuple[A.Module, list[Diagnostic]]:
+    def file_for(self, raw: bytes, shown: str) -> tuple[Path, str]:
+        """The cache file that holds the parse of `raw` shown as `shown`, and its key."""
         h = hashlib.sha256(self.engine.encode() + b"\0" + shown.encode() + b"\0")
         h.update(raw)
         key = h.hexdigest()[:32]
-        path = self.cache_dir / f"parsed-{key}.json"
+        return self.cache_dir / f"parsed-{key}.json", key
+
+    def __call__(self, raw: bytes, shown: str) -> tuple[A.Module, list[Diagnostic]]:
+        path, key = self.file_for(raw, shown)
         found = self._read(path, key, shown)
         if found is not None:
             self.hits += 1
