@@ -308,7 +308,7 @@ def import_release(kind: str, file: Path, kb_dir: Path | None) -> None:
         err.print(f"[bold red]{file}: cannot read: {exc.strerror or exc}[/]")
         sys.exit(EXIT_INPUT)
     render_import(out, report)
-    show_kb_diff(out, report)
+    next_step(out, report, root)
 
 
 def render_import(console: Console, report: Any) -> None:
@@ -330,12 +330,24 @@ def render_import(console: Console, report: Any) -> None:
         console.print("[bold green]nothing changed[/]: the KB already has this release")
 
 
-def show_kb_diff(console: Console, report: Any) -> None:
-    """HOOK for `policykb diff` (engine/diff.py, being built in parallel): print the diff of the
-    KB before and after the import here. `report.previous` holds every replaced table's bytes
-    before the import (path -> bytes), enough to rebuild the old KB next to the new one. Until
-    then the row counts printed by render_import are the summary."""
-    return None
+def next_step(console: Console, report: Any, root: Path) -> None:
+    """After an import that changed rows: how to see which claims the new rows decide
+    differently (`policykb diff`, which needs the KB before the import: its git revision)."""
+    if all(c.unchanged for c in report.tables):
+        return
+    from engine.diff import in_git_work_tree
+
+    shown = _cli()._shown(root)
+    if in_git_work_tree(root):
+        console.print(
+            f"next: [bold]policykb diff HEAD {escape(shown)}[/] lists the claims the new rows decide"
+            " differently, by cause, with a witness claim for a change no claim shows"
+        )
+    else:
+        console.print(
+            f"{escape(shown)} is not in a git repository, so its tables before the import are gone: to see"
+            " what a release changes, import into a copy of the KB and run [bold]policykb diff OLD NEW[/]"
+        )
 
 
 # --- cache ----------------------------------------------------------------------------------

@@ -85,6 +85,11 @@ def resolve_source(spec: str, kb_dir: Path) -> KBSource:
     return KBSource(spec, tmp / rel, f"git revision {sha[:12]} ({rel}/ materialised with git archive into {tmp})", tmp)
 
 
+def in_git_work_tree(path: Path) -> bool:
+    """Whether `path` is inside a git work tree (so `policykb diff HEAD path` can read its past)."""
+    return _git(path.resolve(), "rev-parse", "--is-inside-work-tree") == "true"
+
+
 def _git(cwd: Path, *args: str) -> str | None:
     try:
         r = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=False)

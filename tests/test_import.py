@@ -105,6 +105,27 @@ def test_reimport_changes_nothing_and_says_so(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in (kb / "tables").iterdir()} == before
 
 
+def test_the_next_step_after_a_change_is_the_diff(tmp_path: Path) -> None:
+    """An import that changes rows says how to see what they change: `policykb diff HEAD KB` when
+    the KB is in git (its state before the import is HEAD); outside git, that the old tables are
+    gone. An import that changes nothing says nothing more."""
+    kb = bare_kb(tmp_path)
+    outside = run("import", "ncci-aoc", str(FIX / "aoc.zip"), "--kb", str(kb))
+    assert outside.returncode == 0, outside.stderr
+    assert "not in a git repository" in outside.stdout and "diff HEAD" not in outside.stdout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "kb"], ["commit", "-qm", "kb"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    release = tmp_path / "next.csv"
+    lines = (FIX / "aoc.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    release.write_text("".join(lines[:-1]), encoding="utf-8")  # the next release drops a row
+    inside = run("import", "ncci-aoc", str(release), "--kb", str(kb))
+    assert inside.returncode == 0, inside.stderr
+    assert f"policykb diff HEAD {kb}" in " ".join(inside.stdout.split())
+    again = run("import", "ncci-aoc", str(release), "--kb", str(kb))
+    assert "nothing changed" in again.stdout and "policykb diff" not in again.stdout
+
+
 def test_summary_counts_added_removed_and_changed_rows(tmp_path: Path) -> None:
     kb = bare_kb(tmp_path)
     import_release("ncci-ptp", FIX / "ptp.csv", kb)

@@ -442,7 +442,6 @@ class ImportReport:
     layout: str
     rows_read: int
     tables: list[TableChange] = field(default_factory=list)
-    previous: dict[Path, bytes] = field(default_factory=dict)  # each table's bytes before the import
 
 
 def compare(old: Iterable[Row], new: Iterable[Row], key: tuple[int, ...]) -> tuple[int, int, int]:
@@ -486,7 +485,6 @@ def import_release(kind_name: str, source: Path, kb_dir: Path) -> ImportReport:
         plans.append((table, target, old_rows, new_rows))
     for table, target, old_rows, new_rows in plans:
         before = target.read_bytes() if target.exists() else b""
-        report.previous[target] = before
         write_table(target.parent, target.name, list(table.header), new_rows)
         added, removed, changed = compare(old_rows, new_rows, table.key)
         report.tables.append(
