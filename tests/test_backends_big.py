@@ -11,11 +11,22 @@ from pathlib import Path
 import pytest
 
 import engine.backends.duckdb as duckdb_backend
-from engine.backends.duckdb import DuckDBBackend, compile_sql, declared_types, infer_types
+from engine.api import PolicyKB
+from engine.backends.duckdb import (
+    DuckDBBackend,
+    compile_sql,
+    declared_types,
+    infer_types,
+    program_sql,
+    table_name,
+)
 from engine.compiler import compile_program
 from engine.evaluate import Evaluator
+from engine.ir import RelKind
 from engine.program import program_from_text
 from engine.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # edit(c1, c2, mi): a PTP-like table of column 1 and column 2 codes, stored (inline facts).
 # hit: a line (code c2) billed with a partner line (code c1) of the same claim, the pair an edit.
@@ -110,3 +121,35 @@ def test_the_restricted_join_gives_the_pydatalog_rows(tmp_path: Path, monkeypatc
             assert model.rows("unpaired") == unpaired
     finally:
         ev.close()
+
+
+@pytest.fixture(scope="module")
+def shipped() -> PolicyKB:
+    return PolicyKB.open(ROOT / "kb")
+
+
+def test_compile_sql_shows_the_restriction_the_backend_runs(shipped: PolicyKB) -> None:
+    backend = shipped.duckdb()
+    assert backend.sql.big, "the shipped KB has a stored table of more than BIG_STORED_ROWS rows"
+    text = program_sql(shipped.kb)
+    assert text == backend.sql.text()
+    named = text.splitlines()[0].split(": ")[-1].split(", ")  # the header names them
+    for rel in backend.sql.big:
+        assert rel in named
+        assert f'(SELECT * FROM "s:{rel}" WHERE c' in text
+
+
+def test_a_stored_view_reads_its_one_source_and_every_row(shipped: PolicyKB) -> None:
+    """A stored relation's view is a UNION ALL only where it has both inline facts and a table
+    file; it holds the store's rows either way."""
+    backend = shipped.duckdb()
+    store, cp = shipped.kb.store, shipped.kb.compiled
+    assert cp is not None
+    views = dict(backend.con.execute("SELECT view_name, sql FROM duckdb_views() WHERE temporary").fetchall())
+    stored = [rel for rel, kind in cp.kinds.items() if kind is RelKind.STORED]
+    assert any(rel in store.tables for rel in stored) and any(rel in store.memory for rel in stored)
+    for rel in stored:
+        both = rel in store.tables and bool(store.memory.get(rel) and store.memory[rel].rows)
+        assert ("UNION ALL" in views[f"s:{rel}"]) is both, rel
+        (n,) = backend.con.execute(f"SELECT count(*) FROM {table_name(cp, rel)}").fetchone()  # type: ignore[misc]
+        assert n == store.count(rel), rel
