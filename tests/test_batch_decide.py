@@ -464,3 +464,24 @@ def test_a_variable_the_message_does_not_show_still_decides_which_twelve_solutio
     places = [layout.names[n] for n in request.names[index]]
     short = backend._message_sql(index, backend.sql.solutions[index], places)[0]  # type: ignore[arg-type]
     assert short.splitlines()[0].count(" AS s") == 3 < len(layout.columns)
+
+
+def test_a_chunks_written_results_reach_the_parent_as_they_are(kb: PolicyKB) -> None:
+    """Scrub's default path hands each Written to the parent (engine.batch._pack, the Dask client)
+    as it is, not copied into an _Outcome: the chunk's error records stay _Outcomes, and the
+    tally and the lines written are those of the same results as _Outcomes."""
+    import pickle
+
+    from engine.batch import Written, _handle_chunk, _Outcome, _pack
+    from engine.formats.reader import RawRecord
+
+    data = (EXAMPLES / "batch.jsonl").read_bytes().splitlines(keepends=True)
+    records: list[Any] = [RawRecord(n, line) for n, line in enumerate(data, start=1)]
+    outcomes = _handle_chunk(BatchWorker(kb, "duckdb", False, False), records)
+    written = [o for o in outcomes if type(o) is Written]
+    errors = [o for o in outcomes if type(o) is _Outcome]
+    assert written and errors and len(written) + len(errors) == len(records)
+    assert all(o.ok for o in written) and not any(o.ok for o in errors)
+    copies = [o if type(o) is _Outcome else _Outcome(o.line, True, o.lines, o.denied, o.deny_kinds) for o in outcomes]
+    assert _pack(outcomes) == _pack(copies)
+    assert pickle.loads(pickle.dumps(outcomes)) == outcomes  # as a Dask partition's result travels
