@@ -274,8 +274,20 @@ class BatchDecider:
                 if at is None:  # no reason at all
                     out.append(lt[0])
                     continue
-                if len(at) > 1:
-                    at.sort(key=_place)
+                if len(at) == 1:  # most lines with reasons: no sort, no list of the others
+                    key, e, message, overrider = at[0]
+                    if key[0] == _DENIAL:
+                        denied += 1
+                        kinds.append(e.deny_kind)
+                        out += (lt[2], e.primary_head, message, e.primary, b"]}")
+                    elif overrider:
+                        out.append(lt[1])
+                        out += e.overridden_parts(message, _dumps(overrider))
+                        out.append(b"]}")
+                    else:
+                        out += (lt[1], e.head, message, e.warning, b"]}")
+                    continue
+                at.sort(key=_place)
                 key, e, message, overrider = at[0]
                 if key[0] == _DENIAL:  # sorted first: the primary reason
                     denied += 1
