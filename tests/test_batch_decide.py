@@ -303,10 +303,11 @@ def test_only_the_rules_whose_message_names_a_variable_are_solved(message_kb: Po
     assert not model.solutions
 
 
-def test_a_written_message_is_filled_from_a_percent_template_as_fill_fills_it(message_kb: PolicyKB) -> None:
-    """decide_written fills a message that shows each of its names once with one %-format (a
-    literal % in the template doubled); a message showing a name twice, and a name the rule does
-    not bind, are left to _RuleTemplate.fill. Either way the
+def test_a_written_message_is_filled_in_its_pieces_as_fill_fills_it(message_kb: PolicyKB) -> None:
+    """decide_written fills a message that shows each of its names once by putting the values in
+    its placeholders' places among its literal pieces (a literal % or {} as it is) and joining
+    them; a message showing a name twice, and a name the rule does not bind, are left to
+    _RuleTemplate.fill. Either way the
     line is what engine.batch writes for decide's dict (messages made by fill), for values with
     text orjson escapes, non-ASCII text, and text that reads like a format."""
     from engine.backends import BatchModel
@@ -316,16 +317,16 @@ def test_a_written_message_is_filled_from_a_percent_template_as_fill_fills_it(me
     claim = _message_claim()
     odd = 'A"1\\\n\x07é %s %% {dx}'
     cases = {
-        "Line {l} ({c}): {dx} with {m}, 100% sure.": "Line %s (%s): %s with %s, 100%% sure.",
-        "{m} then {l}, {c} and {dx}": "%s then %s, %s and %s",
+        "Line {l} ({c}): {dx} with {m}, 100% sure.": ["Line ", "l", " (", "c", "): ", "dx", " with ", "m", ", 100% sure."],
+        "{m} then {l}, {c} and {dx}": ["", "m", " then ", "l", ", ", "c", " and ", "dx", ""],
         "Line {l}: {dx}, {c}, {m} and {dx} again": None,  # dx twice
     }
-    for template, form in cases.items():
+    for template, pieces in cases.items():
         decider = BatchDecider(message_kb)
         (index,) = decider._message_of("t.many")[1]
         base = decider._template("t.many", "deny").base
         decider._templates[("t.many", "deny")] = _RuleTemplate(base, template, (index,))
-        assert decider._written_entry("t.many", "deny").format == form
+        assert decider._written_entry("t.many", "deny").pieces == pieces
         model = BatchModel(relations={"deny": [(1, "t.many"), (2, "t.many")], "warn": [], "overridden": []})
         names = _names(template)  # the values come in the order the message first names them
         l1 = tuple({"l": "1", "c": None, "dx": odd, "m": "25"}[n] for n in names)
