@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager, closing, contextmanager, nullcont
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import orjson
 from rich.console import Console
@@ -39,7 +39,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from engine.claims import Claim, ClaimError, Problem, _maker, read_fast
+from engine.claims import Claim, ClaimError, Problem, read_fast
 from engine.formats import ClaimRecord, InputFormat, detect_format
 from engine.formats.reader import RawRecord, parse_declined, read_raw_records
 from engine.transport import Slots
@@ -118,13 +118,18 @@ class PlainJson(dict[str, Any]):
 class Written:
     """A result already written: exactly the JSONL line _dumps writes for it, and what
     _line_counts counts in it. A worker's `many_written` answers with these (scrub's default path,
-    engine/backends/decide.py), so no result dict is built only to be written."""
+    engine/backends/decide.py), so no result dict is built only to be written, and they go to the
+    parent as they are (an Outcome, like _Outcome): not copied into an _Outcome each."""
 
     line: bytes
     lines: int
     denied: int
     deny_kinds: tuple[str, ...]
+    ok: ClassVar[bool] = True  # as an _Outcome's: the parent writes and tallies a Written as it is
 
+
+Outcome = _Outcome | Written
+"""What one input record produced, as the parent writes and tallies it."""
 
 _ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
@@ -178,21 +183,18 @@ def _read(record: Record) -> Claim | _Outcome:
     return record.item
 
 
-def _result(record: int, claim: Claim, result: Answer | Exception) -> _Outcome:
+def _result(record: int, claim: Claim, result: Answer | Exception) -> Outcome:
+    if isinstance(result, Written):  # scrub's default path: already what the parent writes and tallies
+        return result
     if isinstance(result, Exception):  # any adjudicator failure becomes this claim's error record
         message = f"adjudication failed: {type(result).__name__}: {result}"
         return _error(record, claim.id, [Problem("$", message)])
-    if isinstance(result, Written):  # scrub's default path: made without the frozen __init__
-        return _new_outcome(result.line, True, result.lines, result.denied, result.deny_kinds)
     output, summary = result if isinstance(result, tuple) else (result, result)
     lines, denied, kinds = _line_counts(summary)
     return _Outcome(_dumps(output), True, lines, denied, kinds)
 
 
-_new_outcome = _maker(_Outcome)  # _Outcome(line, ok, lines, denied, deny_kinds), in half the time
-
-
-def _handle(worker: Worker, record: Record) -> _Outcome:
+def _handle(worker: Worker, record: Record) -> Outcome:
     """Never raises for a bad claim or a failing worker: the run must go on."""
     claim = _read(record)
     if isinstance(claim, _Outcome):
@@ -204,7 +206,7 @@ def _handle(worker: Worker, record: Record) -> _Outcome:
     return _result(record.number, claim, result)
 
 
-def _handle_chunk(worker: Worker, items: list[Record]) -> list[_Outcome]:
+def _handle_chunk(worker: Worker, items: list[Record]) -> list[Outcome]:
     """A chunk of records, in order (a RawRecord's JSONL line is parsed here, in the worker). A
     worker with `many(claims)` (a set-at-a-time backend) decides all valid claims of the chunk at
     once; others claim by claim. `many_written` is preferred: results already written (Written)."""
@@ -328,7 +330,7 @@ class _Chunk:
     size: int = 0
 
 
-def _pack(outcomes: list[_Outcome], slots: Slots | None = None, slot: int = -1) -> _Chunk:
+def _pack(outcomes: list[Outcome], slots: Slots | None = None, slot: int = -1) -> _Chunk:
     every: list[str] = []  # the chunk's deny kinds, counted once (Counter.update costs a call each)
     ok = lines = denied = 0
     for o in outcomes:
@@ -571,7 +573,7 @@ class _Tally:
     denied_lines: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
 
-    def add(self, outcome: _Outcome) -> None:
+    def add(self, outcome: Outcome) -> None:
         self.claims_read += 1
         self.claims_ok += outcome.ok
         self.lines += outcome.lines

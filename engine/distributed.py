@@ -43,6 +43,7 @@ import orjson
 
 from engine.batch import (
     BatchSummary,
+    Outcome,
     Record,
     Worker,
     WorkerFactory,
@@ -157,7 +158,7 @@ def _process_worker(make_worker: WorkerFactory) -> Worker:
     return found
 
 
-def decide_partition(make_worker: WorkerFactory, items: list[Record]) -> list[_Outcome]:
+def decide_partition(make_worker: WorkerFactory, items: list[Record]) -> list[Outcome]:
     """The task each worker runs: a partition's records, decided in order. The lock keeps a
     worker started with several threads from building two adjudicators or sharing one DuckDB
     connection between threads (pyDatalog holds the GIL anyway)."""
@@ -244,7 +245,7 @@ def connect(address: str, timeout: float | None = None) -> Iterator[Any]:
 class _Block:
     """Consecutive input records, their outcomes as partitions finish, written when all are in."""
 
-    outcomes: list[_Outcome | None]
+    outcomes: list[Outcome | None]
     pending: int
 
 
@@ -264,7 +265,7 @@ def _blocks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 def _new_block(block: list[Record], partition: int) -> tuple[_Block, deque[tuple[list[int], list[Record]]]]:
     """Unreadable records become their error records here; the rest wait to be submitted."""
-    outcomes: list[_Outcome | None] = [None] * len(block)
+    outcomes: list[Outcome | None] = [None] * len(block)
     for i, record in enumerate(block):
         if isinstance(record, RawRecord):
             continue  # parsed and validated on its worker
@@ -284,7 +285,7 @@ def _outcomes(
     threads: int,
     window: int,
     decided: Callable[[int], None],
-) -> Iterator[_Outcome]:
+) -> Iterator[Outcome]:
     """Every record's outcome in input order, with at most `window` partitions running and at
     most enough blocks read ahead to feed them. A block shorter than `threads` partitions (a
     small input, the end of a big one) is cut into smaller ones so every worker thread gets
@@ -331,12 +332,12 @@ def _outcomes(
         decided(len(sent.positions))
 
 
-def _result(future: Any, sent: _Submitted) -> list[_Outcome]:
+def _result(future: Any, sent: _Submitted) -> list[Outcome]:
     from distributed.scheduler import KilledWorker
 
     records = f"input records {sent.first_record}-{sent.last_record}"
     try:
-        outcomes: list[_Outcome] = future.result()
+        outcomes: list[Outcome] = future.result()
     except WorkerStartError:
         raise
     except KilledWorker as e:

@@ -303,10 +303,11 @@ def test_only_the_rules_whose_message_names_a_variable_are_solved(message_kb: Po
     assert not model.solutions
 
 
-def test_a_written_message_is_filled_from_a_percent_template_as_fill_fills_it(message_kb: PolicyKB) -> None:
-    """decide_written fills a message that shows each of its names once with one %-format (a
-    literal % in the template doubled); a message showing a name twice, and a name the rule does
-    not bind, are left to _RuleTemplate.fill. Either way the
+def test_a_written_message_is_filled_in_its_pieces_as_fill_fills_it(message_kb: PolicyKB) -> None:
+    """decide_written fills a message that shows each of its names once by putting the values in
+    its placeholders' places among its literal pieces (a literal % or {} as it is) and joining
+    them; a message showing a name twice, and a name the rule does not bind, are left to
+    _RuleTemplate.fill. Either way the
     line is what engine.batch writes for decide's dict (messages made by fill), for values with
     text orjson escapes, non-ASCII text, and text that reads like a format."""
     from engine.backends import BatchModel
@@ -316,16 +317,16 @@ def test_a_written_message_is_filled_from_a_percent_template_as_fill_fills_it(me
     claim = _message_claim()
     odd = 'A"1\\\n\x07é %s %% {dx}'
     cases = {
-        "Line {l} ({c}): {dx} with {m}, 100% sure.": "Line %s (%s): %s with %s, 100%% sure.",
-        "{m} then {l}, {c} and {dx}": "%s then %s, %s and %s",
+        "Line {l} ({c}): {dx} with {m}, 100% sure.": ["Line ", "l", " (", "c", "): ", "dx", " with ", "m", ", 100% sure."],
+        "{m} then {l}, {c} and {dx}": ["", "m", " then ", "l", ", ", "c", " and ", "dx", ""],
         "Line {l}: {dx}, {c}, {m} and {dx} again": None,  # dx twice
     }
-    for template, form in cases.items():
+    for template, pieces in cases.items():
         decider = BatchDecider(message_kb)
         (index,) = decider._message_of("t.many")[1]
         base = decider._template("t.many", "deny").base
         decider._templates[("t.many", "deny")] = _RuleTemplate(base, template, (index,))
-        assert decider._written_entry("t.many", "deny").format == form
+        assert decider._written_entry("t.many", "deny").pieces == pieces
         model = BatchModel(relations={"deny": [(1, "t.many"), (2, "t.many")], "warn": [], "overridden": []})
         names = _names(template)  # the values come in the order the message first names them
         l1 = tuple({"l": "1", "c": None, "dx": odd, "m": "25"}[n] for n in names)
@@ -464,3 +465,24 @@ def test_a_variable_the_message_does_not_show_still_decides_which_twelve_solutio
     places = [layout.names[n] for n in request.names[index]]
     short = backend._message_sql(index, backend.sql.solutions[index], places)[0]  # type: ignore[arg-type]
     assert short.splitlines()[0].count(" AS s") == 3 < len(layout.columns)
+
+
+def test_a_chunks_written_results_reach_the_parent_as_they_are(kb: PolicyKB) -> None:
+    """Scrub's default path hands each Written to the parent (engine.batch._pack, the Dask client)
+    as it is, not copied into an _Outcome: the chunk's error records stay _Outcomes, and the
+    tally and the lines written are those of the same results as _Outcomes."""
+    import pickle
+
+    from engine.batch import Written, _handle_chunk, _Outcome, _pack
+    from engine.formats.reader import RawRecord
+
+    data = (EXAMPLES / "batch.jsonl").read_bytes().splitlines(keepends=True)
+    records: list[Any] = [RawRecord(n, line) for n, line in enumerate(data, start=1)]
+    outcomes = _handle_chunk(BatchWorker(kb, "duckdb", False, False), records)
+    written = [o for o in outcomes if type(o) is Written]
+    errors = [o for o in outcomes if type(o) is _Outcome]
+    assert written and errors and len(written) + len(errors) == len(records)
+    assert all(o.ok for o in written) and not any(o.ok for o in errors)
+    copies = [o if type(o) is _Outcome else _Outcome(o.line, True, o.lines, o.denied, o.deny_kinds) for o in outcomes]
+    assert _pack(outcomes) == _pack(copies)
+    assert pickle.loads(pickle.dumps(outcomes)) == outcomes  # as a Dask partition's result travels

@@ -245,12 +245,21 @@ class BatchDecider:
                                 # filled anew each time: most values tuples differ (they show
                                 # the line, its date, its codes), and finding the text of one
                                 # already filled hashes and compares its strings, which costs
-                                # about what %-formatting them does
-                                form = e.format
-                                if form is not None and None not in values:
-                                    message = _dumps(form % values)
+                                # about what filling them does. The values in the message's
+                                # placeholders, joined: one copy of each (%-formatting scanned
+                                # the text and grew the result piece by piece, a sixth of this
+                                # method's instructions), and here, not in a method (2% more)
+                                pieces = e.pieces
+                                if pieces is not None:
+                                    filled: list[str | None] = [*pieces]
+                                    filled[1::2] = values
+                                    try:
+                                        shown = "".join(filled)  # type: ignore[arg-type]
+                                    except TypeError:  # a None: a name the rule does not bind
+                                        shown = e.template.fill(values)
                                 else:
-                                    message = _dumps(e.template.fill(values))
+                                    shown = e.template.fill(values)
+                                message = _dumps(shown)
                                 break
                     overrider = overrides.get((n, rid)) if overrides else None
                     found = (e.overridden_key, e, message, overrider) if overrider else (e.key, e, message, None)
@@ -274,8 +283,20 @@ class BatchDecider:
                 if at is None:  # no reason at all
                     out.append(lt[0])
                     continue
-                if len(at) > 1:
-                    at.sort(key=_place)
+                if len(at) == 1:  # most lines with reasons: no sort, no list of the others
+                    key, e, message, overrider = at[0]
+                    if key[0] == _DENIAL:
+                        denied += 1
+                        kinds.append(e.deny_kind)  # type: ignore[arg-type]  # a denial's: never None
+                        out += (lt[2], e.primary_head, message, e.primary, b"]}")
+                    elif overrider:
+                        out.append(lt[1])
+                        out += e.overridden_parts(message, _dumps(overrider))
+                        out.append(b"]}")
+                    else:
+                        out += (lt[1], e.head, message, e.warning, b"]}")
+                    continue
+                at.sort(key=_place)
                 key, e, message, overrider = at[0]
                 if key[0] == _DENIAL:  # sorted first: the primary reason
                     denied += 1
@@ -305,18 +326,18 @@ class BatchDecider:
 class _WrittenEntry:
     """A rule's reason (one rule id and severity) as decide_written writes it: the JSON text
     around its message (written by orjson) and role, each role's tail made once, its place in a
-    line's sorted reasons in force and overridden, and its message as a %-template."""
+    line's sorted reasons in force and overridden, and its message's pieces to fill."""
 
     __slots__ = (
         "denies",
         "deny_kind",
-        "format",
         "head",
         "indices",
         "json",
         "key",
         "message",
         "overridden_key",
+        "pieces",
         "primary",
         "primary_head",
         "rule_json",
@@ -332,12 +353,11 @@ class _WrittenEntry:
         self.denies = template.denies
         self.deny_kind = json.deny_kind
         self.indices = template.rule_indices if template.templated else ()
-        # the message as a %-template over its values (str), when it shows each of its names
-        # once, in order (most do); otherwise _RuleTemplate.fill fills it
+        # the message's literal text and placeholders, alternating, when it shows each of its
+        # names once, in order (most do): the values go in the placeholders' places as they are
         names = [k for _i, k in template.slots]
-        pieces = template.pieces
         in_order = bool(names) and names == list(range(len(names)))
-        self.format = "%s".join(p.replace("%", "%%") for p in pieces[::2]) if in_order else None
+        self.pieces = template.pieces if in_order else None
         self.key = (_DENIAL if template.denies else _WARNING, template.key)
         self.overridden_key = (_OVERRIDDEN, template.key)
         self.rule_json = _dumps(template.base["rule"])
