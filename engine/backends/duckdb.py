@@ -519,21 +519,33 @@ _CONST_TEST = re.compile(r"\((t\d+\.c\d+) = ('(?:[^']|'')*'|-?\d+)\)")
 def _head_pair(one: list[str], two: list[str]) -> list[str] | None:
     """_fused_heads's SELECT for two rules' lines of the same length, or None when they are not
     alike so (the two constants tested must be of one type: a column never equals both a number
-    and a symbol, and an IN list of both would not be type-safe)."""
+    and a symbol, and an IN list of both would not be type-safe). Besides the test of a column
+    against their two constants, the rules may differ in other conditions (kb/codes/validity.dl:
+    a place of service of the facility kind and the fee schedule's facility indicator, or of the
+    non-facility kind and its non-facility indicator): they are then one condition, `(col = one's
+    value AND one's conditions) OR (col = two's value AND two's conditions)`, which DuckDB can
+    still narrow each table's scan by (the OR of each rule's tests of that table)."""
     if one[0] == two[0]:
         return None
     differ = [i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b]
-    if len(differ) != 2 or differ[0] != 0:
+    if len(differ) < 2 or differ[0] != 0:
         return None
-    i = differ[1]
-    prefix = one[i][:6]
-    if prefix not in ("WHERE ", "  AND ") or not two[i].startswith(prefix):
+    prefix = {i: one[i][:6] for i in differ[1:]}
+    if any(p not in ("WHERE ", "  AND ") or not two[i].startswith(p) for i, p in prefix.items()):
         return None
-    test_one, test_two = _CONST_TEST.fullmatch(one[i][6:]), _CONST_TEST.fullmatch(two[i][6:])
-    if test_one is None or test_two is None or test_one[1] != test_two[1] or test_one[2] == test_two[2]:
+    tests = [(i, _CONST_TEST.fullmatch(one[i][6:]), _CONST_TEST.fullmatch(two[i][6:])) for i in differ[1:]]
+    apart_tests = [
+        (i, t1, t2)
+        for i, t1, t2 in tests
+        if t1 is not None
+        and t2 is not None
+        and t1[1] == t2[1]
+        and t1[2] != t2[2]
+        and t1[2].startswith("'") == t2[2].startswith("'")
+    ]
+    if not apart_tests:
         return None
-    if test_one[2].startswith("'") != test_two[2].startswith("'"):
-        return None
+    i, test_one, test_two = apart_tests[0]
     heads_one, heads_two = _LITERAL.findall(one[0]), _LITERAL.findall(two[0])
     if _LITERAL.sub("''", one[0]) != _LITERAL.sub("''", two[0]) or len(heads_one) != len(heads_two):
         return None
@@ -544,7 +556,17 @@ def _head_pair(one: list[str], two: list[str]) -> list[str] | None:
     case = f"CASE {col} WHEN {value_one} THEN {heads_one[apart[0]]} WHEN {value_two} THEN {heads_two[apart[0]]} END"
     pieces = _LITERAL.split(one[0])  # the text around each literal
     head = pieces[0] + "".join((case if k == apart[0] else lit) + pieces[k + 1] for k, lit in enumerate(heads_one))
-    return [head, *one[1:i], f"{prefix}({col} IN ({value_one}, {value_two}))", *one[i + 1 :]]
+    out = [head, *one[1:]]
+    out[i] = f"{prefix[i]}({col} IN ({value_one}, {value_two}))"
+    rest = [j for j in differ[1:] if j != i]
+    if rest:  # on the first of their lines, the others dropped
+        either = " OR ".join(
+            "(" + " AND ".join([f"{col} = {value}", *(lines[j][6:] for j in rest)]) + ")"
+            for value, lines in ((value_one, one), (value_two, two))
+        )
+        out[rest[0]] = f"{prefix[rest[0]]}({either})"
+        out = [line for j, line in enumerate(out) if j not in rest[1:]]
+    return out
 
 
 def _projection(cp: CompiledProgram, rules: list[CompiledRule]) -> str | None:
