@@ -90,6 +90,13 @@ MESSAGE_FACT_HEADS = 1_000
 # costs a statement and its rows (measured on kb/, best per statement: with 2 instead of 5, the
 # joins four and two rules share are made too, and a chunk costs 4% more at 5,000 claims, 2% at 10)
 NARROWED_RULES = 5
+# A set relation that at least this many of its rules' SELECTs fill in a chunk is filled in two
+# statements (see Step.staged_sql): their rows appended to a table, then copied from it DISTINCT.
+# A UNION de-duplicates the rows of each SELECT as a pipeline of its own, at some 2M instructions
+# each however few its rows (deny's 29 SELECTs of 31,000 rows at 10,000 claims: 10% of the
+# statement), where the copy costs a statement and a few hundred instructions a row (warn's 4
+# SELECTs of 160,000 rows: staged, 37% more; deny's: 7% less)
+STAGED_SELECTS = 16
 
 
 @atexit.register
@@ -248,6 +255,9 @@ class Step:
     # table -> (its SELECT, the relations it reads): made again at the start of the step, in every
     # chunk whose rows can fill it, and read by this step's rules and later ones (see _narrowings)
     narrowed: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    # set relation -> the table its rules' rows are appended to before they are copied DISTINCT
+    # into its own, when at least STAGED_SELECTS of them can fire (see staged_sql)
+    staged: dict[str, str] = field(default_factory=dict)
 
     def live_sql(self, rel: str, nonempty: set[str] | None) -> str | None:
         """The SELECT for `rel` over the rules that can fire given the relations that have rows
@@ -260,6 +270,21 @@ class Step:
         if len(selects) == 1 < len(self.parts[rel]):  # what the UNION of several rules did: a set
             return f"SELECT DISTINCT * FROM ({selects[0]})"
         return "\nUNION\n".join(selects) if selects else None
+
+    def staged_sql(self, rel: str, nonempty: set[str] | None) -> tuple[str, str] | None:
+        """For a relation of `staged` with at least STAGED_SELECTS rules that can fire: the
+        statement that makes its staging table of their rows (UNION ALL) and the SELECT DISTINCT
+        of that table that fills the relation. The rows are the UNION's, de-duplicated in one
+        pipeline instead of one per rule."""
+        if rel not in self.staged:
+            return None
+        selects = [sql for needs, sql in self.parts[rel] if nonempty is None or needs <= nonempty]
+        if len(selects) < STAGED_SELECTS:
+            return None
+        stage = self.staged[rel]
+        return f"CREATE OR REPLACE TEMP TABLE {stage} AS\n" + "\nUNION ALL\n".join(
+            selects
+        ), f"SELECT DISTINCT * FROM {stage}"
 
 
 @dataclass(frozen=True)
@@ -355,7 +380,11 @@ class SqlProgram:
                     out.append(f"CREATE OR REPLACE TEMP TABLE {table} AS\n{sql};\n")
                 for rel in step.relations:
                     how = "CREATE TEMP VIEW {} AS" if rel in step.views or rel in step.inline else "INSERT INTO {}"
-                    out.append(f"{how.format(table_name(self.cp, rel))}\n{step.sql[rel]};\n")
+                    staged = step.staged_sql(rel, None)
+                    if staged is not None:
+                        out.append(f"{staged[0]};\n")
+                    sql = step.sql[rel] if staged is None else staged[1]
+                    out.append(f"{how.format(table_name(self.cp, rel))}\n{sql};\n")
         return "\n".join(out)
 
 
@@ -445,6 +474,8 @@ def _step(sp: SqlProgram, members: list[str], by_head: dict[str, list[CompiledRu
             step.parts[rel] = [(needs_one, f"SELECT DISTINCT * FROM ({select})")]
             selects = [step.parts[rel][0][1]]
         step.sql[rel] = ("\nUNION ALL\n" if rel in step.bags else "\nUNION\n").join(selects)
+        if rel not in step.bags and not recursive and len(step.parts[rel]) >= STAGED_SELECTS:
+            step.staged[rel] = _q(f"u:{rel}")
     return step
 
 
@@ -524,21 +555,33 @@ _CONST_TEST = re.compile(r"\((t\d+\.c\d+) = ('(?:[^']|'')*'|-?\d+)\)")
 def _head_pair(one: list[str], two: list[str]) -> list[str] | None:
     """_fused_heads's SELECT for two rules' lines of the same length, or None when they are not
     alike so (the two constants tested must be of one type: a column never equals both a number
-    and a symbol, and an IN list of both would not be type-safe)."""
+    and a symbol, and an IN list of both would not be type-safe). Besides the test of a column
+    against their two constants, the rules may differ in other conditions (kb/codes/validity.dl:
+    a place of service of the facility kind and the fee schedule's facility indicator, or of the
+    non-facility kind and its non-facility indicator): they are then one condition, `(col = one's
+    value AND one's conditions) OR (col = two's value AND two's conditions)`, which DuckDB can
+    still narrow each table's scan by (the OR of each rule's tests of that table)."""
     if one[0] == two[0]:
         return None
     differ = [i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b]
-    if len(differ) != 2 or differ[0] != 0:
+    if len(differ) < 2 or differ[0] != 0:
         return None
-    i = differ[1]
-    prefix = one[i][:6]
-    if prefix not in ("WHERE ", "  AND ") or not two[i].startswith(prefix):
+    prefix = {i: one[i][:6] for i in differ[1:]}
+    if any(p not in ("WHERE ", "  AND ") or not two[i].startswith(p) for i, p in prefix.items()):
         return None
-    test_one, test_two = _CONST_TEST.fullmatch(one[i][6:]), _CONST_TEST.fullmatch(two[i][6:])
-    if test_one is None or test_two is None or test_one[1] != test_two[1] or test_one[2] == test_two[2]:
+    tests = [(i, _CONST_TEST.fullmatch(one[i][6:]), _CONST_TEST.fullmatch(two[i][6:])) for i in differ[1:]]
+    apart_tests = [
+        (i, t1, t2)
+        for i, t1, t2 in tests
+        if t1 is not None
+        and t2 is not None
+        and t1[1] == t2[1]
+        and t1[2] != t2[2]
+        and t1[2].startswith("'") == t2[2].startswith("'")
+    ]
+    if not apart_tests:
         return None
-    if test_one[2].startswith("'") != test_two[2].startswith("'"):
-        return None
+    i, test_one, test_two = apart_tests[0]
     heads_one, heads_two = _LITERAL.findall(one[0]), _LITERAL.findall(two[0])
     if _LITERAL.sub("''", one[0]) != _LITERAL.sub("''", two[0]) or len(heads_one) != len(heads_two):
         return None
@@ -549,7 +592,17 @@ def _head_pair(one: list[str], two: list[str]) -> list[str] | None:
     case = f"CASE {col} WHEN {value_one} THEN {heads_one[apart[0]]} WHEN {value_two} THEN {heads_two[apart[0]]} END"
     pieces = _LITERAL.split(one[0])  # the text around each literal
     head = pieces[0] + "".join((case if k == apart[0] else lit) + pieces[k + 1] for k, lit in enumerate(heads_one))
-    return [head, *one[1:i], f"{prefix}({col} IN ({value_one}, {value_two}))", *one[i + 1 :]]
+    out = [head, *one[1:]]
+    out[i] = f"{prefix[i]}({col} IN ({value_one}, {value_two}))"
+    rest = [j for j in differ[1:] if j != i]
+    if rest:  # on the first of their lines, the others dropped
+        either = " OR ".join(
+            "(" + " AND ".join([f"{col} = {value}", *(lines[j][6:] for j in rest)]) + ")"
+            for value, lines in ((value_one, one), (value_two, two))
+        )
+        out[rest[0]] = f"{prefix[rest[0]]}({either})"
+        out = [line for j, line in enumerate(out) if j not in rest[1:]]
+    return out
 
 
 def _projection(cp: CompiledProgram, rules: list[CompiledRule]) -> str | None:
@@ -1467,6 +1520,10 @@ class DuckDBBackend:
                     if nonempty is not None:
                         nonempty.add(rel)
                     continue
+                staged = step.staged_sql(rel, nonempty)
+                if staged is not None:
+                    self._run(staged[0])
+                    sql = staged[1]
                 (n,) = self._run(f"INSERT INTO {table_name(cp, rel)} {sql}").fetchone()  # type: ignore[misc]
                 if n and nonempty is not None:
                     nonempty.add(rel)
