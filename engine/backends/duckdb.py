@@ -1251,6 +1251,18 @@ class DuckDBBackend:
         self.types = infer_types(cp, given_types)
         self.sql = compile_sql(cp, self.types)
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
+        # relation -> the columns every rule of it fills with a constant (see _fetch_grouped)
+        self._const_columns = {
+            rel: tuple(
+                j
+                for j in range(cp.arity[rel])
+                if all(isinstance(r.head.args[j], IConst) for r in cp.rules if r.head.relation == rel)
+            )
+            for rel in {r.head.relation for r in cp.rules}
+        }
+        # this chunk's rows of such a relation, grouped: relation -> (the columns, their values ->
+        # (claim keys, rows)), as _fetch_grouped fetched them
+        self._groups: dict[str, tuple[tuple[int, ...], dict[tuple, tuple[list[int], list[Row]]]]] = {}
         # the claim-dependent tables that may hold rows from the last chunk (emptied before the next)
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}
         self._message_sqls: dict[
@@ -1543,6 +1555,12 @@ class DuckDBBackend:
             rule = self.cp.rules[index]
             consts = self.sql.head_consts[index]
             key = (rule.head.relation, tuple(i for i, _ in consts))
+            groups = self._groups.get(key[0])
+            if groups is not None and groups[0] == key[1]:  # fetched grouped on these columns
+                n = len(groups[1].get(tuple(v for _, v in consts), ((), ()))[1])
+                if n:
+                    yield index, sql, n
+                continue
             found_heads = heads.get(key)
             if found_heads is None:
                 get = operator.itemgetter(*key[1]) if key[1] else lambda _row: ()
@@ -1588,8 +1606,9 @@ class DuckDBBackend:
             cols = [col for col, _ in layout.head if col is not None]
             at = _head_places(self.cp, index, layout, full)
             if at is not None:  # the message shows the head only: no query (see _head_places)
+                rel = self.cp.rules[index].head.relation
                 for ck, row in _rule_heads(
-                    models, self.cp.rules[index].head.relation, self.sql.head_consts[index], outcome_rows
+                    models, rel, self.sql.head_consts[index], outcome_rows, self._groups.get(rel)
                 ):
                     messages[ck][(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
                 continue
@@ -1780,7 +1799,9 @@ class DuckDBBackend:
         if any(rows is None and not step.claim for rows, step in zip(kept, steps, strict=True)):
             return None
         keys = [operator.itemgetter(*step.key) if step.key else lambda _row: () for step in steps]
-        for ck, row in _rule_heads(models, rule.head.relation, consts, outcome_rows):
+        for ck, row in _rule_heads(
+            models, rule.head.relation, consts, outcome_rows, self._groups.get(rule.head.relation)
+        ):
             m = models[ck]
             env: dict[str, Value] = {name: row[j] for j, name in head}
             for step, by_key, key in zip(steps, kept, keys, strict=True):
@@ -1952,24 +1973,65 @@ class DuckDBBackend:
             self.con.execute(f"INSERT INTO {_q('_claims')} SELECT range FROM range({n})")
 
     def _fetch(self, models: list[BatchModel], relations: list[str]) -> None:
+        """Each claim's rows of the relations (sorted: one type per column, natural order is _key
+        order). A relation whose rules all put a constant at some columns (the outcomes' rule id)
+        is fetched grouped on those columns (_fetch_grouped); the groups are kept for this chunk's
+        messages (_rule_heads, _solved_rules)."""
         cp, con = self.cp, self.con
+        self._groups = {}
         for rel in relations:
             if cp.kinds.get(rel) not in _CK_KINDS:
                 continue
-            grouped: dict[int, list[Row]] = {}
-            # a relation filled with UNION ALL may hold a row twice (see _bag): a model holds sets
-            distinct = "DISTINCT " if any(rel in step.bags for step in self.sql.steps) else ""
-            for rec in con.execute(f"SELECT {distinct}* FROM {table_name(cp, rel)}").fetchall():
-                rows = grouped.get(rec[0])
-                if rows is None:
-                    grouped[rec[0]] = [rec[1:]]
-                else:
-                    rows.append(rec[1:])
             for m in models:
                 m.relations.setdefault(rel, [])
+            # a relation filled with UNION ALL may hold a row twice (see _bag): a model holds sets
+            table = table_name(cp, rel)
+            if any(rel in step.bags for step in self.sql.steps):
+                table = f"(SELECT DISTINCT * FROM {table})"
+            at = self._const_columns.get(rel)
+            if at:
+                grouped = self._fetch_grouped(rel, table, at)
+            else:
+                grouped = {}
+                for rec in con.execute(f"SELECT * FROM {table}").fetchall():
+                    rows = grouped.get(rec[0])
+                    if rows is None:
+                        grouped[rec[0]] = [rec[1:]]
+                    else:
+                        rows.append(rec[1:])
             for ck, rows in grouped.items():
-                rows.sort()  # one type per column: natural order is _key order
+                if len(rows) > 1:
+                    rows.sort()
                 models[ck].relations[rel] = rows
+
+    def _fetch_grouped(self, rel: str, table: str, at: tuple[int, ...]) -> dict[int, list[Row]]:
+        """The relation's rows by claim key, fetched as one row per distinct value of the columns
+        `at` with the claim keys and other columns as lists: each of those values (a rule id) is
+        turned into a Python object once per group, not once per row, which is most of the cost of
+        fetching a row. The groups (values -> claim keys, rows) are kept in self._groups."""
+        rest = [j for j in range(self.cp.arity[rel]) if j not in at]
+        select = ", ".join(["list(ck)", *(f"list(c{j})" for j in rest), *(f"c{j}" for j in at)])
+        by = ", ".join(f"c{j}" for j in at)
+        groups: dict[tuple, tuple[list[int], list[Row]]] = {}
+        self._groups[rel] = (at, groups)
+        grouped: dict[int, list[Row]] = {}
+        for rec in self.con.execute(f"SELECT {select} FROM {table} GROUP BY {by}").fetchall():
+            cks: list[int] = rec[0]
+            values = rec[1 + len(rest) :]
+            columns: list[Iterable[Value]] = [()] * (len(rest) + len(at))
+            for j, column in zip(rest, rec[1 : 1 + len(rest)], strict=True):
+                columns[j] = column
+            for j, v in zip(at, values, strict=True):
+                columns[j] = repeat(v, len(cks))
+            rows: list[Row] = [*zip(*columns, strict=True)]
+            groups[values] = (cks, rows)
+            for ck, row in zip(cks, rows, strict=True):
+                found = grouped.get(ck)
+                if found is None:
+                    grouped[ck] = [row]
+                else:
+                    found.append(row)
+        return grouped
 
     def close(self) -> None:
         atexit.unregister(self.close)
@@ -2033,11 +2095,17 @@ def _rule_heads(
     rel: str,
     consts: tuple[tuple[int, Value], ...],
     outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]],
-) -> list[tuple[int, tuple]]:
+    groups: tuple[tuple[int, ...], dict[tuple, tuple[list[int], list[Row]]]] | None = None,
+) -> Iterable[tuple[int, tuple]]:
     """The chunk's rows of outcome relation `rel` that hold the values `consts` (position,
-    value), each with its claim key, in claim order; `outcome_rows` keeps the chunk's rows by
-    relation and the values at the positions, read once for all the rules that ask."""
+    value), each with its claim key; `outcome_rows` keeps the chunk's rows by relation and the
+    values at the positions, read once for all the rules that ask. `groups`: the relation's rows
+    as DuckDBBackend._fetch_grouped fetched them, read without a pass over the rows where they
+    are grouped on these positions."""
     where = (rel, tuple(j for j, _ in consts))
+    if groups is not None and groups[0] == where[1]:
+        cks, found_rows = groups[1].get(tuple(v for _, v in consts), ((), ()))
+        return zip(cks, found_rows, strict=True)
     rows = outcome_rows.get(where)
     if rows is None:
         rows = outcome_rows[where] = {}
