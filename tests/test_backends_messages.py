@@ -485,4 +485,4 @@ def test_a_text_whose_key_is_not_looked_up_is_merged_from_the_full_query() -> No
     values = ((1, None), ((0,), {("a",): "zeta"}))
     agg = "a\x1f2\x1eb\x1f1"
     assert duck._merge_texts(agg, 2, 1, 2, [], " and ".join, values) is None
-    assert duck._merge_texts("a\x1f2\x1ea\x1f1", 2, 1, 2, [], " and ".join, values) == ("2 and 1", "zeta", None)
+    assert duck._merge_texts("a\x1f2\x1ea\x1f1", 2, 1, 2, [], " and ".join, values) == ("2 and 1", "zeta")

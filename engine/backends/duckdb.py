@@ -1624,28 +1624,31 @@ class DuckDBBackend:
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
             grouped = self._grouped_sql(index, sql, full, keyed[index]) if self._grouped.get(index) else None
+            heads: list[tuple[tuple, tuple[str | None, ...]]]  # (a row starting with the claim key and head, values)
             if grouped is not None:
                 group_sql, plan = grouped
                 heads, overflow, n_rows = _merge_groups(self._run(group_sql).fetchall(), head_key, plan, limit, join)
             else:
                 short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
                 rows = self._run(short_sql).fetchall()
-                heads, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
+                by_head, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
+                heads = [(first, values) for _key, first, values in by_head]
                 n_rows = len(rows)
             # the next chunk's form: grouped where this one's heads had several rows each
             self._grouped[index] = n_rows >= MESSAGE_GROUPED_ROWS * (len(heads) + len(overflow))
             if overflow:
                 rows = [rec for rec in self._run(sql).fetchall() if head_key(rec) in overflow]
-                heads += _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
-            # the usual outcome head, (a line variable, the rule id), built from the group key alone
+                by_head = _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
+                heads += [(first, values) for _key, first, values in by_head]
+            # the usual outcome head, (a line variable, the rule id), built from the line's column alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
-            rule_id = layout.head[1][1] if line_rule else None
             if line_rule:
-                for (ck, line), _first, values in heads:
-                    messages[ck][(index, (line, rule_id))] = values
+                line, rule_id = cols[0], layout.head[1][1]
+                for first, values in heads:
+                    messages[first[0]][(index, (first[line], rule_id))] = values
             else:
-                for key, first, values in heads:
-                    messages[key[0]][(index, layout.head_of(first))] = values
+                for first, values in heads:
+                    messages[first[0]][(index, layout.head_of(first))] = values
 
     def _keyed_atoms(self, rules: list[tuple[int, int]]) -> dict[int, frozenset[int]]:
         """For each rule (index, outcome rows), its positive atoms (by place in
@@ -1912,22 +1915,29 @@ class DuckDBBackend:
         select += [f"{exprs[p]} AS s{head + n}" for n, p in enumerate(once)]
         texts = [f"CAST({e} AS VARCHAR)" for e in [*keys, *(exprs[p] for p in fetched)]]
         record = f" || '{_FIELD}' || ".join(texts)
-        select += ["count(*)", f"string_agg({record}, '{_RECORD}')"]
-        at = {p: n for n, p in enumerate(range(head))}
-        at.update({p: head + n for n, p in enumerate(once)})
+        select += ["count(*) AS n", f"string_agg({record}, '{_RECORD}') AS t"]
+        at = {p: n for n, p in enumerate(once, head)}
         where = tuple(
-            ("fixed", at[p]) if p in at else ("varying", varying.index(p)) if p is not None else ("none", 0)
+            ("head", p)
+            if p is not None and p < head
+            else ("once", at[p] - head)
+            if p in at
+            else ("varying", varying.index(p))
+            if p is not None
+            else ("none", 0)
             for p in places
         )
         plan = GroupPlan(
-            count=head + len(once),
+            count=len(once),
             keys=len(keys),
             numeric=tuple(t == NUM for t in types[: len(keys)]),
             width=len(texts),
             places=where,
             values=tuple(looked[p] if p in looked else (len(keys) + fetched.index(p), None) for p in varying),
         )
-        return f"SELECT {', '.join(select)}\n{body}\nGROUP BY ALL", plan
+        heads = ", ".join(f"list(s{i})" for i in range(head))
+        outer = ", ".join([*(f"s{head + n}" for n in range(len(once))), "n", "t", heads])
+        return f"SELECT {outer} FROM (SELECT {', '.join(select)}\n{body}\nGROUP BY ALL) GROUP BY ALL", plan
 
     def _lookup(
         self, index: int, expr: str, field_of: dict[str, int]
@@ -2165,13 +2175,14 @@ _ATOM_COLUMN = re.compile(r"t(\d+)\.c(\d+)")  # a body atom's column, as _rule_s
 
 @dataclass(frozen=True)
 class GroupPlan:
-    """Where _merge_groups finds things in a row of DuckDBBackend._grouped_sql: the number of
-    solution rows at `count`, their joined texts after it; each text holds `keys` sort keys
-    (`numeric`: compared as numbers) then the varying shown values it fetches, `width` fields in
-    all; per message place, where its value is: ("fixed", column), ("varying", its place in
-    `values`) or ("none", 0) for a name the rule does not bind; per varying value, its field
-    (field, None), or (the key fields, the relation's value for each key) for one looked up
-    (see DuckDBBackend._lookup)."""
+    """Where _merge_groups finds things in a row of DuckDBBackend._grouped_sql: the values with
+    one per head first, the number of solution rows at `count`, their joined texts after it, then
+    the heads' columns as lists; each text holds `keys` sort keys (`numeric`: compared as numbers)
+    then the varying shown values it fetches, `width` fields in all; per message place, where its
+    value is: ("head", column of the solutions SELECT), ("once", its place among the values with
+    one per head), ("varying", its place in `values`) or ("none", 0) for a name the rule does not
+    bind; per varying value, its field (field, None), or (the key fields, the relation's value for
+    each key) for one looked up (see DuckDBBackend._lookup)."""
 
     count: int
     keys: int
@@ -2187,44 +2198,46 @@ def _merge_groups(
     plan: GroupPlan,
     limit: int,
     join: Callable[[list[str]], str],
-) -> tuple[list[tuple[tuple, tuple, tuple[str | None, ...]]], set[tuple], int]:
-    """_merge_heads over the rows of a grouped message query (one per head), and the number of
-    solution rows. A head's texts are split, sorted on their sort keys as the ORDER BY sorts
-    (a text sorts as DuckDB's VARCHAR does, by code point; a number as a number; rows equal on
-    every key are one solution, so their order changes nothing) and merged as _merge_heads
-    merges them. A head with more than `limit` rows, or whose texts do not split into its rows
-    and fields (a value holding a separator), is left out as an overflow (merged from the full
-    query). The merge of a head's texts is kept per distinct joined text: most heads repeat a
-    few."""
+) -> tuple[list[tuple[tuple, tuple[str | None, ...]]], set[tuple], int]:
+    """_merge_heads over the rows of a grouped message query, each (the head's first columns,
+    its values), and the number of solution rows. A row holds the heads whose solutions give the
+    same texts (and values with one per head): their texts are split, sorted on their sort keys
+    as the ORDER BY sorts (a text sorts as DuckDB's VARCHAR does, by code point; a number as a
+    number; rows equal on every key are one solution, so their order changes nothing) and merged
+    as _merge_heads merges them, once for all its heads. Heads with more than `limit` rows, or
+    whose texts do not split into their rows and fields (a value holding a separator), are left
+    out as an overflow (merged from the full query). The merge of a text is kept per distinct
+    text: several rows may share one."""
     count, nkeys, width = plan.count, plan.keys, plan.width
     numeric = [i for i, num in enumerate(plan.numeric) if num]
-    # a head's values: the fixed columns' str() then its merged texts then None, put in place order
-    fixed = [at for how, at in plan.places if how == "fixed"]
-    get_fixed: Callable[[tuple], tuple] = operator.itemgetter(*fixed) if len(fixed) > 1 else lambda rec: ()
-    if len(fixed) == 1:
-        get_fixed = operator.itemgetter(slice(fixed[0], fixed[0] + 1))
-    first_text = len(fixed)
-    nothing = first_text + len(plan.values)  # the None after the texts
-    order = [
-        fixed.index(at) if how == "fixed" else first_text + at if how == "varying" else nothing
-        for how, at in plan.places
-    ]
-    arrange: Callable[[tuple], tuple] = operator.itemgetter(*order) if len(order) > 1 else lambda t: (t[order[0]],)
+    shown = [(k, at) for k, (how, at) in enumerate(plan.places) if how == "head"]  # head columns shown
     merged: dict[str, tuple[str | None, ...] | None] = {}
-    out: list[tuple[tuple, tuple, tuple[str | None, ...]]] = []
+    out: list[tuple[tuple, tuple[str | None, ...]]] = []
     overflow: set[tuple] = set()
     total = 0
     for rec in rows:
         n = rec[count]
-        total += n
+        heads = [*zip(*rec[count + 2 :], strict=True)]  # each head's columns of the solutions SELECT
+        total += n * len(heads)
         texts = merged.get(rec[count + 1], ()) if n <= limit else None
         if texts == ():
             agg: str = rec[count + 1]
             texts = merged[agg] = _merge_texts(agg, n, nkeys, width, numeric, join, plan.values)
         if texts is None:
-            overflow.add(head_key(rec))
+            overflow.update(map(head_key, heads))
             continue
-        out.append((head_key(rec), rec, arrange((*map(str, get_fixed(rec)), *texts))))
+        values: list[str | None] = [
+            None if how == "head" else str(rec[at]) if how == "once" else texts[at] if how == "varying" else None
+            for how, at in plan.places
+        ]
+        if not shown:
+            same = tuple(values)
+            out += [(head, same) for head in heads]
+            continue
+        for head in heads:
+            for k, at in shown:
+                values[k] = str(head[at])
+            out.append((head, tuple(values)))
     return out, overflow, total
 
 
@@ -2237,9 +2250,9 @@ def _merge_texts(
     join: Callable[[list[str]], str],
     values: tuple[tuple[Any, dict[tuple[str, ...], str] | None], ...] = (),
 ) -> tuple[str | None, ...] | None:
-    """One head's joined texts (see _merge_groups) as the merged text of each varying value, then
-    None, or None where they do not split into `n` rows of `width` fields (or a key to look up a
-    value by is not in its relation). `values`: where each varying value is (GroupPlan.values);
+    """One head's joined texts (see _merge_groups) as the merged text of each varying value, or
+    None where they do not split into `n` rows of `width` fields (or a key to look up a value by
+    is not in its relation). `values`: where each varying value is (GroupPlan.values);
     empty: the fields after the keys, in order."""
     fields = [record.split(_FIELD) for record in agg.split(_RECORD)]
     if len(fields) != n or any(len(f) != width for f in fields):
@@ -2251,7 +2264,7 @@ def _merge_texts(
             return None
     else:
         fields.sort(key=lambda f: f[:nkeys])
-    out: list[str | None] = []
+    out: list[str] = []
     for at, table in values or tuple((k, None) for k in range(nkeys, width)):
         if table is None:
             column = [f[at] for f in fields]
@@ -2261,7 +2274,6 @@ def _merge_texts(
                 return None
         distinct = list(dict.fromkeys(column))  # in order of first appearance
         out.append(distinct[0] if len(distinct) == 1 else join(distinct))
-    out.append(None)  # for a name the rule does not bind (see _merge_groups)
     return tuple(out)
 
 
