@@ -1631,15 +1631,13 @@ class DuckDBBackend:
             else:
                 short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
                 rows = self._run(short_sql).fetchall()
-                by_head, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
-                heads = [(first, values) for _key, first, values in by_head]
+                heads, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
                 n_rows = len(rows)
             # the next chunk's form: grouped where this one's heads had several rows each
             self._grouped[index] = n_rows >= MESSAGE_GROUPED_ROWS * (len(heads) + len(overflow))
             if overflow:
                 rows = [rec for rec in self._run(sql).fetchall() if head_key(rec) in overflow]
-                by_head = _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
-                heads += [(first, values) for _key, first, values in by_head]
+                heads += _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
             # the usual outcome head, (a line variable, the rule id), built from the line's column alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
             if line_rule:
@@ -2059,9 +2057,9 @@ def _merge_heads(
     merged: dict[tuple, str],
     *,
     dedupe: bool = False,
-) -> tuple[list[tuple[tuple, tuple, tuple[str | None, ...]]], set[tuple]]:
-    """Each head's (key, first row, the text of the columns at `places`) from solution rows in
-    the prover's order, as adjudicate._merge then str() give them, and the keys of the heads left
+) -> tuple[list[tuple[tuple, tuple[str | None, ...]]], set[tuple]]:
+    """Each head's (first row, the text of the columns at `places`) from solution rows in the
+    prover's order, as adjudicate._merge then str() give them, and the keys of the heads left
     out: those with more than `limit` rows, unless `dedupe` (the rows then hold every named
     variable, and the first `limit` distinct ones are merged). A head of at most `limit` rows
     needs no de-duplication: a repeated solution adds no value that did not appear before it, so
@@ -2072,7 +2070,7 @@ def _merge_heads(
     fixed = [(k, p) for k, p in enumerate(places) if p is not None and p in cols]
     varying = [(k, p, operator.itemgetter(p)) for k, p in enumerate(places) if p is not None and p not in cols]
     blank: list[str | None] = [None] * len(places)  # None: a name the rule does not bind
-    out: list[tuple[tuple, tuple, tuple[str | None, ...]]] = []
+    out: list[tuple[tuple, tuple[str | None, ...]]] = []
     overflow: set[tuple] = set()
     for key, group in itertools.groupby(rows, head_key):
         sols = list(group)
@@ -2096,7 +2094,7 @@ def _merge_heads(
                     distinct = dict.fromkeys(column)  # in order of first appearance
                     text = merged[column] = str(column[0]) if len(distinct) == 1 else join(list(map(str, distinct)))
                 values[k] = text
-        out.append((key, first, tuple(values)))
+        out.append((first, tuple(values)))
     return out, overflow
 
 
