@@ -1624,22 +1624,26 @@ class DuckDBBackend:
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
             grouped = self._grouped_sql(index, sql, full, keyed[index]) if self._grouped.get(index) else None
-            heads: list[tuple[tuple, tuple[str | None, ...]]]  # (a row starting with the claim key and head, values)
+            # the usual outcome head, (a line variable, the rule id), built from the line's column alone
+            line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
+            # (a row starting with the claim key and head, values), for the heads not written already
+            heads: list[tuple[tuple, tuple[str | None, ...]]] = []
             if grouped is not None:
                 group_sql, plan = grouped
-                heads, overflow, n_rows = _merge_groups(self._run(group_sql).fetchall(), head_key, plan, limit, join)
+                outcome_row = _line_row(cols[0], layout.head[1][1]) if line_rule else layout.head_of
+                fill = (messages, index, outcome_row)
+                rows = self._run(group_sql).fetchall()
+                written, overflow, n_rows = _merge_groups(rows, head_key, plan, limit, join, fill)
             else:
                 short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
                 rows = self._run(short_sql).fetchall()
                 heads, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
-                n_rows = len(rows)
+                written, n_rows = 0, len(rows)
             # the next chunk's form: grouped where this one's heads had several rows each
-            self._grouped[index] = n_rows >= MESSAGE_GROUPED_ROWS * (len(heads) + len(overflow))
+            self._grouped[index] = n_rows >= MESSAGE_GROUPED_ROWS * (written + len(heads) + len(overflow))
             if overflow:
                 rows = [rec for rec in self._run(sql).fetchall() if head_key(rec) in overflow]
                 heads += _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
-            # the usual outcome head, (a line variable, the rule id), built from the line's column alone
-            line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
             if line_rule:
                 line, rule_id = cols[0], layout.head[1][1]
                 for first, values in heads:
@@ -2098,6 +2102,11 @@ def _merge_heads(
     return out, overflow
 
 
+def _line_row(line: int, rule_id: Value | None) -> Callable[[tuple], tuple]:
+    """The outcome row (a line, the rule id) of a solutions row whose column `line` holds the line."""
+    return lambda first: (first[line], rule_id)
+
+
 def _rule_heads(
     models: list[BatchModel],
     rel: str,
@@ -2196,27 +2205,29 @@ def _merge_groups(
     plan: GroupPlan,
     limit: int,
     join: Callable[[list[str]], str],
-) -> tuple[list[tuple[tuple, tuple[str | None, ...]]], set[tuple], int]:
-    """_merge_heads over the rows of a grouped message query, each (the head's first columns,
-    its values), and the number of solution rows. A row holds the heads whose solutions give the
-    same texts (and values with one per head): their texts are split, sorted on their sort keys
-    as the ORDER BY sorts (a text sorts as DuckDB's VARCHAR does, by code point; a number as a
-    number; rows equal on every key are one solution, so their order changes nothing) and merged
-    as _merge_heads merges them, once for all its heads. Heads with more than `limit` rows, or
-    whose texts do not split into their rows and fields (a value holding a separator), are left
-    out as an overflow (merged from the full query). The merge of a text is kept per distinct
-    text: several rows may share one."""
+    fill: tuple[list[dict[tuple[int, tuple], tuple[str | None, ...]]], int, Callable[[tuple], tuple]],
+) -> tuple[int, set[tuple], int]:
+    """_merge_heads over the rows of a grouped message query, written straight into the models'
+    messages (`fill`: each model's messages, the rule index, and the outcome row of a head's
+    first columns): the number of heads written, the keys of those left out and the number of
+    solution rows. A row holds the heads whose solutions give the same texts (and values with one
+    per head): their texts are split, sorted on their sort keys as the ORDER BY sorts (a text
+    sorts as DuckDB's VARCHAR does, by code point; a number as a number; rows equal on every key
+    are one solution, so their order changes nothing) and merged as _merge_heads merges them,
+    once for all its heads. Heads with more than `limit` rows, or whose texts do not split into
+    their rows and fields (a value holding a separator), are left out as an overflow (merged from
+    the full query). The merge of a text is kept per distinct text: several rows may share one."""
+    messages, index, outcome_row = fill
     count, nkeys, width = plan.count, plan.keys, plan.width
     numeric = [i for i, num in enumerate(plan.numeric) if num]
     shown = [(k, at) for k, (how, at) in enumerate(plan.places) if how == "head"]  # head columns shown
     merged: dict[str, tuple[str | None, ...] | None] = {}
-    out: list[tuple[tuple, tuple[str | None, ...]]] = []
+    written = total = 0
     overflow: set[tuple] = set()
-    total = 0
     for rec in rows:
         n = rec[count]
-        heads = [*zip(*rec[count + 2 :], strict=True)]  # each head's columns of the solutions SELECT
-        total += n * len(heads)
+        heads = zip(*rec[count + 2 :], strict=True)  # each head's columns of the solutions SELECT
+        total += n * len(rec[-1])
         texts = merged.get(rec[count + 1], ()) if n <= limit else None
         if texts == ():
             agg: str = rec[count + 1]
@@ -2224,19 +2235,21 @@ def _merge_groups(
         if texts is None:
             overflow.update(map(head_key, heads))
             continue
+        written += len(rec[-1])
         values: list[str | None] = [
             None if how == "head" else str(rec[at]) if how == "once" else texts[at] if how == "varying" else None
             for how, at in plan.places
         ]
         if not shown:
             same = tuple(values)
-            out += [(head, same) for head in heads]
+            for head in heads:
+                messages[head[0]][(index, outcome_row(head))] = same
             continue
         for head in heads:
             for k, at in shown:
                 values[k] = str(head[at])
-            out.append((head, tuple(values)))
-    return out, overflow, total
+            messages[head[0]][(index, outcome_row(head))] = tuple(values)
+    return written, overflow, total
 
 
 def _merge_texts(
