@@ -485,4 +485,66 @@ def test_a_text_whose_key_is_not_looked_up_is_merged_from_the_full_query() -> No
     values = ((1, None), ((0,), {("a",): "zeta"}))
     agg = "a\x1f2\x1eb\x1f1"
     assert duck._merge_texts(agg, 2, 1, 2, [], " and ".join, values) is None
-    assert duck._merge_texts("a\x1f2\x1ea\x1f1", 2, 1, 2, [], " and ".join, values) == ("2 and 1", "zeta", None)
+    assert duck._merge_texts("a\x1f2\x1ea\x1f1", 2, 1, 2, [], " and ".join, values) == ("2 and 1", "zeta")
+
+
+# -- heads grouped by what their messages show (DuckDBBackend._grouped_sql, _merge_groups) -------
+
+
+def test_heads_that_share_their_texts_are_one_row_of_the_grouped_query(
+    tables_kb: PolicyKB, grouped_backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines of one code and date have the same tables: the grouped query returns one row for all
+    their heads (claim keys and lines as lists), merged once, and each head's message still shows
+    its own line. The 99212 lines have more solution rows than a message shows: their row's heads
+    are merged from the full query, each on its own."""
+    claim = _claim(["99213", "99212", "99213", "99213", "99212"])
+    facts = claim_to_facts(claim)
+    request = BatchDecider(tables_kb).request
+    given: list[tuple[Any, list[tuple]]] = []
+    real = duck._merge_groups
+
+    def recording(rows: list[tuple], head_key: Any, plan: Any, *args: Any) -> Any:
+        given.append((plan, rows))
+        return real(rows, head_key, plan, *args)
+
+    monkeypatch.setattr(duck, "_merge_groups", recording)
+    for _ in range(2):
+        (model,) = grouped_backend.evaluate_many([facts], messages=request)
+    _sql, plan = _grouped_plan(grouped_backend, tables_kb, "t.tables")
+    (rows,) = [rows for p, rows in given if p == plan]
+    assert sorted(sorted(rec[-1]) for rec in rows) == [[1, 3, 4], [2, 5]]  # each row's lines
+    index = _index(tables_kb, "t.tables")
+    assert model.messages[(index, (4, "t.tables"))] == ("4", "2024-03-01", "zeta, alpha and mid")
+    assert model.messages[(index, (5, "t.tables"))] == ("5", "2024-03-01", "zeta, alpha and mid")
+    expected = _messages(tables_kb.adjudicate(claim, proofs=False).to_dict())
+    assert {(ln, rule_id) for _index_, (ln, rule_id) in model.messages} == set(expected)
+    for (_i, (ln, rule_id)), values in model.messages.items():
+        assert expected[(ln, rule_id)] == BatchDecider(tables_kb)._template(rule_id, "warn").fill(values)
+
+
+# -- outcome rows fetched grouped on their rule id (DuckDBBackend._fetch_grouped) ---------------
+
+
+def test_outcome_rows_are_fetched_grouped_on_the_columns_their_rules_fill_with_constants(tables_kb: PolicyKB) -> None:
+    """Every rule of warn puts its rule id, a constant, in the second column: warn is fetched one
+    row per rule id, which gives each claim its rows (those the pyDatalog path derives, sorted),
+    each rule its number of heads and the heads themselves, without a pass over the rows."""
+    cp = tables_kb.kb.compiled
+    assert cp is not None
+    claims = [_claim(["99213", "99214", "99211"]), _claim(["99212", "99215"]), _claim(["99201"])]
+    backend = duck.DuckDBBackend(cp, tables_kb.kb.store, duck.declared_types(cp, tables_kb.kb.program))
+    models = backend.evaluate_many([claim_to_facts(c) for c in claims], messages=BatchDecider(tables_kb).request)
+    at, groups = backend._groups["warn"]
+    assert at == (1,) and {"t.tables", "t.steps", "t.line"} <= {rule_id for (rule_id,) in groups}
+    for claim, model in zip(claims, models, strict=True):
+        derived = tables_kb.evaluator.evaluate(dict(claim_to_facts(claim))).relations["warn"]
+        assert model.relations["warn"] == sorted(map(tuple, derived))
+    tables = _index(tables_kb, "t.tables")
+    by_pass = [(ck, row) for ck, m in enumerate(models) for row in m.relations["warn"] if row[1] == "t.tables"]
+    consts = backend.sql.head_consts[tables]
+    heads = duck._rule_heads(models, "warn", consts, {}, backend._groups["warn"])
+    assert sorted(heads) == sorted(by_pass) == sorted(duck._rule_heads(models, "warn", consts, {}))
+    ((_, _, n),) = backend._solved_rules(models, [tables])
+    assert n == len(by_pass) > 1
+    backend.close()

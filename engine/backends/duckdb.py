@@ -1310,6 +1310,18 @@ class DuckDBBackend:
         self.types = infer_types(cp, given_types)
         self.sql = compile_sql(cp, self.types)
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
+        # relation -> the columns every rule of it fills with a constant (see _fetch_grouped)
+        self._const_columns = {
+            rel: tuple(
+                j
+                for j in range(cp.arity[rel])
+                if all(isinstance(r.head.args[j], IConst) for r in cp.rules if r.head.relation == rel)
+            )
+            for rel in {r.head.relation for r in cp.rules}
+        }
+        # this chunk's rows of such a relation, grouped: relation -> (the columns, their values ->
+        # (claim keys, rows)), as _fetch_grouped fetched them
+        self._groups: dict[str, tuple[tuple[int, ...], dict[tuple, tuple[list[int], list[Row]]]]] = {}
         # the claim-dependent tables that may hold rows from the last chunk (emptied before the next)
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}
         self._message_sqls: dict[
@@ -1612,6 +1624,12 @@ class DuckDBBackend:
             rule = self.cp.rules[index]
             consts = self.sql.head_consts[index]
             key = (rule.head.relation, tuple(i for i, _ in consts))
+            groups = self._groups.get(key[0])
+            if groups is not None and groups[0] == key[1]:  # fetched grouped on these columns
+                n = len(groups[1].get(tuple(v for _, v in consts), ((), ()))[1])
+                if n:
+                    yield index, sql, n
+                continue
             found_heads = heads.get(key)
             if found_heads is None:
                 get = operator.itemgetter(*key[1]) if key[1] else lambda _row: ()
@@ -1657,8 +1675,9 @@ class DuckDBBackend:
             cols = [col for col, _ in layout.head if col is not None]
             at = _head_places(self.cp, index, layout, full)
             if at is not None:  # the message shows the head only: no query (see _head_places)
+                rel = self.cp.rules[index].head.relation
                 for ck, row in _rule_heads(
-                    models, self.cp.rules[index].head.relation, self.sql.head_consts[index], outcome_rows
+                    models, rel, self.sql.head_consts[index], outcome_rows, self._groups.get(rel)
                 ):
                     messages[ck][(index, row)] = tuple(None if j is None else str(row[j]) for j in at)
                 continue
@@ -1674,28 +1693,33 @@ class DuckDBBackend:
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
             grouped = self._grouped_sql(index, sql, full, keyed[index]) if self._grouped.get(index) else None
+            # the usual outcome head, (a line variable, the rule id), built from the line's column alone
+            line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
+            # (a row starting with the claim key and head, values), for the heads not written already
+            heads: list[tuple[tuple, tuple[str | None, ...]]] = []
             if grouped is not None:
                 group_sql, plan = grouped
-                heads, overflow, n_rows = _merge_groups(self._run(group_sql).fetchall(), head_key, plan, limit, join)
+                outcome_row = _line_row(cols[0], layout.head[1][1]) if line_rule else layout.head_of
+                fill = (messages, index, outcome_row)
+                rows = self._run(group_sql).fetchall()
+                written, overflow, n_rows = _merge_groups(rows, head_key, plan, limit, join, fill)
             else:
                 short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
                 rows = self._run(short_sql).fetchall()
                 heads, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
-                n_rows = len(rows)
+                written, n_rows = 0, len(rows)
             # the next chunk's form: grouped where this one's heads had several rows each
-            self._grouped[index] = n_rows >= MESSAGE_GROUPED_ROWS * (len(heads) + len(overflow))
+            self._grouped[index] = n_rows >= MESSAGE_GROUPED_ROWS * (written + len(heads) + len(overflow))
             if overflow:
                 rows = [rec for rec in self._run(sql).fetchall() if head_key(rec) in overflow]
                 heads += _merge_heads(rows, head_key, cols, full, limit, join, merged, dedupe=True)[0]
-            # the usual outcome head, (a line variable, the rule id), built from the group key alone
-            line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
-            rule_id = layout.head[1][1] if line_rule else None
             if line_rule:
-                for (ck, line), _first, values in heads:
-                    messages[ck][(index, (line, rule_id))] = values
+                line, rule_id = cols[0], layout.head[1][1]
+                for first, values in heads:
+                    messages[first[0]][(index, (first[line], rule_id))] = values
             else:
-                for key, first, values in heads:
-                    messages[key[0]][(index, layout.head_of(first))] = values
+                for first, values in heads:
+                    messages[first[0]][(index, layout.head_of(first))] = values
 
     def _keyed_atoms(self, rules: list[tuple[int, int]]) -> dict[int, frozenset[int]]:
         """For each rule (index, outcome rows), its positive atoms (by place in
@@ -1849,7 +1873,9 @@ class DuckDBBackend:
         if any(rows is None and not step.claim for rows, step in zip(kept, steps, strict=True)):
             return None
         keys = [operator.itemgetter(*step.key) if step.key else lambda _row: () for step in steps]
-        for ck, row in _rule_heads(models, rule.head.relation, consts, outcome_rows):
+        for ck, row in _rule_heads(
+            models, rule.head.relation, consts, outcome_rows, self._groups.get(rule.head.relation)
+        ):
             m = models[ck]
             env: dict[str, Value] = {name: row[j] for j, name in head}
             for step, by_key, key in zip(steps, kept, keys, strict=True):
@@ -1960,22 +1986,29 @@ class DuckDBBackend:
         select += [f"{exprs[p]} AS s{head + n}" for n, p in enumerate(once)]
         texts = [f"CAST({e} AS VARCHAR)" for e in [*keys, *(exprs[p] for p in fetched)]]
         record = f" || '{_FIELD}' || ".join(texts)
-        select += ["count(*)", f"string_agg({record}, '{_RECORD}')"]
-        at = {p: n for n, p in enumerate(range(head))}
-        at.update({p: head + n for n, p in enumerate(once)})
+        select += ["count(*) AS n", f"string_agg({record}, '{_RECORD}') AS t"]
+        at = {p: n for n, p in enumerate(once, head)}
         where = tuple(
-            ("fixed", at[p]) if p in at else ("varying", varying.index(p)) if p is not None else ("none", 0)
+            ("head", p)
+            if p is not None and p < head
+            else ("once", at[p] - head)
+            if p in at
+            else ("varying", varying.index(p))
+            if p is not None
+            else ("none", 0)
             for p in places
         )
         plan = GroupPlan(
-            count=head + len(once),
+            count=len(once),
             keys=len(keys),
             numeric=tuple(t == NUM for t in types[: len(keys)]),
             width=len(texts),
             places=where,
             values=tuple(looked[p] if p in looked else (len(keys) + fetched.index(p), None) for p in varying),
         )
-        return f"SELECT {', '.join(select)}\n{body}\nGROUP BY ALL", plan
+        heads = ", ".join(f"list(s{i})" for i in range(head))
+        outer = ", ".join([*(f"s{head + n}" for n in range(len(once))), "n", "t", heads])
+        return f"SELECT {outer} FROM (SELECT {', '.join(select)}\n{body}\nGROUP BY ALL) GROUP BY ALL", plan
 
     def _lookup(
         self, index: int, expr: str, field_of: dict[str, int]
@@ -2028,24 +2061,65 @@ class DuckDBBackend:
             self.con.execute(f"INSERT INTO {_q('_claims')} SELECT range FROM range({n})")
 
     def _fetch(self, models: list[BatchModel], relations: list[str]) -> None:
+        """Each claim's rows of the relations (sorted: one type per column, natural order is _key
+        order). A relation whose rules all put a constant at some columns (the outcomes' rule id)
+        is fetched grouped on those columns (_fetch_grouped); the groups are kept for this chunk's
+        messages (_rule_heads, _solved_rules)."""
         cp, con = self.cp, self.con
+        self._groups = {}
         for rel in relations:
             if cp.kinds.get(rel) not in _CK_KINDS:
                 continue
-            grouped: dict[int, list[Row]] = {}
-            # a relation filled with UNION ALL may hold a row twice (see _bag): a model holds sets
-            distinct = "DISTINCT " if any(rel in step.bags for step in self.sql.steps) else ""
-            for rec in con.execute(f"SELECT {distinct}* FROM {table_name(cp, rel)}").fetchall():
-                rows = grouped.get(rec[0])
-                if rows is None:
-                    grouped[rec[0]] = [rec[1:]]
-                else:
-                    rows.append(rec[1:])
             for m in models:
                 m.relations.setdefault(rel, [])
+            # a relation filled with UNION ALL may hold a row twice (see _bag): a model holds sets
+            table = table_name(cp, rel)
+            if any(rel in step.bags for step in self.sql.steps):
+                table = f"(SELECT DISTINCT * FROM {table})"
+            at = self._const_columns.get(rel)
+            if at:
+                grouped = self._fetch_grouped(rel, table, at)
+            else:
+                grouped = {}
+                for rec in con.execute(f"SELECT * FROM {table}").fetchall():
+                    rows = grouped.get(rec[0])
+                    if rows is None:
+                        grouped[rec[0]] = [rec[1:]]
+                    else:
+                        rows.append(rec[1:])
             for ck, rows in grouped.items():
-                rows.sort()  # one type per column: natural order is _key order
+                if len(rows) > 1:
+                    rows.sort()
                 models[ck].relations[rel] = rows
+
+    def _fetch_grouped(self, rel: str, table: str, at: tuple[int, ...]) -> dict[int, list[Row]]:
+        """The relation's rows by claim key, fetched as one row per distinct value of the columns
+        `at` with the claim keys and other columns as lists: each of those values (a rule id) is
+        turned into a Python object once per group, not once per row, which is most of the cost of
+        fetching a row. The groups (values -> claim keys, rows) are kept in self._groups."""
+        rest = [j for j in range(self.cp.arity[rel]) if j not in at]
+        select = ", ".join(["list(ck)", *(f"list(c{j})" for j in rest), *(f"c{j}" for j in at)])
+        by = ", ".join(f"c{j}" for j in at)
+        groups: dict[tuple, tuple[list[int], list[Row]]] = {}
+        self._groups[rel] = (at, groups)
+        grouped: dict[int, list[Row]] = {}
+        for rec in self.con.execute(f"SELECT {select} FROM {table} GROUP BY {by}").fetchall():
+            cks: list[int] = rec[0]
+            values = rec[1 + len(rest) :]
+            columns: list[Iterable[Value]] = [()] * (len(rest) + len(at))
+            for j, column in zip(rest, rec[1 : 1 + len(rest)], strict=True):
+                columns[j] = column
+            for j, v in zip(at, values, strict=True):
+                columns[j] = repeat(v, len(cks))
+            rows: list[Row] = [*zip(*columns, strict=True)]
+            groups[values] = (cks, rows)
+            for ck, row in zip(cks, rows, strict=True):
+                found = grouped.get(ck)
+                if found is None:
+                    grouped[ck] = [row]
+                else:
+                    found.append(row)
+        return grouped
 
     def close(self) -> None:
         atexit.unregister(self.close)
@@ -2063,9 +2137,9 @@ def _merge_heads(
     merged: dict[tuple, str],
     *,
     dedupe: bool = False,
-) -> tuple[list[tuple[tuple, tuple, tuple[str | None, ...]]], set[tuple]]:
-    """Each head's (key, first row, the text of the columns at `places`) from solution rows in
-    the prover's order, as adjudicate._merge then str() give them, and the keys of the heads left
+) -> tuple[list[tuple[tuple, tuple[str | None, ...]]], set[tuple]]:
+    """Each head's (first row, the text of the columns at `places`) from solution rows in the
+    prover's order, as adjudicate._merge then str() give them, and the keys of the heads left
     out: those with more than `limit` rows, unless `dedupe` (the rows then hold every named
     variable, and the first `limit` distinct ones are merged). A head of at most `limit` rows
     needs no de-duplication: a repeated solution adds no value that did not appear before it, so
@@ -2076,7 +2150,7 @@ def _merge_heads(
     fixed = [(k, p) for k, p in enumerate(places) if p is not None and p in cols]
     varying = [(k, p, operator.itemgetter(p)) for k, p in enumerate(places) if p is not None and p not in cols]
     blank: list[str | None] = [None] * len(places)  # None: a name the rule does not bind
-    out: list[tuple[tuple, tuple, tuple[str | None, ...]]] = []
+    out: list[tuple[tuple, tuple[str | None, ...]]] = []
     overflow: set[tuple] = set()
     for key, group in itertools.groupby(rows, head_key):
         sols = list(group)
@@ -2100,8 +2174,13 @@ def _merge_heads(
                     distinct = dict.fromkeys(column)  # in order of first appearance
                     text = merged[column] = str(column[0]) if len(distinct) == 1 else join(list(map(str, distinct)))
                 values[k] = text
-        out.append((key, first, tuple(values)))
+        out.append((first, tuple(values)))
     return out, overflow
+
+
+def _line_row(line: int, rule_id: Value | None) -> Callable[[tuple], tuple]:
+    """The outcome row (a line, the rule id) of a solutions row whose column `line` holds the line."""
+    return lambda first: (first[line], rule_id)
 
 
 def _rule_heads(
@@ -2109,11 +2188,17 @@ def _rule_heads(
     rel: str,
     consts: tuple[tuple[int, Value], ...],
     outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]],
-) -> list[tuple[int, tuple]]:
+    groups: tuple[tuple[int, ...], dict[tuple, tuple[list[int], list[Row]]]] | None = None,
+) -> Iterable[tuple[int, tuple]]:
     """The chunk's rows of outcome relation `rel` that hold the values `consts` (position,
-    value), each with its claim key, in claim order; `outcome_rows` keeps the chunk's rows by
-    relation and the values at the positions, read once for all the rules that ask."""
+    value), each with its claim key; `outcome_rows` keeps the chunk's rows by relation and the
+    values at the positions, read once for all the rules that ask. `groups`: the relation's rows
+    as DuckDBBackend._fetch_grouped fetched them, read without a pass over the rows where they
+    are grouped on these positions."""
     where = (rel, tuple(j for j, _ in consts))
+    if groups is not None and groups[0] == where[1]:
+        cks, found_rows = groups[1].get(tuple(v for _, v in consts), ((), ()))
+        return zip(cks, found_rows, strict=True)
     rows = outcome_rows.get(where)
     if rows is None:
         rows = outcome_rows[where] = {}
@@ -2173,13 +2258,14 @@ _ATOM_COLUMN = re.compile(r"t(\d+)\.c(\d+)")  # a body atom's column, as _rule_s
 
 @dataclass(frozen=True)
 class GroupPlan:
-    """Where _merge_groups finds things in a row of DuckDBBackend._grouped_sql: the number of
-    solution rows at `count`, their joined texts after it; each text holds `keys` sort keys
-    (`numeric`: compared as numbers) then the varying shown values it fetches, `width` fields in
-    all; per message place, where its value is: ("fixed", column), ("varying", its place in
-    `values`) or ("none", 0) for a name the rule does not bind; per varying value, its field
-    (field, None), or (the key fields, the relation's value for each key) for one looked up
-    (see DuckDBBackend._lookup)."""
+    """Where _merge_groups finds things in a row of DuckDBBackend._grouped_sql: the values with
+    one per head first, the number of solution rows at `count`, their joined texts after it, then
+    the heads' columns as lists; each text holds `keys` sort keys (`numeric`: compared as numbers)
+    then the varying shown values it fetches, `width` fields in all; per message place, where its
+    value is: ("head", column of the solutions SELECT), ("once", its place among the values with
+    one per head), ("varying", its place in `values`) or ("none", 0) for a name the rule does not
+    bind; per varying value, its field (field, None), or (the key fields, the relation's value for
+    each key) for one looked up (see DuckDBBackend._lookup)."""
 
     count: int
     keys: int
@@ -2195,45 +2281,51 @@ def _merge_groups(
     plan: GroupPlan,
     limit: int,
     join: Callable[[list[str]], str],
-) -> tuple[list[tuple[tuple, tuple, tuple[str | None, ...]]], set[tuple], int]:
-    """_merge_heads over the rows of a grouped message query (one per head), and the number of
-    solution rows. A head's texts are split, sorted on their sort keys as the ORDER BY sorts
-    (a text sorts as DuckDB's VARCHAR does, by code point; a number as a number; rows equal on
-    every key are one solution, so their order changes nothing) and merged as _merge_heads
-    merges them. A head with more than `limit` rows, or whose texts do not split into its rows
-    and fields (a value holding a separator), is left out as an overflow (merged from the full
-    query). The merge of a head's texts is kept per distinct joined text: most heads repeat a
-    few."""
+    fill: tuple[list[dict[tuple[int, tuple], tuple[str | None, ...]]], int, Callable[[tuple], tuple]],
+) -> tuple[int, set[tuple], int]:
+    """_merge_heads over the rows of a grouped message query, written straight into the models'
+    messages (`fill`: each model's messages, the rule index, and the outcome row of a head's
+    first columns): the number of heads written, the keys of those left out and the number of
+    solution rows. A row holds the heads whose solutions give the same texts (and values with one
+    per head): their texts are split, sorted on their sort keys as the ORDER BY sorts (a text
+    sorts as DuckDB's VARCHAR does, by code point; a number as a number; rows equal on every key
+    are one solution, so their order changes nothing) and merged as _merge_heads merges them,
+    once for all its heads. Heads with more than `limit` rows, or whose texts do not split into
+    their rows and fields (a value holding a separator), are left out as an overflow (merged from
+    the full query). The merge of a text is kept per distinct text: several rows may share one."""
+    messages, index, outcome_row = fill
     count, nkeys, width = plan.count, plan.keys, plan.width
     numeric = [i for i, num in enumerate(plan.numeric) if num]
-    # a head's values: the fixed columns' str() then its merged texts then None, put in place order
-    fixed = [at for how, at in plan.places if how == "fixed"]
-    get_fixed: Callable[[tuple], tuple] = operator.itemgetter(*fixed) if len(fixed) > 1 else lambda rec: ()
-    if len(fixed) == 1:
-        get_fixed = operator.itemgetter(slice(fixed[0], fixed[0] + 1))
-    first_text = len(fixed)
-    nothing = first_text + len(plan.values)  # the None after the texts
-    order = [
-        fixed.index(at) if how == "fixed" else first_text + at if how == "varying" else nothing
-        for how, at in plan.places
-    ]
-    arrange: Callable[[tuple], tuple] = operator.itemgetter(*order) if len(order) > 1 else lambda t: (t[order[0]],)
+    shown = [(k, at) for k, (how, at) in enumerate(plan.places) if how == "head"]  # head columns shown
     merged: dict[str, tuple[str | None, ...] | None] = {}
-    out: list[tuple[tuple, tuple, tuple[str | None, ...]]] = []
+    written = total = 0
     overflow: set[tuple] = set()
-    total = 0
     for rec in rows:
         n = rec[count]
-        total += n
+        heads = zip(*rec[count + 2 :], strict=True)  # each head's columns of the solutions SELECT
+        total += n * len(rec[-1])
         texts = merged.get(rec[count + 1], ()) if n <= limit else None
         if texts == ():
             agg: str = rec[count + 1]
             texts = merged[agg] = _merge_texts(agg, n, nkeys, width, numeric, join, plan.values)
         if texts is None:
-            overflow.add(head_key(rec))
+            overflow.update(map(head_key, heads))
             continue
-        out.append((head_key(rec), rec, arrange((*map(str, get_fixed(rec)), *texts))))
-    return out, overflow, total
+        written += len(rec[-1])
+        values: list[str | None] = [
+            None if how == "head" else str(rec[at]) if how == "once" else texts[at] if how == "varying" else None
+            for how, at in plan.places
+        ]
+        if not shown:
+            same = tuple(values)
+            for head in heads:
+                messages[head[0]][(index, outcome_row(head))] = same
+            continue
+        for head in heads:
+            for k, at in shown:
+                values[k] = str(head[at])
+            messages[head[0]][(index, outcome_row(head))] = tuple(values)
+    return written, overflow, total
 
 
 def _merge_texts(
@@ -2245,9 +2337,9 @@ def _merge_texts(
     join: Callable[[list[str]], str],
     values: tuple[tuple[Any, dict[tuple[str, ...], str] | None], ...] = (),
 ) -> tuple[str | None, ...] | None:
-    """One head's joined texts (see _merge_groups) as the merged text of each varying value, then
-    None, or None where they do not split into `n` rows of `width` fields (or a key to look up a
-    value by is not in its relation). `values`: where each varying value is (GroupPlan.values);
+    """One head's joined texts (see _merge_groups) as the merged text of each varying value, or
+    None where they do not split into `n` rows of `width` fields (or a key to look up a value by
+    is not in its relation). `values`: where each varying value is (GroupPlan.values);
     empty: the fields after the keys, in order."""
     fields = [record.split(_FIELD) for record in agg.split(_RECORD)]
     if len(fields) != n or any(len(f) != width for f in fields):
@@ -2259,7 +2351,7 @@ def _merge_texts(
             return None
     else:
         fields.sort(key=lambda f: f[:nkeys])
-    out: list[str | None] = []
+    out: list[str] = []
     for at, table in values or tuple((k, None) for k in range(nkeys, width)):
         if table is None:
             column = [f[at] for f in fields]
@@ -2269,7 +2361,6 @@ def _merge_texts(
                 return None
         distinct = list(dict.fromkeys(column))  # in order of first appearance
         out.append(distinct[0] if len(distinct) == 1 else join(distinct))
-    out.append(None)  # for a name the rule does not bind (see _merge_groups)
     return tuple(out)
 
 
