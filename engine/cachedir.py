@@ -12,7 +12,8 @@ Kinds, by file name:
 - `static`: the DuckDB backend's static relations (`static-<digest>-d<N>.duckdb`);
 - `program`: a checked, compiled KB (`program-<digest>-<engine>.json`);
 - `parsed`: one parsed `.dl` file (`parsed-<digest>.json`);
-- `partial`: what a build that was cut short left (`*.tmp*`); pruned like the others;
+- `partial`: what a build that was cut short left (`*.tmp*`), or one being written; pruned
+  like the others once a day old;
 - `lock`: a table's lock file (`<relation>.lock`); never removed (a process may hold it).
 """
 
@@ -87,9 +88,19 @@ def used_by(kb: LoadedKB, static_file: Path | None = None) -> set[Path]:
     return used
 
 
+PARTIAL_DAYS = 1  # a partial file younger than this may be a build still being written
+
+
 def prunable(found: Iterable[Entry], used: set[Path], before: float) -> list[Entry]:
-    """The entries `--prune` removes: not used, not a lock, last written before `before`."""
-    return [e for e in found if e.kind != "lock" and e.path not in used and e.mtime < before]
+    """The entries `--prune` removes: not used, not a lock, last written before `before`; a
+    partial file only when also older than PARTIAL_DAYS (another process may be writing it: a
+    table build does so under the table's lock, a static file's under none)."""
+    partial_before = min(before, cutoff(PARTIAL_DAYS))
+    return [
+        e
+        for e in found
+        if e.kind != "lock" and e.path not in used and e.mtime < (partial_before if e.kind == "partial" else before)
+    ]
 
 
 def prune(cache_dir: Path, doomed: list[Entry]) -> list[Entry]:
