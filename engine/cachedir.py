@@ -25,9 +25,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.kb import LoadedKB, _cache_file, _notice
+from engine.api import PolicyKB
+from engine.kb import compiled_cache_file
 from engine.program import kb_files
-from engine.store import _exclusive
+from engine.store import table_lock
 from engine.syntax.cache import ParsedModules
 
 KINDS = ("table", "static", "program", "parsed", "partial", "lock", "other")
@@ -72,19 +73,24 @@ def entries(cache_dir: Path) -> list[Entry]:
     return out
 
 
-def used_by(kb: LoadedKB, static_file: Path | None = None) -> set[Path]:
-    """The cache files opening `kb` reads: its tables (and their DuckDB copies), its compiled
-    program, each `.dl` file's parse, and `static_file` (the DuckDB backend's, when opened)."""
-    cache = kb.store.cache_dir
-    used = {_cache_file(cache, kb.program.digest)}
-    for sqlite in kb.store.tables.values():
-        used.add(sqlite)
-        used.update(cache.glob(f"{sqlite.stem}-d*.duckdb"))
-    parsed = ParsedModules(cache, _notice)
-    for file, module in zip(kb_files(kb.root), kb.program.modules, strict=True):
+def used_by(kb: PolicyKB) -> set[Path]:
+    """The cache files opening `kb` reads: its tables and their DuckDB copies, its compiled
+    program, each `.dl` file's parse and, when every table has its DuckDB copy (so opening the
+    backend builds nothing new), the backend's static relations' file."""
+    from engine.backends.duckdb import table_file  # imports DuckDB: only here
+
+    loaded = kb.kb
+    cache = loaded.store.cache_dir
+    used = {compiled_cache_file(cache, loaded.program.digest)}
+    copies = {table_file(loaded.store, rel) for rel in loaded.store.tables}
+    used.update(loaded.store.tables.values(), (p for p in copies if p.exists()))
+    parsed = ParsedModules(cache, lambda _message: None)  # only names files here: reads none
+    for file, module in zip(kb_files(loaded.root), loaded.program.modules, strict=True):
         used.add(parsed.file_for(file.read_bytes(), module.path)[0])
-    if static_file is not None:
-        used.add(static_file)
+    if loaded.compiled is not None and all(p.exists() for p in copies):
+        static = kb.duckdb().static_file
+        if static is not None:
+            used.add(static)
     return used
 
 
@@ -109,7 +115,7 @@ def prune(cache_dir: Path, doomed: list[Entry]) -> list[Entry]:
     removed: list[Entry] = []
     for e in doomed:
         if e.kind == "table" and e.relation is not None:
-            with _exclusive(cache_dir / f"{e.relation}.lock"):
+            with table_lock(cache_dir, e.relation):
                 gone = _remove(e.path)
         else:
             gone = _remove(e.path)

@@ -387,12 +387,8 @@ def cache(prune: bool, days: float, dry_run: bool, fmt: str, kb_dir: Path | None
     out = _cli().out
     kb = _cli()._open_kb(kb_dir)
     store = kb.kb.store
-    static_file = None
-    copies = [p for sqlite in store.tables.values() for p in store.cache_dir.glob(f"{sqlite.stem}-d*.duckdb")]
-    if kb.kb.compiled is not None and len(copies) >= len(store.tables):  # opening DuckDB builds nothing new
-        static_file = kb.duckdb().static_file
     found = cachedir.entries(store.cache_dir)
-    used = cachedir.used_by(kb.kb, static_file)
+    used = cachedir.used_by(kb)
     doomed = cachedir.prunable(found, used, cachedir.cutoff(days)) if prune else []
     removed = doomed if dry_run else cachedir.prune(store.cache_dir, doomed)
     if removed and not dry_run:

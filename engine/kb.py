@@ -132,7 +132,8 @@ def _engine_digest() -> str:
     return h.hexdigest()[:12]
 
 
-def _cache_file(cache: Path, digest: str) -> Path:
+def compiled_cache_file(cache: Path, digest: str) -> Path:
+    """The cache file of a checked, compiled KB: named by its sources' digest and the engine's."""
     return cache / f"program-{digest}-{_engine_digest()}.json"
 
 
@@ -156,11 +157,13 @@ def _read_compiled(cache: Path, digest: str) -> tuple[list[Diagnostic], Compiled
             raise ValueError("unexpected contents")
         return diags, compiled
 
-    return read_data(_cache_file(cache, digest), CACHE_FORMAT, "compiled-KB cache", "rebuilding it", _notice, check)
+    return read_data(
+        compiled_cache_file(cache, digest), CACHE_FORMAT, "compiled-KB cache", "rebuilding it", _notice, check
+    )
 
 
 def _write_compiled(cache: Path, digest: str, diags: list[Diagnostic], compiled: CompiledProgram) -> None:
-    path = _cache_file(cache, digest)
+    path = compiled_cache_file(cache, digest)
     data = {
         "format": CACHE_FORMAT,
         "kb": digest,

@@ -39,9 +39,11 @@ SourcedRows = tuple[tuple["RowSource", Row], ...]
 
 
 @contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (a sibling .lock file): worker processes that start on a
-    cold cache build a table, or its indexes, one at a time, and never read one being written."""
+def table_lock(cache_dir: Path, relation: str) -> Iterator[None]:
+    """Hold the exclusive lock of a table's cache files (`<relation>.lock` beside them): worker
+    processes that start on a cold cache build a table, or its indexes, one at a time, and never
+    read one being written; `policykb cache --prune` removes a table's files under it too."""
+    path = cache_dir / f"{relation}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -160,7 +162,7 @@ class Store:
                     Diagnostic("table-missing", f"table file {filename} for {name} does not exist", inp.loc)
                 )
                 continue
-            with _exclusive(self.cache_dir / f"{name}.lock"):
+            with table_lock(self.cache_dir, name):
                 db = self._ensure_table(name, decl, inp, path, shown, progress)
                 if db is not None:
                     self.tables[name] = db

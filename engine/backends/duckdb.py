@@ -1179,7 +1179,8 @@ def _sort_keys(layout: SolutionLayout, keyed: frozenset[int]) -> tuple[list[str]
 # Stored tables: one DuckDB file per `.input` table in the cache
 
 
-def _table_file(store: Store, rel: str) -> Path:
+def table_file(store: Store, rel: str) -> Path:
+    """The DuckDB copy of a stored table (beside its SQLite file in the cache, named after it)."""
     sqlite_path = store.tables[rel]
     return sqlite_path.with_name(f"{sqlite_path.stem}-d{DUCKDB_FORMAT}.duckdb")
 
@@ -1190,7 +1191,7 @@ def ensure_table_files(store: Store, types: dict[str, tuple[str, ...]]) -> dict[
     for rel in sorted(store.tables):
         if rel not in types:
             continue
-        path = _table_file(store, rel)
+        path = table_file(store, rel)
         if not path.exists():
             _build_table_file(store, rel, types[rel], path)
         out[rel] = path
