@@ -1365,7 +1365,7 @@ class DuckDBBackend:
 
     def _create_tables(self) -> None:
         cp, con = self.cp, self.con
-        con.execute(f"CREATE TEMP TABLE {_q('_claims')} (ck BIGINT)")
+        self._load_claims(0)
         files = ensure_table_files(self.store, self.types) if self.store is not None else {}
         for rel, kind in sorted(cp.kinds.items()):
             if kind is RelKind.STORED:
@@ -1564,7 +1564,6 @@ class DuckDBBackend:
         for rel in sorted(self._filled - self._views):
             self._empty(table_name(cp, rel), self.sql.columns(rel))
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}  # until this chunk ends
-        self._empty(_q("_claims"), ["ck BIGINT"])
         inputs: dict[str, Sequence[list[Row]]] = {}  # table relation -> each claim's rows, in chunk order
         if chunk and all(type(facts) is ClaimFacts for facts in chunk):
             # claim_to_facts' facts: every relation in each, distinct and sorted already. Taken a
@@ -2058,8 +2057,8 @@ class DuckDBBackend:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({', '.join(columns)})")
 
     def _load_claims(self, n: int) -> None:
-        if n:
-            self.con.execute(f"INSERT INTO {_q('_claims')} SELECT range FROM range({n})")
+        """The chunk's claim keys 0..n-1, in a table made anew (see _empty)."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_q('_claims')} AS SELECT range AS ck FROM range({n})")
 
     def _fetch(self, models: list[BatchModel], relations: list[str]) -> None:
         """Each claim's rows of the relations (sorted: one type per column, natural order is _key
