@@ -377,7 +377,7 @@ def cache(prune: bool, days: float, dry_run: bool, fmt: str, kb_dir: Path | None
     Examples:
       policykb cache
       policykb cache --prune --dry-run
-      policykb cache --prune --older-than 0     # keep only what this KB uses
+      policykb cache --prune --older-than 0     # keep only what this KB uses (and builds under way)
     """
     import json
     import time
