@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import IO, Any, TypeGuard
 
 import duckdb
-import networkx as nx
 
 from engine.backends import OUTCOMES, BatchModel, MessageRequest
 from engine.claims import ClaimFacts, Facts
@@ -400,17 +399,8 @@ def compile_sql(
     by_head: dict[str, list[CompiledRule]] = {}
     for rule in cp.rules:
         by_head.setdefault(rule.head.relation, []).append(rule)
-    static = [rel for rel, k in cp.kinds.items() if k is RelKind.STATIC]
-    graph = nx.DiGraph()
-    graph.add_nodes_from(static)
-    for rel in static:
-        for rule in by_head.get(rel, []):
-            for lit in rule.body:
-                if isinstance(lit, IAtom) and cp.kinds.get(lit.relation) is RelKind.STATIC:
-                    graph.add_edge(lit.relation, rel)
-    cond = nx.condensation(graph)
-    for c in nx.lexicographical_topological_sort(cond, key=lambda c: sorted(cond.nodes[c]["members"])[0]):
-        sp.static_steps.append(_step(sp, sorted(cond.nodes[c]["members"]), by_head))
+    for members in cp.static_order:
+        sp.static_steps.append(_step(sp, members, by_head))
     narrowed = _narrowings(sp, by_head)
     for scc in cp.order:
         sp.steps.append(_step(sp, scc, by_head))
