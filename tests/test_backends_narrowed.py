@@ -21,7 +21,7 @@ FACTS: dict[str, list[tuple[int | str, ...]]] = {
     "drug": [(10,), (12,)],
     "k": [("k1",)],
 }
-SHARED = ["r1", "r2", "r3", "r4", "r5", "r6"]  # read pair(L, "here", M) narrowed by inj(L, _)
+SHARED = ["r1", "r2", "r3", "r4", "r5", "r6", "r7"]  # read pair(L, _, M) narrowed by inj(L, _)
 RULES = [
     'r1(L, M) :- pair(L, "here", M), inj(L, _).',
     'r2(L) :- pair(L, "here", M), inj(L, _), drug(M).',
@@ -29,6 +29,10 @@ RULES = [
     'r4(M) :- pair(L, "here", M), inj(L, _), M > 10.',
     'r5(L) :- pair(L, "here", 12), inj(L, _).',  # one constant more: reads the shared table too
     'r6(L, M) :- pair(L, "here", M), inj(L, _), L < 2.',
+    # inj first, every source: shares the table, which then tests no source (r1-r6 test theirs)
+    "r7(L, S) :- inj(L, _), pair(L, S, M), drug(M).",
+    # inj first, and a test of its line before pair: left as it is (pair would not bind L there)
+    "keep3(L, S) :- inj(L, _), L > 2, pair(L, S, M).",
     # the route is used: not a test of pair's rows only, left as it is
     'keep1(L, T) :- pair(L, "here", M), inj(L, T).',
     # a test of pair's rows (route "b") that no other rule makes: left as it is
@@ -52,14 +56,14 @@ def test_rules_that_share_a_join_read_one_narrowed_table() -> None:
     sql, text = _sql(RULES)
     for rel in SHARED:
         assert '"n:' in sql[rel] and "inj" not in sql[rel], rel
-    for rel in ("keep1", "keep2"):
+    for rel in ("keep1", "keep2", "keep3"):
         assert '"n:' not in sql[rel] and "inj" in sql[rel], rel
     # compile --sql shows the statement that makes it, once
     assert text.count("CREATE OR REPLACE TEMP TABLE") == 1
 
 
 def test_too_few_rules_are_left_as_they_are() -> None:
-    sql, text = _sql([*RULES[: NARROWED_RULES - 1], *RULES[6:]])
+    sql, text = _sql([*RULES[: NARROWED_RULES - 1], *RULES[7:]])
     assert "CREATE OR REPLACE" not in text
     assert all('"n:' not in s for s in sql.values())
 
@@ -75,6 +79,8 @@ def test_narrowed_rules_give_the_rules_rows_on_both_engines() -> None:
         assert out["r4"] == {(11,), (12,)}, backend
         assert out["r5"] == {(3,)}, backend
         assert out["r6"] == {(1, 10), (1, 11)}, backend
+        assert out["r7"] == {(1, "here"), (3, "here"), (3, "away")}, backend  # codes 10 and 12
+        assert out["keep3"] == {(3, "here"), (3, "away")}, backend
         assert out["keep1"] == {(1, "a"), (1, "b"), (3, "a")}, backend
         assert out["keep2"] == {(1,)}, backend  # only line 1 has route "b"
         assert out["n"] == {("k1", 3)}, backend  # three pairs, though line 1 has two routes
