@@ -1669,11 +1669,11 @@ class DuckDBBackend:
         keyed = self._keyed_atoms([(index, n) for index, _, n in solved])
         messages = [m.messages for m in models]
         outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]] = {}  # _from_facts
-        for index, sql, _n in solved:
+        forms = [self._message_form(index, sql, n, request.names[index], keyed[index]) for index, sql, n in solved]
+        fetched = self._fetch_fused([(index, form[3]) for (index, _, _), form in zip(solved, forms, strict=True)])
+        for (index, sql, _n), (full, at, grouped, short) in zip(solved, forms, strict=True):
             layout = self.sql.solution_layout[index]
-            full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
             cols = [col for col, _ in layout.head if col is not None]
-            at = _head_places(self.cp, index, layout, full)
             if at is not None:  # the message shows the head only: no query (see _head_places)
                 rel = self.cp.rules[index].head.relation
                 for ck, row in _rule_heads(
@@ -1692,7 +1692,6 @@ class DuckDBBackend:
                 continue
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
-            grouped = self._grouped_sql(index, sql, full, keyed[index]) if self._grouped.get(index) else None
             # the usual outcome head, (a line variable, the rule id), built from the line's column alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
             # (a row starting with the claim key and head, values), for the heads not written already
@@ -1704,8 +1703,8 @@ class DuckDBBackend:
                 rows = self._run(group_sql).fetchall()
                 written, overflow, n_rows = _merge_groups(rows, head_key, plan, limit, join, fill)
             else:
-                short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
-                rows = self._run(short_sql).fetchall()
+                short_sql, places, fixed = short or self._message_sql(index, sql, full, keyed[index])
+                rows = fetched[index] if index in fetched else self._run(short_sql).fetchall()
                 heads, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
                 written, n_rows = 0, len(rows)
             # the next chunk's form: grouped where this one's heads had several rows each
@@ -1720,6 +1719,58 @@ class DuckDBBackend:
             else:
                 for first, values in heads:
                     messages[first[0]][(index, layout.head_of(first))] = values
+
+    def _message_form(
+        self, index: int, sql: str, n: int, names: tuple[str, ...], keyed: frozenset[int]
+    ) -> tuple[
+        list[int | None],
+        list[int | None] | None,
+        tuple[str, GroupPlan] | None,
+        tuple[str, list[int | None], list[int]] | None,
+    ]:
+        """How _fetch_messages fills a rule's messages, decided before any is queried: the columns
+        of the names its message shows (None: not bound), the head's places where it shows the head
+        only (_head_places), its grouped query where it groups (_grouped_sql), and its message
+        query (_message_sql) where it is certainly asked that one: not a message read from the
+        facts (_from_facts may be, for a rule with few heads: it is then asked on its own)."""
+        layout = self.sql.solution_layout[index]
+        full = [layout.names.get(name) for name in names]
+        at = _head_places(self.cp, index, layout, full)
+        if at is not None:
+            return full, at, None, None
+        grouped = self._grouped_sql(index, sql, full, keyed) if self._grouped.get(index) else None
+        if grouped is not None or (n <= MESSAGE_FACT_HEADS and self._fact_steps(index, names) is not None):
+            return full, None, grouped, None
+        return full, None, None, self._message_sql(index, sql, full, keyed)
+
+    def _fetch_fused(
+        self, queries: list[tuple[int, tuple[str, list[int | None], list[int]] | None]]
+    ) -> dict[int, list[tuple]]:
+        """The rows of the message queries (rule index, _message_sql's query or None) that differ
+        from another's only in the constant one top-level WHERE test compares a column with (rules
+        alike but for a constant: ncci.mue.date_policy and date_clinical, MAI 2 and 3): such
+        queries are one statement (_fused_sql), which scans and joins their relations once, each
+        row tagged with its query; a rule's rows keep their order. The others are not run here."""
+        # the query around a constant -> (rule index, column, constant)
+        alike: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+        for index, query in queries:
+            if query is not None:
+                for rest, test, const in _constant_tests(query[0]):
+                    alike.setdefault(rest, []).append((index, test, const))
+        out: dict[int, list[tuple]] = {}
+        for rest, found in sorted(alike.items(), key=lambda kv: -len(kv[1])):
+            found = [(index, test, const) for index, test, const in found if index not in out]
+            consts = [const for _, _, const in found]
+            if len(found) < 2 or len(set(consts)) != len(consts):
+                continue
+            sql = _fused_sql(rest, found[0][1], consts)
+            if sql is None:
+                continue
+            parts: list[list[tuple]] = [[] for _ in found]
+            for rec in self._run(sql).fetchall():
+                parts[rec[-1]].append(rec)
+            out.update(zip((index for index, _, _ in found), parts, strict=True))
+        return out
 
     def _keyed_atoms(self, rules: list[tuple[int, int]]) -> dict[int, frozenset[int]]:
         """For each rule (index, outcome rows), its positive atoms (by place in
@@ -2176,6 +2227,36 @@ def _merge_heads(
                 values[k] = text
         out.append((first, tuple(values)))
     return out, overflow
+
+
+# a top-level WHERE test of a column against a constant, as _rule_sql writes it (one a line)
+_CONSTANT_TEST = re.compile(r"\n(?:WHERE|  AND) \((t\d+\.c\d+) = ('(?:[^']|'')*'|-?\d+)\)(?=\n)")
+
+
+def _constant_tests(sql: str) -> list[tuple[tuple[str, str], str, str]]:
+    """Each top-level WHERE test of a solutions SELECT that compares a column with a constant,
+    as (the SELECT before and after the constant, the column, the constant). Text inside a
+    string constant is not a test (an odd number of quotes before it)."""
+    return [
+        ((sql[: m.start(2)], sql[m.end(2) :]), m[1], m[2])
+        for m in _CONSTANT_TEST.finditer(sql)
+        if sql.count("'", 0, m.start()) % 2 == 0
+    ]
+
+
+def _fused_sql(rest: tuple[str, str], test: str, consts: list[str]) -> str | None:
+    """The SELECT around a constant `rest` (see _constant_tests) for every constant at once: its
+    test `column = constant` becomes `column IN (the constants)`, and each row gets a last
+    column, the place of its constant among `consts` (the ORDER BY names columns by number, so
+    it sorts as before). None where the select list does not end a line (a constant in it
+    holding a line break)."""
+    head, tail = rest
+    fused = head[: -len(f"{test} = ")] + f"{test} IN ({', '.join(consts)})" + tail
+    end = fused.find("\nFROM ")
+    if end < 0 or fused.count("'", 0, end) % 2:
+        return None
+    tag = " ".join(f"WHEN {test} = {const} THEN {i}" for i, const in enumerate(consts))
+    return f"{fused[:end]}, CASE {tag} END{fused[end:]}"
 
 
 def _line_row(line: int, rule_id: Value | None) -> Callable[[tuple], tuple]:
