@@ -38,7 +38,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
@@ -1923,29 +1923,42 @@ class DuckDBBackend:
         kept = [None if step.claim else self._kept(step.relation, step.key) for step in steps]
         if any(rows is None and not step.claim for rows, step in zip(kept, steps, strict=True)):
             return None
-        keys = [operator.itemgetter(*step.key) if step.key else lambda _row: () for step in steps]
+        # each step as a head reads it: the variables it binds that a shown value or a later step needs
+        needed = {n for n in shown if n is not None}
+        plan: list[
+            tuple[str, dict[tuple, set[tuple]] | None, Callable[[Row], object], tuple, list[tuple[int, str]]]
+        ] = []
+        for step, by_key in reversed(list(zip(steps, kept, strict=True))):
+            binds = [(j, name) for j, name in step.binds if name in needed]
+            needed.update(b for b in step.by if isinstance(b, str))
+            key: Callable[[Row], object] = operator.itemgetter(*step.key) if step.key else lambda _row: ()
+            plan.append((step.relation, by_key, key, step.by, binds))
+        plan.reverse()
         for ck, row in _rule_heads(
             models, rule.head.relation, consts, outcome_rows, self._groups.get(rule.head.relation)
         ):
-            m = models[ck]
             env: dict[str, Value] = {name: row[j] for j, name in head}
-            for step, by_key, key in zip(steps, kept, keys, strict=True):
-                look = tuple(env[b] if isinstance(b, str) else b.value for b in step.by)
+            for relation, by_key, key, by, binds in plan:
+                look = tuple([env[b] if isinstance(b, str) else b.value for b in by])
+                found: Collection[Row]
                 if by_key is None:  # a claim relation: the claim's few rows, read through
                     want = look[0] if len(look) == 1 else look  # as itemgetter gives them
-                    found = {tuple(fact) for fact in m.relations.get(step.relation, ()) if key(fact) == want}
+                    found = [fact for fact in models[ck].relations.get(relation, ()) if key(fact) == want]
+                    if len(found) > 1:
+                        found = set(map(tuple, found))  # a repeated fact is one row
                 else:
-                    found = by_key.get(look, set())
+                    found = by_key.get(look, ())
                 if len(found) != 1:
                     self._fact_plans[index] = None  # not a rule whose values its heads fix: queried from now on
                     return None
-                (fact,) = found
-                for j, name in step.binds:
-                    env[name] = fact[j]
-            values = tuple(None if n is None else env[n] for n in shown)
-            if any(type(v) is not int and type(v) is not str for v in values if v is not None):
-                return None
-            out.append((ck, row, tuple(None if v is None else str(v) for v in values)))
+                for fact in found:
+                    for j, name in binds:
+                        env[name] = fact[j]
+            values = [None if n is None else env[n] for n in shown]
+            for v in values:
+                if v is not None and type(v) is not int and type(v) is not str:
+                    return None
+            out.append((ck, row, tuple([None if v is None else str(v) for v in values])))
         return out
 
     def _message_sql(
