@@ -1662,7 +1662,7 @@ class DuckDBBackend:
         is merged again from the full query. A rule whose heads had several rows each in the last
         chunk is asked for one row per head instead (_grouped_sql, merged by _merge_groups). A
         message that shows its head only (_head_places), or values its head fixes (_from_facts),
-        needs no query."""
+        needs no query. Queries alike but for one constant are one statement (_fetch_fused)."""
         limit = request.limit
         join: Callable[[list[str]], str] = request.join
         solved = list(self._solved_rules(models, request.names))
