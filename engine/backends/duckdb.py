@@ -38,7 +38,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
@@ -1675,18 +1675,18 @@ class DuckDBBackend:
         is merged again from the full query. A rule whose heads had several rows each in the last
         chunk is asked for one row per head instead (_grouped_sql, merged by _merge_groups). A
         message that shows its head only (_head_places), or values its head fixes (_from_facts),
-        needs no query."""
+        needs no query. Queries alike but for one constant are one statement (_fetch_fused)."""
         limit = request.limit
         join: Callable[[list[str]], str] = request.join
         solved = list(self._solved_rules(models, request.names))
         keyed = self._keyed_atoms([(index, n) for index, _, n in solved])
         messages = [m.messages for m in models]
         outcome_rows: dict[tuple[str, tuple[int, ...]], dict[tuple, list[tuple[int, tuple]]]] = {}  # _from_facts
-        for index, sql, _n in solved:
+        forms = [self._message_form(index, sql, n, request.names[index], keyed[index]) for index, sql, n in solved]
+        fetched = self._fetch_fused([(index, form[3]) for (index, _, _), form in zip(solved, forms, strict=True)])
+        for (index, sql, _n), (full, at, grouped, short) in zip(solved, forms, strict=True):
             layout = self.sql.solution_layout[index]
-            full = [layout.names.get(name) for name in request.names[index]]  # None: not bound
             cols = [col for col, _ in layout.head if col is not None]
-            at = _head_places(self.cp, index, layout, full)
             if at is not None:  # the message shows the head only: no query (see _head_places)
                 rel = self.cp.rules[index].head.relation
                 for ck, row in _rule_heads(
@@ -1705,7 +1705,6 @@ class DuckDBBackend:
                 continue
             head_key = operator.itemgetter(0, *cols)
             merged: dict[tuple, str] = {}  # a name's values over a head's solutions -> their text
-            grouped = self._grouped_sql(index, sql, full, keyed[index]) if self._grouped.get(index) else None
             # the usual outcome head, (a line variable, the rule id), built from the line's column alone
             line_rule = len(layout.head) == 2 and layout.head[0][0] is not None and layout.head[1][0] is None
             # (a row starting with the claim key and head, values), for the heads not written already
@@ -1717,8 +1716,8 @@ class DuckDBBackend:
                 rows = self._run(group_sql).fetchall()
                 written, overflow, n_rows = _merge_groups(rows, head_key, plan, limit, join, fill)
             else:
-                short_sql, places, fixed = self._message_sql(index, sql, full, keyed[index])
-                rows = self._run(short_sql).fetchall()
+                short_sql, places, fixed = short or self._message_sql(index, sql, full, keyed[index])
+                rows = fetched[index] if index in fetched else self._run(short_sql).fetchall()
                 heads, overflow = _merge_heads(rows, head_key, fixed, places, limit, join, merged)
                 written, n_rows = 0, len(rows)
             # the next chunk's form: grouped where this one's heads had several rows each
@@ -1733,6 +1732,58 @@ class DuckDBBackend:
             else:
                 for first, values in heads:
                     messages[first[0]][(index, layout.head_of(first))] = values
+
+    def _message_form(
+        self, index: int, sql: str, n: int, names: tuple[str, ...], keyed: frozenset[int]
+    ) -> tuple[
+        list[int | None],
+        list[int | None] | None,
+        tuple[str, GroupPlan] | None,
+        tuple[str, list[int | None], list[int]] | None,
+    ]:
+        """How _fetch_messages fills a rule's messages, decided before any is queried: the columns
+        of the names its message shows (None: not bound), the head's places where it shows the head
+        only (_head_places), its grouped query where it groups (_grouped_sql), and its message
+        query (_message_sql) where it is certainly asked that one: not a message read from the
+        facts (_from_facts may be, for a rule with few heads: it is then asked on its own)."""
+        layout = self.sql.solution_layout[index]
+        full = [layout.names.get(name) for name in names]
+        at = _head_places(self.cp, index, layout, full)
+        if at is not None:
+            return full, at, None, None
+        grouped = self._grouped_sql(index, sql, full, keyed) if self._grouped.get(index) else None
+        if grouped is not None or (n <= MESSAGE_FACT_HEADS and self._fact_steps(index, names) is not None):
+            return full, None, grouped, None
+        return full, None, None, self._message_sql(index, sql, full, keyed)
+
+    def _fetch_fused(
+        self, queries: list[tuple[int, tuple[str, list[int | None], list[int]] | None]]
+    ) -> dict[int, list[tuple]]:
+        """The rows of the message queries (rule index, _message_sql's query or None) that differ
+        from another's only in the constant one top-level WHERE test compares a column with (rules
+        alike but for a constant: ncci.mue.date_policy and date_clinical, MAI 2 and 3): such
+        queries are one statement (_fused_sql), which scans and joins their relations once, each
+        row tagged with its query; a rule's rows keep their order. The others are not run here."""
+        # the query around a constant -> (rule index, column, constant)
+        alike: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+        for index, query in queries:
+            if query is not None:
+                for rest, test, const in _constant_tests(query[0]):
+                    alike.setdefault(rest, []).append((index, test, const))
+        out: dict[int, list[tuple]] = {}
+        for rest, found in sorted(alike.items(), key=lambda kv: -len(kv[1])):
+            found = [(index, test, const) for index, test, const in found if index not in out]
+            consts = [const for _, _, const in found]
+            if len(found) < 2 or len(set(consts)) != len(consts):
+                continue
+            sql = _fused_sql(rest, found[0][1], consts)
+            if sql is None:
+                continue
+            parts: list[list[tuple]] = [[] for _ in found]
+            for rec in self._run(sql).fetchall():
+                parts[rec[-1]].append(rec)
+            out.update(zip((index for index, _, _ in found), parts, strict=True))
+        return out
 
     def _keyed_atoms(self, rules: list[tuple[int, int]]) -> dict[int, frozenset[int]]:
         """For each rule (index, outcome rows), its positive atoms (by place in
@@ -1885,29 +1936,42 @@ class DuckDBBackend:
         kept = [None if step.claim else self._kept(step.relation, step.key) for step in steps]
         if any(rows is None and not step.claim for rows, step in zip(kept, steps, strict=True)):
             return None
-        keys = [operator.itemgetter(*step.key) if step.key else lambda _row: () for step in steps]
+        # each step as a head reads it: the variables it binds that a shown value or a later step needs
+        needed = {n for n in shown if n is not None}
+        plan: list[
+            tuple[str, dict[tuple, set[tuple]] | None, Callable[[Row], object], tuple, list[tuple[int, str]]]
+        ] = []
+        for step, by_key in reversed(list(zip(steps, kept, strict=True))):
+            binds = [(j, name) for j, name in step.binds if name in needed]
+            needed.update(b for b in step.by if isinstance(b, str))
+            key: Callable[[Row], object] = operator.itemgetter(*step.key) if step.key else lambda _row: ()
+            plan.append((step.relation, by_key, key, step.by, binds))
+        plan.reverse()
         for ck, row in _rule_heads(
             models, rule.head.relation, consts, outcome_rows, self._groups.get(rule.head.relation)
         ):
-            m = models[ck]
             env: dict[str, Value] = {name: row[j] for j, name in head}
-            for step, by_key, key in zip(steps, kept, keys, strict=True):
-                look = tuple(env[b] if isinstance(b, str) else b.value for b in step.by)
+            for relation, by_key, key, by, binds in plan:
+                look = tuple([env[b] if isinstance(b, str) else b.value for b in by])
+                found: Collection[Row]
                 if by_key is None:  # a claim relation: the claim's few rows, read through
                     want = look[0] if len(look) == 1 else look  # as itemgetter gives them
-                    found = {tuple(fact) for fact in m.relations.get(step.relation, ()) if key(fact) == want}
+                    found = [fact for fact in models[ck].relations.get(relation, ()) if key(fact) == want]
+                    if len(found) > 1:
+                        found = set(map(tuple, found))  # a repeated fact is one row
                 else:
-                    found = by_key.get(look, set())
+                    found = by_key.get(look, ())
                 if len(found) != 1:
                     self._fact_plans[index] = None  # not a rule whose values its heads fix: queried from now on
                     return None
-                (fact,) = found
-                for j, name in step.binds:
-                    env[name] = fact[j]
-            values = tuple(None if n is None else env[n] for n in shown)
-            if any(type(v) is not int and type(v) is not str for v in values if v is not None):
-                return None
-            out.append((ck, row, tuple(None if v is None else str(v) for v in values)))
+                for fact in found:
+                    for j, name in binds:
+                        env[name] = fact[j]
+            values = [None if n is None else env[n] for n in shown]
+            for v in values:
+                if v is not None and type(v) is not int and type(v) is not str:
+                    return None
+            out.append((ck, row, tuple([None if v is None else str(v) for v in values])))
         return out
 
     def _message_sql(
@@ -2189,6 +2253,36 @@ def _merge_heads(
                 values[k] = text
         out.append((first, tuple(values)))
     return out, overflow
+
+
+# a top-level WHERE test of a column against a constant, as _rule_sql writes it (one a line)
+_CONSTANT_TEST = re.compile(r"\n(?:WHERE|  AND) \((t\d+\.c\d+) = ('(?:[^']|'')*'|-?\d+)\)(?=\n)")
+
+
+def _constant_tests(sql: str) -> list[tuple[tuple[str, str], str, str]]:
+    """Each top-level WHERE test of a solutions SELECT that compares a column with a constant,
+    as (the SELECT before and after the constant, the column, the constant). Text inside a
+    string constant is not a test (an odd number of quotes before it)."""
+    return [
+        ((sql[: m.start(2)], sql[m.end(2) :]), m[1], m[2])
+        for m in _CONSTANT_TEST.finditer(sql)
+        if sql.count("'", 0, m.start()) % 2 == 0
+    ]
+
+
+def _fused_sql(rest: tuple[str, str], test: str, consts: list[str]) -> str | None:
+    """The SELECT around a constant `rest` (see _constant_tests) for every constant at once: its
+    test `column = constant` becomes `column IN (the constants)`, and each row gets a last
+    column, the place of its constant among `consts` (the ORDER BY names columns by number, so
+    it sorts as before). None where the select list does not end a line (a constant in it
+    holding a line break)."""
+    head, tail = rest
+    fused = head[: -len(f"{test} = ")] + f"{test} IN ({', '.join(consts)})" + tail
+    end = fused.find("\nFROM ")
+    if end < 0 or fused.count("'", 0, end) % 2:
+        return None
+    tag = " ".join(f"WHEN {test} = {const} THEN {i}" for i, const in enumerate(consts))
+    return f"{fused[:end]}, CASE {tag} END{fused[end:]}"
 
 
 def _line_row(line: int, rule_id: Value | None) -> Callable[[tuple], tuple]:
