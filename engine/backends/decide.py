@@ -234,11 +234,11 @@ class BatchDecider:
         try:
             for severity in ("deny", "warn"):
                 written = self._written[severity]
-                for n, rid in cast("list[tuple[int, str]]", relations.get(severity, ())):
+                for head in cast("list[tuple[int, str]]", relations.get(severity, ())):
+                    n, rid = head  # the outcome row: the messages' key as it is
                     e = written.get(rid) or self._written_entry(rid, severity)
                     message = e.message
                     if e.indices:
-                        head = (n, rid)
                         for index in e.indices:  # Adjudicator._reason: the first compiled rule with solutions
                             values = solved.get((index, head))
                             if values is not None:
@@ -288,15 +288,18 @@ class BatchDecider:
                     if key[0] == _DENIAL:
                         denied += 1
                         kinds.append(e.deny_kind)  # type: ignore[arg-type]  # a denial's: never None
-                        out += (lt[2], e.primary_head, message, e.primary, b"]}")
+                        out += (lt[2], e.primary_head, message, e.primary_end)
                     elif overrider:
                         out.append(lt[1])
                         out += e.overridden_parts(message, _dumps(overrider))
                         out.append(b"]}")
                     else:
-                        out += (lt[1], e.head, message, e.warning, b"]}")
+                        out += (lt[1], e.head, message, e.warning_end)
                     continue
-                at.sort(key=_place)
+                if len(at) > 2:
+                    at.sort(key=_place)
+                elif at[1][0] < at[0][0]:  # two (most lines with several): sorted as stably, without a sort's set-up
+                    at.reverse()
                 key, e, message, overrider = at[0]
                 if key[0] == _DENIAL:  # sorted first: the primary reason
                     denied += 1
@@ -339,11 +342,13 @@ class _WrittenEntry:
         "overridden_key",
         "pieces",
         "primary",
+        "primary_end",
         "primary_head",
         "rule_json",
         "supporting",
         "template",
         "warning",
+        "warning_end",
         "writable",
     )
 
@@ -375,6 +380,8 @@ class _WrittenEntry:
         self.primary, self.supporting, self.warning = (
             b + _ROLE_JSON[r] + c for r in ("primary", "supporting", "warning")
         )
+        # a line's only reason: the tail and the line's end
+        self.primary_end, self.warning_end = self.primary + b"]}", self.warning + b"]}"
 
     def overridden_parts(self, message: bytes, overrider: bytes) -> tuple[bytes, ...]:
         a, b, c, d = self.json.overridden or (b"", b"", b"", b"")

@@ -2141,45 +2141,45 @@ class DuckDBBackend:
         """Each claim's rows of the relations (sorted: one type per column, natural order is _key
         order). A relation whose rules all put a constant at some columns (the outcomes' rule id)
         is fetched grouped on those columns (_fetch_grouped); the groups are kept for this chunk's
-        messages (_rule_heads, _solved_rules)."""
+        messages (_rule_heads, _solved_rules). A claim without rows of a relation keeps those it
+        had, or gets an empty list."""
         cp, con = self.cp, self.con
         self._groups = {}
         for rel in relations:
             if cp.kinds.get(rel) not in _CK_KINDS:
                 continue
-            for m in models:
-                m.relations.setdefault(rel, [])
             # a relation filled with UNION ALL may hold a row twice (see _bag): a model holds sets
             table = table_name(cp, rel)
             if any(rel in step.bags for step in self.sql.steps):
                 table = f"(SELECT DISTINCT * FROM {table})"
             at = self._const_columns.get(rel)
+            # each claim's rows, in a list of its own made up front: appended to by claim key,
+            # with no dict to find it in, and the empty list of a claim without rows as it is
+            by_claim: list[list[Row]] = [[] for _ in models]
             if at:
-                grouped = self._fetch_grouped(rel, table, at)
+                self._fetch_grouped(rel, table, at, by_claim)
             else:
-                grouped = {}
                 for rec in con.execute(f"SELECT * FROM {table}").fetchall():
-                    rows = grouped.get(rec[0])
-                    if rows is None:
-                        grouped[rec[0]] = [rec[1:]]
-                    else:
-                        rows.append(rec[1:])
-            for ck, rows in grouped.items():
+                    by_claim[rec[0]].append(rec[1:])
+            for m, rows in zip(models, by_claim, strict=True):
+                if not rows:
+                    m.relations.setdefault(rel, rows)
+                    continue
                 if len(rows) > 1:
                     rows.sort()
-                models[ck].relations[rel] = rows
+                m.relations[rel] = rows
 
-    def _fetch_grouped(self, rel: str, table: str, at: tuple[int, ...]) -> dict[int, list[Row]]:
-        """The relation's rows by claim key, fetched as one row per distinct value of the columns
-        `at` with the claim keys and other columns as lists: each of those values (a rule id) is
-        turned into a Python object once per group, not once per row, which is most of the cost of
-        fetching a row. The groups (values -> claim keys, rows) are kept in self._groups."""
+    def _fetch_grouped(self, rel: str, table: str, at: tuple[int, ...], by_claim: list[list[Row]]) -> None:
+        """The relation's rows, each appended to its claim's list in `by_claim`, fetched as one row
+        per distinct value of the columns `at` with the claim keys and other columns as lists: each
+        of those values (a rule id) is turned into a Python object once per group, not once per
+        row, which is most of the cost of fetching a row. The groups (values -> claim keys, rows)
+        are kept in self._groups."""
         rest = [j for j in range(self.cp.arity[rel]) if j not in at]
         select = ", ".join(["list(ck)", *(f"list(c{j})" for j in rest), *(f"c{j}" for j in at)])
         by = ", ".join(f"c{j}" for j in at)
         groups: dict[tuple, tuple[list[int], list[Row]]] = {}
         self._groups[rel] = (at, groups)
-        grouped: dict[int, list[Row]] = {}
         for rec in self.con.execute(f"SELECT {select} FROM {table} GROUP BY {by}").fetchall():
             cks: list[int] = rec[0]
             values = rec[1 + len(rest) :]
@@ -2191,12 +2191,7 @@ class DuckDBBackend:
             rows: list[Row] = [*zip(*columns, strict=True)]
             groups[values] = (cks, rows)
             for ck, row in zip(cks, rows, strict=True):
-                found = grouped.get(ck)
-                if found is None:
-                    grouped[ck] = [row]
-                else:
-                    found.append(row)
-        return grouped
+                by_claim[ck].append(row)
 
     def close(self) -> None:
         atexit.unregister(self.close)
