@@ -12,11 +12,12 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.backends.duckdb import _keyed_csv
+from engine.backends.duckdb import _CSV_BLOCK, _keyed_csv
 from engine.claims import Row
 from fuzz import BUDGET
 
-KEYS = [str(ck) for ck in range(40)]
+# more claims than a block of _keyed_csv: a relation's rows may span blocks
+KEYS = [str(ck) for ck in range(2 * _CSV_BLOCK + 40)]
 # Values a row may hold, and the awkward ones on purpose: text csv.writer must quote, None (it
 # writes nothing), the word None, surrogates (not UTF-8), numbers of every size.
 VALUES = st.one_of(
@@ -73,6 +74,18 @@ def test_plain_claim_rows_take_the_one_format_path() -> None:
         b"0,1,96372,2024-03-07,11,1234567893,1\n0,2,J3420,2024-03-07,11,1234567893,2\n"
         b"3,1,99213,2024-03-08,22,1245319599,1\n"
     )
+
+
+def test_rows_of_claims_in_several_blocks_are_written_and_checked_as_one() -> None:
+    """Claims in three blocks, some without rows (a block may have none), and a value csv.writer
+    would quote in the last block only: every row is written in chunk order, or none is."""
+    parts: list[tuple[int, list[Row]]] = [
+        (ck, [(line, f"code {ck}") for line in range(1, ck % 4 + 1)]) for ck in range(len(KEYS)) if ck % 4
+    ]
+    assert parts[-1][0] >= 2 * _CSV_BLOCK
+    assert _keyed_csv(_per_claim(parts), KEYS) == _csv_writer(parts)
+    parts[-1] = (parts[-1][0], [(1, "a,b")])
+    assert _keyed_csv(_per_claim(parts), KEYS) is None
 
 
 def test_values_csv_writer_writes_otherwise_are_left_to_it() -> None:
