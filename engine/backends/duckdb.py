@@ -38,7 +38,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
@@ -1873,28 +1873,33 @@ class DuckDBBackend:
         if any(rows is None and not step.claim for rows, step in zip(kept, steps, strict=True)):
             return None
         keys = [operator.itemgetter(*step.key) if step.key else lambda _row: () for step in steps]
+        # each step's look-up values: a variable's name (bound by then) or a constant's value
+        bys = [[(b, None) if isinstance(b, str) else (None, b.value) for b in step.by] for step in steps]
+        plan = [*zip(steps, kept, keys, bys, strict=True)]
         for ck, row in _rule_heads(
             models, rule.head.relation, consts, outcome_rows, self._groups.get(rule.head.relation)
         ):
             m = models[ck]
             env: dict[str, Value] = {name: row[j] for j, name in head}
-            for step, by_key, key in zip(steps, kept, keys, strict=True):
-                look = tuple(env[b] if isinstance(b, str) else b.value for b in step.by)
-                if by_key is None:  # a claim relation: the claim's few rows, read through
+            for step, by_key, key, by in plan:
+                look = tuple([value if name is None else env[name] for name, value in by])
+                if by_key is None:  # a claim relation: the claim's few rows (distinct tuples), read through
                     want = look[0] if len(look) == 1 else look  # as itemgetter gives them
-                    found = {tuple(fact) for fact in m.relations.get(step.relation, ()) if key(fact) == want}
+                    found: Collection[tuple] = [
+                        fact for fact in m.relations.get(step.relation, ()) if key(fact) == want
+                    ]
                 else:
-                    found = by_key.get(look, set())
+                    found = by_key.get(look, ())
                 if len(found) != 1:
                     self._fact_plans[index] = None  # not a rule whose values its heads fix: queried from now on
                     return None
                 (fact,) = found
                 for j, name in step.binds:
                     env[name] = fact[j]
-            values = tuple(None if n is None else env[n] for n in shown)
+            values = [None if n is None else env[n] for n in shown]
             if any(type(v) is not int and type(v) is not str for v in values if v is not None):
                 return None
-            out.append((ck, row, tuple(None if v is None else str(v) for v in values)))
+            out.append((ck, row, tuple([v if v is None or type(v) is str else str(v) for v in values])))
         return out
 
     def _message_sql(
