@@ -989,8 +989,11 @@ def _struct_read(c: Any) -> tuple[Claim, ClaimFacts]:
     patient_id = patient.id.strip()
     if not (claim_id and patient_id):
         raise _Reject
+    known, upper, trimmed, days = _UPPER_TEXTS, _UPPER_TEXT, _TRIMMED_TEXT, _REAL_DATES
     birth_date = patient.birth_date
-    person = _new_patient(patient_id, None if birth_date is None else _fast_date(birth_date), _struct_text(patient.sex))
+    if birth_date is not None:
+        birth_date = days.get(birth_date) or _struct_day(birth_date)
+    person = _new_patient(patient_id, birth_date, _struct_text(patient.sex))
     lines = []
     rows: list[Row] = []
     modifier_rows: list[Row] = []
@@ -999,7 +1002,6 @@ def _struct_read(c: Any) -> tuple[Claim, ClaimFacts]:
     drugs: list[Row] = []
     documented: list[Row] = []
     docs: list[Row] = []
-    known, upper, trimmed, days = _UPPER_TEXTS, _UPPER_TEXT, _TRIMMED_TEXT, _REAL_DATES
     last = 0  # the number of the line before (numbers are at least 1)
     in_order = True
     for ln in c.lines:
