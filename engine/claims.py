@@ -1358,20 +1358,25 @@ class ClaimsRead(tuple[Claim, ...]):
     """Claims as a batch worker read them, with the facts of each (read_fast_facts made them in
     the same pass): chunk_facts takes these instead of making them again."""
 
-    facts: tuple[ClaimFacts, ...]
+    facts: list[Facts] | None  # None once chunk_facts has taken them
 
     def __new__(cls, claims: Iterable[Claim], facts: Iterable[ClaimFacts]) -> ClaimsRead:
         read = super().__new__(cls, claims)
-        read.facts = tuple(facts)
+        read.facts = [*facts]
         if len(read.facts) != len(read):
             raise ValueError(f"{len(read)} claims with the facts of {len(read.facts)}")
         return read
 
 
 def chunk_facts(claims: Sequence[Claim]) -> list[Facts]:
-    """claim_to_facts of each claim, in order: those made as the claims were read (ClaimsRead)."""
-    facts: list[Facts] = [*claims.facts] if type(claims) is ClaimsRead else [*map(claim_to_facts, claims)]
-    return facts
+    """claim_to_facts of each claim, in order. A ClaimsRead's facts, made as its claims were read,
+    are handed over to the first caller, not kept: freed with what it makes of them (a backend's
+    models, freed claim by claim as each is decided, while their rows are still in the CPU's
+    caches), not all at once when the chunk is done. Any later call makes them again."""
+    if type(claims) is ClaimsRead and claims.facts is not None:
+        facts, claims.facts = claims.facts, None
+        return facts
+    return [*map(claim_to_facts, claims)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -529,14 +529,23 @@ def test_a_chunk_is_decided_from_the_facts_made_as_its_lines_were_read(
     assert sum(not o.ok for o in got) >= 2 and sum(o.ok for o in got) >= 200
 
 
-def test_claims_read_keep_the_facts_of_each_claim() -> None:
-    """chunk_facts gives the facts a ClaimsRead carries (those claim_to_facts gives), and makes them
-    for any other sequence of claims; a ClaimsRead is made only with the facts of every claim."""
+def test_claims_read_hand_over_the_facts_of_each_claim() -> None:
+    """chunk_facts gives the facts a ClaimsRead carries (those claim_to_facts gives) to its first
+    caller, and keeps no reference to them (freed with what the caller makes of them); a later
+    call, or one for any other sequence of claims, makes them. A ClaimsRead is made only with the
+    facts of every claim."""
+    import weakref
+
     from engine.claims import ClaimsRead, chunk_facts, read_fast_facts
 
-    read = [r for record in _jsonl_records() if (r := read_fast_facts(record.data)) is not None]
+    read = [*filter(None, (read_fast_facts(record.data) for record in _jsonl_records()))]
     claims = ClaimsRead([c for c, _f in read], [f for _c, f in read])
-    assert chunk_facts(claims) == [claim_to_facts(c) for c in claims] == chunk_facts(list(claims))
-    assert all(a is f for a, (_c, f) in zip(chunk_facts(claims), read, strict=True))
+    given = chunk_facts(claims)
+    assert all(a is f for a, (_c, f) in zip(given, read, strict=True))
+    assert given == [claim_to_facts(c) for c in claims] == chunk_facts(claims) == chunk_facts(list(claims))
+    assert not any(a is f for a, (_c, f) in zip(chunk_facts(claims), read, strict=True))
+    alive = [weakref.ref(f) for f in given]
+    del read, given
+    assert not any(ref() is not None for ref in alive) and len(claims) >= 200  # the claims kept, not their facts
     with pytest.raises(ValueError, match="claims with the facts of"):
-        ClaimsRead(claims, [f for _c, f in read][1:])
+        ClaimsRead(claims, [claim_to_facts(c) for c in claims][1:])
