@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.adjudicate import Adjudicator
 from engine.backends import DEFAULT_ENGINE, ENGINES, BatchModel
-from engine.claims import Claim, Facts, claim_to_facts
+from engine.claims import Claim, Facts, chunk_facts
 from engine.evaluate import Evaluator, Model
 from engine.explain.proof import Prover, WhyNot
 from engine.explain.result import ClaimResult
@@ -107,7 +107,7 @@ class PolicyKB:
             raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
         if engine == "pydatalog":
             return [_attempt(functools.partial(self.adjudicate, c, proofs=proofs)) for c in claims]
-        models = _isolating(self.duckdb().evaluate_many, [claim_to_facts(c) for c in claims])
+        models = _isolating(self.duckdb().evaluate_many, chunk_facts(claims))
         out: list[ClaimResult | Exception] = []
         for claim, model in zip(claims, models, strict=True):
             if isinstance(model, Exception):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from multiprocessing import Pool
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -39,7 +40,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from engine.claims import Claim, ClaimError, Problem, read_fast
+from engine.claims import Claim, ClaimError, ClaimFacts, ClaimsRead, Problem, claim_to_facts, read_fast, read_fast_facts
 from engine.formats import ClaimRecord, InputFormat, detect_format
 from engine.formats.reader import RawRecord, parse_declined, read_raw_records
 from engine.transport import Slots
@@ -175,6 +176,23 @@ def _read(record: Record) -> Claim | _Outcome:
         claim = read_fast(record.data)
         if claim is not None:
             return claim
+    return _parsed(record)
+
+
+def _read_with_facts(record: Record) -> tuple[Claim, ClaimFacts] | _Outcome:
+    """_read's claim with its facts: a JSONL line's made as it is read (read_fast_facts), for a
+    worker that decides a chunk at once."""
+    if type(record) is RawRecord:
+        read = read_fast_facts(record.data)
+        if read is not None:
+            return read
+    claim = _parsed(record)
+    return claim if isinstance(claim, _Outcome) else (claim, claim_to_facts(claim))
+
+
+def _parsed(record: Record) -> Claim | _Outcome:
+    """A record read_fast did not read (a JSONL line it declined, or a claim engine.formats read)."""
+    if type(record) is RawRecord:
         record = parse_declined(record.number, record.data)
     elif isinstance(record, RawRecord):
         record = record.parse()
@@ -214,17 +232,18 @@ def _handle_chunk(worker: Worker, items: list[Record]) -> list[Outcome]:
     if many is None:
         return [_handle(worker, record) for record in items]
     with _no_cycle_collection():
-        read = [(record.number, _read(record)) for record in items]
-        claims = [c for _n, c in read if isinstance(c, Claim)]
+        read = [(record.number, _read_with_facts(record)) for record in items]
+        valid = [r for _n, r in read if type(r) is tuple]
+        claims = ClaimsRead(map(itemgetter(0), valid), map(itemgetter(1), valid))
         try:
             results: list[Answer | Exception] = list(many(claims)) if claims else []
         except Exception as e:
             results = [e] * len(claims)
         answers = iter(results)
-        outcomes = [c if isinstance(c, _Outcome) else _result(n, c, next(answers)) for n, c in read]
+        outcomes = [r if isinstance(r, _Outcome) else _result(n, r[0], next(answers)) for n, r in read]
         # freed while the collector is paused: once it runs again, its first collection would
         # walk every object of the chunk still alive (a tenth of a 5,000-claim chunk's CPU)
-        del read, claims, results, answers
+        del read, valid, claims, results, answers
     return outcomes
 
 

@@ -16,7 +16,7 @@ import difflib
 import json
 import operator
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from itertools import repeat
@@ -617,7 +617,7 @@ _DOC_TEXTS = ("drug_name", "dose", "route", "site", "time", "monitoring")
 # Dates the fast path has found real: a batch repeats a few hundred service dates, and a set
 # look-up costs a tenth of the pattern match and the calendar check. Bounded, so a file of
 # all-different dates does not grow it without end.
-_REAL_DATES: dict[str, str] = {}  # each date as the one object _struct_claim gives for it
+_REAL_DATES: dict[str, str] = {}  # each date as the one object _struct_read gives for it
 _REAL_DATES_MAX = 1 << 14
 
 
@@ -843,16 +843,16 @@ def _fast_claim(obj: Any) -> Claim | None:
 # The fastest path, for a JSONL line: msgspec decodes the text into Structs made from the claim
 # model (_model_struct), and so checks in C what _fast_claim checks in Python: every key known,
 # every value of its kind (null for an optional key), integers within their bounds, arrays within
-# their limits, `lines` not empty. What is left to Python (_struct_claim) is what only Python
+# their limits, `lines` not empty. What is left to Python (_struct_read) is what only Python
 # does the same way as read_claim: trimming, case, the calendar and unique line numbers. A text
-# msgspec refuses goes to orjson and _fast_claim as before, and a claim _struct_claim declines is
+# msgspec refuses goes to orjson and _fast_claim as before, and a claim _struct_read declines is
 # declined: read_fast must never accept what read_claim rejects, nor read a value differently
 # (tests/fuzz/test_fuzz_struct_claims.py).
 
 
 def _model_type(name: str, spec: Field) -> Any:
     """The type msgspec decodes one field of the claim model as (an optional one: or None)."""
-    if spec.kind in ("text", "date"):  # trimmed, cased and checked as dates by _struct_claim
+    if spec.kind in ("text", "date"):  # trimmed, cased and checked as dates by _struct_read
         return str
     if spec.kind == "integer":
         return Annotated[int, msgspec.Meta(ge=spec.low or 0, le=spec.high)]
@@ -886,7 +886,7 @@ _STRUCT_DECODER = msgspec.json.Decoder(_model_struct("_ClaimJson", CLAIM_FIELDS)
 
 # Arrays of codes (`modifiers`, `diagnoses`) as given -> as read: a batch repeats a few thousand
 # of them, and one look-up costs less than trimming and casing each code again (measured: the
-# arrays were a fifth of _struct_claim). Only arrays read without a problem; bounded as _REAL_DATES.
+# arrays were a fifth of the claim reader, _struct_read). Only arrays read without a problem; bounded as _REAL_DATES.
 _UPPER_TEXTS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
@@ -966,7 +966,7 @@ def _struct_day(value: str) -> str:
 
 
 def _struct_history(h: Any) -> HistoryLine:
-    """A history line: its claim id, and the service fields read as _struct_claim reads a line's."""
+    """A history line: its claim id, and the service fields read as _struct_read reads a line's."""
     claim_id, code = h.claim_id.strip(), _UPPER_TEXT.get(h.code) or _upper_text(h.code)
     pos = _TRIMMED_TEXT.get(h.pos) or _trimmed_text(h.pos)
     npi = _TRIMMED_TEXT.get(h.rendering_npi) or _trimmed_text(h.rendering_npi)
@@ -977,25 +977,47 @@ def _struct_history(h: Any) -> HistoryLine:
     return _new_history(claim_id, h.line, day, code, modifiers, h.units or 1, pos, npi)
 
 
-def _struct_claim(c: Any) -> Claim:
-    """The Claim read_claim gives for a decoded _ClaimJson, when nothing in it is wrong; else
-    _Reject (or ValueError from the calendar). Scrub reads every line through the loop below, so
-    the common case is written out with few calls."""
+def _struct_read(c: Any) -> tuple[Claim, ClaimFacts]:
+    """The Claim read_claim gives for a decoded _ClaimJson, when nothing in it is wrong, with its
+    facts (what claim_to_facts gives for it, made in the same pass over the lines: scrub reads
+    every line through the loop below, and walking the lines again for the facts cost a third as
+    much as reading them); else _Reject (or ValueError from the calendar). The common case is
+    written out with few calls. Rows as claim_to_facts makes them: lines in ascending order of
+    their numbers (so distinct) give rows sorted and distinct line by line, and only any other
+    order needs the rows sorted and made distinct at the end."""
     claim_id, patient = c.id.strip(), c.patient
     patient_id = patient.id.strip()
     if not (claim_id and patient_id):
         raise _Reject
-    birth_date = patient.birth_date
-    person = _new_patient(patient_id, None if birth_date is None else _fast_date(birth_date), _struct_text(patient.sex))
-    lines = []
     known, upper, trimmed, days = _UPPER_TEXTS, _UPPER_TEXT, _TRIMMED_TEXT, _REAL_DATES
+    birth_date = patient.birth_date
+    if birth_date is not None:
+        birth_date = days.get(birth_date) or _struct_day(birth_date)
+    person = _new_patient(patient_id, birth_date, _struct_text(patient.sex))
+    lines = []
+    rows: list[Row] = []
+    modifier_rows: list[Row] = []
+    diagnosis_rows: list[Row] = []
+    credentials: list[Row] = []
+    drugs: list[Row] = []
+    documented: list[Row] = []
+    docs: list[Row] = []
+    last = 0  # the number of the line before (numbers are at least 1)
+    in_order = True
     for ln in c.lines:
-        code = upper.get(ln.code) or _upper_text(ln.code)
-        pos = trimmed.get(ln.pos) or _trimmed_text(ln.pos)
-        npi = trimmed.get(ln.rendering_npi) or _trimmed_text(ln.rendering_npi)
+        n, code, pos, npi, day, units = ln.line, ln.code, ln.pos, ln.rendering_npi, ln.service_date, ln.units
+        code = upper.get(code) or _upper_text(code)
+        pos = trimmed.get(pos) or _trimmed_text(pos)
+        npi = trimmed.get(npi) or _trimmed_text(npi)
         if not (code and pos and npi):
             raise _Reject
-        day = days.get(ln.service_date) or _struct_day(ln.service_date)
+        day = days.get(day) or _struct_day(day)
+        if units is None:
+            units = 1
+        if n <= last:
+            in_order = False
+        last = n
+        rows.append((n, code, day, pos, npi, units))
         modifiers, credential, diagnoses, drug, doc = (
             ln.modifiers,
             ln.rendering_credential,
@@ -1007,61 +1029,95 @@ def _struct_claim(c: Any) -> Claim:
             modifiers = ()
         elif modifiers:
             modifiers = known.get(modifiers) or _upper_texts(modifiers)
+            if len(modifiers) == 1:
+                modifier_rows.append((n, modifiers[0]))
+            else:
+                modifier_rows += zip(repeat(n), sorted(set(modifiers)))
         if credential is not None:
             credential = upper.get(credential) or _upper_text(credential) or None
+            if credential is not None:
+                credentials.append((n, credential))
         if diagnoses is None:
             diagnoses = ()
         elif diagnoses:
             diagnoses = known.get(diagnoses) or _upper_texts(diagnoses)
-        lines.append(
-            _new_line(
-                ln.line,
-                day,
-                code,
-                modifiers,
-                ln.units or 1,
-                pos,
-                npi,
-                credential,
-                diagnoses,
-                None if drug is None else _struct_drug(drug),
-                None if doc is None else _struct_documentation(doc),
-            )
+            if len(diagnoses) == 1:
+                diagnosis_rows.append((n, diagnoses[0]))
+            elif len(diagnoses) == 2:  # two, the other usual case: in order, each once
+                a, b = diagnoses
+                if a == b:
+                    diagnosis_rows.append((n, a))
+                else:
+                    diagnosis_rows += ((n, a), (n, b)) if a < b else ((n, b), (n, a))
+            else:
+                diagnosis_rows += zip(repeat(n), sorted(set(diagnoses)))
+        if drug is not None:
+            drug = _struct_drug(drug)
+            drugs.append((n, drug.ndc, drug.name, drug.dose))
+        if doc is not None:
+            doc = _struct_documentation(doc)
+            documented.append((n,))
+            docs += _doc_facts(n, doc)
+        lines.append(_new_line(n, day, code, modifiers, units, pos, npi, credential, diagnoses, drug, doc))
+    if not in_order:
+        if len({ln.line for ln in lines}) != len(lines):
+            raise _Reject
+        rows, modifier_rows, diagnosis_rows, credentials, drugs, documented, docs = map(
+            _distinct, (rows, modifier_rows, diagnosis_rows, credentials, drugs, documented, docs)
         )
-    if len({ln.line for ln in lines}) != len(lines):
-        raise _Reject
     history: tuple[HistoryLine, ...] = ()
     if c.history:
         history = tuple([_struct_history(h) for h in c.history])
         if len({(h.claim_id, h.line) for h in history}) != len(history):
             raise _Reject
-    return _new_claim(claim_id, person, tuple(lines), history)
+    claim = _new_claim(claim_id, person, tuple(lines), history)
+    history_rows, history_modifiers = _history_facts(claim) if history else ([], [])
+    return claim, ClaimFacts(  # in CLAIM_RELATIONS order
+        claim=[(claim_id, patient_id)],
+        line=rows,
+        line_modifier=modifier_rows,
+        line_diagnosis=diagnosis_rows,
+        line_credential=credentials,
+        line_drug=drugs,
+        line_documented=documented,
+        line_doc=docs,
+        history=history_rows,
+        history_modifier=history_modifiers,
+    )
 
 
 def read_fast(data: bytes) -> Claim | None:
     """The claim in one JSON text (UTF-8 bytes, e.g. a JSONL line) when it has nothing wrong;
-    None otherwise, and then parse_claim_text reads it and words its problems.
+    None otherwise, and then parse_claim_text reads it and words its problems (see read_fast_facts)."""
+    read = read_fast_facts(data)
+    return None if read is None else read[0]
 
-    msgspec decodes the text into the claim model's Structs (_struct_claim reads them); a text it
-    refuses (a float for an integer, an unknown key: most claims with a problem, and some without,
-    e.g. a duplicated key whose first value is wrong) is parsed by orjson for _fast_claim. What
-    either accepts, json.loads reads to the same value: a text they refuse and json.loads reads
-    (a byte order mark, NaN, a lone surrogate, an integer beyond 64 bits, deep nesting) is left
-    to parse_claim_text, so the errors stay json's words."""
+
+def read_fast_facts(data: bytes) -> tuple[Claim, ClaimFacts] | None:
+    """read_fast's claim with its facts (claim_to_facts'), when the claim has nothing wrong; None
+    otherwise, and then parse_claim_text reads it and words its problems.
+
+    msgspec decodes the text into the claim model's Structs (_struct_read reads them, and makes
+    the facts as it goes); a text it refuses (a float for an integer, an unknown key: most claims
+    with a problem, and some without, e.g. a duplicated key whose first value is wrong) is parsed
+    by orjson for _fast_claim. What either accepts, json.loads reads to the same value: a text they
+    refuse and json.loads reads (a byte order mark, NaN, a lone surrogate, an integer beyond 64
+    bits, deep nesting) is left to parse_claim_text, so the errors stay json's words."""
     try:
         decoded = _STRUCT_DECODER.decode(data)
     except msgspec.DecodeError:  # ValidationError too
         pass
     else:
         try:
-            return _struct_claim(decoded)
+            return _struct_read(decoded)
         except (_Reject, ValueError):
             return None
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    return _fast_claim(obj)
+    claim = _fast_claim(obj)
+    return None if claim is None else (claim, claim_to_facts(claim))
 
 
 # a JSON escape of a UTF-16 surrogate: json.loads turns one without its pair into a lone surrogate
@@ -1296,6 +1352,31 @@ def _history_facts(claim: Claim) -> tuple[list[Row], list[Row]]:
         if h.modifiers:
             history_modifiers += [(h.claim_id, h.line, m) for m in h.modifiers]
     return _distinct(history), _distinct(history_modifiers)
+
+
+class ClaimsRead(tuple[Claim, ...]):
+    """Claims as a batch worker read them, with the facts of each (read_fast_facts made them in
+    the same pass): chunk_facts takes these instead of making them again."""
+
+    facts: list[Facts] | None  # None once chunk_facts has taken them
+
+    def __new__(cls, claims: Iterable[Claim], facts: Iterable[ClaimFacts]) -> ClaimsRead:
+        read = super().__new__(cls, claims)
+        read.facts = [*facts]
+        if len(read.facts) != len(read):
+            raise ValueError(f"{len(read)} claims with the facts of {len(read.facts)}")
+        return read
+
+
+def chunk_facts(claims: Sequence[Claim]) -> list[Facts]:
+    """claim_to_facts of each claim, in order. A ClaimsRead's facts, made as its claims were read,
+    are handed over to the first caller, not kept: freed with what it makes of them (a backend's
+    models, freed claim by claim as each is decided, while their rows are still in the CPU's
+    caches), not all at once when the chunk is done. Any later call makes them again."""
+    if type(claims) is ClaimsRead and claims.facts is not None:
+        facts, claims.facts = claims.facts, None
+        return facts
+    return [*map(claim_to_facts, claims)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -486,3 +486,66 @@ def test_a_chunks_written_results_reach_the_parent_as_they_are(kb: PolicyKB) -> 
     copies = [o if type(o) is _Outcome else _Outcome(o.line, True, o.lines, o.denied, o.deny_kinds) for o in outcomes]
     assert _pack(outcomes) == _pack(copies)
     assert pickle.loads(pickle.dumps(outcomes)) == outcomes  # as a Dask partition's result travels
+
+
+# -- a chunk's facts, made as its lines are read --------------------------------------------------
+
+
+def _jsonl_records() -> list[Any]:
+    """The bundled JSONL lines (broken ones included) and a generated corpus, as engine.batch gets them."""
+    from benchmarks.corpus import generate, strip_meta
+    from benchmarks.tables import shared_tables
+    from engine.batch import _Lines
+
+    lines = (EXAMPLES / "batch.jsonl").read_bytes().splitlines(keepends=True)
+    lines += [json.dumps(strip_meta(obj)).encode() + b"\n" for obj in generate(shared_tables(), 200, seed=5)]
+    return _Lines(range(1, len(lines) + 1), b"".join(lines)).records()
+
+
+def test_a_chunk_is_decided_from_the_facts_made_as_its_lines_were_read(
+    kb: PolicyKB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """engine.batch reads a chunk's JSONL lines with their facts (read_fast_facts) and hands them
+    on with the claims (ClaimsRead): no claim is walked again for its facts, and every record,
+    error records included, is the one the claim-by-claim path writes."""
+    import engine.api
+    import engine.backends.decide
+    import engine.claims
+    from engine.batch import _handle, _handle_chunk
+
+    records = _jsonl_records()
+    worker = BatchWorker(kb, "duckdb", False, False)
+    expected = [_handle(worker, record) for record in records]
+
+    def walked(claim: Claim) -> Any:
+        raise AssertionError(f"claim {claim.id} walked again for its facts")
+
+    for module in (engine.claims, engine.backends.decide, engine.api):  # wherever a chunk's facts could be made
+        monkeypatch.setattr(module, "claim_to_facts", walked, raising=False)
+    got = _handle_chunk(worker, records)
+    assert [(o.line, o.ok, o.lines, o.denied, o.deny_kinds) for o in got] == [
+        (o.line, o.ok, o.lines, o.denied, o.deny_kinds) for o in expected
+    ]
+    assert sum(not o.ok for o in got) >= 2 and sum(o.ok for o in got) >= 200
+
+
+def test_claims_read_hand_over_the_facts_of_each_claim() -> None:
+    """chunk_facts gives the facts a ClaimsRead carries (those claim_to_facts gives) to its first
+    caller, and keeps no reference to them (freed with what the caller makes of them); a later
+    call, or one for any other sequence of claims, makes them. A ClaimsRead is made only with the
+    facts of every claim."""
+    import weakref
+
+    from engine.claims import ClaimsRead, chunk_facts, read_fast_facts
+
+    read = [*filter(None, (read_fast_facts(record.data) for record in _jsonl_records()))]
+    claims = ClaimsRead([c for c, _f in read], [f for _c, f in read])
+    given = chunk_facts(claims)
+    assert all(a is f for a, (_c, f) in zip(given, read, strict=True))
+    assert given == [claim_to_facts(c) for c in claims] == chunk_facts(claims) == chunk_facts(list(claims))
+    assert not any(a is f for a, (_c, f) in zip(chunk_facts(claims), read, strict=True))
+    alive = [weakref.ref(f) for f in given]
+    del read, given
+    assert not any(ref() is not None for ref in alive) and len(claims) >= 200  # the claims kept, not their facts
+    with pytest.raises(ValueError, match="claims with the facts of"):
+        ClaimsRead(claims, [claim_to_facts(c) for c in claims][1:])

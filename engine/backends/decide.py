@@ -27,7 +27,7 @@ import orjson
 from engine.adjudicate import MESSAGE_SOLUTIONS, _join, guidance_anchor
 from engine.backends import BatchModel, MessageRequest
 from engine.batch import PlainJson, Written
-from engine.claims import Claim, _maker, claim_to_facts
+from engine.claims import Claim, _maker, chunk_facts
 from engine.evaluate import Model
 from engine.explain.because import BecauseBuilder
 from engine.explain.proof import Prover
@@ -476,7 +476,7 @@ def decide_many(kb: PolicyKB, claims: Sequence[Claim], *, written: bool = False)
     if decider is None or decider.kb is not kb:
         decider = _deciders[id(kb)] = BatchDecider(kb)
     evaluate = functools.partial(kb.duckdb().evaluate_many, messages=decider.request)
-    models = _isolating(evaluate, [claim_to_facts(c) for c in claims])
+    models = _isolating(evaluate, chunk_facts(claims))
     held = cast("list[object]", models)  # a list of its own (_isolating's)
     decide = decider.decide_written if written else decider.decide
     out: list[Any] = []

@@ -1,10 +1,10 @@
 """The msgspec path of read_fast reads exactly what the reference reader reads, and is the path taken.
 
 `read_fast` first decodes a JSONL line into the claim model's Structs (msgspec checks keys, kinds,
-bounds and sizes in C) and reads them with `_struct_claim`; only a text msgspec refuses goes on to
-orjson and `_fast_claim`. For any line the msgspec path must give the Claim `parse_claim_text`
-gives (json.loads, then the model-driven reader; the reference that words every error record), or
-refuse or decline it. Claims are compared by value and by repr, so that 1, 1.0 and True, equal to
+bounds and sizes in C) and reads them with `_struct_read`, which makes the claim's facts too; only a
+text msgspec refuses goes on to orjson and `_fast_claim`. For any line the msgspec path must give
+the Claim `parse_claim_text` gives (json.loads, then the model-driven reader; the reference that
+words every error record), and that claim's facts, or refuse or decline it. Claims are compared by value and by repr, so that 1, 1.0 and True, equal to
 Python, count as different. Lines are drawn valid, broken, with odd values, and as texts JSON can
 spell in more than one way (a key given twice, escapes, whitespace around the value).
 """
@@ -25,8 +25,9 @@ from engine.claims import (
     _STRUCT_DECODER,
     Claim,
     ClaimError,
+    ClaimFacts,
     _Reject,
-    _struct_claim,
+    _struct_read,
     claim_to_facts,
     parse_claim_text,
     read_fast,
@@ -39,22 +40,29 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 REFUSED = "refused"  # msgspec refused the text: read_fast tries orjson and _fast_claim next
 
 
-def _struct_read(raw: bytes) -> Claim | str | None:
-    """What the msgspec path makes of a line: a Claim, None (declined) or REFUSED."""
+def _msgspec_path(raw: bytes) -> Claim | str | None:
+    """What the msgspec path makes of a line: a Claim, None (declined) or REFUSED. The facts it
+    makes with the claim are the claim's (claim_to_facts', the same rows in the same order)."""
     try:
         decoded = _STRUCT_DECODER.decode(raw)
     except msgspec.DecodeError:
         return REFUSED
     try:
-        return _struct_claim(decoded)
+        claim, facts = _struct_read(decoded)
     except (_Reject, ValueError):
         return None
+    assert type(facts) is ClaimFacts and facts == claim_to_facts(claim)
+    assert list(facts) == list(claim_to_facts(claim))  # CLAIM_RELATIONS order
+    assert {rel: [repr(row) for row in rows] for rel, rows in facts.items()} == {
+        rel: [repr(row) for row in rows] for rel, rows in claim_to_facts(claim).items()
+    }  # the same types too: 1 is not 1.0 nor True
+    return claim
 
 
 def _agree(raw: bytes) -> bool:
     """Whether the msgspec path accepted the line; fails when it reads it otherwise than the
     reference, or when read_fast does."""
-    got = _struct_read(raw)
+    got = _msgspec_path(raw)
     fast = read_fast(raw)
     try:
         reference = parse_claim_text(raw.rstrip(b"\r\n").decode("utf-8-sig"))
@@ -210,7 +218,7 @@ def test_hand_picked_texts_are_read_by_the_msgspec_path_as_the_reader_reads_them
     ],
 )
 def test_what_msgspec_refuses_goes_to_the_next_reader(raw: bytes) -> None:
-    assert _struct_read(raw) is REFUSED
+    assert _msgspec_path(raw) is REFUSED
     _agree(raw)
 
 
@@ -222,7 +230,7 @@ def test_deep_nesting_is_refused_without_a_recursion_error(key: str) -> None:
         '{"id": "C", "patient": {"id": "P"}, "lines": [{"line": 1, "service_date": "2024-01-02",'
         f' "code": "96372", "pos": "11", "rendering_npi": "1"}}], {json.dumps(key)}: {deep}}}'
     ).encode()
-    assert _struct_read(raw) is REFUSED
+    assert _msgspec_path(raw) is REFUSED
     assert read_fast(raw) is None
     with pytest.raises(ClaimError):
         parse_claim_text(raw.decode())
@@ -243,7 +251,7 @@ def test_what_only_python_checks_is_declined(change: dict[str, Any]) -> None:
     claim = json.loads((ROOT / "examples" / "batch.jsonl").read_text(encoding="utf-8").splitlines()[0])
     claim["lines"][0].update(change)
     raw = json.dumps(claim).encode("utf-8")
-    assert _struct_read(raw) is None
+    assert _msgspec_path(raw) is None
     assert not _agree(raw)
 
 
@@ -254,9 +262,9 @@ def test_duplicate_line_numbers_are_declined() -> None:
     for h in claim["history"]:
         h.pop("rendering_credential", None), h.pop("diagnoses", None), h.pop("drug", None), h.pop("documentation", None)
     raw = json.dumps(claim).encode("utf-8")
-    assert _struct_read(raw) is None
+    assert _msgspec_path(raw) is None
     claim["lines"].pop()
-    assert _struct_read(json.dumps(claim).encode("utf-8")) is None  # the history lines still repeat
+    assert _msgspec_path(json.dumps(claim).encode("utf-8")) is None  # the history lines still repeat
     claim["history"][1]["line"] += 1
     assert _agree(json.dumps(claim).encode("utf-8"))
 
