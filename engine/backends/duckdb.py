@@ -79,12 +79,6 @@ _FIELD, _RECORD = "\x1f", "\x1e"  # how the grouped query joins a solution's val
 # this many rows gives for the solution's sort keys (see DuckDBBackend._lookup): it is read from
 # the relation's rows, kept in memory once per connection, instead of joined into every text
 MESSAGE_LOOKUP_ROWS = 50_000
-# DuckDB takes its blocks (a chunk's tables, hash tables) from a region of this size that it keeps
-# for reuse, instead of returning them to the system after each statement for the next to fault
-# in again. Measured on chunks 1-4 of 10,000 claims, one thread: page faults 89k -> 33k, system
-# CPU 0.37 -> 0.20 s; a worker's peak RSS +30 MB (pages are touched only as blocks are used).
-# 256 MB faulted as much as 128.
-BLOCK_ALLOCATOR_MB = 128
 # A rule's message values are read from the claims' facts without a query (see
 # DuckDBBackend._from_facts) for at most this many outcome rows of it in a chunk: each costs some
 # 5 us of Python, the query a few ms a chunk and a little a row (fee.facility_na's 2,300 heads in
@@ -1370,7 +1364,6 @@ class DuckDBBackend:
         atexit.register(self.close)  # closed before interpreter teardown, which warns about live handles
         self.con.execute(f"SET threads = {max(1, threads or 1)}")
         self.con.execute("SET preserve_insertion_order = false")
-        self.con.execute(f"SET block_allocator_memory = '{BLOCK_ALLOCATOR_MB}MB'")
         # No optimizer is disabled (measured on kb/ with DuckDB 2.0.0, same outcomes every time):
         # without compressed_materialization and join_filter_pushdown a chunk plans faster but runs
         # slower (valgrind: +1% instructions for start-up plus a 2,500-claim chunk; CPU of a
