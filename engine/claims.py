@@ -1029,10 +1029,10 @@ def _struct_read(c: Any) -> tuple[Claim, ClaimFacts]:
             modifiers = ()
         elif modifiers:
             modifiers = known.get(modifiers) or _upper_texts(modifiers)
-            if len(modifiers) == 1:
+            if len(modifiers) == 1:  # the usual case, without a call
                 modifier_rows.append((n, modifiers[0]))
             else:
-                modifier_rows += zip(repeat(n), sorted(set(modifiers)))
+                _code_rows(modifier_rows, n, modifiers)
         if credential is not None:
             credential = upper.get(credential) or _upper_text(credential) or None
             if credential is not None:
@@ -1041,16 +1041,10 @@ def _struct_read(c: Any) -> tuple[Claim, ClaimFacts]:
             diagnoses = ()
         elif diagnoses:
             diagnoses = known.get(diagnoses) or _upper_texts(diagnoses)
-            if len(diagnoses) == 1:
+            if len(diagnoses) == 1:  # the usual case, without a call
                 diagnosis_rows.append((n, diagnoses[0]))
-            elif len(diagnoses) == 2:  # two, the other usual case: in order, each once
-                a, b = diagnoses
-                if a == b:
-                    diagnosis_rows.append((n, a))
-                else:
-                    diagnosis_rows += ((n, a), (n, b)) if a < b else ((n, b), (n, a))
             else:
-                diagnosis_rows += zip(repeat(n), sorted(set(diagnoses)))
+                _code_rows(diagnosis_rows, n, diagnoses)
         if drug is not None:
             drug = _struct_drug(drug)
             drugs.append((n, drug.ndc, drug.name, drug.dose))
@@ -1286,6 +1280,22 @@ _LINE_PARTS = operator.attrgetter("line", "modifiers", "diagnoses", "rendering_c
 _HISTORY_ROW = operator.attrgetter("claim_id", "line", "code", "service_date", "pos", "rendering_npi", "units")
 
 
+def _code_rows(rows: list[Row], n: int, codes: tuple[str, ...]) -> None:
+    """Add line n's rows of its codes (modifiers or diagnoses, at least one), each once and in
+    order: one code, the usual case, and two without making a set or sorting (claim_to_facts and
+    the reader, _struct_read, both make them here)."""
+    if len(codes) == 1:
+        rows.append((n, codes[0]))
+    elif len(codes) == 2:
+        a, b = codes
+        if a == b:
+            rows.append((n, a))
+        else:
+            rows += ((n, a), (n, b)) if a < b else ((n, b), (n, a))
+    else:
+        rows += zip(repeat(n), sorted(set(codes)))
+
+
 def claim_to_facts(claim: Claim) -> ClaimFacts:
     """The claim as rows of every `.claim` relation in kb/claim.dl, deduplicated and sorted.
 
@@ -1302,22 +1312,10 @@ def claim_to_facts(claim: Claim) -> ClaimFacts:
     documented: list[Row] = []
     docs: list[Row] = []
     for n, codes, more, credential, drug, doc in map(_LINE_PARTS, claim.lines):
-        if codes:  # one code, the usual case, without a zip
-            if len(codes) == 1:
-                modifiers.append((n, codes[0]))
-            else:
-                modifiers += zip(repeat(n), sorted(set(codes)))
+        if codes:
+            _code_rows(modifiers, n, codes)
         if more:
-            if len(more) == 1:
-                diagnoses.append((n, more[0]))
-            elif len(more) == 2:  # two, the other usual case: in order, each once
-                a, b = more
-                if a == b:
-                    diagnoses.append((n, a))
-                else:
-                    diagnoses += ((n, a), (n, b)) if a < b else ((n, b), (n, a))
-            else:
-                diagnoses += zip(repeat(n), sorted(set(more)))
+            _code_rows(diagnoses, n, more)
         if credential is not None:
             credentials.append((n, credential))
         if drug is not None:
