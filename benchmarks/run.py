@@ -67,6 +67,10 @@ DUCKDB_TARGETS = {
     "total_rss_mb": ("DuckDB batch, peak memory (parent + workers)", "<", 1536.0, "MB"),
     "disagreements": ("DuckDB oracle disagreements (NCCI)", "==", 0, ""),
 }
+# A throughput target stated for a corpus of at least this many claims: a smaller run's figure is
+# dominated by worker start (5,000 claims: ~4,000 claims/s where 100,000 give ~12,000), so it is
+# printed and not judged.
+STATED_FOR = {"duckdb.batch2_claims_s": 100_000}
 
 
 class Fail(Exception):
@@ -625,15 +629,19 @@ def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         figs = _figures(system, res) if res else {}
         for key, (label, op, limit, unit) in targets.items():
             value = figs.get(key) if res else None
+            name = key if system == "policykb" else f"{system}.{key}"
+            status = _meets(op, limit, value) if res else "MISS"
+            if report["meta"]["claims"] < STATED_FOR.get(name, 0):
+                status = "n/a"
             out.append(
                 {
-                    "key": key if system == "policykb" else f"{system}.{key}",
+                    "key": name,
                     "label": label,
                     "op": op,
                     "limit": limit,
                     "unit": unit,
                     "value": value,
-                    "status": _meets(op, limit, value) if res else "MISS",
+                    "status": status,
                 }
             )
     return out
@@ -705,8 +713,7 @@ def _print_results(console: Console, report: dict[str, Any]) -> None:
         if "policykb" in systems:
             t = targets.get(key)
             if t:
-                mark = "[green]PASS[/]" if t["status"] == "PASS" else "[red]MISS[/]"
-                row.append(f"{t['op']} {t['limit']}{(' ' + t['unit']) if t['unit'] else ''} {mark}")
+                row.append(f"{t['op']} {t['limit']}{(' ' + t['unit']) if t['unit'] else ''} {_mark(t, report)}")
             else:
                 row.append("")
         table.add_row(*row)
@@ -805,11 +812,20 @@ def _print_duckdb(console: Console, report: dict[str, Any], figs: dict[str, dict
             )
     for t in report["targets"]:
         if t["key"].startswith("duckdb."):
-            mark = "[green]PASS[/]" if t["status"] == "PASS" else "[red]MISS[/]"
             console.print(
                 f"  {t['label']}: {_fmt(t['value'], ' ' + t['unit'] if t['unit'] else '')} "
-                f"(target {t['op']} {t['limit']:,} {t['unit']}) {mark}"
+                f"(target {t['op']} {t['limit']:,} {t['unit']}) {_mark(t, report)}"
             )
+
+
+def _mark(target: dict[str, Any], report: dict[str, Any]) -> str:
+    """PASS or MISS, or why a target was not judged on this run."""
+    if target["status"] == "n/a":
+        return (
+            f"[yellow]not judged[/] [dim](stated for {STATED_FOR[target['key']]:,} claims; "
+            f"this run has {report['meta']['claims']:,}: --claims {STATED_FOR[target['key']]})[/]"
+        )
+    return "[green]PASS[/]" if target["status"] == "PASS" else "[red]MISS[/]"
 
 
 def _ratio(
