@@ -14,10 +14,12 @@ The compiler's IR is turned into SQL once per program:
 - a per-chunk relation that copies another, or that one statement at most reads (positively, and
   not an outcome rule), is a view instead of a table: its reader computes its rows (_projection,
   _inlined);
-- relations derived from stored data only (static) are materialised once per connection;
+- relations derived from stored data only (static) are computed once and saved in a DuckDB file
+  in the cache, which later connections attach (DuckDBBackend._create_static);
 - stored relations are the validated `.input` tables, copied once from the SQLite store into a
   DuckDB file in the cache (keyed like the SQLite file, plus this module's format version), and
-  the KB's inline facts.
+  the KB's inline facts; all but the big ones are copied again into one file, which a
+  connection attaches (_build_stored_file).
 
 Built-ins keep the pyDatalog adapter's type-safe semantics (see `_SEMANTICS` below): values of
 different types are never equal or ordered, arithmetic on a symbol has no result, `/` and `%`
