@@ -9,6 +9,8 @@ behind. `policykb cache` lists the files by kind and says which the given KB use
 
 Kinds, by file name:
 - `table`: a table's rows (`<relation>-<digest>.sqlite`) and its DuckDB copy (`...-d<N>.duckdb`);
+- `stored`: the DuckDB backend's stored relations but the big ones, inline facts and table rows
+  (`stored-<digest>-d<N>.duckdb`);
 - `static`: the DuckDB backend's static relations (`static-<digest>-d<N>.duckdb`);
 - `program`: a checked, compiled KB (`program-<digest>-<engine>.json`);
 - `parsed`: one parsed `.dl` file (`parsed-<digest>.json`);
@@ -31,10 +33,11 @@ from engine.program import kb_files
 from engine.store import table_lock
 from engine.syntax.cache import ParsedModules
 
-KINDS = ("table", "static", "program", "parsed", "partial", "lock", "other")
+KINDS = ("table", "stored", "static", "program", "parsed", "partial", "lock", "other")
 _PATTERNS = (
     ("lock", re.compile(r"(?P<rel>[^/]+)\.lock")),
     ("partial", re.compile(r".*\.tmp.*")),
+    ("stored", re.compile(r"stored-[0-9a-f]+-d\d+\.duckdb")),
     ("static", re.compile(r"static-[0-9a-f]+-d\d+\.duckdb")),
     ("program", re.compile(r"program-[0-9a-f]+-[0-9a-f]+\.json")),
     ("parsed", re.compile(r"parsed-[0-9a-f]+\.json")),
@@ -76,7 +79,7 @@ def entries(cache_dir: Path) -> list[Entry]:
 def used_by(kb: PolicyKB) -> set[Path]:
     """The cache files opening `kb` reads: its tables and their DuckDB copies, its compiled
     program, each `.dl` file's parse and, when every table has its DuckDB copy (so opening the
-    backend builds nothing new), the backend's static relations' file."""
+    backend builds nothing new), the backend's stored and static relations' files."""
     from engine.backends.duckdb import table_file  # imports DuckDB: only here
 
     loaded = kb.kb
@@ -88,9 +91,8 @@ def used_by(kb: PolicyKB) -> set[Path]:
     for file, module in zip(kb_files(loaded.root), loaded.program.modules, strict=True):
         used.add(parsed.file_for(file.read_bytes(), module.path)[0])
     if loaded.compiled is not None and all(p.exists() for p in copies):
-        static = kb.duckdb().static_file
-        if static is not None:
-            used.add(static)
+        backend = kb.duckdb()
+        used.update(p for p in (backend.stored_file, backend.static_file) if p is not None)
     return used
 
 

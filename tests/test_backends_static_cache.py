@@ -109,7 +109,7 @@ def test_the_bundled_kbs_static_rows_are_the_same_copied_or_computed(monkeypatch
 
     copied = static_rows(DuckDBBackend(cp, kb.kb.store, types))  # copied, once an earlier run saved them
     runs = _static_runs(monkeypatch)
-    monkeypatch.setattr(DuckDBBackend, "_copy_static", lambda self, rels, path: False)
+    monkeypatch.setattr(DuckDBBackend, "_attach_static", lambda self, rels, path: False)
     computed = static_rows(DuckDBBackend(cp, kb.kb.store, types))
     assert runs  # computed this time
     assert copied == computed

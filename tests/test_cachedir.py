@@ -63,14 +63,16 @@ def test_prune_removes_what_the_edited_kb_left_behind(tmp_path: Path, cache: Pat
     root.mkdir()
     _open(root, "96372,99213,1\n")
     first = {kind: _names(cache, kind) for kind in cachedir.KINDS}
-    assert first["table"] and first["static"] and first["program"] and first["parsed"] and first["lock"]
+    assert first["table"] and first["stored"] and first["static"] and first["program"] and first["parsed"]
+    assert first["lock"]
     _open(root, "96372,99213,1\n96372,99214,1\n", comment="// edited\n")
     second = {kind: _names(cache, kind) for kind in cachedir.KINDS}
     left = {kind: first[kind] - second[kind] for kind in cachedir.KINDS}
     assert not left["table"] and not left["parsed"]  # nothing vanished by itself...
     new = {kind: second[kind] - first[kind] for kind in cachedir.KINDS}
-    # ...and the edit made a new table (SQLite and DuckDB copy), static file, program and parse
-    assert len(new["table"]) == 2 and len(new["static"]) == 1 and len(new["program"]) == 1
+    # ...and the edit made a new table (SQLite and DuckDB copy), stored and static file, program and parse
+    assert len(new["table"]) == 2 and len(new["stored"]) == 1 and len(new["static"]) == 1
+    assert len(new["program"]) == 1
     assert len(new["parsed"]) == 1
 
     runner = CliRunner()
@@ -80,7 +82,7 @@ def test_prune_removes_what_the_edited_kb_left_behind(tmp_path: Path, cache: Pat
 
     dry = runner.invoke(main, ["cache", "--kb", str(root), "--prune", "--older-than", "0", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "would remove 5 file(s)" in dry.output
+    assert "would remove 6 file(s)" in dry.output
     assert {kind: _names(cache, kind) for kind in cachedir.KINDS} == second  # a dry run removes nothing
 
     building = cache / "pair_edit-0123456789abcdef0123.tmp999-1"  # a build another process is writing
@@ -90,9 +92,9 @@ def test_prune_removes_what_the_edited_kb_left_behind(tmp_path: Path, cache: Pat
     removed = set(json.loads(res.output)["removed"])
     assert building.exists()  # a partial file is left for a day, whatever --older-than says
     building.unlink()
-    # the first version's table (both files), static file and program; of the parses, only the
-    # edited file's (claim.dl and types.dl did not change, so the edited KB still uses theirs)
-    assert removed - first["parsed"] == first["table"] | first["static"] | first["program"]
+    # the first version's table (both files), stored and static file and program; of the parses,
+    # only the edited file's (claim.dl and types.dl did not change, so the edited KB still uses theirs)
+    assert removed - first["parsed"] == first["table"] | first["stored"] | first["static"] | first["program"]
     assert len(removed & first["parsed"]) == 1
     assert _names(cache, "lock") == first["lock"]
     after = {e.path.name for e in cachedir.entries(cache)}
@@ -125,5 +127,5 @@ def test_text_report_by_kind(tmp_path: Path, cache: Path) -> None:
     res = CliRunner().invoke(main, ["cache", "--kb", str(root)])
     assert res.exit_code == 0, res.output
     rows = {line.split()[0]: line.split() for line in res.output.splitlines()[2:] if line.strip()}
-    assert set(rows) == {"table", "static", "program", "parsed", "lock"}
+    assert set(rows) == {"table", "stored", "static", "program", "parsed", "lock"}
     assert rows["table"][1] == "2" and rows["lock"][1] == "1"  # the SQLite table and its DuckDB copy

@@ -14,10 +14,12 @@ The compiler's IR is turned into SQL once per program:
 - a per-chunk relation that copies another, or that one statement at most reads (positively, and
   not an outcome rule), is a view instead of a table: its reader computes its rows (_projection,
   _inlined);
-- relations derived from stored data only (static) are materialised once per connection;
+- relations derived from stored data only (static) are computed once and saved in a DuckDB file
+  in the cache, which later connections attach (DuckDBBackend._create_static);
 - stored relations are the validated `.input` tables, copied once from the SQLite store into a
   DuckDB file in the cache (keyed like the SQLite file, plus this module's format version), and
-  the KB's inline facts.
+  the KB's inline facts; all but the big ones are copied again into one file, which a
+  connection attaches (_build_stored_file).
 
 Built-ins keep the pyDatalog adapter's type-safe semantics (see `_SEMANTICS` below): values of
 different types are never equal or ordered, arithmetic on a symbol has no result, `/` and `%`
@@ -27,7 +29,9 @@ are Python's floor division and modulo, division by zero has no result, `match` 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import csv
+import functools
 import gc
 import hashlib
 import itertools
@@ -55,7 +59,7 @@ from engine.semantics import CROSS_KIND, OPERATORS
 from engine.store import Store
 
 DUCKDB_FORMAT = 1  # bump when the cached table files change layout
-STATIC_FORMAT = 1  # bump when the static relations' saved files, or how they are computed, change
+STATIC_FORMAT = 2  # bump when the static relations' saved files, or how they are computed, change
 
 NUM, SYM = "n", "s"
 MESSAGE_OUTCOMES = ("deny", "warn")  # the reasons whose message is filled from the rule's bindings
@@ -1380,6 +1384,102 @@ def _copy_csv(table: str, path: Path, types: tuple[str, ...]) -> str:
     )
 
 
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple]) -> None:
+    """A few rows of Python values into a table (executemany refuses none)."""
+    if rows:
+        con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored relations: one DuckDB file in the cache holds every one of at most BIG_STORED_ROWS rows,
+# inline facts and table rows alike, so a connection opens them with one ATTACH (measured: the
+# 39 of kb/, 26 of them inline facts, cost a worker ~60 ms of CPU one relation at a time)
+
+_STORED = "pkb_stored"  # the stored relations' file, as a connection attaches it
+_STATIC = "pkb_static"  # the static relations' saved file (see DuckDBBackend._create_static)
+
+
+def stored_relations(cp: CompiledProgram) -> list[str]:
+    return sorted(rel for rel, kind in cp.kinds.items() if kind is RelKind.STORED)
+
+
+def stored_key(
+    cp: CompiledProgram, store: Store | None, types: dict[str, tuple[str, ...]], files: dict[str, Path]
+) -> str:
+    """What the stored relations' rows are made of: each one's name, types, table file (named by
+    its content) and inline facts (by value)."""
+    key = hashlib.sha256(f"stored {DUCKDB_FORMAT} {BIG_STORED_ROWS}\n".encode())
+    memory = store.memory if store is not None else {}
+    for rel in stored_relations(cp):
+        file = files.get(rel)
+        rows = memory[rel].rows if rel in memory else []
+        key.update(repr((rel, types[rel], file.name if file else None, rows)).encode())
+    return key.hexdigest()[:20]
+
+
+def stored_file(store: Store, key: str) -> Path:
+    """The stored relations' file in the cache, for the rows `key` (stored_key) names."""
+    return store.cache_dir / f"stored-{key}-d{DUCKDB_FORMAT}.duckdb"
+
+
+def _build_stored_file(
+    cp: CompiledProgram, store: Store | None, types: dict[str, tuple[str, ...]], files: dict[str, Path], path: Path
+) -> None:
+    """Write the stored relations' file at `path`, made aside and renamed into place (a process
+    opening it meanwhile makes its own): each stored relation of at most BIG_STORED_ROWS rows as
+    a table named as the backend reads it (table_name), holding its inline facts then its table
+    file's rows, and every stored relation's row count in the table `_counts`."""
+    scratch = Path(tempfile.mkdtemp(prefix="pkb-duck-", dir=path.parent))
+    try:
+        db = scratch / "stored.duckdb"
+        con = duckdb.connect(str(db))
+        try:
+            counts = [_copy_stored(con, cp, store, types, rel, files.get(rel), scratch) for rel in stored_relations(cp)]
+            con.execute("CREATE TABLE _counts (rel VARCHAR, n BIGINT)")
+            _insert(con, "_counts", counts)
+        finally:
+            con.close()
+        os.replace(db, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _copy_stored(
+    con: duckdb.DuckDBPyConnection,
+    cp: CompiledProgram,
+    store: Store | None,
+    types: dict[str, tuple[str, ...]],
+    rel: str,
+    file: Path | None,
+    scratch: Path,
+) -> tuple[str, int]:
+    """One stored relation's rows into the stored relations' file, unless it has more than
+    BIG_STORED_ROWS (the backend then reads its table file); its name and row count."""
+    rows = store.memory[rel].rows if store is not None and rel in store.memory else []
+    n = len(rows)
+    if file is not None:
+        con.execute(f"ATTACH {_literal(file)} AS f (READ_ONLY)")
+        (m,) = con.execute("SELECT count(*) FROM f.t").fetchone()  # type: ignore[misc]
+        n += m
+    if n <= BIG_STORED_ROWS:
+        table = table_name(cp, rel)
+        con.execute(f"CREATE TABLE {table} ({', '.join(f'c{i} {_SQL_TYPE[t]}' for i, t in enumerate(types[rel]))})")
+        if rows:
+            csv_path = scratch / "rows.csv"
+            with csv_path.open("w", encoding="utf-8", newline="") as fh:
+                _csv_writer(fh).writerows(map(tuple, rows))
+            con.execute(_copy_csv(table, csv_path, types[rel]))
+        if file is not None:
+            con.execute(f"INSERT INTO {table} SELECT * FROM f.t")
+    if file is not None:
+        con.execute("DETACH f")
+    return rel, n
+
+
 # Claims a block of _keyed_csv formats at once: its values, flattened, stay in the CPU's cache for
 # the format that reads them again and the decref that drops them (a chunk's are tens of MB of
 # objects scattered by the reader, each touched three times). 10,000-claim chunks of the
@@ -1445,9 +1545,9 @@ class DuckDBBackend:
     ):
         self.cp = cp
         self.store = store
+        self.stored_file: Path | None = None  # the stored relations' cache file (see _attach_stored)
         self.static_file: Path | None = None  # the static relations' cache file (see _create_static)
         self.types = infer_types(cp, given_types)
-        self.sql = compile_sql(cp, self.types)
         self.outcomes = [r for r in OUTCOMES if r in cp.kinds]
         # relation -> the columns every rule of it fills with a constant (see _fetch_grouped)
         self._const_columns = {
@@ -1466,7 +1566,7 @@ class DuckDBBackend:
         self._message_sqls: dict[
             tuple[int, tuple[int | None, ...], frozenset[int]], tuple[str, list[int | None], list[int]]
         ] = {}
-        # (stored or static relation, columns) -> whether no two distinct rows agree on them (_keyed_atoms)
+        # (stored or static relation, columns) -> whether no two distinct rows agree on them (_is_unique)
         self._unique: dict[tuple[str, tuple[int, ...]], bool] = {}
         self._grouped: dict[int, bool] = {}  # outcome rule index -> whether its message query groups (_fetch_messages)
         self._grouped_sqls: dict[tuple[int, tuple[int | None, ...], frozenset[int]], tuple[str, GroupPlan] | None] = {}
@@ -1485,8 +1585,15 @@ class DuckDBBackend:
         # 10,000-claim chunk 3.26-3.29 s -> 3.58-3.80 s, ptp_started, deny, units_on_date, ptp_hit
         # and warn each slower), and no other optimizer, alone, moved a 2,500-claim chunk beyond
         # the noise of the ones that cannot touch these statements (top_n, window_rewriter: +-15%)
-        self._check_patterns()
-        self._create_tables()
+        try:
+            files = ensure_table_files(store, self.types) if store is not None else {}
+            counts = self._attach_stored(files)
+            self.sql = compile_sql(cp, self.types, big_stored(cp, counts.__getitem__))
+            self._check_patterns()
+            self._create_tables(files)
+        except BaseException:
+            self.close()
+            raise
 
     def _check_patterns(self) -> None:
         for pat in sorted(self.sql.patterns):
@@ -1501,111 +1608,154 @@ class DuckDBBackend:
                     f"pattern {pat!r} is not supported by DuckDB's regular expressions: {exc}"
                 ) from None
 
-    def _create_tables(self) -> None:
+    def _create_tables(self, files: dict[str, Path]) -> None:
         cp, con = self.cp, self.con
         self._load_claims(0)
-        files = ensure_table_files(self.store, self.types) if self.store is not None else {}
-        for rel, kind in sorted(cp.kinds.items()):
-            if kind is RelKind.STORED:
-                self._create_stored(rel, files.get(rel))
-
-        def count(rel: str) -> int:
-            (n,) = con.execute(f"SELECT count(*) FROM {table_name(cp, rel)}").fetchone()  # type: ignore[misc]
-            return n
-
-        big = big_stored(cp, count)
-        if big:
-            self.sql = compile_sql(cp, self.types, big)
+        for rel in sorted(self.sql.big):
+            self._create_stored(rel, files.get(rel))
         # which relations are views depends on the SQL of their readers (a semi-join on a big
         # table reads its source twice, see _inlined): decided on the final SQL
         self._views = views = {rel for step in self.sql.steps for rel in (*step.views, *step.inline)}  # not emptied
         for rel, kind in sorted(cp.kinds.items()):
             if kind in _CK_KINDS and rel not in views:
                 con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
-        self._create_static(files)
+        self._create_static()
         for step in self.sql.steps:  # in order: a view reads tables (static ones too) and earlier views
             for rel in (*step.views, *step.inline):
                 con.execute(f"CREATE TEMP VIEW {table_name(cp, rel)} AS {step.sql[rel]}")
 
-    def _create_static(self, files: dict[str, Path]) -> None:
+    def _attach_stored(self, files: dict[str, Path]) -> dict[str, int]:
+        """Attach the stored relations' file (_build_stored_file) and put it on the search path,
+        so each relation of at most BIG_STORED_ROWS rows is read from it by name; returns every
+        stored relation's row count (one above that is big: see _create_stored). The file is
+        made in the cache, once per content (stored_key), or made again where the one there
+        cannot be read (e.g. torn by a crash); in this connection's directory where the cache
+        cannot be written."""
+        self._stored_key = key = stored_key(self.cp, self.store, self.types, files)
+        if self.store is not None:
+            path = stored_file(self.store, key)
+            counts = self._attached(path)
+            if counts is None:
+                with contextlib.suppress(OSError, duckdb.Error):
+                    _build_stored_file(self.cp, self.store, self.types, files, path)
+                counts = self._attached(path)
+            if counts is not None:
+                self.stored_file = path
+                return counts
+        path = self._tmp / "stored.duckdb"
+        _build_stored_file(self.cp, self.store, self.types, files, path)
+        counts = self._attached(path)
+        if counts is None:
+            raise RuntimeError(f"cannot read the stored relations' file just made: {path}")
+        return counts
+
+    def _attached(self, path: Path) -> dict[str, int] | None:
+        """The stored relations' row counts once the file at `path` is attached and searched;
+        None (nothing attached) where there is no such file, or one whose counts cannot be read
+        or do not name every stored relation."""
+        if not path.exists():
+            return None
+        con = self.con
+        try:
+            con.execute(f"ATTACH {_literal(path)} AS {_STORED} (READ_ONLY)")
+        except duckdb.Error:
+            return None
+        try:  # written last: a file cut short has lost its rows (listing the tables costs ~8 ms)
+            counts = dict(con.execute(f"SELECT rel, n FROM {_STORED}._counts").fetchall())
+        except duckdb.Error:
+            counts = {}
+        if sorted(counts) != stored_relations(self.cp):
+            con.execute(f"DETACH {_STORED}")
+            return None
+        con.execute(f"SET search_path = '{_STORED}.main'")
+        return counts
+
+    def _create_static(self) -> None:
         """The static relations (derived from stored data only), materialised once per connection:
-        copied from a DuckDB file in the cache when a connection before this one computed them from
+        read from a DuckDB file in the cache when a connection before this one computed them from
         the same SQL and the same stored rows (_static_key), else computed and saved there.
         Computing them is most of a new connection's cost (measured: 0.55 of 0.8 s CPU)."""
         cp, con = self.cp, self.con
         rels = [rel for step in self.sql.static_steps for rel in step.relations]
-        for rel in rels:
-            con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
         path = None
         if rels and self.store is not None:
-            path = self.static_file = self.store.cache_dir / f"static-{self._static_key(files)}-d{DUCKDB_FORMAT}.duckdb"
-            if path.exists() and self._copy_static(rels, path):
+            path = self.static_file = self.store.cache_dir / f"static-{self._static_key()}-d{DUCKDB_FORMAT}.duckdb"
+            if self._attach_static(rels, path):
                 return
+        for rel in rels:
+            con.execute(f"CREATE TEMP TABLE {table_name(cp, rel)} ({', '.join(self.sql.columns(rel))})")
         for step in self.sql.static_steps:
             self._run_step(step)
         if path is not None:
             self._save_static(rels, path)
 
-    def _static_key(self, files: dict[str, Path]) -> str:
-        """What the static relations are computed from: their steps' SQL and columns, and every
-        stored relation's rows (a table file is named by its content; inline facts by value)."""
-        key = hashlib.sha256(f"static {STATIC_FORMAT}\n".encode())
+    def _static_key(self) -> str:
+        """What the static relations are computed from: their steps' SQL and columns, and the
+        stored relations' rows (stored_key)."""
+        key = hashlib.sha256(f"static {STATIC_FORMAT} {self._stored_key}\n".encode())
         for step in self.sql.static_steps:
             key.update(
                 repr((step.recursive, [(rel, self.sql.columns(rel), step.sql[rel]) for rel in step.relations])).encode()
             )
-        memory = self.store.memory if self.store is not None else {}
-        for rel, kind in sorted(self.cp.kinds.items()):
-            if kind is RelKind.STORED:
-                file = files.get(rel)
-                rows = memory[rel].rows if rel in memory else []
-                key.update(repr((rel, self.types[rel], file.name if file else None, rows)).encode())
         return key.hexdigest()[:20]
 
-    def _copy_static(self, rels: list[str], path: Path) -> bool:
-        """Fill the static tables from a saved file; False (tables left empty) when it cannot be
-        read as one (e.g. torn by a crash): they are then computed again."""
-        alias = _q("static:saved")
+    def _attach_static(self, rels: list[str], path: Path) -> bool:
+        """Read the static relations from a saved file (attached read-only and searched after the
+        stored relations' file, as they are named in it), with what it says of which of their
+        and the stored relations' columns are keys (see _save_static); False (nothing attached)
+        where there is no such file or one whose last tables cannot be read (e.g. torn by a
+        crash): they are then computed again."""
+        if not path.exists():
+            return False
         con = self.con
         try:
-            con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS {alias} (READ_ONLY)")
+            con.execute(f"ATTACH {_literal(path)} AS {_STATIC} (READ_ONLY)")
         except duckdb.Error:
             return False
         try:
-            for n, rel in enumerate(rels):
-                con.execute(f"INSERT INTO {table_name(self.cp, rel)} SELECT * FROM {alias}.{_q(f't{n}')}")
-            return True
+            held = [rel for (rel,) in con.execute(f"SELECT rel FROM {_STATIC}._relations").fetchall()]
+            unique = con.execute(f"SELECT rel, key, is_unique FROM {_STATIC}._unique").fetchall()
         except duckdb.Error:
-            for rel in rels:
-                con.execute(f"DELETE FROM {table_name(self.cp, rel)}")
+            held = []
+        if held != rels:
+            con.execute(f"DETACH {_STATIC}")
             return False
-        finally:
-            con.execute(f"DETACH {alias}")
+        con.execute(f"SET search_path = '{_STORED}.main,{_STATIC}.main'")
+        self._unique.update(((rel, tuple(key)), is_unique) for rel, key, is_unique in unique)
+        return True
 
     def _save_static(self, rels: list[str], path: Path) -> None:
         """Save the static tables for the next connection (written aside, then renamed into place:
-        a worker starting meanwhile computes them itself). A cache that cannot be written is
+        a worker starting meanwhile computes them itself), then, last, their names and whether
+        each stored or static relation's rows are unique on the columns a message query may ask
+        about (_unique_asked): a file cut short has lost these. A cache that cannot be written is
         skipped: it only saves time."""
         alias = _q("static:new")
         con = self.con
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        unique = [(rel, list(key), self._is_unique(rel, key)) for rel, key in sorted(self._unique_asked())]
         try:
             tmp.unlink(missing_ok=True)
-            con.execute(f"ATTACH '{str(tmp).replace(chr(39), chr(39) * 2)}' AS {alias}")
+            con.execute(f"ATTACH {_literal(tmp)} AS {alias}")
             try:
-                for n, rel in enumerate(rels):
-                    con.execute(f"CREATE TABLE {alias}.{_q(f't{n}')} AS SELECT * FROM {table_name(self.cp, rel)}")
+                for table in map(functools.partial(table_name, self.cp), rels):
+                    con.execute(f"CREATE TABLE {alias}.{table} AS SELECT * FROM {table}")
+                con.execute(f"CREATE TABLE {alias}._relations (rel VARCHAR)")
+                _insert(con, f"{alias}._relations", [(rel,) for rel in rels])
+                con.execute(f"CREATE TABLE {alias}._unique (rel VARCHAR, key INTEGER[], is_unique BOOLEAN)")
+                _insert(con, f"{alias}._unique", unique)
             finally:
                 con.execute(f"DETACH {alias}")
             os.replace(tmp, path)
         except (OSError, duckdb.Error):
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # e.g. no directory to remove it from
+                tmp.unlink(missing_ok=True)
 
     def _create_stored(self, rel: str, file: Path | None) -> None:
-        """A stored relation's view: its inline facts (a table of this connection), its table file
-        (attached read-only), or the UNION ALL of both where it has both. A view of one table spares
-        every statement that reads it the UNION's binding and operator (ptp_started: planning
-        5.8 -> 4.3 ms a chunk)."""
+        """A big stored relation's view (one the stored relations' file does not hold): its inline
+        facts (a table of this connection), its table file (attached read-only), or the UNION ALL
+        of both where it has both. A view of one table spares every statement that reads it the
+        UNION's binding and operator (ptp_started: planning 5.8 -> 4.3 ms a chunk)."""
         con, cols = self.con, self.sql.columns(rel)
         rows = self.store.memory[rel].rows if self.store is not None and rel in self.store.memory else []
         parts = []
@@ -1616,7 +1766,7 @@ class DuckDBBackend:
             parts.append(f"SELECT * FROM {mem}")
         if file is not None:
             alias = _q(f"f:{rel}")
-            con.execute(f"ATTACH '{str(file).replace(chr(39), chr(39) * 2)}' AS {alias} (READ_ONLY)")
+            con.execute(f"ATTACH {_literal(file)} AS {alias} (READ_ONLY)")
             parts.append(f"SELECT * FROM {alias}.t")
         con.execute(f"CREATE TEMP VIEW {table_name(self.cp, rel)} AS {' UNION ALL '.join(parts)}")
 
@@ -1944,11 +2094,8 @@ class DuckDBBackend:
             elif kind is RelKind.CLAIM:
                 cols = ", ".join(["ck", *(f"c{i}" for i in key)])
                 tests.append((rk, f"(SELECT count(DISTINCT ({cols})) = count(*) FROM {table_name(cp, rel)})"))
-            elif kind in (RelKind.STORED, RelKind.STATIC):
-                if rk not in self._unique:
-                    self._unique[rk] = rel not in self.sql.big and self._unique_on(rel, key)
-                if self._unique[rk]:
-                    keyed.add(rk)
+            elif kind in (RelKind.STORED, RelKind.STATIC) and self._is_unique(rel, key):
+                keyed.add(rk)
         if tests:
             found = self.con.execute("SELECT " + ", ".join(sql for _, sql in tests)).fetchone()
             assert found is not None
@@ -1958,6 +2105,29 @@ class DuckDBBackend:
             for index, k in asked[rk]:
                 out[index].add(k)
         return {index: frozenset(ks) for index, ks in out.items()}
+
+    def _unique_asked(self) -> set[tuple[str, tuple[int, ...]]]:
+        """The (stored or static relation, columns) _keyed_atoms may ask _is_unique about: those
+        of the positive atoms of an outcome rule's solutions that bind a variable, on fewer
+        columns than the relation has."""
+        cp = self.cp
+        return {
+            (atom.relation, atom.key)
+            for layout in self.sql.solution_layout.values()
+            for atom in layout.atoms or ()
+            if atom.order
+            and cp.kinds[atom.relation] in (RelKind.STORED, RelKind.STATIC)
+            and len(atom.key) != cp.arity[atom.relation]
+        }
+
+    def _is_unique(self, rel: str, key: tuple[int, ...]) -> bool:
+        """Whether a stored or static relation holds no two distinct rows that agree on the columns
+        `key`, taken as not for a big stored one; asked once per connection (the rows do not
+        change), or read with the static relations' saved file (see _save_static)."""
+        rk = (rel, key)
+        if rk not in self._unique:
+            self._unique[rk] = rel not in self.sql.big and self._unique_on(rel, key)
+        return self._unique[rk]
 
     def _unique_on(self, rel: str, key: tuple[int, ...]) -> bool:
         """Whether no two distinct rows of a stored or static relation agree on the columns `key`."""
@@ -2241,7 +2411,7 @@ class DuckDBBackend:
             self._lookups[cache_key] = None
             t = table_name(self.cp, atom.relation)
             (n,) = self.con.execute(f"SELECT count(*) FROM {t}").fetchone()  # type: ignore[misc]
-            if n <= MESSAGE_LOOKUP_ROWS and self._unique_on(atom.relation, key):
+            if n <= MESSAGE_LOOKUP_ROWS and self._is_unique(atom.relation, key):
                 cols = ", ".join(f"CAST(c{j} AS VARCHAR)" for j in (*key, col))
                 rows = self.con.execute(f"SELECT DISTINCT {cols} FROM {t}").fetchall()
                 self._lookups[cache_key] = {tuple(row[:-1]): row[-1] for row in rows}
@@ -2592,9 +2762,15 @@ def _merge_texts(
 
 
 def prepare_tables(kb: LoadedKB) -> None:
-    """Build the DuckDB copies of the KB's tables (worker processes then only open them)."""
-    assert kb.compiled is not None
-    ensure_table_files(kb.store, infer_types(kb.compiled, declared_types(kb.compiled, kb.program)))
+    """Build the DuckDB copies of the KB's tables and the stored relations' file (worker
+    processes then only open them)."""
+    cp = kb.compiled
+    assert cp is not None
+    types = infer_types(cp, declared_types(cp, kb.program))
+    files = ensure_table_files(kb.store, types)
+    path = stored_file(kb.store, stored_key(cp, kb.store, types, files))
+    if not path.exists():
+        _build_stored_file(cp, kb.store, types, files, path)
 
 
 def big_stored(cp: CompiledProgram, count: Callable[[str], int]) -> frozenset[str]:
