@@ -534,8 +534,17 @@ def test_outcome_rows_are_fetched_grouped_on_the_columns_their_rules_fill_with_c
     assert cp is not None
     claims = [_claim(["99213", "99214", "99211"]), _claim(["99212", "99215"]), _claim(["99201"])]
     backend = duck.DuckDBBackend(cp, tables_kb.kb.store, duck.declared_types(cp, tables_kb.kb.program))
+    seen: dict[str, Any] = {}  # the groups as this chunk's messages are fetched from them
+    fetch_messages = backend._fetch_messages
+
+    def keep_groups(models: list[Any], request: Any) -> None:
+        seen.update(backend._groups)
+        fetch_messages(models, request)
+
+    backend._fetch_messages = keep_groups  # type: ignore[method-assign]
     models = backend.evaluate_many([claim_to_facts(c) for c in claims], messages=BatchDecider(tables_kb).request)
-    at, groups = backend._groups["warn"]
+    assert backend._groups == {}  # let go once the messages are fetched: the rows die with the models
+    at, groups = seen["warn"]
     assert at == (1,) and {"t.tables", "t.steps", "t.line"} <= {rule_id for (rule_id,) in groups}
     for claim, model in zip(claims, models, strict=True):
         derived = tables_kb.evaluator.evaluate(dict(claim_to_facts(claim))).relations["warn"]
@@ -543,8 +552,9 @@ def test_outcome_rows_are_fetched_grouped_on_the_columns_their_rules_fill_with_c
     tables = _index(tables_kb, "t.tables")
     by_pass = [(ck, row) for ck, m in enumerate(models) for row in m.relations["warn"] if row[1] == "t.tables"]
     consts = backend.sql.head_consts[tables]
-    heads = duck._rule_heads(models, "warn", consts, {}, backend._groups["warn"])
+    heads = duck._rule_heads(models, "warn", consts, {}, seen["warn"])
     assert sorted(heads) == sorted(by_pass) == sorted(duck._rule_heads(models, "warn", consts, {}))
+    backend._groups = seen  # as _fetch_messages has them
     ((_, _, n),) = backend._solved_rules(models, [tables])
     assert n == len(by_pass) > 1
     backend.close()

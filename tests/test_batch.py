@@ -7,6 +7,7 @@ assertions are about the runner, not about billing policy.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import uuid
@@ -383,3 +384,60 @@ def test_the_progress_rate_is_the_runs_own_not_a_burst() -> None:
         task = bar.tasks[0]
         assert _RateColumn().render(task).plain == "500 claims/s"
         assert _RemainingColumn().render(task).plain == "0:00:28"  # 14,000 left at 500/s
+
+
+# -- a JSONL input's chunks, made from its lines --------------------------------------------------
+
+
+def _spaced_batch() -> bytes:
+    """examples/batch.jsonl with blank and whitespace-only lines between some of its records
+    (runs of them too), at its start and at its end."""
+    lines = Path("examples/batch.jsonl").read_bytes().splitlines(keepends=True)
+    gaps = (b"", b"\n", b"", b"  \t\n", b"\n\n", b"")
+    return b"\n" + b"".join(line + gaps[i % len(gaps)] for i, line in enumerate(lines)) + b" \n"
+
+
+def test_a_jsonl_inputs_lines_come_as_the_records_next_gives() -> None:
+    """JsonlRecords.lines(size) gives the numbers and lines of the next `size` records, whatever
+    blank lines fall among them, at any point of the input (after records taken one by one, as
+    --resume skips them)."""
+    from engine.formats.reader import JsonlRecords
+
+    data = _spaced_batch()
+    every = [(r.number, r.data) for r in JsonlRecords(io.BufferedReader(io.BytesIO(data)))]
+    assert len({n for n, _ in every}) == len(every) and every[-1][0] < data.count(b"\n")
+    for size in (1, 2, 3, 5, 7, len(every), len(every) + 3):
+        for skipped in (0, 1, 4):
+            records = JsonlRecords(io.BufferedReader(io.BytesIO(data)))
+            got = [(r.number, r.data) for r in itertools.islice(records, skipped)]
+            while True:
+                numbers, lines = records.lines(size)
+                if not lines:
+                    break
+                assert len(lines) == min(size, len(every) - len(got))
+                assert isinstance(numbers, range) == (numbers[-1] - numbers[0] == len(numbers) - 1)
+                got += zip(numbers, lines, strict=True)
+            assert got == every, (size, skipped)
+
+
+def test_scrubs_parent_makes_no_record_of_a_jsonl_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent joins a JSONL input's lines into chunks without a RawRecord of each line, and
+    every output record is the one its input line gets on its own, numbered by file line."""
+    import engine.formats.reader
+    from engine.batch import _handle
+    from engine.formats.reader import read_raw_records
+
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(_spaced_batch())
+    worker = make_test_worker()
+    with src.open("rb") as fh:
+        expected = [comparable(json.loads(_handle(worker, r).line)) for r in read_raw_records(fh)]
+
+    def no_record(number: int, data: bytes) -> None:
+        raise AssertionError(f"a RawRecord made of line {number}")
+
+    monkeypatch.setattr(engine.formats.reader, "RawRecord", no_record)
+    out = tmp_path / "out.jsonl"
+    run_batch(src, out, workers=1, make_worker=make_test_worker, progress=False, chunk=4)
+    assert [comparable(r) for r in read_output(out)] == expected
+    assert any("error" in r for r in expected)  # error records name their line numbers

@@ -549,3 +549,70 @@ def test_claims_read_hand_over_the_facts_of_each_claim() -> None:
     assert not any(ref() is not None for ref in alive) and len(claims) >= 200  # the claims kept, not their facts
     with pytest.raises(ValueError, match="claims with the facts of"):
         ClaimsRead(claims, [claim_to_facts(c) for c in claims][1:])
+
+
+# -- what a chunk leaves for the cycle collector ---------------------------------------------------
+
+
+def test_a_chunks_outcome_rows_are_freed_with_their_models(kb: PolicyKB) -> None:
+    """The grouped outcome rows (deny, warn: fetched grouped on the rule id) serve the chunk's
+    messages only: once evaluate_many returns, a row is held by its claim's model alone, so it
+    is freed with the model as its claim is decided, not kept alive until the next chunk."""
+    import gc
+
+    from engine.backends.decide import BatchDecider
+    from engine.claims import chunk_facts
+
+    claims = [record.parse().item for record in _jsonl_records()]
+    claims = [c for c in claims if isinstance(c, Claim)]
+    request = BatchDecider(kb).request
+    models = kb.duckdb().evaluate_many(chunk_facts(claims), messages=request)
+    held = [m.relations["deny"] for m in models if m.relations.get("deny")]
+    assert len(held) >= 20
+    for rows in held:
+        holders = [x for x in gc.get_referrers(rows[0]) if type(x) is list]
+        assert len(holders) == 1 and holders[0] is rows
+
+
+def _collections_during(task: Any) -> int:
+    """How many times the cycle collector starts while `task()` runs, with it set to start at
+    every allocation of a tracked object."""
+    import gc
+
+    started = []
+
+    def count(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(1)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(count)
+    gc.set_threshold(1)
+    try:
+        task()
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(count)
+    return len(started)
+
+
+def test_the_collector_stays_paused_over_a_set_at_a_time_task(kb: PolicyKB) -> None:
+    """A set-at-a-time worker's task (its lines made records, decided, its outcomes packed) runs
+    with the cycle collector paused throughout: none of its objects (none in a cycle) is walked by
+    a collection, and it resumes once they are freed. A claim-by-claim worker's task is left to
+    the collector as before."""
+    from engine.batch import _handle, _handle_task, _Lines
+
+    records = _jsonl_records()
+    task = _Lines(range(1, len(records) + 1), b"".join(r.data for r in records))
+    worker = BatchWorker(kb, "duckdb", False, False)
+    packed = []
+    assert _collections_during(lambda: packed.append(_handle_task(worker, task))) < 10  # as it resumes
+
+    def one_by_one(claim: Claim) -> dict[str, Any]:
+        return worker(claim)
+
+    expected = [_handle(worker, record) for record in records]
+    assert packed[0].data == b"".join(o.line for o in expected)
+    few = _Lines(range(1, 21), b"".join(r.data for r in records[:20]))
+    assert _collections_during(lambda: _handle_task(one_by_one, few)) > 20

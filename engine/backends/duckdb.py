@@ -1559,7 +1559,7 @@ class DuckDBBackend:
             for rel in {r.head.relation for r in cp.rules}
         }
         # this chunk's rows of such a relation, grouped: relation -> (the columns, their values ->
-        # (claim keys, rows)), as _fetch_grouped fetched them
+        # (claim keys, rows)), as _fetch_grouped fetched them; kept until evaluate_many returns
         self._groups: dict[str, tuple[tuple[int, ...], dict[tuple, tuple[list[int], list[Row]]]]] = {}
         # the claim-dependent tables that may hold rows from the last chunk (emptied before the next)
         self._filled = {rel for rel, kind in cp.kinds.items() if kind in _CK_KINDS}
@@ -1897,6 +1897,10 @@ class DuckDBBackend:
                 self._fetch_messages(models, messages)
             else:
                 self._fetch_solutions(models)
+        # the groups served this chunk's messages: let go, so its outcome rows are freed with the
+        # models (as each claim is decided), not kept alive and young until the next chunk, when
+        # the collector's first run after the chunk walked them all (~80,000 tuples, 10-40 ms)
+        self._groups = {}
         return models
 
     def _solved_rules(self, models: list[BatchModel], indices: Iterable[int]) -> Iterable[tuple[int, str, int]]:
