@@ -348,6 +348,9 @@ class SqlProgram:
     # rule index -> the positions of the atoms of its body that an earlier atom's rows imply: its
     # SELECT leaves them out (see _implied_atoms)
     implied: dict[int, frozenset[int]] = field(default_factory=dict)
+    # (relation, column) of a relation made by joining claim-dependent relations -> the columns of
+    # those relations its rules take the column's values from (see _value_sources)
+    value_sources: dict[tuple[str, int], tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
     @staticmethod
     def named_vars(rule: CompiledRule) -> list[str]:
@@ -406,6 +409,8 @@ def compile_sql(
     by_head: dict[str, list[CompiledRule]] = {}
     for rule in cp.rules:
         by_head.setdefault(rule.head.relation, []).append(rule)
+    if big:
+        sp.value_sources = _value_sources(cp, by_head)
     for members in cp.static_order:
         sp.static_steps.append(_step(sp, members, by_head))
     narrowed = _narrowings(sp, by_head)
@@ -929,11 +934,12 @@ def _aggregate_sql(sp: SqlProgram, rel: str) -> str:
 
 
 def _semi_joined(
+    sp: SqlProgram,
     table: str,
     args: Sequence[ITerm],
     cols: tuple[str, ...],
     env: dict[str, tuple[str, str]],
-    claim_side: dict[str, tuple[str, str]],
+    claim_side: dict[str, tuple[str, int]],
 ) -> str:
     """A big stored table as it is joined: restricted, on the first column the rule joins to a
     variable bound from a claim-dependent relation, to the values that relation holds (a superset
@@ -941,12 +947,63 @@ def _semi_joined(
     are read DISTINCT: DuckDB sizes the filter it pushes into the scan (a Bloom filter, or an IN
     list under 50 values) by the rows of the semi-join's build side, and a filter built from the
     chunk's 2,600 distinct codes instead of partner's 173,000 rows stays in cache while every row
-    of the big table probes it (NCCI PTP, 2.55M rows: a third less time for the scan and join)."""
+    of the big table probes it (NCCI PTP, 2.55M rows: a third less time for the scan and join).
+    Where that relation is a join whose rules copy the column from smaller ones, they give the
+    values instead (see _value_sources)."""
     for i, a in enumerate(args):
         if isinstance(a, IVar) and a.name in claim_side and env[a.name][1] == cols[i]:
             src, col = claim_side[a.name]
-            return f"(SELECT * FROM {table} WHERE c{i} IN (SELECT DISTINCT {col} FROM {src}))"
+            sources = sp.value_sources.get((src, col), ((src, col),))
+            if len(sources) == 1:
+                values = f"SELECT DISTINCT c{sources[0][1]} FROM {table_name(sp.cp, sources[0][0])}"
+            else:
+                values = " UNION ".join(f"SELECT c{j} FROM {table_name(sp.cp, rel)}" for rel, j in sources)
+            return f"(SELECT * FROM {table} WHERE c{i} IN ({values}))"
     return table
+
+
+def _value_sources(
+    cp: CompiledProgram, by_head: dict[str, list[CompiledRule]]
+) -> dict[tuple[str, int], tuple[tuple[str, int], ...]]:
+    """For a per-chunk relation each of whose rules joins two claim-dependent relations or more:
+    each column whose value every rule copies from a column of a positive claim-dependent atom of
+    its body -> those columns. Every value of the column is in one of them, so a big table's
+    semi-join (see _semi_joined) can read its values there: a join's rows are many more than its
+    inputs' (partner, 35 rows a claim, copies its code from line, 6.6 rows a claim, and history:
+    the DISTINCT over 351,197 rows of a 10,000-claim chunk becomes a UNION over 67,678, which hold
+    4,168 codes instead of 4,100; ptp_started's statement 735 -> 704 M instructions)."""
+    out: dict[tuple[str, int], tuple[tuple[str, int], ...]] = {}
+    for rel, rules in by_head.items():
+        if cp.kinds[rel] is not RelKind.DYNAMIC:
+            continue
+        claim_atoms = [
+            [
+                lit
+                for lit in rule.body
+                if isinstance(lit, IAtom) and not lit.negated and cp.kinds[lit.relation] in _CK_KINDS
+            ]
+            for rule in rules
+        ]
+        if any(len(atoms) < 2 for atoms in claim_atoms):
+            continue
+        for i in range(len(rules[0].head.args)):
+            found = [
+                _copied_from(rule.head.args[i], atoms, rel) for rule, atoms in zip(rules, claim_atoms, strict=True)
+            ]
+            if all(src is not None for src in found):
+                out[(rel, i)] = tuple(dict.fromkeys(src for src in found if src is not None))
+    return out
+
+
+def _copied_from(arg: ITerm, atoms: list[IAtom], rel: str) -> tuple[str, int] | None:
+    """The first column of `atoms` (other than `rel`'s own) that holds the head variable `arg`."""
+    if not isinstance(arg, IVar):
+        return None
+    for atom in atoms:
+        for j, a in enumerate(atom.args):
+            if atom.relation != rel and isinstance(a, IVar) and a.name == arg.name:
+                return atom.relation, j
+    return None
 
 
 def _frequent_value_test(col: str, value: str) -> str:
@@ -1014,8 +1071,8 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
     conds: list[str] = []
     env: dict[str, tuple[str, str]] = {}
     claim_side: dict[
-        str, tuple[str, str]
-    ] = {}  # variable -> (table, column) it was first bound from, if claim-dependent
+        str, tuple[str, int]
+    ] = {}  # variable -> (relation, column) it was first bound from, if claim-dependent
     ck: str | None = None
     head_has_ck = cp.kinds[rule.head.relation] in _CK_KINDS
     anti: dict[str, str] = {}  # each NOT IN of a claim-dependent relation -> the same test as an ANTI JOIN
@@ -1080,7 +1137,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                 if narrowing is not None and n == narrowing[1]:
                     source = narrowing[0]
                 if lit.relation in sp.big:
-                    source = _semi_joined(source, lit.args, cols, env, claim_side)
+                    source = _semi_joined(sp, source, lit.args, cols, env, claim_side)
                 froms.append(f"{source} {alias}")
                 if has_ck:
                     if ck is None:
@@ -1093,7 +1150,7 @@ def _rule_sql(sp: SqlProgram, rule: CompiledRule, *, solutions: bool = False) ->
                         env[a.name] = (col, cols[i])
                         order.append(col)
                         if has_ck:
-                            claim_side[a.name] = (table_name(cp, lit.relation), f"c{i}")
+                            claim_side[a.name] = (lit.relation, i)
                         continue
                     expr, t = term(a)
                     c = sql_compare("=", col, cols[i], expr, t)
