@@ -2527,7 +2527,7 @@ def _merge_groups(
             continue
         written += len(rec[-1])
         shown = [
-            map(str, lists[at])
+            [str(v) for v in lists[at]]
             if how == "head"
             else repeat(str(rec[at]) if how == "once" else texts[at] if how == "varying" else None)
             for how, at in plan.places
