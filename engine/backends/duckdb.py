@@ -2070,7 +2070,7 @@ class DuckDBBackend:
         once = sorted(p for p in {p for p in shown if p in one} if p >= head)  # one value per head, not the head
         texts = [f"CAST({e} AS VARCHAR)" for e in [*keys, *(exprs[p] for p in fetched)]]
         late = self._joined_late(index, keyed, body, exprs[:head], [*texts, *(exprs[p] for p in once)])
-        body, after, moved = late if late is not None else (body, "", {})
+        body, after, moved = late if late is not None else (body, "", set())
         inner = [p for p in once if exprs[p] not in moved]
         select = [f"{exprs[i]} AS s{i}" for i in range(head)]
         select += [f"{exprs[p]} AS s{head + n}" for n, p in enumerate(inner)]
@@ -2096,24 +2096,24 @@ class DuckDBBackend:
             values=tuple(looked[p] if p in looked else (len(keys) + fetched.index(p), None) for p in varying),
         )
         heads = ", ".join(f"list(g.s{i})" for i in range(head))
-        values = [moved[exprs[p]] if exprs[p] in moved else f"g.s{head + inner.index(p)}" for p in once]
+        values = [exprs[p] if exprs[p] in moved else f"g.s{head + inner.index(p)}" for p in once]
         outer = ", ".join([*values, "g.n", "g.t", heads])
         return f"SELECT {outer} FROM (SELECT {', '.join(select)}\n{body}\nGROUP BY ALL) g{after} GROUP BY ALL", plan
 
     def _joined_late(
         self, index: int, keyed: frozenset[int], body: str, heads: Sequence[str], grouped: list[str]
-    ) -> tuple[str, str, dict[str, str]] | None:
+    ) -> tuple[str, str, set[str]] | None:
         """The FROM and WHERE of a grouped message query (`body`) without the atoms better joined
         after grouping, the join that adds them to the grouped rows (aliased g, whose s0, s1, ...
-        are the head's columns `heads`) and each of their columns a value with one per head reads
-        (by its expression in `body`); None where no atom is. Such an atom is of a claim relation
-        checked keyed (_keyed_atoms: no two rows agree on the claim key and the atom's key
-        columns), each of its tests compares its columns with the head's or constants only, and
-        no column of it is a sort key, a fetched value (`grouped`) or a head column: within a
-        head, each solution row then joins the same one row of it, or none; joined after grouping
-        it adds that row's values to the head's one grouped row, or drops it, as joining before
-        grouping would, at a join of one row per head instead of one per solution
-        (dates.outside_table_period: `line` for its date, 51,000 heads of 163,000 rows)."""
+        are the head's columns `heads`) and their columns a value with one per head may read (as
+        `body` names them, read as they are after the join); None where no atom is. Such an atom
+        is of a claim relation checked keyed (_keyed_atoms: no two rows agree on the claim key and
+        the atom's key columns), each of its tests compares its columns with the head's or
+        constants only, and no column of it is a sort key, a fetched value (`grouped`) or a head
+        column: within a head, each solution row then joins the same one row of it, or none;
+        joined after grouping it adds that row's values to the head's one grouped row, or drops
+        it, as joining before grouping would, at a join of one row per head instead of one per
+        solution (dates.outside_table_period: `line` for its date, 51,000 heads of 163,000 rows)."""
         parsed = _body_parts(body)
         if parsed is None:
             return None
@@ -2122,7 +2122,7 @@ class DuckDBBackend:
         head_of = {col: f"g.s{i}" for i, col in enumerate(heads)}
         after: list[str] = []
         tests: list[str] = []
-        moved: dict[str, str] = {}
+        moved: set[str] = set()
         for k in sorted(keyed):
             atom = (layout.atoms or ())[k]
             if self.cp.kinds[atom.relation] is not RelKind.CLAIM or not atom.order:
@@ -2141,7 +2141,7 @@ class DuckDBBackend:
             after.append(f"{froms.pop(alias)} {alias}")
             tests += [c for c in rewritten if c is not None]
             conds = [c for c in conds if c not in mine]
-            moved.update({col: col for col in own})
+            moved |= own
         if not after:
             return None
         kept = "FROM " + ", ".join(f"{f} {a}" for a, f in froms.items())
