@@ -644,7 +644,7 @@ def _opt_text(obj: dict[str, Any], key: str) -> str | None:
     return value.strip() or None
 
 
-def _maker(cls: type[_T]) -> Callable[..., _T]:
+def frozen_maker(cls: type[_T]) -> Callable[..., _T]:
     """`cls(*values)` for a frozen slots dataclass, in a third of the time: the object is made as
     an instance of a plain twin class with the same slots, whose attributes Python stores directly
     (the frozen class's __setattr__ refuses, and a slot's member descriptor costs a call each),
@@ -664,12 +664,12 @@ def _maker(cls: type[_T]) -> Callable[..., _T]:
     return made
 
 
-_new_line = _maker(Line)
-_new_history = _maker(HistoryLine)
-_new_claim = _maker(Claim)
-_new_patient = _maker(Patient)
-_new_drug = _maker(Drug)
-_new_documentation = _maker(Documentation)
+_new_line = frozen_maker(Line)
+_new_history = frozen_maker(HistoryLine)
+_new_claim = frozen_maker(Claim)
+_new_patient = frozen_maker(Patient)
+_new_drug = frozen_maker(Drug)
+_new_documentation = frozen_maker(Documentation)
 
 
 def _real_date(value: Any) -> bool:

@@ -331,7 +331,7 @@ def test_load_claims_reports_malformed_json_in_the_file(tmp_path: Path) -> None:
 
 
 def test_the_fast_readers_objects_are_the_dataclasses_themselves() -> None:
-    """read_fast makes its Lines, Claims ... through claims._maker (a twin class's object given
+    """read_fast makes its Lines, Claims ... through claims.frozen_maker (a twin class's object given
     the dataclass's class): each must be what the dataclass's own constructor makes, equal,
     hashed alike, frozen, pickled and copied as one."""
     import dataclasses

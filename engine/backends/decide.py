@@ -27,7 +27,7 @@ import orjson
 from engine.adjudicate import MESSAGE_SOLUTIONS, _join, guidance_anchor
 from engine.backends import BatchModel, MessageRequest
 from engine.batch import PlainJson, Written
-from engine.claims import Claim, _maker, chunk_facts
+from engine.claims import Claim, chunk_facts, frozen_maker
 from engine.evaluate import Model
 from engine.explain.because import BecauseBuilder
 from engine.explain.proof import Prover
@@ -388,7 +388,7 @@ class _WrittenEntry:
         return (a, message, b, overrider, c, _ROLE_OVERRIDDEN, d)
 
 
-_new_written = _maker(Written)  # Written(line, lines, denied, deny_kinds) without the frozen __init__
+_new_written = frozen_maker(Written)  # Written(line, lines, denied, deny_kinds) without the frozen __init__
 _WrittenFound = tuple[tuple[int, _Key], _WrittenEntry, bytes, str | None]
 _FILLED_MAX = 1 << 10  # a sixteenth of the line texts kept (_line_text)
 # the text of a line before its reasons, after the comma between lines (_line_text)
