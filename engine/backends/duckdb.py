@@ -1445,6 +1445,41 @@ def _literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def _inline_rows(store: Store | None, rel: str) -> list:
+    """A stored relation's inline facts (none without a store)."""
+    return store.memory[rel].rows if store is not None and rel in store.memory else []
+
+
+def _load_rows(
+    con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Row], types: tuple[str, ...], scratch: Path
+) -> None:
+    """Rows of Python values into a table through a CSV file in `scratch` (one COPY)."""
+    if not rows:
+        return
+    path = scratch / "rows.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        _csv_writer(fh).writerows(rows)
+    con.execute(_copy_csv(table, path, types))
+
+
+def _attach_checked(con: duckdb.DuckDBPyConnection, path: Path, alias: str, check: str) -> list[tuple] | None:
+    """Attach the cache file at `path` read-only as `alias` and return the rows of `check`, a
+    query of the table written last into it (a file cut short has lost it; DuckDB attaches a
+    truncated file without complaint, and listing its tables costs ~8 ms); None, with nothing
+    attached, where there is no such file or it cannot be attached or checked."""
+    if not path.exists():
+        return None
+    try:
+        con.execute(f"ATTACH {_literal(path)} AS {alias} (READ_ONLY)")
+    except duckdb.Error:
+        return None
+    try:
+        return con.execute(check).fetchall()
+    except duckdb.Error:
+        con.execute(f"DETACH {alias}")
+        return None
+
+
 def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple]) -> None:
     """A few rows of Python values into a table (executemany refuses none)."""
     if rows:
@@ -1470,11 +1505,9 @@ def stored_key(
     """What the stored relations' rows are made of: each one's name, types, table file (named by
     its content) and inline facts (by value)."""
     key = hashlib.sha256(f"stored {DUCKDB_FORMAT} {BIG_STORED_ROWS}\n".encode())
-    memory = store.memory if store is not None else {}
     for rel in stored_relations(cp):
         file = files.get(rel)
-        rows = memory[rel].rows if rel in memory else []
-        key.update(repr((rel, types[rel], file.name if file else None, rows)).encode())
+        key.update(repr((rel, types[rel], file.name if file else None, _inline_rows(store, rel))).encode())
     return key.hexdigest()[:20]
 
 
@@ -1516,7 +1549,7 @@ def _copy_stored(
 ) -> tuple[str, int]:
     """One stored relation's rows into the stored relations' file, unless it has more than
     BIG_STORED_ROWS (the backend then reads its table file); its name and row count."""
-    rows = store.memory[rel].rows if store is not None and rel in store.memory else []
+    rows = _inline_rows(store, rel)
     n = len(rows)
     if file is not None:
         con.execute(f"ATTACH {_literal(file)} AS f (READ_ONLY)")
@@ -1525,11 +1558,7 @@ def _copy_stored(
     if n <= BIG_STORED_ROWS:
         table = table_name(cp, rel)
         con.execute(f"CREATE TABLE {table} ({', '.join(f'c{i} {_SQL_TYPE[t]}' for i, t in enumerate(types[rel]))})")
-        if rows:
-            csv_path = scratch / "rows.csv"
-            with csv_path.open("w", encoding="utf-8", newline="") as fh:
-                _csv_writer(fh).writerows(map(tuple, rows))
-            con.execute(_copy_csv(table, csv_path, types[rel]))
+        _load_rows(con, table, [tuple(r) for r in rows], types[rel], scratch)
         if file is not None:
             con.execute(f"INSERT INTO {table} SELECT * FROM f.t")
     if file is not None:
@@ -1710,17 +1739,11 @@ class DuckDBBackend:
         """The stored relations' row counts once the file at `path` is attached and searched;
         None (nothing attached) where there is no such file, or one whose counts cannot be read
         or do not name every stored relation."""
-        if not path.exists():
-            return None
         con = self.con
-        try:
-            con.execute(f"ATTACH {_literal(path)} AS {_STORED} (READ_ONLY)")
-        except duckdb.Error:
+        rows = _attach_checked(con, path, _STORED, f"SELECT rel, n FROM {_STORED}._counts")
+        if rows is None:
             return None
-        try:  # written last: a file cut short has lost its rows (listing the tables costs ~8 ms)
-            counts = dict(con.execute(f"SELECT rel, n FROM {_STORED}._counts").fetchall())
-        except duckdb.Error:
-            counts = {}
+        counts = dict(rows)
         if sorted(counts) != stored_relations(self.cp):
             con.execute(f"DETACH {_STORED}")
             return None
@@ -1762,23 +1785,16 @@ class DuckDBBackend:
         and the stored relations' columns are keys (see _save_static); False (nothing attached)
         where there is no such file or one whose last tables cannot be read (e.g. torn by a
         crash): they are then computed again."""
-        if not path.exists():
-            return False
         con = self.con
-        try:
-            con.execute(f"ATTACH {_literal(path)} AS {_STATIC} (READ_ONLY)")
-        except duckdb.Error:
+        rows = _attach_checked(con, path, _STATIC, f"SELECT rel, key, is_unique FROM {_STATIC}._unique")
+        if rows is None:
             return False
-        try:
-            held = [rel for (rel,) in con.execute(f"SELECT rel FROM {_STATIC}._relations").fetchall()]
-            unique = con.execute(f"SELECT rel, key, is_unique FROM {_STATIC}._unique").fetchall()
-        except duckdb.Error:
-            held = []
+        held = [rel for (rel,) in con.execute(f"SELECT rel FROM {_STATIC}._relations").fetchall()]
         if held != rels:
             con.execute(f"DETACH {_STATIC}")
             return False
         con.execute(f"SET search_path = '{_STORED}.main,{_STATIC}.main'")
-        self._unique.update(((rel, tuple(key)), is_unique) for rel, key, is_unique in unique)
+        self._unique.update(((rel, tuple(key)), is_unique) for rel, key, is_unique in rows)
         return True
 
     def _save_static(self, rels: list[str], path: Path) -> None:
@@ -1814,7 +1830,7 @@ class DuckDBBackend:
         of both where it has both. A view of one table spares every statement that reads it the
         UNION's binding and operator (ptp_started: planning 5.8 -> 4.3 ms a chunk)."""
         con, cols = self.con, self.sql.columns(rel)
-        rows = self.store.memory[rel].rows if self.store is not None and rel in self.store.memory else []
+        rows = _inline_rows(self.store, rel)
         parts = []
         if rows or file is None:
             mem = _q(f"m:{rel}")
@@ -1828,12 +1844,7 @@ class DuckDBBackend:
         con.execute(f"CREATE TEMP VIEW {table_name(self.cp, rel)} AS {' UNION ALL '.join(parts)}")
 
     def _load(self, table: str, rel: str, rows: Sequence[Row]) -> None:
-        if not rows:
-            return
-        path = self._tmp / "rows.csv"
-        with path.open("w", encoding="utf-8", newline="") as fh:
-            _csv_writer(fh).writerows(rows)
-        self.con.execute(_copy_csv(table, path, self.types[rel]))
+        _load_rows(self.con, table, rows, self.types[rel], self._tmp)
 
     def _load_keyed(self, table: str, rel: str, per_claim: Sequence[list[Row]], keys: Sequence[str] | None) -> None:
         """A claim-dependent relation's rows, `per_claim[ck]` those of claim ck (maybe none). `keys`
